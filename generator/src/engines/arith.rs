@@ -1,0 +1,101 @@
+//! The arithmetic a PE performs, kept apart from the array so that it can be swapped (int8
+//! today, fp16/fp32 for training) without touching the systolic structure.
+
+use crate::config::Overflow;
+use crate::rtl::{Expr, ModuleBuilder};
+
+/// One PE's multiply-accumulate step: `acc + a_0*w_0 + a_1*w_1 + ...`, with the additions done
+/// one at a time in the order given (increasing reduction index), which is the accumulation
+/// order of the bit-exact contract.
+pub trait PeArith {
+    /// Short tag for module names, e.g. `int8` or `int8w4sat`.
+    fn tag(&self) -> String;
+    fn act_bits(&self) -> u32;
+    fn wgt_bits(&self) -> u32;
+    fn acc_bits(&self) -> u32;
+    /// Emits the chain into `b` (naming intermediate wires `<prefix>...`) and returns the new
+    /// accumulator value.
+    fn accumulate(
+        &self,
+        b: &mut ModuleBuilder,
+        prefix: &str,
+        acc: Expr,
+        pairs: &[(Expr, Expr)],
+    ) -> Expr;
+}
+
+/// int8 activations x int8/int4 weights, int32 accumulator with a wrap or saturate policy.
+///
+/// The product is exact in 16 bits (|-128 * -128| = 16384 < 2^15). Saturation is applied after
+/// every single addition, mirroring `sparse_kernels::int::add`.
+pub struct IntMac {
+    pub wgt_bits: u32,
+    pub overflow: Overflow,
+}
+
+const ACT_BITS: u32 = 8;
+const PRODUCT_BITS: u32 = 16;
+const ACC_BITS: u32 = 32;
+
+impl PeArith for IntMac {
+    fn tag(&self) -> String {
+        let weights = if self.wgt_bits == 8 {
+            String::new()
+        } else {
+            format!("w{}", self.wgt_bits)
+        };
+        let policy = match self.overflow {
+            Overflow::Wrap => "",
+            Overflow::Saturate => "sat",
+        };
+        format!("int8{weights}{policy}")
+    }
+    fn act_bits(&self) -> u32 {
+        ACT_BITS
+    }
+    fn wgt_bits(&self) -> u32 {
+        self.wgt_bits
+    }
+    fn acc_bits(&self) -> u32 {
+        ACC_BITS
+    }
+
+    fn accumulate(
+        &self,
+        b: &mut ModuleBuilder,
+        prefix: &str,
+        acc: Expr,
+        pairs: &[(Expr, Expr)],
+    ) -> Expr {
+        let mut sum = acc;
+        for (i, (a, w)) in pairs.iter().enumerate() {
+            // Unsigned multiply of sign-extended operands: exact two's-complement low bits.
+            let product = b.name(
+                &format!("{prefix}product_{i}"),
+                a.sext(PRODUCT_BITS).mul(&w.sext(PRODUCT_BITS)),
+            );
+            let addend = product.sext(ACC_BITS);
+            sum = match self.overflow {
+                Overflow::Wrap => b.name(&format!("{prefix}sum_{i}"), sum.add(&addend)),
+                Overflow::Saturate => {
+                    // A 33-bit sum overflows int32 exactly when its top two bits differ.
+                    let wide = b.name(
+                        &format!("{prefix}wide_sum_{i}"),
+                        sum.sext(ACC_BITS + 1).add(&addend.sext(ACC_BITS + 1)),
+                    );
+                    let overflowed = wide.bit_at(ACC_BITS).xor(&wide.bit_at(ACC_BITS - 1));
+                    let limit = Expr::mux(
+                        &wide.bit_at(ACC_BITS),
+                        &Expr::lit(0x8000_0000, ACC_BITS),
+                        &Expr::lit(0x7fff_ffff, ACC_BITS),
+                    );
+                    b.name(
+                        &format!("{prefix}sum_{i}"),
+                        Expr::mux(&overflowed, &limit, &wide.slice(0, ACC_BITS)),
+                    )
+                }
+            };
+        }
+        sum
+    }
+}

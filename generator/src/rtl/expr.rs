@@ -1,0 +1,472 @@
+//! Expressions of the RTL description layer.
+//!
+//! Every expression knows its width, so that assignments are width-checked when a module is
+//! built (a mismatch is a generator bug, caught before any Verilog exists) and the emitted
+//! Verilog never relies on implicit extension or truncation. Arithmetic is unsigned on
+//! explicitly sign-extended operands: two's-complement results are then exact in the low bits,
+//! and no `$signed` context rules are involved.
+
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Expr {
+    /// A named signal (port, wire or register) of `width` bits.
+    Ref {
+        name: String,
+        width: u32,
+    },
+    /// A constant of `width` bits (at most 64 bits of value; wider constants are zero-extended).
+    Const {
+        value: u64,
+        width: u32,
+    },
+    /// `e[lo +: width]` with a constant `lo`.
+    Slice {
+        e: Box<Expr>,
+        lo: u32,
+        width: u32,
+    },
+    /// `e[index +: width]`: a part-select whose base is a run-time value.
+    DynSlice {
+        e: Box<Expr>,
+        index: Box<Expr>,
+        width: u32,
+    },
+    /// `mem[index]` of a memory (unpacked array) of words of `width` bits.
+    MemRead {
+        mem: String,
+        index: Box<Expr>,
+        width: u32,
+    },
+    Concat(Vec<Expr>),
+    Repeat {
+        count: u32,
+        e: Box<Expr>,
+    },
+    Unary {
+        op: UnaryOp,
+        e: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        a: Box<Expr>,
+        b: Box<Expr>,
+    },
+    Mux {
+        sel: Box<Expr>,
+        then: Box<Expr>,
+        els: Box<Expr>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Not,
+    LogicNot,
+    ReduceOr,
+    ReduceAnd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    And,
+    Or,
+    Xor,
+    Eq,
+    Ne,
+    /// Unsigned less-than.
+    Lt,
+    LogicAnd,
+    LogicOr,
+    Shl,
+    Shr,
+}
+
+impl BinaryOp {
+    fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::And => "&",
+            BinaryOp::Or => "|",
+            BinaryOp::Xor => "^",
+            BinaryOp::Eq => "==",
+            BinaryOp::Ne => "!=",
+            BinaryOp::Lt => "<",
+            BinaryOp::LogicAnd => "&&",
+            BinaryOp::LogicOr => "||",
+            BinaryOp::Shl => "<<",
+            BinaryOp::Shr => ">>",
+        }
+    }
+    fn is_predicate(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::LogicAnd | BinaryOp::LogicOr
+        )
+    }
+    fn is_shift(self) -> bool {
+        matches!(self, BinaryOp::Shl | BinaryOp::Shr)
+    }
+}
+
+/// Bits needed to hold values `0..count` (at least 1, so that a select port always exists).
+pub fn index_bits(count: u32) -> u32 {
+    if count <= 2 {
+        1
+    } else {
+        32 - (count - 1).leading_zeros()
+    }
+}
+
+impl Expr {
+    pub fn sig(name: impl Into<String>, width: u32) -> Expr {
+        Expr::Ref {
+            name: name.into(),
+            width,
+        }
+    }
+    pub fn lit(value: u64, width: u32) -> Expr {
+        assert!(width > 0, "zero-width constant");
+        assert!(
+            width >= 64 || value >> width == 0,
+            "constant {value} does not fit {width} bits"
+        );
+        Expr::Const { value, width }
+    }
+    pub fn zero(width: u32) -> Expr {
+        Expr::lit(0, width)
+    }
+    pub fn bit(value: bool) -> Expr {
+        Expr::lit(value as u64, 1)
+    }
+
+    pub fn width(&self) -> u32 {
+        match self {
+            Expr::Ref { width, .. }
+            | Expr::Const { width, .. }
+            | Expr::Slice { width, .. }
+            | Expr::DynSlice { width, .. }
+            | Expr::MemRead { width, .. } => *width,
+            Expr::Concat(parts) => parts.iter().map(Expr::width).sum(),
+            Expr::Repeat { count, e } => count * e.width(),
+            Expr::Unary { op, e } => match op {
+                UnaryOp::Not => e.width(),
+                _ => 1,
+            },
+            Expr::Binary { op, a, .. } => {
+                if op.is_predicate() {
+                    1
+                } else {
+                    a.width()
+                }
+            }
+            Expr::Mux { then, .. } => then.width(),
+        }
+    }
+
+    /// `self[lo +: width]`. Verilog-2005 selects only from names, so a slice of a constant, a
+    /// concatenation or a slice is resolved here; anything else must be named first
+    /// (`ModuleBuilder::name`), and asking otherwise is a generator bug caught at build time.
+    pub fn slice(&self, lo: u32, width: u32) -> Expr {
+        assert!(
+            width > 0 && lo + width <= self.width(),
+            "slice [{lo} +: {width}] out of a {}-bit value",
+            self.width()
+        );
+        if lo == 0 && width == self.width() {
+            return self.clone();
+        }
+        match self {
+            Expr::Ref { .. } => Expr::Slice {
+                e: Box::new(self.clone()),
+                lo,
+                width,
+            },
+            Expr::Slice { e, lo: base, .. } => e.slice(base + lo, width),
+            Expr::Const { value, .. } => {
+                let mask = if width >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << width) - 1
+                };
+                Expr::lit(value.checked_shr(lo).unwrap_or(0) & mask, width)
+            }
+            Expr::Repeat { e, .. } if e.width() == 1 => e.repeat(width),
+            Expr::Concat(parts) => {
+                // Parts are listed most significant first.
+                let mut pieces = Vec::new();
+                let mut part_lo = self.width();
+                for part in parts {
+                    part_lo -= part.width();
+                    let part_hi = part_lo + part.width();
+                    let (a, b) = (lo.max(part_lo), (lo + width).min(part_hi));
+                    if a < b {
+                        pieces.push(part.slice(a - part_lo, b - a));
+                    }
+                }
+                Expr::concat(pieces)
+            }
+            other => panic!("slice of an unnamed expression {other}: name it first"),
+        }
+    }
+    pub fn bit_at(&self, i: u32) -> Expr {
+        self.slice(i, 1)
+    }
+    pub fn msb(&self) -> Expr {
+        self.bit_at(self.width() - 1)
+    }
+    pub fn dyn_slice(&self, index: Expr, width: u32) -> Expr {
+        Expr::DynSlice {
+            e: Box::new(self.clone()),
+            index: Box::new(index),
+            width,
+        }
+    }
+    /// Two's-complement sign extension to `width` bits.
+    pub fn sext(&self, width: u32) -> Expr {
+        let w = self.width();
+        assert!(width >= w, "sign extension narrows {w} to {width} bits");
+        if width == w {
+            return self.clone();
+        }
+        Expr::Concat(vec![self.msb().repeat(width - w), self.clone()])
+    }
+    pub fn zext(&self, width: u32) -> Expr {
+        let w = self.width();
+        assert!(width >= w, "zero extension narrows {w} to {width} bits");
+        if width == w {
+            return self.clone();
+        }
+        Expr::Concat(vec![Expr::zero(width - w), self.clone()])
+    }
+    pub fn concat(parts: Vec<Expr>) -> Expr {
+        assert!(!parts.is_empty(), "empty concatenation");
+        if parts.len() == 1 {
+            return parts.into_iter().next().unwrap();
+        }
+        Expr::Concat(parts)
+    }
+    pub fn repeat(&self, count: u32) -> Expr {
+        if count == 1 {
+            return self.clone();
+        }
+        Expr::Repeat {
+            count,
+            e: Box::new(self.clone()),
+        }
+    }
+    pub fn not(&self) -> Expr {
+        Expr::Unary {
+            op: UnaryOp::Not,
+            e: Box::new(self.clone()),
+        }
+    }
+    pub fn any(&self) -> Expr {
+        Expr::Unary {
+            op: UnaryOp::ReduceOr,
+            e: Box::new(self.clone()),
+        }
+    }
+    pub fn all(&self) -> Expr {
+        Expr::Unary {
+            op: UnaryOp::ReduceAnd,
+            e: Box::new(self.clone()),
+        }
+    }
+    fn binary(op: BinaryOp, a: &Expr, b: &Expr) -> Expr {
+        if !op.is_shift() {
+            assert_eq!(
+                a.width(),
+                b.width(),
+                "operands of `{}` differ in width: {a} vs {b}",
+                op.symbol()
+            );
+        }
+        Expr::Binary {
+            op,
+            a: Box::new(a.clone()),
+            b: Box::new(b.clone()),
+        }
+    }
+    pub fn add(&self, b: &Expr) -> Expr {
+        Expr::binary(BinaryOp::Add, self, b)
+    }
+    pub fn sub(&self, b: &Expr) -> Expr {
+        Expr::binary(BinaryOp::Sub, self, b)
+    }
+    /// Product truncated to the operand width: extend the operands first for a full product.
+    pub fn mul(&self, b: &Expr) -> Expr {
+        Expr::binary(BinaryOp::Mul, self, b)
+    }
+    pub fn and(&self, b: &Expr) -> Expr {
+        Expr::binary(BinaryOp::And, self, b)
+    }
+    pub fn or(&self, b: &Expr) -> Expr {
+        Expr::binary(BinaryOp::Or, self, b)
+    }
+    pub fn xor(&self, b: &Expr) -> Expr {
+        Expr::binary(BinaryOp::Xor, self, b)
+    }
+    pub fn eq(&self, b: &Expr) -> Expr {
+        Expr::binary(BinaryOp::Eq, self, b)
+    }
+    pub fn ne(&self, b: &Expr) -> Expr {
+        Expr::binary(BinaryOp::Ne, self, b)
+    }
+    pub fn lt(&self, b: &Expr) -> Expr {
+        Expr::binary(BinaryOp::Lt, self, b)
+    }
+    pub fn land(&self, b: &Expr) -> Expr {
+        Expr::binary(BinaryOp::LogicAnd, self, b)
+    }
+    pub fn lor(&self, b: &Expr) -> Expr {
+        Expr::binary(BinaryOp::LogicOr, self, b)
+    }
+    pub fn shl(&self, amount: &Expr) -> Expr {
+        Expr::binary(BinaryOp::Shl, self, amount)
+    }
+    pub fn shr(&self, amount: &Expr) -> Expr {
+        Expr::binary(BinaryOp::Shr, self, amount)
+    }
+    /// `sel ? then : els`.
+    pub fn mux(sel: &Expr, then: &Expr, els: &Expr) -> Expr {
+        assert_eq!(sel.width(), 1, "mux select must be one bit: {sel}");
+        assert_eq!(
+            then.width(),
+            els.width(),
+            "mux arms differ: {then} vs {els}"
+        );
+        Expr::Mux {
+            sel: Box::new(sel.clone()),
+            then: Box::new(then.clone()),
+            els: Box::new(els.clone()),
+        }
+    }
+    /// `choices[index]` as a chain of comparisons; an out-of-range index selects zero.
+    pub fn select(index: &Expr, choices: &[Expr]) -> Expr {
+        let width = choices[0].width();
+        choices
+            .iter()
+            .enumerate()
+            .rev()
+            .fold(Expr::zero(width), |rest, (i, choice)| {
+                let hit = index.eq(&Expr::lit(i as u64, index.width()));
+                Expr::mux(&hit, choice, &rest)
+            })
+    }
+
+    /// Precedence level used by the emitter to print only the parentheses that are needed.
+    fn precedence(&self) -> u8 {
+        match self {
+            Expr::Mux { .. } => 1,
+            Expr::Binary { op, .. } => match op {
+                BinaryOp::LogicOr => 2,
+                BinaryOp::LogicAnd => 3,
+                BinaryOp::Or => 4,
+                BinaryOp::Xor => 5,
+                BinaryOp::And => 6,
+                BinaryOp::Eq | BinaryOp::Ne => 7,
+                BinaryOp::Lt => 8,
+                BinaryOp::Shl | BinaryOp::Shr => 9,
+                BinaryOp::Add | BinaryOp::Sub => 10,
+                BinaryOp::Mul => 11,
+            },
+            Expr::Unary { .. } => 12,
+            _ => 13,
+        }
+    }
+
+    fn fmt_operand(&self, f: &mut fmt::Formatter<'_>, min_precedence: u8) -> fmt::Result {
+        if self.precedence() < min_precedence {
+            write!(f, "({self})")
+        } else {
+            write!(f, "{self}")
+        }
+    }
+
+    /// Part-selects and bit-selects apply only to names in Verilog-2005, so a slice of
+    /// anything else must be given a name first (see `ModuleBuilder::name`).
+    fn selectable(e: &Expr, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match e {
+            Expr::Ref { name, .. } => write!(f, "{name}"),
+            other => {
+                panic!("part-select of an unnamed expression: {other:?}; bind it to a wire first")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::Ref { name, .. } => write!(f, "{name}"),
+            Expr::Const { value, width } => {
+                if *width == 1 {
+                    write!(f, "1'b{value}")
+                } else if *width <= 8 && *value < 4 {
+                    write!(f, "{width}'d{value}")
+                } else {
+                    write!(f, "{width}'h{value:x}")
+                }
+            }
+            Expr::Slice { e, lo, width } => {
+                Expr::selectable(e, f)?;
+                if *width == 1 {
+                    write!(f, "[{lo}]")
+                } else {
+                    write!(f, "[{}:{lo}]", lo + width - 1)
+                }
+            }
+            Expr::DynSlice { e, index, width } => {
+                Expr::selectable(e, f)?;
+                if *width == 1 {
+                    write!(f, "[{index}]")
+                } else {
+                    write!(f, "[{index} +: {width}]")
+                }
+            }
+            Expr::MemRead { mem, index, .. } => write!(f, "{mem}[{index}]"),
+            Expr::Concat(parts) => {
+                write!(f, "{{")?;
+                for (i, p) in parts.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{p}")?;
+                }
+                write!(f, "}}")
+            }
+            Expr::Repeat { count, e } => write!(f, "{{{count}{{{e}}}}}"),
+            Expr::Unary { op, e } => {
+                let sym = match op {
+                    UnaryOp::Not => "~",
+                    UnaryOp::LogicNot => "!",
+                    UnaryOp::ReduceOr => "|",
+                    UnaryOp::ReduceAnd => "&",
+                };
+                write!(f, "{sym}")?;
+                e.fmt_operand(f, 13)
+            }
+            Expr::Binary { op, a, b } => {
+                let p = self.precedence();
+                a.fmt_operand(f, p)?;
+                write!(f, " {} ", op.symbol())?;
+                // Right operands bind one level tighter: `a - (b - c)` keeps its parentheses.
+                b.fmt_operand(f, p + 1)
+            }
+            Expr::Mux { sel, then, els } => {
+                // Parenthesize any operator in the select: `(a ^ b) ? x : y` reads unambiguously.
+                sel.fmt_operand(f, 12)?;
+                write!(f, " ? ")?;
+                then.fmt_operand(f, 2)?;
+                write!(f, " : ")?;
+                els.fmt_operand(f, 1)
+            }
+        }
+    }
+}
