@@ -1,0 +1,22 @@
+//! coforge driver: compiles work onto the generated engines and runs it on a simulator.
+//!
+//! - `design`: from rendered Verilog to a simulator's `DesignSpec`.
+//! - `stce`: a GEMM on the sparse tensor engine: tiling, the cycle-exact input stream, the
+//!   read-out schedule, and the cycle model that predicts its length.
+
+pub mod compare;
+pub mod design;
+pub mod stce;
+pub mod verify;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DriverError {
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    #[error("the engine cannot run this: {0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Sim(#[from] coforge_sim::SimError),
+}

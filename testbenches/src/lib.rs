@@ -1,0 +1,68 @@
+//! Shared helpers of the co-simulation tests: build an engine from a config, draw seeded
+//! operands, and run GEMMs on Verilator or Icarus.
+
+use coforge_driver::design::design_spec;
+use coforge_generator::artifacts::{render, Rendered};
+use coforge_generator::config::{Config, StceConfig};
+use coforge_generator::engines::stce::ports;
+use coforge_sim::{BuildOptions, DesignSpec, VerilatedModel, Verilator};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// An engine generated from a config, ready to simulate.
+pub struct Engine {
+    pub config: Config,
+    pub rendered: Rendered,
+    pub spec: DesignSpec,
+}
+
+impl Engine {
+    pub fn from_toml(toml: &str) -> Engine {
+        let config = Config::from_toml(toml, "test config").expect("test config is valid");
+        let rendered = render(&config);
+        let spec = design_spec(&rendered, ports::CLOCK);
+        Engine {
+            config,
+            rendered,
+            spec,
+        }
+    }
+
+    /// A STCE config in one line: `stce(rows, cols, n, m, extra_toml)`.
+    pub fn stce(rows: u32, cols: u32, n: u32, m: u32, extra: &str) -> Engine {
+        Engine::from_toml(&format!(
+            "[stce]\nrows = {rows}\ncols = {cols}\nn = {n}\nm = {m}\n{extra}\n"
+        ))
+    }
+
+    pub fn cfg(&self) -> &StceConfig {
+        &self.config.stce
+    }
+
+    /// Builds (or fetches from the cache) the Verilator model.
+    pub fn verilator(&self) -> VerilatedModel {
+        self.verilator_with(&BuildOptions::default())
+    }
+
+    pub fn verilator_with(&self, opts: &BuildOptions) -> VerilatedModel {
+        Verilator::build(&self.spec, opts)
+            .unwrap_or_else(|e| panic!("Verilator build failed: {e}"))
+            .instantiate()
+            .unwrap_or_else(|e| panic!("cannot load the model: {e}"))
+    }
+}
+
+/// Seeded uniform int8 tensor (ChaCha8, so a seed reproduces it anywhere).
+pub fn random_i8(rows: usize, cols: usize, seed: u64) -> Array2<i8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Array2::from_shape_simple_fn((rows, cols), || rng.random::<i8>())
+}
+
+/// Seeded int8 tensor drawn from a few values, so that N:M groups are full of ties and of the
+/// extremes (-128, 127, 0).
+pub fn adversarial_i8(rows: usize, cols: usize, seed: u64) -> Array2<i8> {
+    const VALUES: [i8; 7] = [-128, 127, 0, 1, -1, -127, 64];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Array2::from_shape_simple_fn((rows, cols), || VALUES[rng.random_range(0..VALUES.len())])
+}
