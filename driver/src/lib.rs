@@ -3,9 +3,11 @@
 //! - `design`: from rendered Verilog to a simulator's `DesignSpec`.
 //! - `stce`: a GEMM on the sparse tensor engine: tiling, the cycle-exact input stream, the
 //!   read-out schedule, and the cycle model that predicts its length.
+//! - `sore`: N:M pruning of a tensor on the online pruning unit, and its cycle model.
 
 pub mod compare;
 pub mod design;
+pub mod sore;
 pub mod stce;
 pub mod verify;
 
