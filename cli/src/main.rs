@@ -1,1 +1,53 @@
-fn main() {}
+//! `coforge`: the command line. Each top-level verb lives in its own module and adds one variant to
+//! [`Command`].
+
+mod engine;
+mod gen;
+mod golden;
+mod output;
+mod tensor_io;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "coforge",
+    version,
+    about = "N:M sparse training engines: generate Verilog, co-simulate it bit-exactly against a Rust reference"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Bit-exact golden tensors from the reference kernels (.npy in, .npy out)
+    Golden(golden::GoldenArgs),
+    /// Generate an engine's Verilog, filelist, manifest and resolved config
+    Gen(gen::GenArgs),
+    /// Run a GEMM on the generated engine in co-simulation and compare it bit for bit
+    Verify(verify::VerifyArgs),
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Golden(args) => golden::run(args),
+        Command::Gen(args) => gen::run(args),
+        Command::Verify(args) => verify::run(args),
+    }
+}
+
+fn main() -> ExitCode {
+    // clap prints its own usage errors and exits with 2; errors of a verb exit with 1.
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

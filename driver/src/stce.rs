@@ -373,10 +373,10 @@ impl Schedule {
             if row >= t.out_rows {
                 continue;
             }
-            for c in 0..self.cols {
+            for (c, &port) in res_ports.iter().enumerate() {
                 let col = tc * self.cols + c;
                 if col < t.out_cols {
-                    out[[row, col]] = trace.get_id(capture, res_ports[c])[0];
+                    out[[row, col]] = trace.get_id(capture, port)[0];
                     read_cycle[[row, col]] = at;
                 }
             }

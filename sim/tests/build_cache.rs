@@ -82,7 +82,11 @@ fn syntax_error_is_build_failed_with_log() {
         Err(SimError::BuildFailed { log, tail }) => {
             assert!(log.is_file(), "log {} missing", log.display());
             // Failures are kept once per key, not once per attempt.
-            assert!(log.to_string_lossy().contains(".failed"), "{}", log.display());
+            assert!(
+                log.to_string_lossy().contains(".failed"),
+                "{}",
+                log.display()
+            );
             assert!(
                 tail.contains("counter.v"),
                 "tail does not name the file: {tail}"

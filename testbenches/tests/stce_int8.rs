@@ -8,8 +8,16 @@ use ndarray::Array2;
 
 fn run(engine: &Engine, a: &Array2<i8>, b: &Array2<i8>, mode: Mode) -> Int8Outcome {
     let mut sim = engine.verilator();
-    int8_gemm(&mut sim, engine.cfg(), &engine.spec, a.view(), b.view(), mode, None)
-        .expect("GEMM runs")
+    int8_gemm(
+        &mut sim,
+        engine.cfg(),
+        &engine.spec,
+        a.view(),
+        b.view(),
+        mode,
+        None,
+    )
+    .expect("GEMM runs")
 }
 
 fn assert_exact(out: &Int8Outcome, what: &str) {
@@ -27,7 +35,14 @@ fn random_gemm(engine: &Engine, rows: usize, k: usize, cols: usize, seed: u64, m
 fn every_sparsity_pattern_sparse_and_dense_mode() {
     for (n, m) in [(2, 4), (4, 8), (2, 8), (1, 4), (1, 8), (1, 16)] {
         let e = Engine::stce(2, 3, n, m, "");
-        random_gemm(&e, 5, 4 * m as usize, 7, n as u64 * 100 + m as u64, Mode::Sparse);
+        random_gemm(
+            &e,
+            5,
+            4 * m as usize,
+            7,
+            n as u64 * 100 + m as u64,
+            Mode::Sparse,
+        );
         random_gemm(&e, 4, 2 * m as usize + 3, 3, 7, Mode::Dense);
     }
 }
@@ -115,8 +130,16 @@ fn results_do_not_depend_on_uninitialised_state() {
     for seed in [1, 2, 3] {
         let lib = coforge_sim::Verilator::build(&e.spec, &opts).expect("build");
         let mut sim = lib.instantiate_with_seed(seed).expect("load");
-        let out = int8_gemm(&mut sim, e.cfg(), &e.spec, a.view(), b.view(), Mode::Sparse, None)
-            .expect("GEMM runs");
+        let out = int8_gemm(
+            &mut sim,
+            e.cfg(),
+            &e.spec,
+            a.view(),
+            b.view(),
+            Mode::Sparse,
+            None,
+        )
+        .expect("GEMM runs");
         assert_exact(&out, &format!("x-initial unique, seed {seed}"));
     }
 }

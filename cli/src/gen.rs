@@ -1,0 +1,38 @@
+//! `coforge gen`: Verilog, filelist, manifest and resolved config for one engine config.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::engine;
+use crate::output::OutputDir;
+
+#[derive(Args, Debug)]
+pub struct GenArgs {
+    /// Engine config (TOML)
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output folder (created if missing; files in it are replaced atomically)
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: GenArgs) -> anyhow::Result<()> {
+    let loaded = engine::load(&args.config)?;
+    let mut out = OutputDir::create(&args.out)?;
+    let r = &loaded.rendered;
+    for (name, text) in r.files() {
+        out.add(name, text.clone().into_bytes());
+    }
+    out.commit()?;
+    let lines: usize = r.verilog.iter().map(|(_, t)| t.lines().count()).sum();
+    println!(
+        "generated `{}`: {} module definitions, {lines} lines of Verilog, filelist {}/{}, config hash {}",
+        r.top,
+        r.verilog.len(),
+        args.out.display(),
+        r.filelist.0,
+        &loaded.config.hash()[..16]
+    );
+    Ok(())
+}

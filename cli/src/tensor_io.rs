@@ -1,0 +1,486 @@
+//! Reading and writing 2-D tensors as NumPy `.npy` files (format versions 1.0, 2.0 and 3.0).
+//!
+//! One small parser/writer for all dtypes rather than `ndarray-npy`, because that crate has no
+//! float16 support and two code paths would be harder to keep consistent. Supported dtypes:
+//! int8 (`|i1`), uint8 (`|u1`), float16 (`<f2`), float32 (`<f4`), int32 (`<i4`), little-endian,
+//! C or Fortran order (Fortran data is transposed into C order on read). Files are always written as
+//! version 1.0, C order.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use half::f16;
+use ndarray::{Array2, ArrayView2, ShapeBuilder};
+
+/// Element types the golden verbs understand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    Int8,
+    Uint8,
+    Float16,
+    Float32,
+    Int32,
+}
+
+impl Dtype {
+    /// The `descr` written to headers.
+    pub fn descr(self) -> &'static str {
+        match self {
+            Dtype::Int8 => "|i1",
+            Dtype::Uint8 => "|u1",
+            Dtype::Float16 => "<f2",
+            Dtype::Float32 => "<f4",
+            Dtype::Int32 => "<i4",
+        }
+    }
+
+    /// NumPy's name, used in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::Int8 => "int8",
+            Dtype::Uint8 => "uint8",
+            Dtype::Float16 => "float16",
+            Dtype::Float32 => "float32",
+            Dtype::Int32 => "int32",
+        }
+    }
+
+    fn size(self) -> usize {
+        match self {
+            Dtype::Int8 | Dtype::Uint8 => 1,
+            Dtype::Float16 => 2,
+            Dtype::Float32 | Dtype::Int32 => 4,
+        }
+    }
+
+    /// Accepts the little-endian spellings NumPy writes (`|` or `<`; one-byte types have no order).
+    fn from_descr(d: &str) -> Option<Self> {
+        Some(match d {
+            "|i1" | "<i1" | "i1" => Dtype::Int8,
+            "|u1" | "<u1" | "u1" => Dtype::Uint8,
+            "<f2" => Dtype::Float16,
+            "<f4" => Dtype::Float32,
+            "<i4" => Dtype::Int32,
+            _ => return None,
+        })
+    }
+}
+
+const SUPPORTED: &str =
+    "int8 (|i1), uint8 (|u1), float16 (<f2), float32 (<f4), int32 (<i4), little-endian";
+
+/// A 2-D tensor of one of the supported dtypes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tensor {
+    I8(Array2<i8>),
+    U8(Array2<u8>),
+    F16(Array2<f16>),
+    F32(Array2<f32>),
+    I32(Array2<i32>),
+}
+
+impl Tensor {
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            Tensor::I8(_) => Dtype::Int8,
+            Tensor::U8(_) => Dtype::Uint8,
+            Tensor::F16(_) => Dtype::Float16,
+            Tensor::F32(_) => Dtype::Float32,
+            Tensor::I32(_) => Dtype::Int32,
+        }
+    }
+
+    pub fn dim(&self) -> (usize, usize) {
+        match self {
+            Tensor::I8(a) => a.dim(),
+            Tensor::U8(a) => a.dim(),
+            Tensor::F16(a) => a.dim(),
+            Tensor::F32(a) => a.dim(),
+            Tensor::I32(a) => a.dim(),
+        }
+    }
+
+    /// The `.npy` file contents.
+    pub fn to_npy_bytes(&self) -> Vec<u8> {
+        match self {
+            Tensor::I8(a) => encode(a.view()),
+            Tensor::U8(a) => encode(a.view()),
+            Tensor::F16(a) => encode(a.view()),
+            Tensor::F32(a) => encode(a.view()),
+            Tensor::I32(a) => encode(a.view()),
+        }
+    }
+}
+
+/// An element type with a fixed little-endian encoding.
+pub trait NpyElement: Copy {
+    const DTYPE: Dtype;
+    fn write_le(self, out: &mut Vec<u8>);
+    /// `b` has exactly `DTYPE.size()` bytes.
+    fn read_le(b: &[u8]) -> Self;
+}
+
+macro_rules! npy_element {
+    ($t:ty, $d:expr, $n:expr) => {
+        impl NpyElement for $t {
+            const DTYPE: Dtype = $d;
+            fn write_le(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn read_le(b: &[u8]) -> Self {
+                let mut a = [0u8; $n];
+                a.copy_from_slice(b);
+                <$t>::from_le_bytes(a)
+            }
+        }
+    };
+}
+npy_element!(i8, Dtype::Int8, 1);
+npy_element!(u8, Dtype::Uint8, 1);
+npy_element!(f16, Dtype::Float16, 2);
+npy_element!(f32, Dtype::Float32, 4);
+npy_element!(i32, Dtype::Int32, 4);
+
+/// Encodes a 2-D array as a version 1.0 `.npy` file in C order.
+pub fn encode<T: NpyElement>(a: ArrayView2<T>) -> Vec<u8> {
+    let (r, c) = a.dim();
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': ({r}, {c}), }}",
+        T::DTYPE.descr()
+    );
+    // Magic (6) + version (2) + length (2) + header, padded with spaces to a multiple of 64 and
+    // terminated by a newline, as the format specifies.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + r * c * T::DTYPE.size());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    // The header of a 2-D array is far below 64 KiB, so version 1.0's u16 length always fits.
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for &v in a.iter() {
+        v.write_le(&mut out);
+    }
+    out
+}
+
+/// Reads a `.npy` file; every error names the file.
+pub fn read_npy(path: &Path) -> anyhow::Result<Tensor> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_npy(&bytes).with_context(|| format!("{} is not a usable .npy tensor", path.display()))
+}
+
+/// Parses the bytes of a `.npy` file holding a 2-D tensor.
+pub fn parse_npy(bytes: &[u8]) -> anyhow::Result<Tensor> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        bail!("not a .npy file (it does not start with the \\x93NUMPY magic)");
+    }
+    let (major, minor) = (bytes[6], bytes[7]);
+    let (len, start) = match major {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        2 | 3 => bail!("truncated header"),
+        _ => bail!("unsupported .npy format version {major}.{minor} (supported: 1.0, 2.0, 3.0)"),
+    };
+    let Some(header) = bytes.get(start..start + len) else {
+        bail!(
+            "truncated header: it announces {len} bytes but the file has {}",
+            bytes.len() - start
+        );
+    };
+    let header = std::str::from_utf8(header).context("header is not text")?;
+    let h = parse_header(header)?;
+    let dtype = Dtype::from_descr(&h.descr)
+        .with_context(|| format!("unsupported dtype '{}'; supported: {SUPPORTED}", h.descr))?;
+    let &[rows, cols] = h.shape.as_slice() else {
+        bail!(
+            "expected a 2-D array but the shape is {:?}; reshape it to 2-D",
+            h.shape
+        );
+    };
+    let data = &bytes[start + len..];
+    let want = rows
+        .checked_mul(cols)
+        .and_then(|n| n.checked_mul(dtype.size()))
+        .context("shape too large")?;
+    if data.len() != want {
+        bail!(
+            "{} data: shape ({rows}, {cols}) of {} needs {want} bytes but the file has {}",
+            if data.len() < want {
+                "truncated"
+            } else {
+                "extra bytes after the"
+            },
+            dtype.name(),
+            data.len()
+        );
+    }
+    Ok(match dtype {
+        Dtype::Int8 => Tensor::I8(decode(data, rows, cols, h.fortran)),
+        Dtype::Uint8 => Tensor::U8(decode(data, rows, cols, h.fortran)),
+        Dtype::Float16 => Tensor::F16(decode(data, rows, cols, h.fortran)),
+        Dtype::Float32 => Tensor::F32(decode(data, rows, cols, h.fortran)),
+        Dtype::Int32 => Tensor::I32(decode(data, rows, cols, h.fortran)),
+    })
+}
+
+fn decode<T: NpyElement>(data: &[u8], rows: usize, cols: usize, fortran: bool) -> Array2<T> {
+    let v: Vec<T> = data.chunks_exact(T::DTYPE.size()).map(T::read_le).collect();
+    let shape = (rows, cols).set_f(fortran);
+    // The length was checked against the shape by the caller.
+    let a = Array2::from_shape_vec(shape, v).expect("length checked against the shape");
+    a.as_standard_layout().into_owned()
+}
+
+struct Header {
+    descr: String,
+    fortran: bool,
+    shape: Vec<usize>,
+}
+
+/// Parses the Python dict literal of the header: `{'descr': '<f4', 'fortran_order': False,
+/// 'shape': (3, 4), }` (any key order, either quote style, optional trailing commas).
+fn parse_header(h: &str) -> anyhow::Result<Header> {
+    let mut p = Lexer {
+        s: h.trim().as_bytes(),
+        i: 0,
+    };
+    p.expect(b'{')?;
+    let (mut descr, mut fortran, mut shape) = (None, None, None);
+    loop {
+        if p.eat(b'}') {
+            break;
+        }
+        let key = p.string()?;
+        p.expect(b':')?;
+        match key.as_str() {
+            "descr" => descr = Some(p.string()?),
+            "fortran_order" => fortran = Some(p.boolean()?),
+            "shape" => shape = Some(p.tuple()?),
+            other => bail!("unexpected header key '{other}'"),
+        }
+        if !p.eat(b',') {
+            p.expect(b'}')?;
+            break;
+        }
+    }
+    Ok(Header {
+        descr: descr.context("header has no 'descr'")?,
+        fortran: fortran.context("header has no 'fortran_order'")?,
+        shape: shape.context("header has no 'shape'")?,
+    })
+}
+
+struct Lexer<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Lexer<'_> {
+    fn skip_ws(&mut self) {
+        while self.s.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
+            self.i += 1;
+        }
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        self.skip_ws();
+        if self.s.get(self.i) == Some(&c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn expect(&mut self, c: u8) -> anyhow::Result<()> {
+        if !self.eat(c) {
+            bail!(
+                "malformed header: expected '{}' at byte {}",
+                c as char,
+                self.i
+            );
+        }
+        Ok(())
+    }
+    fn string(&mut self) -> anyhow::Result<String> {
+        self.skip_ws();
+        let q = match self.s.get(self.i) {
+            Some(&q @ (b'\'' | b'"')) => q,
+            _ => bail!(
+                "malformed header: expected a quoted string at byte {}",
+                self.i
+            ),
+        };
+        let start = self.i + 1;
+        let len = self.s[start..]
+            .iter()
+            .position(|&c| c == q)
+            .context("malformed header: unterminated string")?;
+        self.i = start + len + 1;
+        Ok(String::from_utf8_lossy(&self.s[start..start + len]).into_owned())
+    }
+    fn boolean(&mut self) -> anyhow::Result<bool> {
+        self.skip_ws();
+        for (word, v) in [(&b"True"[..], true), (&b"False"[..], false)] {
+            if self.s[self.i..].starts_with(word) {
+                self.i += word.len();
+                return Ok(v);
+            }
+        }
+        bail!(
+            "malformed header: expected True or False at byte {}",
+            self.i
+        )
+    }
+    fn tuple(&mut self) -> anyhow::Result<Vec<usize>> {
+        self.expect(b'(')?;
+        let mut dims = Vec::new();
+        loop {
+            if self.eat(b')') {
+                return Ok(dims);
+            }
+            self.skip_ws();
+            let start = self.i;
+            while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
+                self.i += 1;
+            }
+            let digits = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
+            dims.push(
+                digits
+                    .parse()
+                    .with_context(|| format!("malformed header: bad dimension at byte {start}"))?,
+            );
+            if !self.eat(b',') {
+                self.expect(b')')?;
+                return Ok(dims);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    fn with_header(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut v = b"\x93NUMPY\x01\x00".to_vec();
+        v.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        v.extend_from_slice(header.as_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    #[test]
+    fn round_trip_every_dtype() {
+        let cases = [
+            Tensor::I8(array![[-128i8, 127, 0], [1, -1, 5]]),
+            Tensor::U8(array![[0u8, 255]]),
+            Tensor::F16(array![
+                [f16::from_bits(0x8000), f16::INFINITY],
+                [f16::from_bits(1), f16::MAX]
+            ]),
+            Tensor::F32(array![[-0.0f32], [f32::MIN_POSITIVE]]),
+            Tensor::I32(array![[i32::MIN, i32::MAX]]),
+        ];
+        for t in cases {
+            let b = t.to_npy_bytes();
+            assert_eq!((10 + u16::from_le_bytes([b[8], b[9]]) as usize) % 64, 0);
+            let back = parse_npy(&b).unwrap();
+            // Compare bits: -0.0 == 0.0 would hide a sign bug.
+            assert_eq!(back.to_npy_bytes(), b);
+            assert_eq!(back.dim(), t.dim());
+        }
+    }
+
+    #[test]
+    fn exact_bytes_of_a_small_file() {
+        let b = encode(array![[1i8, -2]].view());
+        let header = "{'descr': '|i1', 'fortran_order': False, 'shape': (1, 2), }";
+        assert_eq!(&b[10..10 + header.len()], header.as_bytes());
+        assert_eq!(b[127], b'\n'); // 10 + 59 + newline = 70 bytes, padded to 128
+        assert_eq!(&b[128..], &[1u8, 0xfe]);
+    }
+
+    #[test]
+    fn fortran_order_is_transposed_into_c_order() {
+        let data: Vec<u8> = [1i32, 2, 3, 4, 5, 6]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let f = with_header(
+            "{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3), }\n",
+            &data,
+        );
+        assert_eq!(
+            parse_npy(&f).unwrap(),
+            Tensor::I32(array![[1, 3, 5], [2, 4, 6]])
+        );
+        let c = with_header(
+            "{\"shape\": (2,3), \"descr\": \"<i4\", \"fortran_order\": False}",
+            &data,
+        );
+        assert_eq!(
+            parse_npy(&c).unwrap(),
+            Tensor::I32(array![[1, 2, 3], [4, 5, 6]])
+        );
+    }
+
+    #[test]
+    fn version_2_header() {
+        let header = "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 1), }\n";
+        let mut v = b"\x93NUMPY\x02\x00".to_vec();
+        v.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        v.extend_from_slice(header.as_bytes());
+        v.push(7);
+        assert_eq!(parse_npy(&v).unwrap(), Tensor::U8(array![[7]]));
+    }
+
+    fn err(b: &[u8]) -> String {
+        format!("{:#}", parse_npy(b).unwrap_err())
+    }
+
+    #[test]
+    fn clear_errors() {
+        assert!(err(b"hello world, not npy").contains("not a .npy file"));
+        let ok = encode(array![[1.0f32, 2.0]].view());
+        assert!(err(&ok[..ok.len() - 1]).contains("truncated data"));
+        assert!(err(&ok[..20]).contains("truncated header"));
+        let mut extra = ok.clone();
+        extra.push(0);
+        assert!(err(&extra).contains("extra bytes"));
+        let be = with_header(
+            "{'descr': '>f4', 'fortran_order': False, 'shape': (1, 1), }",
+            &[0; 4],
+        );
+        let e = err(&be);
+        assert!(
+            e.contains("unsupported dtype '>f4'") && e.contains("float16 (<f2)"),
+            "{e}"
+        );
+        let f8 = with_header(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1), }",
+            &[0; 8],
+        );
+        assert!(err(&f8).contains("unsupported dtype '<f8'"));
+        let one_d = with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+            &[0; 12],
+        );
+        assert!(err(&one_d).contains("expected a 2-D array but the shape is [3]"));
+        let zero_d = with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (), }",
+            &[0; 4],
+        );
+        assert!(err(&zero_d).contains("2-D"));
+        let bad = with_header(
+            "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (1, 1), }",
+            &[0; 4],
+        );
+        assert!(err(&bad).contains("True or False"));
+        let v9 = b"\x93NUMPY\x09\x00\x00\x00".to_vec();
+        assert!(err(&v9).contains("version 9.0"));
+    }
+}

@@ -1,0 +1,217 @@
+//! `coforge verify`: one GEMM on the generated engine, compared bit for bit with the reference.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use coforge_driver::stce::estimate_cycles;
+use coforge_driver::verify::{int8_gemm, CorruptGolden, Mode};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use crate::engine::{self, Progress, SimArgs};
+use crate::output::OutputDir;
+use crate::tensor_io::{read_npy, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// The engine's native mode: N:M sparse when it has one
+    Native,
+    Sparse,
+    Dense,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Engine config (TOML)
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output folder for a.npy, b.npy, golden.npy, rtl.npy, report.json, config.json
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed of the random operands (ChaCha8)
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// GEMM shape MxKxN of random operands
+    #[arg(long, default_value = "16x64x16", value_parser = parse_shape)]
+    pub shape: (usize, usize, usize),
+    /// Activations A (int8, M x K); needs --b
+    #[arg(long, requires = "b")]
+    pub a: Option<PathBuf>,
+    /// Weights B (int8, K x N), pruned N:M along K before use; needs --a
+    #[arg(long, requires = "a")]
+    pub b: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "native")]
+    pub mode: ModeArg,
+    #[command(flatten)]
+    pub sim: SimArgs,
+    /// Fault injection: add 1 to A[ROW,COL] as the reference sees it, to prove that the
+    /// comparison catches and localizes a difference
+    #[arg(long, value_name = "ROW,COL", value_parser = parse_index, hide = true)]
+    pub corrupt_golden: Option<[usize; 2]>,
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
+    let dims: Vec<usize> = s
+        .split('x')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("`{s}` is not MxKxN (for example 16x64x16)"))?;
+    match dims[..] {
+        [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
+        _ => Err(format!("`{s}` is not MxKxN with three positive sizes")),
+    }
+}
+
+fn parse_index(s: &str) -> Result<[usize; 2], String> {
+    let (a, b) = s.split_once(',').ok_or("expected ROW,COL")?;
+    Ok([
+        a.trim().parse().map_err(|_| format!("bad row `{a}`"))?,
+        b.trim().parse().map_err(|_| format!("bad column `{b}`"))?,
+    ])
+}
+
+fn expect_i8(path: &PathBuf, role: &str) -> anyhow::Result<Array2<i8>> {
+    match read_npy(path)? {
+        Tensor::I8(a) => Ok(a),
+        other => bail!(
+            "{role} {} is {}, but this engine takes int8; convert it (numpy: x.astype(np.int8))",
+            path.display(),
+            other.dtype().name()
+        ),
+    }
+}
+
+pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
+    let mut progress = Progress::new(4);
+    let engine = engine::load(&args.config)?;
+    let cfg = &engine.config.stce;
+    let mode = match args.mode {
+        ModeArg::Native => Mode::native(cfg),
+        ModeArg::Sparse => {
+            if !cfg.has_sparse_mode() {
+                bail!("--mode sparse needs an engine with n < m and sparse = true");
+            }
+            Mode::Sparse
+        }
+        ModeArg::Dense => Mode::Dense,
+    };
+    let (a, b, seed) = match (&args.a, &args.b) {
+        (Some(pa), Some(pb)) => (expect_i8(pa, "A")?, expect_i8(pb, "B")?, None),
+        _ => {
+            let (m, k, n) = args.shape;
+            let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+            let a = Array2::from_shape_simple_fn((m, k), || rng.random::<i8>());
+            let mut b = Array2::from_shape_simple_fn((k, n), || rng.random::<i8>());
+            if cfg.weight_bits == 4 {
+                b.mapv_inplace(|v| v >> 4);
+            }
+            (a, b, Some(args.seed))
+        }
+    };
+    if a.ncols() != b.nrows() {
+        bail!(
+            "A is {} x {} but B is {} x {}: the inner dimensions must match",
+            a.nrows(),
+            a.ncols(),
+            b.nrows(),
+            b.ncols()
+        );
+    }
+    progress.step(&format!(
+        "engine `{}` ({} x {}, {}:{}), GEMM {} x {} x {} in {:?} mode",
+        cfg.top,
+        cfg.rows,
+        cfg.cols,
+        cfg.n,
+        cfg.m,
+        a.nrows(),
+        a.ncols(),
+        b.ncols(),
+        mode
+    ));
+    let mut ready = engine::build_simulator(&engine.spec, &args.sim, &args.out, &mut progress)?;
+    let corrupt = args
+        .corrupt_golden
+        .map(|index| CorruptGolden { index, delta: 1 });
+    let outcome = int8_gemm(
+        ready.sim.as_mut(),
+        cfg,
+        &engine.spec,
+        a.view(),
+        b.view(),
+        mode,
+        corrupt,
+    )?;
+    let (simulator, sim_version) = (ready.name, ready.version.clone());
+    let waves = ready.finish()?;
+    progress.step(&format!(
+        "simulated {} cycles on {simulator}",
+        outcome.stats.cycles
+    ));
+
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    let stats = outcome.stats;
+    let c = &outcome.comparison;
+    let report = json!({
+        "bit_exact": c.bit_exact(),
+        "mismatches": c.mismatches,
+        "elements": c.elements,
+        "first_mismatch": c.first_mismatch,
+        "cycles": stats.cycles,
+        "estimated_cycles": estimate_cycles(cfg, m, k, n, mode == Mode::Sparse),
+        "tiles": stats.tiles,
+        "groups_per_tile": stats.groups_per_tile,
+        "bubble_cycles": stats.bubbles,
+        "effective_macs": stats.effective_macs,
+        "dense_equivalent_macs": (m * k * n) as u64,
+        "utilization": stats.utilization(cfg),
+        "mode": format!("{mode:?}").to_lowercase(),
+        "shape": [m, k, n],
+        "seed": seed,
+        "config_hash": engine.config.hash(),
+        "simulator": simulator,
+        "simulator_version": sim_version,
+        "verilator_version": coforge_sim::Verilator::version().map(|v| v.text).ok(),
+        "coforge_version": env!("CARGO_PKG_VERSION"),
+        "waves": waves.as_ref().map(|p| p.display().to_string()),
+    });
+    let mut out = OutputDir::create(&args.out)?;
+    out.add_npy("a.npy", a.view());
+    out.add_npy("b.npy", outcome.b_fed.view());
+    out.add_npy("golden.npy", outcome.golden.view());
+    out.add_npy("rtl.npy", outcome.rtl.view());
+    out.write_json("report.json", &report)?;
+    out.add("config.json", engine.config.resolved_json().into_bytes());
+    out.commit()
+        .with_context(|| format!("cannot write results to {}", args.out.display()))?;
+    progress.step(&format!("wrote {}", args.out.display()));
+
+    println!(
+        "{}: {} x {} x {} on {} x {} PEs, {} cycles (estimated {}), utilization {:.1}%, {} of {} elements differ",
+        if c.bit_exact() { "BIT-EXACT" } else { "MISMATCH" },
+        m,
+        k,
+        n,
+        cfg.rows,
+        cfg.cols,
+        stats.cycles,
+        report["estimated_cycles"],
+        100.0 * stats.utilization(cfg),
+        c.mismatches,
+        c.elements
+    );
+    if let Some(first) = &c.first_mismatch {
+        bail!(
+            "first mismatch in `{}` at {:?}: golden {} but RTL {} (read out at cycle {})",
+            first.tensor,
+            first.index,
+            first.golden,
+            first.rtl,
+            first.cycle.map_or("?".to_string(), |c| c.to_string())
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,2 @@
+stce_pe_int8_n2_m8.v
+stce_top.v

@@ -1,0 +1,2 @@
+stce_pe_int8w4sat_n1_m4.v
+stce_int4_sat.v
