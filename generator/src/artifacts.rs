@@ -54,6 +54,16 @@ pub fn render(cfg: &Config) -> Rendered {
     render_design(cfg, &design, &cfg.stce.top)
 }
 
+/// Renders any design to Verilog files (`<module>.v`, leaves first, filelist order), each
+/// starting with `header` as comment lines. For engines generated from their own parameters
+/// rather than a `Config` (for example the pruning unit, `engines::sore`).
+pub fn render_verilog(design: &Design, header: &str) -> Vec<(String, String)> {
+    design
+        .modules()
+        .map(|m| (format!("{}.v", m.name()), emit::module_file(m, header)))
+        .collect()
+}
+
 pub fn render_design(cfg: &Config, design: &Design, top: &str) -> Rendered {
     let hash = cfg.hash();
     let header = format!(

@@ -1,4 +1,6 @@
 //! Engine generators: each turns a validated config into a `Design`.
 
 pub mod arith;
+pub mod fp;
+pub mod sore;
 pub mod stce;
