@@ -311,7 +311,31 @@ fn train_step(a: TrainStepArgs) -> anyhow::Result<()> {
     out.add_npy("w16_used.npy", s.used.w16.view());
     out.add_npy("mask_f_used.npy", s.used.mask_f.view());
     out.add_npy("mask_b_used.npy", s.used.mask_b.view());
-    commit(out)
+    commit(out)?;
+    let ones = |m: &ndarray::Array2<u8>| m.iter().filter(|&&v| v != 0).count();
+    let max_abs = |t: &ndarray::Array2<f32>| t.iter().fold(0f32, |acc, v| acc.max(v.abs()));
+    let flipped = s
+        .used
+        .mask_f
+        .iter()
+        .zip(s.next.mask_f.iter())
+        .filter(|(a, b)| a != b)
+        .count();
+    let (b, cin) = x.dim();
+    println!(
+        "BDWP step {pattern}: B = {b}, Cin = {cin}, Cout = {}; M_F keeps {} of {}, M_B keeps {}; \
+         max|Y| = {:.4}, max|dX| = {:.4}, max|dW| = {:.4}, max|W32' - W32| = {:.3e}; \
+         {flipped} forward-mask bits change for the next step",
+        w.nrows(),
+        ones(&s.used.mask_f),
+        w.len(),
+        ones(&s.used.mask_b),
+        max_abs(&s.y),
+        max_abs(&s.dx),
+        max_abs(&s.dw),
+        max_abs(&(&s.w32 - &w)),
+    );
+    Ok(())
 }
 
 fn parse_shape(s: &str) -> anyhow::Result<(usize, usize)> {

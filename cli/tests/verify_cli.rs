@@ -1,0 +1,211 @@
+//! `coforge gen` and `coforge verify` end to end: the built binary on small engines, including
+//! the failure paths a user meets (bad config, bad tensors, no Verilator, a real mismatch).
+
+#[allow(dead_code)]
+#[path = "../src/tensor_io.rs"]
+mod tensor_io;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ndarray::Array2;
+use tensor_io::{read_npy, Tensor};
+
+fn coforge(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coforge"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run coforge")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+struct Case {
+    tmp: tempfile::TempDir,
+}
+
+impl Case {
+    fn new(config: &str) -> Case {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("c.toml"), config).unwrap();
+        Case { tmp }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+    fn arg(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+    fn verify(&self, extra: &[&str]) -> Output {
+        let (config, out) = (self.arg("c.toml"), self.arg("out"));
+        let mut args = vec!["verify", "--config", &config, "--out", &out];
+        args.extend_from_slice(extra);
+        coforge(&args, &[])
+    }
+    fn report(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.path("out/report.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+const SMALL: &str = "[stce]\nrows = 2\ncols = 3\nn = 2\nm = 4\n";
+
+fn is_empty_or_missing(dir: &Path) -> bool {
+    !dir.exists() || std::fs::read_dir(dir).unwrap().next().is_none()
+}
+
+#[test]
+fn verify_is_bit_exact_and_writes_every_artifact() {
+    let c = Case::new(SMALL);
+    let o = c.verify(&["--shape", "5x18x7", "--seed", "9"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "a.npy",
+        "b.npy",
+        "golden.npy",
+        "rtl.npy",
+        "report.json",
+        "config.json",
+    ] {
+        assert!(c.path("out").join(f).exists(), "{f} missing");
+    }
+    let r = c.report();
+    assert_eq!(r["bit_exact"], true);
+    assert_eq!(r["mismatches"], 0);
+    assert_eq!(r["seed"], 9);
+    assert_eq!(r["shape"], serde_json::json!([5, 18, 7]));
+    assert_eq!(r["cycles"], r["estimated_cycles"]);
+    assert_eq!(r["dense_equivalent_macs"], 5 * 18 * 7);
+    assert!(r["verilator_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("Verilator 5"));
+    let (Tensor::I32(g), Tensor::I32(t)) = (
+        read_npy(&c.path("out/golden.npy")).unwrap(),
+        read_npy(&c.path("out/rtl.npy")).unwrap(),
+    ) else {
+        panic!("golden and rtl are int32")
+    };
+    assert_eq!(g, t);
+    // b.npy is B as fed: every group of 4 along K keeps at most 2 non-zeros.
+    let Tensor::I8(b) = read_npy(&c.path("out/b.npy")).unwrap() else {
+        panic!("b is int8")
+    };
+    for col in b.columns() {
+        for group in col.to_vec().chunks(4) {
+            assert!(group.iter().filter(|&&v| v != 0).count() <= 2);
+        }
+    }
+}
+
+#[test]
+fn a_corrupted_reference_operand_fails_and_names_the_element() {
+    let c = Case::new(SMALL);
+    // A clean run first, to pick a reduction index k that the pruned B actually uses.
+    let o = c.verify(&["--shape", "6x16x5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let Tensor::I8(b) = read_npy(&c.path("out/b.npy")).unwrap() else {
+        panic!("b is int8")
+    };
+    let kept = |k: usize| b.row(k).iter().filter(|&&v| v != 0).count();
+    let k = (0..16).find(|&k| kept(k) > 0).expect("some weight is kept");
+    let o = c.verify(&["--shape", "6x16x5", "--corrupt-golden", &format!("3,{k}")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("first mismatch in `c` at [3, "), "{err}");
+    let r = c.report();
+    assert_eq!(r["bit_exact"], false);
+    let first = &r["first_mismatch"];
+    assert_eq!(first["tensor"], "c");
+    assert_eq!(first["index"][0], 3);
+    assert!(first["cycle"].as_u64().is_some());
+    // Only row 3 differs, exactly where the pruned B kept reduction index k.
+    assert_eq!(r["mismatches"].as_u64().unwrap() as usize, kept(k));
+}
+
+#[test]
+fn icarus_gives_the_same_answer() {
+    let c = Case::new(SMALL);
+    let o = c.verify(&["--shape", "4x12x4", "--simulator", "icarus"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(c.report()["simulator"], "icarus");
+    assert_eq!(c.report()["bit_exact"], true);
+}
+
+#[test]
+fn bad_inputs_are_rejected_with_a_clear_message_and_no_output() {
+    // Invalid config value.
+    let c = Case::new("[stce]\nrows = 2\ncols = 2\nn = 5\nm = 4\n");
+    let o = c.verify(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("stce.n"), "{}", stderr(&o));
+    assert!(is_empty_or_missing(&c.path("out")));
+
+    // Unknown key.
+    let c = Case::new("[stce]\nrows = 2\ncols = 2\nn = 2\nm = 4\nrowz = 3\n");
+    let o = c.verify(&[]);
+    assert!(stderr(&o).contains("rowz"), "{}", stderr(&o));
+
+    // Shape mismatch between A and B, and a float tensor where int8 is needed.
+    let c = Case::new(SMALL);
+    let a = Array2::<i8>::zeros((3, 8));
+    let b = Array2::<i8>::zeros((9, 2));
+    std::fs::write(c.path("a.npy"), Tensor::I8(a).to_npy_bytes()).unwrap();
+    std::fs::write(c.path("b.npy"), Tensor::I8(b).to_npy_bytes()).unwrap();
+    let o = c.verify(&["--a", &c.arg("a.npy"), "--b", &c.arg("b.npy")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("inner dimensions"), "{}", stderr(&o));
+    assert!(is_empty_or_missing(&c.path("out")));
+    let f = Array2::<f32>::zeros((8, 2));
+    std::fs::write(c.path("f.npy"), Tensor::F32(f).to_npy_bytes()).unwrap();
+    let o = c.verify(&["--a", &c.arg("a.npy"), "--b", &c.arg("f.npy")]);
+    assert!(stderr(&o).contains("takes int8"), "{}", stderr(&o));
+
+    // A malformed .npy.
+    std::fs::write(c.path("bad.npy"), b"\x93NUMPY garbage").unwrap();
+    let o = c.verify(&["--a", &c.arg("bad.npy"), "--b", &c.arg("b.npy")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("bad.npy"), "{}", stderr(&o));
+    assert!(is_empty_or_missing(&c.path("out")));
+}
+
+#[test]
+fn a_missing_verilator_is_named_with_the_fix() {
+    let c = Case::new(SMALL);
+    let (config, out) = (c.arg("c.toml"), c.arg("out"));
+    let o = coforge(
+        &["verify", "--config", &config, "--out", &out],
+        &[("COFORGE_VERILATOR", "/nonexistent/verilator")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("verilator") && err.contains("setup.sh"),
+        "{err}"
+    );
+    assert!(is_empty_or_missing(&c.path("out")));
+}
+
+#[test]
+fn gen_writes_verilog_filelist_manifest_and_config_deterministically() {
+    let c = Case::new(SMALL);
+    let (config, out) = (c.arg("c.toml"), c.arg("gen"));
+    let o = coforge(&["gen", "--config", &config, "--out", &out], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let filelist = std::fs::read_to_string(c.path("gen/stce_top.f")).unwrap();
+    assert_eq!(filelist, "stce_pe_int8_n2_m4.v\nstce_top.v\n");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(c.path("gen/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["top"], "stce_top");
+    assert_eq!(manifest["modules"].as_array().unwrap().len(), 2);
+    assert_eq!(manifest["config_hash"].as_str().unwrap().len(), 64);
+    let first = std::fs::read(c.path("gen/stce_top.v")).unwrap();
+    let o = coforge(&["gen", "--config", &config, "--out", &out], &[]);
+    assert!(o.status.success());
+    assert_eq!(std::fs::read(c.path("gen/stce_top.v")).unwrap(), first);
+}
