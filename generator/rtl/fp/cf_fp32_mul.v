@@ -107,7 +107,7 @@ module cf_fp32_mul (
     wire        round_up  = guard & (sticky | q[24]);
     // The exponent is exp_left for a normal result, and the field is 0 for a
     // subnormal one (hidden bit 0: clamped left shift or right shift).
-    wire        overflow  = x_pos & q[47] & (exp_left > 10'd255);
+    wire        overflow  = x_pos & q[47] & (exp_left >= 10'd255);
     wire [7:0]  exp_field = (x_pos & q[47]) ? exp_left[7:0] : 8'd0;
     wire [30:0] magnitude = {exp_field, q[46:24]} + {30'd0, round_up};
 
