@@ -4,6 +4,7 @@
 mod engine;
 mod gen;
 mod golden;
+mod mlp;
 mod output;
 mod tensor_io;
 mod verify;
@@ -31,6 +32,8 @@ enum Command {
     Gen(gen::GenArgs),
     /// Run a GEMM on the generated engine in co-simulation and compare it bit for bit
     Verify(verify::VerifyArgs),
+    /// Train a small MLP with BDWP per N:M pattern on a seeded dataset; write curves and a summary
+    Mlp(mlp::MlpArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -38,6 +41,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Golden(args) => golden::run(args),
         Command::Gen(args) => gen::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Mlp(args) => mlp::run(args),
     }
 }
 

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use coforge_driver::stce::estimate_cycles;
-use coforge_driver::verify::{int8_gemm, CorruptGolden, Mode};
+use coforge_driver::verify::{fp16_gemm, int8_gemm, CorruptGolden, Mode, Outcome};
+use coforge_generator::config::Dtype;
+use half::f16;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -13,7 +15,7 @@ use serde_json::json;
 
 use crate::engine::{self, Progress, SimArgs};
 use crate::output::OutputDir;
-use crate::tensor_io::{read_npy, Tensor};
+use crate::tensor_io::{read_npy, NpyElement, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
@@ -37,18 +39,18 @@ pub struct VerifyArgs {
     /// GEMM shape MxKxN of random operands
     #[arg(long, default_value = "16x64x16", value_parser = parse_shape)]
     pub shape: (usize, usize, usize),
-    /// Activations A (int8, M x K); needs --b
+    /// Activations A (M x K; int8 or float16, as the engine's dtype); needs --b
     #[arg(long, requires = "b")]
     pub a: Option<PathBuf>,
-    /// Weights B (int8, K x N), pruned N:M along K before use; needs --a
+    /// Weights B (K x N, same dtype as A), pruned N:M along K before use; needs --a
     #[arg(long, requires = "a")]
     pub b: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "native")]
     pub mode: ModeArg,
     #[command(flatten)]
     pub sim: SimArgs,
-    /// Fault injection: add 1 to A[ROW,COL] as the reference sees it, to prove that the
-    /// comparison catches and localizes a difference
+    /// Fault injection: flip the lowest bit of A[ROW,COL] as the reference sees it, to prove
+    /// that the comparison catches and localizes a difference
     #[arg(long, value_name = "ROW,COL", value_parser = parse_index, hide = true)]
     pub corrupt_golden: Option<[usize; 2]>,
 }
@@ -73,15 +75,78 @@ fn parse_index(s: &str) -> Result<[usize; 2], String> {
     ])
 }
 
-fn expect_i8(path: &PathBuf, role: &str) -> anyhow::Result<Array2<i8>> {
-    match read_npy(path)? {
-        Tensor::I8(a) => Ok(a),
-        other => bail!(
-            "{role} {} is {}, but this engine takes int8; convert it (numpy: x.astype(np.int8))",
-            path.display(),
-            other.dtype().name()
-        ),
+/// The operands, in the engine's number format.
+enum Operands {
+    Int8(Array2<i8>, Array2<i8>),
+    Fp16(Array2<f16>, Array2<f16>),
+}
+
+impl Operands {
+    fn read(dtype: Dtype, pa: &PathBuf, pb: &PathBuf) -> anyhow::Result<Operands> {
+        let wrong = |role: &str, path: &PathBuf, t: &Tensor, want: &str, np: &str| {
+            anyhow::anyhow!(
+                "{role} {} is {}, but this engine takes {want}; convert it (numpy: x.astype(np.{np}))",
+                path.display(),
+                t.dtype().name()
+            )
+        };
+        let (ta, tb) = (read_npy(pa)?, read_npy(pb)?);
+        Ok(match (dtype, ta, tb) {
+            (Dtype::Int8, Tensor::I8(a), Tensor::I8(b)) => Operands::Int8(a, b),
+            (Dtype::Fp16, Tensor::F16(a), Tensor::F16(b)) => Operands::Fp16(a, b),
+            (Dtype::Int8, Tensor::I8(_), t) => return Err(wrong("B", pb, &t, "int8", "int8")),
+            (Dtype::Int8, t, _) => return Err(wrong("A", pa, &t, "int8", "int8")),
+            (Dtype::Fp16, Tensor::F16(_), t) => {
+                return Err(wrong("B", pb, &t, "float16", "float16"))
+            }
+            (Dtype::Fp16, t, _) => return Err(wrong("A", pa, &t, "float16", "float16")),
+        })
     }
+
+    /// Seeded operands (ChaCha8): uniform int8, or fp16 uniform in [-1, 1).
+    fn random(
+        dtype: Dtype,
+        weight_bits: u32,
+        (m, k, n): (usize, usize, usize),
+        seed: u64,
+    ) -> Operands {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        match dtype {
+            Dtype::Int8 => {
+                let a = Array2::from_shape_simple_fn((m, k), || rng.random::<i8>());
+                let mut b = Array2::from_shape_simple_fn((k, n), || rng.random::<i8>());
+                if weight_bits == 4 {
+                    b.mapv_inplace(|v| v >> 4);
+                }
+                Operands::Int8(a, b)
+            }
+            Dtype::Fp16 => {
+                let mut f = || f16::from_f32(rng.random_range(-1.0f32..1.0));
+                let a = Array2::from_shape_simple_fn((m, k), &mut f);
+                let b = Array2::from_shape_simple_fn((k, n), &mut f);
+                Operands::Fp16(a, b)
+            }
+        }
+    }
+
+    fn dims(&self) -> ((usize, usize), (usize, usize)) {
+        match self {
+            Operands::Int8(a, b) => (a.dim(), b.dim()),
+            Operands::Fp16(a, b) => (a.dim(), b.dim()),
+        }
+    }
+}
+
+/// The tensors of a finished run, staged for writing.
+fn stage<A: NpyElement, W: NpyElement, C: NpyElement>(
+    out: &mut OutputDir,
+    a: &Array2<A>,
+    o: &Outcome<W, C>,
+) {
+    out.add_npy("a.npy", a.view());
+    out.add_npy("b.npy", o.b_fed.view());
+    out.add_npy("golden.npy", o.golden.view());
+    out.add_npy("rtl.npy", o.rtl.view());
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
@@ -98,63 +163,41 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         }
         ModeArg::Dense => Mode::Dense,
     };
-    let (a, b, seed) = match (&args.a, &args.b) {
-        (Some(pa), Some(pb)) => (expect_i8(pa, "A")?, expect_i8(pb, "B")?, None),
-        _ => {
-            let (m, k, n) = args.shape;
-            let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-            let a = Array2::from_shape_simple_fn((m, k), || rng.random::<i8>());
-            let mut b = Array2::from_shape_simple_fn((k, n), || rng.random::<i8>());
-            if cfg.weight_bits == 4 {
-                b.mapv_inplace(|v| v >> 4);
-            }
-            (a, b, Some(args.seed))
-        }
+    let (operands, seed) = match (&args.a, &args.b) {
+        (Some(pa), Some(pb)) => (Operands::read(cfg.dtype, pa, pb)?, None),
+        _ => (
+            Operands::random(cfg.dtype, cfg.weight_bits, args.shape, args.seed),
+            Some(args.seed),
+        ),
     };
-    if a.ncols() != b.nrows() {
-        bail!(
-            "A is {} x {} but B is {} x {}: the inner dimensions must match",
-            a.nrows(),
-            a.ncols(),
-            b.nrows(),
-            b.ncols()
-        );
+    let ((m, k), (kb, n)) = operands.dims();
+    if k != kb {
+        bail!("A is {m} x {k} but B is {kb} x {n}: the inner dimensions must match");
     }
     progress.step(&format!(
         "engine `{}` ({} x {}, {}:{}), GEMM {} x {} x {} in {:?} mode",
-        cfg.top,
-        cfg.rows,
-        cfg.cols,
-        cfg.n,
-        cfg.m,
-        a.nrows(),
-        a.ncols(),
-        b.ncols(),
-        mode
+        cfg.top, cfg.rows, cfg.cols, cfg.n, cfg.m, m, k, n, mode
     ));
     let mut ready = engine::build_simulator(&engine.spec, &args.sim, &args.out, &mut progress)?;
-    let corrupt = args
-        .corrupt_golden
-        .map(|index| CorruptGolden { index, delta: 1 });
-    let outcome = int8_gemm(
-        ready.sim.as_mut(),
-        cfg,
-        &engine.spec,
-        a.view(),
-        b.view(),
-        mode,
-        corrupt,
-    )?;
+    let corrupt = args.corrupt_golden.map(|index| CorruptGolden { index });
+    let sim = ready.sim.as_mut();
+    let mut out = OutputDir::create(&args.out)?;
+    let (stats, c) = match &operands {
+        Operands::Int8(a, b) => {
+            let o = int8_gemm(sim, cfg, &engine.spec, a.view(), b.view(), mode, corrupt)?;
+            stage(&mut out, a, &o);
+            (o.stats, o.comparison)
+        }
+        Operands::Fp16(a, b) => {
+            let o = fp16_gemm(sim, cfg, &engine.spec, a.view(), b.view(), mode, corrupt)?;
+            stage(&mut out, a, &o);
+            (o.stats, o.comparison)
+        }
+    };
     let (simulator, sim_version) = (ready.name, ready.version.clone());
     let waves = ready.finish()?;
-    progress.step(&format!(
-        "simulated {} cycles on {simulator}",
-        outcome.stats.cycles
-    ));
+    progress.step(&format!("simulated {} cycles on {simulator}", stats.cycles));
 
-    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
-    let stats = outcome.stats;
-    let c = &outcome.comparison;
     let report = json!({
         "bit_exact": c.bit_exact(),
         "mismatches": c.mismatches,
@@ -178,11 +221,6 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         "coforge_version": env!("CARGO_PKG_VERSION"),
         "waves": waves.as_ref().map(|p| p.display().to_string()),
     });
-    let mut out = OutputDir::create(&args.out)?;
-    out.add_npy("a.npy", a.view());
-    out.add_npy("b.npy", outcome.b_fed.view());
-    out.add_npy("golden.npy", outcome.golden.view());
-    out.add_npy("rtl.npy", outcome.rtl.view());
     out.write_json("report.json", &report)?;
     out.add("config.json", engine.config.resolved_json().into_bytes());
     out.commit()

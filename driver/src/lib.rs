@@ -4,12 +4,15 @@
 //! - `stce`: a GEMM on the sparse tensor engine: tiling, the cycle-exact input stream, the
 //!   read-out schedule, and the cycle model that predicts its length.
 //! - `sore`: N:M pruning of a tensor on the online pruning unit, and its cycle model.
+//! - `wuve`: the SR-STE weight update (fp32 master weights and their fp16 copy) on the
+//!   weight-update vector engine, and its cycle model.
 
 pub mod compare;
 pub mod design;
 pub mod sore;
 pub mod stce;
 pub mod verify;
+pub mod wuve;
 
 use thiserror::Error;
 
@@ -17,6 +20,8 @@ use thiserror::Error;
 pub enum DriverError {
     #[error("shape mismatch: {0}")]
     Shape(String),
+    #[error("invalid input: {0}")]
+    Input(String),
     #[error("the engine cannot run this: {0}")]
     Unsupported(String),
     #[error(transparent)]

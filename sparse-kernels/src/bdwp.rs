@@ -158,9 +158,10 @@ pub fn bp_operand(masks: &Masks, cfg: &BdwpConfig) -> Result<Compressed<f16>, Ke
 /// product rather than muxing the decay away.
 pub fn update_element(w32: f32, dw: f32, keep: u8, lr: f32, lambda: f32) -> f32 {
     let one_minus_keep: f32 = if keep == 0 { 1.0 } else { 0.0 };
-    let decay = lambda * (one_minus_keep * w32);
-    let g = dw + decay;
-    w32 - lr * g
+    let decay = fp::mul(lambda, fp::mul(one_minus_keep, w32));
+    let g = fp::add(dw, decay);
+    // `a - b` is `a + (-b)` exactly in IEEE arithmetic, zero signs included.
+    fp::add(w32, -fp::mul(lr, g))
 }
 
 /// Everything one step produces.

@@ -1,10 +1,46 @@
 //! Floating-point path: fp16 operands, exact products, fp32 accumulation, fp32 → fp16 conversion.
 //!
-//! NaN/inf policy of these scalar rules: they are plain IEEE operations, so NaN and infinities
-//! propagate (`inf * 0 = NaN`, `inf + -inf = NaN`). Rejecting NaN inputs is done at tensor level
-//! (see [`crate::bdwp::train_step`]).
+//! NaN/inf policy of these scalar rules: they are IEEE operations, so infinities propagate and
+//! invalid operations give NaN (`inf * 0`, `inf + -inf`). Every NaN *result* is the canonical
+//! quiet NaN ([`CANONICAL_NAN_F32`], [`CANONICAL_NAN_F16`]): IEEE leaves a NaN's sign and payload
+//! to the implementation (x86 gives `0xFFC00000` for `inf - inf`), and a bit-exact contract
+//! cannot, so the reference and the RTL both canonicalize. Rejecting NaN inputs is done at tensor
+//! level (see [`crate::bdwp::train_step`]).
 
 pub use half::f16;
+
+/// The one fp32 NaN that any operation of the contract returns.
+pub const CANONICAL_NAN_F32: f32 = f32::from_bits(0x7FC0_0000);
+/// The one fp16 NaN that any operation of the contract returns.
+pub const CANONICAL_NAN_F16: f16 = f16::from_bits(0x7E00);
+
+/// `x`, with any NaN replaced by [`CANONICAL_NAN_F32`].
+pub fn canon(x: f32) -> f32 {
+    if x.is_nan() {
+        CANONICAL_NAN_F32
+    } else {
+        x
+    }
+}
+
+/// `x`, with any NaN replaced by [`CANONICAL_NAN_F16`].
+pub fn canon16(x: f16) -> f16 {
+    if x.is_nan() {
+        CANONICAL_NAN_F16
+    } else {
+        x
+    }
+}
+
+/// fp32 addition of the contract: IEEE round-to-nearest-even, subnormals kept, canonical NaN.
+pub fn add(a: f32, b: f32) -> f32 {
+    canon(a + b)
+}
+
+/// fp32 multiplication of the contract: IEEE round-to-nearest-even, subnormals kept, canonical NaN.
+pub fn mul(a: f32, b: f32) -> f32 {
+    canon(a * b)
+}
 
 /// Exact product of two fp16 values, as an f32.
 ///
@@ -12,20 +48,20 @@ pub use half::f16;
 /// bits (< 24), and its magnitude lies in `[2^-48, 65504^2 ≈ 2^32]`, inside the *normal* f32 range.
 /// Every non-zero product is therefore a normal f32 and exact; zero, inf and NaN follow IEEE rules.
 pub fn mul_exact(a: f16, b: f16) -> f32 {
-    f32::from(a) * f32::from(b)
+    canon(f32::from(a) * f32::from(b))
 }
 
 /// One MAC of the contract: `acc + mul_exact(a, b)`, the add in IEEE binary32 round-to-nearest-even
 /// with subnormals kept (which is exactly Rust's `f32` `+`; Rust never contracts this into an FMA).
 pub fn mac(acc: f32, a: f16, b: f16) -> f32 {
-    acc + mul_exact(a, b)
+    add(acc, mul_exact(a, b))
 }
 
 /// fp32 → fp16, round to nearest even, overflow to ±inf (`|x| >= 65520` becomes inf), subnormal
 /// results rounded too, NaN stays NaN. This is `half::f16::from_f32`; the tests pin it at the
 /// halfway cases so that a change in `half` cannot go unnoticed.
 pub fn to_f16(x: f32) -> f16 {
-    f16::from_f32(x)
+    canon16(f16::from_f32(x))
 }
 
 #[cfg(test)]

@@ -66,3 +66,31 @@ pub fn adversarial_i8(rows: usize, cols: usize, seed: u64) -> Array2<i8> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     Array2::from_shape_simple_fn((rows, cols), || VALUES[rng.random_range(0..VALUES.len())])
 }
+
+/// Seeded fp16 tensor, uniform in [-1, 1).
+pub fn random_f16(rows: usize, cols: usize, seed: u64) -> Array2<half::f16> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Array2::from_shape_simple_fn((rows, cols), || {
+        half::f16::from_f32(rng.random_range(-1.0f32..1.0))
+    })
+}
+
+/// Seeded fp16 tensor drawn from the edges of the format: signed zeros, subnormals, the
+/// smallest normal, values whose products and sums round at halfway points, and the largest
+/// finite values (whose products overflow nothing in fp32 but whose sums cancel).
+pub fn adversarial_f16(rows: usize, cols: usize, seed: u64) -> Array2<half::f16> {
+    const BITS: [u16; 16] = [
+        0x0000, 0x8000, // +0, -0
+        0x0001, 0x83ff, // smallest subnormal, -largest subnormal
+        0x0400, 0x8400, // +-smallest normal
+        0x3c00, 0xbc00, // +-1
+        0x3c01, 0x0c00, // 1 + 2^-10, 2^-12 (its square is half an fp32 ulp of 2^-24 * ...)
+        0x7bff, 0xfbff, // +-65504
+        0x4200, 0xc200, // +-3
+        0x1400, 0x3800, // 2^-10, 0.5
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Array2::from_shape_simple_fn((rows, cols), || {
+        half::f16::from_bits(BITS[rng.random_range(0..BITS.len())])
+    })
+}

@@ -10,7 +10,7 @@
 //! captured per cycle. Units are built from the `coforge_generator::engines::fp` module defs, so
 //! the test covers the same module text the emitter writes out (after its header comment).
 
-use coforge_generator::engines::fp::{self, canon_f16, canon_f32};
+use coforge_generator::engines::fp;
 use coforge_generator::rtl::{Dir, ModuleDef};
 use coforge_sim::{
     BuildOptions, DesignSpec, PortSpec, Simulator, Stimulus, VerilatedModel, Verilator,
@@ -18,6 +18,7 @@ use coforge_sim::{
 use half::f16;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use sparse_kernels::fp as reference;
 use std::fmt::Write as _;
 
 /// Vectors per simulator run, to bound the memory of a stimulus.
@@ -164,22 +165,21 @@ fn f(bits: u32) -> f32 {
     f32::from_bits(bits)
 }
 
+// The reference is `sparse_kernels::fp` itself: the RTL must match the contract's functions.
 fn ref_fp16_mul(v: &[u32; 2]) -> u32 {
-    let a = f32::from(f16::from_bits(v[0] as u16));
-    let b = f32::from(f16::from_bits(v[1] as u16));
-    canon_f32(a * b)
+    reference::mul_exact(f16::from_bits(v[0] as u16), f16::from_bits(v[1] as u16)).to_bits()
 }
 
 fn ref_add(v: &[u32; 2]) -> u32 {
-    canon_f32(f(v[0]) + f(v[1]))
+    reference::add(f(v[0]), f(v[1])).to_bits()
 }
 
 fn ref_mul(v: &[u32; 2]) -> u32 {
-    canon_f32(f(v[0]) * f(v[1]))
+    reference::mul(f(v[0]), f(v[1])).to_bits()
 }
 
 fn ref_to_fp16(v: &[u32; 1]) -> u32 {
-    canon_f16(f16::from_f32(f(v[0])).to_bits()) as u32
+    reference::to_f16(f(v[0])).to_bits() as u32
 }
 
 // ---- Vector helpers ------------------------------------------------------------------------------

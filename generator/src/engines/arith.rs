@@ -1,8 +1,9 @@
 //! The arithmetic a PE performs, kept apart from the array so that it can be swapped (int8
 //! today, fp16/fp32 for training) without touching the systolic structure.
 
+use super::fp;
 use crate::config::Overflow;
-use crate::rtl::{Expr, ModuleBuilder};
+use crate::rtl::{Expr, ModuleBuilder, ModuleDef};
 
 /// One PE's multiply-accumulate step: `acc + a_0*w_0 + a_1*w_1 + ...`, with the additions done
 /// one at a time in the order given (increasing reduction index), which is the accumulation
@@ -22,6 +23,10 @@ pub trait PeArith {
         acc: Expr,
         pairs: &[(Expr, Expr)],
     ) -> Expr;
+    /// Leaf modules that `accumulate` instantiates, to be added to the design.
+    fn leaf_modules(&self) -> Vec<ModuleDef> {
+        Vec::new()
+    }
 }
 
 /// int8 activations x int8/int4 weights, int32 accumulator with a wrap or saturate policy.
@@ -97,5 +102,60 @@ impl PeArith for IntMac {
             };
         }
         sum
+    }
+}
+
+/// fp16 activations x fp16 weights, fp32 accumulator (numerics.md, floating-point path).
+///
+/// Each product is exact in fp32 (`cf_fp16_mul_exact`); each addition is one IEEE binary32
+/// round-to-nearest-even add (`cf_fp32_add`), chained in increasing index, so the PE computes
+/// `((acc + p0) + p1) + ...` exactly like `sparse_kernels::fp::mac` applied in order. The chain is
+/// combinational within the cycle: bit-exactness first; pipelining it (with outputs interleaved
+/// per PE to keep the order) is a timing optimization for later.
+pub struct FpMac;
+
+impl PeArith for FpMac {
+    fn tag(&self) -> String {
+        "fp16".to_string()
+    }
+    fn act_bits(&self) -> u32 {
+        16
+    }
+    fn wgt_bits(&self) -> u32 {
+        16
+    }
+    fn acc_bits(&self) -> u32 {
+        32
+    }
+
+    fn accumulate(
+        &self,
+        b: &mut ModuleBuilder,
+        prefix: &str,
+        acc: Expr,
+        pairs: &[(Expr, Expr)],
+    ) -> Expr {
+        let (mul, add) = (fp::fp16_mul_exact(), fp::fp32_add());
+        let mut sum = acc;
+        for (i, (a, w)) in pairs.iter().enumerate() {
+            let product = b.wire(&format!("{prefix}product_{i}"), 32);
+            b.instance(
+                &mul,
+                &format!("{prefix}multiplier_{i}"),
+                vec![("a", a.clone()), ("b", w.clone()), ("p", product.clone())],
+            );
+            let next = b.wire(&format!("{prefix}sum_{i}"), 32);
+            b.instance(
+                &add,
+                &format!("{prefix}adder_{i}"),
+                vec![("a", sum), ("b", product), ("s", next.clone())],
+            );
+            sum = next;
+        }
+        sum
+    }
+
+    fn leaf_modules(&self) -> Vec<ModuleDef> {
+        vec![fp::fp16_mul_exact(), fp::fp32_add()]
     }
 }

@@ -4,33 +4,15 @@
 //! IEEE `f32` arithmetic (round to nearest even, subnormals kept) and with `half::f16` for the
 //! fp16 conversions. One rule differs from "whatever the FPU does" and is shared with the Rust
 //! reference: every NaN result is the canonical quiet NaN (`0x7FC00000` in fp32, `0x7E00` in
-//! fp16), see [`canon_f32`] and [`canon_f16`]. The co-simulation tests are in
+//! fp16), see `sparse_kernels::fp::canon`. The co-simulation tests are in
 //! `testbenches/tests/fp_units.rs`.
 
 use crate::rtl::{Dir, ExternalModule, ModuleDef, Port};
 
-/// The canonical fp32 NaN produced by every unit.
+/// The canonical fp32 NaN produced by every unit (`sparse_kernels::fp::CANONICAL_NAN_F32`).
 pub const CANON_NAN_F32: u32 = 0x7FC0_0000;
-/// The canonical fp16 NaN produced by every unit.
+/// The canonical fp16 NaN produced by every unit (`sparse_kernels::fp::CANONICAL_NAN_F16`).
 pub const CANON_NAN_F16: u16 = 0x7E00;
-
-/// The bits of `x`, with any NaN replaced by [`CANON_NAN_F32`] (the RTL NaN policy).
-pub fn canon_f32(x: f32) -> u32 {
-    if x.is_nan() {
-        CANON_NAN_F32
-    } else {
-        x.to_bits()
-    }
-}
-
-/// fp16 bits with any NaN replaced by [`CANON_NAN_F16`] (the RTL NaN policy).
-pub fn canon_f16(bits: u16) -> u16 {
-    if bits & 0x7C00 == 0x7C00 && bits & 0x03FF != 0 {
-        CANON_NAN_F16
-    } else {
-        bits
-    }
-}
 
 fn port(name: &str, dir: Dir, width: u32, doc: &str) -> Port {
     Port {
@@ -124,16 +106,5 @@ mod tests {
             assert!(ext.source.contains("`default_nettype none"));
             assert!(ext.source.trim_end().ends_with("`default_nettype wire"));
         }
-    }
-
-    #[test]
-    fn canonical_nans() {
-        assert_eq!(canon_f32(f32::NAN), CANON_NAN_F32);
-        assert_eq!(canon_f32(-f32::NAN), CANON_NAN_F32);
-        assert_eq!(canon_f32(f32::from_bits(0x7F80_0001)), CANON_NAN_F32);
-        assert_eq!(canon_f32(f32::INFINITY), 0x7F80_0000);
-        assert_eq!(canon_f16(0xFC01), CANON_NAN_F16);
-        assert_eq!(canon_f16(0x7C00), 0x7C00);
-        assert_eq!(canon_f16(0xFC00), 0xFC00);
     }
 }

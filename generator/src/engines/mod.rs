@@ -4,3 +4,4 @@ pub mod arith;
 pub mod fp;
 pub mod sore;
 pub mod stce;
+pub mod wuve;

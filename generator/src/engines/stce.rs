@@ -34,7 +34,7 @@
 //!   (One 32-bit port per column, not one packed port for the whole array: Verilator 5.006 is
 //!   slow on very wide packed ports, see the design notes.)
 
-use super::arith::{IntMac, PeArith};
+use super::arith::{FpMac, IntMac, PeArith};
 use crate::config::{Dtype, StceConfig};
 use crate::rtl::{index_bits, set, when, when_else, Design, Expr, ModuleBuilder, ModuleDef};
 
@@ -67,9 +67,12 @@ pub fn generate(cfg: &StceConfig) -> Design {
             wgt_bits: cfg.weight_bits,
             overflow: cfg.overflow,
         }),
-        Dtype::Fp16 => unimplemented!("fp16 tensor engine"),
+        Dtype::Fp16 => Box::new(FpMac),
     };
     let mut design = Design::new();
+    for leaf in arith.leaf_modules() {
+        design.add(leaf).expect("leaf modules have fixed names");
+    }
     let pe = processing_element(cfg, arith.as_ref());
     design
         .add(pe.clone())

@@ -1,0 +1,243 @@
+//! `coforge mlp`: train a small MLP with BDWP on a seeded synthetic dataset, once per N:M pattern
+//! (same seed, data and initial weights for all), on the Rust reference backend; write the curves
+//! (`curves.csv`, `curves.svg`) and `summary.json`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use coforge_trainer::{
+    curves_csv, curves_svg, parse_pattern, pattern_label, train_mlp, Counting, Curve, DatasetKind,
+    MlpConfig, Pass, Reference,
+};
+use serde_json::json;
+use sparse_kernels::bdwp::{BdwpConfig, MaskBSource, DEFAULT_LAMBDA};
+use sparse_kernels::nm::NmPattern;
+
+use crate::output::OutputDir;
+
+/// Layer widths: 32 input features → 64 → 64 → 16 outputs (the real classes come first; the
+/// padded logits are ignored). All multiples of 16, so every pattern up to 1:16 groups every axis.
+pub const WIDTHS: [usize; 4] = [32, 64, 64, 16];
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DatasetArg {
+    /// 3 spiral arms, 2-D points lifted to 32 features by a fixed random affine projection
+    Spirals,
+    /// 4 overlapping Gaussian blobs in 32 dimensions
+    Blobs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum MaskBSourceArg {
+    /// M_B from W16⊙M_F (Bi-Mask)
+    ForwardMasked,
+    /// M_B from the dense W16
+    Dense,
+}
+
+#[derive(Args, Debug)]
+pub struct MlpArgs {
+    /// Output directory (curves.csv, curves.svg, summary.json)
+    #[arg(long)]
+    out: PathBuf,
+    /// Comma-separated patterns: `dense` or N:M (M <= 16 and dividing 16)
+    #[arg(long, default_value = "dense,2:4,2:8,1:4")]
+    patterns: String,
+    /// Training steps (minibatches) per pattern
+    #[arg(long, default_value_t = 300)]
+    steps: usize,
+    /// Seed of the dataset, the initial weights and the minibatch order (ChaCha8)
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// SGD learning rate
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    lr: f32,
+    /// Decay on pruned weights (SR-STE λ)
+    #[arg(long, default_value_t = DEFAULT_LAMBDA, allow_negative_numbers = true)]
+    lambda: f32,
+    /// Minibatch size
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Evaluate (train loss, train and test accuracy) every this many steps
+    #[arg(long, default_value_t = 10)]
+    eval_every: usize,
+    #[arg(long, value_enum, default_value = "spirals")]
+    dataset: DatasetArg,
+    /// Which tensor the backward mask is selected from
+    #[arg(long, value_enum, default_value = "forward-masked")]
+    mask_b_source: MaskBSourceArg,
+}
+
+fn parse_patterns(s: &str) -> anyhow::Result<Vec<NmPattern>> {
+    let mut out: Vec<NmPattern> = Vec::new();
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let p = parse_pattern(part).with_context(|| "in --patterns")?;
+        if let Some(w) = WIDTHS.iter().find(|w| *w % p.m() != 0) {
+            anyhow::bail!(
+                "in --patterns: pattern {p}: M = {} does not divide the layer width {w} (widths are {WIDTHS:?})",
+                p.m()
+            );
+        }
+        if out.iter().any(|q| pattern_label(*q) == pattern_label(p)) {
+            anyhow::bail!("in --patterns: '{}' appears twice", part.trim());
+        }
+        out.push(p);
+    }
+    anyhow::ensure!(!out.is_empty(), "--patterns is empty");
+    Ok(out)
+}
+
+/// An f32 as the JSON number with the same shortest decimal form (`0.1`, not `0.10000000149`).
+fn num(x: f32) -> serde_json::Value {
+    match format!("{x}").parse::<f64>() {
+        Ok(v) if v.is_finite() => json!(v),
+        _ => json!(x.to_string()),
+    }
+}
+
+pub fn run(a: MlpArgs) -> anyhow::Result<()> {
+    let mut out = OutputDir::create(&a.out)?;
+    let patterns = parse_patterns(&a.patterns)?;
+    anyhow::ensure!(a.steps > 0, "--steps must be at least 1");
+    anyhow::ensure!(a.eval_every > 0, "--eval-every must be at least 1");
+    anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
+    let kind = match a.dataset {
+        DatasetArg::Spirals => DatasetKind::Spirals,
+        DatasetArg::Blobs => DatasetKind::Blobs,
+    };
+    let mask_b_source = match a.mask_b_source {
+        MaskBSourceArg::ForwardMasked => MaskBSource::ForwardMasked,
+        MaskBSourceArg::Dense => MaskBSource::Dense,
+    };
+    let data = kind.generate(a.seed);
+    let started = Instant::now();
+    let mut curves = Vec::new();
+    let mut results = Vec::new();
+    let mut last_cfg = None;
+    for &pattern in &patterns {
+        let label = pattern_label(pattern);
+        let t0 = Instant::now();
+        let mut cfg = MlpConfig::new(
+            BdwpConfig {
+                pattern,
+                lr: a.lr,
+                lambda: a.lambda,
+                mask_b_source,
+            },
+            a.seed,
+        );
+        cfg.batch = a.batch;
+        let mut backend = Counting::new(Reference);
+        let records = train_mlp(&mut backend, &data, &WIDTHS, &cfg, a.steps, a.eval_every)
+            .with_context(|| format!("training with pattern {label}"))?;
+        let last = *records.last().expect("train_mlp records step 0");
+        let best = records.iter().map(|r| r.test_acc).fold(0f32, f32::max);
+        let macs = |p: Pass| backend.work(p).work;
+        let gemm_macs = macs(Pass::Ff) + macs(Pass::Bp) + macs(Pass::Wu);
+        results.push(json!({
+            "pattern": label,
+            "final_loss": num(last.loss),
+            "final_train_accuracy": num(last.train_acc),
+            "final_test_accuracy": num(last.test_acc),
+            "best_test_accuracy": num(best),
+            "training_gemm_macs": {
+                "ff": macs(Pass::Ff),
+                "bp": macs(Pass::Bp),
+                "wu": macs(Pass::Wu),
+                "total": gemm_macs,
+            },
+        }));
+        eprintln!(
+            "  {label}: {} steps in {:.2} s",
+            a.steps,
+            t0.elapsed().as_secs_f64()
+        );
+        curves.push(Curve { label, records });
+        last_cfg = Some(cfg);
+    }
+    let cfg = last_cfg.expect("at least one pattern");
+    let title = format!(
+        "BDWP MLP {:?} on {} (seed {}, lr {}, batch {}, loss scale {})",
+        WIDTHS, data.name, a.seed, a.lr, cfg.batch, cfg.loss_scale
+    );
+    out.add("curves.csv", curves_csv(&curves).into_bytes());
+    out.add(
+        "curves.svg",
+        curves_svg(&curves, &title, Some(data.chance_accuracy())).into_bytes(),
+    );
+    out.write_json(
+        "summary.json",
+        &json!({
+            "backend": "reference",
+            "coforge_version": env!("CARGO_PKG_VERSION"),
+            "dataset": data.name,
+            "seed": a.seed,
+            "classes": data.classes,
+            "train_samples": data.train_y.len(),
+            "test_samples": data.test_y.len(),
+            "chance_accuracy": num(data.chance_accuracy()),
+            "widths": WIDTHS,
+            "steps": a.steps,
+            "eval_every": a.eval_every,
+            "batch": cfg.batch,
+            "lr": num(a.lr),
+            "lambda": num(a.lambda),
+            "loss_scale": num(cfg.loss_scale),
+            "mask_b_source": format!("{mask_b_source:?}"),
+            "results": results,
+        }),
+    )?;
+    for p in out.commit()? {
+        println!("wrote {}", p.display());
+    }
+    println!(
+        "{:<8} {:>11} {:>10} {:>10}",
+        "pattern", "final loss", "train acc", "test acc"
+    );
+    for c in &curves {
+        let r = c.records.last().expect("non-empty");
+        println!(
+            "{:<8} {:>11.4} {:>10.3} {:>10.3}",
+            c.label, r.loss, r.train_acc, r.test_acc
+        );
+    }
+    println!(
+        "{} pattern(s) x {} steps on {} in {:.1} s (chance accuracy {:.3})",
+        curves.len(),
+        a.steps,
+        data.name,
+        started.elapsed().as_secs_f64(),
+        data.chance_accuracy()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_are_checked() {
+        let p = parse_patterns("dense, 2:4,1:16").unwrap();
+        assert_eq!(p.len(), 3);
+        for (bad, msg) in [
+            ("2:4,x", "'x' is not 'dense' or N:M"),
+            ("2:3", "M = 3 does not divide the layer width 32"),
+            ("2:4,2:4", "'2:4' appears twice"),
+            ("dense,4:4", "'4:4' appears twice"),
+            ("5:4", "N must not exceed M"),
+            (",", "--patterns is empty"),
+        ] {
+            let e = format!("{:#}", parse_patterns(bad).unwrap_err());
+            assert!(e.contains(msg), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn numbers_keep_their_short_form() {
+        assert_eq!(num(0.1).to_string(), "0.1");
+        assert_eq!(num(f32::NAN).to_string(), "\"NaN\"");
+    }
+}

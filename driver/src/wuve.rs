@@ -1,0 +1,235 @@
+//! The SR-STE weight update of a 2-D tensor on the weight-update vector engine (WUVE).
+//!
+//! Elements are streamed row-major, V at a time: cycle c gives element `c*V + v` to lane v, every
+//! cycle from the first to the last with no bubble. `lr` and `lambda` are held on their ports for
+//! the whole job. Each element's result is read [`LATENCY`] cycles after its input cycle, so the
+//! reads of the first elements overlap the inputs of the later ones; after the last input the
+//! driver drives `in_valid` low (and zeros on the lanes) while the pipeline drains. Lanes without
+//! an element in the last cycle are fed zeros and their output is dropped.
+//!
+//! The result is `sparse_kernels::bdwp::update_element` applied to every element, and its fp16
+//! conversion (`sparse_kernels::fp::to_f16`), with every NaN canonical (`0x7FC00000` in fp32,
+//! `0x7E00` in fp16): the engine's NaN policy, see `coforge_generator::engines::wuve`.
+
+use crate::DriverError;
+use coforge_generator::engines::wuve::{self, ports, WuveParams, LATENCY};
+use coforge_generator::rtl::Dir;
+use coforge_sim::{DesignSpec, PortDir, PortSpec, Simulator, Stimulus};
+use half::f16;
+use ndarray::{Array2, ArrayView2};
+
+/// Reset cycles before the first element (not counted in the job's cycles).
+pub const RESET_CYCLES: u64 = 2;
+
+/// Cycle accounting of one update job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpdateStats {
+    /// From the first element driven to the read of the last result, inclusive.
+    pub cycles: u64,
+    /// Elements updated.
+    pub elements: u64,
+}
+
+/// The engine's answer to one update job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Updated {
+    /// Updated fp32 master weights (NaNs canonical).
+    pub w32: Array2<f32>,
+    /// Their fp16 conversion, RNE, overflow to inf (NaNs canonical).
+    pub w16: Array2<f16>,
+    pub stats: UpdateStats,
+}
+
+/// Generates the engine for `p` with top module `top` and describes it to a simulator.
+///
+/// # Panics
+/// If `p` fails [`WuveParams::validate`].
+pub fn design_spec(p: &WuveParams, top: &str) -> DesignSpec {
+    let design = wuve::generate(p, top);
+    let top_ports = design
+        .get(top)
+        .expect("the generated design contains its top")
+        .ports()
+        .iter()
+        .filter(|port| port.name != ports::CLOCK)
+        .map(|port| PortSpec {
+            name: port.name.clone(),
+            dir: match port.dir {
+                Dir::Input => PortDir::Input,
+                Dir::Output => PortDir::Output,
+            },
+            width: port.width,
+        })
+        .collect();
+    DesignSpec {
+        top: top.to_string(),
+        sources: wuve::render(p, top),
+        ports: top_ports,
+        clock: ports::CLOCK.to_string(),
+    }
+}
+
+/// Predicted cycles to update `elements` weights: `ceil(elements / V)` input cycles plus the
+/// latency to the last result. Zero elements take zero cycles.
+pub fn estimate_cycles(p: &WuveParams, elements: u64) -> u64 {
+    if elements == 0 {
+        return 0;
+    }
+    elements.div_ceil(u64::from(p.lanes)) + LATENCY
+}
+
+fn in_port(stim: &Stimulus, name: &str) -> Result<usize, DriverError> {
+    stim.port_id(name).ok_or_else(|| {
+        DriverError::Unsupported(format!(
+            "the design has no input `{name}`; was it generated from these parameters?"
+        ))
+    })
+}
+
+/// Updates the fp32 master weights `w32` with the gradients `dw` and the forward mask `keep`
+/// (0 = pruned, anything else = kept) on the engine `p`, simulated by `sim` from the design `spec`
+/// (see [`design_spec`]). The simulation starts with a reset.
+///
+/// Errors: invalid parameters, `dw` or `keep` not of the shape of `w32`
+/// ([`DriverError::Shape`]), a design without the expected ports, or a simulator failure.
+#[allow(clippy::too_many_arguments)]
+pub fn update(
+    sim: &mut dyn Simulator,
+    p: &WuveParams,
+    spec: &DesignSpec,
+    w32: ArrayView2<f32>,
+    dw: ArrayView2<f32>,
+    keep: ArrayView2<u8>,
+    lr: f32,
+    lambda: f32,
+) -> Result<Updated, DriverError> {
+    p.validate().map_err(DriverError::Unsupported)?;
+    let dim = w32.dim();
+    for (name, d) in [("dw", dw.dim()), ("keep", keep.dim())] {
+        if d != dim {
+            return Err(DriverError::Shape(format!(
+                "{name} is {d:?} but w32 is {dim:?}; they must match element for element"
+            )));
+        }
+    }
+    let lanes = p.lanes as usize;
+    let elements = w32.len();
+    let mut out = Updated {
+        w32: Array2::zeros(dim),
+        w16: Array2::from_elem(dim, f16::ZERO),
+        stats: UpdateStats {
+            cycles: estimate_cycles(p, elements as u64),
+            elements: elements as u64,
+        },
+    };
+    if elements == 0 {
+        return Ok(out);
+    }
+    // Row-major element order, whatever the memory layout of the views.
+    let w_flat: Vec<f32> = w32.iter().copied().collect();
+    let dw_flat: Vec<f32> = dw.iter().copied().collect();
+    let keep_flat: Vec<u8> = keep.iter().copied().collect();
+
+    let rounds = elements.div_ceil(lanes);
+    let latency = LATENCY as usize;
+    let mut stim = Stimulus::try_new(spec)?;
+    let reset = in_port(&stim, ports::RESET)?;
+    let valid = in_port(&stim, ports::VALID)?;
+    let lr_port = in_port(&stim, ports::LR)?;
+    let lambda_port = in_port(&stim, ports::LAMBDA)?;
+    let lane_ports = (0..p.lanes)
+        .map(|l| {
+            Ok((
+                in_port(&stim, &ports::w32(l))?,
+                in_port(&stim, &ports::dw(l))?,
+                in_port(&stim, &ports::keep(l))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, DriverError>>()?;
+    stim.reserve(RESET_CYCLES as usize + rounds + latency);
+    stim.set_id(lr_port, &[lr.to_bits()]);
+    stim.set_id(lambda_port, &[lambda.to_bits()]);
+    stim.set_id(reset, &[1]);
+    for _ in 0..RESET_CYCLES {
+        stim.step(false);
+    }
+    stim.set_id(reset, &[0]);
+    for c in 0..rounds + latency {
+        let feeding = c < rounds;
+        stim.set_id(valid, &[u32::from(feeding)]);
+        for (l, &(wp, dp, kp)) in lane_ports.iter().enumerate() {
+            let k = c * lanes + l;
+            let (w, d, kb) = if feeding && k < elements {
+                (
+                    w_flat[k].to_bits(),
+                    dw_flat[k].to_bits(),
+                    u32::from(keep_flat[k] != 0),
+                )
+            } else {
+                (0, 0, 0)
+            };
+            stim.set_id(wp, &[w]);
+            stim.set_id(dp, &[d]);
+            stim.set_id(kp, &[kb]);
+        }
+        // Round r's results are shown in cycle r + LATENCY.
+        stim.step(c >= latency);
+    }
+    debug_assert_eq!(stim.cycles(), RESET_CYCLES + out.stats.cycles);
+    debug_assert_eq!(stim.captures(), rounds);
+
+    let trace = sim.run(&stim)?;
+    if trace.len() != rounds {
+        return Err(DriverError::Shape(format!(
+            "the simulator returned {} captures, the schedule expects {rounds}",
+            trace.len()
+        )));
+    }
+    let out_port = |name: &str| {
+        trace
+            .port_id(name)
+            .ok_or_else(|| DriverError::Unsupported(format!("the design has no output `{name}`")))
+    };
+    let out_valid = out_port(ports::OUT_VALID)?;
+    let result_ports = (0..p.lanes)
+        .map(|l| {
+            Ok((
+                out_port(&ports::w32_next(l))?,
+                out_port(&ports::w16_next(l))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, DriverError>>()?;
+    let cols = dim.1;
+    for r in 0..rounds {
+        if trace.get_id(r, out_valid)[0] != 1 {
+            return Err(DriverError::Unsupported(format!(
+                "out_valid is low where round {r}'s results were expected"
+            )));
+        }
+        for (l, &(wp, hp)) in result_ports.iter().enumerate() {
+            let k = r * lanes + l;
+            if k >= elements {
+                break;
+            }
+            let at = (k / cols, k % cols);
+            out.w32[at] = f32::from_bits(trace.get_id(r, wp)[0]);
+            out.w16[at] = f16::from_bits(trace.get_id(r, hp)[0] as u16);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycle_model() {
+        let p = WuveParams { lanes: 4 };
+        assert_eq!(estimate_cycles(&p, 0), 0);
+        assert_eq!(estimate_cycles(&p, 1), 1 + LATENCY);
+        assert_eq!(estimate_cycles(&p, 4), 1 + LATENCY);
+        assert_eq!(estimate_cycles(&p, 5), 2 + LATENCY);
+        assert_eq!(estimate_cycles(&WuveParams { lanes: 1 }, 7), 7 + LATENCY);
+    }
+}

@@ -1,0 +1,184 @@
+//! STCE benchmark: sparse against dense cycles for every N:M pattern, PE utilization,
+//! co-simulation speed (Verilator at 16x16 and 32x32, Verilator against Icarus), and generation
+//! time and size for a 64x64 array.
+//!
+//! Run: `cargo bench -p coforge-testbenches --bench stce` (add `-- --quick` to skip 32x32).
+//! Speeds are medians of 3 runs; cycle counts are exact and come from bit-exact runs.
+
+use coforge_driver::verify::{int8_gemm, Mode};
+use coforge_generator::artifacts::render;
+use coforge_generator::config::Config;
+use coforge_generator::engines::stce::ports;
+use coforge_sim::{Icarus, Simulator, Stimulus};
+use coforge_testbenches::{random_i8, Engine};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// A stream of `cycles` random groups (tiles of 16 groups), capturing every cycle or never.
+fn random_stream(e: &Engine, cycles: u64, capture_every_cycle: bool) -> Stimulus {
+    let cfg = e.cfg();
+    let mut stim = Stimulus::new(&e.spec);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let act_bits = cfg.lanes() * cfg.act_bits();
+    let wgt_bits = cfg.n * cfg.wgt_bits();
+    let ids = |f: &dyn Fn(u32) -> String, n: u32| -> Vec<usize> {
+        (0..n).map(|i| stim.port_id(&f(i)).unwrap()).collect()
+    };
+    let acts = ids(&ports::act_row, cfg.rows);
+    let wgts = ids(&ports::wgt_col, cfg.cols);
+    let (valid, first, last) = (
+        stim.port_id(ports::VALID).unwrap(),
+        stim.port_id(ports::FIRST).unwrap(),
+        stim.port_id(ports::LAST).unwrap(),
+    );
+    stim.set(ports::RESET, 1);
+    stim.step(false);
+    stim.set(ports::RESET, 0);
+    stim.reserve(cycles as usize);
+    let mut words = Vec::new();
+    let mut random_bits = |bits: u32, words: &mut Vec<u32>| {
+        words.clear();
+        for w in 0..bits.div_ceil(32) {
+            let width = (bits - 32 * w).min(32);
+            let mask = if width == 32 {
+                u32::MAX
+            } else {
+                (1 << width) - 1
+            };
+            words.push(rng.random::<u32>() & mask);
+        }
+    };
+    for c in 0..cycles {
+        stim.set_id(valid, &[1]);
+        stim.set_id(first, &[(c % 16 == 0) as u32]);
+        stim.set_id(last, &[(c % 16 == 15) as u32]);
+        for &p in &acts {
+            random_bits(act_bits, &mut words);
+            stim.set_id(p, &words);
+        }
+        for &p in &wgts {
+            random_bits(wgt_bits, &mut words);
+            stim.set_id(p, &words);
+        }
+        stim.step(capture_every_cycle);
+    }
+    stim
+}
+
+fn cycles_per_second(sim: &mut dyn Simulator, stim: &Stimulus) -> f64 {
+    median(
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                sim.run(stim).expect("simulation runs");
+                stim.cycles() as f64 / t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn sparse_vs_dense() {
+    println!(
+        "\n## Sparse against dense cycles, 8 x 8 array, GEMM 64 x 512 x 64 (bit-exact runs)\n"
+    );
+    println!("| N:M | dense cycles | sparse cycles | dense/sparse | ideal M/N | ratio / ideal | sparse utilization | dense utilization |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let (rows, k, cols) = (64, 512, 64);
+    let a = random_i8(rows, k, 1);
+    let b = random_i8(k, cols, 2);
+    for (n, m) in [(2, 4), (4, 8), (2, 8), (1, 4), (1, 8), (1, 16)] {
+        let e = Engine::stce(8, 8, n, m, "");
+        let mut sim = e.verilator();
+        let mut run = |mode| {
+            let o = int8_gemm(&mut sim, e.cfg(), &e.spec, a.view(), b.view(), mode, None)
+                .expect("GEMM runs");
+            assert!(o.comparison.bit_exact(), "{n}:{m} {mode:?} not bit-exact");
+            o.stats
+        };
+        let (dense, sparse) = (run(Mode::Dense), run(Mode::Sparse));
+        let ratio = dense.cycles as f64 / sparse.cycles as f64;
+        let ideal = m as f64 / n as f64;
+        println!(
+            "| {n}:{m} | {} | {} | {ratio:.3} | {ideal:.2} | {:.3} | {:.1}% | {:.1}% |",
+            dense.cycles,
+            sparse.cycles,
+            ratio / ideal,
+            100.0 * sparse.utilization(e.cfg()),
+            100.0 * dense.utilization(e.cfg()),
+        );
+    }
+}
+
+fn speed(quick: bool) {
+    println!("\n## Co-simulation speed (median of 3 runs, 2:8 int8)\n");
+    println!("| array | build s | cycles/s, read-out only | cycles/s, capture every cycle |");
+    println!("|---|---|---|---|");
+    let sizes: &[u32] = if quick { &[16] } else { &[16, 32] };
+    for &s in sizes {
+        let e = Engine::stce(s, s, 2, 8, "");
+        let t = Instant::now();
+        let mut sim = e.verilator();
+        let build = t.elapsed().as_secs_f64();
+        let cycles = 200_000;
+        let quiet = cycles_per_second(&mut sim, &random_stream(&e, cycles, false));
+        let lock = cycles_per_second(&mut sim, &random_stream(&e, cycles, true));
+        println!("| {s} x {s} | {build:.1} | {quiet:.0} | {lock:.0} |");
+    }
+
+    println!("\n## Verilator against Icarus, 4 x 4 array, 2:8 int8, capture every cycle\n");
+    let e = Engine::stce(4, 4, 2, 8, "");
+    let mut verilator = e.verilator();
+    let dir = tempfile::tempdir().unwrap();
+    let mut icarus = Icarus::new(&e.spec, dir.path()).expect("Icarus compiles the design");
+    let v = cycles_per_second(&mut verilator, &random_stream(&e, 200_000, true));
+    let stim = random_stream(&e, 5_000, true);
+    let t0 = verilator.run(&stim).unwrap();
+    let t1 = icarus.run(&stim).unwrap();
+    assert!(
+        t0.first_mismatch(&t1).is_none(),
+        "Verilator and Icarus disagree"
+    );
+    let i = cycles_per_second(&mut icarus, &stim);
+    println!("| simulator | cycles/s |\n|---|---|");
+    println!("| Verilator | {v:.0} |\n| Icarus | {i:.0} |");
+    println!(
+        "\nVerilator / Icarus = {:.0}x (traces identical on 5000 cycles)",
+        v / i
+    );
+}
+
+fn generation() {
+    println!("\n## Generation of a 64 x 64 array (2:8 int8)\n");
+    let cfg = Config::from_toml("[stce]\nrows = 64\ncols = 64\nn = 2\nm = 8\n", "bench").unwrap();
+    let times: Vec<f64> = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            let r = render(&cfg);
+            std::hint::black_box(&r);
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let r = render(&cfg);
+    let bytes: usize = r.verilog.iter().map(|(_, t)| t.len()).sum();
+    let lines: usize = r.verilog.iter().map(|(_, t)| t.lines().count()).sum();
+    println!(
+        "{} module definitions for 4096 PEs, {lines} lines, {:.1} MiB of Verilog, generated in {:.2} s (median of 3)",
+        r.verilog.len(),
+        bytes as f64 / (1024.0 * 1024.0),
+        median(times)
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    println!("# STCE benchmark (coforge {})", env!("CARGO_PKG_VERSION"));
+    sparse_vs_dense();
+    speed(quick);
+    generation();
+}
