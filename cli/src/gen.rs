@@ -27,12 +27,17 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     out.commit()?;
     let lines: usize = r.verilog.iter().map(|(_, t)| t.lines().count()).sum();
     println!(
-        "generated `{}`: {} module definitions, {lines} lines of Verilog, filelist {}/{}, config hash {}",
-        r.top,
+        "generated {} module definitions, {lines} lines of Verilog, config hash {}",
         r.verilog.len(),
-        args.out.display(),
-        r.filelist.0,
         &loaded.config.hash()[..16]
     );
+    for t in &r.tops {
+        println!(
+            "  {:<10} {}: filelist {}",
+            t.name,
+            t.role,
+            args.out.join(&t.filelist).display()
+        );
+    }
     Ok(())
 }

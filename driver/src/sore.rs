@@ -15,8 +15,7 @@
 
 use crate::DriverError;
 use coforge_generator::engines::sore::{self, ports, MagnitudeRule, SoreParams, LATENCY};
-use coforge_generator::rtl::Dir;
-use coforge_sim::{DesignSpec, PortDir, PortSpec, Simulator, Stimulus, Trace};
+use coforge_sim::{DesignSpec, Simulator, Stimulus, Trace};
 use ndarray::{Array2, ArrayView2, Axis};
 
 /// Reset cycles before the first value (not counted in the job's cycles).
@@ -52,22 +51,11 @@ pub fn design_spec(p: &SoreParams, top: &str) -> DesignSpec {
     let top_ports = design
         .get(top)
         .expect("the generated design contains its top")
-        .ports()
-        .iter()
-        .filter(|port| port.name != ports::CLOCK)
-        .map(|port| PortSpec {
-            name: port.name.clone(),
-            dir: match port.dir {
-                Dir::Input => PortDir::Input,
-                Dir::Output => PortDir::Output,
-            },
-            width: port.width,
-        })
-        .collect();
+        .ports();
     DesignSpec {
         top: top.to_string(),
         sources: sore::render(p, top),
-        ports: top_ports,
+        ports: crate::design::sim_ports(top_ports, ports::CLOCK),
         clock: ports::CLOCK.to_string(),
     }
 }

@@ -13,8 +13,7 @@
 
 use crate::DriverError;
 use coforge_generator::engines::wuve::{self, ports, WuveParams, LATENCY};
-use coforge_generator::rtl::Dir;
-use coforge_sim::{DesignSpec, PortDir, PortSpec, Simulator, Stimulus};
+use coforge_sim::{DesignSpec, Simulator, Stimulus};
 use half::f16;
 use ndarray::{Array2, ArrayView2};
 
@@ -49,22 +48,11 @@ pub fn design_spec(p: &WuveParams, top: &str) -> DesignSpec {
     let top_ports = design
         .get(top)
         .expect("the generated design contains its top")
-        .ports()
-        .iter()
-        .filter(|port| port.name != ports::CLOCK)
-        .map(|port| PortSpec {
-            name: port.name.clone(),
-            dir: match port.dir {
-                Dir::Input => PortDir::Input,
-                Dir::Output => PortDir::Output,
-            },
-            width: port.width,
-        })
-        .collect();
+        .ports();
     DesignSpec {
         top: top.to_string(),
         sources: wuve::render(p, top),
-        ports: top_ports,
+        ports: crate::design::sim_ports(top_ports, ports::CLOCK),
         clock: ports::CLOCK.to_string(),
     }
 }

@@ -179,10 +179,98 @@ impl StceConfig {
     }
 }
 
+fn default_lanes() -> u32 {
+    4
+}
+fn default_sore_top() -> String {
+    "sore_top".to_string()
+}
+fn default_wuve_top() -> String {
+    "wuve_top".to_string()
+}
+
+/// The training engines beside an fp16 STCE: the online pruning unit (SORE) and the
+/// weight-update vector engine (WUVE). N and M of the pruning unit are the STCE's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// P: groups of M values pruned in parallel.
+    #[serde(default = "default_lanes")]
+    pub sore_lanes: u32,
+    /// V: weights updated per cycle.
+    #[serde(default = "default_lanes")]
+    pub wuve_lanes: u32,
+    #[serde(default = "default_sore_top")]
+    pub sore_top: String,
+    #[serde(default = "default_wuve_top")]
+    pub wuve_top: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub stce: StceConfig,
+    /// Present for a training engine (requires `stce.dtype = "fp16"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<TrainConfig>,
+}
+
+fn is_identifier(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl TrainConfig {
+    fn validate(&self, stce: &StceConfig) -> Result<(), ConfigError> {
+        let invalid = |key, value: String, fix: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                value,
+                fix: fix.to_string(),
+            })
+        };
+        if stce.dtype != Dtype::Fp16 {
+            return invalid(
+                "stce.dtype",
+                format!("{:?}", stce.dtype).to_lowercase(),
+                "a [train] section needs dtype = \"fp16\" (BDWP trains in fp16/fp32)",
+            );
+        }
+        if !(1..=256).contains(&self.sore_lanes) {
+            return invalid(
+                "train.sore_lanes",
+                self.sore_lanes.to_string(),
+                "use 1 to 256 lanes",
+            );
+        }
+        if !(1..=256).contains(&self.wuve_lanes) {
+            return invalid(
+                "train.wuve_lanes",
+                self.wuve_lanes.to_string(),
+                "use 1 to 256 lanes",
+            );
+        }
+        for (key, name) in [
+            ("train.sore_top", &self.sore_top),
+            ("train.wuve_top", &self.wuve_top),
+        ] {
+            if !is_identifier(name) || *name == stce.top {
+                return invalid(
+                    key,
+                    format!("{name:?}"),
+                    "use a Verilog identifier that differs from the other tops",
+                );
+            }
+        }
+        if self.sore_top == self.wuve_top {
+            return invalid(
+                "train.wuve_top",
+                format!("{:?}", self.wuve_top),
+                "the two tops need different names",
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -192,6 +280,9 @@ impl Config {
             message: e.to_string(),
         })?;
         cfg.stce.validate()?;
+        if let Some(train) = &cfg.train {
+            train.validate(&cfg.stce)?;
+        }
         Ok(cfg)
     }
 
@@ -259,6 +350,17 @@ mod tests {
             let err = Config::from_toml(toml, "t").unwrap_err().to_string();
             assert!(err.contains(key), "{err}");
         }
+        let err = Config::from_toml("[stce]\nrows=2\ncols=2\nn=2\nm=4\n[train]\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fp16"), "{err}");
+        let fp = "[stce]\nrows=2\ncols=2\nn=2\nm=4\ndtype=\"fp16\"\n[train]\n";
+        let cfg = Config::from_toml(fp, "t").unwrap();
+        assert_eq!(cfg.train.unwrap().sore_lanes, 4);
+        let err = Config::from_toml(&format!("{fp}wuve_lanes=0\n"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("train.wuve_lanes"), "{err}");
         let err = Config::from_toml("[stce]\nrows=2\ncols=2\nn=2\nm=4\nbogus=1\n", "t")
             .unwrap_err()
             .to_string();

@@ -68,7 +68,7 @@ fn yosys_synth_xilinx_maps_one_dsp_per_multiplier() {
         let r = render(&cfg);
         let dir = tempfile::tempdir().unwrap();
         write(&r, dir.path());
-        let files: Vec<&str> = r.verilog.iter().map(|(f, _)| f.as_str()).collect();
+        let files = &r.tops[0].files;
         let script = format!(
             "read_verilog {}; synth_xilinx -family xc7 -flatten -top {}; stat",
             files.join(" "),

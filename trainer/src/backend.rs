@@ -42,6 +42,9 @@ pub trait Backend {
     /// Cycle accounting hook: the backend records what it measured per pass (the reference records
     /// nothing).
     fn begin_pass(&mut self, _pass: Pass) {}
+    /// Announces which layer of a network the following operations belong to (layer 0 for a
+    /// single-layer step), so that a backend can account cycles per layer.
+    fn begin_layer(&mut self, _layer: usize) {}
 }
 
 /// The engine pass an operation belongs to (announced through [`Backend::begin_pass`] right before
@@ -291,5 +294,9 @@ impl<B: Backend> Backend for Counting<B> {
     fn begin_pass(&mut self, pass: Pass) {
         self.pass = Some(pass);
         self.inner.begin_pass(pass);
+    }
+
+    fn begin_layer(&mut self, layer: usize) {
+        self.inner.begin_layer(layer);
     }
 }

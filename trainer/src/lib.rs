@@ -19,6 +19,7 @@ pub mod data;
 pub mod linear;
 pub mod mlp;
 pub mod report;
+pub mod rtl;
 
 pub use backend::{Backend, Counting, FastReference, Pass, PassWork, Reference};
 pub use data::{Dataset, DatasetKind};

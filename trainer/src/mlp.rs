@@ -256,6 +256,7 @@ impl Mlp {
         let mut xs: Vec<Array2<f16>> = vec![x.to_owned()];
         let mut ys: Vec<Array2<f32>> = Vec::with_capacity(nl);
         for (l, layer) in self.layers.iter().enumerate() {
+            backend.begin_layer(l);
             let y = forward(backend, layer, xs[l].view()).with_context(|| format!("layer {l}"))?;
             if l + 1 < nl {
                 xs.push(relu_f16(y.view()));
@@ -273,6 +274,7 @@ impl Mlp {
         }
         let mut dws: Vec<Array2<f32>> = vec![Array2::zeros((0, 0)); nl];
         for l in (0..nl).rev() {
+            backend.begin_layer(l);
             let layer = &self.layers[l];
             if l > 0 {
                 let dx = backward_data(backend, layer, dy.view())
@@ -290,6 +292,7 @@ impl Mlp {
         }
         let ucfg = cfg.update_config();
         for (l, dw) in dws.iter().enumerate() {
+            backend.begin_layer(l);
             self.layers[l] = apply_update(backend, &self.layers[l], dw.view(), &ucfg)
                 .with_context(|| format!("layer {l}"))?;
         }

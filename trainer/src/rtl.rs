@@ -1,0 +1,311 @@
+//! The RTL backend: every operation of a training step runs on the generated engines in
+//! Verilator co-simulation, GEMMs on the fp16 STCE, N:M selection on the SORE, the update on the
+//! WUVE.
+//!
+//! The engines are separate designs, and this harness sequences them: it moves tensors between
+//! them and records each engine's measured cycles. Keeping the sequencing in the harness (rather
+//! than in an RTL controller) keeps every engine testable alone and every tensor visible for the
+//! bit-for-bit comparison; how the engines overlap in a real step is then computed from the
+//! measured cycles by the offline schedule (`crate::schedule`).
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, ensure, Context};
+use coforge_driver::design::design_spec_of;
+use coforge_driver::stce::{self, GemmJob, WeightStream};
+use coforge_driver::{sore, wuve};
+use coforge_generator::artifacts::{render, sore_params};
+use coforge_generator::config::{Config, Dtype, StceConfig};
+use coforge_generator::engines::sore::SoreParams;
+use coforge_generator::engines::wuve::WuveParams;
+use coforge_generator::engines::{sore as sore_rtl, stce as stce_rtl, wuve as wuve_rtl};
+use coforge_sim::{BuildOptions, DesignSpec, VerilatedModel, Verilator};
+use half::f16;
+use ndarray::{s, Array2, ArrayView2, Axis};
+use serde::Serialize;
+use sparse_kernels::nm::{Compressed, NmPattern};
+
+use crate::backend::{Backend, Pass};
+
+/// Which engine ran an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Stce,
+    Sore,
+    Wuve,
+}
+
+/// One operation as it ran on an engine, in program order.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpRecord {
+    pub layer: usize,
+    pub pass: Pass,
+    pub engine: Engine,
+    pub cycles: u64,
+    /// GEMMs: multiplier slots used (effective MACs); SORE/WUVE: elements processed.
+    pub work: u64,
+    /// GEMMs: the output shape; SORE/WUVE: the tensor shape.
+    pub shape: (usize, usize),
+}
+
+struct Unit<P> {
+    params: P,
+    spec: DesignSpec,
+    sim: VerilatedModel,
+}
+
+/// The training engines of one config, built (or taken from the build cache) and loaded.
+pub struct RtlBackend {
+    stce_cfg: StceConfig,
+    stce: Unit<()>,
+    sore: Unit<SoreParams>,
+    wuve: Unit<WuveParams>,
+    pass: Pass,
+    layer: usize,
+    /// Every operation so far, in order.
+    pub ops: Vec<OpRecord>,
+    /// Verilator version text, for reports.
+    pub verilator_version: String,
+}
+
+fn load(spec: &DesignSpec) -> anyhow::Result<VerilatedModel> {
+    let lib = Verilator::build(spec, &BuildOptions::default())
+        .with_context(|| format!("building `{}` with Verilator", spec.top))?;
+    Ok(lib.instantiate()?)
+}
+
+impl RtlBackend {
+    /// Builds the three engines of `config`, which needs `dtype = "fp16"` and a `[train]`
+    /// section.
+    pub fn new(config: &Config) -> anyhow::Result<RtlBackend> {
+        ensure!(
+            config.stce.dtype == Dtype::Fp16,
+            "training needs an fp16 tensor engine: set dtype = \"fp16\" in [stce]"
+        );
+        let (Some(train), Some(sore_params)) = (&config.train, sore_params(config)) else {
+            bail!("training needs a [train] section in the config (sore_lanes, wuve_lanes)");
+        };
+        let rendered = render(config);
+        let spec_of = |top: &str| design_spec_of(&rendered, top, stce_rtl::ports::CLOCK);
+        let (stce_spec, sore_spec, wuve_spec) = (
+            spec_of(&config.stce.top),
+            spec_of(&train.sore_top),
+            spec_of(&train.wuve_top),
+        );
+        debug_assert_eq!(sore_rtl::ports::CLOCK, wuve_rtl::ports::CLOCK);
+        Ok(RtlBackend {
+            stce_cfg: config.stce.clone(),
+            stce: Unit {
+                params: (),
+                sim: load(&stce_spec)?,
+                spec: stce_spec,
+            },
+            sore: Unit {
+                params: sore_params,
+                sim: load(&sore_spec)?,
+                spec: sore_spec,
+            },
+            wuve: Unit {
+                params: WuveParams {
+                    lanes: train.wuve_lanes,
+                },
+                sim: load(&wuve_spec)?,
+                spec: wuve_spec,
+            },
+            pass: Pass::Ff,
+            layer: 0,
+            ops: Vec::new(),
+            verilator_version: Verilator::version()?.text,
+        })
+    }
+
+    /// The hardware's N:M.
+    pub fn pattern(&self) -> NmPattern {
+        NmPattern::new(self.stce_cfg.n as usize, self.stce_cfg.m as usize)
+            .expect("a validated config has a valid pattern")
+    }
+
+    pub fn stce_config(&self) -> &StceConfig {
+        &self.stce_cfg
+    }
+
+    /// Measured cycles per pass over all recorded operations.
+    pub fn cycles_per_pass(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for op in &self.ops {
+            *out.entry(format!("{:?}", op.pass).to_lowercase())
+                .or_insert(0) += op.cycles;
+        }
+        out
+    }
+
+    fn record(&mut self, engine: Engine, cycles: u64, work: u64, shape: (usize, usize)) {
+        self.ops.push(OpRecord {
+            layer: self.layer,
+            pass: self.pass,
+            engine,
+            cycles,
+            work,
+            shape,
+        });
+    }
+
+    fn run_gemm(&mut self, job: GemmJob) -> anyhow::Result<Array2<f32>> {
+        let run = stce::run(&mut self.stce.sim, &self.stce_cfg, &self.stce.spec, &job)?;
+        let shape = run.c.dim();
+        self.record(
+            Engine::Stce,
+            run.stats.cycles,
+            run.stats.effective_macs,
+            shape,
+        );
+        Ok(run.c.mapv(f32::from_bits))
+    }
+}
+
+fn raw16(x: ArrayView2<f16>) -> Array2<u32> {
+    x.mapv(|v| v.to_bits() as u32)
+}
+
+/// `x` with zero columns appended up to `cols`.
+fn pad_cols(x: Array2<u32>, cols: usize) -> Array2<u32> {
+    if x.ncols() == cols {
+        return x;
+    }
+    let mut out = Array2::zeros((x.nrows(), cols));
+    out.slice_mut(s![.., ..x.ncols()]).assign(&x);
+    out
+}
+
+impl Backend for RtlBackend {
+    fn gemm_nm(&mut self, a: ArrayView2<f16>, b: &Compressed<f16>) -> anyhow::Result<Array2<f32>> {
+        b.validate()?;
+        ensure!(
+            b.pattern == self.pattern() && b.axis == Axis(0),
+            "the engine runs {} along K; got weights compressed {} along axis {}",
+            self.pattern(),
+            b.pattern,
+            b.axis.0
+        );
+        ensure!(
+            a.ncols() == b.dense_dim().0,
+            "A is {:?} but the weights have K = {}",
+            a.dim(),
+            b.dense_dim().0
+        );
+        self.run_gemm(GemmJob {
+            a: raw16(a),
+            weights: WeightStream::Sparse {
+                values: b.values.mapv(|v| v.to_bits() as u32),
+                indices: b.indices.clone(),
+            },
+        })
+    }
+
+    fn gemm(&mut self, a: ArrayView2<f16>, b: ArrayView2<f16>) -> anyhow::Result<Array2<f32>> {
+        ensure!(
+            a.ncols() == b.nrows(),
+            "A is {:?} but B is {:?}: inner dimensions differ",
+            a.dim(),
+            b.dim()
+        );
+        // Dense mode takes N reduction elements per cycle: pad K with zeros, which add nothing.
+        let n = self.stce_cfg.n as usize;
+        let kp = a.ncols().div_ceil(n).max(1) * n;
+        let b_raw = pad_cols(raw16(b).reversed_axes(), kp).reversed_axes();
+        self.run_gemm(GemmJob {
+            a: pad_cols(raw16(a), kp),
+            weights: WeightStream::Dense {
+                values: b_raw.as_standard_layout().into_owned(),
+            },
+        })
+    }
+
+    fn prune(
+        &mut self,
+        w: ArrayView2<f16>,
+        pattern: NmPattern,
+        axis: usize,
+    ) -> anyhow::Result<(Compressed<f16>, Array2<u8>)> {
+        ensure!(
+            pattern == self.pattern(),
+            "the pruning unit is built for {}, not {pattern}",
+            self.pattern()
+        );
+        let p = sore::prune(
+            &mut self.sore.sim,
+            &self.sore.params,
+            &self.sore.spec,
+            raw16(w).view(),
+            Axis(axis),
+        )?;
+        self.record(Engine::Sore, p.stats.cycles, w.len() as u64, w.dim());
+        let compressed = Compressed {
+            values: p.values.mapv(|v| f16::from_bits(v as u16)),
+            indices: p.indices,
+            pattern,
+            axis: Axis(axis),
+        };
+        Ok((compressed, p.mask))
+    }
+
+    fn update(
+        &mut self,
+        w32: ArrayView2<f32>,
+        dw: ArrayView2<f32>,
+        mask_f: ArrayView2<u8>,
+        lr: f32,
+        lambda: f32,
+    ) -> anyhow::Result<(Array2<f32>, Array2<f16>)> {
+        let u = wuve::update(
+            &mut self.wuve.sim,
+            &self.wuve.params,
+            &self.wuve.spec,
+            w32,
+            dw,
+            mask_f,
+            lr,
+            lambda,
+        )?;
+        self.record(Engine::Wuve, u.stats.cycles, w32.len() as u64, w32.dim());
+        Ok((u.w32, u.w16))
+    }
+
+    fn begin_pass(&mut self, pass: Pass) {
+        self.pass = pass;
+    }
+
+    fn begin_layer(&mut self, layer: usize) {
+        self.layer = layer;
+    }
+}
+
+/// Compares every tensor of a training step bit for bit, in a fixed order: `y`, `dx`, `dw`,
+/// `w32`, `w16`, `mask_f`, `mask_b` (the next step's), then the masks this step used.
+pub fn compare_step(
+    golden: &sparse_kernels::bdwp::StepOutputs,
+    rtl: &sparse_kernels::bdwp::StepOutputs,
+) -> anyhow::Result<Vec<coforge_driver::compare::Comparison>> {
+    use coforge_driver::compare::compare;
+    Ok(vec![
+        compare("y", golden.y.view(), rtl.y.view())?,
+        compare("dx", golden.dx.view(), rtl.dx.view())?,
+        compare("dw", golden.dw.view(), rtl.dw.view())?,
+        compare("w32", golden.w32.view(), rtl.w32.view())?,
+        compare("w16", golden.next.w16.view(), rtl.next.w16.view())?,
+        compare("mask_f", golden.next.mask_f.view(), rtl.next.mask_f.view())?,
+        compare("mask_b", golden.next.mask_b.view(), rtl.next.mask_b.view())?,
+        compare("w16_used", golden.used.w16.view(), rtl.used.w16.view())?,
+        compare(
+            "mask_f_used",
+            golden.used.mask_f.view(),
+            rtl.used.mask_f.view(),
+        )?,
+        compare(
+            "mask_b_used",
+            golden.used.mask_b.view(),
+            rtl.used.mask_b.view(),
+        )?,
+    ])
+}
