@@ -23,3 +23,7 @@ $coforge golden prune --weights "$vectors/demo_w32.npy" --n 2 --m 8 --axis 1 --o
 echo "== golden: one BDWP training step (2:8, lr 0.01) -> $out/train-step"
 $coforge golden train-step --x "$vectors/demo_x.npy" --w "$vectors/demo_w32.npy" \
   --dy "$vectors/demo_dy.npy" --n 2 --m 8 --lr 0.01 --out "$out/train-step"
+
+echo "== train: 3 BDWP steps (2:8) on the RTL training engine, bit for bit -> $out/train"
+$coforge train --config configs/fp16-4x4-2of8.toml --x "$vectors/demo_x.npy" --w "$vectors/demo_w32.npy" \
+  --dy "$vectors/demo_dy.npy" --n 2 --m 8 --lr 0.01 --steps 3 --out "$out/train"

@@ -156,6 +156,21 @@ fn show(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// Stages the tensors of one training step under the names shared by `golden train-step` and
+/// `train`.
+pub(crate) fn stage_step(out: &mut OutputDir, s: &bdwp::StepOutputs) {
+    out.add_npy("y.npy", s.y.view());
+    out.add_npy("dx.npy", s.dx.view());
+    out.add_npy("dw.npy", s.dw.view());
+    out.add_npy("w32.npy", s.w32.view());
+    out.add_npy("w16.npy", s.next.w16.view());
+    out.add_npy("mask_f.npy", s.next.mask_f.view());
+    out.add_npy("mask_b.npy", s.next.mask_b.view());
+    out.add_npy("w16_used.npy", s.used.w16.view());
+    out.add_npy("mask_f_used.npy", s.used.mask_f.view());
+    out.add_npy("mask_b_used.npy", s.used.mask_b.view());
+}
+
 fn commit(out: OutputDir) -> anyhow::Result<()> {
     for p in out.commit()? {
         println!("wrote {}", p.display());
@@ -256,7 +271,7 @@ fn gemm_verb(a: GemmArgs) -> anyhow::Result<()> {
 }
 
 /// Reads a tensor that must have one dtype, naming the file and the role otherwise.
-fn expect_f16(path: &Path, role: &str) -> anyhow::Result<Array2<f16>> {
+pub(crate) fn expect_f16(path: &Path, role: &str) -> anyhow::Result<Array2<f16>> {
     match read_npy(path)? {
         Tensor::F16(a) => Ok(a),
         t => bail!(
@@ -267,7 +282,7 @@ fn expect_f16(path: &Path, role: &str) -> anyhow::Result<Array2<f16>> {
     }
 }
 
-fn expect_f32(path: &Path, role: &str) -> anyhow::Result<Array2<f32>> {
+pub(crate) fn expect_f32(path: &Path, role: &str) -> anyhow::Result<Array2<f32>> {
     match read_npy(path)? {
         Tensor::F32(a) => Ok(a),
         t => bail!(
@@ -301,16 +316,7 @@ fn train_step(a: TrainStepArgs) -> anyhow::Result<()> {
             show(&a.dy)
         )
     })?;
-    out.add_npy("y.npy", s.y.view());
-    out.add_npy("dx.npy", s.dx.view());
-    out.add_npy("dw.npy", s.dw.view());
-    out.add_npy("w32.npy", s.w32.view());
-    out.add_npy("w16.npy", s.next.w16.view());
-    out.add_npy("mask_f.npy", s.next.mask_f.view());
-    out.add_npy("mask_b.npy", s.next.mask_b.view());
-    out.add_npy("w16_used.npy", s.used.w16.view());
-    out.add_npy("mask_f_used.npy", s.used.mask_f.view());
-    out.add_npy("mask_b_used.npy", s.used.mask_b.view());
+    stage_step(&mut out, &s);
     commit(out)?;
     let ones = |m: &ndarray::Array2<u8>| m.iter().filter(|&&v| v != 0).count();
     let max_abs = |t: &ndarray::Array2<f32>| t.iter().fold(0f32, |acc, v| acc.max(v.abs()));

@@ -7,6 +7,7 @@ mod golden;
 mod mlp;
 mod output;
 mod tensor_io;
+mod train;
 mod verify;
 
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
     Gen(gen::GenArgs),
     /// Run a GEMM on the generated engine in co-simulation and compare it bit for bit
     Verify(verify::VerifyArgs),
+    /// BDWP training steps on the RTL engines, every tensor compared bit for bit
+    Train(train::TrainArgs),
     /// Train a small MLP with BDWP per N:M pattern on a seeded dataset; write curves and a summary
     Mlp(mlp::MlpArgs),
 }
@@ -41,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Golden(args) => golden::run(args),
         Command::Gen(args) => gen::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Train(args) => train::run(args),
         Command::Mlp(args) => mlp::run(args),
     }
 }

@@ -209,3 +209,69 @@ fn gen_writes_verilog_filelist_manifest_and_config_deterministically() {
     assert!(o.status.success());
     assert_eq!(std::fs::read(c.path("gen/stce_top.v")).unwrap(), first);
 }
+
+const TRAINING: &str = "[stce]\nrows = 2\ncols = 2\ndtype = \"fp16\"\nn = 2\nm = 4\n[train]\n";
+
+fn vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testbenches/vectors")
+}
+
+fn train(c: &Case, n: &str, m: &str) -> Output {
+    let v = vectors();
+    let arg = |f: &str| v.join(f).display().to_string();
+    let (config, out) = (c.arg("c.toml"), c.arg("out"));
+    let (x, w, dy) = (arg("demo_x.npy"), arg("demo_w32.npy"), arg("demo_dy.npy"));
+    coforge(
+        &[
+            "train", "--config", &config, "--x", &x, "--w", &w, "--dy", &dy, "--n", n, "--m", m,
+            "--lr", "0.01", "--steps", "2", "--out", &out,
+        ],
+        &[],
+    )
+}
+
+#[test]
+fn train_is_bit_exact_on_rtl_and_reports_cycles_per_pass() {
+    let c = Case::new(TRAINING);
+    let o = train(&c, "2", "4");
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "y.npy",
+        "dx.npy",
+        "dw.npy",
+        "w32.npy",
+        "w16.npy",
+        "mask_f.npy",
+        "mask_b.npy",
+    ] {
+        assert!(c.path("out").join(f).exists(), "{f} missing");
+    }
+    let r = c.report();
+    assert_eq!(r["bit_exact"], true);
+    assert_eq!(r["steps"].as_array().unwrap().len(), 2);
+    for pass in ["ff", "bp", "wu", "update", "prune"] {
+        assert!(r["cycles"][pass].as_u64().unwrap() > 0, "{pass}");
+    }
+    assert!(r["effective_macs"].as_u64() < r["dense_equivalent_macs"].as_u64());
+
+    // Dense training on the same hardware.
+    let o = train(&c, "4", "4");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        c.report()["effective_macs"],
+        c.report()["dense_equivalent_macs"]
+    );
+}
+
+#[test]
+fn train_rejects_a_pattern_the_hardware_lacks_and_a_config_without_train() {
+    let c = Case::new(TRAINING);
+    let o = train(&c, "1", "4");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("built for 2:4"), "{}", stderr(&o));
+    assert!(is_empty_or_missing(&c.path("out")));
+    let c = Case::new("[stce]\nrows = 2\ncols = 2\ndtype = \"fp16\"\nn = 2\nm = 4\n");
+    let o = train(&c, "2", "4");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("[train]"), "{}", stderr(&o));
+}

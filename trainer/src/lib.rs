@@ -20,6 +20,7 @@ pub mod linear;
 pub mod mlp;
 pub mod report;
 pub mod rtl;
+pub mod schedule;
 
 pub use backend::{Backend, Counting, FastReference, Pass, PassWork, Reference};
 pub use data::{Dataset, DatasetKind};
