@@ -275,3 +275,28 @@ fn train_rejects_a_pattern_the_hardware_lacks_and_a_config_without_train() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("[train]"), "{}", stderr(&o));
 }
+
+#[test]
+fn waves_are_dumped_only_on_request_and_only_inside_the_window() {
+    let c = Case::new(SMALL);
+    let o = c.verify(&["--shape", "4x8x3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!c.path("out/waves.vcd").exists(), "no VCD unless asked");
+    let o = c.verify(&["--shape", "4x8x3", "--waves", "5:9"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let vcd = std::fs::read_to_string(c.path("out/waves.vcd")).unwrap();
+    let times: Vec<u64> = vcd
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(|t| t.parse().unwrap())
+        .collect();
+    assert!(!times.is_empty());
+    // Cycle i spans times 10*i .. 10*i + 5 (see coforge-sim).
+    assert!(times.iter().all(|&t| (50..100).contains(&t)), "{times:?}");
+    assert_eq!(
+        c.report()["waves"].as_str().unwrap(),
+        c.arg("out/waves.vcd")
+    );
+    let o = c.verify(&["--waves", "9:5"]);
+    assert_eq!(o.status.code(), Some(2), "clap rejects a reversed window");
+}

@@ -1,7 +1,7 @@
 //! The bridge from generated designs to a simulator.
 
 use coforge_generator::artifacts::Rendered;
-use coforge_generator::rtl::{Dir, Port};
+use coforge_generator::rtl::{Design, Dir, Port};
 use coforge_sim::{DesignSpec, PortDir, PortSpec};
 
 /// A top's ports as the simulator sees them: all but the clock, in declaration order.
@@ -47,4 +47,27 @@ pub fn design_spec_of(rendered: &Rendered, top: &str, clock: &str) -> DesignSpec
 /// The spec of the primary top (the tensor engine) of a rendered config.
 pub fn design_spec(rendered: &Rendered, clock: &str) -> DesignSpec {
     design_spec_of(rendered, &rendered.top, clock)
+}
+
+/// The spec of a unit generated outside a config (an engine built from its own parameters):
+/// `sources` are its rendered files.
+///
+/// # Panics
+/// If `top` is not in `design` (a programming error).
+pub fn unit_spec(
+    design: &Design,
+    sources: Vec<(String, String)>,
+    top: &str,
+    clock: &str,
+) -> DesignSpec {
+    let ports = design
+        .get(top)
+        .unwrap_or_else(|| panic!("`{top}` is not in the design"))
+        .ports();
+    DesignSpec {
+        top: top.to_string(),
+        sources,
+        ports: sim_ports(ports, clock),
+        clock: clock.to_string(),
+    }
 }

@@ -48,16 +48,7 @@ pub struct Pruned {
 /// If `p` fails [`SoreParams::validate`].
 pub fn design_spec(p: &SoreParams, top: &str) -> DesignSpec {
     let design = sore::generate(p, top);
-    let top_ports = design
-        .get(top)
-        .expect("the generated design contains its top")
-        .ports();
-    DesignSpec {
-        top: top.to_string(),
-        sources: sore::render(p, top),
-        ports: crate::design::sim_ports(top_ports, ports::CLOCK),
-        clock: ports::CLOCK.to_string(),
-    }
+    crate::design::unit_spec(&design, sore::render(p, top), top, ports::CLOCK)
 }
 
 /// Predicted cycles to prune `groups` groups: `ceil(groups / P)` rounds of M cycles, plus the

@@ -45,16 +45,7 @@ pub struct Updated {
 /// If `p` fails [`WuveParams::validate`].
 pub fn design_spec(p: &WuveParams, top: &str) -> DesignSpec {
     let design = wuve::generate(p, top);
-    let top_ports = design
-        .get(top)
-        .expect("the generated design contains its top")
-        .ports();
-    DesignSpec {
-        top: top.to_string(),
-        sources: wuve::render(p, top),
-        ports: crate::design::sim_ports(top_ports, ports::CLOCK),
-        clock: ports::CLOCK.to_string(),
-    }
+    crate::design::unit_spec(&design, wuve::render(p, top), top, ports::CLOCK)
 }
 
 /// Predicted cycles to update `elements` weights: `ceil(elements / V)` input cycles plus the
