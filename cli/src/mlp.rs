@@ -16,6 +16,9 @@ use sparse_kernels::bdwp::{BdwpConfig, MaskBSource, DEFAULT_LAMBDA};
 use sparse_kernels::nm::NmPattern;
 
 use crate::output::OutputDir;
+use coforge_generator::config::Config;
+use coforge_trainer::lockstep_mlp;
+use coforge_trainer::rtl::RtlBackend;
 
 /// Layer widths: 32 input features → 64 → 64 → 16 outputs (the real classes come first; the
 /// padded logits are ignored). All multiples of 16, so every pattern up to 1:16 groups every axis.
@@ -68,6 +71,12 @@ pub struct MlpArgs {
     /// Which tensor the backward mask is selected from
     #[arg(long, value_enum, default_value = "forward-masked")]
     mask_b_source: MaskBSourceArg,
+    /// Also run the first --rtl-steps steps of every pattern this training engine can run (its
+    /// own N:M, and dense) on the RTL in co-simulation, compared bit for bit with the reference
+    #[arg(long, value_name = "CONFIG.toml")]
+    rtl_config: Option<PathBuf>,
+    #[arg(long, default_value_t = 3, requires = "rtl_config")]
+    rtl_steps: usize,
 }
 
 fn parse_patterns(s: &str) -> anyhow::Result<Vec<NmPattern>> {
@@ -112,6 +121,11 @@ pub fn run(a: MlpArgs) -> anyhow::Result<()> {
         MaskBSourceArg::Dense => MaskBSource::Dense,
     };
     let data = kind.generate(a.seed);
+    let mut rtl = match &a.rtl_config {
+        Some(path) => Some(RtlBackend::new(&Config::load(path)?)?),
+        None => None,
+    };
+    let mut rtl_exact = true;
     let started = Instant::now();
     let mut curves = Vec::new();
     let mut results = Vec::new();
@@ -154,6 +168,34 @@ pub fn run(a: MlpArgs) -> anyhow::Result<()> {
             a.steps,
             t0.elapsed().as_secs_f64()
         );
+        if let Some(rtl) = rtl
+            .as_mut()
+            .filter(|r| pattern.is_dense() || r.pattern() == pattern)
+        {
+            let steps = lockstep_mlp(rtl, &data, &WIDTHS, &cfg, a.rtl_steps)
+                .with_context(|| format!("pattern {label} on RTL"))?;
+            let exact = steps.len() == a.rtl_steps && steps.iter().flatten().all(|c| c.bit_exact());
+            rtl_exact &= exact;
+            let first = steps
+                .iter()
+                .flatten()
+                .find_map(|c| c.first_mismatch.clone());
+            eprintln!(
+                "  {label}: first {} steps on RTL {}",
+                a.rtl_steps,
+                if exact {
+                    "bit-exact on every tensor"
+                } else {
+                    "DIFFER"
+                }
+            );
+            results.last_mut().expect("pushed above")["rtl"] = json!({
+                "steps": a.rtl_steps,
+                "bit_exact": exact,
+                "tensors_compared_per_step": steps.first().map_or(0, Vec::len),
+                "first_mismatch": first,
+            });
+        }
         curves.push(Curve { label, records });
         last_cfg = Some(cfg);
     }
@@ -192,6 +234,10 @@ pub fn run(a: MlpArgs) -> anyhow::Result<()> {
     for p in out.commit()? {
         println!("wrote {}", p.display());
     }
+    anyhow::ensure!(
+        rtl_exact,
+        "the RTL run differs from the reference: see `rtl` in summary.json"
+    );
     println!(
         "{:<8} {:>11} {:>10} {:>10}",
         "pattern", "final loss", "train acc", "test acc"

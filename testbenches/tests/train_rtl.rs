@@ -7,8 +7,10 @@ use coforge_generator::config::Config;
 use coforge_testbenches::random_f16;
 use coforge_trainer::data::spirals;
 use coforge_trainer::rtl::{compare_step, RtlBackend};
-use coforge_trainer::{dense_pattern, pregenerate, train_step_state, Mlp, MlpConfig, Reference};
-use ndarray::{s, Array2};
+use coforge_trainer::{
+    dense_pattern, lockstep_mlp, pregenerate, train_step_state, MlpConfig, Reference,
+};
+use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sparse_kernels::bdwp::BdwpConfig;
@@ -84,36 +86,17 @@ fn linear_layer_2_of_4_and_dense_on_the_same_hardware() {
 #[test]
 fn mlp_three_steps_bit_exact_on_every_tensor() {
     let pattern = NmPattern::new(2, 8).unwrap();
-    let config = training_engine(2, 8);
     let data = spirals(1);
-    let cfg = MlpConfig::new(BdwpConfig::new(pattern, 0.1), 1);
+    let mut cfg = MlpConfig::new(BdwpConfig::new(pattern, 0.1), 1);
+    cfg.batch = 16;
     let widths = [data.features(), 32, 16];
-    let mut rtl = RtlBackend::new(&config).expect("engines build");
-    let mut golden = Mlp::init(&mut Reference, &widths, data.classes, &cfg).unwrap();
-    let mut on_rtl = Mlp::init(&mut rtl, &widths, data.classes, &cfg).unwrap();
-    let batch = 16;
-    for step in 0..3 {
-        let rows = s![step * batch..(step + 1) * batch, ..];
-        let x = data.train_x.slice(rows);
-        let labels = &data.train_y[step * batch..(step + 1) * batch];
-        let lg = golden.train_batch(&mut Reference, x, labels, &cfg).unwrap();
-        let lr = on_rtl.train_batch(&mut rtl, x, labels, &cfg).unwrap();
-        assert_eq!(lg.to_bits(), lr.to_bits(), "loss at step {step}");
-        for (l, (g, r)) in golden.layers.iter().zip(&on_rtl.layers).enumerate() {
-            let what = format!("step {step} layer {l}");
-            assert_eq!(
-                g.w32.mapv(f32::to_bits),
-                r.w32.mapv(f32::to_bits),
-                "{what} w32"
-            );
-            assert_eq!(g.w16, r.w16, "{what} w16");
-            assert_eq!(g.mask_f, r.mask_f, "{what} mask_f");
-            assert_eq!(g.mask_b, r.mask_b, "{what} mask_b");
-            assert_eq!(
-                g.ff_weights.indices, r.ff_weights.indices,
-                "{what} ff indices"
-            );
-        }
+    let mut rtl = RtlBackend::new(&training_engine(2, 8)).expect("engines build");
+    let steps = lockstep_mlp(&mut rtl, &data, &widths, &cfg, 3).unwrap();
+    assert_eq!(steps.len(), 3);
+    for (step, comparisons) in steps.iter().enumerate() {
+        // loss + 4 tensors for each of the 2 layers
+        assert_eq!(comparisons.len(), 9);
+        assert_all_exact(comparisons, &format!("MLP step {step}"));
     }
     let layers: std::collections::BTreeSet<usize> = rtl.ops.iter().map(|o| o.layer).collect();
     assert_eq!(layers.len(), 2, "cycles are accounted per layer");

@@ -28,7 +28,7 @@ pub use linear::{
     apply_update, backward, backward_data, forward, pregenerate, pregenerate_from, train_step,
     train_step_state, weight_gradient, LinearState,
 };
-pub use mlp::{train_mlp, Mlp, MlpConfig, Record, DEFAULT_LOSS_SCALE};
+pub use mlp::{lockstep_mlp, train_mlp, Mlp, MlpConfig, Record, DEFAULT_LOSS_SCALE};
 pub use report::{curves_csv, curves_svg, Curve};
 
 use sparse_kernels::nm::NmPattern;

@@ -383,3 +383,61 @@ pub fn train_mlp(
     }
     Ok(records)
 }
+
+/// The first `steps` steps of [`train_mlp`]'s run (same initial weights, same minibatches) on
+/// `backend` and on the [`Reference`](crate::Reference) side by side, comparing after every step
+/// the loss and every layer's `w32`, `w16`, `M_F` and `M_B` bit for bit. Returns one comparison
+/// list per step; the run stops early at the first step that differs.
+pub fn lockstep_mlp(
+    backend: &mut dyn Backend,
+    data: &Dataset,
+    widths: &[usize],
+    cfg: &MlpConfig,
+    steps: usize,
+) -> anyhow::Result<Vec<Vec<coforge_driver::compare::Comparison>>> {
+    use coforge_driver::compare::compare;
+    let mut reference = crate::Reference;
+    let mut golden = Mlp::init(&mut reference, widths, data.classes, cfg)?;
+    let mut tested = Mlp::init(backend, widths, data.classes, cfg)?;
+    let mut order = BatchOrder::new(data.train_y.len(), cfg.seed);
+    let mut out = Vec::new();
+    for step in 1..=steps {
+        let idx = order.next_batch(cfg.batch);
+        let x = data.train_x.select(Axis(0), &idx);
+        let y: Vec<usize> = idx.iter().map(|&i| data.train_y[i]).collect();
+        let lg = golden.train_batch(&mut reference, x.view(), &y, cfg)?;
+        let lt = tested
+            .train_batch(backend, x.view(), &y, cfg)
+            .with_context(|| format!("step {step} on the tested backend"))?;
+        let loss = |v: f32| Array2::from_elem((1, 1), v);
+        let mut comparisons = vec![compare("loss", loss(lg).view(), loss(lt).view())?];
+        for (l, (g, t)) in golden.layers.iter().zip(&tested.layers).enumerate() {
+            comparisons.push(compare(
+                &format!("layer{l}.w32"),
+                g.w32.view(),
+                t.w32.view(),
+            )?);
+            comparisons.push(compare(
+                &format!("layer{l}.w16"),
+                g.w16.view(),
+                t.w16.view(),
+            )?);
+            comparisons.push(compare(
+                &format!("layer{l}.mask_f"),
+                g.mask_f.view(),
+                t.mask_f.view(),
+            )?);
+            comparisons.push(compare(
+                &format!("layer{l}.mask_b"),
+                g.mask_b.view(),
+                t.mask_b.view(),
+            )?);
+        }
+        let exact = comparisons.iter().all(|c| c.bit_exact());
+        out.push(comparisons);
+        if !exact {
+            break;
+        }
+    }
+    Ok(out)
+}
