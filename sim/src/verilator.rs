@@ -130,10 +130,6 @@ impl Verilator {
     }
 }
 
-/// C++ optimization of the model. Verilator's makefile defaults to `-Os`; `-O2` runs the
-/// generated models markedly faster for a few seconds more of build time (see the `stce` bench).
-const MAKE_OPTIMIZATION: [&str; 2] = ["OPT_FAST=-O2", "OPT_GLOBAL=-O2"];
-
 fn verilator_args(spec: &DesignSpec, opts: &BuildOptions) -> Vec<String> {
     let x = match opts.x_initial {
         XInitial::Fast => ["--x-assign", "fast", "--x-initial", "fast"],
@@ -178,7 +174,7 @@ fn cache_key(spec: &DesignSpec, shim: &str, version: &ToolVersion, args: &[Strin
     };
     field(format!("coforge-sim shim abi {SHIM_ABI}").as_bytes());
     field(version.text.as_bytes());
-    for a in args.iter().map(String::as_str).chain(MAKE_OPTIMIZATION) {
+    for a in args {
         field(a.as_bytes());
     }
     field(shim.as_bytes());
@@ -310,8 +306,7 @@ fn build_in(
         .arg(&obj)
         .arg("-f")
         .arg("Vdut.mk")
-        .arg(format!("-j{jobs}"))
-        .args(MAKE_OPTIMIZATION);
+        .arg(format!("-j{jobs}"));
     // A jobserver inherited from an outer make/cargo would not be ours to use.
     cmd.env_remove("MAKEFLAGS").env_remove("MFLAGS");
     if !tools::run_logged(&MAKE, &mut cmd, &log)? {

@@ -131,11 +131,21 @@ fn naive_step(
             dw[(o, ci)] = acc;
         }
     }
+    // The contract's NaN rule: whatever NaN an operation yields, the result is the canonical
+    // one. NaN propagates through every later operation, so canonicalizing final values suffices.
+    let canon = |v: f32| {
+        if v.is_nan() {
+            f32::from_bits(0x7fc0_0000)
+        } else {
+            v
+        }
+    };
+    let (y, dx, dw) = (y.mapv(canon), dx.mapv(canon), dw.mapv(canon));
     let new_w = Array2::from_shape_fn((cout, cin), |ix| {
         let w = w32[ix];
         let decay = lambda * ((1.0 - f32::from(mf[ix])) * w);
         let g = dw[ix] + decay;
-        w - lr * g
+        canon(w - lr * g)
     });
     let (_, nf, nb) = naive_masks(&new_w, n, m, fwd);
     Naive {
