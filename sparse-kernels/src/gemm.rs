@@ -17,10 +17,20 @@ pub trait MacArith {
     type W: Copy;
     /// Accumulator.
     type Acc: Copy;
+    /// The forms the inner loop multiplies: a GEMM converts each operand once (exactly), instead
+    /// of once per product.
+    type LoadedA: Copy;
+    type LoadedW: Copy;
+    fn load_a(&self, a: Self::A) -> Self::LoadedA;
+    fn load_w(&self, w: Self::W) -> Self::LoadedW;
     /// Value an accumulator starts from.
     fn zero(&self) -> Self::Acc;
+    /// `acc + a*w` under this arithmetic's rules, on loaded operands.
+    fn mac_loaded(&self, acc: Self::Acc, a: Self::LoadedA, w: Self::LoadedW) -> Self::Acc;
     /// `acc + a*w` under this arithmetic's rules.
-    fn mac(&self, acc: Self::Acc, a: Self::A, w: Self::W) -> Self::Acc;
+    fn mac(&self, acc: Self::Acc, a: Self::A, w: Self::W) -> Self::Acc {
+        self.mac_loaded(acc, self.load_a(a), self.load_w(w))
+    }
 }
 
 /// int8 × int8 → int32 with the given overflow policy ([`int::mac`]).
@@ -33,10 +43,18 @@ impl MacArith for IntArith {
     type A = i8;
     type W = i8;
     type Acc = i32;
+    type LoadedA = i8;
+    type LoadedW = i8;
+    fn load_a(&self, a: i8) -> i8 {
+        a
+    }
+    fn load_w(&self, w: i8) -> i8 {
+        w
+    }
     fn zero(&self) -> i32 {
         0
     }
-    fn mac(&self, acc: i32, a: i8, w: i8) -> i32 {
+    fn mac_loaded(&self, acc: i32, a: i8, w: i8) -> i32 {
         int::mac(acc, a, w, self.overflow)
     }
 }
@@ -49,8 +67,21 @@ impl MacArith for Fp16Arith {
     type A = fp::f16;
     type W = fp::f16;
     type Acc = f32;
+    // fp16 -> f32 is exact, and the f32 product of two widened fp16 values is the exact product,
+    // so `add(acc, mul(a, w))` on loaded operands is `fp::mac` bit for bit (tested).
+    type LoadedA = f32;
+    type LoadedW = f32;
+    fn load_a(&self, a: fp::f16) -> f32 {
+        f32::from(a)
+    }
+    fn load_w(&self, w: fp::f16) -> f32 {
+        f32::from(w)
+    }
     fn zero(&self) -> f32 {
         0.0
+    }
+    fn mac_loaded(&self, acc: f32, a: f32, w: f32) -> f32 {
+        fp::add(acc, fp::mul(a, w))
     }
     fn mac(&self, acc: f32, a: fp::f16, w: fp::f16) -> f32 {
         fp::mac(acc, a, w)
@@ -73,8 +104,8 @@ pub fn gemm<Ar: MacArith>(
     }
     // Row-major copies so the inner loop walks two contiguous slices; this changes memory order
     // only, never the order of the adds.
-    let a_rows: Vec<Ar::A> = a.iter().copied().collect();
-    let b_cols: Vec<Ar::W> = b.t().iter().copied().collect();
+    let a_rows: Vec<Ar::LoadedA> = a.iter().map(|&x| ar.load_a(x)).collect();
+    let b_cols: Vec<Ar::LoadedW> = b.t().iter().map(|&w| ar.load_w(w)).collect();
     let mut out = Vec::with_capacity(m * n);
     for i in 0..m {
         let arow = &a_rows[i * k..(i + 1) * k];
@@ -83,7 +114,7 @@ pub fn gemm<Ar: MacArith>(
             let acc = arow
                 .iter()
                 .zip(bcol)
-                .fold(ar.zero(), |acc, (&x, &w)| ar.mac(acc, x, w));
+                .fold(ar.zero(), |acc, (&x, &w)| ar.mac_loaded(acc, x, w));
             out.push(acc);
         }
     }
@@ -121,14 +152,26 @@ pub fn gemm_nm<Ar: MacArith>(
     }
     let (pn, pm) = (b.pattern.n(), b.pattern.m());
     let kept = b.values.nrows();
+    // Per output column: its kept (k, weight) pairs. Entry t of a column belongs to group t / n,
+    // and indices grow inside a group, so k grows along the list.
+    let cols: Vec<Vec<(usize, Ar::LoadedW)>> = (0..n)
+        .map(|j| {
+            (0..kept)
+                .map(|t| {
+                    let kk = t / pn * pm + usize::from(b.indices[[t, j]]);
+                    (kk, ar.load_w(b.values[[t, j]]))
+                })
+                .collect()
+        })
+        .collect();
+    let a_rows: Vec<Ar::LoadedA> = a.iter().map(|&x| ar.load_a(x)).collect();
     let mut out = Vec::with_capacity(m * n);
     for i in 0..m {
-        for j in 0..n {
-            // Entry t of column j belongs to group t / n; indices grow inside a group, so k grows.
-            let acc = (0..kept).fold(ar.zero(), |acc, t| {
-                let kk = t / pn * pm + usize::from(b.indices[[t, j]]);
-                ar.mac(acc, a[[i, kk]], b.values[[t, j]])
-            });
+        let arow = &a_rows[i * k..(i + 1) * k];
+        for col in &cols {
+            let acc = col
+                .iter()
+                .fold(ar.zero(), |acc, &(kk, w)| ar.mac_loaded(acc, arow[kk], w));
             out.push(acc);
         }
     }
@@ -278,6 +321,16 @@ mod tests {
     }
 
     proptest! {
+        /// The GEMMs run on loaded (widened) operands; that must be `fp::mac` bit for bit,
+        /// for every fp16 pair (NaN and inf included) and any accumulator.
+        #[test]
+        fn loaded_fp16_mac_is_the_contract_mac(a in any::<u16>(), w in any::<u16>(), acc in any::<u32>()) {
+            let (a, w, acc) = (fp::f16::from_bits(a), fp::f16::from_bits(w), f32::from_bits(acc));
+            let ar = Fp16Arith;
+            let loaded = ar.mac_loaded(acc, ar.load_a(a), ar.load_w(w));
+            prop_assert_eq!(loaded.to_bits(), fp::mac(acc, a, w).to_bits());
+        }
+
         #[test]
         fn gemm_nm_equals_dense_gemm_fp16(
             rows in 1usize..4, groups in 1usize..4, cols in 1usize..4, (n, m) in (1usize..=8).prop_flat_map(|m| (1..=m, Just(m))),

@@ -8,7 +8,7 @@
 //!
 //! | module | contents |
 //! |---|---|
-//! | [`backend`] | [`Backend`] trait, [`Pass`], [`Reference`], [`FastReference`] (same bits, faster), [`Counting`] (MACs per pass) |
+//! | [`backend`] | [`Backend`] trait, [`Pass`], [`Reference`], [`Counting`] (MACs per pass) |
 //! | [`linear`] | one layer: [`pregenerate`], [`forward`], [`backward`], [`apply_update`], [`train_step`] (equal to `bdwp::train_step`) |
 //! | [`mlp`] | [`Mlp`], [`train_mlp`], loss scaling, [`Record`] |
 //! | [`data`] | seeded synthetic datasets (spirals, blobs) |
@@ -22,7 +22,7 @@ pub mod report;
 pub mod rtl;
 pub mod schedule;
 
-pub use backend::{Backend, Counting, FastReference, Pass, PassWork, Reference};
+pub use backend::{Backend, Counting, Pass, PassWork, Reference};
 pub use data::{Dataset, DatasetKind};
 pub use linear::{
     apply_update, backward, backward_data, forward, pregenerate, pregenerate_from, train_step,

@@ -21,7 +21,7 @@
 //! - **Backward through ReLU:** `dY_{l−1} = fp16(dX_l · [Y_{l−1} > 0])`, computed in f32.
 //! - **First layer:** its `dX` is not needed, so BP does not run for it (as on the accelerator).
 //! - **Evaluation** (loss and accuracies in [`Record`]) is not part of training: it runs the FF
-//!   passes on the host with [`FastReference`] (bit-identical to [`Reference`](crate::Reference)),
+//!   passes on the host with the [`Reference`](crate::Reference) backend,
 //!   so that evaluation does not spend co-simulation time and is measured the same way for every
 //!   backend.
 
@@ -33,7 +33,7 @@ use rand_chacha::ChaCha8Rng;
 use sparse_kernels::bdwp::BdwpConfig;
 use sparse_kernels::fp::to_f16;
 
-use crate::backend::{Backend, FastReference};
+use crate::backend::Backend;
 use crate::data::{below, uniform_sym, Dataset};
 use crate::linear::{
     apply_update, backward_data, forward, pregenerate, validate_config, weight_gradient,
@@ -359,7 +359,7 @@ pub fn train_mlp(
     let mut mlp = Mlp::init(backend, widths, data.classes, cfg)?;
     let mut order = BatchOrder::new(data.train_y.len(), cfg.seed);
     let mut records = Vec::new();
-    let mut host = FastReference;
+    let mut host = crate::Reference;
     let mut record = |mlp: &Mlp, step: usize| -> anyhow::Result<Record> {
         let (loss, train_acc) = mlp.evaluate(&mut host, data.train_x.view(), &data.train_y)?;
         let (_, test_acc) = mlp.evaluate(&mut host, data.test_x.view(), &data.test_y)?;
