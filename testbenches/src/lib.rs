@@ -94,3 +94,32 @@ pub fn adversarial_f16(rows: usize, cols: usize, seed: u64) -> Array2<half::f16>
         half::f16::from_bits(BITS[rng.random_range(0..BITS.len())])
     })
 }
+
+/// Asserts that `verilator --lint-only -Wall` accepts the design made of `files` with top `top`
+/// and prints nothing (no warning of any kind).
+pub fn assert_lint_clean(files: &[(String, String)], top: &str, what: &str) {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let paths: Vec<std::path::PathBuf> = files
+        .iter()
+        .map(|(name, text)| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write Verilog");
+            path
+        })
+        .collect();
+    let verilator = std::env::var("COFORGE_VERILATOR").unwrap_or_else(|_| "verilator".into());
+    let out = std::process::Command::new(verilator)
+        .args(["--lint-only", "-Wall", "--top-module", top])
+        .args(&paths)
+        .output()
+        .expect("verilator runs (scripts/setup.sh installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.is_empty(),
+        "{what}/{top}:\n{text}"
+    );
+}

@@ -5,12 +5,12 @@ use coforge_driver::sore::{design_spec, estimate_cycles, prune};
 use coforge_driver::DriverError;
 use coforge_generator::engines::sore::{self, SoreParams};
 use coforge_sim::{BuildOptions, DesignSpec, VerilatedModel, Verilator};
+use coforge_testbenches::assert_lint_clean;
 use half::f16;
 use ndarray::{Array2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sparse_kernels::nm::{compress, mask, Magnitude, NmPattern};
-use std::process::Command;
 
 const TOP: &str = "sore_top";
 
@@ -249,7 +249,6 @@ fn generation_is_deterministic() {
 /// `verilator --lint-only -Wall` prints nothing for a spread of configurations.
 #[test]
 fn lint_clean() {
-    let verilator = std::env::var("COFORGE_VERILATOR").unwrap_or_else(|_| "verilator".into());
     let configs = [
         SoreParams::fp16(4, 2, 8),
         SoreParams::fp16(3, 4, 8),
@@ -261,30 +260,6 @@ fn lint_clean() {
         SoreParams::int8(2, 8, 16),
     ];
     for p in configs {
-        let dir = std::env::temp_dir().join(format!(
-            "coforge-sore-lint-{}-{}-{}",
-            std::process::id(),
-            p.lane_module(),
-            p.lanes
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut files = Vec::new();
-        for (name, text) in sore::render(&p, TOP) {
-            let path = dir.join(name);
-            std::fs::write(&path, text).unwrap();
-            files.push(path);
-        }
-        let out = Command::new(&verilator)
-            .args(["--lint-only", "-Wall", "--top-module", TOP])
-            .args(&files)
-            .output()
-            .expect("verilator runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success() && text.is_empty(), "{p:?}:\n{text}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_lint_clean(&sore::render(&p, TOP), TOP, &format!("{p:?}"));
     }
 }

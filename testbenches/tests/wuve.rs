@@ -12,13 +12,13 @@ use coforge_driver::wuve::{design_spec, estimate_cycles, update};
 use coforge_driver::DriverError;
 use coforge_generator::engines::wuve::{self, WuveParams};
 use coforge_sim::{BuildOptions, DesignSpec, VerilatedModel, Verilator};
+use coforge_testbenches::assert_lint_clean;
 use half::f16;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sparse_kernels::bdwp::update_element;
 use sparse_kernels::fp::{canon, canon16, to_f16};
-use std::process::Command;
 
 const TOP: &str = "wuve_top";
 
@@ -533,29 +533,8 @@ fn generation_is_deterministic() {
 /// `verilator --lint-only -Wall` prints nothing for a few lane counts.
 #[test]
 fn lint_clean() {
-    let verilator = std::env::var("COFORGE_VERILATOR").unwrap_or_else(|_| "verilator".into());
     for lanes in [1, 2, 5] {
         let p = WuveParams { lanes };
-        let dir =
-            std::env::temp_dir().join(format!("coforge-wuve-lint-{}-{lanes}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut files = Vec::new();
-        for (name, text) in wuve::render(&p, TOP) {
-            let path = dir.join(name);
-            std::fs::write(&path, text).unwrap();
-            files.push(path);
-        }
-        let out = Command::new(&verilator)
-            .args(["--lint-only", "-Wall", "--top-module", TOP])
-            .args(&files)
-            .output()
-            .expect("verilator runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success() && text.is_empty(), "{p:?}:\n{text}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_lint_clean(&wuve::render(&p, TOP), TOP, &format!("{p:?}"));
     }
 }
