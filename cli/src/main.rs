@@ -2,6 +2,7 @@
 //! [`Command`].
 
 mod engine;
+mod estimate;
 mod gen;
 mod golden;
 mod mlp;
@@ -35,6 +36,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// BDWP training steps on the RTL engines, every tensor compared bit for bit
     Train(train::TrainArgs),
+    /// Resource estimates of every top with yosys synth_xilinx, and a Vivado script
+    Estimate(estimate::EstimateArgs),
     /// Train a small MLP with BDWP per N:M pattern on a seeded dataset; write curves and a summary
     Mlp(mlp::MlpArgs),
 }
@@ -45,6 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gen(args) => gen::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Train(args) => train::run(args),
+        Command::Estimate(args) => estimate::run(args),
         Command::Mlp(args) => mlp::run(args),
     }
 }

@@ -300,3 +300,24 @@ fn waves_are_dumped_only_on_request_and_only_inside_the_window() {
     let o = c.verify(&["--waves", "9:5"]);
     assert_eq!(o.status.code(), Some(2), "clap rejects a reversed window");
 }
+
+#[test]
+fn estimate_counts_cells_per_top_and_writes_a_vivado_script() {
+    let c = Case::new("[stce]\nrows = 1\ncols = 2\nn = 2\nm = 4\n");
+    let (config, out) = (c.arg("c.toml"), c.arg("out"));
+    let o = coforge(&["estimate", "--config", &config, "--out", &out], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(c.path("out/resources.json")).unwrap())
+            .unwrap();
+    let top = &r["tops"][0];
+    assert_eq!(top["top"], "stce_top");
+    // One DSP48E1 per int8 multiplier: 2 PEs x 2 multipliers.
+    assert_eq!(top["summary"]["dsps"], 4);
+    assert!(top["summary"]["flip_flops"].as_u64().unwrap() > 0);
+    assert!(r["note"].as_str().unwrap().contains("not Vivado"));
+    let tcl = std::fs::read_to_string(c.path("out/vivado_synth.tcl")).unwrap();
+    assert!(tcl.contains("synth_design -top stce_top"));
+    let csv = std::fs::read_to_string(c.path("out/resources.csv")).unwrap();
+    assert!(csv.starts_with("top,cell,count\n") && csv.contains("stce_top,DSP48E1,4"));
+}
