@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, ensure, Context};
 use clap::Args;
 use coforge_generator::config::Config;
-use coforge_trainer::rtl::{compare_step, RtlBackend};
+use coforge_trainer::rtl::{compare_step, cycles_per_pass, RtlBackend};
 use coforge_trainer::schedule::schedule_step;
 use coforge_trainer::{pregenerate, train_step_state, Reference};
 use serde_json::json;
@@ -102,12 +102,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let exact = comparisons.iter().all(|c| c.bit_exact());
         bit_exact &= exact;
         let ops = &rtl.ops[first_op..];
-        let mut cycles = std::collections::BTreeMap::new();
-        for op in ops {
-            *cycles
-                .entry(format!("{:?}", op.pass).to_lowercase())
-                .or_insert(0u64) += op.cycles;
-        }
+        let cycles = cycles_per_pass(ops);
         let schedule = schedule_step(ops, config.stce.rows as usize);
         progress.step(&format!(
             "step {step}: {} ({} STCE cycles, step {} cycles with update and pruning overlapped)",

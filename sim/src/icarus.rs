@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::frames::{Layout, Slot, Stimulus, Trace};
 use crate::tools::{self, ToolVersion, IVERILOG, VVP};
-use crate::{is_compiled_source, DesignSpec, SimError, Simulator};
+use crate::{DesignSpec, SimError, Simulator};
 
 /// A design compiled with `iverilog`, run with `vvp`. Every run starts a new
 /// simulation from time 0 (unlike [`crate::VerilatedModel`]). X/Z output bits
@@ -44,15 +44,7 @@ impl Icarus {
             });
         }
         let src = workdir.join("src");
-        tools::create_dir(&src)?;
-        let mut files = Vec::new();
-        for (name, text) in &spec.sources {
-            let p = src.join(name);
-            tools::write_file(&p, text)?;
-            if is_compiled_source(name) {
-                files.push(p);
-            }
-        }
+        let files = spec.write_sources(&src)?;
         let tb = workdir.join("coforge_tb.v");
         tools::write_file(&tb, testbench(spec, &layout))?;
         let log = workdir.join("build.log");

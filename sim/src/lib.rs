@@ -227,6 +227,26 @@ pub(crate) fn is_compiled_source(name: &str) -> bool {
     [".v", ".sv", ".vlog"].iter().any(|e| name.ends_with(e))
 }
 
+impl DesignSpec {
+    /// Writes every source file into `dir` (created if missing) and returns the paths of the
+    /// ones a simulator compiles, in order.
+    pub(crate) fn write_sources(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<Vec<std::path::PathBuf>, SimError> {
+        tools::create_dir(dir)?;
+        let mut compiled = Vec::new();
+        for (name, text) in &self.sources {
+            let path = dir.join(name);
+            tools::write_file(&path, text)?;
+            if is_compiled_source(name) {
+                compiled.push(path);
+            }
+        }
+        Ok(compiled)
+    }
+}
+
 /// Plain identifiers only: escaped identifiers and names Verilator mangles
 /// (leading or double underscores) would not map 1:1 onto C++ member names.
 fn is_identifier(s: &str) -> bool {

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::frames::{Layout, Slot, Stimulus, Trace};
 use crate::tools::{self, ToolVersion, MAKE, VERILATOR};
-use crate::{is_compiled_source, DesignSpec, PortDir, SimError, Simulator};
+use crate::{DesignSpec, PortDir, SimError, Simulator};
 
 /// Bumped whenever the shim's C ABI or the build recipe changes, so old cache
 /// entries are never loaded by a newer crate.
@@ -260,18 +260,10 @@ fn build_in(
     tmp: &Path,
     lib_name: &str,
 ) -> Result<(), SimError> {
-    let src = tmp.join("src");
     let obj = tmp.join("obj");
-    tools::create_dir(&src)?;
     let log = tmp.join("build.log");
-    let mut files = Vec::new();
-    for (name, text) in &spec.sources {
-        let p = src.join(name);
-        tools::write_file(&p, text)?;
-        if is_compiled_source(name) {
-            files.push(p);
-        }
-    }
+    let src = tmp.join("src");
+    let files = spec.write_sources(&src)?;
     let shim_path = tmp.join("coforge_shim.cpp");
     tools::write_file(&shim_path, shim)?;
 

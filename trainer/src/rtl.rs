@@ -281,6 +281,16 @@ impl Backend for RtlBackend {
     }
 }
 
+/// Measured cycles per pass (`ff`, `bp`, `wu`, `update`, `prune`) over `ops`.
+pub fn cycles_per_pass(ops: &[OpRecord]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for op in ops {
+        *out.entry(format!("{:?}", op.pass).to_lowercase())
+            .or_insert(0) += op.cycles;
+    }
+    out
+}
+
 /// Compares every tensor of a training step bit for bit, in a fixed order: `y`, `dx`, `dw`,
 /// `w32`, `w16`, `mask_f`, `mask_b` (the next step's), then the masks this step used.
 pub fn compare_step(
