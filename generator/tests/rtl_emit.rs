@@ -81,13 +81,19 @@ endmodule
     );
 }
 
-#[test]
-#[should_panic(expected = "already has its write port")]
-fn a_memory_has_one_write_port() {
+/// A module with a clock, a 2-bit address `a` and a 4-bit word `d`, for the refusals below.
+fn fixture() -> (ModuleBuilder, Expr, Expr, Expr) {
     let mut b = ModuleBuilder::new("m");
     let clk = b.input("clk", 1, "");
     let a = b.input("a", 2, "");
     let d = b.input("d", 4, "");
+    (b, clk, a, d)
+}
+
+#[test]
+#[should_panic(expected = "already has its write port")]
+fn a_memory_has_one_write_port() {
+    let (mut b, clk, a, d) = fixture();
     let mem = b.memory("mem", 4, 4);
     b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
     b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
@@ -96,9 +102,7 @@ fn a_memory_has_one_write_port() {
 #[test]
 #[should_panic(expected = "already has 2 read ports")]
 fn a_memory_has_at_most_two_read_ports() {
-    let mut b = ModuleBuilder::new("m");
-    let clk = b.input("clk", 1, "");
-    let a = b.input("a", 2, "");
+    let (mut b, clk, a, _) = fixture();
     let mem = b.memory("mem", 4, 4);
     for i in 0..3 {
         let q = b.reg(&format!("q{i}"), 4);
@@ -109,10 +113,7 @@ fn a_memory_has_at_most_two_read_ports() {
 #[test]
 #[should_panic(expected = "takes a 3-bit address")]
 fn memory_addresses_are_width_checked() {
-    let mut b = ModuleBuilder::new("m");
-    let clk = b.input("clk", 1, "");
-    let a = b.input("a", 2, "");
-    let d = b.input("d", 4, "");
+    let (mut b, clk, a, d) = fixture();
     let mem = b.memory("mem", 4, 5);
     b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
 }
@@ -120,9 +121,7 @@ fn memory_addresses_are_width_checked() {
 #[test]
 #[should_panic(expected = "not a register")]
 fn a_read_port_loads_a_register() {
-    let mut b = ModuleBuilder::new("m");
-    let clk = b.input("clk", 1, "");
-    let a = b.input("a", 2, "");
+    let (mut b, clk, a, _) = fixture();
     let q = b.output("q", 4, "");
     let mem = b.memory("mem", 4, 4);
     b.memory_read(&clk, &mem, &q, &Expr::bit(true), &a);
@@ -131,10 +130,7 @@ fn a_read_port_loads_a_register() {
 #[test]
 #[should_panic(expected = "needs one write port and one or two read ports")]
 fn a_memory_without_a_read_port_is_refused() {
-    let mut b = ModuleBuilder::new("m");
-    let clk = b.input("clk", 1, "");
-    let a = b.input("a", 2, "");
-    let d = b.input("d", 4, "");
+    let (mut b, clk, a, d) = fixture();
     let mem = b.memory("mem", 4, 4);
     b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
     b.finish();

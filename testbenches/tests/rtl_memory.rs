@@ -5,10 +5,9 @@
 use coforge_driver::design::sim_ports;
 use coforge_generator::rtl::{emit, Expr, ModuleBuilder, ModuleDef};
 use coforge_sim::{BuildOptions, DesignSpec, Icarus, Simulator, Stimulus, Verilator};
-use coforge_testbenches::assert_lint_clean;
+use coforge_testbenches::{assert_lint_clean, cell_count, synth_xilinx_cells};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::process::Command;
 
 /// A memory of `depth` words of `width` bits with one write port and `reads` (1 or 2) read
 /// ports; read port 0 has an enable, port 1 reads every cycle.
@@ -50,81 +49,40 @@ fn memories_are_lint_clean() {
     }
 }
 
-/// `yosys synth_xilinx` cell counts of `def`: (cell type, count) for every cell type.
-fn synth_cells(def: &ModuleDef) -> Vec<(String, u32)> {
-    let dir = tempfile::tempdir().unwrap();
-    let (file, text) = &files(def)[0];
-    std::fs::write(dir.path().join(file), text).unwrap();
-    let script = format!(
-        "read_verilog {file}; synth_xilinx -family xc7 -flatten -top {}; stat",
-        def.name()
-    );
-    let out = Command::new("yosys")
-        .args(["-p", &script])
-        .current_dir(dir.path())
-        .output()
-        .expect("yosys runs (scripts/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stat = String::from_utf8_lossy(&out.stdout).to_string();
-    // The last statistics block is the final `stat`.
-    let last = stat.rfind("Number of cells").unwrap_or(0);
-    let cells = stat[last..]
-        .lines()
-        .skip(1)
-        .map_while(|l| {
-            let mut it = l.split_whitespace();
-            match (it.next(), it.next().and_then(|n| n.parse().ok()), it.next()) {
-                (Some(cell), Some(n), None) => Some((cell.to_string(), n)),
-                _ => None,
-            }
-        })
-        .collect::<Vec<_>>();
-    assert!(!cells.is_empty(), "no cell counts in:\n{stat}");
-    cells
-}
-
-fn count(cells: &[(String, u32)], prefix: &str) -> u32 {
-    cells
-        .iter()
-        .filter(|(c, _)| c.starts_with(prefix))
-        .map(|(_, n)| n)
-        .sum()
+fn synth(def: &ModuleDef) -> Vec<(String, u32)> {
+    synth_xilinx_cells(&files(def), def.name(), "memory")
 }
 
 #[test]
 fn yosys_infers_block_ram_for_deep_memories_and_lut_ram_for_small_ones() {
     // 1024 x 16 = 16 Kib: one RAMB18E1 per read port, the read register inside it.
     for reads in [1, 2] {
-        let cells = synth_cells(&ram("ram", 16, 1024, reads));
-        assert_eq!(count(&cells, "RAMB18E1"), reads, "{cells:?}");
-        assert_eq!(count(&cells, "RAMB36E1"), 0, "{cells:?}");
+        let cells = synth(&ram("ram", 16, 1024, reads));
+        assert_eq!(cell_count(&cells, "RAMB18E1"), reads, "{cells:?}");
+        assert_eq!(cell_count(&cells, "RAMB36E1"), 0, "{cells:?}");
         assert_eq!(
-            count(&cells, "FD"),
+            cell_count(&cells, "FD"),
             0,
             "read register not absorbed: {cells:?}"
         );
-        assert_eq!(count(&cells, "LUT"), 0, "{cells:?}");
+        assert_eq!(cell_count(&cells, "LUT"), 0, "{cells:?}");
     }
     // 4096 x 18 = 72 Kib: block RAM, and no flip-flop or LUT RAM holds the words.
-    let cells = synth_cells(&ram("ram", 18, 4096, 1));
+    let cells = synth(&ram("ram", 18, 4096, 1));
     assert!(
-        count(&cells, "RAMB36E1") + count(&cells, "RAMB18E1") >= 2,
+        cell_count(&cells, "RAMB36E1") + cell_count(&cells, "RAMB18E1") >= 2,
         "{cells:?}"
     );
     assert_eq!(
-        count(&cells, "RAM32M") + count(&cells, "RAM64"),
+        cell_count(&cells, "RAM32M") + cell_count(&cells, "RAM64"),
         0,
         "{cells:?}"
     );
     // 32 x 16: distributed LUT RAM, never 512 flip-flops.
-    let cells = synth_cells(&ram("ram", 16, 32, 1));
-    assert_eq!(count(&cells, "RAMB"), 0, "{cells:?}");
-    assert!(count(&cells, "RAM32M") > 0, "{cells:?}");
-    assert!(count(&cells, "FD") <= 16, "{cells:?}");
+    let cells = synth(&ram("ram", 16, 32, 1));
+    assert_eq!(cell_count(&cells, "RAMB"), 0, "{cells:?}");
+    assert!(cell_count(&cells, "RAM32M") > 0, "{cells:?}");
+    assert!(cell_count(&cells, "FD") <= 16, "{cells:?}");
 }
 
 #[test]
