@@ -311,6 +311,23 @@ impl Layout {
         })
     }
 
+    /// [`Layout::new`] on the arrays of a layer.
+    pub(crate) fn of<X, O, M>(
+        x: &ArrayView4<X>,
+        offset: &ArrayView4<O>,
+        mask: Option<&ArrayView4<M>>,
+        kernel: [usize; 2],
+        g: &Geometry,
+    ) -> Result<Self, KernelError> {
+        Self::new(
+            x.shape(),
+            offset.shape(),
+            mask.map(|m| m.shape()),
+            kernel,
+            g,
+        )
+    }
+
     /// Checks `w [Cout, Cin/groups, kh, kw]` and returns `(Cout, groups)`, with `groups` derived
     /// from the weight shape as torchvision does.
     pub(crate) fn weights(&self, w: &[usize]) -> Result<(usize, usize), KernelError> {
@@ -350,25 +367,49 @@ impl Layout {
         Ok((cout, groups))
     }
 
-    /// The taps' base coordinates `(oy·sh − ph + i·dh, ox·sw − pw + j·dw)`.
-    pub(crate) fn base(
+    /// Where channel `c`'s tap `(i, j)` of output `(n, oy, ox)` samples: the base coordinates
+    /// `(oy·sh − ph + i·dh, ox·sw − pw + j·dw)`, the offsets `(Δy, Δx)` read from channels
+    /// `g·2K + 2k` and `g·2K + 2k + 1` (`k = i·kw + j`, `g = c / (Cin/G)`), and the mask index.
+    pub(crate) fn tap<O: Copy>(
         &self,
-        g: &Geometry,
-        oy: usize,
-        ox: usize,
-        i: usize,
-        j: usize,
-    ) -> (i64, i64) {
-        let c = |o: usize, a: usize, t: usize| {
-            (o * g.stride[a]) as i64 - g.padding[a] as i64 + (t * g.dilation[a]) as i64
+        geom: &Geometry,
+        offset: &ArrayView4<O>,
+        at: Tap,
+    ) -> Sample<O> {
+        let Tap { n, c, oy, ox, i, j } = at;
+        let base = |o: usize, a: usize, t: usize| {
+            (o * geom.stride[a]) as i64 - geom.padding[a] as i64 + (t * geom.dilation[a]) as i64
         };
-        (c(oy, 0, i), c(ox, 1, j))
+        let k = self.kh * self.kw;
+        let tap = i * self.kw + j;
+        let g = c / (self.cin / self.offset_groups);
+        Sample {
+            base: (base(oy, 0, i), base(ox, 1, j)),
+            delta: (
+                offset[[n, g * 2 * k + 2 * tap, oy, ox]],
+                offset[[n, g * 2 * k + 2 * tap + 1, oy, ox]],
+            ),
+            mask_index: [n, g * k + tap, oy, ox],
+        }
     }
+}
 
-    /// The offset group of input channel `c`: `c / (Cin/G)`.
-    pub(crate) fn offset_group(&self, c: usize) -> usize {
-        c / (self.cin / self.offset_groups)
-    }
+/// One tap of one output: image `n`, input channel `c`, output pixel `(oy, ox)`, tap `(i, j)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tap {
+    pub n: usize,
+    pub c: usize,
+    pub oy: usize,
+    pub ox: usize,
+    pub i: usize,
+    pub j: usize,
+}
+
+/// Where a [`Tap`] samples (see [`Layout::tap`]).
+pub(crate) struct Sample<O> {
+    pub base: (i64, i64),
+    pub delta: (O, O),
+    pub mask_index: [usize; 4],
 }
 
 /// The sampled im2col matrix of a fixed-point layer: `[B·Hout·Wout, Cin·kh·kw]`, row
@@ -386,13 +427,7 @@ pub fn im2col(
     geom: &Geometry,
     fmt: &FixedFormat,
 ) -> Result<Array2<i8>, KernelError> {
-    let lay = Layout::new(
-        x.shape(),
-        offset.shape(),
-        mask.as_ref().map(|m| m.shape()),
-        kernel,
-        geom,
-    )?;
+    let lay = Layout::of(&x, &offset, mask.as_ref(), kernel, geom)?;
     if let Some(m) = &mask {
         let one = fmt.mask_one();
         if let Some((idx, &v)) = m.indexed_iter().find(|(_, &v)| !(0..=one).contains(&v)) {
@@ -415,21 +450,17 @@ pub fn im2col(
             for ox in 0..lay.wout {
                 let row = (n * lay.hout + oy) * lay.wout + ox;
                 for c in 0..lay.cin {
-                    let g = lay.offset_group(c);
                     let plane = x.slice(s![n, c, .., ..]);
                     for i in 0..kh {
                         for j in 0..kw {
-                            let tap = i * kw + j;
-                            let (by, bx) = lay.base(geom, oy, ox, i, j);
-                            let dy = offset[[n, g * 2 * k + 2 * tap, oy, ox]];
-                            let dx = offset[[n, g * 2 * k + 2 * tap + 1, oy, ox]];
-                            let py = position(by, dy, f);
-                            let px = position(bx, dx, f);
+                            let t = lay.tap(geom, &offset, Tap { n, c, oy, ox, i, j });
+                            let py = position(t.base.0, t.delta.0, f);
+                            let px = position(t.base.1, t.delta.1, f);
                             let mut v = sample_fixed(plane, py, px, fmt, geom.border);
                             if let Some(m) = &mask {
-                                v = modulate(v, m[[n, g * k + tap, oy, ox]], fmt);
+                                v = modulate(v, m[t.mask_index], fmt);
                             }
-                            cols[[row, c * k + tap]] = v;
+                            cols[[row, (c * kh + i) * kw + j]] = v;
                         }
                     }
                 }
@@ -470,13 +501,7 @@ pub fn dcnv2_fixed(
     fmt: &FixedFormat,
 ) -> Result<Array4<i32>, KernelError> {
     let kernel = [w.dim().2, w.dim().3];
-    let lay = Layout::new(
-        x.shape(),
-        offset.shape(),
-        mask.as_ref().map(|m| m.shape()),
-        kernel,
-        geom,
-    )?;
+    let lay = Layout::of(&x, &offset, mask.as_ref(), kernel, geom)?;
     let (cout, groups) = lay.weights(w.shape())?;
     let cols = im2col(x, offset, mask, kernel, geom, fmt)?;
     let span = lay.cin / groups * lay.kh * lay.kw;

@@ -5,7 +5,7 @@
 
 use ndarray::{s, Array4, ArrayView1, ArrayView2, ArrayView4};
 
-use super::dcnv2::{Border, Geometry, Layout};
+use super::dcnv2::{Border, Geometry, Layout, Tap};
 use super::shape_err;
 use crate::KernelError;
 
@@ -48,13 +48,7 @@ pub fn dcnv2_f64(
     geom: &Geometry,
 ) -> Result<Array4<f64>, KernelError> {
     let kernel = [w.dim().2, w.dim().3];
-    let lay = Layout::new(
-        x.shape(),
-        offset.shape(),
-        mask.as_ref().map(|m| m.shape()),
-        kernel,
-        geom,
-    )?;
+    let lay = Layout::of(&x, &offset, mask.as_ref(), kernel, geom)?;
     let (cout, groups) = lay.weights(w.shape())?;
     if let Some(b) = &bias {
         if b.len() != cout {
@@ -65,7 +59,6 @@ pub fn dcnv2_f64(
         }
     }
     let (kh, kw) = (lay.kh, lay.kw);
-    let k = kh * kw;
     let (cin_g, cout_g) = (lay.cin / groups, cout / groups);
     let mut y = Array4::zeros((lay.b, cout, lay.hout, lay.wout));
     for ((n, co, oy, ox), out) in y.indexed_iter_mut() {
@@ -73,17 +66,14 @@ pub fn dcnv2_f64(
         let group = co / cout_g;
         for cl in 0..cin_g {
             let c = group * cin_g + cl;
-            let g = lay.offset_group(c);
             let plane = x.slice(s![n, c, .., ..]);
             for i in 0..kh {
                 for j in 0..kw {
-                    let tap = i * kw + j;
-                    let (by, bx) = lay.base(geom, oy, ox, i, j);
-                    let dy = offset[[n, g * 2 * k + 2 * tap, oy, ox]];
-                    let dx = offset[[n, g * 2 * k + 2 * tap + 1, oy, ox]];
-                    let mut v = sample_f64(plane, by as f64 + dy, bx as f64 + dx, geom.border);
+                    let t = lay.tap(geom, &offset, Tap { n, c, oy, ox, i, j });
+                    let (y, x) = (t.base.0 as f64 + t.delta.0, t.base.1 as f64 + t.delta.1);
+                    let mut v = sample_f64(plane, y, x, geom.border);
                     if let Some(m) = &mask {
-                        v *= m[[n, g * k + tap, oy, ox]];
+                        v *= m[t.mask_index];
                     }
                     acc += w[[co, cl, i, j]] * v;
                 }
