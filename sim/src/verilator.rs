@@ -10,13 +10,13 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::frames::{Layout, Slot, Stimulus, Trace};
+use crate::frames::{InputPort, Layout, OutputPort, Pins, Slot, Stimulus, Trace};
 use crate::tools::{self, ToolVersion, MAKE, VERILATOR};
 use crate::{DesignSpec, PortDir, SimError, Simulator};
 
 /// Bumped whenever the shim's C ABI or the build recipe changes, so old cache
 /// entries are never loaded by a newer crate.
-const SHIM_ABI: u32 = 1;
+const SHIM_ABI: u32 = 2;
 const MIN_MAJOR: u32 = 5;
 const MIN_MINOR: u32 = 6;
 /// Simulation time per clock cycle; the rising edge is at half of it.
@@ -419,11 +419,11 @@ fn check_header(header: &Path, spec: &DesignSpec) -> Result<(), SimError> {
 fn shim_source(spec: &DesignSpec, layout: &Layout, waves: bool) -> String {
     let mut apply = String::new();
     for s in &layout.inputs {
-        let _ = writeln!(apply, "        {}", copy_in(s));
+        let _ = writeln!(apply, "    {}", copy_in(s));
     }
     let mut sample = String::new();
     for s in &layout.outputs {
-        let _ = writeln!(sample, "            {}", copy_out(s));
+        let _ = writeln!(sample, "        {}", copy_out(s));
     }
     let signature = spec.signature();
     let clk = &spec.clock;
@@ -502,6 +502,12 @@ COFORGE_EXPORT const char* coforge_signature() {{ return "{signature}"; }}
 COFORGE_EXPORT uint32_t coforge_in_words() {{ return {in_words}; }}
 COFORGE_EXPORT uint32_t coforge_out_words() {{ return {out_words}; }}
 
+namespace {{
+void copy_error(const char* what, char* err, size_t err_len) {{
+    if (err && err_len) {{ std::strncpy(err, what, err_len - 1); err[err_len - 1] = 0; }}
+}}
+}}  // namespace
+
 // Returns nullptr on failure with the message copied into err.
 COFORGE_EXPORT void* coforge_new(int unique, uint32_t seed, char* err, size_t err_len) {{
     try {{
@@ -517,9 +523,11 @@ COFORGE_EXPORT void* coforge_new(int unique, uint32_t seed, char* err, size_t er
         s->top->{clk} = 0;
         return s.release();
     }} catch (const std::exception& e) {{
-        if (err && err_len) {{ std::strncpy(err, e.what(), err_len - 1); err[err_len - 1] = 0; }}
-        return nullptr;
+        copy_error(e.what(), err, err_len);
+    }} catch (...) {{
+        copy_error("unknown C++ exception", err, err_len);
     }}
+    return nullptr;
 }}
 
 COFORGE_EXPORT void coforge_delete(void* h) {{
@@ -528,6 +536,7 @@ COFORGE_EXPORT void coforge_delete(void* h) {{
 #if COFORGE_WAVES
         wave_close(s);
 #endif
+        Verilated::threadContextp(s->ctx.get());
         if (!s->poisoned) s->top->final();
     }} catch (...) {{}}
     try {{ delete s; }} catch (...) {{}}
@@ -545,50 +554,94 @@ COFORGE_EXPORT int coforge_waves(void* h, const char* path, uint64_t first, uint
         if (path) {{ s->wave_path = path; s->wave_first = first; s->wave_last = last; s->wave_armed = true; }}
         return 0;
     }} catch (const std::exception& e) {{ s->error = e.what(); return -1; }}
+    catch (...) {{ s->error = "unknown C++ exception"; return -1; }}
 #else
     (void)s; (void)path; (void)first; (void)last;
     return -1;
 #endif
 }}
 
+namespace {{
+// One cycle (see the crate docs): inputs from frame f, settle, sample into o
+// if o is not null, one rising edge. Throws on $stop/$fatal.
+inline void cycle_once(Sim* s, const uint32_t* f, uint32_t* o) {{
+    Vdut* top = s->top.get();
+    VerilatedContext* ctx = s->ctx.get();
+    (void)f;
+    // Falling edge and new inputs together, then settle.
+    top->{clk} = 0;
+{apply}    ctx->time(s->cycle * {CYCLE_TIME});
+    top->eval();
+#if COFORGE_WAVES
+    wave_dump(s);
+#endif
+    if (o) {{
+{sample}    }}
+    top->{clk} = 1;
+    ctx->time(s->cycle * {CYCLE_TIME} + {half});
+    top->eval();
+#if COFORGE_WAVES
+    wave_dump(s);
+    if (s->vcd && s->cycle >= s->wave_last) wave_close(s);
+#endif
+    ++s->cycle;
+}}
+
+// A model may be driven from a different thread than the one that created it
+// (or ran it last); Verilator's thread-local context (used by vl_finish and the
+// runtime's error paths) must be this model's before any evaluation.
+inline bool enter(Sim* s) {{
+    if (s->poisoned) {{ s->error = "the model stopped on an earlier error: " + s->error; return false; }}
+    Verilated::threadContextp(s->ctx.get());
+    return true;
+}}
+
+inline void fail(Sim* s, const char* what) {{
+    s->poisoned = true;
+    s->error = what;
+}}
+}}  // namespace
+
 // Runs n cycles (see the crate docs for the semantics). Returns the number of
 // cycles run (fewer than n if the design executed $finish), or -1 on error.
 COFORGE_EXPORT int64_t coforge_run(void* h, uint64_t n, const uint32_t* in, const uint8_t* capture, uint32_t* out) {{
     Sim* s = static_cast<Sim*>(h);
-    if (s->poisoned) {{ s->error = "the model stopped on an earlier error: " + s->error; return -1; }}
-    Vdut* top = s->top.get();
-    VerilatedContext* ctx = s->ctx.get();
+    if (!enter(s)) return -1;
     uint32_t* o = out;
     try {{
-    for (uint64_t c = 0; c < n; ++c) {{
-        const uint32_t* f = in + c * {in_words};
-        (void)f;
-        // Falling edge and new inputs together, then settle.
-        top->{clk} = 0;
-{apply}        ctx->time(s->cycle * {CYCLE_TIME});
-        top->eval();
-#if COFORGE_WAVES
-        wave_dump(s);
-#endif
-        if (capture[c]) {{
-{sample}            o += {out_words};
+        for (uint64_t c = 0; c < n; ++c) {{
+            if (capture[c]) {{
+                cycle_once(s, in + c * {in_words}, o);
+                o += {out_words};
+            }} else {{
+                cycle_once(s, in + c * {in_words}, nullptr);
+            }}
+            if (s->ctx->gotFinish()) return (int64_t)(c + 1);
         }}
-        top->{clk} = 1;
-        ctx->time(s->cycle * {CYCLE_TIME} + {half});
-        top->eval();
-#if COFORGE_WAVES
-        wave_dump(s);
-        if (s->vcd && s->cycle >= s->wave_last) wave_close(s);
-#endif
-        ++s->cycle;
-        if (ctx->gotFinish()) return (int64_t)(c + 1);
-    }}
     }} catch (const std::exception& e) {{
-        s->poisoned = true;
-        s->error = e.what();
+        fail(s, e.what());
+        return -1;
+    }} catch (...) {{
+        fail(s, "unknown C++ exception");
         return -1;
     }}
     return (int64_t)n;
+}}
+
+// One cycle of closed-loop simulation: inputs from `in`, every output sampled
+// into `out`. Returns 0, 1 if the design executed $finish, or -1 on error.
+COFORGE_EXPORT int coforge_step(void* h, const uint32_t* in, uint32_t* out) {{
+    Sim* s = static_cast<Sim*>(h);
+    if (!enter(s)) return -1;
+    try {{
+        cycle_once(s, in, out);
+        return s->ctx->gotFinish() ? 1 : 0;
+    }} catch (const std::exception& e) {{
+        fail(s, e.what());
+    }} catch (...) {{
+        fail(s, "unknown C++ exception");
+    }}
+    return -1;
 }}
 "#,
         top = spec.top,
@@ -639,6 +692,7 @@ type ErrorFn = unsafe extern "C" fn(*mut c_void) -> *const c_char;
 type CycleFn = unsafe extern "C" fn(*mut c_void) -> u64;
 type WavesFn = unsafe extern "C" fn(*mut c_void, *const c_char, u64, u64) -> c_int;
 type RunFn = unsafe extern "C" fn(*mut c_void, u64, *const u32, *const u8, *mut u32) -> i64;
+type StepFn = unsafe extern "C" fn(*mut c_void, *const u32, *mut u32) -> c_int;
 
 struct LibInner {
     // Function pointers into `_lib`; valid as long as it is loaded. Fields
@@ -649,6 +703,7 @@ struct LibInner {
     cycle: CycleFn,
     waves: WavesFn,
     run: RunFn,
+    step: StepFn,
     layout: Arc<Layout>,
     path: PathBuf,
     key: String,
@@ -734,6 +789,7 @@ fn load(
         cycle: sym!("coforge_cycle", CycleFn),
         waves: sym!("coforge_waves", WavesFn),
         run: sym!("coforge_run", RunFn),
+        step: sym!("coforge_step", StepFn),
         layout,
         path: path.clone(),
         key,
@@ -775,6 +831,8 @@ impl VerilatedLib {
                 lib: self.inner.clone(),
                 handle,
                 waves: None,
+                pins: Pins::new(self.inner.layout.clone()),
+                next_cycle: 0,
             }),
             None => {
                 // SAFETY: coforge_new NUL-terminates err on failure.
@@ -808,11 +866,17 @@ impl VerilatedLib {
     }
 }
 
-/// One simulation instance. State persists between [`Simulator::run`] calls.
+/// One simulation instance. State persists between [`Simulator::run`] and
+/// [`VerilatedModel::step`] calls, which may be mixed freely: both continue
+/// the model's cycle counter.
 pub struct VerilatedModel {
     lib: Arc<LibInner>,
     handle: NonNull<c_void>,
     waves: Option<WaveOptions>,
+    /// Closed-loop inputs and outputs (see [`VerilatedModel::step`]).
+    pins: Pins,
+    /// Mirror of the shim's cycle counter: the number of the next cycle.
+    next_cycle: u64,
 }
 
 // SAFETY: the C++ object is only touched through &mut self (or in Drop), so
@@ -874,10 +938,78 @@ impl VerilatedModel {
         Ok(())
     }
 
-    /// Cycles simulated since the model was created.
+    /// Cycles simulated since the model was created, which is also the number
+    /// of the next cycle.
     pub fn cycle(&self) -> u64 {
-        // SAFETY: valid handle; reads a plain integer.
-        unsafe { (self.lib.cycle)(self.handle.as_ptr()) }
+        self.next_cycle
+    }
+
+    /// The closed-loop ports: inputs for the next [`VerilatedModel::step`],
+    /// outputs of the last one.
+    pub fn pins(&self) -> &Pins {
+        &self.pins
+    }
+
+    pub fn pins_mut(&mut self) -> &mut Pins {
+        &mut self.pins
+    }
+
+    /// Resolves an input port by name; see [`Pins::input`].
+    pub fn input(&self, name: &str) -> Result<InputPort, SimError> {
+        self.pins.input(name)
+    }
+
+    /// Resolves an output port by name; see [`Pins::output`].
+    pub fn output(&self, name: &str) -> Result<OutputPort, SimError> {
+        self.pins.output(name)
+    }
+
+    /// Sets an input for the next step; see [`Pins::set`].
+    #[inline]
+    pub fn set(&mut self, port: InputPort, value: u64) {
+        self.pins.set(port, value);
+    }
+
+    /// An output sampled by the last step; see [`Pins::get`].
+    #[inline]
+    pub fn get(&self, port: OutputPort) -> u64 {
+        self.pins.get(port)
+    }
+
+    /// Runs one cycle in closed loop and returns its number: the current
+    /// inputs of [`VerilatedModel::pins`] are applied (every input, also the
+    /// ones not changed since the last step), combinational logic settles,
+    /// every output is sampled into the pins, then one rising edge. Outputs
+    /// read after `step` therefore reflect the inputs of the same cycle, as in
+    /// a [`Stimulus`] cycle closed with `step(true)`. No allocation; one call
+    /// into the library.
+    #[inline]
+    pub fn step(&mut self) -> Result<u64, SimError> {
+        let cycle = self.next_cycle;
+        // SAFETY: inputs holds in_words words and outputs out_words words, the
+        // sizes the shim of this layout reads and writes.
+        let rc = unsafe {
+            (self.lib.step)(
+                self.handle.as_ptr(),
+                self.pins.inputs.as_ptr(),
+                self.pins.outputs.as_mut_ptr(),
+            )
+        };
+        match rc {
+            0 => {
+                self.next_cycle += 1;
+                Ok(cycle)
+            }
+            1 => {
+                self.next_cycle += 1;
+                Err(SimError::Runtime {
+                    message: format!("the design executed $finish at cycle {cycle}"),
+                })
+            }
+            _ => Err(SimError::Runtime {
+                message: format!("at cycle {cycle}: {}", self.last_error()),
+            }),
+        }
     }
 
     fn last_error(&self) -> String {
@@ -914,6 +1046,8 @@ impl Simulator for VerilatedModel {
                 data.as_mut_ptr(),
             )
         };
+        // SAFETY: valid handle; reads a plain integer.
+        self.next_cycle = unsafe { (self.lib.cycle)(self.handle.as_ptr()) };
         if done < 0 {
             return Err(SimError::Runtime {
                 message: format!("at cycle {}: {}", self.cycle(), self.last_error()),
