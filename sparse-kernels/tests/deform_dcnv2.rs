@@ -252,6 +252,20 @@ proptest! {
     }
 }
 
+/// A layer with the default geometry, no mask, zero point 0 and `f` fractional bits.
+fn unmasked(x: &Array4<i8>, off: &Array4<i32>, w: &Array4<i8>, f: u32) -> Array4<i32> {
+    let fx = fmt(f, 0, 0);
+    dcnv2_fixed(
+        x.view(),
+        off.view(),
+        None,
+        w.view(),
+        &Geometry::default(),
+        &fx,
+    )
+    .unwrap()
+}
+
 /// Sample of a 3x3 plane at real row `y` (in Q.f), column 1.
 fn at_row(plane: ArrayView2<i8>, py: i64, f: u32, zp: i8) -> i8 {
     sample_fixed(plane, py, 1 << f, &fmt(f, 0, zp), Border::Zero)
@@ -309,15 +323,7 @@ fn dy_is_read_before_dx() {
     let mut off = Array4::zeros((1, 2, 3, 3));
     off.slice_mut(s![0, 0, .., ..]).fill(1 << 3); // Δy = +1
     off.slice_mut(s![0, 1, .., ..]).fill(-(2 << 3)); // Δx = −2
-    let y = dcnv2_fixed(
-        x.view(),
-        off.view(),
-        None,
-        w.view(),
-        &Geometry::default(),
-        &fmt(3, 0, 0),
-    )
-    .unwrap();
+    let y = unmasked(&x, &off, &w, 3);
     // Output (0, 2) samples (1, 0) = 10; with the channels swapped it would sample (−2, 3) = 0.
     assert_eq!(y[[0, 0, 0, 2]], 10);
     assert_eq!(y[[0, 0, 1, 2]], 20);
@@ -432,15 +438,7 @@ fn int32_accumulation_wraps() {
     let mut w = Array4::from_elem((2, cin, 1, 1), -128i8);
     w[[1, cin - 1, 0, 0]] = 127; // output 1: 2^31 − 16384 − 16256, no wrap
     let off = Array4::zeros((1, 2, 1, 1));
-    let y = dcnv2_fixed(
-        x.view(),
-        off.view(),
-        None,
-        w.view(),
-        &Geometry::default(),
-        &fmt(8, 0, 0),
-    )
-    .unwrap();
+    let y = unmasked(&x, &off, &w, 8);
     assert_eq!(y[[0, 0, 0, 0]], i32::MIN);
     assert_eq!(i64::from(y[[0, 1, 0, 0]]), (1i64 << 31) - 16384 - 16256);
 }
@@ -511,39 +509,14 @@ fn bad_inputs_are_errors_that_name_the_problem() {
     assert!(run(&x, &off, None, &Array4::zeros((4, 2, 3, 3)), &g).is_ok()); // groups = 2
     assert!(run(&x, &off, None, &Array4::zeros((2, 4, 3, 2)), &g).is_err());
     // Zero stride or dilation, a kernel larger than the padded input, no channels.
-    assert!(run(
-        &x,
-        &off,
-        None,
-        &w,
-        &Geometry {
-            stride: [0, 1],
+    for (stride, dilation) in [([0, 1], [1, 1]), ([1, 1], [1, 0]), ([1, 1], [3, 1])] {
+        let bad = Geometry {
+            stride,
+            dilation,
             ..g
-        }
-    )
-    .is_err());
-    assert!(run(
-        &x,
-        &off,
-        None,
-        &w,
-        &Geometry {
-            dilation: [1, 0],
-            ..g
-        }
-    )
-    .is_err());
-    assert!(run(
-        &x,
-        &off,
-        None,
-        &w,
-        &Geometry {
-            dilation: [3, 1],
-            ..g
-        }
-    )
-    .is_err());
+        };
+        assert!(run(&x, &off, None, &w, &bad).is_err(), "{bad:?}");
+    }
     assert!(run(&Array4::zeros((1, 0, 5, 5)), &off, None, &w, &g).is_err());
     // Masks: shape, above 2^g (named), negative.
     assert!(run(&x, &off, Some(&Array4::zeros((1, 18, 3, 3))), &w, &g).is_err());
