@@ -199,12 +199,7 @@ fn steps_and_runs_share_one_cycle_counter_and_waves() {
     let t = m.run(&s).unwrap();
     assert_eq!(t.first_cycle, 12);
     assert_eq!(t.get(0, "edges"), 4, "the stimulus reset the design again");
-    let times: Vec<u64> = std::fs::read_to_string(&vcd)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix('#').and_then(|t| t.parse().ok()))
-        .collect();
-    assert_eq!(times, [80, 85, 90, 95], "VCD window in step mode");
+    assert_eq!(vcd_times(&vcd), [80, 85, 90, 95], "VCD window in step mode");
 }
 
 #[test]
