@@ -245,22 +245,40 @@ pub fn run_engine(
     model.set(rst, 0);
 
     let pins = model.pins();
-    let mut pixels = StreamSource::new(pins, ports::PIXEL_VALID, ports::PIXEL_READY, ports::PIXEL_DATA)
-        .map_err(sim)?;
-    let mut offsets =
-        StreamSource::new(pins, ports::OFFSET_VALID, ports::OFFSET_READY, ports::OFFSET_DATA)
-            .map_err(sim)?;
+    let mut pixels = StreamSource::new(
+        pins,
+        ports::PIXEL_VALID,
+        ports::PIXEL_READY,
+        ports::PIXEL_DATA,
+    )
+    .map_err(sim)?;
+    let mut offsets = StreamSource::new(
+        pins,
+        ports::OFFSET_VALID,
+        ports::OFFSET_READY,
+        ports::OFFSET_DATA,
+    )
+    .map_err(sim)?;
     let mut weights = if p.depthwise {
         Some(
-            StreamSource::new(pins, ports::WEIGHT_VALID, ports::WEIGHT_READY, ports::WEIGHT_DATA)
-                .map_err(sim)?,
+            StreamSource::new(
+                pins,
+                ports::WEIGHT_VALID,
+                ports::WEIGHT_READY,
+                ports::WEIGHT_DATA,
+            )
+            .map_err(sim)?,
         )
     } else {
         None
     };
     if pressure.gap_rate > 0.0 {
-        pixels = pixels.with_gaps(pressure.gap_rate, pressure.seed ^ 1).map_err(sim)?;
-        offsets = offsets.with_gaps(pressure.gap_rate, pressure.seed ^ 2).map_err(sim)?;
+        pixels = pixels
+            .with_gaps(pressure.gap_rate, pressure.seed ^ 1)
+            .map_err(sim)?;
+        offsets = offsets
+            .with_gaps(pressure.gap_rate, pressure.seed ^ 2)
+            .map_err(sim)?;
     }
 
     // Planes in order: image, offset group, beat of `lanes` channels within the group.
@@ -290,7 +308,12 @@ pub fn run_engine(
                 buf.resize(px_words, 0);
                 for (l, c) in chans.iter().enumerate() {
                     if let Some(c) = c {
-                        put(&mut buf, 8 * l as u32, 8, layer.x[[*n, *c, y, x]] as u8 as u64);
+                        put(
+                            &mut buf,
+                            8 * l as u32,
+                            8,
+                            layer.x[[*n, *c, y, x]] as u8 as u64,
+                        );
                     }
                 }
                 pixels.push_words(&buf).map_err(sim)?;
@@ -337,11 +360,18 @@ pub fn run_engine(
     };
     let expected = planes.len() * beats_per_plane;
     let pins = model.pins();
-    let mut sink = StreamSink::new(pins, ports::RESULT_VALID, ports::RESULT_READY, ports::RESULT_DATA)
-        .map_err(sim)?
-        .expect(expected);
+    let mut sink = StreamSink::new(
+        pins,
+        ports::RESULT_VALID,
+        ports::RESULT_READY,
+        ports::RESULT_DATA,
+    )
+    .map_err(sim)?
+    .expect(expected);
     if pressure.stall_rate > 0.0 {
-        sink = sink.with_stalls(pressure.stall_rate, pressure.seed ^ 3).map_err(sim)?;
+        sink = sink
+            .with_stalls(pressure.stall_rate, pressure.seed ^ 3)
+            .map_err(sim)?;
     }
     let estimated = dcnv2::estimate_cycles(
         p,
@@ -353,7 +383,8 @@ pub fn run_engine(
     );
     let limit = 16 * estimated + 10_000;
     {
-        let mut agents: Vec<&mut dyn coforge_sim::Agent> = vec![&mut pixels, &mut offsets, &mut sink];
+        let mut agents: Vec<&mut dyn coforge_sim::Agent> =
+            vec![&mut pixels, &mut offsets, &mut sink];
         if let Some(ws) = weights.as_mut() {
             agents.push(ws);
         }
@@ -369,13 +400,16 @@ pub fn run_engine(
         tap: model.get(err_tap) as usize,
     });
 
-    let first_in = [pixels.accepted_cycles().first(), offsets.accepted_cycles().first()]
-        .into_iter()
-        .flatten()
-        .chain(weights.as_ref().and_then(|w| w.accepted_cycles().first()))
-        .min()
-        .copied()
-        .unwrap_or(0);
+    let first_in = [
+        pixels.accepted_cycles().first(),
+        offsets.accepted_cycles().first(),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(weights.as_ref().and_then(|w| w.accepted_cycles().first()))
+    .min()
+    .copied()
+    .unwrap_or(0);
     let last_out = sink.cycles().last().copied().unwrap_or(first_in);
     let cycles = last_out + 1 - first_in;
 
@@ -454,7 +488,15 @@ pub fn full_conv_on_stce(
     let (b, _, hout, wout) = layer.offset.dim();
     let cout = layer.w.dim().0;
     let wm = weight_matrix(layer.w, 1, 0);
-    let o = int8_gemm(stce_sim, stce, stce_spec, run.columns.view(), wm.view(), Mode::Dense, None)?;
+    let o = int8_gemm(
+        stce_sim,
+        stce,
+        stce_spec,
+        run.columns.view(),
+        wm.view(),
+        Mode::Dense,
+        None,
+    )?;
     if !o.comparison.bit_exact() {
         return Err(DriverError::Unsupported(format!(
             "the STCE pass of the full conv differs from its reference GEMM: {:?}",

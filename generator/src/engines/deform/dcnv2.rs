@@ -68,7 +68,7 @@
 //! cycles; a back-pressured output stalls the whole pipeline. [`estimate_cycles`] is that model;
 //! it is an estimate, kept beside the cycles the simulation measures.
 
-use crate::rtl::{index_bits, set, set_word, when, when_else, Design, Expr, ModuleBuilder, ModuleDef};
+use crate::rtl::{index_bits, set, when, when_else, Design, Expr, ModuleBuilder, ModuleDef};
 
 /// Bits of a coordinate, an image size and an offset: signed 16-bit positions.
 pub const COORD_BITS: u32 = 16;
@@ -264,7 +264,9 @@ pub fn generate(p: &Dcnv2Params) -> Design {
     let mut design = Design::new();
     let bank = bank_module(p);
     let sampler = sampler_module(p);
-    design.add(bank.clone()).expect("bank names encode their parameters");
+    design
+        .add(bank.clone())
+        .expect("bank names encode their parameters");
     design
         .add(sampler.clone())
         .expect("sampler names encode their parameters");
@@ -312,21 +314,8 @@ fn bank_module(p: &Dcnv2Params) -> ModuleDef {
     let raddr = b.input("raddr", addr, "");
     let rdata = b.output_reg("rdata", width, "the word at raddr, one cycle later");
     let mem = b.memory("mem", width, words);
-    b.clocked(&clk, vec![when(we, vec![set_word(&mem, waddr, wdata)])]);
-    b.clocked(
-        &clk,
-        vec![when(
-            re,
-            vec![set(
-                &rdata,
-                Expr::MemRead {
-                    mem: mem.name.clone(),
-                    index: Box::new(raddr),
-                    width,
-                },
-            )],
-        )],
-    );
+    b.memory_write(&clk, &mem, &we, &waddr, &wdata);
+    b.memory_read(&clk, &mem, &rdata, &re, &raddr);
     b.finish()
 }
 
@@ -382,7 +371,11 @@ fn sampler_module(p: &Dcnv2Params) -> ModuleDef {
     let fw = frac_port_bits(p);
     let ly = b.input("ly", fw, "fraction of y");
     let lx = b.input("lx", fw, "fraction of x");
-    let inside = b.input("corners_inside", 4, "corner (dy, dx) is in the image, bit 2*dy + dx");
+    let inside = b.input(
+        "corners_inside",
+        4,
+        "corner (dy, dx) is in the image, bit 2*dy + dx",
+    );
     let mask = b.input("mask", g + 1, "m in Q0.g, 0..=2^g");
     let sample = b.output_reg("sample", word, "s' of each lane, lane c at [8c +: 8]");
 
@@ -412,7 +405,15 @@ fn sampler_module(p: &Dcnv2Params) -> ModuleDef {
                 row_par.xor(&Expr::bit(dy == 1)),
                 col_par.xor(&Expr::bit(dx == 1)),
             ]);
-            let routed = Expr::select(&sel, &[bank[0].clone(), bank[1].clone(), bank[2].clone(), bank[3].clone()]);
+            let routed = Expr::select(
+                &sel,
+                &[
+                    bank[0].clone(),
+                    bank[1].clone(),
+                    bank[2].clone(),
+                    bank[3].clone(),
+                ],
+            );
             let zero = Expr::lit(zp as u8 as u64, 8).repeat(lanes);
             b.name(
                 &format!("corner{dy}{dx}"),
@@ -424,7 +425,8 @@ fn sampler_module(p: &Dcnv2Params) -> ModuleDef {
     b.describe("s of each lane (stage S2)");
     let mask_reg = b.reg("mask_s2", g + 1);
     // Round half up; no rounding term when the shift is 0 (f = 0, or g = 0).
-    let half = |bits: u32, width: u32| Expr::lit(if bits == 0 { 0 } else { 1 << (bits - 1) }, width);
+    let half =
+        |bits: u32, width: u32| Expr::lit(if bits == 0 { 0 } else { 1 << (bits - 1) }, width);
     let half_2f = half(2 * f, sw);
     let mw = modulate_bits(p);
     let half_g = half(g, mw);
@@ -432,12 +434,7 @@ fn sampler_module(p: &Dcnv2Params) -> ModuleDef {
     let mut out_lanes = Vec::new();
     for lane in 0..lanes {
         let terms: Vec<Expr> = (0..4)
-            .map(|c| {
-                corners[c]
-                    .slice(8 * lane, 8)
-                    .sext(sw)
-                    .mul(&weights[c])
-            })
+            .map(|c| corners[c].slice(8 * lane, 8).sext(sw).mul(&weights[c]))
             .collect();
         let sum = terms[1..]
             .iter()
@@ -449,7 +446,10 @@ fn sampler_module(p: &Dcnv2Params) -> ModuleDef {
         if f > 0 {
             dropped.push(rounded.slice(0, 2 * f));
         }
-        b.name(&format!("unused_sum_lane{lane}_bits"), Expr::concat(dropped));
+        b.name(
+            &format!("unused_sum_lane{lane}_bits"),
+            Expr::concat(dropped),
+        );
         let s = s_reg.slice(8 * lane, 8);
         let prod = s.sext(mw).mul(&mask_reg.zext(mw)).add(&half_g);
         let modulated = b.name(&format!("modulated_lane{lane}"), prod);
@@ -550,7 +550,11 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
         (
             b.input(ports::WEIGHT_VALID, 1, ""),
             b.output(ports::WEIGHT_READY, 1, "the weight file has room"),
-            b.input(ports::WEIGHT_DATA, word, "tap k's weights, lane c at [8c +: 8]"),
+            b.input(
+                ports::WEIGHT_DATA,
+                word,
+                "tap k's weights, lane c at [8c +: 8]",
+            ),
         )
     });
     let res_valid = b.output_reg(ports::RESULT_VALID, 1, "");
@@ -585,10 +589,7 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
 
     // ---- Loader ----
     b.comment("Loader: a pixel is accepted while a row slot is free, and written to every bank.");
-    b.drive(
-        &name_of(&px_ready),
-        occupied.lt(&Expr::lit(d as u64, ob)),
-    );
+    b.drive(&name_of(&px_ready), occupied.lt(&Expr::lit(d as u64, ob)));
     let px_take = b.name("pixel_take", px_valid.land(&px_ready));
     let row_done = b.name(
         "row_loaded",
@@ -596,10 +597,7 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
     );
     let write_addr = b.name(
         "write_addr",
-        Expr::concat(vec![
-            write_slot.slice(1, rb),
-            write_x.slice(1, cb),
-        ]),
+        Expr::concat(vec![write_slot.slice(1, rb), write_x.slice(1, cb)]),
     );
     b.name(
         "unused_write_x_bits",
@@ -618,10 +616,7 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
 
     // ---- Issue (S0) ----
     b.comment("Issue: the rows this output row needs are loaded (all rows for the last row).");
-    let last_group = b.name(
-        "last_group",
-        group.eq(&Expr::lit((groups - 1) as u64, gb)),
-    );
+    let last_group = b.name("last_group", group.eq(&Expr::lit((groups - 1) as u64, gb)));
     let last_x = b.name("last_x", ox.eq(&out_width.sub(&Expr::lit(1, cw))));
     let last_y = b.name("last_y", oy.eq(&out_height.sub(&Expr::lit(1, cw))));
     let span = (p.kernel - 1) * p.dilation;
@@ -688,7 +683,9 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
         let mask = pick(&mut b, &format!("slot{r}_mask"), &|k| {
             field(k, 2 * ob_bits, g + 1)
         });
-        let real = pick(&mut b, &format!("slot{r}_real"), &|k| Expr::bit(k.is_some()));
+        let real = pick(&mut b, &format!("slot{r}_real"), &|k| {
+            Expr::bit(k.is_some())
+        });
         let dil = p.dilation;
         let row_off = pick(&mut b, &format!("slot{r}_row_offset"), &|k| {
             Expr::lit((k.unwrap_or(0) / p.kernel * dil) as u64, cw)
@@ -744,10 +741,7 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
         // Slots: row y lives in slot (top_slot + y - window_top) mod D while it is held.
         let slot_of = |b: &mut ModuleBuilder, name: &str, y: &Expr| {
             let rel = b.name(&format!("{name}_rel"), y.sub(&window_top));
-            b.name(
-                &format!("unused_{name}_rel_bits"),
-                rel.slice(sb, cw - sb),
-            );
+            b.name(&format!("unused_{name}_rel_bits"), rel.slice(sb, cw - sb));
             let sum = b.name(
                 &format!("{name}_sum"),
                 top_slot.zext(sb).add(&rel.slice(0, sb)),
@@ -770,7 +764,10 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
         // y0 lies outside the window (then its corners are outside the image and ignored).
         let row_par = b.name(
             &format!("slot{r}_row_parity"),
-            top_slot.bit_at(0).xor(&window_top.bit_at(0)).xor(&y0.bit_at(0)),
+            top_slot
+                .bit_at(0)
+                .xor(&window_top.bit_at(0))
+                .xor(&y0.bit_at(0)),
         );
         let col_par = x0.bit_at(0);
         let col0 = x0.slice(1, cb);
@@ -809,7 +806,8 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
             );
             banks.push(rdata);
         }
-        let s1 = |b: &mut ModuleBuilder, what: &str, w: u32| b.reg(&format!("s1_slot{r}_{what}"), w);
+        let s1 =
+            |b: &mut ModuleBuilder, what: &str, w: u32| b.reg(&format!("s1_slot{r}_{what}"), w);
         let slot = Slot {
             row_par: s1(&mut b, "row_parity", 1),
             col_par: s1(&mut b, "col_parity", 1),
@@ -902,7 +900,10 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
         weight_stmts.push(when(take.clone(), shift));
         weight_stmts.push(when(
             consume.clone(),
-            cur.iter().zip(&next).map(|(c, n)| set(c, n.clone())).collect(),
+            cur.iter()
+                .zip(&next)
+                .map(|(c, n)| set(c, n.clone()))
+                .collect(),
         ));
         let last_beat = count.eq(&Expr::lit((k_taps - 1) as u64, kb));
         weight_ctrl.push(when_else(
@@ -950,7 +951,9 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
         let first_group = s_group[2].eq(&Expr::zero(gb));
         let s3_last = s_group[2].eq(&Expr::lit((groups - 1) as u64, gb));
         let acc: Vec<Expr> = if groups > 1 {
-            (0..lanes).map(|c| b.reg(&format!("acc_lane{c}"), 32)).collect()
+            (0..lanes)
+                .map(|c| b.reg(&format!("acc_lane{c}"), 32))
+                .collect()
         } else {
             Vec::new()
         };
@@ -990,7 +993,10 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
         if groups > 1 {
             result_stmts.push(when(
                 advance.land(s3_valid),
-                acc.iter().zip(&sums).map(|(a, s)| set(a, s.clone())).collect(),
+                acc.iter()
+                    .zip(&sums)
+                    .map(|(a, s)| set(a, s.clone()))
+                    .collect(),
             ));
         }
         let rev: Vec<Expr> = sums.iter().rev().cloned().collect();
@@ -1015,7 +1021,10 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
         result_stmts.push(when_else(
             rst.clone(),
             vec![set(&res_valid, Expr::bit(false))],
-            vec![when(advance.clone(), vec![set(&res_valid, s3_valid.clone())])],
+            vec![when(
+                advance.clone(),
+                vec![set(&res_valid, s3_valid.clone())],
+            )],
         ));
         b.name(
             "unused_s3_flags",
@@ -1155,7 +1164,10 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
                                 ],
                             ),
                         ],
-                        vec![set(&ox, ox.add(&one_row)), set(&base_x, base_x.add(&stride))],
+                        vec![
+                            set(&ox, ox.add(&one_row)),
+                            set(&base_x, base_x.add(&stride)),
+                        ],
                     )],
                 ),
             ],
