@@ -1,33 +1,40 @@
 //! The float64 DCNv2 reference against torchvision's `deform_conv2d`, on every case of
 //! `shared/vectors/deform-torchvision/` (made by its `make_vectors.py`).
 //!
-//! The folder is found beside the repository (`<repo>/../shared`, where CI puts it), or under
-//! `$COFORGE_SHARED_DIR` when that is set. A missing folder fails the test with a message: it is
+//! The folder is found beside the repository (`<repo>/../shared`, where CI puts it, or in a folder
+//! further up), or under `$COFORGE_SHARED_DIR` when that is set. A missing folder fails the test with a message: it is
 //! never skipped.
 //!
 //! Tolerance: `|ours − torchvision| ≤ 1e-12 · (1 + Σ|terms|)` per output, where `Σ|terms|` is
 //! `|bias| + Σ |w|·|sample·mask|`, the scale of the rounding error of a float64 sum (torchvision
 //! sums in another order, through a BLAS GEMM). The observed agreement is printed; it is about 1e-15.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array4};
 use ndarray_npy::read_npy;
 use sparse_kernels::deform::{dcnv2_f64, Geometry};
 
 fn vectors_dir() -> PathBuf {
-    let base = match std::env::var_os("COFORGE_SHARED_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+    const SUB: &str = "vectors/deform-torchvision";
+    let found = match std::env::var_os("COFORGE_SHARED_DIR") {
+        Some(d) => Some(PathBuf::from(d).join(SUB)),
+        // `<repo>/../shared`, looked for from the repository's parent upwards, so that a git
+        // worktree nested one level deeper finds the same folder.
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .skip(2)
+            .map(|a| a.join("shared").join(SUB))
+            .find(|d| d.is_dir()),
     };
-    let dir = base.join("vectors/deform-torchvision");
-    assert!(
-        dir.join("cases.json").is_file(),
-        "the torchvision vectors are missing: expected {} (shared/ beside the repository \
-         clone, or set COFORGE_SHARED_DIR to the shared folder)",
-        dir.display()
-    );
-    dir
+    match found {
+        Some(dir) if dir.join("cases.json").is_file() => dir,
+        _ => panic!(
+            "the torchvision vectors are missing: expected shared/{SUB}/cases.json beside the \
+             repository clone (or in a folder above it), or set COFORGE_SHARED_DIR to the shared \
+             folder"
+        ),
+    }
 }
 
 fn pair(v: &serde_json::Value, key: &str) -> [usize; 2] {
