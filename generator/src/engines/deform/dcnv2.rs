@@ -46,18 +46,20 @@
 //! # Ports (all synchronous to `clk`; `rst` synchronous, active high)
 //! - `layer_height`, `layer_width`, `layer_out_height`, `layer_out_width`: the layer's `H`, `W`,
 //!   `Hout`, `Wout`, unsigned; held stable from reset to the end of the job. `W <= max_width`.
-//! - `s_axis_pixel_{tvalid,tready,tdata}`: pixels, lane `c` at `tdata[8c +: 8]`.
-//! - `s_axis_offset_{tvalid,tready,tdata}`: one beat per output pixel per plane. Tap `k` holds
-//!   `delta_y` at `[k*E +: 16]`, `delta_x` at `[k*E + 16 +: 16]` (Q.f, two's complement) and the
-//!   mask `m` at `[k*E + 32 +: g + 1]` (Q0.g, `0..=2^g`; `2^g` when the layer has no mask, which
-//!   gives `s' = s` exactly), `E = 33 + g`.
-//! - `s_axis_weight_{tvalid,tready,tdata}` (depthwise only): K beats per plane, beat `k` holds tap
+//! - `in_{valid,ready,data}`: pixels, lane `c` at `in_data[8c +: 8]`.
+//! - `off_{valid,ready,data}`: one beat per output pixel per plane. Tap `k` holds
+//!   `delta_y` at `[k*E +: O]`, `delta_x` at `[k*E + O +: O]` (Q.f, two's complement) and the
+//!   mask `m` at `[k*E + 2*O +: g + 1]` (Q0.g, `0..=2^g`; `2^g` when the layer has no mask, which
+//!   gives `s' = s` exactly: `(s * 2^g + 2^(g-1)) >> g = s`), `E = 2*O + g + 1`, where
+//!   `O` ([`Dcnv2Params::offset_bits`]) holds `±(max_offset * 2^f + 1)`: an offset that does not
+//!   fit is beyond the bound anyway, and the driver saturates it into `O` bits.
+//! - `wgt_{valid,ready,data}` (depthwise only): K beats per plane, beat `k` holds tap
 //!   `k`'s weights, lane `c` at `[8c +: 8]`. The next plane's weights load while a plane computes.
-//! - `m_axis_result_{tvalid,tready,tdata}`: depthwise: one beat per output pixel per plane, lane
+//! - `out_{valid,ready,data}`: depthwise: one beat per output pixel per plane, lane
 //!   `c`'s int32 sum at `[32c +: 32]`; im2col: one beat per item, tap slot `r`'s samples at
 //!   `[8 * (r * lanes + c) +: 8]` (slots past the last tap hold don't-cares).
-//! - Handshake: a beat moves in a cycle where `tvalid` and `tready` are both high. Every `tready`
-//!   of the engine may depend on `m_axis_result_tready`, never on an input `tvalid`.
+//! - Handshake: a beat moves in a cycle where `valid` and `ready` are both high. Every `ready`
+//!   of the engine may depend on `out_ready`, never on an input `valid`.
 //! - `error` (sticky until reset): an offset beyond `±max_offset` pixels (`|delta| > max_offset *
 //!   2^f`) was issued; `error_out_y`, `error_out_x`, `error_tap` name the first such output pixel
 //!   (within its plane) and tap. The results of such a pixel are not meaningful.
@@ -235,18 +237,18 @@ pub mod ports {
     pub const WIDTH: &str = "layer_width";
     pub const OUT_HEIGHT: &str = "layer_out_height";
     pub const OUT_WIDTH: &str = "layer_out_width";
-    pub const PIXEL_VALID: &str = "s_axis_pixel_tvalid";
-    pub const PIXEL_READY: &str = "s_axis_pixel_tready";
-    pub const PIXEL_DATA: &str = "s_axis_pixel_tdata";
-    pub const OFFSET_VALID: &str = "s_axis_offset_tvalid";
-    pub const OFFSET_READY: &str = "s_axis_offset_tready";
-    pub const OFFSET_DATA: &str = "s_axis_offset_tdata";
-    pub const WEIGHT_VALID: &str = "s_axis_weight_tvalid";
-    pub const WEIGHT_READY: &str = "s_axis_weight_tready";
-    pub const WEIGHT_DATA: &str = "s_axis_weight_tdata";
-    pub const RESULT_VALID: &str = "m_axis_result_tvalid";
-    pub const RESULT_READY: &str = "m_axis_result_tready";
-    pub const RESULT_DATA: &str = "m_axis_result_tdata";
+    pub const PIXEL_VALID: &str = "in_valid";
+    pub const PIXEL_READY: &str = "in_ready";
+    pub const PIXEL_DATA: &str = "in_data";
+    pub const OFFSET_VALID: &str = "off_valid";
+    pub const OFFSET_READY: &str = "off_ready";
+    pub const OFFSET_DATA: &str = "off_data";
+    pub const WEIGHT_VALID: &str = "wgt_valid";
+    pub const WEIGHT_READY: &str = "wgt_ready";
+    pub const WEIGHT_DATA: &str = "wgt_data";
+    pub const RESULT_VALID: &str = "out_valid";
+    pub const RESULT_READY: &str = "out_ready";
+    pub const RESULT_DATA: &str = "out_data";
     pub const ERROR: &str = "error";
     pub const ERROR_OUT_Y: &str = "error_out_y";
     pub const ERROR_OUT_X: &str = "error_out_x";
@@ -868,8 +870,9 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
     }
 
     // ---- Weights (depthwise) ----
-    let mut weight_stmts = Vec::new();
-    let mut weight_ctrl = Vec::new();
+    // Registers without reset (data qualified by valid bits) and with reset (control).
+    let mut data_stmts = Vec::new();
+    let mut control_stmts = Vec::new();
     let mut wgt_of_tap: Vec<Expr> = Vec::new();
     if let (Some((wvalid, wready, wdata)), Some((wgt_full, wgt_claimed))) = (&wgt, &wgt_flags) {
         b.comment("Weights: K beats fill the next plane's file; its first item takes them at S4.");
@@ -897,8 +900,8 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
             };
             shift.push(set(&next[k], from));
         }
-        weight_stmts.push(when(take.clone(), shift));
-        weight_stmts.push(when(
+        data_stmts.push(when(take.clone(), shift));
+        data_stmts.push(when(
             consume.clone(),
             cur.iter()
                 .zip(&next)
@@ -906,7 +909,7 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
                 .collect(),
         ));
         let last_beat = count.eq(&Expr::lit((k_taps - 1) as u64, kb));
-        weight_ctrl.push(when_else(
+        control_stmts.push(when_else(
             rst.clone(),
             vec![
                 set(&count, Expr::zero(kb)),
@@ -944,7 +947,6 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
     }
 
     // ---- S4: result ----
-    let mut result_stmts = Vec::new();
     let s3_valid = &s_valid[2];
     if p.depthwise {
         b.comment("S4: w * s' over the group's taps, added in int32 (wrap) to the pixel's sum.");
@@ -991,7 +993,7 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
             sums.push(b.name(&format!("sum_lane{c}"), total));
         }
         if groups > 1 {
-            result_stmts.push(when(
+            data_stmts.push(when(
                 advance.land(s3_valid),
                 acc.iter()
                     .zip(&sums)
@@ -1000,13 +1002,12 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
             ));
         }
         let rev: Vec<Expr> = sums.iter().rev().cloned().collect();
-        result_stmts.push(when(
+        data_stmts.push(when(
             advance.land(s3_valid).land(&s3_last),
             vec![set(&res_data, Expr::concat(rev))],
         ));
-        weight_stmts.extend(result_stmts.drain(..));
         let shows = b.name("result_shows", s3_valid.land(&s3_last));
-        result_stmts.push(when_else(
+        control_stmts.push(when_else(
             rst.clone(),
             vec![set(&res_valid, Expr::bit(false))],
             vec![when(advance.clone(), vec![set(&res_valid, shows)])],
@@ -1014,11 +1015,11 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
     } else {
         b.comment("S4: the group's samples, slot r at [8 lanes r +: 8 lanes].");
         let rev: Vec<Expr> = samples.iter().rev().cloned().collect();
-        weight_stmts.push(when(
+        data_stmts.push(when(
             advance.land(s3_valid),
             vec![set(&res_data, Expr::concat(rev))],
         ));
-        result_stmts.push(when_else(
+        control_stmts.push(when_else(
             rst.clone(),
             vec![set(&res_valid, Expr::bit(false))],
             vec![when(
@@ -1196,11 +1197,8 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
             set(&s_plane_first[2], s_plane_first[1].clone()),
         ],
     )];
-    data.extend(weight_stmts);
+    data.extend(data_stmts);
     b.clocked(&clk, data);
-    if !weight_ctrl.is_empty() {
-        b.clocked(&clk, weight_ctrl);
-    }
-    b.clocked(&clk, result_stmts);
+    b.clocked(&clk, control_stmts);
     b.finish()
 }
