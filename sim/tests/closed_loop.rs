@@ -240,3 +240,51 @@ fn closed_loop_errors_name_the_problem() {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.set(en, 1)));
     assert!(r.is_err());
 }
+
+#[test]
+fn finish_on_another_thread_is_reported_by_step_and_run() {
+    // $finish reaches the shim through Verilator's thread-local context, which
+    // the shim sets on every call: models may be created and run on
+    // different threads.
+    let spec = DesignSpec {
+        top: "finisher".into(),
+        sources: vec![(
+            "finisher.v".into(),
+            "module finisher(input wire clk, input wire rst, output reg [3:0] n);\n\
+             always @(posedge clk) begin\n\
+               if (rst) n <= 4'd0; else n <= n + 4'd1;\n\
+               if (!rst && n == 4'd3) $finish;\n\
+             end\nendmodule\n"
+                .into(),
+        )],
+        ports: vec![PortSpec::input("rst", 1), PortSpec::output("n", 4)],
+        clock: "clk".into(),
+    };
+    let lib = Verilator::build(&spec, &opts()).unwrap();
+    let mut a = lib.instantiate().unwrap();
+    let mut b = lib.instantiate().unwrap();
+    let spec2 = spec.clone();
+    let a_err = std::thread::spawn(move || {
+        reset(&mut a);
+        loop {
+            if let Err(e) = a.step() {
+                return (e.to_string(), a.cycle());
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(a_err.0.contains("$finish at cycle 5"), "{}", a_err.0);
+    assert_eq!(a_err.1, 6);
+    let b_err = std::thread::spawn(move || {
+        let mut s = Stimulus::new(&spec2);
+        s.set("rst", 1);
+        s.step(false);
+        s.set("rst", 0);
+        s.idle(10);
+        b.run(&s).unwrap_err().to_string()
+    })
+    .join()
+    .unwrap();
+    assert!(b_err.contains("$finish at cycle 4"), "{b_err}");
+}
