@@ -8,15 +8,8 @@ use common::*;
 #[test]
 fn concurrent_builds_of_one_key_both_succeed_then_hit_the_cache() {
     let cache = tempfile::tempdir().unwrap();
-    // A comment makes the design, hence the cache key, new for this run.
-    let mut spec = counter();
-    spec.sources[0]
-        .1
-        .push_str(&format!("// fresh {}\n", unique_tag()));
-    let opts = BuildOptions {
-        cache_dir: Some(cache.path().to_path_buf()),
-        ..Default::default()
-    };
+    let spec = fresh_counter();
+    let opts = cache_in(cache.path());
     let builds: Vec<_> = (0..2)
         .map(|_| {
             let (spec, opts) = (spec.clone(), opts.clone());
@@ -32,15 +25,7 @@ fn concurrent_builds_of_one_key_both_succeed_then_hit_the_cache() {
         assert!(!lib.cache_hit());
         assert!(lib.build_seconds() > 0.0);
         eprintln!("fresh build took {:.2} s", lib.build_seconds());
-        let mut m = lib.instantiate().unwrap();
-        let mut s = Stimulus::new(&spec);
-        s.set("rst", 1);
-        s.step(false);
-        s.set("rst", 0);
-        s.set("en", 1);
-        s.idle(5);
-        s.step(true);
-        assert_eq!(m.run(&s).unwrap().get(0, "count"), 5);
+        counts_to(lib, &spec, 5);
     }
     // Exactly one finished entry, no leftover temporary directories.
     let entries: Vec<String> = std::fs::read_dir(cache.path())
@@ -74,10 +59,7 @@ fn syntax_error_is_build_failed_with_log() {
     let mut spec = counter();
     spec.sources[0].1 = spec.sources[0].1.replace("endmodule", "oops endmodule");
     let cache = tempfile::tempdir().unwrap();
-    let opts = BuildOptions {
-        cache_dir: Some(cache.path().to_path_buf()),
-        ..Default::default()
-    };
+    let opts = cache_in(cache.path());
     match Verilator::build(&spec, &opts) {
         Err(SimError::BuildFailed { log, tail }) => {
             assert!(log.is_file(), "log {} missing", log.display());
@@ -145,14 +127,8 @@ fn counts_to(lib: &coforge_sim::VerilatedLib, spec: &coforge_sim::DesignSpec, n:
 fn damaged_entries_are_rebuilt_and_stale_temporaries_removed() {
     use coforge_sim::{BuildCache, EntryState};
     let cache = tempfile::tempdir().unwrap();
-    let mut spec = counter();
-    spec.sources[0]
-        .1
-        .push_str(&format!("// fresh {}\n", unique_tag()));
-    let opts = BuildOptions {
-        cache_dir: Some(cache.path().to_path_buf()),
-        ..Default::default()
-    };
+    let spec = fresh_counter();
+    let opts = cache_in(cache.path());
     let lib = Verilator::build(&spec, &opts).unwrap();
     assert!(!lib.cache_hit() && lib.cache_repair().is_none());
     let so = lib.path().to_path_buf();
@@ -229,14 +205,8 @@ fn cache_verbs_list_gc_and_clear() {
     let cache = BuildCache::new(Some(dir.path().join("c")));
     // A missing cache is an empty one.
     assert!(cache.list().unwrap().is_empty());
-    let mut spec = counter();
-    spec.sources[0]
-        .1
-        .push_str(&format!("// fresh {}\n", unique_tag()));
-    let opts = BuildOptions {
-        cache_dir: Some(cache.dir().to_path_buf()),
-        ..Default::default()
-    };
+    let spec = fresh_counter();
+    let opts = cache_in(cache.dir());
     let lib = Verilator::build(&spec, &opts).unwrap();
     let key = lib.cache_key().to_string();
     drop(lib);
@@ -285,18 +255,8 @@ fn cache_errors_name_the_cache_variable() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
-    let mut spec = counter();
-    spec.sources[0]
-        .1
-        .push_str(&format!("// fresh {}\n", unique_tag()));
-    let e = Verilator::build(
-        &spec,
-        &BuildOptions {
-            cache_dir: Some(file.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap_err();
+    let spec = fresh_counter();
+    let e = Verilator::build(&spec, &cache_in(&file)).unwrap_err();
     assert!(matches!(e, SimError::Cache { .. }), "{e:?}");
     assert!(e.to_string().contains("COFORGE_CACHE_DIR"), "{e}");
     assert!(e.to_string().contains("not-a-dir"), "{e}");
