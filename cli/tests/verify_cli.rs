@@ -181,7 +181,11 @@ fn a_missing_verilator_is_named_with_the_fix() {
         &["verify", "--config", &config, "--out", &out],
         &[("COFORGE_VERILATOR", "/nonexistent/verilator")],
     );
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "a missing tool has its own exit code"
+    );
     let err = stderr(&o);
     assert!(
         err.contains("verilator") && err.contains("setup.sh"),
