@@ -5,6 +5,38 @@
 //! Everything is a run-time value (widths, counts, names), so one generator serves every
 //! configuration. Widths are checked while a module is built; the emitter (`emit`) then prints
 //! Verilog-2005 from the tree, never by pasting strings.
+//!
+//! # Memories
+//! A memory is a simple dual-port RAM in the template that Vivado and Yosys both infer as
+//! block RAM (or as distributed LUT RAM when it is small): one synchronous write port, and one or
+//! two registered synchronous read ports, all on one clock, each in its own clocked process, with
+//! no reset and no initial value on the array.
+//! ```
+//! use coforge_generator::rtl::{Expr, ModuleBuilder};
+//! let mut b = ModuleBuilder::new("line_buffer");
+//! let clk = b.input("clk", 1, "");
+//! let we = b.input("we", 1, "write `wdata` at `waddr`");
+//! let waddr = b.input("waddr", 10, "");
+//! let wdata = b.input("wdata", 8, "");
+//! let raddr = b.input("raddr", 10, "");
+//! let rdata = b.output_reg("rdata", 8, "the word at last cycle's `raddr`");
+//! let line = b.memory("line", 8, 1024); // reg [7:0] line [0:1023];
+//! b.memory_write(&clk, &line, &we, &waddr, &wdata);
+//! b.memory_read(&clk, &line, &rdata, &Expr::bit(true), &raddr);
+//! let module = b.finish();
+//! ```
+//! - **Timing.** A write lands at the clock edge. A read presents `addr` in cycle t; the
+//!   register given to `memory_read` shows the word in cycle t + 1 and holds it while the read's
+//!   `enable` is low. Reading the address being written in the same cycle gives the *old* word
+//!   (read-first), in Verilator, Icarus and on the block RAM alike.
+//! - **Addresses** are `Memory::addr_bits()` = ceil(log2(depth)) wide; any depth >= 2 works,
+//!   and an address at or past `depth` reads an undefined word (keep addresses in range).
+//! - **Reset.** The array and the read register have no reset (a reset would stop block-RAM
+//!   inference). Qualify read data with a valid bit that is reset, as the engines do.
+//! - **Two read ports** cost a second copy of the RAM in Yosys (a 1024 x 16 memory is one
+//!   RAMB18E1 with one read port, two with two).
+//! - The builder checks it all: one write port, one or two read ports, matching widths, and the
+//!   read target is a register. `testbenches/tests/rtl_quality.rs` checks the cells Yosys infers.
 
 pub mod emit;
 mod expr;
@@ -185,6 +217,7 @@ impl Design {
 pub struct ModuleBuilder {
     module: Module,
     names: BTreeMap<String, u32>,
+    memories: BTreeMap<String, MemoryPorts>,
 }
 
 impl ModuleBuilder {
@@ -198,6 +231,7 @@ impl ModuleBuilder {
                 items: Vec::new(),
             },
             names: BTreeMap::new(),
+            memories: BTreeMap::new(),
         }
     }
 
@@ -269,12 +303,122 @@ impl ModuleBuilder {
         self.signal(name, SignalKind::Reg, width, None)
     }
 
-    pub fn memory(&mut self, name: &str, width: u32, depth: u32) -> Target {
+    /// Declares a memory of `depth` words of `width` bits (`reg [w-1:0] name [0:depth-1];`).
+    /// Give it exactly one write port (`memory_write`) and one or two registered read ports
+    /// (`memory_read`); see "Memories" in the module documentation for the template this makes.
+    pub fn memory(&mut self, name: &str, width: u32, depth: u32) -> Memory {
+        assert!(
+            depth >= 2,
+            "memory `{name}` has {depth} words; a memory needs at least 2 (use a register)"
+        );
         self.signal(name, SignalKind::Reg, width, Some(depth));
-        Target {
+        self.memories
+            .insert(name.to_string(), MemoryPorts::default());
+        Memory {
             name: name.to_string(),
-            word: None,
+            width,
+            depth,
         }
+    }
+
+    fn memory_ports(&mut self, mem: &Memory, addr: &Expr, data_width: u32) -> &mut MemoryPorts {
+        let module = &self.module.name;
+        let declared = self
+            .module
+            .signals
+            .iter()
+            .any(|s| s.name == mem.name && s.depth == Some(mem.depth) && s.width == mem.width);
+        assert!(
+            declared,
+            "memory `{}` is not declared in `{module}`",
+            mem.name
+        );
+        assert_eq!(
+            addr.width(),
+            mem.addr_bits(),
+            "memory `{}` of {} words takes a {}-bit address, got {addr}",
+            mem.name,
+            mem.depth,
+            mem.addr_bits()
+        );
+        assert_eq!(
+            data_width, mem.width,
+            "memory `{}` holds {}-bit words, got {data_width} bits",
+            mem.name, mem.width
+        );
+        self.memories
+            .get_mut(&mem.name)
+            .expect("declared memories are registered")
+    }
+
+    /// The write port of `mem`: `always @(posedge clock) if (enable) mem[addr] <= data;`.
+    /// One per memory; the word is written at the clock edge.
+    pub fn memory_write(
+        &mut self,
+        clock: &Expr,
+        mem: &Memory,
+        enable: &Expr,
+        addr: &Expr,
+        data: &Expr,
+    ) {
+        let ports = self.memory_ports(mem, addr, data.width());
+        assert_eq!(
+            ports.writes, 0,
+            "memory `{}` already has its write port (one write port per memory)",
+            mem.name
+        );
+        ports.writes += 1;
+        let write = set_word(mem, addr.clone(), data.clone());
+        self.clocked(clock, vec![enabled(enable, write)]);
+    }
+
+    /// A registered read port of `mem`: `always @(posedge clock) if (enable) data <= mem[addr];`.
+    /// `data` must be a register (`reg` or `output_reg`) of the word width; it shows the word
+    /// one clock edge after `addr` is presented and holds it while `enable` is low. Reading
+    /// the address being written in the same cycle gives the old word (read-first). At most
+    /// two read ports per memory.
+    pub fn memory_read(
+        &mut self,
+        clock: &Expr,
+        mem: &Memory,
+        data: &Expr,
+        enable: &Expr,
+        addr: &Expr,
+    ) {
+        let Expr::Ref { name, width } = data else {
+            panic!("a read port loads a register, got {data}")
+        };
+        let is_reg = self
+            .module
+            .signals
+            .iter()
+            .any(|s| s.name == *name && s.kind == SignalKind::Reg && s.depth.is_none())
+            || self
+                .module
+                .ports
+                .iter()
+                .any(|p| p.name == *name && p.is_reg);
+        assert!(
+            is_reg,
+            "read port of memory `{}` loads `{name}`, which is not a register of `{}`",
+            mem.name, self.module.name
+        );
+        let ports = self.memory_ports(mem, addr, *width);
+        assert!(
+            ports.reads < MAX_READ_PORTS,
+            "memory `{}` already has {MAX_READ_PORTS} read ports",
+            mem.name
+        );
+        ports.reads += 1;
+        let read = set(
+            data,
+            Expr::MemRead {
+                mem: mem.name.clone(),
+                index: Box::new(addr.clone()),
+                width: mem.width,
+            },
+        );
+        self.clocked(clock, vec![enabled(enable, read)]);
     }
 
     /// Attaches a comment to the most recently declared signal.
@@ -351,8 +495,59 @@ impl ModuleBuilder {
         });
     }
 
+    /// The finished module.
+    ///
+    /// # Panics
+    /// If a memory lacks its write port or has no read port (a generator bug).
     pub fn finish(self) -> ModuleDef {
+        for (name, ports) in &self.memories {
+            assert!(
+                ports.writes == 1 && ports.reads >= 1,
+                "memory `{name}` of `{}` has {} write and {} read ports; it needs one write \
+                 port and one or two read ports",
+                self.module.name,
+                ports.writes,
+                ports.reads
+            );
+        }
         ModuleDef::Generated(self.module)
+    }
+}
+
+/// The most read ports a memory may have: two still infer block RAM (Yosys duplicates the
+/// RAM for the second port; a true dual-port mapping is Vivado's choice).
+pub const MAX_READ_PORTS: u32 = 2;
+
+/// A memory declared with `ModuleBuilder::memory`: the handle its ports are built from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Memory {
+    pub name: String,
+    /// Bits per word.
+    pub width: u32,
+    /// Words.
+    pub depth: u32,
+}
+
+impl Memory {
+    /// Width of an address: `ceil(log2(depth))`.
+    pub fn addr_bits(&self) -> u32 {
+        index_bits(self.depth)
+    }
+}
+
+/// Ports built so far on one memory.
+#[derive(Clone, Copy, Debug, Default)]
+struct MemoryPorts {
+    writes: u32,
+    reads: u32,
+}
+
+/// `if (enable) stmt`, or just `stmt` when `enable` is the constant 1.
+fn enabled(enable: &Expr, stmt: Stmt) -> Stmt {
+    if *enable == Expr::bit(true) {
+        stmt
+    } else {
+        when(enable.clone(), vec![stmt])
     }
 }
 
@@ -376,8 +571,23 @@ pub fn set(target: &Expr, value: Expr) -> Stmt {
     }
 }
 
-/// `mem[word] <= value;`.
-pub fn set_word(mem: &Target, word: Expr, value: Expr) -> Stmt {
+/// `mem[word] <= value;`, width-checked. Prefer `ModuleBuilder::memory_write`, which also
+/// keeps the block-RAM template (one write port, in its own clocked process).
+pub fn set_word(mem: &Memory, word: Expr, value: Expr) -> Stmt {
+    assert_eq!(
+        word.width(),
+        mem.addr_bits(),
+        "memory `{}` takes a {}-bit address, got {word}",
+        mem.name,
+        mem.addr_bits()
+    );
+    assert_eq!(
+        value.width(),
+        mem.width,
+        "memory `{}` holds {}-bit words, assigned {value}",
+        mem.name,
+        mem.width
+    );
     Stmt::Assign {
         target: Target {
             name: mem.name.clone(),
