@@ -6,14 +6,12 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
 use clap::Args;
-use coforge_driver::compare::{compare, Bits, Comparison, Mismatch};
-use coforge_driver::mismatch_map::DiffMap;
+use coforge_driver::compare::Comparison;
 use coforge_generator::config::Config;
-use coforge_trainer::rtl::{cycles_per_pass, visit_step, Engine, RtlBackend, StepVisitor};
+use coforge_trainer::rtl::{cycles_per_pass, Engine, RtlBackend, StepCheck};
 use coforge_trainer::schedule::schedule_step;
 use coforge_trainer::{pregenerate, train_step_state, Reference};
 use half::f16;
-use ndarray::ArrayView2;
 use serde_json::json;
 use sparse_kernels::bdwp::{BdwpConfig, MaskBSource, DEFAULT_LAMBDA};
 use sparse_kernels::nm::NmPattern;
@@ -62,31 +60,6 @@ pub struct TrainArgs {
     /// localize a difference
     #[arg(long, value_name = "ROW,COL", value_parser = crate::verify::parse_index, hide = true)]
     pub corrupt_golden: Option<[usize; 2]>,
-}
-
-/// The comparisons of one step, each with the engine that produced the tensor, and the map of the
-/// first tensor that differs.
-#[derive(Default)]
-struct StepCheck {
-    comparisons: Vec<(Option<Engine>, Comparison)>,
-    first_diff: Option<(DiffMap, Mismatch)>,
-}
-
-impl StepVisitor for StepCheck {
-    fn tensor<T: Bits>(
-        &mut self,
-        name: &'static str,
-        producer: Option<Engine>,
-        golden: ArrayView2<T>,
-        rtl: ArrayView2<T>,
-    ) -> anyhow::Result<()> {
-        let c = compare(name, golden, rtl)?;
-        if let (None, Some(first)) = (&self.first_diff, &c.first_mismatch) {
-            self.first_diff = Some((DiffMap::of(name, golden, rtl), first.clone()));
-        }
-        self.comparisons.push((producer, c));
-        Ok(())
-    }
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
@@ -167,8 +140,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         )?;
         let (r, r_next) = train_step_state(&mut rtl, &rtl_state, x.view(), dy.view(), &cfg)
             .with_context(|| format!("step {step} on RTL"))?;
-        let mut check = StepCheck::default();
-        visit_step(&g, &r, &mut check)?;
+        let check = StepCheck::of(&g, &r)?;
         let class = format!("train.{config_name}.step{step}");
         suites.push(junit::Suite {
             name: class.clone(),

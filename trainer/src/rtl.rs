@@ -11,8 +11,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, ensure, Context};
-use coforge_driver::compare::{compare, Bits, Comparison};
+use coforge_driver::compare::{compare, Bits, Comparison, Mismatch};
 use coforge_driver::design::design_spec_of;
+use coforge_driver::mismatch_map::DiffMap;
 use coforge_driver::stce::{self, GemmJob, WeightStream};
 use coforge_driver::{sore, wuve};
 use coforge_generator::artifacts::{render, sore_params};
@@ -346,25 +347,48 @@ pub fn visit_step(
     )
 }
 
+/// Every tensor of a step compared bit for bit, each with the engine that produced it, and the
+/// map of the first tensor that differs (for `mismatch.svg`).
+#[derive(Debug, Default)]
+pub struct StepCheck {
+    pub comparisons: Vec<(Option<Engine>, Comparison)>,
+    pub first_diff: Option<(DiffMap, Mismatch)>,
+}
+
+impl StepVisitor for StepCheck {
+    fn tensor<T: Bits>(
+        &mut self,
+        name: &'static str,
+        producer: Option<Engine>,
+        golden: ArrayView2<T>,
+        rtl: ArrayView2<T>,
+    ) -> anyhow::Result<()> {
+        let c = compare(name, golden, rtl)?;
+        if let (None, Some(first)) = (&self.first_diff, &c.first_mismatch) {
+            self.first_diff = Some((DiffMap::of(name, golden, rtl), first.clone()));
+        }
+        self.comparisons.push((producer, c));
+        Ok(())
+    }
+}
+
+impl StepCheck {
+    /// Compares every tensor of a training step, in the order of [`visit_step`].
+    pub fn of(
+        golden: &sparse_kernels::bdwp::StepOutputs,
+        rtl: &sparse_kernels::bdwp::StepOutputs,
+    ) -> anyhow::Result<StepCheck> {
+        let mut check = StepCheck::default();
+        visit_step(golden, rtl, &mut check)?;
+        Ok(check)
+    }
+}
+
 /// Compares every tensor of a training step bit for bit, in the order of [`visit_step`].
 pub fn compare_step(
     golden: &sparse_kernels::bdwp::StepOutputs,
     rtl: &sparse_kernels::bdwp::StepOutputs,
 ) -> anyhow::Result<Vec<Comparison>> {
-    struct Compare(Vec<Comparison>);
-    impl StepVisitor for Compare {
-        fn tensor<T: Bits>(
-            &mut self,
-            name: &'static str,
-            _: Option<Engine>,
-            golden: ArrayView2<T>,
-            rtl: ArrayView2<T>,
-        ) -> anyhow::Result<()> {
-            self.0.push(compare(name, golden, rtl)?);
-            Ok(())
-        }
-    }
-    let mut c = Compare(Vec::new());
-    visit_step(golden, rtl, &mut c)?;
-    Ok(c.0)
+    let check = StepCheck::of(golden, rtl)?;
+    Ok(check.comparisons.into_iter().map(|(_, c)| c).collect())
 }
