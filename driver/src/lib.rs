@@ -10,6 +10,7 @@
 //!   weight-update vector engine, and its cycle model.
 
 pub mod compare;
+pub mod dcnv2;
 pub mod design;
 pub mod mismatch_map;
 pub mod sore;
