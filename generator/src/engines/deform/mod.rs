@@ -1,4 +1,5 @@
-//! The deformable-convolution engine (`deform`). This module is its one protocol description:
+//! The deformable-convolution engine (`deform`). Mode B (DCNv2) is [`dcnv2`], with its own
+//! protocol. For mode A (plain and CoDeNet) this module is the one protocol description:
 //! the ports, the reset, the parameter load, the latency, when a result is valid, the error
 //! flag and the cycle estimate. The driver (`coforge_driver::deform`), the CLI and the benches
 //! use these items instead of repeating them. The arithmetic is `sparse_kernels::deform`.
@@ -72,6 +73,7 @@
 //! - [`estimated_cycles`] is the model of a run from the first pixel beat to the last result,
 //!   with both streams never waiting on the testbench.
 
+pub mod dcnv2;
 mod mode_a;
 
 use crate::config::{DeformConfig, DeformMode};
