@@ -85,6 +85,14 @@ impl Layout {
     }
 }
 
+/// Whether a value given as little-endian words fits in a port of `n` words
+/// whose last word has the valid bits `top_mask`. Values that do not fit are
+/// rejected rather than truncated: the simulators require the bits above the
+/// width to be zero (Verilator treats them as undefined).
+fn fits(words: &[u32], n: usize, top_mask: u32) -> bool {
+    words.iter().skip(n).all(|&w| w == 0) && words.get(n - 1).copied().unwrap_or(0) & !top_mask == 0
+}
+
 /// Per-cycle input frames.
 ///
 /// The builder keeps the current value of every input port (initially 0);
@@ -178,13 +186,7 @@ impl Stimulus {
                 known: Layout::known(&self.layout.inputs),
             });
         };
-        // The simulators require bits above the width to be zero (Verilator
-        // treats them as undefined), so reject values that do not fit instead
-        // of silently truncating them.
-        let extra_zero = words.iter().skip(slot.words).all(|&w| w == 0);
-        let top_ok = words.get(slot.words - 1).copied().unwrap_or(0) & !slot.top_mask == 0;
-        let fits = extra_zero && top_ok;
-        if !fits {
+        if !fits(words, slot.words, slot.top_mask) {
             return Err(SimError::BadValue {
                 port: slot.name.clone(),
                 reason: format!("value does not fit in {} bits", slot.width),
@@ -417,4 +419,197 @@ impl Trace {
             right: vec![],
         })
     }
+}
+
+/// A handle to one input port of a design, resolved once by name with
+/// [`Pins::input`]; setting a value through it costs no lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputPort(PortHandle);
+
+/// A handle to one output port, resolved once by name with [`Pins::output`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputPort(PortHandle);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PortHandle {
+    /// Identifies the design, so a handle of another design is refused.
+    design: u64,
+    offset: u32,
+    words: u32,
+    width: u32,
+    top_mask: u32,
+}
+
+impl PortHandle {
+    fn of(design: u64, s: &Slot) -> Self {
+        PortHandle {
+            design,
+            offset: s.offset as u32,
+            words: s.words as u32,
+            width: s.width,
+            top_mask: s.top_mask,
+        }
+    }
+    fn range(&self) -> std::ops::Range<usize> {
+        self.offset as usize..(self.offset + self.words) as usize
+    }
+}
+
+impl InputPort {
+    /// Width in bits.
+    pub fn width(&self) -> u32 {
+        self.0.width
+    }
+
+    /// Whether little-endian `words` hold a value of this port's width.
+    pub(crate) fn fits(&self, words: &[u32]) -> bool {
+        fits(words, self.0.words as usize, self.0.top_mask)
+    }
+}
+
+impl OutputPort {
+    /// Width in bits.
+    pub fn width(&self) -> u32 {
+        self.0.width
+    }
+}
+
+/// The ports of a model in closed-loop simulation: the input values applied
+/// by the next [`crate::VerilatedModel::step`] (they persist until changed,
+/// initially 0) and the outputs sampled by the last one.
+#[derive(Debug)]
+pub struct Pins {
+    layout: Arc<Layout>,
+    design: u64,
+    pub(crate) inputs: Vec<u32>,
+    pub(crate) outputs: Vec<u32>,
+}
+
+impl Pins {
+    pub(crate) fn new(layout: Arc<Layout>) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        layout.signature.hash(&mut h);
+        Pins {
+            design: h.finish(),
+            inputs: vec![0; layout.in_words],
+            outputs: vec![0; layout.out_words],
+            layout,
+        }
+    }
+
+    /// Resolves an input port by name (once, before the cycle loop).
+    pub fn input(&self, name: &str) -> Result<InputPort, SimError> {
+        match self.layout.in_index.get(name) {
+            Some(&i) => Ok(InputPort(PortHandle::of(
+                self.design,
+                &self.layout.inputs[i],
+            ))),
+            None => Err(SimError::UnknownPort {
+                port: name.to_string(),
+                known: Layout::known(&self.layout.inputs),
+            }),
+        }
+    }
+
+    /// Resolves an output port by name (once, before the cycle loop).
+    pub fn output(&self, name: &str) -> Result<OutputPort, SimError> {
+        match self.layout.out_index.get(name) {
+            Some(&i) => Ok(OutputPort(PortHandle::of(
+                self.design,
+                &self.layout.outputs[i],
+            ))),
+            None => Err(SimError::UnknownPort {
+                port: name.to_string(),
+                known: Layout::known(&self.layout.outputs),
+            }),
+        }
+    }
+
+    fn check(&self, p: &PortHandle) {
+        assert_eq!(
+            p.design, self.design,
+            "a port handle of another design was used on `{}`",
+            self.layout.signature
+        );
+    }
+
+    /// Sets an input of at most 64 bits. Panics if the value does not fit
+    /// (a programmer error); see [`Pins::try_set`].
+    #[inline]
+    pub fn set(&mut self, port: InputPort, value: u64) {
+        if let Err(e) = self.try_set(port, value) {
+            panic!("Pins::set: {e}");
+        }
+    }
+
+    #[inline]
+    pub fn try_set(&mut self, port: InputPort, value: u64) -> Result<(), SimError> {
+        self.try_set_words(port, &[value as u32, (value >> 32) as u32])
+    }
+
+    /// Sets an input of any width from little-endian words (missing high
+    /// words are zero). Panics if the value does not fit.
+    #[inline]
+    pub fn set_words(&mut self, port: InputPort, words: &[u32]) {
+        if let Err(e) = self.try_set_words(port, words) {
+            panic!("Pins::set_words: {e}");
+        }
+    }
+
+    #[inline]
+    pub fn try_set_words(&mut self, port: InputPort, words: &[u32]) -> Result<(), SimError> {
+        let p = port.0;
+        self.check(&p);
+        if !port.fits(words) {
+            return Err(SimError::BadValue {
+                port: self.input_name(p.offset),
+                reason: format!("value does not fit in {} bits", p.width),
+            });
+        }
+        let n = p.words as usize;
+        let dst = &mut self.inputs[p.range()];
+        let k = words.len().min(n);
+        dst[..k].copy_from_slice(&words[..k]);
+        dst[k..].fill(0);
+        Ok(())
+    }
+
+    /// The value an input will have in the next step (at most 64 bits).
+    #[inline]
+    pub fn driven(&self, port: InputPort) -> u64 {
+        self.check(&port.0);
+        low_u64(&self.inputs[port.0.range()])
+    }
+
+    /// An output sampled by the last step, if it is at most 64 bits wide
+    /// (panics otherwise: use [`Pins::get_words`]).
+    #[inline]
+    pub fn get(&self, port: OutputPort) -> u64 {
+        assert!(
+            port.0.width <= 64,
+            "Pins::get: a {}-bit port does not fit in u64; use Pins::get_words",
+            port.0.width
+        );
+        low_u64(self.get_words(port))
+    }
+
+    /// The words of an output sampled by the last step.
+    #[inline]
+    pub fn get_words(&self, port: OutputPort) -> &[u32] {
+        self.check(&port.0);
+        &self.outputs[port.0.range()]
+    }
+
+    fn input_name(&self, offset: u32) -> String {
+        self.layout
+            .inputs
+            .iter()
+            .find(|s| s.offset == offset as usize)
+            .map_or_else(|| format!("#{offset}"), |s| s.name.clone())
+    }
+}
+
+fn low_u64(w: &[u32]) -> u64 {
+    w[0] as u64 | w.get(1).map_or(0, |&h| (h as u64) << 32)
 }

@@ -8,7 +8,7 @@
 //!   the design and shim into a shared library with Verilator 5.006 or later,
 //!   caches it by content hash, and loads it with `libloading`. The clock loop
 //!   runs inside C++; Rust crosses the FFI boundary once per [`Simulator::run`],
-//!   never once per cycle.
+//!   never once per cycle. It also runs closed loop, one cycle per call (below).
 //! * [`Icarus`] (second opinion): generates a testbench that streams the same
 //!   input frames from a file and writes the captured output frames to a file.
 //!
@@ -35,6 +35,60 @@
 //! stim.step(true); // cycle 4: sample before its edge
 //! let trace = model.run(&stim)?;
 //! assert_eq!(trace.get(0, "count"), 3);
+//! # Ok(()) }
+//! ```
+//!
+//! # Closed loop: models that answer the design's outputs every cycle
+//!
+//! A [`Stimulus`] is computed before the run (open loop). When the inputs of a
+//! cycle depend on the outputs of earlier cycles (valid/ready handshakes, bus
+//! models, a training loop), drive a [`VerilatedModel`] one cycle at a time:
+//! resolve ports once to [`InputPort`]/[`OutputPort`] handles, set inputs,
+//! [`VerilatedModel::step`] (one cycle with the semantics below, outputs
+//! sampled every cycle), read outputs. A step makes one call into the library
+//! and allocates nothing. Steps and [`Simulator::run`] can be mixed; both
+//! continue the model's cycle counter, and VCD windows count the same cycles.
+//!
+//! Reusable bus-functional models implement [`Agent`] (`drive` before each
+//! cycle, `observe` after it); [`StreamSource`] and [`StreamSink`] are generic
+//! valid/ready stream agents with seeded random gaps and back-pressure.
+//! Closed loop needs the Verilator backend; [`Icarus`] runs stimuli only.
+//!
+//! ```
+//! use coforge_sim::*;
+//! # fn main() -> Result<(), SimError> {
+//! // A one-entry register slice: in_ready while empty (or being emptied).
+//! let spec = DesignSpec {
+//!     top: "slice".into(),
+//!     sources: vec![("slice.v".into(), "module slice(input wire clk, input wire rst, \
+//!         input wire in_valid, output wire in_ready, input wire [7:0] in_data, \
+//!         output reg out_valid, input wire out_ready, output reg [7:0] out_data); \
+//!         assign in_ready = !out_valid || out_ready; \
+//!         always @(posedge clk) if (rst) out_valid <= 1'b0; \
+//!         else if (in_ready) begin out_valid <= in_valid; out_data <= in_data; end \
+//!         endmodule".into())],
+//!     ports: vec![PortSpec::input("rst", 1), PortSpec::input("in_valid", 1),
+//!         PortSpec::output("in_ready", 1), PortSpec::input("in_data", 8),
+//!         PortSpec::output("out_valid", 1), PortSpec::input("out_ready", 1),
+//!         PortSpec::output("out_data", 8)],
+//!     clock: "clk".into(),
+//! };
+//! let mut model = Verilator::build(&spec, &BuildOptions::default())?.instantiate()?;
+//! let rst = model.input("rst")?; // resolved once, then no lookup per cycle
+//! model.set(rst, 1);
+//! model.step()?; // cycle 0: reset
+//! model.set(rst, 0);
+//! let mut source = StreamSource::new(model.pins(), "in_valid", "in_ready", "in_data")?
+//!     .with_gaps(0.2, 1)?;
+//! for x in [1, 2, 3, 255] {
+//!     source.push(x)?;
+//! }
+//! let mut sink = StreamSink::new(model.pins(), "out_valid", "out_ready", "out_data")?
+//!     .with_stalls(0.5, 2)?
+//!     .expect(4);
+//! let cycles = model.run_until_done(&mut [&mut source, &mut sink], 1000)?;
+//! assert_eq!(sink.values(), [1, 2, 3, 255]);
+//! assert!(cycles >= 5 && sink.cycles()[0] > source.accepted_cycles()[0]);
 //! # Ok(()) }
 //! ```
 //!
@@ -80,11 +134,13 @@ use std::path::PathBuf;
 
 mod frames;
 mod icarus;
+mod testbench;
 mod tools;
 mod verilator;
 
-pub use frames::{Stimulus, Trace, TraceMismatch};
+pub use frames::{InputPort, OutputPort, Pins, Stimulus, Trace, TraceMismatch};
 pub use icarus::Icarus;
+pub use testbench::{Agent, StreamSink, StreamSource};
 pub use tools::ToolVersion;
 pub use verilator::{BuildOptions, VerilatedLib, VerilatedModel, Verilator, WaveOptions, XInitial};
 

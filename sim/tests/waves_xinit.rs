@@ -7,14 +7,6 @@ use coforge_sim::{
 };
 use common::*;
 
-fn vcd_times(path: &std::path::Path) -> Vec<u64> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix('#').and_then(|t| t.trim().parse().ok()))
-        .collect()
-}
-
 #[test]
 fn waves_only_inside_the_window() {
     let spec = counter();

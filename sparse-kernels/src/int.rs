@@ -1,6 +1,6 @@
 //! Integer path: int8 × int8 (or int4) products, int32 accumulation, CoDeNet requantizer.
 
-use ndarray::ArrayView2;
+use ndarray::{ArrayView, Dimension, IntoDimension};
 
 use crate::KernelError;
 
@@ -79,18 +79,19 @@ pub const INT4_MIN: i8 = -8;
 /// Largest int4 value.
 pub const INT4_MAX: i8 = 7;
 
-/// Int4 weights are carried as i8 values in `[-8, 7]`; this checks that a tensor really is int4 and
-/// names the first offending element (row-major order) otherwise.
-pub fn check_int4(w: ArrayView2<i8>, tensor: &str) -> Result<(), KernelError> {
+/// Int4 weights are carried as i8 values in `[-8, 7]`; this checks that a tensor (of any rank) really
+/// is int4 and names the first offending element (row-major order) otherwise. Out-of-range values are
+/// an error, never clamped.
+pub fn check_int4<D: Dimension>(w: ArrayView<i8, D>, tensor: &str) -> Result<(), KernelError> {
     match w
         .indexed_iter()
         .find(|(_, &v)| !(INT4_MIN..=INT4_MAX).contains(&v))
     {
         None => Ok(()),
-        Some(((r, c), &v)) => Err(KernelError::OutOfRange {
+        Some((index, &v)) => Err(KernelError::OutOfRange {
             tensor: tensor.to_string(),
             format: "int4".to_string(),
-            index: vec![r, c],
+            index: index.into_dimension().slice().to_vec(),
             value: i64::from(v),
             min: i64::from(INT4_MIN),
             max: i64::from(INT4_MAX),

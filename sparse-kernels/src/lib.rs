@@ -10,7 +10,9 @@
 //! | [`nm`] | N:M magnitude selection (ties to the lower index), masks, compression |
 //! | [`gemm`] | dense and compressed GEMM, accumulation in increasing `k` |
 //! | [`bdwp`] | one BDWP sparse training step (FF, BP, WU, update, mask pre-generation) |
+//! | [`deform`] | deformable convolution: CoDeNet-exact mode A, DCNv2 fixed-point mode B, a float64 mode B |
 pub mod bdwp;
+pub mod deform;
 pub mod error;
 pub mod fp;
 pub mod gemm;

@@ -123,3 +123,55 @@ pub fn assert_lint_clean(files: &[(String, String)], top: &str, what: &str) {
         "{what}/{top}:\n{text}"
     );
 }
+
+/// Synthesizes the design made of `files` with `yosys synth_xilinx -family xc7 -flatten` for top
+/// `top` and returns the cell counts of the final `stat`, by cell type (e.g. `("FDRE", 32)`).
+pub fn synth_xilinx_cells(files: &[(String, String)], top: &str, what: &str) -> Vec<(String, u32)> {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write Verilog");
+    }
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let script = format!(
+        "read_verilog {}; synth_xilinx -family xc7 -flatten -top {top}; stat",
+        names.join(" ")
+    );
+    let out = std::process::Command::new("yosys")
+        .args(["-p", &script])
+        .current_dir(dir.path())
+        .output()
+        .expect("yosys runs (scripts/setup.sh installs it)");
+    let stat = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what}/{top}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // synth_xilinx prints statistics of its own; the last block is the final `stat`.
+    let last = stat.rfind("Number of cells").unwrap_or(stat.len());
+    let cells: Vec<(String, u32)> = stat[last..]
+        .lines()
+        .skip(1)
+        .map_while(|l| {
+            let mut it = l.split_whitespace();
+            match (it.next(), it.next().and_then(|n| n.parse().ok()), it.next()) {
+                (Some(cell), Some(n), None) => Some((cell.to_string(), n)),
+                _ => None,
+            }
+        })
+        .collect();
+    assert!(
+        !cells.is_empty(),
+        "{what}/{top}: no cell counts in:\n{stat}"
+    );
+    cells
+}
+
+/// Cells whose type starts with `prefix` (`"FD"` counts every flip-flop type).
+pub fn cell_count(cells: &[(String, u32)], prefix: &str) -> u32 {
+    cells
+        .iter()
+        .filter(|(c, _)| c.starts_with(prefix))
+        .map(|(_, n)| n)
+        .sum()
+}

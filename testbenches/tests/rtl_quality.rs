@@ -4,9 +4,8 @@
 
 use coforge_generator::artifacts::{render, Rendered};
 use coforge_generator::config::{Config, Dtype};
-use coforge_testbenches::assert_lint_clean;
+use coforge_testbenches::{assert_lint_clean, cell_count, synth_xilinx_cells};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -32,12 +31,6 @@ fn shipped_configs() -> Vec<(String, Config)> {
     out
 }
 
-fn write(r: &Rendered, dir: &Path) {
-    for (name, text) in r.files() {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-}
-
 #[test]
 fn verilator_lint_wall_is_clean_on_every_shipped_config() {
     for (stem, cfg) in shipped_configs() {
@@ -54,33 +47,16 @@ fn verilator_lint_wall_is_clean_on_every_shipped_config() {
     }
 }
 
-/// Synthesizes one top with `yosys synth_xilinx` and returns the `stat` report.
-fn synth_xilinx(r: &Rendered, top: &str, what: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    write(r, dir.path());
+/// Cell counts of one top of a rendered config under `yosys synth_xilinx`.
+fn synth_xilinx(r: &Rendered, top: &str, what: &str) -> Vec<(String, u32)> {
     let info = r.tops.iter().find(|t| t.name == top).unwrap();
-    let script = format!(
-        "read_verilog {}; synth_xilinx -family xc7 -flatten -top {top}; stat",
-        info.files.join(" ")
-    );
-    let out = Command::new("yosys")
-        .args(["-p", &script])
-        .current_dir(dir.path())
-        .output()
-        .expect("yosys runs (scripts/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{what}/{top}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn cells(stat: &str, cell: &str) -> u32 {
-    stat.lines()
-        .find_map(|l| l.trim().strip_prefix(cell))
-        .map(|n| n.trim().parse::<u32>().unwrap())
-        .unwrap_or(0)
+    let files: Vec<(String, String)> = r
+        .verilog
+        .iter()
+        .filter(|(f, _)| info.files.contains(f))
+        .cloned()
+        .collect();
+    synth_xilinx_cells(&files, top, what)
 }
 
 #[test]
@@ -94,8 +70,8 @@ fn yosys_synth_xilinx_maps_one_dsp_per_int8_multiplier() {
         }
         let stat = synth_xilinx(&render(&cfg), &s.top, &stem);
         if s.weight_bits == 8 {
-            let dsps = cells(&stat, "DSP48E1");
-            assert_eq!(dsps, s.rows * s.cols * s.n, "{stem}: DSP count\n{stat}");
+            let dsps = cell_count(&stat, "DSP48E1");
+            assert_eq!(dsps, s.rows * s.cols * s.n, "{stem}: DSP count\n{stat:?}");
         }
     }
 }
@@ -113,8 +89,8 @@ fn yosys_synth_xilinx_accepts_the_training_engines() {
     for top in &r.tops {
         let stat = synth_xilinx(&r, &top.name, "tiny training engine");
         assert!(
-            cells(&stat, "FDRE") > 0,
-            "{}: no flip-flops?\n{stat}",
+            cell_count(&stat, "FDRE") > 0,
+            "{}: no flip-flops?\n{stat:?}",
             top.name
         );
     }

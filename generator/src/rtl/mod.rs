@@ -5,6 +5,38 @@
 //! Everything is a run-time value (widths, counts, names), so one generator serves every
 //! configuration. Widths are checked while a module is built; the emitter (`emit`) then prints
 //! Verilog-2005 from the tree, never by pasting strings.
+//!
+//! # Memories
+//! A memory is a simple dual-port RAM in the template that Vivado and Yosys both infer as
+//! block RAM (or as distributed LUT RAM when it is small): one synchronous write port, and one or
+//! two registered synchronous read ports, all on one clock, each in its own clocked process, with
+//! no reset and no initial value on the array.
+//! ```
+//! use coforge_generator::rtl::{Expr, ModuleBuilder};
+//! let mut b = ModuleBuilder::new("line_buffer");
+//! let clk = b.input("clk", 1, "");
+//! let we = b.input("we", 1, "write `wdata` at `waddr`");
+//! let waddr = b.input("waddr", 10, "");
+//! let wdata = b.input("wdata", 8, "");
+//! let raddr = b.input("raddr", 10, "");
+//! let rdata = b.output_reg("rdata", 8, "the word at last cycle's `raddr`");
+//! let line = b.memory("line", 8, 1024); // reg [7:0] line [0:1023];
+//! b.memory_write(&clk, &line, &we, &waddr, &wdata);
+//! b.memory_read(&clk, &line, &rdata, &Expr::bit(true), &raddr);
+//! let module = b.finish();
+//! ```
+//! - **Timing.** A write lands at the clock edge. A read presents `addr` in cycle t; the
+//!   register given to `memory_read` shows the word in cycle t + 1 and holds it while the read's
+//!   `enable` is low. Reading the address being written in the same cycle gives the *old* word
+//!   (read-first), in Verilator, Icarus and on the block RAM alike.
+//! - **Addresses** are `Memory::addr_bits()` = ceil(log2(depth)) wide; any depth >= 2 works,
+//!   and an address at or past `depth` reads an undefined word (keep addresses in range).
+//! - **Reset.** The array and the read register have no reset (a reset would stop block-RAM
+//!   inference). Qualify read data with a valid bit that is reset, as the engines do.
+//! - **Two read ports** cost a second copy of the RAM in Yosys (a 1024 x 16 memory is one
+//!   RAMB18E1 with one read port, two with two).
+//! - The builder checks it all: one write port, one or two read ports, matching widths, and the
+//!   read target is a register. `testbenches/tests/rtl_quality.rs` checks the cells Yosys infers.
 
 pub mod emit;
 mod expr;
@@ -269,12 +301,105 @@ impl ModuleBuilder {
         self.signal(name, SignalKind::Reg, width, None)
     }
 
-    pub fn memory(&mut self, name: &str, width: u32, depth: u32) -> Target {
+    /// Declares a memory of `depth` words of `width` bits (`reg [w-1:0] name [0:depth-1];`).
+    /// Give it exactly one write port (`memory_write`) and one or two registered read ports
+    /// (`memory_read`); see "Memories" in the module documentation for the template this makes.
+    pub fn memory(&mut self, name: &str, width: u32, depth: u32) -> Memory {
+        assert!(
+            depth >= 2,
+            "memory `{name}` has {depth} words; a memory needs at least 2 (use a register)"
+        );
         self.signal(name, SignalKind::Reg, width, Some(depth));
-        Target {
+        Memory {
             name: name.to_string(),
-            word: None,
+            width,
+            depth,
         }
+    }
+
+    fn check_memory_port(&self, mem: &Memory, addr: &Expr, data_width: u32) {
+        let module = &self.module.name;
+        let declared = self
+            .module
+            .signals
+            .iter()
+            .any(|s| s.name == mem.name && s.depth == Some(mem.depth) && s.width == mem.width);
+        assert!(
+            declared,
+            "memory `{}` is not declared in `{module}`",
+            mem.name
+        );
+        assert_eq!(
+            addr.width(),
+            mem.addr_bits(),
+            "memory `{}` of {} words takes a {}-bit address, got {addr}",
+            mem.name,
+            mem.depth,
+            mem.addr_bits()
+        );
+        assert_eq!(
+            data_width, mem.width,
+            "memory `{}` holds {}-bit words, got {data_width} bits",
+            mem.name, mem.width
+        );
+    }
+
+    /// The write port of `mem`: `always @(posedge clock) if (enable) mem[addr] <= data;`.
+    /// One per memory; the word is written at the clock edge.
+    pub fn memory_write(
+        &mut self,
+        clock: &Expr,
+        mem: &Memory,
+        enable: &Expr,
+        addr: &Expr,
+        data: &Expr,
+    ) {
+        self.check_memory_port(mem, addr, data.width());
+        let write = set_word(mem, addr.clone(), data.clone());
+        self.clocked(clock, vec![enabled(enable, write)]);
+    }
+
+    /// A registered read port of `mem`: `always @(posedge clock) if (enable) data <= mem[addr];`.
+    /// `data` must be a register (`reg` or `output_reg`) of the word width; it shows the word
+    /// one clock edge after `addr` is presented and holds it while `enable` is low. Reading
+    /// the address being written in the same cycle gives the old word (read-first). At most
+    /// two read ports per memory.
+    pub fn memory_read(
+        &mut self,
+        clock: &Expr,
+        mem: &Memory,
+        data: &Expr,
+        enable: &Expr,
+        addr: &Expr,
+    ) {
+        let Expr::Ref { name, width } = data else {
+            panic!("a read port loads a register, got {data}")
+        };
+        let is_reg = self
+            .module
+            .signals
+            .iter()
+            .any(|s| s.name == *name && s.kind == SignalKind::Reg && s.depth.is_none())
+            || self
+                .module
+                .ports
+                .iter()
+                .any(|p| p.name == *name && p.is_reg);
+        assert!(
+            is_reg,
+            "read port of memory `{}` loads `{name}`, which is not a register of `{}`",
+            mem.name, self.module.name
+        );
+        self.check_memory_port(mem, addr, *width);
+        let read = set(
+            data,
+            Expr::MemRead {
+                mem: mem.name.clone(),
+                index: Box::new(addr.clone()),
+                width: mem.width,
+            },
+        );
+        self.clocked(clock, vec![enabled(enable, read)]);
     }
 
     /// Attaches a comment to the most recently declared signal.
@@ -351,8 +476,139 @@ impl ModuleBuilder {
         });
     }
 
+    /// The finished module.
+    ///
+    /// # Panics
+    /// If a memory is not used as the block-RAM template (see `check_memories`): a generator bug.
     pub fn finish(self) -> ModuleDef {
+        if let Err(e) = check_memories(&self.module) {
+            panic!("{e}");
+        }
         ModuleDef::Generated(self.module)
+    }
+}
+
+/// The most read ports a memory may have: two still infer block RAM (Yosys duplicates the
+/// RAM for the second port; a true dual-port mapping is Vivado's choice).
+pub const MAX_READ_PORTS: u32 = 2;
+
+/// A memory declared with `ModuleBuilder::memory`: the handle its ports are built from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Memory {
+    pub name: String,
+    /// Bits per word.
+    pub width: u32,
+    /// Words.
+    pub depth: u32,
+}
+
+impl Memory {
+    /// Width of an address: `ceil(log2(depth))`.
+    pub fn addr_bits(&self) -> u32 {
+        index_bits(self.depth)
+    }
+}
+
+/// Checks that every memory of `m` is the block-RAM template, however its ports were written
+/// (`memory_write` / `memory_read`, or `set_word` and `Expr::MemRead` by hand): exactly one write
+/// statement `mem[addr] <= data` in a clocked process, one or two registered reads
+/// `reg <= mem[addr]` (the whole right-hand side), and no other use of the memory, since an
+/// asynchronous read or a second write port does not map to block RAM.
+fn check_memories(m: &Module) -> Result<(), String> {
+    let memories: Vec<&Signal> = m.signals.iter().filter(|s| s.depth.is_some()).collect();
+    if memories.is_empty() {
+        return Ok(());
+    }
+    let mut writes = BTreeMap::<&str, u32>::new();
+    let mut reads = BTreeMap::<&str, u32>::new();
+    let mut elsewhere = Vec::<String>::new();
+    let mut other_uses = |e: &Expr, elsewhere: &mut Vec<String>| {
+        e.visit(&mut |x| {
+            if let Expr::MemRead { mem, .. } = x {
+                elsewhere.push(mem.clone());
+            }
+        })
+    };
+    fn walk<'a>(
+        stmts: &'a [Stmt],
+        writes: &mut BTreeMap<&'a str, u32>,
+        reads: &mut BTreeMap<&'a str, u32>,
+        elsewhere: &mut Vec<String>,
+        other_uses: &mut impl FnMut(&Expr, &mut Vec<String>),
+    ) {
+        for stmt in stmts {
+            match stmt {
+                Stmt::Assign { target, value } => {
+                    if let Some(word) = &target.word {
+                        *writes.entry(&target.name).or_default() += 1;
+                        other_uses(word, elsewhere);
+                        other_uses(value, elsewhere);
+                    } else if let Expr::MemRead { mem, index, .. } = value {
+                        *reads.entry(mem).or_default() += 1;
+                        other_uses(index, elsewhere);
+                    } else {
+                        other_uses(value, elsewhere);
+                    }
+                }
+                Stmt::If { cond, then, els } => {
+                    other_uses(cond, elsewhere);
+                    walk(then, writes, reads, elsewhere, other_uses);
+                    walk(els, writes, reads, elsewhere, other_uses);
+                }
+            }
+        }
+    }
+    for item in &m.items {
+        match item {
+            Item::Comment(_) => {}
+            Item::Assign { value, .. } => other_uses(value, &mut elsewhere),
+            Item::Clocked { body, .. } => walk(
+                body,
+                &mut writes,
+                &mut reads,
+                &mut elsewhere,
+                &mut other_uses,
+            ),
+            Item::Instance { connections, .. } => {
+                for (_, e) in connections {
+                    other_uses(e, &mut elsewhere);
+                }
+            }
+        }
+    }
+    for mem in memories {
+        let name = mem.name.as_str();
+        let (w, r) = (
+            writes.get(name).copied().unwrap_or(0),
+            reads.get(name).copied().unwrap_or(0),
+        );
+        let problem = if elsewhere.iter().any(|e| e == name) {
+            Some(
+                "is read outside a registered read `reg <= mem[addr]` (an asynchronous read \
+                  does not map to block RAM)"
+                    .to_string(),
+            )
+        } else if w != 1 || r == 0 || r > MAX_READ_PORTS {
+            Some(format!(
+                "has {w} write and {r} read ports; it needs one write port and one or two read \
+                 ports"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(format!("memory `{name}` of `{}` {problem}", m.name));
+        }
+    }
+    Ok(())
+}
+
+/// `if (enable) stmt`, or just `stmt` when `enable` is the constant 1.
+fn enabled(enable: &Expr, stmt: Stmt) -> Stmt {
+    if *enable == Expr::bit(true) {
+        stmt
+    } else {
+        when(enable.clone(), vec![stmt])
     }
 }
 
@@ -376,8 +632,23 @@ pub fn set(target: &Expr, value: Expr) -> Stmt {
     }
 }
 
-/// `mem[word] <= value;`.
-pub fn set_word(mem: &Target, word: Expr, value: Expr) -> Stmt {
+/// `mem[word] <= value;`, width-checked. Prefer `ModuleBuilder::memory_write`, which also
+/// keeps the block-RAM template (one write port, in its own clocked process).
+pub fn set_word(mem: &Memory, word: Expr, value: Expr) -> Stmt {
+    assert_eq!(
+        word.width(),
+        mem.addr_bits(),
+        "memory `{}` takes a {}-bit address, got {word}",
+        mem.name,
+        mem.addr_bits()
+    );
+    assert_eq!(
+        value.width(),
+        mem.width,
+        "memory `{}` holds {}-bit words, assigned {value}",
+        mem.name,
+        mem.width
+    );
     Stmt::Assign {
         target: Target {
             name: mem.name.clone(),

@@ -176,3 +176,12 @@ pub fn unique_tag() -> String {
         .as_nanos();
     format!("{}_{nanos}", std::process::id())
 }
+
+/// The timestamps (`#t` lines) of a VCD file.
+pub fn vcd_times(path: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix('#').and_then(|t| t.trim().parse().ok()))
+        .collect()
+}

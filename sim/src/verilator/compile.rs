@@ -1,0 +1,172 @@
+//! Verilating, checking the generated ports against the spec, compiling and
+//! linking one design into a shared library.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::tools::{self, MAKE, VERILATOR};
+use crate::{DesignSpec, PortDir, SimError};
+
+/// Verilates, checks the ports, compiles and links inside `tmp`, leaving
+/// `tmp/<lib_name>` and the generated C++ (object files are removed).
+pub(super) fn build_in(
+    spec: &DesignSpec,
+    bin: &Path,
+    args: &[String],
+    shim: &str,
+    tmp: &Path,
+    lib_name: &str,
+) -> Result<(), SimError> {
+    let obj = tmp.join("obj");
+    let log = tmp.join("build.log");
+    let src = tmp.join("src");
+    let files = spec.write_sources(&src)?;
+    let shim_path = tmp.join("coforge_shim.cpp");
+    tools::write_file(&shim_path, shim)?;
+
+    let failed = |log: &Path| SimError::BuildFailed {
+        log: log.to_path_buf(),
+        tail: tools::tail(log, 20),
+    };
+
+    // Step 1: verilate only, so the generated header can be checked against
+    // the spec before spending time in the C++ compiler.
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .arg("-Mdir")
+        .arg(&obj)
+        .arg(format!("-I{}", src.display()))
+        .args(&files)
+        .arg(&shim_path);
+    if !tools::run_logged(&VERILATOR, &mut cmd, &log)? {
+        return Err(failed(&log));
+    }
+    check_header(&obj.join("Vdut.h"), spec)?;
+
+    // Step 2: compile and link.
+    let jobs = std::env::var("COFORGE_BUILD_JOBS")
+        .ok()
+        .and_then(|j| j.parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(8)))
+        .max(1);
+    let make = MAKE.resolve();
+    let mut cmd = Command::new(&make);
+    cmd.arg("-C")
+        .arg(&obj)
+        .arg("-f")
+        .arg("Vdut.mk")
+        .arg(format!("-j{jobs}"));
+    // A jobserver inherited from an outer make/cargo would not be ours to use.
+    cmd.env_remove("MAKEFLAGS").env_remove("MFLAGS");
+    if !tools::run_logged(&MAKE, &mut cmd, &log)? {
+        return Err(failed(&log));
+    }
+    let built = obj.join(lib_name);
+    if !built.is_file() {
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .map(|mut f| {
+                use std::io::Write;
+                writeln!(
+                    f,
+                    "coforge-sim: make succeeded but {} is missing",
+                    built.display()
+                )
+            });
+        return Err(failed(&log));
+    }
+    std::fs::rename(&built, tmp.join(lib_name))
+        .map_err(SimError::io("moving the built library"))?;
+    // Object files are only needed to build; drop them to keep the cache small
+    // (the generated C++ and the log stay for debugging).
+    if let Ok(entries) = std::fs::read_dir(&obj) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if matches!(
+                p.extension().and_then(|x| x.to_str()),
+                Some("o" | "a" | "d")
+            ) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compares the ports Verilator generated (`VL_IN8(&name,msb,lsb)` etc.) with
+/// the spec, so a wrong spec is reported by name instead of as a C++ error or
+/// a silently undriven port.
+fn check_header(header: &Path, spec: &DesignSpec) -> Result<(), SimError> {
+    let text = std::fs::read_to_string(header)
+        .map_err(SimError::io(format!("reading {}", header.display())))?;
+    let mut found: Vec<(String, PortDir, u32)> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let Some(open) = line.find("(&") else {
+            continue;
+        };
+        let mac = &line[..open];
+        let dir = match mac {
+            m if m.starts_with("VL_INOUT") => {
+                return Err(SimError::PortMismatch {
+                    detail: format!("{}: inout ports are not supported ({line})", spec.top),
+                })
+            }
+            m if m.starts_with("VL_IN") => PortDir::Input,
+            m if m.starts_with("VL_OUT") => PortDir::Output,
+            _ => continue,
+        };
+        let inner = line[open + 2..].trim_end_matches(';').trim_end_matches(')');
+        let mut it = inner.split(',');
+        let (Some(name), Some(msb), Some(lsb)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        let (Ok(msb), Ok(lsb)) = (msb.trim().parse::<u32>(), lsb.trim().parse::<u32>()) else {
+            continue;
+        };
+        found.push((name.trim().to_string(), dir, msb - lsb.min(msb) + 1));
+    }
+    let mut problems = Vec::new();
+    match found.iter().find(|p| p.0 == spec.clock) {
+        None => problems.push(format!(
+            "clock {:?} is not a port of {}",
+            spec.clock, spec.top
+        )),
+        Some((_, PortDir::Input, 1)) => {}
+        Some(_) => problems.push(format!("clock {:?} must be a 1-bit input", spec.clock)),
+    }
+    for p in &spec.ports {
+        match found.iter().find(|f| f.0 == p.name) {
+            None => problems.push(format!(
+                "spec port {:?} is not a port of {}",
+                p.name, spec.top
+            )),
+            Some((_, d, w)) if *d != p.dir || *w != p.width => problems.push(format!(
+                "port {:?}: spec says {:?} {} bits, design has {:?} {} bits",
+                p.name, p.dir, p.width, d, w
+            )),
+            _ => {}
+        }
+    }
+    for f in &found {
+        if f.0 != spec.clock && !spec.ports.iter().any(|p| p.name == f.0) {
+            problems.push(format!(
+                "design port {:?} ({:?}, {} bits) is missing from the spec",
+                f.0, f.1, f.2
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(SimError::PortMismatch {
+            detail: format!(
+                "{} (see {}): {}",
+                spec.top,
+                header.display(),
+                problems.join("; ")
+            ),
+        })
+    }
+}
