@@ -5,8 +5,8 @@ use coforge_driver::dcnv2::{
     full_conv_on_stce, run_engine, EngineRun, Layer, OffsetFault, Pressure,
 };
 use coforge_driver::design::unit_spec;
-use coforge_generator::artifacts::{header, render_verilog};
 use coforge_generator::engines::deform::dcnv2::{self, ports, Dcnv2Params};
+use coforge_generator::rtl::emit::render_verilog;
 use coforge_sim::{BuildOptions, VerilatedModel, Verilator};
 use coforge_testbenches::{assert_lint_clean, Engine};
 use ndarray::{Array4, ArrayView4};
@@ -33,9 +33,7 @@ fn params(depthwise: bool, taps_per_cycle: u32) -> Dcnv2Params {
 }
 
 fn model(p: &Dcnv2Params) -> VerilatedModel {
-    let design = dcnv2::generate(p);
-    let files = render_verilog(&design, &header("test", "test"));
-    let spec = unit_spec(&design, files, &p.top, ports::CLOCK);
+    let spec = unit_spec(&dcnv2::generate(p), &p.top, ports::CLOCK);
     Verilator::build(&spec, &BuildOptions::default())
         .unwrap_or_else(|e| panic!("Verilator build failed: {e}"))
         .instantiate()
@@ -140,7 +138,7 @@ fn run(m: &mut VerilatedModel, p: &Dcnv2Params, t: &Tensors, pressure: Pressure)
 fn lint_clean() {
     for (dw, t) in [(true, 4), (true, 9), (false, 4), (false, 1)] {
         let p = params(dw, t);
-        let files = render_verilog(&dcnv2::generate(&p), &header("test", "test"));
+        let files = render_verilog(&dcnv2::generate(&p));
         assert_lint_clean(&files, &p.top, &format!("depthwise {dw}, {t} taps"));
     }
 }
