@@ -9,8 +9,10 @@
 //!
 //! Run: `cargo bench -p sparse-kernels --bench reference_gemm [-- MAX_SIZE]` (default 2048)
 
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use half::f16;
 use ndarray::Array2;
@@ -19,19 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::ThreadPool;
 use sparse_kernels::gemm::{gemm, Fp16Arith, IntArith};
 
-/// Median of `runs` timed runs, after one untimed warm-up run.
-fn median(runs: usize, mut f: impl FnMut()) -> Duration {
-    f();
-    let mut t: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    t.sort();
-    t[runs / 2]
-}
+use common::median;
 
 fn pool(threads: usize) -> ThreadPool {
     rayon::ThreadPoolBuilder::new()
