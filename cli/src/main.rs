@@ -3,13 +3,16 @@
 
 mod engine;
 mod estimate;
+mod exit;
 mod gen;
 mod golden;
+mod junit;
 mod mlp;
 mod output;
 mod tensor_io;
 mod train;
 mod verify;
+mod yosys;
 
 use std::process::ExitCode;
 
@@ -54,12 +57,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    // clap prints its own usage errors and exits with 2; errors of a verb exit with 1.
+    // clap prints its own usage errors and exits with 2; the other codes are in `exit`.
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit::PASS),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(exit::code_of(&e))
         }
     }
 }
