@@ -1,6 +1,7 @@
 //! `coforge`: the command line. Each top-level verb lives in its own module and adds one variant to
 //! [`Command`].
 
+mod cache;
 mod engine;
 mod estimate;
 mod exit;
@@ -43,6 +44,8 @@ enum Command {
     Estimate(estimate::EstimateArgs),
     /// Train a small MLP with BDWP per N:M pattern on a seeded dataset; write curves and a summary
     Mlp(mlp::MlpArgs),
+    /// The Verilator build cache: list, gc or clear it
+    Cache(cache::CacheArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -53,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Mlp(args) => mlp::run(args),
+        Command::Cache(args) => cache::run(args),
     }
 }
 
