@@ -77,7 +77,7 @@ pub mod dcnv2;
 mod mode_a;
 
 use crate::config::{DeformConfig, DeformMode};
-use crate::rtl::Design;
+use crate::rtl::{Design, DesignError};
 
 /// Port names of the top module, shared with the driver.
 pub mod ports {
@@ -200,12 +200,20 @@ pub fn estimated_cycles(cfg: &DeformConfig, layer: &Layer) -> u64 {
     output_bound.max(input_bound) + LATENCY + 1
 }
 
+/// The modules the engine defines besides its top.
+pub fn module_names(cfg: &DeformConfig) -> Vec<String> {
+    match cfg.mode {
+        DeformMode::Plain | DeformMode::Codenet => mode_a::module_names(cfg),
+        DeformMode::Dcnv2 => Vec::new(),
+    }
+}
+
 /// Builds the engine of `cfg`; the returned design's last module is the top (`cfg.top`).
-pub fn generate(cfg: &DeformConfig) -> Design {
+pub fn generate(cfg: &DeformConfig) -> Result<Design, DesignError> {
     match cfg.mode {
         DeformMode::Plain | DeformMode::Codenet => mode_a::generate(cfg),
-        DeformMode::Dcnv2 => {
-            unreachable!("config validation rejects mode = \"dcnv2\" until its engine exists")
-        }
+        DeformMode::Dcnv2 => unreachable!(
+            "config validation rejects mode = \"dcnv2\" until the config builds Dcnv2Params"
+        ),
     }
 }

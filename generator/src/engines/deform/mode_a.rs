@@ -4,7 +4,9 @@
 
 use super::{param_target, ports, HEIGHT_BITS};
 use crate::config::{DeformConfig, DeformMode};
-use crate::rtl::{index_bits, set, when, when_else, Design, Expr, ModuleBuilder, ModuleDef, Stmt};
+use crate::rtl::{
+    index_bits, set, when, when_else, Design, DesignError, Expr, ModuleBuilder, ModuleDef, Stmt,
+};
 
 /// Bits of the quantizer's input sum (`sparse_kernels::deform::codenet::ACC_BITS`).
 const ACC_BITS: u32 = 24;
@@ -15,37 +17,52 @@ const COORD_BITS: u32 = HEIGHT_BITS + 1;
 /// Bits of the rows-ahead counters (at most dmax + 3 <= 67).
 const LEAD_BITS: u32 = 8;
 
-pub(super) fn generate(cfg: &DeformConfig) -> Design {
-    let mut design = Design::new();
-    let quant = quantizer();
-    design.add(quant.clone()).expect("fixed name");
-    let lb_words = cfg.line_buffer_rows() * cfg.max_width;
-    let line_ram = ram(8 * cfg.lanes, lb_words);
-    design
-        .add(line_ram.clone())
-        .expect("name encodes the shape");
+/// The modules the engine instantiates, leaves of the top.
+fn leaves(cfg: &DeformConfig) -> (ModuleDef, Rams) {
     let groups = cfg.max_groups().max(2);
-    let tap_ram = ram(4 * cfg.lanes, groups);
-    let quant_ram = ram(16 * cfg.lanes, groups);
-    design.add(tap_ram.clone()).expect("name encodes the shape");
-    design
-        .add(quant_ram.clone())
-        .expect("name encodes the shape");
-    let pw_ram = cfg.has_pointwise().then(|| {
-        let r = ram(4 * cfg.lanes, (cfg.max_groups() * cfg.max_groups()).max(2));
-        design.add(r.clone()).expect("name encodes the shape");
-        r
-    });
     let rams = Rams {
-        line: line_ram,
-        tap: tap_ram,
-        quant: quant_ram,
-        pw: pw_ram,
+        line: ram(8 * cfg.lanes, cfg.line_buffer_rows() * cfg.max_width),
+        tap: ram(4 * cfg.lanes, groups),
+        quant: ram(16 * cfg.lanes, groups),
+        pw: cfg
+            .has_pointwise()
+            .then(|| ram(4 * cfg.lanes, (cfg.max_groups() * cfg.max_groups()).max(2))),
     };
-    design
-        .add(top(cfg, &quant, &rams))
-        .expect("top name is unique in its design");
-    design
+    (quantizer(), rams)
+}
+
+pub(super) fn module_names(cfg: &DeformConfig) -> Vec<String> {
+    let (quant, rams) = leaves(cfg);
+    [
+        Some(&quant),
+        Some(&rams.line),
+        Some(&rams.tap),
+        Some(&rams.quant),
+        rams.pw.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|m| m.name().to_string())
+    .collect()
+}
+
+pub(super) fn generate(cfg: &DeformConfig) -> Result<Design, DesignError> {
+    let (quant, rams) = leaves(cfg);
+    let mut design = Design::new();
+    for leaf in [
+        Some(&quant),
+        Some(&rams.line),
+        Some(&rams.tap),
+        Some(&rams.quant),
+        rams.pw.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        design.add(leaf.clone())?;
+    }
+    design.add(top(cfg, &quant, &rams))?;
+    Ok(design)
 }
 
 /// A simple dual-port RAM: one write port, one registered read port that holds its word while
