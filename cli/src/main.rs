@@ -2,6 +2,7 @@
 //! [`Command`].
 
 mod cache;
+mod deform;
 mod engine;
 mod estimate;
 mod exit;

@@ -29,6 +29,12 @@ pub enum ModeArg {
     Dense,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    Stce,
+    Deform,
+}
+
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// Engine config (TOML)
@@ -40,9 +46,13 @@ pub struct VerifyArgs {
     /// Seed of the random operands (ChaCha8)
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// GEMM shape MxKxN of random operands
-    #[arg(long, default_value = "16x64x16", value_parser = parse_shape)]
-    pub shape: (usize, usize, usize),
+    /// Shape of the seeded work: a GEMM MxKxN (default 16x64x16); on a [deform] engine HxWxC,
+    /// or HxWxCINxCOUT with the 1x1 front (default 12x12x10 or 12x12x10x10)
+    #[arg(long)]
+    pub shape: Option<String>,
+    /// Which engine of a config that has both a [stce] and a [deform] section
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
     /// Activations A (M x K; int8 or float16, as the engine's dtype); needs --b
     #[arg(long, requires = "b")]
     pub a: Option<PathBuf>,
@@ -167,10 +177,20 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut progress = Progress::new(4);
     let engine = engine::load(&args.config)?;
+    let on_deform = match args.engine {
+        Some(EngineArg::Deform) => true,
+        Some(EngineArg::Stce) => false,
+        None => engine.config.stce.is_none(),
+    };
+    if on_deform {
+        return crate::deform::verify(&args, &engine, progress);
+    }
     let cfg = engine
         .config
         .stce("`coforge verify`")
         .with_context(|| format!("config {}", args.config.display()))?;
+    let shape =
+        parse_shape(args.shape.as_deref().unwrap_or("16x64x16")).map_err(anyhow::Error::msg)?;
     let mode = match args.mode {
         ModeArg::Native => Mode::native(cfg),
         ModeArg::Sparse => {
@@ -184,7 +204,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let (operands, seed) = match (&args.a, &args.b) {
         (Some(pa), Some(pb)) => (Operands::read(cfg.dtype, pa, pb)?, None),
         _ => (
-            Operands::random(cfg.dtype, cfg.weight_bits, args.shape, args.seed),
+            Operands::random(cfg.dtype, cfg.weight_bits, shape, args.seed),
             Some(args.seed),
         ),
     };

@@ -11,6 +11,7 @@
 
 pub mod compare;
 pub mod dcnv2;
+pub mod deform;
 pub mod design;
 pub mod mismatch_map;
 pub mod sore;

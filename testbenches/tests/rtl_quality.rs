@@ -77,6 +77,21 @@ fn yosys_synth_xilinx_maps_one_dsp_per_int8_multiplier() {
 }
 
 #[test]
+fn yosys_synth_xilinx_maps_the_deform_line_buffer_to_block_ram() {
+    // Mode A's line buffer is nine copies of one simple dual-port RAM (one per tap); each must
+    // be a block RAM, not LUT RAM or flip-flops.
+    for (stem, cfg) in shipped_configs() {
+        let Some(d) = &cfg.deform else { continue };
+        let stat = synth_xilinx(&render(&cfg).unwrap(), &d.top, &stem);
+        let brams = cell_count(&stat, "RAMB18E1") + cell_count(&stat, "RAMB36E1");
+        assert!(
+            brams >= 9,
+            "{stem}: the line buffer should take at least 9 block RAMs, found {brams}\n{stat:?}"
+        );
+    }
+}
+
+#[test]
 fn yosys_synth_xilinx_accepts_the_training_engines() {
     // The smallest training engine: every fp unit, the SORE and the WUVE, each top synthesized.
     let cfg = Config::from_toml(

@@ -331,9 +331,14 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
     let width_ok = layer_width
         .ne(&Expr::zero(COL_BITS))
         .and(&ge(&lit(u64::from(cfg.max_width), COL_BITS), &layer_width));
+    // The upper bound is left out when the port cannot exceed it (a constant comparison).
     let groups_ok = |g: &Expr| {
-        g.ne(&Expr::zero(group_bits))
-            .and(&ge(&lit(u64::from(max_groups), group_bits), g))
+        let nonzero = g.ne(&Expr::zero(group_bits));
+        if u64::from(max_groups) == (1u64 << group_bits) - 1 {
+            nonzero
+        } else {
+            nonzero.and(&ge(&lit(u64::from(max_groups), group_bits), g))
+        }
     };
     let mut shape_ok = width_ok
         .and(&layer_height.ne(&zero_h))

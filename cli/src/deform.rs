@@ -1,0 +1,182 @@
+//! `coforge verify` on a `[deform]` engine (mode A: plain or CoDeNet): a seeded layer through
+//! the engine in Verilator closed-loop co-simulation, compared bit for bit with the reference.
+
+use anyhow::{bail, Context};
+use coforge_driver::deform::{
+    check, run_layer, seeded_layer, DilationFault, FirstMismatch, Pressure,
+};
+use coforge_driver::design::design_spec_of;
+use coforge_generator::engines::deform::ports;
+use coforge_sim::{BuildOptions, Verilator};
+use serde::Serialize;
+
+use crate::engine::{LoadedEngine, Progress};
+use crate::output::OutputDir;
+use crate::verify::VerifyArgs;
+
+/// `report.json` of a deform verification.
+#[derive(Serialize)]
+struct Report<'a> {
+    bit_exact: bool,
+    mismatches: usize,
+    elements: usize,
+    first_mismatch: Option<FirstMismatch>,
+    /// The engine's error flag, with the output pixel whose dilation raised it.
+    error: Option<DilationFault>,
+    /// Measured: first pixel beat taken to last result taken, both counted.
+    cycles: u64,
+    estimated_cycles: u64,
+    /// H * W * C / lanes: one output beat per cycle.
+    ideal_cycles: u64,
+    parameter_load_cycles: u64,
+    macs: u64,
+    utilization: f64,
+    mode: &'a str,
+    /// [H, W, C] or [H, W, Cin, Cout].
+    shape: Vec<usize>,
+    seed: u64,
+    config_hash: String,
+    verilator_version: Option<String>,
+    coforge_version: &'static str,
+}
+
+fn parse_shape(s: &str, pointwise: bool) -> anyhow::Result<(usize, usize, usize, usize)> {
+    let dims: Vec<usize> = s
+        .split('x')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--shape `{s}` is not HxWxC (for example 12x12x10)"))?;
+    if dims.contains(&0) {
+        bail!("--shape `{s}`: every size must be at least 1");
+    }
+    match (&dims[..], pointwise) {
+        (&[h, w, c], false) => Ok((h, w, c, c)),
+        (&[h, w, cin, cout], true) => Ok((h, w, cin, cout)),
+        (_, false) => bail!("--shape `{s}`: this engine takes HxWxC (it has no 1x1 front)"),
+        (_, true) => bail!("--shape `{s}`: this engine has a 1x1 front; give HxWxCINxCOUT"),
+    }
+}
+
+pub fn verify(
+    args: &VerifyArgs,
+    engine: &LoadedEngine,
+    mut progress: Progress,
+) -> anyhow::Result<()> {
+    let cfg = engine
+        .config
+        .deform("`coforge verify --engine deform`")
+        .with_context(|| format!("config {}", args.config.display()))?;
+    if args.a.is_some() || args.b.is_some() || args.corrupt_golden.is_some() {
+        bail!("--a, --b and --corrupt-golden are for the tensor engine; a [deform] engine takes --shape and --seed");
+    }
+    let default_shape = if cfg.has_pointwise() {
+        "12x12x10x10"
+    } else {
+        "12x12x10"
+    };
+    let shape = parse_shape(
+        args.shape.as_deref().unwrap_or(default_shape),
+        cfg.has_pointwise(),
+    )?;
+    let (x, block) = seeded_layer(cfg, shape, args.seed);
+    // Everything the engine cannot hold (an image wider than max_width, ...) fails here,
+    // before anything is built or simulated.
+    let layer = check(cfg, x.view(), &block)?;
+    let mode = format!("{:?}", cfg.mode).to_lowercase();
+    progress.step(&format!(
+        "engine `{}` ({mode}, {} lanes), layer {}x{}x{}{}, seed {}",
+        cfg.top,
+        cfg.lanes,
+        shape.0,
+        shape.1,
+        shape.2,
+        if cfg.has_pointwise() {
+            format!("x{}", shape.3)
+        } else {
+            String::new()
+        },
+        args.seed
+    ));
+    let spec = design_spec_of(&engine.rendered, &cfg.top, ports::CLOCK);
+    let lib = Verilator::build(&spec, &BuildOptions::default())?;
+    progress.step(if lib.cache_hit() {
+        "Verilator model from the cache"
+    } else {
+        "Verilator build"
+    });
+    let mut model = lib.instantiate()?;
+    let o = run_layer(&mut model, cfg, x.view(), &block, Pressure::default())?;
+    progress.step(&format!("simulated {} cycles", o.cycles));
+
+    let mut out = OutputDir::create(&args.out)?;
+    out.add_npy("x.npy", x.view());
+    let dw = block
+        .depthwise
+        .as_ref()
+        .expect("seeded layers have a depthwise stage");
+    out.add_npy("dilation.npy", dw.dilation.view());
+    out.add_npy("w.npy", dw.w.view());
+    out.add_npy("scale.npy", dw.quant.scale.view());
+    out.add_npy("bias.npy", dw.quant.bias.view());
+    if let Some(pw) = &block.pointwise {
+        out.add_npy("pw_w.npy", pw.w.view());
+        out.add_npy("pw_scale.npy", pw.quant.scale.view());
+        out.add_npy("pw_bias.npy", pw.quant.bias.view());
+    }
+    out.add_npy("golden.npy", o.golden.view());
+    out.add_npy("rtl.npy", o.rtl.view());
+    let ideal = u64::from(layer.height) * u64::from(layer.width) * u64::from(layer.groups);
+    let report = Report {
+        bit_exact: o.bit_exact(),
+        mismatches: o.mismatches,
+        elements: o.golden.len(),
+        first_mismatch: o.first_mismatch.clone(),
+        error: o.fault,
+        cycles: o.cycles,
+        estimated_cycles: o.estimated_cycles,
+        ideal_cycles: ideal,
+        parameter_load_cycles: o.load_cycles,
+        macs: o.macs,
+        utilization: o.utilization(cfg),
+        mode: &mode,
+        shape: if cfg.has_pointwise() {
+            vec![shape.0, shape.1, shape.2, shape.3]
+        } else {
+            vec![shape.0, shape.1, shape.2]
+        },
+        seed: args.seed,
+        config_hash: engine.config.hash(),
+        verilator_version: Verilator::version().map(|v| v.text).ok(),
+        coforge_version: env!("CARGO_PKG_VERSION"),
+    };
+    out.write_json("report.json", &serde_json::to_value(&report)?)?;
+    out.add("config.json", engine.config.resolved_json().into_bytes());
+    out.commit()
+        .with_context(|| format!("cannot write results to {}", args.out.display()))?;
+    progress.step(&format!("wrote {}", args.out.display()));
+    println!(
+        "{}: {}x{}x{} on the {mode} engine, {} cycles (estimated {}, ideal {}), {} of {} elements differ",
+        if o.bit_exact() { "BIT-EXACT" } else { "MISMATCH" },
+        shape.0,
+        shape.1,
+        shape.3,
+        o.cycles,
+        o.estimated_cycles,
+        ideal,
+        o.mismatches,
+        o.golden.len()
+    );
+    if let Some(fault) = &o.fault {
+        bail!("{fault}");
+    }
+    if let Some(m) = &o.first_mismatch {
+        bail!(
+            "first mismatch in `y` at [oy, ox, c] = {:?}: golden {} but RTL {} (taken at cycle {})",
+            m.index,
+            m.golden,
+            m.rtl,
+            m.cycle
+        );
+    }
+    Ok(())
+}
