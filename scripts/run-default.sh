@@ -27,3 +27,9 @@ $coforge golden train-step --x "$vectors/demo_x.npy" --w "$vectors/demo_w32.npy"
 echo "== train: 3 BDWP steps (2:8) on the RTL training engine, bit for bit -> $out/train"
 $coforge train --config configs/fp16-4x4-2of8.toml --x "$vectors/demo_x.npy" --w "$vectors/demo_w32.npy" \
   --dy "$vectors/demo_dy.npy" --n 2 --m 8 --lr 0.01 --steps 3 --out "$out/train"
+
+echo "== generate: the CoDeNet deformable-convolution engine (configs/deform-codenet.toml) -> $out/deform-rtl"
+$coforge gen --config configs/deform-codenet.toml --out "$out/deform-rtl"
+
+echo "== verify: a seeded 16x16x10 layer with per-pixel dilations in [1, 3], bit for bit -> $out/deform-verify"
+$coforge verify --config configs/deform-codenet.toml --out "$out/deform-verify" --seed 1 --shape 16x16x10
