@@ -385,6 +385,19 @@ fn the_widest_formats_stay_in_int32() {
             );
         }
     }
+    // Positions at the ends of i64 read the zero point without overflowing.
+    let p = Array2::from_elem((2, 2), 5i8);
+    for f in [0, MAX_FRAC_BITS] {
+        for (py, px) in [(i64::MAX, 0), (0, i64::MAX), (i64::MIN, i64::MIN)] {
+            assert_eq!(
+                sample_fixed(p.view(), py, px, &fmt(f, 0, -7), Border::Zero),
+                -7
+            );
+        }
+    }
+    // A mask value outside 0..=2^g, called directly, saturates instead of overflowing.
+    assert_eq!(modulate(-128, i32::MAX, &fmt(0, 4, 0)), -128);
+    assert_eq!(modulate(100, -5, &fmt(0, 4, 0)), 0);
     let g = MAX_MASK_BITS;
     assert_eq!(modulate(-128, 1 << g, &fmt(0, g, 0)), -128);
     assert_eq!(modulate(-128, (1 << g) - 1, &fmt(0, g, 0)), -128);

@@ -178,20 +178,22 @@ pub fn sample_fixed(
             }
         }
     };
+    // Saturating only matters at i64::MAX, which is outside every image either way.
+    let (y1, x1) = (y0.saturating_add(1), x0.saturating_add(1));
     let [w00, w01, w10, w11] = corner_weights(ly, lx, f);
-    let sum = read(y0, x0) * w00
-        + read(y0, x0 + 1) * w01
-        + read(y0 + 1, x0) * w10
-        + read(y0 + 1, x0 + 1) * w11;
+    let sum = read(y0, x0) * w00 + read(y0, x1) * w01 + read(y1, x0) * w10 + read(y1, x1) * w11;
     let s = (sum + half(2 * f)) >> (2 * f);
     debug_assert!((-128..=127).contains(&s));
     s as i8
 }
 
-/// The modulated sample `s' = (s·m + 2^(g−1)) >> g` (rule 5), for a mask value `m ∈ 0..=2^g`
-/// (checked by the callers that read masks). The result is an int8 (proof on [`FixedFormat::new`]).
+/// The modulated sample `s' = (s·m + 2^(g−1)) >> g` (rule 5), for a mask value `m ∈ 0..=2^g`.
+/// The result is an int8 (proof on [`FixedFormat::new`]). [`im2col`] and [`dcnv2_fixed`] reject
+/// any other mask value with an error; called directly with one, this function saturates `m` into
+/// `0..=2^g` rather than overflow.
 pub fn modulate(s: i8, m: i32, fmt: &FixedFormat) -> i8 {
     let g = fmt.mask_bits;
+    let m = m.clamp(0, fmt.mask_one());
     let v = (i32::from(s) * m + half(g)) >> g;
     debug_assert!((-128..=127).contains(&v));
     v as i8
