@@ -354,7 +354,10 @@ fn rounding_ties_go_toward_plus_infinity() {
     for f in [0, 1, 5, MAX_FRAC_BITS] {
         for ly in [0, 1, (1 << f) - 1] {
             for lx in [0, (1 << f) / 2, (1 << f) - 1] {
-                assert_eq!(corner_weights(ly, lx, f).iter().sum::<i32>(), 1 << (2 * f));
+                assert_eq!(
+                    corner_weights(ly, lx, &fmt(f, 0, 0)).iter().sum::<i32>(),
+                    1 << (2 * f)
+                );
             }
         }
     }
@@ -367,9 +370,11 @@ fn rounding_ties_go_toward_plus_infinity() {
     assert_eq!(modulate(127, 16, &fx), 127);
     assert_eq!(modulate(-128, 0, &fx), 0); // mask 0
                                            // Positions: floor for negatives.
-    assert_eq!(position(-1, 3, 2), -1);
-    assert_eq!(position(-1, 3, 2) >> 2, -1);
-    assert_eq!(position(2, -9, 2), -1);
+    let q2 = fmt(2, 0, 0);
+    assert_eq!(position(-1, 3, &q2), -1);
+    assert_eq!(position(-1, 3, &q2) >> 2, -1);
+    assert_eq!(position(2, -9, &q2), -1);
+    assert_eq!(position(i64::MAX / 2, 1, &q2), i64::MAX);
 }
 
 #[test]
