@@ -85,6 +85,7 @@ fn yosys_version() -> anyhow::Result<String> {
 }
 
 pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
+    let mut out = OutputDir::create(&args.out)?;
     let loaded = engine::load(&args.config)?;
     let r = &loaded.rendered;
     let mut progress = Progress::new(r.tops.len() + 1);
@@ -171,7 +172,6 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
         "config_hash": loaded.config.hash(),
         "tops": tops,
     });
-    let mut out = OutputDir::create(&args.out)?;
     out.write_json("resources.json", &report)?;
     out.add("resources.csv", csv.into_bytes());
     out.add("vivado_synth.tcl", tcl.into_bytes());

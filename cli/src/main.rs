@@ -1,12 +1,14 @@
 //! `coforge`: the command line. Each top-level verb lives in its own module and adds one variant to
 //! [`Command`].
 
+mod budget;
 mod engine;
 mod estimate;
 mod gen;
 mod golden;
 mod mlp;
 mod output;
+mod report;
 mod tensor_io;
 mod train;
 mod verify;
@@ -22,6 +24,10 @@ use clap::{Parser, Subcommand};
     about = "N:M sparse training engines: generate Verilog, co-simulate it bit-exactly against a Rust reference"
 )]
 struct Cli {
+    /// Refuse runs that would need more memory than SIZE (e.g. 512M, 8G) [env: COFORGE_MAX_MEMORY;
+    /// default: 8G, or half the RAM if less]
+    #[arg(long, global = true, value_name = "SIZE")]
+    max_memory: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,6 +49,7 @@ enum Command {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    budget::init(cli.max_memory.as_deref())?;
     match cli.command {
         Command::Golden(args) => golden::run(args),
         Command::Gen(args) => gen::run(args),
@@ -53,12 +60,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The error and its causes on one line, each cause once: an error type that both shows its source
+/// in its own message and returns it as `source()` (thiserror's `{source}`) would otherwise print the
+/// OS error twice.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Exit codes: 0 success; 1 a run failed (bad input found by a verb, a mismatch, a tool error),
+/// with one `error:` line; 2 the command line itself is wrong (clap's usage errors).
 fn main() -> ExitCode {
-    // clap prints its own usage errors and exits with 2; errors of a verb exit with 1.
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::from(1)
         }
     }
