@@ -3,6 +3,8 @@
 //! Every verb reads its inputs, computes everything, and only then writes its outputs (see
 //! [`crate::output`]), so a failed run writes nothing.
 
+mod deform;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -36,6 +38,9 @@ pub enum GoldenCommand {
     TrainStep(TrainStepArgs),
     /// A seeded random tensor (ChaCha8), for test vectors
     Random(RandomArgs),
+    /// Deformable convolution: CoDeNet-exact (y.npy int8 NHWC, acc.npy int32) or DCNv2 fixed point
+    /// (y.npy int32 [B, Cout, Hout, Wout])
+    Deform(Box<deform::DeformArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -150,6 +155,7 @@ pub fn run(args: GoldenArgs) -> anyhow::Result<()> {
         GoldenCommand::Gemm(a) => gemm_verb(a),
         GoldenCommand::TrainStep(a) => train_step(a),
         GoldenCommand::Random(a) => random(a),
+        GoldenCommand::Deform(a) => deform::run(*a),
     }
 }
 

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{bail, Context};
-use ndarray::ArrayView2;
+use ndarray::{ArrayView, Dimension};
 use serde::Serialize;
 
 use crate::tensor_io::{encode, NpyElement};
@@ -102,8 +102,8 @@ impl OutputDir {
         self.files.push((name.to_string(), bytes));
     }
 
-    /// Stages a 2-D array as `.npy`.
-    pub fn add_npy<T: NpyElement>(&mut self, name: &str, a: ArrayView2<T>) {
+    /// Stages an array as `.npy`.
+    pub fn add_npy<T: NpyElement, D: Dimension>(&mut self, name: &str, a: ArrayView<T, D>) {
         self.add(name, encode(a));
     }
 

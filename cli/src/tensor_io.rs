@@ -1,23 +1,25 @@
-//! Reading and writing 2-D tensors as NumPy `.npy` files (format versions 1.0, 2.0 and 3.0).
+//! Reading and writing tensors as NumPy `.npy` files (format versions 1.0, 2.0 and 3.0).
 //!
 //! One small parser/writer for all dtypes rather than `ndarray-npy`, because that crate has no
 //! float16 support and two code paths would be harder to keep consistent. Supported dtypes:
-//! int8 (`|i1`), uint8 (`|u1`), float16 (`<f2`), float32 (`<f4`), int32 (`<i4`), little-endian,
-//! C or Fortran order (Fortran data is transposed into C order on read). Files are always written as
-//! version 1.0, C order.
+//! int8 (`|i1`), uint8 (`|u1`), int16 (`<i2`), float16 (`<f2`), float32 (`<f4`), int32 (`<i4`),
+//! little-endian, C or Fortran order (Fortran data is transposed into C order on read). Files are
+//! always written as version 1.0, C order. [`read_npy`] reads 2-D tensors (the GEMM verbs);
+//! [`read_npy_nd`] reads any rank (the convolution verbs).
 
 use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use half::f16;
-use ndarray::{Array2, ArrayView2, ShapeBuilder};
+use ndarray::{Array, ArrayView, Dimension, Ix2, IxDyn, ShapeBuilder};
 
 /// Element types the golden verbs understand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
     Int8,
     Uint8,
+    Int16,
     Float16,
     Float32,
     Int32,
@@ -29,6 +31,7 @@ impl Dtype {
         match self {
             Dtype::Int8 => "|i1",
             Dtype::Uint8 => "|u1",
+            Dtype::Int16 => "<i2",
             Dtype::Float16 => "<f2",
             Dtype::Float32 => "<f4",
             Dtype::Int32 => "<i4",
@@ -40,6 +43,7 @@ impl Dtype {
         match self {
             Dtype::Int8 => "int8",
             Dtype::Uint8 => "uint8",
+            Dtype::Int16 => "int16",
             Dtype::Float16 => "float16",
             Dtype::Float32 => "float32",
             Dtype::Int32 => "int32",
@@ -49,7 +53,7 @@ impl Dtype {
     fn size(self) -> usize {
         match self {
             Dtype::Int8 | Dtype::Uint8 => 1,
-            Dtype::Float16 => 2,
+            Dtype::Int16 | Dtype::Float16 => 2,
             Dtype::Float32 | Dtype::Int32 => 4,
         }
     }
@@ -59,6 +63,7 @@ impl Dtype {
         Some(match d {
             "|i1" | "<i1" | "i1" => Dtype::Int8,
             "|u1" | "<u1" | "u1" => Dtype::Uint8,
+            "<i2" => Dtype::Int16,
             "<f2" => Dtype::Float16,
             "<f4" => Dtype::Float32,
             "<i4" => Dtype::Int32,
@@ -68,48 +73,58 @@ impl Dtype {
 }
 
 const SUPPORTED: &str =
-    "int8 (|i1), uint8 (|u1), float16 (<f2), float32 (<f4), int32 (<i4), little-endian";
+    "int8 (|i1), uint8 (|u1), int16 (<i2), float16 (<f2), float32 (<f4), int32 (<i4), little-endian";
 
-/// A 2-D tensor of one of the supported dtypes.
+/// A tensor of one of the supported dtypes; 2-D unless another dimension type is named.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Tensor {
-    I8(Array2<i8>),
-    U8(Array2<u8>),
-    F16(Array2<f16>),
-    F32(Array2<f32>),
-    I32(Array2<i32>),
+pub enum Tensor<D: Dimension = Ix2> {
+    I8(Array<i8, D>),
+    U8(Array<u8, D>),
+    I16(Array<i16, D>),
+    F16(Array<f16, D>),
+    F32(Array<f32, D>),
+    I32(Array<i32, D>),
 }
 
-impl Tensor {
+/// Applies `$f` to the array inside any variant.
+macro_rules! each_variant {
+    ($t:expr, $a:ident => $f:expr) => {
+        match $t {
+            Tensor::I8($a) => $f,
+            Tensor::U8($a) => $f,
+            Tensor::I16($a) => $f,
+            Tensor::F16($a) => $f,
+            Tensor::F32($a) => $f,
+            Tensor::I32($a) => $f,
+        }
+    };
+}
+
+impl<D: Dimension> Tensor<D> {
     pub fn dtype(&self) -> Dtype {
         match self {
             Tensor::I8(_) => Dtype::Int8,
             Tensor::U8(_) => Dtype::Uint8,
+            Tensor::I16(_) => Dtype::Int16,
             Tensor::F16(_) => Dtype::Float16,
             Tensor::F32(_) => Dtype::Float32,
             Tensor::I32(_) => Dtype::Int32,
         }
     }
 
-    pub fn dim(&self) -> (usize, usize) {
-        match self {
-            Tensor::I8(a) => a.dim(),
-            Tensor::U8(a) => a.dim(),
-            Tensor::F16(a) => a.dim(),
-            Tensor::F32(a) => a.dim(),
-            Tensor::I32(a) => a.dim(),
-        }
+    pub fn shape(&self) -> &[usize] {
+        each_variant!(self, a => a.shape())
     }
 
     /// The `.npy` file contents.
     pub fn to_npy_bytes(&self) -> Vec<u8> {
-        match self {
-            Tensor::I8(a) => encode(a.view()),
-            Tensor::U8(a) => encode(a.view()),
-            Tensor::F16(a) => encode(a.view()),
-            Tensor::F32(a) => encode(a.view()),
-            Tensor::I32(a) => encode(a.view()),
-        }
+        each_variant!(self, a => encode(a.view()))
+    }
+}
+
+impl Tensor<Ix2> {
+    pub fn dim(&self) -> (usize, usize) {
+        each_variant!(self, a => a.dim())
     }
 }
 
@@ -119,10 +134,14 @@ pub trait NpyElement: Copy {
     fn write_le(self, out: &mut Vec<u8>);
     /// `b` has exactly `DTYPE.size()` bytes.
     fn read_le(b: &[u8]) -> Self;
+    /// Wraps an array of this element type in its [`Tensor`] variant.
+    fn wrap<D: Dimension>(a: Array<Self, D>) -> Tensor<D>;
+    /// The array inside `t` when `t` holds this element type, else `t` back.
+    fn unwrap<D: Dimension>(t: Tensor<D>) -> Result<Array<Self, D>, Tensor<D>>;
 }
 
 macro_rules! npy_element {
-    ($t:ty, $d:expr, $n:expr) => {
+    ($t:ty, $v:ident, $d:expr, $n:expr) => {
         impl NpyElement for $t {
             const DTYPE: Dtype = $d;
             fn write_le(self, out: &mut Vec<u8>) {
@@ -133,20 +152,39 @@ macro_rules! npy_element {
                 a.copy_from_slice(b);
                 <$t>::from_le_bytes(a)
             }
+            fn wrap<D: Dimension>(a: Array<Self, D>) -> Tensor<D> {
+                Tensor::$v(a)
+            }
+            fn unwrap<D: Dimension>(t: Tensor<D>) -> Result<Array<Self, D>, Tensor<D>> {
+                match t {
+                    Tensor::$v(a) => Ok(a),
+                    other => Err(other),
+                }
+            }
         }
     };
 }
-npy_element!(i8, Dtype::Int8, 1);
-npy_element!(u8, Dtype::Uint8, 1);
-npy_element!(f16, Dtype::Float16, 2);
-npy_element!(f32, Dtype::Float32, 4);
-npy_element!(i32, Dtype::Int32, 4);
+npy_element!(i8, I8, Dtype::Int8, 1);
+npy_element!(u8, U8, Dtype::Uint8, 1);
+npy_element!(i16, I16, Dtype::Int16, 2);
+npy_element!(f16, F16, Dtype::Float16, 2);
+npy_element!(f32, F32, Dtype::Float32, 4);
+npy_element!(i32, I32, Dtype::Int32, 4);
 
-/// Encodes a 2-D array as a version 1.0 `.npy` file in C order.
-pub fn encode<T: NpyElement>(a: ArrayView2<T>) -> Vec<u8> {
-    let (r, c) = a.dim();
+/// Encodes an array of any rank as a version 1.0 `.npy` file in C order.
+pub fn encode<T: NpyElement, D: Dimension>(a: ArrayView<T, D>) -> Vec<u8> {
+    let shape = match a.shape() {
+        [n] => format!("({n},)"),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let mut header = format!(
-        "{{'descr': '{}', 'fortran_order': False, 'shape': ({r}, {c}), }}",
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
         T::DTYPE.descr()
     );
     // Magic (6) + version (2) + length (2) + header, padded with spaces to a multiple of 64 and
@@ -154,9 +192,9 @@ pub fn encode<T: NpyElement>(a: ArrayView2<T>) -> Vec<u8> {
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + r * c * T::DTYPE.size());
+    let mut out = Vec::with_capacity(10 + header.len() + a.len() * T::DTYPE.size());
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    // The header of a 2-D array is far below 64 KiB, so version 1.0's u16 length always fits.
+    // The header of any array a verb writes is far below 64 KiB, so version 1.0's u16 length fits.
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
     for &v in a.iter() {
@@ -165,15 +203,21 @@ pub fn encode<T: NpyElement>(a: ArrayView2<T>) -> Vec<u8> {
     out
 }
 
-/// The largest header accepted. A 2-D header is about 70 bytes; NumPy pads it to a multiple of
-/// 64, so 64 KiB is generous, and a bound keeps a hostile header from allocating gigabytes.
+/// The largest header accepted. A header is about 70 bytes; NumPy pads it to a multiple of 64,
+/// so 64 KiB is generous, and a bound keeps a hostile header from allocating gigabytes.
 pub const MAX_HEADER: usize = 64 << 10;
 
-/// Reads a `.npy` file; every error names the file. The read is bounded: the header is read
-/// first, the size of the data is computed from its shape (checked arithmetic) and checked
-/// against the memory budget ([`crate::budget`]), and then exactly that many bytes are read, so
-/// an endless input such as `/dev/zero` or a FIFO is refused instead of read forever.
+/// Reads a 2-D `.npy` file; every error names the file. See [`read_npy_nd`] for the bounds.
 pub fn read_npy(path: &Path) -> anyhow::Result<Tensor> {
+    to_2d(read_npy_nd(path)?)
+        .with_context(|| format!("{} is not a usable .npy tensor", path.display()))
+}
+
+/// Reads a `.npy` file of any rank; every error names the file. The read is bounded: the header
+/// is read first, the size of the data is computed from its shape (checked arithmetic) and
+/// checked against the memory budget ([`crate::budget`]), and then exactly that many bytes are
+/// read, so an endless input such as `/dev/zero` or a FIFO is refused instead of read forever.
+pub fn read_npy_nd(path: &Path) -> anyhow::Result<Tensor<IxDyn>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     if file.metadata().is_ok_and(|m| m.is_dir()) {
@@ -186,7 +230,25 @@ pub fn read_npy(path: &Path) -> anyhow::Result<Tensor> {
 /// Parses the bytes of a `.npy` file holding a 2-D tensor.
 #[allow(dead_code)] // for tests and fuzzing of the reader
 pub fn parse_npy(bytes: &[u8]) -> anyhow::Result<Tensor> {
+    to_2d(parse_npy_nd(bytes)?)
+}
+
+/// Parses the bytes of a `.npy` file of any rank.
+#[allow(dead_code)] // for tests and fuzzing of the reader
+pub fn parse_npy_nd(bytes: &[u8]) -> anyhow::Result<Tensor<IxDyn>> {
     read_from(bytes, "the .npy data")
+}
+
+fn to_2d(t: Tensor<IxDyn>) -> anyhow::Result<Tensor> {
+    if t.shape().len() != 2 {
+        bail!(
+            "expected a 2-D array but the shape is {:?}; reshape it to 2-D",
+            t.shape()
+        );
+    }
+    Ok(
+        each_variant!(t, a => NpyElement::wrap(a.into_dimensionality::<Ix2>().expect("rank checked"))),
+    )
 }
 
 /// Reads up to `n` bytes (fewer only at the end of the input).
@@ -198,7 +260,7 @@ fn read_up_to(r: &mut impl Read, n: usize) -> anyhow::Result<Vec<u8>> {
     Ok(v)
 }
 
-fn read_from(mut r: impl Read, name: &str) -> anyhow::Result<Tensor> {
+fn read_from(mut r: impl Read, name: &str) -> anyhow::Result<Tensor<IxDyn>> {
     let magic = read_up_to(&mut r, 10)?;
     if magic.len() < 10 || &magic[..6] != b"\x93NUMPY" {
         bail!("not a .npy file (it does not start with the \\x93NUMPY magic)");
@@ -216,7 +278,7 @@ fn read_from(mut r: impl Read, name: &str) -> anyhow::Result<Tensor> {
         _ => bail!("unsupported .npy format version {major}.{minor} (supported: 1.0, 2.0, 3.0)"),
     };
     if len > MAX_HEADER {
-        bail!("the header announces {len} bytes, more than the {MAX_HEADER} a 2-D tensor needs");
+        bail!("the header announces {len} bytes, more than the {MAX_HEADER} a tensor needs");
     }
     let header = read_up_to(&mut r, len)?;
     if header.len() < len {
@@ -229,30 +291,26 @@ fn read_from(mut r: impl Read, name: &str) -> anyhow::Result<Tensor> {
     let h = parse_header(header)?;
     let dtype = Dtype::from_descr(&h.descr)
         .with_context(|| format!("unsupported dtype '{}'; supported: {SUPPORTED}", h.descr))?;
-    let &[rows, cols] = h.shape.as_slice() else {
-        bail!(
-            "expected a 2-D array but the shape is {:?}; reshape it to 2-D",
-            h.shape
-        );
-    };
-    let want = rows
-        .checked_mul(cols)
-        .and_then(|n| n.checked_mul(dtype.size()))
-        .with_context(|| format!("shape ({rows}, {cols}) is too large to address"))?;
+    let want = h
+        .shape
+        .iter()
+        .try_fold(dtype.size(), |n, &d| n.checked_mul(d))
+        .with_context(|| format!("shape {:?} too large to address", h.shape))?;
     // The bytes, and the decoded array beside them while decoding.
     crate::budget::check_file(
-        &format!("reading {name} ({rows} x {cols} {})", dtype.name()),
+        &format!("reading {name} ({:?} {})", h.shape, dtype.name()),
         2 * want as u128,
     )?;
     let data = read_up_to(&mut r, want.saturating_add(1))?;
     if data.len() != want {
         bail!(
-            "{} data: shape ({rows}, {cols}) of {} needs {want} bytes but the file has {}",
+            "{} data: shape {:?} of {} needs {want} bytes but the file has {}",
             if data.len() < want {
                 "truncated"
             } else {
                 "extra bytes after the"
             },
+            h.shape,
             dtype.name(),
             if data.len() < want {
                 data.len().to_string()
@@ -261,20 +319,22 @@ fn read_from(mut r: impl Read, name: &str) -> anyhow::Result<Tensor> {
             }
         );
     }
+    let (shape, f) = (&h.shape[..], h.fortran);
     Ok(match dtype {
-        Dtype::Int8 => Tensor::I8(decode(&data, rows, cols, h.fortran)),
-        Dtype::Uint8 => Tensor::U8(decode(&data, rows, cols, h.fortran)),
-        Dtype::Float16 => Tensor::F16(decode(&data, rows, cols, h.fortran)),
-        Dtype::Float32 => Tensor::F32(decode(&data, rows, cols, h.fortran)),
-        Dtype::Int32 => Tensor::I32(decode(&data, rows, cols, h.fortran)),
+        Dtype::Int8 => Tensor::I8(decode(&data, shape, f)),
+        Dtype::Uint8 => Tensor::U8(decode(&data, shape, f)),
+        Dtype::Int16 => Tensor::I16(decode(&data, shape, f)),
+        Dtype::Float16 => Tensor::F16(decode(&data, shape, f)),
+        Dtype::Float32 => Tensor::F32(decode(&data, shape, f)),
+        Dtype::Int32 => Tensor::I32(decode(&data, shape, f)),
     })
 }
 
-fn decode<T: NpyElement>(data: &[u8], rows: usize, cols: usize, fortran: bool) -> Array2<T> {
+fn decode<T: NpyElement>(data: &[u8], shape: &[usize], fortran: bool) -> Array<T, IxDyn> {
     let v: Vec<T> = data.chunks_exact(T::DTYPE.size()).map(T::read_le).collect();
-    let shape = (rows, cols).set_f(fortran);
     // The length was checked against the shape by the caller.
-    let a = Array2::from_shape_vec(shape, v).expect("length checked against the shape");
+    let a = Array::from_shape_vec(IxDyn(shape).set_f(fortran), v)
+        .expect("length checked against the shape");
     a.as_standard_layout().into_owned()
 }
 
@@ -436,6 +496,53 @@ mod tests {
             assert_eq!(back.to_npy_bytes(), b);
             assert_eq!(back.dim(), t.dim());
         }
+    }
+
+    #[test]
+    fn round_trip_any_rank_and_int16() {
+        let cases: [Tensor<IxDyn>; 4] = [
+            Tensor::I16(
+                ndarray::ArrayD::from_shape_vec(
+                    vec![2, 1, 3],
+                    vec![i16::MIN, -1, 0, 1, 2, i16::MAX],
+                )
+                .unwrap(),
+            ),
+            Tensor::I8(ndarray::ArrayD::from_shape_vec(vec![3], vec![-128, 0, 127]).unwrap()),
+            Tensor::I32(
+                ndarray::ArrayD::from_shape_vec(vec![1, 2, 1, 2], vec![i32::MIN, 0, 7, i32::MAX])
+                    .unwrap(),
+            ),
+            Tensor::U8(ndarray::ArrayD::from_shape_vec(vec![], vec![9]).unwrap()),
+        ];
+        for t in cases {
+            let b = t.to_npy_bytes();
+            assert_eq!(parse_npy_nd(&b).unwrap(), t);
+        }
+        // NumPy's spelling of 1-D and 0-D shapes.
+        let one = encode(ndarray::arr1(&[1i16, 2, 3]).view());
+        assert!(String::from_utf8_lossy(&one)
+            .contains("'descr': '<i2', 'fortran_order': False, 'shape': (3,), }"));
+        let zero = encode(ndarray::arr0(5u8).view());
+        assert!(String::from_utf8_lossy(&zero).contains("'shape': (), }"));
+        // Fortran order in 3-D: element (i, j, k) is at i + 2j + 4k.
+        let data: Vec<u8> = (0..8).collect();
+        let f = with_header(
+            "{'descr': '|u1', 'fortran_order': True, 'shape': (2, 2, 2), }",
+            &data,
+        );
+        let Tensor::U8(a) = parse_npy_nd(&f).unwrap() else {
+            panic!("uint8")
+        };
+        assert_eq!(a[[1, 0, 1]], 5);
+        assert_eq!(a[[0, 1, 1]], 6);
+        // The 2-D reader names the rank.
+        assert!(format!("{:#}", parse_npy(&one).unwrap_err())
+            .contains("expected a 2-D array but the shape is [3]"));
+        // unwrap: the right type gives the array, another gives the tensor back.
+        let t = Tensor::I16(ndarray::arr2(&[[1i16]]));
+        assert!(<i32 as NpyElement>::unwrap(t.clone()).is_err());
+        assert_eq!(<i16 as NpyElement>::unwrap(t).unwrap()[[0, 0]], 1);
     }
 
     #[test]

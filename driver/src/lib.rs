@@ -8,6 +8,7 @@
 //!   weight-update vector engine, and its cycle model.
 
 pub mod compare;
+pub mod dcnv2;
 pub mod design;
 pub mod sore;
 pub mod stce;

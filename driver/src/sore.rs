@@ -47,8 +47,7 @@ pub struct Pruned {
 /// # Panics
 /// If `p` fails [`SoreParams::validate`].
 pub fn design_spec(p: &SoreParams, top: &str) -> DesignSpec {
-    let design = sore::generate(p, top);
-    crate::design::unit_spec(&design, sore::render(p, top), top, ports::CLOCK)
+    crate::design::unit_spec(&sore::generate(p, top), top, ports::CLOCK)
 }
 
 /// Predicted cycles to prune `groups` groups: `ceil(groups / P)` rounds of M cycles, plus the

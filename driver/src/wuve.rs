@@ -44,8 +44,7 @@ pub struct Updated {
 /// # Panics
 /// If `p` fails [`WuveParams::validate`].
 pub fn design_spec(p: &WuveParams, top: &str) -> DesignSpec {
-    let design = wuve::generate(p, top);
-    crate::design::unit_spec(&design, wuve::render(p, top), top, ports::CLOCK)
+    crate::design::unit_spec(&wuve::generate(p, top), top, ports::CLOCK)
 }
 
 /// Predicted cycles to update `elements` weights: `ceil(elements / V)` input cycles plus the

@@ -2,7 +2,7 @@
 //! builder, printed, and compared with the expected Verilog written here. A change to the
 //! emitter shows up as a reviewed diff of these texts.
 
-use coforge_generator::rtl::{emit, Expr, ModuleBuilder, ModuleDef};
+use coforge_generator::rtl::{emit, set, set_word, Expr, ModuleBuilder, ModuleDef};
 
 fn text(def: &ModuleDef) -> String {
     emit::module_file(def, "snapshot")
@@ -91,23 +91,65 @@ fn fixture() -> (ModuleBuilder, Expr, Expr, Expr) {
 }
 
 #[test]
-#[should_panic(expected = "already has its write port")]
+#[should_panic(expected = "has 2 write and 0 read ports")]
 fn a_memory_has_one_write_port() {
     let (mut b, clk, a, d) = fixture();
     let mem = b.memory("mem", 4, 4);
     b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
     b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
+    b.finish();
 }
 
 #[test]
-#[should_panic(expected = "already has 2 read ports")]
+#[should_panic(expected = "has 1 write and 3 read ports")]
 fn a_memory_has_at_most_two_read_ports() {
-    let (mut b, clk, a, _) = fixture();
+    let (mut b, clk, a, d) = fixture();
     let mem = b.memory("mem", 4, 4);
+    b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
     for i in 0..3 {
         let q = b.reg(&format!("q{i}"), 4);
         b.memory_read(&clk, &mem, &q, &Expr::bit(true), &a);
     }
+    b.finish();
+}
+
+/// Ports written by hand (`set_word`, `Expr::MemRead`) are held to the same template.
+#[test]
+fn hand_written_ports_are_the_same_template() {
+    let (mut b, clk, a, d) = fixture();
+    let q = b.output_reg("q", 4, "");
+    let mem = b.memory("mem", 4, 4);
+    b.clocked(&clk, vec![set_word(&mem, a.clone(), d)]);
+    let read = Expr::MemRead {
+        mem: mem.name.clone(),
+        index: Box::new(a),
+        width: 4,
+    };
+    b.clocked(&clk, vec![set(&q, read)]);
+    let by_hand = text(&b.finish());
+    let (mut b, clk, a, d) = fixture();
+    let q = b.output_reg("q", 4, "");
+    let mem = b.memory("mem", 4, 4);
+    b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
+    b.memory_read(&clk, &mem, &q, &Expr::bit(true), &a);
+    assert_eq!(by_hand, text(&b.finish()));
+}
+
+#[test]
+#[should_panic(expected = "asynchronous read")]
+fn an_asynchronous_read_is_refused() {
+    let (mut b, clk, a, d) = fixture();
+    let q = b.output("q", 4, "");
+    let mem = b.memory("mem", 4, 4);
+    b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
+    let read = Expr::MemRead {
+        mem: mem.name.clone(),
+        index: Box::new(a),
+        width: 4,
+    };
+    b.drive("q", read);
+    let _ = q;
+    b.finish();
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use coforge_driver::sore::{design_spec, estimate_cycles, prune};
 use coforge_driver::DriverError;
 use coforge_generator::engines::sore::{self, SoreParams};
+use coforge_generator::rtl::emit;
 use coforge_sim::{BuildOptions, DesignSpec, VerilatedModel, Verilator};
 use coforge_testbenches::assert_lint_clean;
 use half::f16;
@@ -241,8 +242,14 @@ fn driver_rejects_bad_jobs() {
 #[test]
 fn generation_is_deterministic() {
     let p = SoreParams::fp16(4, 2, 8);
-    assert_eq!(sore::render(&p, TOP), sore::render(&p, TOP));
-    let files: Vec<String> = sore::render(&p, TOP).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        emit::render_verilog(&sore::generate(&p, TOP)),
+        emit::render_verilog(&sore::generate(&p, TOP))
+    );
+    let files: Vec<String> = emit::render_verilog(&sore::generate(&p, TOP))
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
     assert_eq!(files, ["sore_lane_fp16_n2_m8.v", "sore_top.v"]);
 }
 
@@ -260,6 +267,10 @@ fn lint_clean() {
         SoreParams::int8(2, 8, 16),
     ];
     for p in configs {
-        assert_lint_clean(&sore::render(&p, TOP), TOP, &format!("{p:?}"));
+        assert_lint_clean(
+            &emit::render_verilog(&sore::generate(&p, TOP)),
+            TOP,
+            &format!("{p:?}"),
+        );
     }
 }

@@ -11,6 +11,7 @@
 use coforge_driver::wuve::{design_spec, estimate_cycles, update};
 use coforge_driver::DriverError;
 use coforge_generator::engines::wuve::{self, WuveParams};
+use coforge_generator::rtl::emit;
 use coforge_sim::{BuildOptions, DesignSpec, VerilatedModel, Verilator};
 use coforge_testbenches::assert_lint_clean;
 use half::f16;
@@ -516,8 +517,14 @@ fn driver_layout_and_bad_jobs() {
 #[test]
 fn generation_is_deterministic() {
     let p = WuveParams { lanes: 4 };
-    assert_eq!(wuve::render(&p, TOP), wuve::render(&p, TOP));
-    let files: Vec<String> = wuve::render(&p, TOP).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        emit::render_verilog(&wuve::generate(&p, TOP)),
+        emit::render_verilog(&wuve::generate(&p, TOP))
+    );
+    let files: Vec<String> = emit::render_verilog(&wuve::generate(&p, TOP))
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
     assert_eq!(
         files,
         [
@@ -535,6 +542,10 @@ fn generation_is_deterministic() {
 fn lint_clean() {
     for lanes in [1, 2, 5] {
         let p = WuveParams { lanes };
-        assert_lint_clean(&wuve::render(&p, TOP), TOP, &format!("{p:?}"));
+        assert_lint_clean(
+            &emit::render_verilog(&wuve::generate(&p, TOP)),
+            TOP,
+            &format!("{p:?}"),
+        );
     }
 }

@@ -192,19 +192,6 @@ pub fn generate(p: &SoreParams, top: &str) -> Design {
     design
 }
 
-/// Generates the unit and renders its Verilog files (leaves first), with a header naming the
-/// parameters. Identical parameters give byte-identical files.
-pub fn render(p: &SoreParams, top: &str) -> Vec<(String, String)> {
-    let header = crate::artifacts::header(
-        &format!(
-            "(engines::sore) from lanes = {}, n = {}, m = {}, value_bits = {}, magnitude = {:?}",
-            p.lanes, p.n, p.m, p.value_bits, p.magnitude
-        ),
-        "parameters",
-    );
-    crate::artifacts::render_verilog(&generate(p, top), &header)
-}
-
 /// The magnitude key of `value` (named `<name>`).
 fn magnitude(b: &mut ModuleBuilder, rule: MagnitudeRule, name: &str, value: &Expr) -> Expr {
     match rule {

@@ -120,16 +120,6 @@ pub fn generate(p: &WuveParams, top: &str) -> Design {
     design
 }
 
-/// Generates the engine and renders its Verilog files (leaves first), with a header naming the
-/// parameters. Identical parameters give byte-identical files.
-pub fn render(p: &WuveParams, top: &str) -> Vec<(String, String)> {
-    let header = crate::artifacts::header(
-        &format!("(engines::wuve) from lanes = {}", p.lanes),
-        "parameters",
-    );
-    crate::artifacts::render_verilog(&generate(p, top), &header)
-}
-
 fn lane_module(mul: &ModuleDef, add: &ModuleDef, to16: &ModuleDef) -> ModuleDef {
     let mut b = ModuleBuilder::new(LANE_MODULE);
     b.doc(

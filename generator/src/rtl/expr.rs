@@ -360,6 +360,30 @@ impl Expr {
             })
     }
 
+    /// Calls `f` on this expression and on every sub-expression, parents first.
+    pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::Ref { .. } | Expr::Const { .. } => {}
+            Expr::Slice { e, .. } | Expr::Repeat { e, .. } | Expr::Unary { e, .. } => e.visit(f),
+            Expr::DynSlice { e, index, .. } => {
+                e.visit(f);
+                index.visit(f);
+            }
+            Expr::MemRead { index, .. } => index.visit(f),
+            Expr::Concat(parts) => parts.iter().for_each(|p| p.visit(f)),
+            Expr::Binary { a, b, .. } => {
+                a.visit(f);
+                b.visit(f);
+            }
+            Expr::Mux { sel, then, els } => {
+                sel.visit(f);
+                then.visit(f);
+                els.visit(f);
+            }
+        }
+    }
+
     /// Precedence level used by the emitter to print only the parentheses that are needed.
     fn precedence(&self) -> u8 {
         match self {

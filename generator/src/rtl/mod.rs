@@ -217,7 +217,6 @@ impl Design {
 pub struct ModuleBuilder {
     module: Module,
     names: BTreeMap<String, u32>,
-    memories: BTreeMap<String, MemoryPorts>,
 }
 
 impl ModuleBuilder {
@@ -231,7 +230,6 @@ impl ModuleBuilder {
                 items: Vec::new(),
             },
             names: BTreeMap::new(),
-            memories: BTreeMap::new(),
         }
     }
 
@@ -312,8 +310,6 @@ impl ModuleBuilder {
             "memory `{name}` has {depth} words; a memory needs at least 2 (use a register)"
         );
         self.signal(name, SignalKind::Reg, width, Some(depth));
-        self.memories
-            .insert(name.to_string(), MemoryPorts::default());
         Memory {
             name: name.to_string(),
             width,
@@ -321,7 +317,7 @@ impl ModuleBuilder {
         }
     }
 
-    fn memory_ports(&mut self, mem: &Memory, addr: &Expr, data_width: u32) -> &mut MemoryPorts {
+    fn check_memory_port(&self, mem: &Memory, addr: &Expr, data_width: u32) {
         let module = &self.module.name;
         let declared = self
             .module
@@ -346,9 +342,6 @@ impl ModuleBuilder {
             "memory `{}` holds {}-bit words, got {data_width} bits",
             mem.name, mem.width
         );
-        self.memories
-            .get_mut(&mem.name)
-            .expect("declared memories are registered")
     }
 
     /// The write port of `mem`: `always @(posedge clock) if (enable) mem[addr] <= data;`.
@@ -361,13 +354,7 @@ impl ModuleBuilder {
         addr: &Expr,
         data: &Expr,
     ) {
-        let ports = self.memory_ports(mem, addr, data.width());
-        assert_eq!(
-            ports.writes, 0,
-            "memory `{}` already has its write port (one write port per memory)",
-            mem.name
-        );
-        ports.writes += 1;
+        self.check_memory_port(mem, addr, data.width());
         let write = set_word(mem, addr.clone(), data.clone());
         self.clocked(clock, vec![enabled(enable, write)]);
     }
@@ -403,13 +390,7 @@ impl ModuleBuilder {
             "read port of memory `{}` loads `{name}`, which is not a register of `{}`",
             mem.name, self.module.name
         );
-        let ports = self.memory_ports(mem, addr, *width);
-        assert!(
-            ports.reads < MAX_READ_PORTS,
-            "memory `{}` already has {MAX_READ_PORTS} read ports",
-            mem.name
-        );
-        ports.reads += 1;
+        self.check_memory_port(mem, addr, *width);
         let read = set(
             data,
             Expr::MemRead {
@@ -498,17 +479,10 @@ impl ModuleBuilder {
     /// The finished module.
     ///
     /// # Panics
-    /// If a memory lacks its write port or has no read port (a generator bug).
+    /// If a memory is not used as the block-RAM template (see `check_memories`): a generator bug.
     pub fn finish(self) -> ModuleDef {
-        for (name, ports) in &self.memories {
-            assert!(
-                ports.writes == 1 && ports.reads >= 1,
-                "memory `{name}` of `{}` has {} write and {} read ports; it needs one write \
-                 port and one or two read ports",
-                self.module.name,
-                ports.writes,
-                ports.reads
-            );
+        if let Err(e) = check_memories(&self.module) {
+            panic!("{e}");
         }
         ModuleDef::Generated(self.module)
     }
@@ -535,11 +509,98 @@ impl Memory {
     }
 }
 
-/// Ports built so far on one memory.
-#[derive(Clone, Copy, Debug, Default)]
-struct MemoryPorts {
-    writes: u32,
-    reads: u32,
+/// Checks that every memory of `m` is the block-RAM template, however its ports were written
+/// (`memory_write` / `memory_read`, or `set_word` and `Expr::MemRead` by hand): exactly one write
+/// statement `mem[addr] <= data` in a clocked process, one or two registered reads
+/// `reg <= mem[addr]` (the whole right-hand side), and no other use of the memory, since an
+/// asynchronous read or a second write port does not map to block RAM.
+fn check_memories(m: &Module) -> Result<(), String> {
+    let memories: Vec<&Signal> = m.signals.iter().filter(|s| s.depth.is_some()).collect();
+    if memories.is_empty() {
+        return Ok(());
+    }
+    let mut writes = BTreeMap::<&str, u32>::new();
+    let mut reads = BTreeMap::<&str, u32>::new();
+    let mut elsewhere = Vec::<String>::new();
+    let mut other_uses = |e: &Expr, elsewhere: &mut Vec<String>| {
+        e.visit(&mut |x| {
+            if let Expr::MemRead { mem, .. } = x {
+                elsewhere.push(mem.clone());
+            }
+        })
+    };
+    fn walk<'a>(
+        stmts: &'a [Stmt],
+        writes: &mut BTreeMap<&'a str, u32>,
+        reads: &mut BTreeMap<&'a str, u32>,
+        elsewhere: &mut Vec<String>,
+        other_uses: &mut impl FnMut(&Expr, &mut Vec<String>),
+    ) {
+        for stmt in stmts {
+            match stmt {
+                Stmt::Assign { target, value } => {
+                    if let Some(word) = &target.word {
+                        *writes.entry(&target.name).or_default() += 1;
+                        other_uses(word, elsewhere);
+                        other_uses(value, elsewhere);
+                    } else if let Expr::MemRead { mem, index, .. } = value {
+                        *reads.entry(mem).or_default() += 1;
+                        other_uses(index, elsewhere);
+                    } else {
+                        other_uses(value, elsewhere);
+                    }
+                }
+                Stmt::If { cond, then, els } => {
+                    other_uses(cond, elsewhere);
+                    walk(then, writes, reads, elsewhere, other_uses);
+                    walk(els, writes, reads, elsewhere, other_uses);
+                }
+            }
+        }
+    }
+    for item in &m.items {
+        match item {
+            Item::Comment(_) => {}
+            Item::Assign { value, .. } => other_uses(value, &mut elsewhere),
+            Item::Clocked { body, .. } => walk(
+                body,
+                &mut writes,
+                &mut reads,
+                &mut elsewhere,
+                &mut other_uses,
+            ),
+            Item::Instance { connections, .. } => {
+                for (_, e) in connections {
+                    other_uses(e, &mut elsewhere);
+                }
+            }
+        }
+    }
+    for mem in memories {
+        let name = mem.name.as_str();
+        let (w, r) = (
+            writes.get(name).copied().unwrap_or(0),
+            reads.get(name).copied().unwrap_or(0),
+        );
+        let problem = if elsewhere.iter().any(|e| e == name) {
+            Some(
+                "is read outside a registered read `reg <= mem[addr]` (an asynchronous read \
+                  does not map to block RAM)"
+                    .to_string(),
+            )
+        } else if w != 1 || r == 0 || r > MAX_READ_PORTS {
+            Some(format!(
+                "has {w} write and {r} read ports; it needs one write port and one or two read \
+                 ports"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(format!("memory `{name}` of `{}` {problem}", m.name));
+        }
+    }
+    Ok(())
 }
 
 /// `if (enable) stmt`, or just `stmt` when `enable` is the constant 1.

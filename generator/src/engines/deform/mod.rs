@@ -1,0 +1,3 @@
+//! The deformable-convolution engine.
+
+pub mod dcnv2;
