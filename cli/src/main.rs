@@ -2,16 +2,20 @@
 //! [`Command`].
 
 mod budget;
+mod cache;
 mod engine;
 mod estimate;
+mod exit;
 mod gen;
 mod golden;
+mod junit;
 mod mlp;
 mod output;
 mod report;
 mod tensor_io;
 mod train;
 mod verify;
+mod yosys;
 
 use std::process::ExitCode;
 
@@ -46,6 +50,8 @@ enum Command {
     Estimate(estimate::EstimateArgs),
     /// Train a small MLP with BDWP per N:M pattern on a seeded dataset; write curves and a summary
     Mlp(mlp::MlpArgs),
+    /// The Verilator build cache: list, gc or clear it
+    Cache(cache::CacheArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -57,6 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Mlp(args) => mlp::run(args),
+        Command::Cache(args) => cache::run(args),
     }
 }
 
@@ -78,14 +85,13 @@ fn message(e: &anyhow::Error) -> String {
     out
 }
 
-/// Exit codes: 0 success; 1 a run failed (bad input found by a verb, a mismatch, a tool error),
-/// with one `error:` line; 2 the command line itself is wrong (clap's usage errors).
 fn main() -> ExitCode {
+    // clap prints its own usage errors and exits with 2; the other codes are in `exit`.
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit::PASS),
         Err(e) => {
             eprintln!("error: {}", message(&e));
-            ExitCode::from(1)
+            ExitCode::from(exit::code_of(&e))
         }
     }
 }

@@ -360,6 +360,11 @@ impl Drop for OutputFile {
     }
 }
 
+/// Writes one file atomically (see [`OutputFile`]); the parent folder must exist.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    OutputFile::create(path)?.commit(bytes).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
