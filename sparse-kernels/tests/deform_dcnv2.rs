@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sparse_kernels::deform::dcnv2::{
     corner_weights, dcnv2_fixed, im2col, modulate, position, sample_fixed, weight_matrix, Border,
-    FixedFormat, Geometry, MAX_FRAC_BITS, MAX_MASK_BITS,
+    FixedFormat, Geometry, MAX_EXTENT, MAX_FRAC_BITS, MAX_MASK_BITS,
 };
 use sparse_kernels::deform::float::{dcnv2_f64, sample_f64};
 use sparse_kernels::gemm::{gemm, IntArith};
@@ -385,6 +385,19 @@ fn the_widest_formats_stay_in_int32() {
             );
         }
     }
+    // Positions at the ends of i64 read the zero point without overflowing.
+    let p = Array2::from_elem((2, 2), 5i8);
+    for f in [0, MAX_FRAC_BITS] {
+        for (py, px) in [(i64::MAX, 0), (0, i64::MAX), (i64::MIN, i64::MIN)] {
+            assert_eq!(
+                sample_fixed(p.view(), py, px, &fmt(f, 0, -7), Border::Zero),
+                -7
+            );
+        }
+    }
+    // A mask value outside 0..=2^g, called directly, saturates instead of overflowing.
+    assert_eq!(modulate(-128, i32::MAX, &fmt(0, 4, 0)), -128);
+    assert_eq!(modulate(100, -5, &fmt(0, 4, 0)), 0);
     let g = MAX_MASK_BITS;
     assert_eq!(modulate(-128, 1 << g, &fmt(0, g, 0)), -128);
     assert_eq!(modulate(-128, (1 << g) - 1, &fmt(0, g, 0)), -128);
@@ -508,6 +521,15 @@ fn bad_inputs_are_errors_that_name_the_problem() {
     assert!(run(&x, &off, None, &Array4::zeros((3, 2, 3, 3)), &g).is_err());
     assert!(run(&x, &off, None, &Array4::zeros((4, 2, 3, 3)), &g).is_ok()); // groups = 2
     assert!(run(&x, &off, None, &Array4::zeros((2, 4, 3, 2)), &g).is_err());
+    // Geometry beyond MAX_EXTENT (positions must stay exact in i64).
+    let huge = Geometry {
+        padding: [MAX_EXTENT + 1, 0],
+        ..g
+    };
+    assert!(matches!(
+        run(&x, &off, None, &w, &huge),
+        Err(KernelError::InvalidParameter { .. })
+    ));
     // Zero stride or dilation, a kernel larger than the padded input, no channels.
     for (stride, dilation) in [([0, 1], [1, 1]), ([1, 1], [1, 0]), ([1, 1], [3, 1])] {
         let bad = Geometry {

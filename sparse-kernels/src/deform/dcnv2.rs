@@ -13,6 +13,9 @@ use crate::KernelError;
 pub const MAX_FRAC_BITS: u32 = 12;
 /// Largest number of mask bits `g` (see [`FixedFormat::new`]).
 pub const MAX_MASK_BITS: u32 = 16;
+/// Largest H, W, kernel size, stride, padding and dilation (2^24). With every extent below it, a
+/// base coordinate lies within ±2^50 and `base·2^f + Δ` is exact in i64 (see [`position`]).
+pub const MAX_EXTENT: usize = 1 << 24;
 
 /// What a bilinear corner outside the image reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -124,7 +127,7 @@ fn half(bits: u32) -> i32 {
 
 /// The Q·f sample coordinate `P = base·2^f + Δ` (rule 3). `base` is `oy·sh − ph + i·dh` (or the x
 /// equivalent); the integer part is `P >> f` and the fraction `P & (2^f − 1)`. Exact in i64 for any
-/// i32 offset and any base below 2^50.
+/// i32 offset and any base within ±2^50, which [`MAX_EXTENT`] guarantees for every layer.
 pub fn position(base: i64, delta: i32, frac_bits: u32) -> i64 {
     base * (1i64 << frac_bits) + i64::from(delta)
 }
@@ -175,20 +178,22 @@ pub fn sample_fixed(
             }
         }
     };
+    // Saturating only matters at i64::MAX, which is outside every image either way.
+    let (y1, x1) = (y0.saturating_add(1), x0.saturating_add(1));
     let [w00, w01, w10, w11] = corner_weights(ly, lx, f);
-    let sum = read(y0, x0) * w00
-        + read(y0, x0 + 1) * w01
-        + read(y0 + 1, x0) * w10
-        + read(y0 + 1, x0 + 1) * w11;
+    let sum = read(y0, x0) * w00 + read(y0, x1) * w01 + read(y1, x0) * w10 + read(y1, x1) * w11;
     let s = (sum + half(2 * f)) >> (2 * f);
     debug_assert!((-128..=127).contains(&s));
     s as i8
 }
 
-/// The modulated sample `s' = (s·m + 2^(g−1)) >> g` (rule 5), for a mask value `m ∈ 0..=2^g`
-/// (checked by the callers that read masks). The result is an int8 (proof on [`FixedFormat::new`]).
+/// The modulated sample `s' = (s·m + 2^(g−1)) >> g` (rule 5), for a mask value `m ∈ 0..=2^g`.
+/// The result is an int8 (proof on [`FixedFormat::new`]). [`im2col`] and [`dcnv2_fixed`] reject
+/// any other mask value with an error; called directly with one, this function saturates `m` into
+/// `0..=2^g` rather than overflow.
 pub fn modulate(s: i8, m: i32, fmt: &FixedFormat) -> i8 {
     let g = fmt.mask_bits;
+    let m = m.clamp(0, fmt.mask_one());
     let v = (i32::from(s) * m + half(g)) >> g;
     debug_assert!((-128..=127).contains(&v));
     v as i8
@@ -243,16 +248,17 @@ impl Layout {
         g: &Geometry,
     ) -> Result<Self, KernelError> {
         let op = "deform_conv2d";
-        for (name, v) in [
-            ("stride", g.stride),
-            ("dilation", g.dilation),
-            ("kernel size", kernel),
+        for (name, v, min) in [
+            ("stride", g.stride, 1),
+            ("padding", g.padding, 0),
+            ("dilation", g.dilation, 1),
+            ("kernel size", kernel, 1),
         ] {
-            if v.contains(&0) {
+            if v.iter().any(|&e| e < min || e > MAX_EXTENT) {
                 return Err(param_err(
                     name,
                     format!("{v:?}"),
-                    "must be at least 1 in both axes",
+                    format!("must be in {min}..={MAX_EXTENT} in both axes"),
                 ));
             }
         }
@@ -262,6 +268,12 @@ impl Layout {
                 format!("x must be [B, Cin, H, W], not {x:?}"),
             ));
         };
+        if h.max(w) > MAX_EXTENT {
+            return Err(shape_err(
+                op,
+                format!("x is {h}x{w}; H and W must be at most {MAX_EXTENT}"),
+            ));
+        }
         if cin == 0 {
             return Err(shape_err(op, "x has no input channels (Cin = 0)"));
         }
