@@ -37,9 +37,15 @@
 //!   plus anything is NaN) and `c[k+1]` is the canonical NaN `= canon(r[k+1])`. Otherwise
 //!   `c[k] = r[k]`, the product is NaN in both chains or equal in both, and
 //!   `c[k+1] = canon(r[k] + a * w) = canon(r[k+1])`.
-//! - **int8: exact products.** `a * w` is computed in i16, which is exact: `|a * w| <= 128 * 128 =
-//!   16384 < 2^15`. The product is widened to i32 and added with [`int::add`] under the policy, once
-//!   per product (`saturating_add` for saturate, so saturation is sticky per addition, as in RTL).
+//! - **int8: exact products.** `a * w` of two int8 values is exact in i32 (`|a * w| <= 128 * 128 =
+//!   16384`), and is added with [`int::add`] under the policy, once per product (`saturating_add`
+//!   for saturate, so saturation is sticky per addition, as in the RTL).
+//! - **Saturate cannot saturate in a short reduction.** Every product lies in `[-16256, 16384]`,
+//!   so after `t` additions from 0 a partial sum lies in `[-16256 t, 16384 t]`. For `t` up to
+//!   [`SATURATION_FREE_STEPS`] (131071) that is inside i32 (`16384 * 131071 = 2^31 - 16384`), so
+//!   no saturating addition ever clamps and each one equals the wrapping addition. A
+//!   saturating GEMM with at most that many products per output therefore runs the wrap lanes
+//!   (cheaper in SIMD); longer ones run the saturating lanes.
 //!
 //! The tests compare the kernel with a scalar oracle written from the rule ([`fp::mac`],
 //! [`int::mac`], increasing `k`) at every edge: `-128`, `±0`, subnormals, inf, overflow with wrap
@@ -90,6 +96,20 @@ pub enum Weights<'a, W> {
     Compressed(&'a Compressed<W>),
 }
 
+impl<W> Weights<'_, W> {
+    /// Products added into each output: `K`, or the kept entries of a column.
+    pub fn steps(&self) -> usize {
+        match self {
+            Weights::Dense(d) => d.nrows(),
+            Weights::Compressed(c) => c.values.nrows(),
+        }
+    }
+}
+
+/// The most int8 products that an int32 sum from 0 can take without leaving the i32 range at any
+/// step: `16384 * 131071 = 2^31 - 16384 <= i32::MAX`, and one more `-128 * -128` overflows.
+pub const SATURATION_FREE_STEPS: usize = 131_071;
+
 /// int8 × int8 → int32 with the given overflow policy ([`int::add`] after every product).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IntArith {
@@ -102,8 +122,9 @@ impl MacArith for IntArith {
     type Acc = i32;
     fn kernel(&self, a: ArrayView2<i8>, b: Weights<'_, i8>) -> Result<Array2<i32>, KernelError> {
         match self.overflow {
-            Overflow::Wrap => run::<IntLane<false>>(a, b),
-            Overflow::Saturate => run::<IntLane<true>>(a, b),
+            // No partial sum can leave i32 (module documentation): both policies are the same.
+            Overflow::Saturate if b.steps() > SATURATION_FREE_STEPS => run::<IntLane<true>>(a, b),
+            Overflow::Wrap | Overflow::Saturate => run::<IntLane<false>>(a, b),
         }
     }
 }
@@ -550,6 +571,25 @@ mod tests {
         let s = gemm(&SATURATE, a.view(), b.view()).unwrap();
         assert_eq!(w[[0, 0]], i32::MIN.wrapping_add(16384));
         assert_eq!(s[[0, 0]], i32::MAX);
+    }
+
+    /// At the bound of `SATURATION_FREE_STEPS` the two policies still agree (and saturate runs
+    /// the wrap lanes); one product more and they differ (and saturate runs its own lanes).
+    #[test]
+    fn saturation_free_bound() {
+        for (k, sum) in [
+            (SATURATION_FREE_STEPS, i32::MAX - 16383),
+            (SATURATION_FREE_STEPS + 1, i32::MAX),
+        ] {
+            let a = Array2::from_elem((2, k), -128i8);
+            let b = Array2::from_elem((k, 3), -128i8);
+            let s = gemm(&SATURATE, a.view(), b.view()).unwrap();
+            assert_eq!(s, int_oracle(SATURATE, &a, &b));
+            assert!(s.iter().all(|&x| x == sum), "{k}");
+            let w = gemm(&WRAP, a.view(), b.view()).unwrap();
+            assert_eq!(w, int_oracle(WRAP, &a, &b));
+            assert_eq!(s == w, k == SATURATION_FREE_STEPS);
+        }
     }
 
     /// Long reductions that overflow, then come back: saturation is sticky per addition (the
