@@ -2,6 +2,7 @@
 //! [`Command`].
 
 mod cache;
+mod campaign;
 mod engine;
 mod estimate;
 mod exit;
@@ -44,6 +45,8 @@ enum Command {
     Estimate(estimate::EstimateArgs),
     /// Train a small MLP with BDWP per N:M pattern on a seeded dataset; write curves and a summary
     Mlp(mlp::MlpArgs),
+    /// Differential campaign: N seeded random cases on an engine's RTL against the reference
+    Campaign(campaign::CampaignArgs),
     /// The Verilator build cache: list, gc or clear it
     Cache(cache::CacheArgs),
 }
@@ -56,6 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Mlp(args) => mlp::run(args),
+        Command::Campaign(args) => campaign::run(args),
         Command::Cache(args) => cache::run(args),
     }
 }
