@@ -127,8 +127,25 @@ fn case_seed(seed: u64, i: u64) -> u64 {
     z
 }
 
-fn build_model(spec: &DesignSpec) -> anyhow::Result<VerilatedModel> {
-    Ok(Verilator::build(spec, &BuildOptions::default())?.instantiate()?)
+/// A design and its model, built on first use (a variant without cases builds nothing) and then
+/// reused by every case.
+struct Model {
+    spec: DesignSpec,
+    model: Option<VerilatedModel>,
+}
+
+impl Model {
+    fn new(spec: DesignSpec) -> Model {
+        Model { spec, model: None }
+    }
+
+    fn get(&mut self) -> anyhow::Result<(&mut VerilatedModel, &DesignSpec)> {
+        if self.model.is_none() {
+            let lib = Verilator::build(&self.spec, &BuildOptions::default())?;
+            self.model = Some(lib.instantiate()?);
+        }
+        Ok((self.model.as_mut().expect("built above"), &self.spec))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,20 +238,18 @@ struct StceVariant {
     toml: String,
     corrupt_case: Option<u64>,
     config: Config,
-    spec: DesignSpec,
-    model: Option<VerilatedModel>,
+    model: Model,
 }
 
 impl StceVariant {
     fn new(toml: String, corrupt_case: Option<u64>) -> anyhow::Result<StceVariant> {
         let config = Config::from_toml(&toml, "campaign config")?;
-        let spec = design_spec(&render(&config), ports::CLOCK);
+        let spec = design_spec(&render(&config)?, ports::CLOCK);
         Ok(StceVariant {
             toml,
             corrupt_case,
             config,
-            spec,
-            model: None,
+            model: Model::new(spec),
         })
     }
 }
@@ -259,10 +274,7 @@ impl Variant for StceVariant {
         out: &Path,
     ) -> anyhow::Result<CaseResult> {
         let cfg = self.config.stce.clone();
-        if self.model.is_none() {
-            self.model = Some(build_model(&self.spec)?);
-        }
-        let sim = self.model.as_mut().expect("built above");
+        let (sim, spec) = self.model.get()?;
         let mode = if cfg.has_sparse_mode() && round.is_multiple_of(2) {
             Mode::Sparse
         } else {
@@ -287,7 +299,7 @@ impl Variant for StceVariant {
             files.push((format!("{stem}-a.npy"), encode(a.view())));
             files.push((format!("{stem}-b.npy"), encode(b.view())));
             checked(
-                fp16_gemm(sim, &cfg, &self.spec, a.view(), b.view(), mode, None)?,
+                fp16_gemm(sim, &cfg, spec, a.view(), b.view(), mode, None)?,
                 corrupt,
             )?
         } else {
@@ -300,7 +312,7 @@ impl Variant for StceVariant {
             files.push((format!("{stem}-a.npy"), encode(a.view())));
             files.push((format!("{stem}-b.npy"), encode(b.view())));
             checked(
-                int8_gemm(sim, &cfg, &self.spec, a.view(), b.view(), mode, None)?,
+                int8_gemm(sim, &cfg, spec, a.view(), b.view(), mode, None)?,
                 corrupt,
             )?
         };
@@ -382,8 +394,7 @@ const SORE_TOP: &str = "sore_top";
 
 struct SoreVariant {
     p: SoreParams,
-    spec: DesignSpec,
-    model: Option<VerilatedModel>,
+    model: Model,
 }
 
 impl Variant for SoreVariant {
@@ -402,10 +413,7 @@ impl Variant for SoreVariant {
         rng: &mut ChaCha8Rng,
         _out: &Path,
     ) -> anyhow::Result<CaseResult> {
-        if self.model.is_none() {
-            self.model = Some(build_model(&self.spec)?);
-        }
-        let sim = self.model.as_mut().expect("built above");
+        let (sim, spec) = self.model.get()?;
         let (n, m) = (self.p.n as usize, self.p.m as usize);
         let axis = (round % 2) as usize;
         let (lines, groups) = (rng.random_range(1..=5), rng.random_range(1..=4));
@@ -421,7 +429,7 @@ impl Variant for SoreVariant {
             let w = tensor(rng, (groups * m, lines), k, draw_i8);
             sore_reference(w, |x| u32::from(x as u8), pattern, axis)?
         };
-        let got = sore::prune(sim, &self.p, &self.spec, raw.view(), Axis(axis))?;
+        let got = sore::prune(sim, &self.p, spec, raw.view(), Axis(axis))?;
         let differs = [
             ("values", got.values != values),
             ("indices", got.indices != indices),
@@ -480,8 +488,7 @@ const WUVE_TOP: &str = "wuve_top";
 
 struct WuveVariant {
     p: WuveParams,
-    spec: DesignSpec,
-    model: Option<VerilatedModel>,
+    model: Model,
 }
 
 /// fp32 values at the edges: signed zeros, fp32 and fp16 subnormals, values halfway between
@@ -530,10 +537,7 @@ impl Variant for WuveVariant {
         rng: &mut ChaCha8Rng,
         _out: &Path,
     ) -> anyhow::Result<CaseResult> {
-        if self.model.is_none() {
-            self.model = Some(build_model(&self.spec)?);
-        }
-        let sim = self.model.as_mut().expect("built above");
+        let (sim, spec) = self.model.get()?;
         let shape = (rng.random_range(1..=4), rng.random_range(1..=9));
         let (kw, kd) = (kind(rng, 1, true), kind(rng, 1, true));
         let w = tensor(rng, shape, kw, draw_f32);
@@ -548,7 +552,7 @@ impl Variant for WuveVariant {
         let got = wuve::update(
             sim,
             &self.p,
-            &self.spec,
+            spec,
             w.view(),
             dw.view(),
             keep.view(),
@@ -617,24 +621,22 @@ fn variants(args: &CampaignArgs) -> anyhow::Result<Vec<Box<dyn Variant>>> {
         EngineArg::Sore => sore_params()
             .into_iter()
             .map(|p| {
-                Box::new(SoreVariant {
-                    spec: sore::design_spec(&p, SORE_TOP),
+                Ok(Box::new(SoreVariant {
+                    model: Model::new(sore::design_spec(&p, SORE_TOP)?),
                     p,
-                    model: None,
-                }) as Box<dyn Variant>
+                }) as Box<dyn Variant>)
             })
-            .collect(),
+            .collect::<anyhow::Result<_>>()?,
         EngineArg::Wuve => [1, 3, 4]
             .into_iter()
             .map(|lanes| {
                 let p = WuveParams { lanes };
-                Box::new(WuveVariant {
-                    spec: wuve::design_spec(&p, WUVE_TOP),
+                Ok(Box::new(WuveVariant {
+                    model: Model::new(wuve::design_spec(&p, WUVE_TOP)?),
                     p,
-                    model: None,
-                }) as Box<dyn Variant>
+                }) as Box<dyn Variant>)
             })
-            .collect(),
+            .collect::<anyhow::Result<_>>()?,
     })
 }
 
