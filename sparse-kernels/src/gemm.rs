@@ -37,9 +37,9 @@
 //!   plus anything is NaN) and `c[k+1]` is the canonical NaN `= canon(r[k+1])`. Otherwise
 //!   `c[k] = r[k]`, the product is NaN in both chains or equal in both, and
 //!   `c[k+1] = canon(r[k] + a * w) = canon(r[k+1])`.
-//! - **int8: exact products.** `a * w` of two int8 values is exact in i32 (`|a * w| <= 128 * 128 =
-//!   16384`), and is added with [`int::add`] under the policy, once per product (`saturating_add`
-//!   for saturate, so saturation is sticky per addition, as in the RTL).
+//! - **int8 saturate: one saturating add per product.** `a * w` of two int8 values is exact in
+//!   i32 (`|a * w| <= 128 * 128 = 16384`) and is added with [`int::add`] under the saturate
+//!   policy, once per product, so saturation is sticky per addition, as in the RTL.
 //! - **Saturate cannot saturate in a short reduction.** Every product lies in `[-16256, 16384]`,
 //!   so after `t` additions from 0 a partial sum lies in `[-16256 t, 16384 t]`. For `t` up to
 //!   [`SATURATION_FREE_STEPS`] (131071) that is inside i32 (`16384 * 131071 = 2^31 - 16384`), so
@@ -131,7 +131,7 @@ impl MacArith for IntArith {
     fn kernel(&self, a: ArrayView2<i8>, b: Weights<'_, i8>) -> Result<Array2<i32>, KernelError> {
         match self.overflow {
             // No partial sum can leave i32 (module documentation): both policies are the same.
-            Overflow::Saturate if b.steps() > SATURATION_FREE_STEPS => run::<IntLane<true>>(a, b),
+            Overflow::Saturate if b.steps() > SATURATION_FREE_STEPS => run::<SaturatingLane>(a, b),
             Overflow::Wrap | Overflow::Saturate => wrapping_in_exact_f32(a, b),
         }
     }
@@ -299,9 +299,7 @@ impl Lane for ExactIntLane {
     type Loaded = f32;
     const ZERO: f32 = 0.0;
     fn load(src: &[i8], dst: &mut [f32]) {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = s.into();
-        }
+        widen(src, dst);
     }
     #[inline(always)]
     fn mac(acc: f32, a: f32, w: f32) -> f32 {
@@ -313,33 +311,33 @@ impl Lane for ExactIntLane {
     }
 }
 
-/// int8 lanes; `SATURATE` selects the overflow policy at compile time, so that the lane loop has
-/// no branch.
-struct IntLane<const SATURATE: bool>;
+/// int8 lanes with the saturate policy after every addition, for reductions long enough to
+/// saturate (shorter ones, and every wrapping one, run [`ExactIntLane`]).
+struct SaturatingLane;
 
-impl<const SATURATE: bool> Lane for IntLane<SATURATE> {
+impl Lane for SaturatingLane {
     type In = i8;
     type Acc = i32;
     type Loaded = i32;
     const ZERO: i32 = 0;
     fn load(src: &[i8], dst: &mut [i32]) {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = s.into();
-        }
+        widen(src, dst);
     }
     #[inline(always)]
     fn mac(acc: i32, a: i32, w: i32) -> i32 {
-        let policy = if SATURATE {
-            Overflow::Saturate
-        } else {
-            Overflow::Wrap
-        };
         // The product of two int8 values is exact: |a * w| <= 128 * 128 = 16384.
-        int::add(acc, a * w, policy)
+        int::add(acc, a * w, Overflow::Saturate)
     }
     #[inline(always)]
     fn finish(acc: i32) -> i32 {
         acc
+    }
+}
+
+/// `dst[i] = src[i]`, exactly.
+fn widen<T: From<i8>>(src: &[i8], dst: &mut [T]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = s.into();
     }
 }
 
