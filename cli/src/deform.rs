@@ -60,6 +60,7 @@ fn parse_shape(s: &str, pointwise: bool) -> anyhow::Result<(usize, usize, usize,
 pub fn verify(
     args: &VerifyArgs,
     engine: &LoadedEngine,
+    mut out: OutputDir,
     mut progress: Progress,
 ) -> anyhow::Result<()> {
     let cfg = engine
@@ -108,7 +109,6 @@ pub fn verify(
     let o = run_layer(&mut model, cfg, x.view(), &block, Pressure::default())?;
     progress.step(&format!("simulated {} cycles", o.cycles));
 
-    let mut out = OutputDir::create(&args.out)?;
     out.add_npy("x.npy", x.view());
     let dw = block
         .depthwise
