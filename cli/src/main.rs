@@ -3,6 +3,7 @@
 
 mod budget;
 mod cache;
+mod campaign;
 mod engine;
 mod estimate;
 mod exit;
@@ -50,6 +51,8 @@ enum Command {
     Estimate(estimate::EstimateArgs),
     /// Train a small MLP with BDWP per N:M pattern on a seeded dataset; write curves and a summary
     Mlp(mlp::MlpArgs),
+    /// Differential campaign: N seeded random cases on an engine's RTL against the reference
+    Campaign(campaign::CampaignArgs),
     /// The Verilator build cache: list, gc or clear it
     Cache(cache::CacheArgs),
 }
@@ -63,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Mlp(args) => mlp::run(args),
+        Command::Campaign(args) => campaign::run(args),
         Command::Cache(args) => cache::run(args),
     }
 }

@@ -296,6 +296,19 @@ fn read_from(mut r: impl Read, name: &str) -> anyhow::Result<Tensor<IxDyn>> {
         .iter()
         .try_fold(dtype.size(), |n, &d| n.checked_mul(d))
         .with_context(|| format!("shape {:?} too large to address", h.shape))?;
+    // An array also needs its non-zero dimensions to multiply to an addressable count, even when
+    // another dimension is zero and there is no data at all.
+    let addressable = h
+        .shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |n, &d| n.checked_mul(d));
+    if addressable.is_none_or(|n| n > isize::MAX as usize) {
+        bail!(
+            "shape {:?} has too many elements to address, although it has none",
+            h.shape
+        );
+    }
     // The bytes, and the decoded array beside them while decoding.
     crate::budget::check_file(
         &format!("reading {name} ({:?} {})", h.shape, dtype.name()),
@@ -668,3 +681,8 @@ mod tests {
         assert!(err(&v9).contains("version 9.0"));
     }
 }
+
+// A path that holds both in the binary and where a test includes this file by its path.
+#[cfg(test)]
+#[path = "tensor_io/proptests.rs"]
+mod proptests;
