@@ -1,6 +1,7 @@
 //! `coforge`: the command line. Each top-level verb lives in its own module and adds one variant to
 //! [`Command`].
 
+mod baseline;
 mod engine;
 mod estimate;
 mod exit;
@@ -41,6 +42,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Resource estimates of every top with yosys synth_xilinx, and a Vivado script
     Estimate(estimate::EstimateArgs),
+    /// Regression baselines of cycles and resources: record them, or check against them
+    #[command(subcommand)]
+    Baseline(baseline::BaselineCommand),
     /// Train a small MLP with BDWP per N:M pattern on a seeded dataset; write curves and a summary
     Mlp(mlp::MlpArgs),
 }
@@ -53,6 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Mlp(args) => mlp::run(args),
+        Command::Baseline(cmd) => baseline::run(cmd),
     }
 }
 
