@@ -2,6 +2,7 @@
 //! [`Command`].
 
 mod baseline;
+mod cache;
 mod engine;
 mod estimate;
 mod exit;
@@ -47,6 +48,8 @@ enum Command {
     Baseline(baseline::BaselineCommand),
     /// Train a small MLP with BDWP per N:M pattern on a seeded dataset; write curves and a summary
     Mlp(mlp::MlpArgs),
+    /// The Verilator build cache: list, gc or clear it
+    Cache(cache::CacheArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -58,6 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Estimate(args) => estimate::run(args),
         Command::Mlp(args) => mlp::run(args),
         Command::Baseline(cmd) => baseline::run(cmd),
+        Command::Cache(args) => cache::run(args),
     }
 }
 

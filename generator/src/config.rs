@@ -3,6 +3,7 @@
 //! Every key has one meaning and one default, written here; `Config::validate` turns a bad
 //! value into an error that names the key, the value and what to do instead.
 
+use crate::rtl::names::check_module_name;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -159,22 +160,6 @@ impl StceConfig {
                 "the overflow policy applies to integer engines; fp16 accumulates in IEEE fp32",
             );
         }
-        let ident_ok = self
-            .top
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic())
-            && self
-                .top
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ident_ok {
-            return invalid(
-                "stce.top",
-                format!("{:?}", self.top),
-                "use a Verilog identifier: a letter, then letters, digits or `_`",
-            );
-        }
         Ok(())
     }
 }
@@ -215,11 +200,6 @@ pub struct Config {
     pub train: Option<TrainConfig>,
 }
 
-fn is_identifier(s: &str) -> bool {
-    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 impl TrainConfig {
     fn validate(&self, stce: &StceConfig) -> Result<(), ConfigError> {
         let invalid = |key, value: String, fix: &str| {
@@ -250,25 +230,6 @@ impl TrainConfig {
                 "use 1 to 256 lanes",
             );
         }
-        for (key, name) in [
-            ("train.sore_top", &self.sore_top),
-            ("train.wuve_top", &self.wuve_top),
-        ] {
-            if !is_identifier(name) || *name == stce.top {
-                return invalid(
-                    key,
-                    format!("{name:?}"),
-                    "use a Verilog identifier that differs from the other tops",
-                );
-            }
-        }
-        if self.sore_top == self.wuve_top {
-            return invalid(
-                "train.wuve_top",
-                format!("{:?}", self.wuve_top),
-                "the two tops need different names",
-            );
-        }
         Ok(())
     }
 }
@@ -283,7 +244,39 @@ impl Config {
         if let Some(train) = &cfg.train {
             train.validate(&cfg.stce)?;
         }
+        cfg.check_top_names()?;
         Ok(cfg)
+    }
+
+    /// Every top module the config names, with its key, in a fixed order.
+    pub fn tops(&self) -> Vec<(&'static str, &str)> {
+        let mut tops = vec![("stce.top", self.stce.top.as_str())];
+        if let Some(train) = &self.train {
+            tops.push(("train.sore_top", &train.sore_top));
+            tops.push(("train.wuve_top", &train.wuve_top));
+        }
+        tops
+    }
+
+    /// Each top is a plain identifier, no Verilog or SystemVerilog keyword, and differs from
+    /// the other tops. (That no top takes the name of a generated module is checked where the
+    /// engines are known: `artifacts::check_names`.)
+    fn check_top_names(&self) -> Result<(), ConfigError> {
+        let tops = self.tops();
+        for (i, &(key, name)) in tops.iter().enumerate() {
+            let invalid = |fix: String| ConfigError::Invalid {
+                key,
+                value: format!("{name:?}"),
+                fix,
+            };
+            check_module_name(name).map_err(invalid)?;
+            if let Some((other, _)) = tops[..i].iter().find(|(_, n)| *n == name) {
+                return Err(invalid(format!(
+                    "`{other}` already names that top; every top needs its own name"
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
