@@ -43,6 +43,7 @@ use sparse_kernels::bdwp::update_element;
 use sparse_kernels::fp::{canon, canon16, to_f16};
 use sparse_kernels::nm::{compress, mask, Magnitude, NmPattern};
 
+use crate::junit;
 use crate::output::OutputDir;
 use crate::tensor_io::{encode, NpyElement};
 
@@ -81,6 +82,10 @@ pub struct CampaignArgs {
     /// a mismatch is caught, written out and replayable
     #[arg(long, value_name = "I", hide = true)]
     pub corrupt_case: Option<u64>,
+    /// Also write a JUnit XML report here: a test suite per variant, a test case per case (its
+    /// failure names the first mismatch and the replay command), written even when cases fail
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 /// What one case found.
@@ -706,6 +711,17 @@ pub fn run(args: CampaignArgs) -> anyhow::Result<()> {
         .collect();
     let mut failures = Vec::new();
     let engine = format!("{:?}", args.engine).to_lowercase();
+    let mut suites: Vec<junit::Suite> = summaries
+        .iter()
+        .map(|s| junit::Suite {
+            name: format!("campaign.{engine}.{}", s.variant),
+            properties: vec![
+                ("seed".to_string(), args.seed.to_string()),
+                ("replay".to_string(), junit::command_line()),
+            ],
+            ..junit::Suite::default()
+        })
+        .collect();
     let cases: Vec<u64> = match args.only {
         Some(i) => vec![i],
         None => (0..args.cases).collect(),
@@ -720,10 +736,20 @@ pub fn run(args: CampaignArgs) -> anyhow::Result<()> {
         let count = vs.len() as u64;
         let vi = (i % count) as usize;
         let mut rng = ChaCha8Rng::seed_from_u64(case_seed(args.seed, i));
+        let case_started = Instant::now();
         let r = vs[vi]
             .run(i, i / count, &mut rng, &args.out)
             .with_context(|| format!("case {i} on {}", summaries[vi].variant))?;
         let s = &mut summaries[vi];
+        let time = case_started.elapsed().as_secs_f64();
+        let suite = &mut suites[vi];
+        suite.time += time;
+        suite.cases.push(junit::Case {
+            classname: suite.name.clone(),
+            name: format!("case {i} ({})", r.pattern),
+            time: Some(time),
+            failure: None,
+        });
         s.cases += 1;
         s.elements_compared += r.elements;
         let failed = r.failure.is_some() as u64;
@@ -758,6 +784,13 @@ pub fn run(args: CampaignArgs) -> anyhow::Result<()> {
                 None => again,
             };
             eprintln!("  replay: {}", replay.replace('\n', "\n  replay: "));
+            if let Some(case) = suites[vi].cases.last_mut() {
+                case.failure = Some(junit::Failure {
+                    message: f.detail.clone(),
+                    kind: "mismatch".into(),
+                    text: format!("replay:\n{replay}\n"),
+                });
+            }
             failures.push(FailureSummary {
                 case: i,
                 variant: s.variant.clone(),
@@ -787,6 +820,13 @@ pub fn run(args: CampaignArgs) -> anyhow::Result<()> {
     out.write_json("summary.json", &serde_json::to_value(&summary)?)?;
     out.commit()
         .with_context(|| format!("cannot write results to {}", args.out.display()))?;
+    if let Some(path) = &args.junit {
+        junit::Junit {
+            name: format!("coforge campaign {engine}"),
+            suites,
+        }
+        .write(path)?;
+    }
     for v in &summary.variants {
         println!(
             "{engine} {:<22} {:>6} cases {:>4} mismatches",

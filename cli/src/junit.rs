@@ -34,7 +34,7 @@ pub struct Suite {
     pub cases: Vec<Case>,
 }
 
-/// One `<testcase>`: one compared tensor.
+/// One `<testcase>`: one compared tensor (or one campaign case).
 #[derive(Clone, Debug)]
 pub struct Case {
     /// Dotted group, e.g. `verify.default`: dashboards group by it.

@@ -1,6 +1,7 @@
 //! `coforge`: the command line. Each top-level verb lives in its own module and adds one variant to
 //! [`Command`].
 
+mod baseline;
 mod budget;
 mod cache;
 mod campaign;
@@ -50,6 +51,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Resource estimates of every top with yosys synth_xilinx, and a Vivado script
     Estimate(estimate::EstimateArgs),
+    /// Regression baselines of cycles and resources: record them, or check against them
+    #[command(subcommand)]
+    Baseline(baseline::BaselineCommand),
     /// Train a small MLP with BDWP per N:M pattern on a seeded dataset; write curves and a summary
     Mlp(mlp::MlpArgs),
     /// Differential campaign: N seeded random cases on an engine's RTL against the reference
@@ -67,6 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Mlp(args) => mlp::run(args),
+        Command::Baseline(cmd) => baseline::run(cmd),
         Command::Campaign(args) => campaign::run(args),
         Command::Cache(args) => cache::run(args),
     }

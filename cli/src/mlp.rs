@@ -100,14 +100,14 @@ fn parse_patterns(s: &str) -> anyhow::Result<Vec<NmPattern>> {
     Ok(out)
 }
 
-/// The engine's answer for one pattern: it runs its own N:M, and dense on the same hardware.
-fn rtl_can_run(rtl: &RtlBackend, pattern: NmPattern) -> Result<(), String> {
-    if pattern.is_dense() || rtl.pattern() == pattern {
+/// Whether the training engine built for `engine` (its N:M) runs `pattern`: its own N:M, and
+/// dense on the same hardware.
+fn rtl_can_run(engine: NmPattern, pattern: NmPattern) -> Result<(), String> {
+    if pattern.is_dense() || engine == pattern {
         Ok(())
     } else {
         Err(format!(
-            "the RTL engine is built for {}; it runs that pattern and dense only",
-            rtl.pattern()
+            "the RTL engine is built for {engine}; it runs that pattern and dense only"
         ))
     }
 }
@@ -158,21 +158,19 @@ pub fn run(a: MlpArgs) -> anyhow::Result<()> {
         MaskBSourceArg::Dense => MaskBSource::Dense,
     };
     let data = kind.generate(a.seed);
-    let mut rtl = match &a.rtl_config {
-        Some(path) => Some(RtlBackend::new(&Config::load(path)?)?),
-        None => None,
-    };
-    if let Some(r) = &rtl {
-        if patterns.iter().all(|&p| rtl_can_run(r, p).is_err()) {
+    let rtl_config = a.rtl_config.as_deref().map(Config::load).transpose()?;
+    if let Some(c) = &rtl_config {
+        let s = c.stce("`coforge mlp --rtl-config`")?;
+        let engine = NmPattern::new(s.n as usize, s.m as usize)?;
+        if patterns.iter().all(|&p| rtl_can_run(engine, p).is_err()) {
             anyhow::bail!(
-                "--rtl-config: the engine is built for {}, and none of --patterns {} is that or \
-                 dense; add {} or dense to --patterns",
-                r.pattern(),
-                a.patterns,
-                r.pattern()
+                "--rtl-config: the engine is built for {engine}, and none of --patterns {} is \
+                 that or dense; add {engine} or dense to --patterns",
+                a.patterns
             );
         }
     }
+    let mut rtl = rtl_config.as_ref().map(RtlBackend::new).transpose()?;
     let mut rtl_exact = true;
     let started = Instant::now();
     let mut curves = Vec::new();
@@ -204,7 +202,7 @@ pub fn run(a: MlpArgs) -> anyhow::Result<()> {
         );
         let rtl_check = match rtl.as_mut() {
             None => None,
-            Some(rtl) => Some(match rtl_can_run(rtl, pattern) {
+            Some(rtl) => Some(match rtl_can_run(rtl.pattern(), pattern) {
                 Err(reason) => {
                     eprintln!("  {label}: not run on RTL: {reason}");
                     RtlCheck::NotRun { ran: false, reason }

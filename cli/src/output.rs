@@ -122,10 +122,9 @@ impl OutputDir {
     /// Writes the staged files and swaps the folder into place. Returns the final paths of the
     /// files (staged ones, then those tools wrote), without the marker.
     pub fn commit(mut self) -> anyhow::Result<Vec<PathBuf>> {
-        let marker = format!(
-            "Written by coforge {}. The next coforge run into this folder replaces it whole.\n",
-            env!("CARGO_PKG_VERSION")
-        );
+        // Constant text, so that regenerating a checked-in folder (rtl-out/) changes nothing.
+        let marker =
+            "Written by coforge. The next coforge run into this folder replaces it whole.\n";
         write_synced(&self.staging.join(MARKER), marker.as_bytes())?;
         for (name, bytes) in &self.files {
             write_synced(&self.staging.join(name), bytes)?;

@@ -388,3 +388,33 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// One seeded GEMM of `shape` on a ready simulator of `engine`: its measured cycle statistics,
+/// the cycle model's estimate, and the bit-for-bit comparison (the fixed workloads of
+/// `coforge baseline`).
+pub(crate) fn seeded_gemm(
+    sim: &mut dyn coforge_sim::Simulator,
+    engine: &engine::LoadedEngine,
+    shape: (usize, usize, usize),
+    seed: u64,
+    mode: Mode,
+) -> anyhow::Result<(
+    coforge_driver::stce::CycleStats,
+    u64,
+    coforge_driver::compare::Comparison,
+)> {
+    let cfg = engine.config.stce("a seeded GEMM")?;
+    let (m, k, n) = shape;
+    let (stats, comparison) = match Operands::random(cfg.dtype, cfg.weight_bits, shape, seed) {
+        Operands::Int8(a, b) => {
+            let o = int8_gemm(sim, cfg, &engine.spec, a.view(), b.view(), mode, None)?;
+            (o.stats, o.comparison)
+        }
+        Operands::Fp16(a, b) => {
+            let o = fp16_gemm(sim, cfg, &engine.spec, a.view(), b.view(), mode, None)?;
+            (o.stats, o.comparison)
+        }
+    };
+    let estimated = estimate_cycles(cfg, m, k, n, mode == Mode::Sparse);
+    Ok((stats, estimated, comparison))
+}

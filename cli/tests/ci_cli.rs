@@ -230,3 +230,36 @@ fn exit_code_3_when_a_tool_is_missing() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("yosys not found"), "{}", stderr(&o));
 }
+
+#[test]
+fn campaign_junit_has_a_case_per_case_and_the_injected_failure() {
+    let c = Case::new(SMALL);
+    let (config, out, junit) = (c.arg("c.toml"), c.arg("out"), c.arg("junit.xml"));
+    let o = coforge(
+        &[
+            "campaign",
+            "--engine",
+            "stce",
+            "--config",
+            &config,
+            "--cases",
+            "4",
+            "--out",
+            &out,
+            "--corrupt-case",
+            "2",
+            "--junit",
+            &junit,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = read_junit(&c.path("junit.xml"));
+    assert_eq!((j.tests, j.failures), (4, 1));
+    assert!(
+        j.cases.iter().any(|n| n.starts_with("case 2 (")),
+        "{:?}",
+        j.cases
+    );
+    assert!(j.properties.contains(&("seed".into(), "1".into())));
+}

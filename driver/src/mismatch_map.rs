@@ -68,7 +68,8 @@ impl DiffMap {
             counts[(i / bin_r) * cells_c + j / bin_c] += 1;
         }
         let (ox, oy) = (MARGIN_LEFT, MARGIN_TOP);
-        let total_w = ox + w.max(360) + MARGIN_RIGHT;
+        // Wide enough for the subtitle: a first mismatch of fp32 values is about 100 characters.
+        let total_w = ox + w.max(640) + MARGIN_RIGHT;
         let total_h = oy + h + MARGIN_BOTTOM;
         let mut s = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
@@ -95,9 +96,13 @@ impl DiffMap {
         } else {
             "one cell per element; ".to_string()
         };
+        let tiles = match tile {
+            Some((tr, tc)) => format!("; dashed lines: {tr} x {tc} array tiles"),
+            None => String::new(),
+        };
         s += &format!(
             "<text x=\"{ox}\" y=\"58\" fill=\"#555\">{}</text>\n",
-            esc(&format!("{scale}ring = first mismatch"))
+            esc(&format!("{scale}ring = first mismatch{tiles}"))
         );
         s += &format!(
             "<rect x=\"{ox}\" y=\"{oy}\" width=\"{w}\" height=\"{h}\" fill=\"#eeeeee\" stroke=\"#999\"/>\n"

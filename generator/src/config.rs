@@ -159,6 +159,13 @@ impl StceConfig {
                 "int8 engines take 8-bit or 4-bit weights",
             );
         }
+        if self.dtype == Dtype::Fp16 && self.weight_bits != default_weight_bits() {
+            return invalid(
+                "stce.weight_bits",
+                self.weight_bits.to_string(),
+                "weight_bits applies to int8 engines; fp16 engines take fp16 weights, so remove it",
+            );
+        }
         if self.dtype == Dtype::Fp16 && self.overflow != Overflow::Wrap {
             return invalid(
                 "stce.overflow",
@@ -678,6 +685,10 @@ mod tests {
                 "stce.weight_bits",
             ),
             ("[stce]\nrows=2\ncols=2\nn=2\nm=4\ntop=\"9x\"\n", "stce.top"),
+            (
+                "[stce]\nrows=2\ncols=2\nn=2\nm=4\ndtype=\"fp16\"\nweight_bits=4\n",
+                "stce.weight_bits",
+            ),
         ] {
             let err = Config::from_toml(toml, "t").unwrap_err().to_string();
             assert!(err.contains(key), "{err}");

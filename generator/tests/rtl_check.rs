@@ -225,3 +225,21 @@ fn a_signal_of_another_module_is_refused() {
     b.drive("y", Expr::sig("x", 3).zext(4));
     assert!(matches!(b.try_finish(), Err(RtlError::Undeclared { .. })));
 }
+
+#[test]
+fn a_clock_of_another_module_is_refused() {
+    let mut other = ModuleBuilder::new("other");
+    let foreign_clk = other.input("other_clk", 1, "");
+    let (mut b, _, x) = fixture();
+    let r = b.output_reg("r", 4, "");
+    b.clocked(&foreign_clk, vec![set(&r, x)]);
+    match b.try_finish() {
+        Err(RtlError::Undeclared {
+            signal, used_in, ..
+        }) => {
+            assert_eq!(signal, "other_clk");
+            assert!(used_in.contains("clock"), "{used_in}");
+        }
+        other => panic!("expected an undeclared clock, got {other:?}"),
+    }
+}

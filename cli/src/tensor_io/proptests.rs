@@ -68,7 +68,13 @@ impl Fields {
         if keys != ["descr", "fortran_order", "shape"] {
             return None;
         }
-        let shape: Vec<usize> = self.shape.iter().map(|(_, d)| *d).collect::<Option<_>>()?;
+        // `(0, )`: an empty item after the last comma is Python's trailing comma, not a
+        // dimension, so that header is the 1-tuple `(0,)`.
+        let mut dims = &self.shape[..];
+        if dims.len() >= 2 && dims[dims.len() - 1].0.is_empty() {
+            dims = &dims[..dims.len() - 1];
+        }
+        let shape: Vec<usize> = dims.iter().map(|(_, d)| *d).collect::<Option<_>>()?;
         // An array needs its non-zero dimensions to multiply to an addressable count, even when
         // another dimension is zero.
         shape

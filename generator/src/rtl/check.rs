@@ -411,6 +411,7 @@ fn check_memories(m: &Module) -> Result<(), RtlError> {
 
 /// Where an expression is used, for a message.
 enum Use<'a> {
+    Clock,
     Assign(&'a str),
     Target(&'a str),
     Condition(&'a Expr),
@@ -421,6 +422,7 @@ enum Use<'a> {
 impl Use<'_> {
     fn describe(&self) -> String {
         match self {
+            Use::Clock => "the clock of an `always @(posedge ...)` block".to_string(),
             Use::Assign(name) => format!("`assign {name}`"),
             Use::Target(name) => format!("the assignment to `{name}`"),
             Use::Condition(e) => format!("the condition `{}`", short(e)),
@@ -468,7 +470,15 @@ fn check_references(m: &Module) -> Result<(), RtlError> {
     for s in &m.signals {
         declared.insert(&s.name, (s.width, s.depth.is_some()));
     }
-    let mut uses = Vec::new();
+    let clocks: Vec<Expr> = m
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Clocked { clock, .. } => Some(Expr::sig(clock.clone(), 1)),
+            _ => None,
+        })
+        .collect();
+    let mut uses: Vec<(&Expr, Use)> = clocks.iter().map(|c| (c, Use::Clock)).collect();
     for item in &m.items {
         match item {
             Item::Comment(_) => {}
