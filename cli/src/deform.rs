@@ -40,20 +40,12 @@ struct Report<'a> {
     coforge_version: &'static str,
 }
 
-fn parse_shape(s: &str, pointwise: bool) -> anyhow::Result<(usize, usize, usize, usize)> {
-    let dims: Vec<usize> = s
-        .split('x')
-        .map(|d| d.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("--shape `{s}` is not HxWxC (for example 12x12x10)"))?;
-    if dims.contains(&0) {
-        bail!("--shape `{s}`: every size must be at least 1");
-    }
-    match (&dims[..], pointwise) {
+fn layer_shape(dims: &[usize], pointwise: bool) -> anyhow::Result<(usize, usize, usize, usize)> {
+    match (dims, pointwise) {
         (&[h, w, c], false) => Ok((h, w, c, c)),
         (&[h, w, cin, cout], true) => Ok((h, w, cin, cout)),
-        (_, false) => bail!("--shape `{s}`: this engine takes HxWxC (it has no 1x1 front)"),
-        (_, true) => bail!("--shape `{s}`: this engine has a 1x1 front; give HxWxCINxCOUT"),
+        (_, false) => bail!("--shape: this engine takes HxWxC (it has no 1x1 front)"),
+        (_, true) => bail!("--shape: this engine has a 1x1 front; give HxWxCINxCOUT"),
     }
 }
 
@@ -70,15 +62,13 @@ pub fn verify(
     if args.a.is_some() || args.b.is_some() || args.corrupt_golden.is_some() {
         bail!("--a, --b and --corrupt-golden are for the tensor engine; a [deform] engine takes --shape and --seed");
     }
-    let default_shape = if cfg.has_pointwise() {
-        "12x12x10x10"
+    let default_shape: &[usize] = if cfg.has_pointwise() {
+        &[12, 12, 10, 10]
     } else {
-        "12x12x10"
+        &[12, 12, 10]
     };
-    let shape = parse_shape(
-        args.shape.as_deref().unwrap_or(default_shape),
-        cfg.has_pointwise(),
-    )?;
+    let dims = args.shape.as_ref().map_or(default_shape, |d| &d.0[..]);
+    let shape = layer_shape(dims, cfg.has_pointwise())?;
     let (x, block) = seeded_layer(cfg, shape, args.seed);
     // Everything the engine cannot hold (an image wider than max_width, ...) fails here,
     // before anything is built or simulated.

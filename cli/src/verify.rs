@@ -51,8 +51,8 @@ pub struct VerifyArgs {
     pub seed: u64,
     /// Shape of the seeded work: a GEMM MxKxN (default 16x64x16); on a [deform] engine HxWxC,
     /// or HxWxCINxCOUT with the 1x1 front (default 12x12x10 or 12x12x10x10)
-    #[arg(long)]
-    pub shape: Option<String>,
+    #[arg(long, value_parser = parse_dims)]
+    pub shape: Option<Dims>,
     /// Which engine of a config that has both a [stce] and a [deform] section
     #[arg(long, value_enum)]
     pub engine: Option<EngineArg>,
@@ -76,16 +76,22 @@ pub struct VerifyArgs {
     pub corrupt_golden: Option<[usize; 2]>,
 }
 
-fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
+/// A shape given as sizes joined by `x`: three (a GEMM, or an image HxWxC) or four (HxWxCINxCOUT).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dims(pub Vec<usize>);
+
+fn parse_dims(s: &str) -> Result<Dims, String> {
     let dims: Vec<usize> = s
         .split('x')
         .map(|d| d.trim().parse::<usize>())
         .collect::<Result<_, _>>()
-        .map_err(|_| format!("`{s}` is not MxKxN (for example 16x64x16)"))?;
-    match dims[..] {
-        [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
-        _ => Err(format!("`{s}` is not MxKxN with three positive sizes")),
+        .map_err(|_| format!("`{s}` is not MxKxN, HxWxC or HxWxCINxCOUT (for example 16x64x16)"))?;
+    if !(3..=4).contains(&dims.len()) || dims.contains(&0) {
+        return Err(format!(
+            "`{s}` is not MxKxN, HxWxC or HxWxCINxCOUT with positive sizes"
+        ));
     }
+    Ok(Dims(dims))
 }
 
 pub fn parse_index(s: &str) -> Result<[usize; 2], String> {
@@ -231,8 +237,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         .config
         .stce("`coforge verify`")
         .with_context(|| format!("config {}", args.config.display()))?;
-    let shape =
-        parse_shape(args.shape.as_deref().unwrap_or("16x64x16")).map_err(anyhow::Error::msg)?;
+    let shape = match args.shape.as_ref().map(|d| &d.0[..]) {
+        None => (16, 64, 16),
+        Some(&[m, k, n]) => (m, k, n),
+        Some(_) => bail!("--shape: a GEMM on the tensor engine is MxKxN (three sizes)"),
+    };
     let mode = match args.mode {
         ModeArg::Native => Mode::native(cfg),
         ModeArg::Sparse => {
