@@ -54,7 +54,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     ensure!(args.steps >= 1, "--steps must be at least 1");
     let config = Config::load(&args.config)?;
     let pattern = NmPattern::new(args.n, args.m)?;
-    let (hw_n, hw_m) = (config.stce.n as usize, config.stce.m as usize);
+    let stce_cfg = config
+        .stce("`coforge train`")
+        .with_context(|| format!("config {}", args.config.display()))?;
+    let (hw_n, hw_m) = (stce_cfg.n as usize, stce_cfg.m as usize);
     if !pattern.is_dense() && (args.n, args.m) != (hw_n, hw_m) {
         bail!(
             "the engine in {} is built for {hw_n}:{hw_m}; train with --n {hw_n} --m {hw_m}, \
@@ -103,7 +106,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         bit_exact &= exact;
         let ops = &rtl.ops[first_op..];
         let cycles = cycles_per_pass(ops);
-        let schedule = schedule_step(ops, config.stce.rows as usize);
+        let schedule = schedule_step(ops, stce_cfg.rows as usize);
         progress.step(&format!(
             "step {step}: {} ({} STCE cycles, step {} cycles with update and pruning overlapped)",
             if exact { "bit-exact" } else { "MISMATCH" },

@@ -152,7 +152,10 @@ fn stage<A: NpyElement, W: NpyElement, C: NpyElement>(
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new(4);
     let engine = engine::load(&args.config)?;
-    let cfg = &engine.config.stce;
+    let cfg = engine
+        .config
+        .stce("`coforge verify`")
+        .with_context(|| format!("config {}", args.config.display()))?;
     let mode = match args.mode {
         ModeArg::Native => Mode::native(cfg),
         ModeArg::Sparse => {

@@ -3,6 +3,7 @@
 //! deterministic; writing is the caller's job.
 
 use crate::config::{Config, Dtype};
+use crate::engines::deform;
 use crate::engines::sore::{self, SoreParams};
 use crate::engines::stce;
 use crate::engines::wuve::{self, WuveParams};
@@ -27,7 +28,8 @@ pub struct TopInfo {
 /// A rendered config: file names (relative to the output folder) and their contents.
 #[derive(Clone, Debug)]
 pub struct Rendered {
-    /// The primary top: the tensor engine.
+    /// The primary top: the tensor engine, or the deformable-convolution engine of a config
+    /// without one.
     pub top: String,
     pub tops: Vec<TopInfo>,
     /// Verilog files of all tops, leaves first.
@@ -74,11 +76,14 @@ struct Manifest<'a> {
 
 /// The engines a config describes: (top name, role, design).
 pub fn engines(cfg: &Config) -> Vec<(String, &'static str, Design)> {
-    let mut out = vec![(
-        cfg.stce.top.clone(),
-        "tensor engine (STCE)",
-        stce::generate(&cfg.stce),
-    )];
+    let mut out = Vec::new();
+    if let Some(stce_cfg) = &cfg.stce {
+        out.push((
+            stce_cfg.top.clone(),
+            "tensor engine (STCE)",
+            stce::generate(stce_cfg),
+        ));
+    }
     if let Some(train) = &cfg.train {
         let sore = sore_params(cfg).expect("a [train] config has a pruning unit");
         out.push((
@@ -95,14 +100,21 @@ pub fn engines(cfg: &Config) -> Vec<(String, &'static str, Design)> {
             wuve::generate(&wuve, &train.wuve_top),
         ));
     }
+    if let Some(deform_cfg) = &cfg.deform {
+        out.push((
+            deform_cfg.top.clone(),
+            "deformable-convolution engine (deform)",
+            deform::generate(deform_cfg),
+        ));
+    }
     out
 }
 
 /// The pruning unit of a training config: the STCE's N:M on its number format.
 pub fn sore_params(cfg: &Config) -> Option<SoreParams> {
-    let train = cfg.train.as_ref()?;
-    let (lanes, n, m) = (train.sore_lanes, cfg.stce.n, cfg.stce.m);
-    Some(match cfg.stce.dtype {
+    let (train, stce_cfg) = (cfg.train.as_ref()?, cfg.stce.as_ref()?);
+    let (lanes, n, m) = (train.sore_lanes, stce_cfg.n, stce_cfg.m);
+    Some(match stce_cfg.dtype {
         Dtype::Fp16 => SoreParams::fp16(lanes, n, m),
         Dtype::Int8 => SoreParams::int8(lanes, n, m),
     })
@@ -154,7 +166,7 @@ pub fn render(cfg: &Config) -> Rendered {
         generator: "coforge",
         generator_version: GENERATOR_VERSION,
         config_hash: hash,
-        top: &cfg.stce.top,
+        top: &tops[0].name,
         tops: &tops,
         parameters: cfg,
         modules,
@@ -162,7 +174,7 @@ pub fn render(cfg: &Config) -> Rendered {
     let manifest_text =
         serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
     Rendered {
-        top: cfg.stce.top.clone(),
+        top: tops[0].name.clone(),
         tops,
         verilog,
         filelists,

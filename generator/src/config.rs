@@ -23,6 +23,12 @@ pub enum ConfigError {
         value: String,
         fix: String,
     },
+    #[error("the config has no [{section}] section; {needed_by} needs one ({fix})")]
+    MissingSection {
+        section: &'static str,
+        needed_by: String,
+        fix: &'static str,
+    },
 }
 
 /// Number format of the tensor engine's operands.
@@ -206,13 +212,18 @@ pub struct TrainConfig {
     pub wuve_top: String,
 }
 
+/// A config describes a tensor engine (`[stce]`, with its training engines in `[train]`), a
+/// deformable-convolution engine (`[deform]`), or both.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    pub stce: StceConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stce: Option<StceConfig>,
     /// Present for a training engine (requires `stce.dtype = "fp16"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train: Option<TrainConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deform: Option<DeformConfig>,
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -275,15 +286,82 @@ impl TrainConfig {
 
 impl Config {
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_string(),
             message: e.to_string(),
         })?;
-        cfg.stce.validate()?;
+        if cfg.stce.is_none() && cfg.deform.is_none() {
+            return Err(ConfigError::Parse {
+                path: origin.to_string(),
+                message: "it describes no engine; add a [stce] section (tensor engine), a \
+                          [deform] section (deformable-convolution engine), or both"
+                    .to_string(),
+            });
+        }
+        if let Some(stce) = &cfg.stce {
+            stce.validate()?;
+        }
         if let Some(train) = &cfg.train {
-            train.validate(&cfg.stce)?;
+            let stce = cfg.stce.as_ref().ok_or(ConfigError::MissingSection {
+                section: "stce",
+                needed_by: "a [train] section".to_string(),
+                fix: "the training engines work beside an fp16 tensor engine",
+            })?;
+            train.validate(stce)?;
+        }
+        if let Some(deform) = &mut cfg.deform {
+            deform.resolve_and_validate()?;
+        }
+        let tops = cfg.tops();
+        for (i, (key, name)) in tops.iter().enumerate() {
+            if tops[..i].iter().any(|(_, other)| other == name) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    value: format!("{name:?}"),
+                    fix: "every top of a config needs its own name".to_string(),
+                });
+            }
         }
         Ok(cfg)
+    }
+
+    /// Every top-level module name with the key that sets it.
+    fn tops(&self) -> Vec<(&'static str, &str)> {
+        let mut tops = Vec::new();
+        if let Some(stce) = &self.stce {
+            tops.push(("stce.top", stce.top.as_str()));
+        }
+        if let Some(train) = &self.train {
+            tops.push(("train.sore_top", train.sore_top.as_str()));
+            tops.push(("train.wuve_top", train.wuve_top.as_str()));
+        }
+        if let Some(deform) = &self.deform {
+            tops.push(("deform.top", deform.top.as_str()));
+        }
+        tops
+    }
+
+    /// The tensor engine, or an error saying that `verb` needs one.
+    pub fn stce(&self, verb: &str) -> Result<&StceConfig, ConfigError> {
+        self.stce
+            .as_ref()
+            .ok_or_else(|| ConfigError::MissingSection {
+                section: "stce",
+                needed_by: verb.to_string(),
+                fix: "use a config with a tensor engine, such as configs/default.toml",
+            })
+    }
+
+    /// The deformable-convolution engine, or an error saying that `verb` needs one.
+    pub fn deform(&self, verb: &str) -> Result<&DeformConfig, ConfigError> {
+        self.deform
+            .as_ref()
+            .ok_or_else(|| ConfigError::MissingSection {
+                section: "deform",
+                needed_by: verb.to_string(),
+                fix: "use a config with a deformable-convolution engine, such as \
+                  configs/deform-codenet.toml",
+            })
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -306,6 +384,310 @@ impl Config {
     }
 }
 
+/// What the deformable-convolution engine computes (`sparse_kernels::deform`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeformMode {
+    /// Plain depthwise 3x3 (every dilation 1): the latency baseline.
+    Plain,
+    /// Mode A, CoDeNet-exact: one integer dilation per output pixel, in [1, max_dilation].
+    Codenet,
+    /// Mode B, DCNv2 in fixed point: Q·f offsets per tap, optional Q0.g mask, bilinear samples.
+    Dcnv2,
+}
+
+fn default_deform_lanes() -> u32 {
+    16
+}
+fn default_max_channels() -> u32 {
+    256
+}
+fn default_stride() -> u32 {
+    1
+}
+fn default_deform_top() -> String {
+    "deform_top".to_string()
+}
+
+/// The deformable-convolution engine. Mode A keys (`max_dilation`, `pointwise`) and mode B keys
+/// (`kernel`, `frac_bits`, `mask_bits`, `max_offset`, `depthwise`, `zero_point`,
+/// `offset_groups`) are accepted only in their mode; the mode's defaults are filled in when the
+/// config is loaded, so the resolved config (and its hash) always lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeformConfig {
+    pub mode: DeformMode,
+    /// Channels per beat (16 in CoDeNet).
+    #[serde(default = "default_deform_lanes")]
+    pub lanes: u32,
+    /// Widest image the line buffer holds.
+    pub max_width: u32,
+    /// Most channels a layer may have (the depth of the parameter memories); with `pointwise`,
+    /// the bound on both Cin and Cout.
+    #[serde(default = "default_max_channels")]
+    pub max_channels: u32,
+    /// 1 or 2; `Hout = ceil(H / stride)`.
+    #[serde(default = "default_stride")]
+    pub stride: u32,
+    /// Largest dilation (plain: 1; codenet: 1..=64, default 6). The line buffer holds
+    /// `2 * max_dilation + 2` rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_dilation: Option<u32>,
+    /// Mode A: a `lanes x lanes` 1x1 convolution (with its quantizer) in front of the depthwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointwise: Option<bool>,
+    /// Mode B: kernel side (kh = kw), odd, 1..=7. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<u32>,
+    /// Mode B: fractional bits f of the offsets, 0..=12. Default 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frac_bits: Option<u32>,
+    /// Mode B: bits g of the Q0.g modulation mask, 0..=16. Default 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_bits: Option<u32>,
+    /// Mode B: the bound on |offset| in pixels (CoDeNet's bounded range), 1..=32. Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_offset: Option<u32>,
+    /// Mode B: depthwise (groups = Cin) or full convolution. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depthwise: Option<bool>,
+    /// Mode B: the value of an out-of-image corner, -128..=127. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_point: Option<i32>,
+    /// Mode B: offset groups G, 1..=max_channels. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_groups: Option<u32>,
+    /// Mode B: zero padding on every side, 0..=16. Default `dilation * (kernel - 1) / 2`
+    /// ("same" output size at stride 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub padding: Option<u32>,
+    /// Mode B: kernel dilation, 1..=8. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dilation: Option<u32>,
+    /// Mode B: taps sampled per cycle, 1..=kernel^2 (each tap slot has its own copy of the
+    /// window buffer). Default kernel^2: one output pixel of `lanes` channels per cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taps_per_cycle: Option<u32>,
+    /// Name of the top-level module (and of its filelist).
+    #[serde(default = "default_deform_top")]
+    pub top: String,
+}
+
+impl DeformConfig {
+    /// Channel groups of `lanes` that the parameter memories hold.
+    pub fn max_groups(&self) -> u32 {
+        self.max_channels.div_ceil(self.lanes)
+    }
+    /// Largest dilation the line buffer supports (1 in plain mode).
+    pub fn dmax(&self) -> u32 {
+        self.max_dilation.unwrap_or(1)
+    }
+    /// Rows of the line buffer: the `2 * dmax + 1` rows a 3x3 window with dilation dmax spans,
+    /// plus one row being loaded while they are read.
+    pub fn line_buffer_rows(&self) -> u32 {
+        2 * self.dmax() + 2
+    }
+    pub fn has_pointwise(&self) -> bool {
+        self.pointwise == Some(true)
+    }
+
+    /// Fills in the mode's defaults, then checks every key.
+    fn resolve_and_validate(&mut self) -> Result<(), ConfigError> {
+        let invalid =
+            |key, value: String, fix: String| Err(ConfigError::Invalid { key, value, fix });
+        let mode_a = matches!(self.mode, DeformMode::Plain | DeformMode::Codenet);
+        let mode_name = format!("{:?}", self.mode).to_lowercase();
+        // Keys of the other mode are rejected, not ignored: a key that does nothing is a bug.
+        let foreign: Vec<(&'static str, bool)> = if mode_a {
+            vec![
+                ("deform.kernel", self.kernel.is_some()),
+                ("deform.frac_bits", self.frac_bits.is_some()),
+                ("deform.mask_bits", self.mask_bits.is_some()),
+                ("deform.max_offset", self.max_offset.is_some()),
+                ("deform.depthwise", self.depthwise.is_some()),
+                ("deform.zero_point", self.zero_point.is_some()),
+                ("deform.offset_groups", self.offset_groups.is_some()),
+                ("deform.padding", self.padding.is_some()),
+                ("deform.dilation", self.dilation.is_some()),
+                ("deform.taps_per_cycle", self.taps_per_cycle.is_some()),
+            ]
+        } else {
+            vec![
+                ("deform.max_dilation", self.max_dilation.is_some()),
+                ("deform.pointwise", self.pointwise.is_some()),
+            ]
+        };
+        if let Some((key, _)) = foreign.iter().find(|(_, given)| *given) {
+            let owner = if mode_a {
+                "\"dcnv2\""
+            } else {
+                "\"plain\" or \"codenet\""
+            };
+            return invalid(
+                key,
+                "(given)".into(),
+                format!("this key applies to mode = {owner}, the config says mode = \"{mode_name}\"; remove it"),
+            );
+        }
+        match self.mode {
+            DeformMode::Plain => {
+                if self.max_dilation.is_some_and(|d| d != 1) {
+                    return invalid(
+                        "deform.max_dilation",
+                        self.dmax().to_string(),
+                        "plain convolution has dilation 1; use mode = \"codenet\" for per-pixel \
+                         dilations"
+                            .into(),
+                    );
+                }
+                self.max_dilation = Some(1);
+                self.pointwise.get_or_insert(false);
+            }
+            DeformMode::Codenet => {
+                self.max_dilation.get_or_insert(6);
+                self.pointwise.get_or_insert(false);
+            }
+            DeformMode::Dcnv2 => {
+                self.kernel.get_or_insert(3);
+                self.frac_bits.get_or_insert(8);
+                self.mask_bits.get_or_insert(8);
+                self.max_offset.get_or_insert(2);
+                self.depthwise.get_or_insert(true);
+                self.zero_point.get_or_insert(0);
+                self.offset_groups.get_or_insert(1);
+                let (k, d) = (self.kernel.unwrap_or(3), *self.dilation.get_or_insert(1));
+                self.padding.get_or_insert(d * k.saturating_sub(1) / 2);
+                self.taps_per_cycle.get_or_insert(k * k);
+            }
+        }
+        if !(1..=64).contains(&self.lanes) {
+            return invalid(
+                "deform.lanes",
+                self.lanes.to_string(),
+                "use 1 to 64 lanes".into(),
+            );
+        }
+        if !(1..=4096).contains(&self.max_width) {
+            return invalid(
+                "deform.max_width",
+                self.max_width.to_string(),
+                "use a width of 1 to 4096 pixels".into(),
+            );
+        }
+        if !(1..=8191).contains(&self.max_channels) {
+            return invalid(
+                "deform.max_channels",
+                self.max_channels.to_string(),
+                "use 1 to 8191 channels (the 1x1 sums are exact in 24 bits up to 8191 inputs)"
+                    .into(),
+            );
+        }
+        if !matches!(self.stride, 1 | 2) {
+            return invalid(
+                "deform.stride",
+                self.stride.to_string(),
+                "use stride 1 or 2".into(),
+            );
+        }
+        if let Some(d) = self.max_dilation {
+            if !(1..=64).contains(&d) {
+                return invalid(
+                    "deform.max_dilation",
+                    d.to_string(),
+                    "use 1 to 64 (the line buffer holds 2 * max_dilation + 2 rows)".into(),
+                );
+            }
+            let bytes = u64::from(self.line_buffer_rows())
+                * u64::from(self.max_width)
+                * u64::from(self.lanes);
+            if bytes > 1 << 20 {
+                return invalid(
+                    "deform.max_dilation",
+                    d.to_string(),
+                    format!(
+                        "the line buffer would hold (2 * {d} + 2) rows x {} pixels x {} lanes = \
+                         {bytes} bytes; keep it at most 1 MiB (fewer lanes, a narrower \
+                         max_width or a smaller max_dilation)",
+                        self.max_width, self.lanes
+                    ),
+                );
+            }
+        }
+        if let Some(k) = self.kernel {
+            if !(1..=7).contains(&k) || k % 2 == 0 {
+                return invalid(
+                    "deform.kernel",
+                    k.to_string(),
+                    "use an odd kernel side 1 to 7".into(),
+                );
+            }
+        }
+        if let Some(f) = self.frac_bits {
+            if f > 12 {
+                return invalid(
+                    "deform.frac_bits",
+                    f.to_string(),
+                    "use 0 to 12 fractional bits (every intermediate then fits 32 bits)".into(),
+                );
+            }
+        }
+        if let Some(g) = self.mask_bits {
+            if g > 16 {
+                return invalid(
+                    "deform.mask_bits",
+                    g.to_string(),
+                    "use 0 to 16 mask bits".into(),
+                );
+            }
+        }
+        if let Some(m) = self.max_offset {
+            if !(1..=32).contains(&m) {
+                return invalid(
+                    "deform.max_offset",
+                    m.to_string(),
+                    "use a bound of 1 to 32 pixels".into(),
+                );
+            }
+        }
+        if let Some(z) = self.zero_point {
+            if !(-128..=127).contains(&z) {
+                return invalid(
+                    "deform.zero_point",
+                    z.to_string(),
+                    "the zero point is an int8 value, -128 to 127".into(),
+                );
+            }
+        }
+        if let Some(g) = self.offset_groups {
+            if g == 0 || g > self.max_channels {
+                return invalid(
+                    "deform.offset_groups",
+                    g.to_string(),
+                    format!(
+                        "use 1 to max_channels = {} offset groups",
+                        self.max_channels
+                    ),
+                );
+            }
+        }
+        if self.mode == DeformMode::Dcnv2 {
+            // The engine's own ranges (padding, dilation, taps per cycle, window rows).
+            let p = crate::engines::deform::dcnv2::Dcnv2Params::of(self);
+            if let Err((key, fix)) = p.validate() {
+                return invalid(key, p.value_of(key), fix);
+            }
+        }
+        if !is_identifier(&self.top) {
+            return invalid(
+                "deform.top",
+                format!("{:?}", self.top),
+                "use a Verilog identifier: a letter, then letters, digits or `_`".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,17 +702,17 @@ mod tests {
         .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.hash(), b.hash());
-        assert!(a.stce.has_sparse_mode());
-        assert_eq!(a.stce.lanes(), 8);
+        assert!(a.stce.as_ref().unwrap().has_sparse_mode());
+        assert_eq!(a.stce.as_ref().unwrap().lanes(), 8);
     }
 
     #[test]
     fn dense_when_n_equals_m_or_sparse_false() {
         let a = Config::from_toml("[stce]\nrows=2\ncols=2\nn=4\nm=4\n", "a").unwrap();
-        assert!(!a.stce.has_sparse_mode());
+        assert!(!a.stce.as_ref().unwrap().has_sparse_mode());
         let b = Config::from_toml("[stce]\nrows=2\ncols=2\nn=2\nm=8\nsparse=false\n", "b").unwrap();
-        assert!(!b.stce.has_sparse_mode());
-        assert_eq!(b.stce.lanes(), 2);
+        assert!(!b.stce.as_ref().unwrap().has_sparse_mode());
+        assert_eq!(b.stce.as_ref().unwrap().lanes(), 2);
     }
 
     #[test]
@@ -365,5 +747,92 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    const CODENET: &str = "[deform]\nmode = \"codenet\"\nlanes = 4\nmax_width = 32\n";
+
+    #[test]
+    fn deform_defaults_are_resolved_per_mode() {
+        let cfg = Config::from_toml(CODENET, "t").unwrap();
+        assert!(cfg.stce.is_none());
+        let d = cfg.deform.as_ref().unwrap();
+        assert_eq!((d.dmax(), d.has_pointwise(), d.stride), (6, false, 1));
+        assert_eq!(d.line_buffer_rows(), 14);
+        // The resolved form lists the defaults, so spelling them out gives the same hash.
+        let spelled = format!("{CODENET}max_dilation = 6\npointwise = false\nstride = 1\n");
+        assert_eq!(Config::from_toml(&spelled, "t").unwrap().hash(), cfg.hash());
+        let plain = Config::from_toml("[deform]\nmode = \"plain\"\nmax_width = 8\n", "t").unwrap();
+        assert_eq!(plain.deform.unwrap().dmax(), 1);
+        let err = cfg.stce("`coforge train`").unwrap_err().to_string();
+        assert!(
+            err.contains("no [stce] section") && err.contains("coforge train"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn deform_bad_values_name_the_key() {
+        for (extra, key) in [
+            ("stride = 3\n", "deform.stride"),
+            ("max_dilation = 0\n", "deform.max_dilation"),
+            ("max_dilation = 65\n", "deform.max_dilation"),
+            ("max_channels = 0\n", "deform.max_channels"),
+            ("frac_bits = 4\n", "deform.frac_bits"),
+            ("zero_point = 0\n", "deform.zero_point"),
+            ("top = \"1x\"\n", "deform.top"),
+            ("bogus = 1\n", "bogus"),
+        ] {
+            let err = Config::from_toml(&format!("{CODENET}{extra}"), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        for (lanes, width, key) in [
+            (0, 8, "deform.lanes"),
+            (65, 8, "deform.lanes"),
+            (4, 0, "deform.max_width"),
+        ] {
+            let toml =
+                format!("[deform]\nmode = \"codenet\"\nlanes = {lanes}\nmax_width = {width}\n");
+            let err = Config::from_toml(&toml, "t").unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let err = Config::from_toml(
+            "[deform]\nmode = \"plain\"\nmax_width = 8\nmax_dilation = 2\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("deform.max_dilation") && err.contains("codenet"),
+            "{err}"
+        );
+        let big = "[deform]\nmode = \"codenet\"\nlanes = 64\nmax_width = 4096\n";
+        let err = Config::from_toml(big, "t").unwrap_err().to_string();
+        assert!(err.contains("1 MiB"), "{err}");
+        let dcn = "[deform]\nmode = \"dcnv2\"\nmax_width = 8\n";
+        for (extra, key) in [
+            ("frac_bits = 13\n", "deform.frac_bits"),
+            ("mask_bits = 17\n", "deform.mask_bits"),
+            ("kernel = 4\n", "deform.kernel"),
+            ("max_offset = 0\n", "deform.max_offset"),
+            ("zero_point = 128\n", "deform.zero_point"),
+            ("offset_groups = 0\n", "deform.offset_groups"),
+            ("max_dilation = 2\n", "deform.max_dilation"),
+            ("pointwise = true\n", "deform.pointwise"),
+        ] {
+            let err = Config::from_toml(&format!("{dcn}{extra}"), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        let err = Config::from_toml("", "t").unwrap_err().to_string();
+        assert!(err.contains("no engine"), "{err}");
+        let both = format!("[stce]\nrows=2\ncols=2\nn=2\nm=4\ntop=\"x\"\n{CODENET}top = \"x\"\n");
+        let err = Config::from_toml(&both, "t").unwrap_err().to_string();
+        assert!(
+            err.contains("deform.top") && err.contains("own name"),
+            "{err}"
+        );
     }
 }

@@ -37,7 +37,10 @@ impl Engine {
     }
 
     pub fn cfg(&self) -> &StceConfig {
-        &self.config.stce
+        self.config
+            .stce
+            .as_ref()
+            .expect("an STCE test engine has a [stce] section")
     }
 
     /// Builds (or fetches from the cache) the Verilator model.

@@ -79,8 +79,9 @@ impl RtlBackend {
     /// Builds the three engines of `config`, which needs `dtype = "fp16"` and a `[train]`
     /// section.
     pub fn new(config: &Config) -> anyhow::Result<RtlBackend> {
+        let stce_cfg = config.stce("training on the RTL engines")?;
         ensure!(
-            config.stce.dtype == Dtype::Fp16,
+            stce_cfg.dtype == Dtype::Fp16,
             "training needs an fp16 tensor engine: set dtype = \"fp16\" in [stce]"
         );
         let (Some(train), Some(sore_params)) = (&config.train, sore_params(config)) else {
@@ -89,13 +90,13 @@ impl RtlBackend {
         let rendered = render(config);
         let spec_of = |top: &str| design_spec_of(&rendered, top, stce_rtl::ports::CLOCK);
         let (stce_spec, sore_spec, wuve_spec) = (
-            spec_of(&config.stce.top),
+            spec_of(&stce_cfg.top),
             spec_of(&train.sore_top),
             spec_of(&train.wuve_top),
         );
         debug_assert_eq!(sore_rtl::ports::CLOCK, wuve_rtl::ports::CLOCK);
         Ok(RtlBackend {
-            stce_cfg: config.stce.clone(),
+            stce_cfg: stce_cfg.clone(),
             stce: Unit {
                 params: (),
                 sim: load(&stce_spec)?,
