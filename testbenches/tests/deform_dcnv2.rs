@@ -5,10 +5,12 @@ use coforge_driver::dcnv2::{
     full_conv_on_stce, run_engine, EngineRun, Layer, OffsetFault, Pressure,
 };
 use coforge_driver::design::unit_spec;
+use coforge_generator::artifacts::render;
+use coforge_generator::config::Config;
 use coforge_generator::engines::deform::dcnv2::{self, ports, Dcnv2Params};
 use coforge_generator::rtl::emit::render_verilog;
 use coforge_sim::{BuildOptions, VerilatedModel, Verilator};
-use coforge_testbenches::{assert_lint_clean, Engine};
+use coforge_testbenches::{assert_lint_clean, cell_count, synth_xilinx_cells, Engine};
 use ndarray::{Array4, ArrayView4};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -278,4 +280,29 @@ fn full_conv_im2col_through_the_stce_bit_exact() {
         assert_same(t.golden(&p).view(), y.view(), &format!("full conv {i}"));
         assert!(gemm.cycles > 0);
     }
+}
+
+#[test]
+fn shipped_config_window_buffer_is_block_ram() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/deform-dcnv2.toml");
+    let cfg = Config::load(std::path::Path::new(path)).unwrap();
+    let deform = cfg.deform.as_ref().unwrap();
+    let p = Dcnv2Params::of(deform);
+    let r = render(&cfg);
+    let top = r.tops.iter().find(|t| t.name == deform.top).unwrap();
+    let files: Vec<(String, String)> = r
+        .verilog
+        .iter()
+        .filter(|(f, _)| top.files.contains(f))
+        .cloned()
+        .collect();
+    let cells = synth_xilinx_cells(&files, &top.name, "deform-dcnv2");
+    // Four banks per tap slot, each one simple dual-port block RAM; no memory left in LUTs.
+    let brams = cell_count(&cells, "RAMB18E1") + cell_count(&cells, "RAMB36E1");
+    assert_eq!(brams, 4 * p.taps_per_cycle, "{cells:?}");
+    assert_eq!(
+        cell_count(&cells, "RAM32M") + cell_count(&cells, "RAM64M"),
+        0,
+        "{cells:?}"
+    );
 }

@@ -1224,3 +1224,49 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
     b.clocked(&clk, control_stmts);
     b.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const DCN: &str = "[deform]\nmode = \"dcnv2\"\nlanes = 4\nmax_width = 16\n";
+
+    #[test]
+    fn mode_b_keys_resolve_to_the_engine() {
+        let cfg = Config::from_toml(DCN, "t").unwrap();
+        let p = Dcnv2Params::of(cfg.deform.as_ref().unwrap());
+        assert_eq!((p.kernel, p.padding, p.dilation), (3, 1, 1));
+        assert_eq!((p.taps_per_cycle, p.groups()), (9, 1));
+        // R = 2 + 2*2 + 2 rows, plus one for the stride, rounded up to even.
+        assert_eq!((p.window_rows(), p.buffer_rows()), (8, 10));
+        // max_offset 2 at f = 8: +-513 needs 11 bits.
+        assert_eq!(p.offset_bits(), 11);
+        let spelled = format!("{DCN}padding = 1\ndilation = 1\ntaps_per_cycle = 9\n");
+        assert_eq!(Config::from_toml(&spelled, "t").unwrap().hash(), cfg.hash());
+        let five = Config::from_toml(&format!("{DCN}kernel = 5\ndilation = 2\n"), "t").unwrap();
+        let p = Dcnv2Params::of(five.deform.as_ref().unwrap());
+        assert_eq!((p.padding, p.taps_per_cycle, p.window_rows()), (4, 25, 14));
+    }
+
+    #[test]
+    fn mode_b_bad_keys_name_the_key() {
+        for (extra, key) in [
+            ("taps_per_cycle = 0\n", "deform.taps_per_cycle"),
+            ("taps_per_cycle = 10\n", "deform.taps_per_cycle"),
+            ("dilation = 0\n", "deform.dilation"),
+            ("padding = 17\n", "deform.padding"),
+        ] {
+            let err = Config::from_toml(&format!("{DCN}{extra}"), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        let codenet = "[deform]\nmode = \"codenet\"\nmax_width = 8\npadding = 1\n";
+        let err = Config::from_toml(codenet, "t").unwrap_err().to_string();
+        assert!(
+            err.contains("deform.padding") && err.contains("dcnv2"),
+            "{err}"
+        );
+    }
+}
