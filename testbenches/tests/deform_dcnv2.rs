@@ -2,7 +2,7 @@
 //! `sparse_kernels::deform::dcnv2_fixed`.
 
 use coforge_driver::dcnv2::{
-    full_conv_on_stce, run_engine, EngineRun, Layer, OffsetFault, Pressure,
+    full_conv_on_stce, run_engine, verify_layer, EngineRun, Layer, OffsetFault, Pressure,
 };
 use coforge_driver::design::unit_spec;
 use coforge_generator::artifacts::render;
