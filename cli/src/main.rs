@@ -10,6 +10,7 @@ mod output;
 mod tensor_io;
 mod train;
 mod verify;
+mod verify_dcnv2;
 
 use std::process::ExitCode;
 

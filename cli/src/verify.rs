@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use coforge_driver::stce::estimate_cycles;
 use coforge_driver::verify::{fp16_gemm, int8_gemm, CorruptGolden, Mode, Outcome};
-use coforge_generator::config::Dtype;
+use coforge_generator::config::{DeformMode, Dtype};
 use half::f16;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -36,9 +36,23 @@ pub struct VerifyArgs {
     /// Seed of the random operands (ChaCha8)
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// GEMM shape MxKxN of random operands
-    #[arg(long, default_value = "16x64x16", value_parser = parse_shape)]
-    pub shape: (usize, usize, usize),
+    /// Shape of the random operands: MxKxN for a GEMM (default 16x64x16); HxWxC (depthwise) or
+    /// HxWxCINxCOUT (full conv) for a DCNv2 engine
+    #[arg(long, value_parser = parse_shape)]
+    pub shape: Option<Dims>,
+    /// DCNv2 engine: activations, int8 [B, Cin, H, W]; needs --offset and --w
+    #[arg(long)]
+    pub x: Option<std::path::PathBuf>,
+    /// DCNv2 engine: offsets in Q.f (the config's frac_bits), int16 or int32 [B, 2*G*K, Hout, Wout]
+    #[arg(long)]
+    pub offset: Option<std::path::PathBuf>,
+    /// DCNv2 engine: modulation mask in Q0.g (the config's mask_bits), int16 or int32
+    /// [B, G*K, Hout, Wout]
+    #[arg(long)]
+    pub mask: Option<std::path::PathBuf>,
+    /// DCNv2 engine: weights, int8 [Cout, Cin/groups, k, k]
+    #[arg(long)]
+    pub w: Option<std::path::PathBuf>,
     /// Activations A (M x K; int8 or float16, as the engine's dtype); needs --b
     #[arg(long, requires = "b")]
     pub a: Option<PathBuf>,
@@ -55,16 +69,20 @@ pub struct VerifyArgs {
     pub corrupt_golden: Option<[usize; 2]>,
 }
 
-fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
+/// The sizes of a `--shape` (a newtype: clap reads a bare `Vec` as several values).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dims(pub Vec<usize>);
+
+fn parse_shape(s: &str) -> Result<Dims, String> {
     let dims: Vec<usize> = s
         .split('x')
         .map(|d| d.trim().parse::<usize>())
         .collect::<Result<_, _>>()
-        .map_err(|_| format!("`{s}` is not MxKxN (for example 16x64x16)"))?;
-    match dims[..] {
-        [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
-        _ => Err(format!("`{s}` is not MxKxN with three positive sizes")),
+        .map_err(|_| format!("`{s}` is not a shape like 16x64x16"))?;
+    if dims.len() < 3 || dims.contains(&0) {
+        return Err(format!("`{s}` needs three or four positive sizes"));
     }
+    Ok(Dims(dims))
 }
 
 fn parse_index(s: &str) -> Result<[usize; 2], String> {
@@ -152,6 +170,22 @@ fn stage<A: NpyElement, W: NpyElement, C: NpyElement>(
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new(4);
     let engine = engine::load(&args.config)?;
+    if let Some(d) = engine
+        .config
+        .deform
+        .as_ref()
+        .filter(|d| d.mode == DeformMode::Dcnv2)
+    {
+        return crate::verify_dcnv2::run(&args, &engine, d);
+    }
+    if args.x.is_some() || args.offset.is_some() || args.mask.is_some() || args.w.is_some() {
+        bail!("--x, --offset, --mask and --w are the inputs of a DCNv2 engine; a GEMM takes --a and --b");
+    }
+    let shape = match args.shape.as_ref().map(|d| d.0.as_slice()) {
+        None => (16, 64, 16),
+        Some(&[m, k, n]) => (m, k, n),
+        Some(_) => bail!("--shape for a GEMM is MxKxN (for example 16x64x16)"),
+    };
     let cfg = engine
         .config
         .stce("`coforge verify`")
@@ -169,7 +203,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let (operands, seed) = match (&args.a, &args.b) {
         (Some(pa), Some(pb)) => (Operands::read(cfg.dtype, pa, pb)?, None),
         _ => (
-            Operands::random(cfg.dtype, cfg.weight_bits, args.shape, args.seed),
+            Operands::random(cfg.dtype, cfg.weight_bits, shape, args.seed),
             Some(args.seed),
         ),
     };
