@@ -229,6 +229,12 @@ fn offsets_at_the_bound_pass_and_one_beyond_is_flagged() {
             }),
             "offset {beyond}"
         );
+        let err = verify_layer(&mut m, &p, &bad.layer(), None, Pressure::default())
+            .unwrap_err()
+            .to_string();
+        for part in ["(y 3, x 2), tap 5", "offset group 1: dx", "±2 pixels"] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
     }
 }
 
