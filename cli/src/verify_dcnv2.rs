@@ -3,14 +3,12 @@
 //! compared bit for bit with `sparse_kernels::deform::dcnv2_fixed`.
 
 use anyhow::{bail, Context};
-use coforge_driver::dcnv2::{verify_layer, Layer, Pressure, StceStage};
+use coforge_driver::dcnv2::{verify_layer, LayerTensors, Pressure, StceStage};
 use coforge_driver::design::design_spec_of;
 use coforge_generator::config::DeformConfig;
 use coforge_generator::engines::deform::dcnv2::{ports, Dcnv2Params};
 use coforge_sim::{BuildOptions, Verilator};
-use ndarray::{Array4, Ix4};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use ndarray::Ix4;
 use serde_json::json;
 use sparse_kernels::deform::Geometry;
 
@@ -19,59 +17,22 @@ use crate::golden::deform::{read, read_fixed};
 use crate::output::OutputDir;
 use crate::verify::VerifyArgs;
 
-/// The layer's tensors, given or seeded.
-struct Tensors {
-    x: Array4<i8>,
-    offset: Array4<i32>,
-    mask: Option<Array4<i32>>,
-    w: Array4<i8>,
-}
-
-/// `Hout` of torchvision's formula, or an error when the kernel does not fit.
-fn out_len(n: usize, p: &Dcnv2Params, axis: &str) -> anyhow::Result<usize> {
-    let span = (p.dilation * (p.kernel - 1) + 1) as usize;
-    let padded = n + 2 * p.padding as usize;
-    if padded < span {
-        bail!(
-            "the image has {n} {axis}s, too few for the engine's kernel (span {span}, padding {})",
-            p.padding
-        );
-    }
-    Ok((padded - span) / p.stride as usize + 1)
-}
-
-/// A seeded layer: uniform int8 x and w, offsets uniform in ±max_offset pixels (Q.f), a
-/// uniform Q0.g mask, `G = deform.offset_groups`. `dims` is HxWxC (depthwise) or HxWxCINxCOUT.
-fn seeded(p: &Dcnv2Params, groups_g: usize, dims: &[usize], seed: u64) -> anyhow::Result<Tensors> {
+/// A seeded layer of `dims` = HxWxC (depthwise) or HxWxCINxCOUT (full conv), with a mask.
+fn seeded(p: &Dcnv2Params, g: usize, dims: &[usize], seed: u64) -> anyhow::Result<LayerTensors> {
     let (h, w, cin, cout) = match (dims, p.depthwise) {
         (&[h, w, c], true) => (h, w, c, c),
         (&[h, w, cin, cout], false) => (h, w, cin, cout),
         (_, true) => bail!("--shape for a depthwise engine is HxWxC (for example 8x8x16)"),
         (_, false) => bail!("--shape for a full-conv engine is HxWxCINxCOUT (for example 8x8x8x4)"),
     };
-    if cin % groups_g != 0 {
-        bail!("C = {cin} is not a multiple of the config's offset_groups = {groups_g}");
-    }
-    let (hout, wout) = (out_len(h, p, "row")?, out_len(w, p, "column")?);
-    let k = p.taps() as usize;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let bound = (p.max_offset as i32) << p.frac_bits;
-    let one = 1i32 << p.mask_bits;
-    let x = Array4::from_shape_simple_fn((1, cin, h, w), || rng.random::<i8>());
-    let offset = Array4::from_shape_simple_fn((1, 2 * groups_g * k, hout, wout), || {
-        rng.random_range(-bound..=bound)
-    });
-    let mask =
-        Array4::from_shape_simple_fn((1, groups_g * k, hout, wout), || rng.random_range(0..=one));
-    let cin_g = if p.depthwise { 1 } else { cin };
-    let kk = p.kernel as usize;
-    let w = Array4::from_shape_simple_fn((cout, cin_g, kk, kk), || rng.random::<i8>());
-    Ok(Tensors {
-        x,
-        offset,
-        mask: Some(mask),
-        w,
-    })
+    Ok(LayerTensors::random(
+        p,
+        (1, cin, h, w),
+        cout,
+        g,
+        true,
+        seed,
+    )?)
 }
 
 pub fn run(args: &VerifyArgs, engine: &LoadedEngine, deform: &DeformConfig) -> anyhow::Result<()> {
@@ -84,9 +45,9 @@ pub fn run(args: &VerifyArgs, engine: &LoadedEngine, deform: &DeformConfig) -> a
         bail!("--a and --b are GEMM operands; a deformable engine takes --x, --offset, [--mask] and --w");
     }
     let groups_g = deform.offset_groups.unwrap_or(1) as usize;
-    let (t, seed) = match (&args.x, &args.offset, &args.w) {
+    let (mut t, seed) = match (&args.x, &args.offset, &args.w) {
         (Some(x), Some(off), Some(w)) => (
-            Tensors {
+            LayerTensors {
                 x: read::<i8, Ix4>(x, "x", "int8 [B, Cin, H, W]")?,
                 offset: read_fixed(off, "offset", "[B, 2*G*kh*kw, Hout, Wout]")?,
                 mask: match &args.mask {
@@ -94,6 +55,7 @@ pub fn run(args: &VerifyArgs, engine: &LoadedEngine, deform: &DeformConfig) -> a
                     None => None,
                 },
                 w: read::<i8, Ix4>(w, "weights", "int8 [Cout, Cin/groups, kh, kw]")?,
+                geometry: Geometry::default(),
             },
             None,
         ),
@@ -119,19 +81,14 @@ pub fn run(args: &VerifyArgs, engine: &LoadedEngine, deform: &DeformConfig) -> a
     } else {
         (t.offset.dim().1 / (2 * k)).max(1)
     };
-    let layer = Layer {
-        x: t.x.view(),
-        offset: t.offset.view(),
-        mask: t.mask.as_ref().map(|m| m.view()),
-        w: t.w.view(),
-        geometry: Geometry {
-            stride: [p.stride as usize; 2],
-            padding: [p.padding as usize; 2],
-            dilation: [p.dilation as usize; 2],
-            offset_groups: groups_g,
-            ..Geometry::default()
-        },
+    t.geometry = Geometry {
+        stride: [p.stride as usize; 2],
+        padding: [p.padding as usize; 2],
+        dilation: [p.dilation as usize; 2],
+        offset_groups: groups_g,
+        ..Geometry::default()
     };
+    let layer = t.layer();
     let (b, cin, h, w) = t.x.dim();
     progress.step(&format!(
         "DCNv2 engine `{}` ({} lanes, {}x{} kernel, {} taps per cycle, {}), layer {b} x {cin} x {h} x {w}, G = {groups_g}",

@@ -14,6 +14,8 @@ use coforge_generator::config::{Overflow, StceConfig};
 use coforge_generator::engines::deform::dcnv2::{self, ports, Dcnv2Params};
 use coforge_sim::{DesignSpec, StreamSink, StreamSource, VerilatedModel};
 use ndarray::{Array2, Array4, ArrayView4};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use sparse_kernels::deform::dcnv2::weight_matrix;
 use sparse_kernels::deform::{dcnv2_fixed, FixedFormat, Geometry};
 
@@ -652,4 +654,84 @@ pub fn describe_fault(p: &Dcnv2Params, layer: &Layer, f: OffsetFault) -> String 
         p.max_offset,
         p.frac_bits
     )
+}
+
+/// The tensors of a mode-B layer, owned (see [`Layer`] for the layouts).
+#[derive(Clone, Debug)]
+pub struct LayerTensors {
+    pub x: Array4<i8>,
+    pub offset: Array4<i32>,
+    pub mask: Option<Array4<i32>>,
+    pub w: Array4<i8>,
+    pub geometry: Geometry,
+}
+
+impl LayerTensors {
+    pub fn layer(&self) -> Layer<'_> {
+        Layer {
+            x: self.x.view(),
+            offset: self.offset.view(),
+            mask: self.mask.as_ref().map(|m| m.view()),
+            w: self.w.view(),
+            geometry: self.geometry,
+        }
+    }
+
+    /// A seeded layer for engine `p` (ChaCha8): uniform int8 `x [b, cin, h, w]` and weights
+    /// (`[cin, 1, k, k]` on a depthwise engine, else `[cout, cin, k, k]`), offsets uniform in
+    /// `±max_offset` pixels (Q.f), `g` offset groups, and a uniform Q0.g mask if `with_mask`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn random(
+        p: &Dcnv2Params,
+        (b, cin, h, w): (usize, usize, usize, usize),
+        cout: usize,
+        g: usize,
+        with_mask: bool,
+        seed: u64,
+    ) -> Result<LayerTensors, DriverError> {
+        let k = p.kernel as usize;
+        let out = |n: usize, axis: &str| {
+            let span = p.dilation as usize * (k - 1) + 1;
+            let padded = n + 2 * p.padding as usize;
+            if padded < span {
+                return Err(DriverError::Shape(format!(
+                    "{n} {axis}s are too few for the engine's {k}x{k} kernel (span {span}, \
+                     padding {})",
+                    p.padding
+                )));
+            }
+            Ok((padded - span) / p.stride as usize + 1)
+        };
+        let (hout, wout) = (out(h, "row")?, out(w, "column")?);
+        if g == 0 || cin % g != 0 {
+            return Err(DriverError::Shape(format!(
+                "C = {cin} is not a multiple of the offset groups G = {g}"
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let bound = (p.max_offset as i32) << p.frac_bits;
+        let one = 1i32 << p.mask_bits;
+        let x = Array4::from_shape_simple_fn((b, cin, h, w), || rng.random::<i8>());
+        let offset = Array4::from_shape_simple_fn((b, 2 * g * k * k, hout, wout), || {
+            rng.random_range(-bound..=bound)
+        });
+        let mask = with_mask.then(|| {
+            Array4::from_shape_simple_fn((b, g * k * k, hout, wout), || rng.random_range(0..=one))
+        });
+        let (cout, cin_g) = if p.depthwise { (cin, 1) } else { (cout, cin) };
+        let w = Array4::from_shape_simple_fn((cout, cin_g, k, k), || rng.random::<i8>());
+        Ok(LayerTensors {
+            x,
+            offset,
+            mask,
+            w,
+            geometry: Geometry {
+                stride: [p.stride as usize; 2],
+                padding: [p.padding as usize; 2],
+                dilation: [p.dilation as usize; 2],
+                offset_groups: g,
+                ..Geometry::default()
+            },
+        })
+    }
 }
