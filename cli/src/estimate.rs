@@ -2,16 +2,15 @@
 //! counted by cell type (LUTs, flip-flops, DSPs, block RAMs, carries), beside a Vivado script
 //! for users who have Vivado. These are Yosys estimates, not Vivado results.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use crate::engine::{self, Progress};
 use crate::output::OutputDir;
+use crate::yosys;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Family {
@@ -49,46 +48,11 @@ pub struct EstimateArgs {
     pub family: Family,
 }
 
-/// The summary classes of Xilinx cells, by cell-name prefix.
-const CLASSES: [(&str, &[&str]); 6] = [
-    ("luts", &["LUT"]),
-    ("flip_flops", &["FD"]),
-    ("dsps", &["DSP48"]),
-    ("block_rams", &["RAMB"]),
-    ("carries", &["CARRY"]),
-    ("shift_registers", &["SRL"]),
-];
-
-/// Cell counts from the last `stat` report in a Yosys log.
-fn parse_stat(log: &str) -> BTreeMap<String, u64> {
-    let start = log.rfind("Number of cells:").unwrap_or(0);
-    log[start..]
-        .lines()
-        .skip(1)
-        .map_while(|l| {
-            let mut it = l.split_whitespace();
-            match (it.next(), it.next(), it.next()) {
-                (Some(cell), Some(n), None) => n.parse::<u64>().ok().map(|n| (cell.to_string(), n)),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
-fn yosys_version() -> anyhow::Result<String> {
-    let out = Command::new("yosys").arg("-V").output().map_err(|e| {
-        anyhow::anyhow!(
-            "cannot run yosys ({e}); install it with scripts/setup.sh or `apt-get install yosys`"
-        )
-    })?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
     let loaded = engine::load(&args.config)?;
     let r = &loaded.rendered;
     let mut progress = Progress::new(r.tops.len() + 1);
-    let version = yosys_version()?;
+    let version = yosys::version()?;
     let work = tempfile::Builder::new()
         .prefix("coforge-estimate-")
         .tempdir()
@@ -100,41 +64,24 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
     let mut tops = Vec::new();
     let mut csv = String::from("top,cell,count\n");
     for top in &r.tops {
-        let script = format!(
-            "read_verilog {}; synth_xilinx -family {} -flatten -top {}; stat",
-            top.files.join(" "),
+        let syn = match yosys::synthesize(
+            work.path(),
+            &top.files,
+            &top.name,
             args.family.yosys_name(),
-            top.name
-        );
-        let out = Command::new("yosys")
-            .args(["-p", &script])
-            .current_dir(work.path())
-            .output()
-            .context("cannot run yosys")?;
-        let log = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            let log_path = work.keep().join("yosys.log");
-            let _ = std::fs::write(&log_path, log.as_bytes());
-            bail!(
-                "yosys failed on `{}`: {}(log: {})",
-                top.name,
-                String::from_utf8_lossy(&out.stderr),
-                log_path.display()
-            );
-        }
-        let cells = parse_stat(&log);
-        let mut summary = serde_json::Map::new();
-        for (class, prefixes) in CLASSES {
-            let n: u64 = cells
-                .iter()
-                .filter(|(c, _)| prefixes.iter().any(|p| c.starts_with(p)))
-                .map(|(_, n)| n)
-                .sum();
-            summary.insert(class.to_string(), json!(n));
-        }
-        for (cell, n) in &cells {
+            false,
+        ) {
+            Ok(syn) => syn,
+            Err(e) => {
+                // Keep the work folder, with its log, for the user to inspect.
+                let _ = work.keep();
+                return Err(e);
+            }
+        };
+        for (cell, n) in &syn.cells {
             csv.push_str(&format!("{},{cell},{n}\n", top.name));
         }
+        let summary = &syn.summary;
         progress.step(&format!(
             "{} ({}): {} LUTs, {} flip-flops, {} DSPs, {} block RAMs",
             top.name,
@@ -144,7 +91,7 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
             summary["dsps"],
             summary["block_rams"]
         ));
-        tops.push(json!({ "top": top.name, "role": top.role, "summary": summary, "cells": cells }));
+        tops.push(json!({ "top": top.name, "role": top.role, "summary": syn.summary, "cells": syn.cells }));
     }
     let part = args.family.vivado_part();
     let mut tcl = format!(
@@ -179,18 +126,4 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
     out.commit()?;
     progress.step(&format!("wrote {}", args.out.display()));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_stat;
-
-    #[test]
-    fn stat_cells_are_parsed_from_the_last_report() {
-        let log = "Number of cells: 3\n  LUT2 1\n  FDRE 2\n\n=== later ===\n   Number of cells:   7\n     DSP48E1   4\n     LUT6   3\n\nEnd";
-        let cells = parse_stat(log);
-        assert_eq!(cells.len(), 2);
-        assert_eq!(cells["DSP48E1"], 4);
-        assert_eq!(cells["LUT6"], 3);
-    }
 }

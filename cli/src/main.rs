@@ -1,16 +1,20 @@
 //! `coforge`: the command line. Each top-level verb lives in its own module and adds one variant to
 //! [`Command`].
 
+mod cache;
 mod engine;
 mod estimate;
+mod exit;
 mod gen;
 mod golden;
+mod junit;
 mod mlp;
 mod output;
 mod tensor_io;
 mod train;
 mod verify;
 mod verify_dcnv2;
+mod yosys;
 
 use std::process::ExitCode;
 
@@ -41,6 +45,8 @@ enum Command {
     Estimate(estimate::EstimateArgs),
     /// Train a small MLP with BDWP per N:M pattern on a seeded dataset; write curves and a summary
     Mlp(mlp::MlpArgs),
+    /// The Verilator build cache: list, gc or clear it
+    Cache(cache::CacheArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -51,16 +57,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Mlp(args) => mlp::run(args),
+        Command::Cache(args) => cache::run(args),
     }
 }
 
 fn main() -> ExitCode {
-    // clap prints its own usage errors and exits with 2; errors of a verb exit with 1.
+    // clap prints its own usage errors and exits with 2; the other codes are in `exit`.
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit::PASS),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(exit::code_of(&e))
         }
     }
 }

@@ -2,19 +2,23 @@
 //! WUVE) in co-simulation, every tensor of every step compared bit for bit with the reference.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
 use clap::Args;
+use coforge_driver::compare::Comparison;
 use coforge_generator::config::Config;
-use coforge_trainer::rtl::{compare_step, cycles_per_pass, RtlBackend};
+use coforge_trainer::rtl::{cycles_per_pass, Engine, RtlBackend, StepCheck};
 use coforge_trainer::schedule::schedule_step;
 use coforge_trainer::{pregenerate, train_step_state, Reference};
+use half::f16;
 use serde_json::json;
 use sparse_kernels::bdwp::{BdwpConfig, MaskBSource, DEFAULT_LAMBDA};
 use sparse_kernels::nm::NmPattern;
 
 use crate::engine::Progress;
 use crate::golden::{expect_f16, expect_f32, stage_step};
+use crate::junit::{self, Junit};
 use crate::output::OutputDir;
 
 #[derive(Args, Debug)]
@@ -47,6 +51,15 @@ pub struct TrainArgs {
     /// Output folder: the last step's RTL tensors (names as `golden train-step`) and report.json
     #[arg(long)]
     pub out: PathBuf,
+    /// Also write a JUnit XML report here (one test case per tensor and step), even when a
+    /// comparison fails
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Fault injection: flip the lowest bit of X[ROW,COL] as the reference sees it (the engines get
+    /// the true X), to prove that the comparison, the JUnit report and mismatch.svg catch and
+    /// localize a difference
+    #[arg(long, value_name = "ROW,COL", value_parser = crate::verify::parse_index, hide = true)]
+    pub corrupt_golden: Option<[usize; 2]>,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
@@ -68,6 +81,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let x = expect_f16(&args.x, "X, B x Cin")?;
     let w = expect_f32(&args.w, "W, Cout x Cin")?;
     let dy = expect_f16(&args.dy, "dY, B x Cout")?;
+    let mut x_golden = x.clone();
+    if let Some([r, c]) = args.corrupt_golden {
+        let v = x_golden.get_mut([r, c]).with_context(|| {
+            format!(
+                "--corrupt-golden {r},{c} is outside X, which is {:?}",
+                x.dim()
+            )
+        })?;
+        *v = f16::from_bits(v.to_bits() ^ 1);
+    }
     let cfg = BdwpConfig {
         pattern,
         lr: args.lr,
@@ -92,16 +115,52 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     progress.step("engines built and loaded (STCE, SORE, WUVE)");
     let mut rtl_state = pregenerate(&mut rtl, w, &cfg)?;
 
+    let train = config
+        .train
+        .as_ref()
+        .context("RtlBackend::new checks for [train]")?;
+    let top_of = |e: Option<Engine>| match e {
+        Some(Engine::Stce) => stce_cfg.top.as_str(),
+        Some(Engine::Sore) => train.sore_top.as_str(),
+        Some(Engine::Wuve) => train.wuve_top.as_str(),
+        None => "step_inputs",
+    };
+    let config_name = junit::config_name(&args.config);
+    let mut suites = Vec::new();
+    let mut first_diff = None;
     let mut steps = Vec::new();
     let mut last = None;
     let mut bit_exact = true;
     for step in 0..args.steps {
+        let step_started = Instant::now();
         let first_op = rtl.ops.len();
-        let (g, g_next) =
-            train_step_state(&mut Reference, &golden_state, x.view(), dy.view(), &cfg)?;
+        let (g, g_next) = train_step_state(
+            &mut Reference,
+            &golden_state,
+            x_golden.view(),
+            dy.view(),
+            &cfg,
+        )?;
         let (r, r_next) = train_step_state(&mut rtl, &rtl_state, x.view(), dy.view(), &cfg)
             .with_context(|| format!("step {step} on RTL"))?;
-        let comparisons = compare_step(&g, &r)?;
+        let check = StepCheck::of(&g, &r)?;
+        let class = format!("train.{config_name}.step{step}");
+        suites.push(junit::Suite {
+            name: class.clone(),
+            time: step_started.elapsed().as_secs_f64(),
+            properties: Vec::new(),
+            cases: check
+                .comparisons
+                .iter()
+                .map(|(e, c)| {
+                    junit::Case::from_comparison(&class, &format!("{}.{}", top_of(*e), c.tensor), c)
+                })
+                .collect(),
+        });
+        if first_diff.is_none() {
+            first_diff = check.first_diff;
+        }
+        let comparisons: Vec<Comparison> = check.comparisons.into_iter().map(|(_, c)| c).collect();
         let exact = comparisons.iter().all(|c| c.bit_exact());
         bit_exact &= exact;
         let ops = &rtl.ops[first_op..];
@@ -146,17 +205,46 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     stage_step(&mut out, &last);
     out.write_json("report.json", &report)?;
     out.add("config.json", config.resolved_json().into_bytes());
+    if let Some((map, first)) = &first_diff {
+        out.add("mismatch.svg", map.svg(first, None).into_bytes());
+    }
     out.commit()
         .with_context(|| format!("cannot write results to {}", args.out.display()))?;
     progress.step(&format!("wrote {}", args.out.display()));
-    if !bit_exact {
-        let first = steps
-            .iter()
-            .flat_map(|s| s["comparisons"].as_array().cloned().unwrap_or_default())
-            .find(|c| !c["first_mismatch"].is_null())
-            .map(|c| c["first_mismatch"].to_string())
-            .unwrap_or_default();
-        bail!("RTL and reference differ; first mismatch: {first}");
+    if let Some(path) = &args.junit {
+        let properties = vec![
+            ("config".to_string(), args.config.display().to_string()),
+            ("config_hash".to_string(), config.hash()),
+            ("pattern".to_string(), format!("{}:{}", args.n, args.m)),
+            (
+                "inputs".to_string(),
+                format!(
+                    "x={} w={} dy={}",
+                    args.x.display(),
+                    args.w.display(),
+                    args.dy.display()
+                ),
+            ),
+            (
+                "verilator_version".to_string(),
+                rtl.verilator_version.clone(),
+            ),
+            ("replay".to_string(), junit::command_line()),
+        ];
+        for suite in &mut suites {
+            suite.properties = properties.clone();
+        }
+        Junit {
+            name: "coforge train".into(),
+            suites,
+        }
+        .write(path)?;
+    }
+    if let Some((_, first)) = &first_diff {
+        bail!(
+            "RTL and reference differ; {first} (see mismatch.svg in {})",
+            args.out.display()
+        );
     }
     println!(
         "BIT-EXACT: {} step(s), every tensor (y, dx, dw, w32, w16, mask_f, mask_b) equal to the reference",

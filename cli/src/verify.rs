@@ -1,9 +1,12 @@
 //! `coforge verify`: one GEMM on the generated engine, compared bit for bit with the reference.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use coforge_driver::compare::Bits;
+use coforge_driver::mismatch_map::DiffMap;
 use coforge_driver::stce::estimate_cycles;
 use coforge_driver::verify::{fp16_gemm, int8_gemm, CorruptGolden, Mode, Outcome};
 use coforge_generator::config::{DeformMode, Dtype};
@@ -14,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use crate::engine::{self, Progress, SimArgs};
+use crate::junit::{self, Junit};
 use crate::output::OutputDir;
 use crate::tensor_io::{read_npy, NpyElement, Tensor};
 
@@ -63,6 +67,10 @@ pub struct VerifyArgs {
     pub mode: ModeArg,
     #[command(flatten)]
     pub sim: SimArgs,
+    /// Also write a JUnit XML report here (one test case per compared tensor), even when the
+    /// comparison fails
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
     /// Fault injection: flip the lowest bit of A[ROW,COL] as the reference sees it, to prove
     /// that the comparison catches and localizes a difference
     #[arg(long, value_name = "ROW,COL", value_parser = parse_index, hide = true)]
@@ -85,7 +93,7 @@ fn parse_shape(s: &str) -> Result<Dims, String> {
     Ok(Dims(dims))
 }
 
-fn parse_index(s: &str) -> Result<[usize; 2], String> {
+pub fn parse_index(s: &str) -> Result<[usize; 2], String> {
     let (a, b) = s.split_once(',').ok_or("expected ROW,COL")?;
     Ok([
         a.trim().parse().map_err(|_| format!("bad row `{a}`"))?,
@@ -155,19 +163,26 @@ impl Operands {
     }
 }
 
-/// The tensors of a finished run, staged for writing.
-fn stage<A: NpyElement, W: NpyElement, C: NpyElement>(
+/// The tensors of a finished run, staged for writing, and `mismatch.svg` when they differ (with
+/// the engine's array tiles, `tile`, drawn).
+fn stage<A: NpyElement, W: NpyElement, C: NpyElement + Bits>(
     out: &mut OutputDir,
     a: &Array2<A>,
     o: &Outcome<W, C>,
+    tile: (usize, usize),
 ) {
     out.add_npy("a.npy", a.view());
     out.add_npy("b.npy", o.b_fed.view());
     out.add_npy("golden.npy", o.golden.view());
     out.add_npy("rtl.npy", o.rtl.view());
+    if let Some(first) = &o.comparison.first_mismatch {
+        let map = DiffMap::of(&o.comparison.tensor, o.golden.view(), o.rtl.view());
+        out.add("mismatch.svg", map.svg(first, Some(tile)).into_bytes());
+    }
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
     let mut progress = Progress::new(4);
     let engine = engine::load(&args.config)?;
     if let Some(d) = engine
@@ -219,15 +234,16 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let corrupt = args.corrupt_golden.map(|index| CorruptGolden { index });
     let sim = ready.sim.as_mut();
     let mut out = OutputDir::create(&args.out)?;
+    let tile = (cfg.rows as usize, cfg.cols as usize);
     let (stats, c) = match &operands {
         Operands::Int8(a, b) => {
             let o = int8_gemm(sim, cfg, &engine.spec, a.view(), b.view(), mode, corrupt)?;
-            stage(&mut out, a, &o);
+            stage(&mut out, a, &o, tile);
             (o.stats, o.comparison)
         }
         Operands::Fp16(a, b) => {
             let o = fp16_gemm(sim, cfg, &engine.spec, a.view(), b.view(), mode, corrupt)?;
-            stage(&mut out, a, &o);
+            stage(&mut out, a, &o, tile);
             (o.stats, o.comparison)
         }
     };
@@ -263,6 +279,44 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     out.commit()
         .with_context(|| format!("cannot write results to {}", args.out.display()))?;
     progress.step(&format!("wrote {}", args.out.display()));
+    if let Some(path) = &args.junit {
+        let config = junit::config_name(&args.config);
+        let mut properties = vec![
+            ("config".to_string(), args.config.display().to_string()),
+            ("config_hash".to_string(), engine.config.hash()),
+            ("shape".to_string(), format!("{m}x{k}x{n}")),
+            (
+                "mode".to_string(),
+                report["mode"].as_str().unwrap_or("").to_string(),
+            ),
+            (
+                "simulator".to_string(),
+                format!("{simulator} {sim_version}"),
+            ),
+            ("cycles".to_string(), stats.cycles.to_string()),
+            ("replay".to_string(), junit::command_line()),
+        ];
+        if let Some(seed) = seed {
+            properties.insert(0, ("seed".to_string(), seed.to_string()));
+        }
+        let mut case = junit::Case::from_comparison(
+            &format!("verify.{config}"),
+            &format!("{}.{}", cfg.top, c.tensor),
+            &c,
+        );
+        let time = started.elapsed().as_secs_f64();
+        case.time = Some(time);
+        Junit {
+            name: "coforge verify".into(),
+            suites: vec![junit::Suite {
+                name: format!("verify.{config}"),
+                time,
+                properties,
+                cases: vec![case],
+            }],
+        }
+        .write(path)?;
+    }
 
     println!(
         "{}: {} x {} x {} on {} x {} PEs, {} cycles (estimated {}), utilization {:.1}%, {} of {} elements differ",
@@ -279,14 +333,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         c.elements
     );
     if let Some(first) = &c.first_mismatch {
-        bail!(
-            "first mismatch in `{}` at {:?}: golden {} but RTL {} (read out at cycle {})",
-            first.tensor,
-            first.index,
-            first.golden,
-            first.rtl,
-            first.cycle.map_or("?".to_string(), |c| c.to_string())
-        );
+        bail!("{first}; see mismatch.svg in {}", args.out.display());
     }
     Ok(())
 }

@@ -5,58 +5,15 @@
 #[path = "../src/tensor_io.rs"]
 mod tensor_io;
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::{coforge, is_empty_or_missing, stderr, Case, SMALL};
 
 use ndarray::Array2;
 use tensor_io::{read_npy, Tensor};
-
-fn coforge(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coforge"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run coforge")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-struct Case {
-    tmp: tempfile::TempDir,
-}
-
-impl Case {
-    fn new(config: &str) -> Case {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join("c.toml"), config).unwrap();
-        Case { tmp }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-    fn arg(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-    fn verify(&self, extra: &[&str]) -> Output {
-        let (config, out) = (self.arg("c.toml"), self.arg("out"));
-        let mut args = vec!["verify", "--config", &config, "--out", &out];
-        args.extend_from_slice(extra);
-        coforge(&args, &[])
-    }
-    fn report(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.path("out/report.json")).unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
-}
-
-const SMALL: &str = "[stce]\nrows = 2\ncols = 3\nn = 2\nm = 4\n";
-
-fn is_empty_or_missing(dir: &Path) -> bool {
-    !dir.exists() || std::fs::read_dir(dir).unwrap().next().is_none()
-}
 
 #[test]
 fn verify_is_bit_exact_and_writes_every_artifact() {
@@ -170,23 +127,6 @@ fn bad_inputs_are_rejected_with_a_clear_message_and_no_output() {
     let o = c.verify(&["--a", &c.arg("bad.npy"), "--b", &c.arg("b.npy")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("bad.npy"), "{}", stderr(&o));
-    assert!(is_empty_or_missing(&c.path("out")));
-}
-
-#[test]
-fn a_missing_verilator_is_named_with_the_fix() {
-    let c = Case::new(SMALL);
-    let (config, out) = (c.arg("c.toml"), c.arg("out"));
-    let o = coforge(
-        &["verify", "--config", &config, "--out", &out],
-        &[("COFORGE_VERILATOR", "/nonexistent/verilator")],
-    );
-    assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
-    assert!(
-        err.contains("verilator") && err.contains("setup.sh"),
-        "{err}"
-    );
     assert!(is_empty_or_missing(&c.path("out")));
 }
 

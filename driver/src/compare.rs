@@ -65,6 +65,22 @@ impl Comparison {
     }
 }
 
+/// `first mismatch in `c` at [3, 5]: golden 1 but RTL 2 (read out at cycle 40)`: the one-line form
+/// that error messages, JUnit failures and pictures share.
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "first mismatch in `{}` at {:?}: golden {} but RTL {}",
+            self.tensor, self.index, self.golden, self.rtl
+        )?;
+        match self.cycle {
+            Some(c) => write!(f, " (read out at cycle {c})"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Compares two tensors of the same shape bit for bit.
 pub fn compare<T: Bits>(
     tensor: &str,

@@ -3,6 +3,8 @@
 //! - `design`: from rendered Verilog to a simulator's `DesignSpec`.
 //! - `stce`: a GEMM on the sparse tensor engine: tiling, the cycle-exact input stream, the
 //!   read-out schedule, and the cycle model that predicts its length.
+//! - `compare` and `mismatch_map`: bit-for-bit comparison naming the first difference, and a
+//!   heat map of every difference (`mismatch.svg`).
 //! - `sore`: N:M pruning of a tensor on the online pruning unit, and its cycle model.
 //! - `wuve`: the SR-STE weight update (fp32 master weights and their fp16 copy) on the
 //!   weight-update vector engine, and its cycle model.
@@ -10,6 +12,7 @@
 pub mod compare;
 pub mod dcnv2;
 pub mod design;
+pub mod mismatch_map;
 pub mod sore;
 pub mod stce;
 pub mod verify;

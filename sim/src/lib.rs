@@ -125,7 +125,9 @@
 //! * `COFORGE_IVERILOG`, `COFORGE_VVP`: the Icarus binaries (default `iverilog`
 //!   and `vvp`; if only `COFORGE_IVERILOG` is a path, `vvp` is looked up beside it).
 //! * `COFORGE_CACHE_DIR`: where built libraries are cached (default
-//!   `$HOME/.cache/coforge/verilator`).
+//!   `$HOME/.cache/coforge/verilator`). Entries are checked against a stamp
+//!   with their library's SHA-256 before loading and rebuilt when damaged;
+//!   [`BuildCache`] lists and cleans the cache.
 //! * `COFORGE_BUILD_JOBS`: parallel C++ compile jobs for a build (default: the
 //!   number of CPUs, at most 8).
 
@@ -142,7 +144,10 @@ pub use frames::{InputPort, OutputPort, Pins, Stimulus, Trace, TraceMismatch};
 pub use icarus::Icarus;
 pub use testbench::{Agent, StreamSink, StreamSource};
 pub use tools::ToolVersion;
-pub use verilator::{BuildOptions, VerilatedLib, VerilatedModel, Verilator, WaveOptions, XInitial};
+pub use verilator::{
+    BuildCache, BuildOptions, CacheEntry, EntryState, Removed, VerilatedLib, VerilatedModel,
+    Verilator, WaveOptions, XInitial, STALE_AFTER,
+};
 
 /// The widest port supported. Wider buses should be split into several ports
 /// (Verilator 5.006 also gets slow on very wide packed ports, see ecosystem.md).
@@ -347,6 +352,12 @@ pub enum SimError {
     UnknownPort { port: String, known: String },
     #[error("port {port:?}: {reason}")]
     BadValue { port: String, reason: String },
+    #[error(
+        "Verilator build cache {}: {reason}. COFORGE_CACHE_DIR chooses the cache directory; \
+         `coforge cache gc` removes damaged entries, `coforge cache clear` empties it",
+        dir.display()
+    )]
+    Cache { dir: PathBuf, reason: String },
     #[error("simulation failed: {message}")]
     Runtime { message: String },
     #[error("{context}: {source}")]

@@ -3,8 +3,10 @@
 //!
 //! Run: `cargo bench -p sparse-kernels --bench reference_gemm`
 
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use half::f16;
 use ndarray::Array2;
@@ -12,18 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sparse_kernels::gemm::{gemm, Fp16Arith, IntArith};
 
-fn median_of_5(mut f: impl FnMut()) -> Duration {
-    f(); // warm-up
-    let mut t: Vec<Duration> = (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    t.sort();
-    t[2]
-}
+use common::median_of_5;
 
 fn main() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);

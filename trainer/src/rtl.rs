@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, ensure, Context};
+use coforge_driver::compare::{compare, Bits, Comparison, Mismatch};
 use coforge_driver::design::design_spec_of;
+use coforge_driver::mismatch_map::DiffMap;
 use coforge_driver::stce::{self, GemmJob, WeightStream};
 use coforge_driver::{sore, wuve};
 use coforge_generator::artifacts::{render, sore_params};
@@ -292,31 +294,102 @@ pub fn cycles_per_pass(ops: &[OpRecord]) -> BTreeMap<String, u64> {
     out
 }
 
-/// Compares every tensor of a training step bit for bit, in a fixed order: `y`, `dx`, `dw`,
-/// `w32`, `w16`, `mask_f`, `mask_b` (the next step's), then the masks this step used.
+/// Receives the tensors of a training step, golden beside RTL, from [`visit_step`].
+pub trait StepVisitor {
+    /// One tensor pair. `producer` is the engine that computed it in this step, or `None` for the
+    /// state the step started from (`*_used`).
+    fn tensor<T: Bits>(
+        &mut self,
+        name: &'static str,
+        producer: Option<Engine>,
+        golden: ArrayView2<T>,
+        rtl: ArrayView2<T>,
+    ) -> anyhow::Result<()>;
+}
+
+/// Walks every tensor of a training step in a fixed order: `y`, `dx`, `dw`, `w32`, `w16`,
+/// `mask_f`, `mask_b` (the next step's), then the masks this step used.
+pub fn visit_step(
+    golden: &sparse_kernels::bdwp::StepOutputs,
+    rtl: &sparse_kernels::bdwp::StepOutputs,
+    v: &mut impl StepVisitor,
+) -> anyhow::Result<()> {
+    use Engine::{Sore, Stce, Wuve};
+    let (g, r) = (golden, rtl);
+    v.tensor("y", Some(Stce), g.y.view(), r.y.view())?;
+    v.tensor("dx", Some(Stce), g.dx.view(), r.dx.view())?;
+    v.tensor("dw", Some(Stce), g.dw.view(), r.dw.view())?;
+    v.tensor("w32", Some(Wuve), g.w32.view(), r.w32.view())?;
+    v.tensor("w16", Some(Wuve), g.next.w16.view(), r.next.w16.view())?;
+    v.tensor(
+        "mask_f",
+        Some(Sore),
+        g.next.mask_f.view(),
+        r.next.mask_f.view(),
+    )?;
+    v.tensor(
+        "mask_b",
+        Some(Sore),
+        g.next.mask_b.view(),
+        r.next.mask_b.view(),
+    )?;
+    v.tensor("w16_used", None, g.used.w16.view(), r.used.w16.view())?;
+    v.tensor(
+        "mask_f_used",
+        None,
+        g.used.mask_f.view(),
+        r.used.mask_f.view(),
+    )?;
+    v.tensor(
+        "mask_b_used",
+        None,
+        g.used.mask_b.view(),
+        r.used.mask_b.view(),
+    )
+}
+
+/// Every tensor of a step compared bit for bit, each with the engine that produced it, and the
+/// map of the first tensor that differs (for `mismatch.svg`).
+#[derive(Debug, Default)]
+pub struct StepCheck {
+    pub comparisons: Vec<(Option<Engine>, Comparison)>,
+    pub first_diff: Option<(DiffMap, Mismatch)>,
+}
+
+impl StepVisitor for StepCheck {
+    fn tensor<T: Bits>(
+        &mut self,
+        name: &'static str,
+        producer: Option<Engine>,
+        golden: ArrayView2<T>,
+        rtl: ArrayView2<T>,
+    ) -> anyhow::Result<()> {
+        let c = compare(name, golden, rtl)?;
+        if let (None, Some(first)) = (&self.first_diff, &c.first_mismatch) {
+            self.first_diff = Some((DiffMap::of(name, golden, rtl), first.clone()));
+        }
+        self.comparisons.push((producer, c));
+        Ok(())
+    }
+}
+
+impl StepCheck {
+    /// Compares every tensor of a training step, in the order of [`visit_step`].
+    pub fn of(
+        golden: &sparse_kernels::bdwp::StepOutputs,
+        rtl: &sparse_kernels::bdwp::StepOutputs,
+    ) -> anyhow::Result<StepCheck> {
+        let mut check = StepCheck::default();
+        visit_step(golden, rtl, &mut check)?;
+        Ok(check)
+    }
+}
+
+/// Compares every tensor of a training step bit for bit, in the order of [`visit_step`].
 pub fn compare_step(
     golden: &sparse_kernels::bdwp::StepOutputs,
     rtl: &sparse_kernels::bdwp::StepOutputs,
-) -> anyhow::Result<Vec<coforge_driver::compare::Comparison>> {
-    use coforge_driver::compare::compare;
-    Ok(vec![
-        compare("y", golden.y.view(), rtl.y.view())?,
-        compare("dx", golden.dx.view(), rtl.dx.view())?,
-        compare("dw", golden.dw.view(), rtl.dw.view())?,
-        compare("w32", golden.w32.view(), rtl.w32.view())?,
-        compare("w16", golden.next.w16.view(), rtl.next.w16.view())?,
-        compare("mask_f", golden.next.mask_f.view(), rtl.next.mask_f.view())?,
-        compare("mask_b", golden.next.mask_b.view(), rtl.next.mask_b.view())?,
-        compare("w16_used", golden.used.w16.view(), rtl.used.w16.view())?,
-        compare(
-            "mask_f_used",
-            golden.used.mask_f.view(),
-            rtl.used.mask_f.view(),
-        )?,
-        compare(
-            "mask_b_used",
-            golden.used.mask_b.view(),
-            rtl.used.mask_b.view(),
-        )?,
-    ])
+) -> anyhow::Result<Vec<Comparison>> {
+    let check = StepCheck::of(golden, rtl)?;
+    Ok(check.comparisons.into_iter().map(|(_, c)| c).collect())
 }

@@ -1,11 +1,101 @@
 //! Verilating, checking the generated ports against the spec, compiling and
 //! linking one design into a shared library.
 
-use std::path::Path;
-use std::process::Command;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
-use crate::tools::{self, MAKE, VERILATOR};
+use sha2::{Digest, Sha256};
+
+use super::cache::Toolchain;
+use crate::tools::{self, ToolVersion, MAKE, VERILATOR};
 use crate::{DesignSpec, PortDir, SimError};
+
+/// Make variables that Verilator's makefiles take from the environment and
+/// pass to the compiler or linker.
+const MAKE_ENV: [&str; 8] = [
+    "CXXFLAGS",
+    "CPPFLAGS",
+    "LDFLAGS",
+    "LDLIBS",
+    "OPT",
+    "OPT_FAST",
+    "OPT_SLOW",
+    "OPT_GLOBAL",
+];
+
+/// The toolchain that `make` will use for a build with this Verilator: the C++
+/// compiler named in Verilator's `verilated.mk` (its `--version`), that file's
+/// hash (it holds the default flags) and the flag variables set in the
+/// environment. Found once per process and environment.
+pub(super) fn toolchain(bin: &Path, version: &ToolVersion) -> Result<Toolchain, SimError> {
+    static KNOWN: Mutex<Option<HashMap<String, Toolchain>>> = Mutex::new(None);
+    let env: String = MAKE_ENV
+        .iter()
+        .filter_map(|v| Some(format!("{v}={};", std::env::var(v).ok()?)))
+        .collect();
+    let memo = format!("{}\n{}\n{env}", bin.display(), version.text);
+    if let Some(t) = KNOWN
+        .lock()
+        .ok()
+        .and_then(|m| m.as_ref()?.get(&memo).cloned())
+    {
+        return Ok(t);
+    }
+    let failed = |reason: String| SimError::ToolFailed {
+        tool: VERILATOR.describe(bin),
+        reason,
+    };
+    let out = Command::new(bin)
+        .args(["--getenv", "VERILATOR_ROOT"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| VERILATOR.spawn_error(bin, e))?;
+    let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let mk_path = root.join("include/verilated.mk");
+    let mk = std::fs::read_to_string(&mk_path).map_err(|e| {
+        failed(format!(
+            "cannot read {} ({e}); the Verilator installation is incomplete",
+            mk_path.display()
+        ))
+    })?;
+    let cxx = mk
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("CXX = ")
+                .or_else(|| l.strip_prefix("CXX ?= "))
+        })
+        .map_or("g++", str::trim)
+        .to_string();
+    let cxx_version = Command::new(&cxx)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| SimError::ToolMissing {
+            tool: format!("the C++ compiler `{cxx}` named in {}", mk_path.display()),
+            fix: format!("{e}; install it (`apt-get install g++`)"),
+        })?;
+    let cxx_version = String::from_utf8_lossy(&cxx_version.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let mk_hash: String = Sha256::digest(mk.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let t = Toolchain {
+        verilator: version.text.clone(),
+        cxx: format!("{cxx}: {cxx_version}"),
+        make_config: format!("verilated.mk sha256 {mk_hash}; {env}"),
+    };
+    if let Ok(mut m) = KNOWN.lock() {
+        m.get_or_insert_with(HashMap::new).insert(memo, t.clone());
+    }
+    Ok(t)
+}
 
 /// Verilates, checks the ports, compiles and links inside `tmp`, leaving
 /// `tmp/<lib_name>` and the generated C++ (object files are removed).

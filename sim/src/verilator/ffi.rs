@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use super::cache::Fetched;
 use super::model::VerilatedModel;
 use super::{BuildOptions, XInitial, SHIM_ABI};
 use crate::frames::Layout;
@@ -34,6 +35,7 @@ pub(super) struct LibInner {
     key: String,
     build_seconds: f64,
     cache_hit: bool,
+    cache_repair: Option<String>,
     pub x_initial: XInitial,
     pub traced: bool,
     _lib: libloading::Library,
@@ -57,16 +59,18 @@ impl std::fmt::Debug for VerilatedLib {
 }
 
 pub(super) fn load(
-    path: PathBuf,
+    fetched: Fetched,
     layout: Arc<Layout>,
     key: String,
-    build_seconds: f64,
-    cache_hit: bool,
     opts: &BuildOptions,
 ) -> Result<VerilatedLib, SimError> {
+    let path = fetched.lib;
     let err = |reason: String| SimError::Load {
         path: path.clone(),
-        reason,
+        reason: format!(
+            "{reason}. The library is in the Verilator build cache \
+             (COFORGE_CACHE_DIR); `coforge cache clear` removes it"
+        ),
     };
     // SAFETY: the library was built by us from a shim we generated; its
     // initialisers only set up the Verilator runtime's statics.
@@ -76,12 +80,7 @@ pub(super) fn load(
             // SAFETY: the symbol types match the shim generated for SHIM_ABI,
             // checked through coforge_abi before any other symbol is used.
             let s: libloading::Symbol<$ty> = unsafe { lib.get(concat!($name, "\0").as_bytes()) }
-                .map_err(|e| {
-                    err(format!(
-                        "missing symbol {}: {e}; delete the cache entry",
-                        $name
-                    ))
-                })?;
+                .map_err(|e| err(format!("missing symbol {}: {e}", $name)))?;
             *s
         }};
     }
@@ -89,9 +88,7 @@ pub(super) fn load(
     // SAFETY: no arguments, returns a constant.
     let abi = unsafe { abi() };
     if abi != SHIM_ABI {
-        return Err(err(format!(
-            "shim ABI {abi}, expected {SHIM_ABI}; delete the cache entry"
-        )));
+        return Err(err(format!("shim ABI {abi}, expected {SHIM_ABI}")));
     }
     let sig = sym!("coforge_signature", unsafe extern "C" fn() -> *const c_char);
     // SAFETY: returns a pointer to a NUL-terminated string literal in the library.
@@ -118,8 +115,9 @@ pub(super) fn load(
         layout,
         path: path.clone(),
         key,
-        build_seconds,
-        cache_hit,
+        build_seconds: fetched.build_seconds,
+        cache_hit: fetched.cache_hit,
+        cache_repair: fetched.repaired,
         x_initial: opts.x_initial,
         traced: opts.waves,
         _lib: lib,
@@ -177,6 +175,12 @@ impl VerilatedLib {
 
     pub fn cache_hit(&self) -> bool {
         self.inner.cache_hit
+    }
+
+    /// Why the cache entry was rebuilt (a missing or truncated library, a
+    /// hash that does not match its stamp), or `None` if it was not damaged.
+    pub fn cache_repair(&self) -> Option<&str> {
+        self.inner.cache_repair.as_deref()
     }
 
     /// Path of the loaded shared library (inside the cache).

@@ -3,12 +3,12 @@
 //!
 //! * `shim`: the C++ shim (`shim.cpp`, a template filled in per design);
 //! * `compile`: verilating, checking the ports, compiling and linking;
-//! * `cache`: the content-addressed build cache;
+//! * `cache`: the content-addressed build cache, checked before every load
+//!   and repaired when damaged ([`BuildCache`] lists and cleans it);
 //! * `ffi`: loading a library and its C entry points ([`VerilatedLib`]);
 //! * `model`: one simulation instance ([`VerilatedModel`]), open and closed loop.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use crate::frames::Layout;
 use crate::tools::{ToolVersion, VERILATOR};
@@ -20,6 +20,7 @@ mod ffi;
 mod model;
 mod shim;
 
+pub use cache::{BuildCache, CacheEntry, EntryState, Removed, STALE_AFTER};
 pub use ffi::VerilatedLib;
 pub use model::VerilatedModel;
 
@@ -99,28 +100,31 @@ impl Verilator {
     /// Builds (or fetches from the cache) a shared library simulating `spec`.
     ///
     /// The cache key covers the sources, the generated shim, the Verilator
-    /// version and all flags. A build happens in a private temporary directory
-    /// that is renamed into place atomically, so concurrent builds of the same
-    /// design (threads or processes) all succeed and share the result.
+    /// and C++ compiler versions and all flags. A build happens in a private
+    /// temporary directory that is renamed into place atomically, so
+    /// concurrent builds of the same design (threads or processes) all succeed
+    /// and share the result. Every entry is checked against its stamp (the
+    /// library's SHA-256) before it is loaded; a damaged entry is rebuilt and
+    /// replaced (see [`VerilatedLib::cache_repair`]).
     pub fn build(spec: &DesignSpec, opts: &BuildOptions) -> Result<VerilatedLib, SimError> {
         let layout = Layout::new(spec)?;
         let (bin, version) = Self::checked_version()?;
+        let toolchain = compile::toolchain(&bin, &version)?;
         let shim = shim::source(spec, &layout, opts.waves);
         let args = verilator_args(spec, opts);
-        let key = cache::key(spec, &shim, &version, &args);
-        let cache = cache::dir(opts);
-        let final_dir = cache.join(&key);
-        let lib_name = format!("lib{}.so", spec.top);
-        let final_lib = final_dir.join(&lib_name);
-
-        let (build_seconds, cache_hit) = if final_lib.is_file() {
-            (0.0, true)
-        } else {
-            let t0 = Instant::now();
-            cache::build_into(spec, &bin, &args, &shim, &cache, &key, &lib_name)?;
-            (t0.elapsed().as_secs_f64(), false)
-        };
-        ffi::load(final_lib, layout, key, build_seconds, cache_hit, opts)
+        let key = cache::key(spec, &shim, &toolchain, &args);
+        let fetched =
+            cache::fetch_or_build(&cache::dir(opts), &key, &spec.top, &toolchain, |tmp| {
+                compile::build_in(
+                    spec,
+                    &bin,
+                    &args,
+                    &shim,
+                    tmp,
+                    &format!("lib{}.so", spec.top),
+                )
+            })?;
+        ffi::load(fetched, layout, key, opts)
     }
 }
 

@@ -168,6 +168,23 @@ impl Rng {
     }
 }
 
+/// The counter with a unique comment: a new design, hence a new cache key, for this run.
+pub fn fresh_counter() -> DesignSpec {
+    let mut spec = counter();
+    spec.sources[0]
+        .1
+        .push_str(&format!("// fresh {}\n", unique_tag()));
+    spec
+}
+
+/// Build options with their own cache directory.
+pub fn cache_in(dir: &std::path::Path) -> BuildOptions {
+    BuildOptions {
+        cache_dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    }
+}
+
 /// A unique suffix so a test can force a fresh build.
 pub fn unique_tag() -> String {
     let nanos = std::time::SystemTime::now()

@@ -2,7 +2,7 @@
 //! dilation per output pixel (optional), quantize. The rules are listed in the [module
 //! doc](super); plain convolution is this mode with every dilation 1.
 
-use ndarray::{Array1, Array2, Array3, Array4, ArrayView2, ArrayView3, ArrayView4};
+use ndarray::{s, Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4};
 
 use super::{param_err, shape_err};
 use crate::int::{self, Overflow, Requant};
@@ -158,25 +158,34 @@ pub fn depthwise_sums(
         ));
     }
     check_dilation(dilation, u8::MAX)?;
-    let read = |n: usize, y: isize, xx: isize, ch: usize| -> i8 {
-        if (0..h as isize).contains(&y) && (0..wd as isize).contains(&xx) {
-            x[[n, y as usize, xx as usize, ch]]
-        } else {
-            OUT_OF_IMAGE
-        }
-    };
+    // Channels are the inner loop (NHWC keeps a pixel's channels together); each channel still
+    // adds its taps in increasing (i, j).
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("a standard-layout array is one slice");
+    let taps: Vec<Vec<i8>> = (0..9)
+        .map(|t| w.slice(s![.., t / 3, t % 3]).to_vec())
+        .collect();
+    let outside = vec![OUT_OF_IMAGE; c];
     let mut acc = Array4::zeros((b, ho, wo, c));
-    for ((n, oy, ox, ch), out) in acc.indexed_iter_mut() {
+    for (n, oy, ox) in ndarray::indices((b, ho, wo)) {
         let d = isize::from(dilation[[oy, ox]]);
         let (cy, cx) = ((oy * stride) as isize, (ox * stride) as isize);
-        let mut sum = 0i32;
-        for i in 0..3 {
-            for j in 0..3 {
-                let a = read(n, cy + d * (i as isize - 1), cx + d * (j as isize - 1), ch);
-                sum = int::mac(sum, a, w[[ch, i, j]], Overflow::Wrap);
+        let mut sums = vec![0i32; c];
+        for (t, tap_w) in taps.iter().enumerate() {
+            let (i, j) = ((t / 3) as isize, (t % 3) as isize);
+            let (y, xx) = (cy + d * (i - 1), cx + d * (j - 1));
+            let pixel = if (0..h as isize).contains(&y) && (0..wd as isize).contains(&xx) {
+                let start = ((n * h + y as usize) * wd + xx as usize) * c;
+                &xs[start..start + c]
+            } else {
+                &outside[..]
+            };
+            for ((sum, &a), &wt) in sums.iter_mut().zip(pixel).zip(tap_w) {
+                *sum = int::mac(*sum, a, wt, Overflow::Wrap);
             }
         }
-        *out = sum;
+        acc.slice_mut(s![n, oy, ox, ..])
+            .assign(&ArrayView1::from(&sums[..]));
     }
     Ok(acc)
 }
@@ -207,12 +216,24 @@ pub fn pointwise_sums(x: ArrayView4<i8>, w: ArrayView2<i8>) -> Result<Array4<i32
         ));
     }
     int::check_int4(w, "pointwise w")?;
-    let mut acc = Array4::zeros((b, h, wd, cout));
-    for ((n, y, xx, co), out) in acc.indexed_iter_mut() {
-        *out = (0..cin).fold(0i32, |s, ci| {
-            int::mac(s, x[[n, y, xx, ci]], w[[co, ci]], Overflow::Wrap)
-        });
+    // Row-major copies so that each sum walks two slices; the order of the adds is unchanged.
+    let x = x.as_standard_layout();
+    let w = w.as_standard_layout();
+    let xs = x.as_slice().expect("a standard-layout array is one slice");
+    let ws = w.as_slice().expect("a standard-layout array is one slice");
+    let mut acc = Vec::with_capacity(b * h * wd * cout);
+    for p in 0..b * h * wd {
+        let pixel = &xs[p * cin..(p + 1) * cin];
+        for co in 0..cout {
+            let row = &ws[co * cin..(co + 1) * cin];
+            let sum = pixel
+                .iter()
+                .zip(row)
+                .fold(0i32, |sum, (&a, &wt)| int::mac(sum, a, wt, Overflow::Wrap));
+            acc.push(sum);
+        }
     }
+    let acc = Array4::from_shape_vec((b, h, wd, cout), acc).expect("one sum per output was pushed");
     Ok(acc)
 }
 

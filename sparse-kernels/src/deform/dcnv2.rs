@@ -367,22 +367,26 @@ impl Layout {
         Ok((cout, groups))
     }
 
-    /// Where channel `c`'s tap `(i, j)` of output `(n, oy, ox)` samples: the base coordinates
+    /// The offset group of input channel `c`: `c / (Cin/G)`.
+    pub(crate) fn offset_group(&self, c: usize) -> usize {
+        c / (self.cin / self.offset_groups)
+    }
+
+    /// Where offset group `g`'s tap `(i, j)` of output `(n, oy, ox)` samples: the base coordinates
     /// `(oy·sh − ph + i·dh, ox·sw − pw + j·dw)`, the offsets `(Δy, Δx)` read from channels
-    /// `g·2K + 2k` and `g·2K + 2k + 1` (`k = i·kw + j`, `g = c / (Cin/G)`), and the mask index.
+    /// `g·2K + 2k` and `g·2K + 2k + 1` (`k = i·kw + j`), and the mask index.
     pub(crate) fn tap<O: Copy>(
         &self,
         geom: &Geometry,
         offset: &ArrayView4<O>,
         at: Tap,
     ) -> Sample<O> {
-        let Tap { n, c, oy, ox, i, j } = at;
+        let Tap { n, g, oy, ox, i, j } = at;
         let base = |o: usize, a: usize, t: usize| {
             (o * geom.stride[a]) as i64 - geom.padding[a] as i64 + (t * geom.dilation[a]) as i64
         };
         let k = self.kh * self.kw;
         let tap = i * self.kw + j;
-        let g = c / (self.cin / self.offset_groups);
         Sample {
             base: (base(oy, 0, i), base(ox, 1, j)),
             delta: (
@@ -394,11 +398,11 @@ impl Layout {
     }
 }
 
-/// One tap of one output: image `n`, input channel `c`, output pixel `(oy, ox)`, tap `(i, j)`.
+/// One tap of one output: image `n`, offset group `g`, output pixel `(oy, ox)`, tap `(i, j)`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tap {
     pub n: usize,
-    pub c: usize,
+    pub g: usize,
     pub oy: usize,
     pub ox: usize,
     pub i: usize,
@@ -445,25 +449,28 @@ pub fn im2col(
     let k = kh * kw;
     let f = fmt.frac_bits;
     let mut cols = Array2::zeros((lay.b * lay.hout * lay.wout, lay.cin * k));
-    for n in 0..lay.b {
-        for oy in 0..lay.hout {
-            for ox in 0..lay.wout {
-                let row = (n * lay.hout + oy) * lay.wout + ox;
-                for c in 0..lay.cin {
-                    let plane = x.slice(s![n, c, .., ..]);
-                    for i in 0..kh {
-                        for j in 0..kw {
-                            let t = lay.tap(geom, &offset, Tap { n, c, oy, ox, i, j });
-                            let py = position(t.base.0, t.delta.0, f);
-                            let px = position(t.base.1, t.delta.1, f);
-                            let mut v = sample_fixed(plane, py, px, fmt, geom.border);
-                            if let Some(m) = &mask {
-                                v = modulate(v, m[t.mask_index], fmt);
-                            }
-                            cols[[row, (c * kh + i) * kw + j]] = v;
-                        }
-                    }
-                }
+    for (n, oy, ox) in ndarray::indices((lay.b, lay.hout, lay.wout)) {
+        // Every channel of an offset group samples at the same positions with the same mask:
+        // compute them once per group and tap.
+        let taps: Vec<(i64, i64, Option<i32>)> = ndarray::indices((lay.offset_groups, kh, kw))
+            .into_iter()
+            .map(|(g, i, j)| {
+                let t = lay.tap(geom, &offset, Tap { n, g, oy, ox, i, j });
+                let py = position(t.base.0, t.delta.0, f);
+                let px = position(t.base.1, t.delta.1, f);
+                (py, px, mask.as_ref().map(|m| m[t.mask_index]))
+            })
+            .collect();
+        let mut row = cols.row_mut((n * lay.hout + oy) * lay.wout + ox);
+        for c in 0..lay.cin {
+            let plane = x.slice(s![n, c, .., ..]);
+            let group_taps = &taps[lay.offset_group(c) * k..][..k];
+            for (tap, &(py, px, m)) in group_taps.iter().enumerate() {
+                let v = sample_fixed(plane, py, px, fmt, geom.border);
+                row[c * k + tap] = match m {
+                    Some(m) => modulate(v, m, fmt),
+                    None => v,
+                };
             }
         }
     }

@@ -69,7 +69,8 @@ pub fn dcnv2_f64(
             let plane = x.slice(s![n, c, .., ..]);
             for i in 0..kh {
                 for j in 0..kw {
-                    let t = lay.tap(geom, &offset, Tap { n, c, oy, ox, i, j });
+                    let g = lay.offset_group(c);
+                    let t = lay.tap(geom, &offset, Tap { n, g, oy, ox, i, j });
                     let (y, x) = (t.base.0 as f64 + t.delta.0, t.base.1 as f64 + t.delta.1);
                     let mut v = sample_f64(plane, y, x, geom.border);
                     if let Some(m) = &mask {

@@ -1,4 +1,5 @@
-//! The deformable-convolution engine (`deform`). This module is its one protocol description:
+//! The deformable-convolution engine (`deform`). Mode B (DCNv2) is [`dcnv2`], with its own
+//! protocol. For mode A (plain and CoDeNet) this module is the one protocol description:
 //! the ports, the reset, the parameter load, the latency, when a result is valid, the error
 //! flag and the cycle estimate. The driver (`coforge_driver::deform`), the CLI and the benches
 //! use these items instead of repeating them. The arithmetic is `sparse_kernels::deform`.

@@ -4,9 +4,7 @@
 
 use super::{param_target, ports, HEIGHT_BITS};
 use crate::config::{DeformConfig, DeformMode};
-use crate::rtl::{
-    index_bits, set, set_word, when, when_else, Design, Expr, ModuleBuilder, ModuleDef, Stmt,
-};
+use crate::rtl::{index_bits, set, when, when_else, Design, Expr, ModuleBuilder, ModuleDef, Stmt};
 
 /// Bits of the quantizer's input sum (`sparse_kernels::deform::codenet::ACC_BITS`).
 const ACC_BITS: u32 = 24;
@@ -75,16 +73,8 @@ pub(super) fn ram(width: u32, depth: u32) -> ModuleDef {
         "the word at `rd_addr` of the last enabled cycle",
     );
     let words = b.memory("words", width, depth);
-    b.clocked(
-        &clk,
-        vec![when(wr_en, vec![set_word(&words, wr_addr, wr_data)])],
-    );
-    let read = Expr::MemRead {
-        mem: "words".into(),
-        index: Box::new(rd_addr),
-        width,
-    };
-    b.clocked(&clk, vec![when(rd_en, vec![set(&rd_data, read)])]);
+    b.memory_write(&clk, &words, &wr_en, &wr_addr, &wr_data);
+    b.memory_read(&clk, &words, &rd_data, &rd_en, &rd_addr);
     b.finish()
 }
 
