@@ -81,7 +81,7 @@ pub struct LoadedEngine {
 
 pub fn load(config: &Path) -> anyhow::Result<LoadedEngine> {
     let config = Config::load(config)?;
-    let rendered = render(&config);
+    let rendered = render(&config)?;
     let spec = design_spec(&rendered, ports::CLOCK);
     Ok(LoadedEngine {
         config,

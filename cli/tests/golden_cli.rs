@@ -804,7 +804,7 @@ fn deform_codenet_rejects_bad_inputs() {
     w[[4, 2, 0]] = 8;
     bad(
         with_file(&d, &f.args, "--w", Tensor::I8(w)),
-        &["int4", "[4, 2, 0]", "8"],
+        &["w-replaced.npy", "int4", "[4, 2, 0]", "8"],
     );
     let mut pw = Array2::<i8>::zeros((6, 3));
     pw[[1, 1]] = -9;
@@ -989,7 +989,7 @@ fn deform_dcnv2_rejects_bad_inputs() {
     m[[1, 17, 0, 1]] = 257;
     bad(
         with_file(&d, &f.args, "--mask", Tensor::I32(m)),
-        &["mask", "[1, 17, 0, 1]", "257", "256"],
+        &["mask-replaced.npy", "[1, 17, 0, 1]", "257", "256"],
     );
     bad(with(&f.args, "--mask-bits", None), &["--mask-bits"]);
     // Shapes: weights whose groups do not divide, x of the wrong rank, a wrong geometry string.

@@ -150,6 +150,25 @@ fn gen_writes_verilog_filelist_manifest_and_config_deterministically() {
     assert_eq!(std::fs::read(c.path("gen/stce_top.v")).unwrap(), first);
 }
 
+#[test]
+fn gen_refuses_a_top_named_like_a_keyword_or_a_generated_module() {
+    for (top, fix) in [("module", "keyword"), ("stce_pe_int8_n2_m4", "generates")] {
+        let c = Case::new(&format!(
+            "[stce]\nrows = 2\ncols = 2\nn = 2\nm = 4\ntop = \"{top}\"\n"
+        ));
+        let (config, out) = (c.arg("c.toml"), c.arg("gen"));
+        let o = coforge(&["gen", "--config", &config, "--out", &out], &[]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("stce.top") && err.contains(top) && err.contains(fix),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(is_empty_or_missing(&c.path("gen")));
+    }
+}
+
 const TRAINING: &str = "[stce]\nrows = 2\ncols = 2\ndtype = \"fp16\"\nn = 2\nm = 4\n[train]\n";
 
 fn vectors() -> PathBuf {

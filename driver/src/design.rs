@@ -98,8 +98,9 @@ mod tests {
             )
             .unwrap();
             let train = cfg.train.clone().unwrap();
-            let rendered = render(&cfg);
-            let sore_unit = crate::sore::design_spec(&sore_params(&cfg).unwrap(), &train.sore_top);
+            let rendered = render(&cfg).unwrap();
+            let sore_unit =
+                crate::sore::design_spec(&sore_params(&cfg).unwrap(), &train.sore_top).unwrap();
             assert_eq!(
                 design_spec_of(&rendered, &train.sore_top, sore::ports::CLOCK),
                 sore_unit
@@ -109,7 +110,8 @@ mod tests {
                     lanes: train.wuve_lanes,
                 },
                 &train.wuve_top,
-            );
+            )
+            .unwrap();
             assert_eq!(
                 design_spec_of(&rendered, &train.wuve_top, wuve::ports::CLOCK),
                 wuve_unit

@@ -46,8 +46,9 @@ pub struct Pruned {
 ///
 /// # Panics
 /// If `p` fails [`SoreParams::validate`].
-pub fn design_spec(p: &SoreParams, top: &str) -> DesignSpec {
-    crate::design::unit_spec(&sore::generate(p, top), top, ports::CLOCK)
+pub fn design_spec(p: &SoreParams, top: &str) -> Result<DesignSpec, DriverError> {
+    let design = sore::generate(p, top).map_err(|e| DriverError::Input(e.to_string()))?;
+    Ok(crate::design::unit_spec(&design, top, ports::CLOCK))
 }
 
 /// Predicted cycles to prune `groups` groups: `ceil(groups / P)` rounds of M cycles, plus the

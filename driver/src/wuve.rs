@@ -43,8 +43,9 @@ pub struct Updated {
 ///
 /// # Panics
 /// If `p` fails [`WuveParams::validate`].
-pub fn design_spec(p: &WuveParams, top: &str) -> DesignSpec {
-    crate::design::unit_spec(&wuve::generate(p, top), top, ports::CLOCK)
+pub fn design_spec(p: &WuveParams, top: &str) -> Result<DesignSpec, DriverError> {
+    let design = wuve::generate(p, top).map_err(|e| DriverError::Input(e.to_string()))?;
+    Ok(crate::design::unit_spec(&design, top, ports::CLOCK))
 }
 
 /// Predicted cycles to update `elements` weights: `ceil(elements / V)` input cycles plus the

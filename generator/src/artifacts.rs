@@ -2,13 +2,14 @@
 //! uses it), a filelist per top, a manifest and the resolved config. Rendering is pure and
 //! deterministic; writing is the caller's job.
 
-use crate::config::{Config, Dtype};
+use crate::config::{Config, ConfigError, DeformConfig, Dtype, StceConfig};
 use crate::engines::deform;
 use crate::engines::sore::{self, SoreParams};
 use crate::engines::stce;
 use crate::engines::wuve::{self, WuveParams};
-use crate::rtl::{emit, Design, ModuleDef, Port};
+use crate::rtl::{emit, Design, DesignError, ModuleDef, Port};
 use serde::Serialize;
+use thiserror::Error;
 
 pub use crate::rtl::emit::GENERATOR_VERSION;
 
@@ -74,40 +75,132 @@ struct Manifest<'a> {
     modules: Vec<ManifestModule<'a>>,
 }
 
-/// The engines a config describes: (top name, role, design).
-pub fn engines(cfg: &Config) -> Vec<(String, &'static str, Design)> {
+/// What went wrong rendering a config.
+#[derive(Debug, Error)]
+pub enum RenderError {
+    /// A config value the engines cannot use (it names the key and the fix).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Two different module definitions under one name: a generator bug once the names are
+    /// checked, reported rather than panicking.
+    #[error("generator error: {0}")]
+    Design(#[from] DesignError),
+}
+
+/// The parameters of one engine of a config.
+#[derive(Clone, Debug)]
+pub enum EngineParams {
+    Stce(StceConfig),
+    Sore(SoreParams),
+    Wuve(WuveParams),
+    Deform(DeformConfig),
+}
+
+/// One engine a config describes, before it is generated.
+#[derive(Clone, Debug)]
+pub struct EnginePlan {
+    /// The config key naming its top, e.g. `train.sore_top`.
+    pub key: &'static str,
+    pub top: String,
+    /// What the top is, e.g. "tensor engine (STCE)".
+    pub role: &'static str,
+    pub params: EngineParams,
+}
+
+impl EnginePlan {
+    /// The modules the engine defines besides its top.
+    pub fn module_names(&self) -> Vec<String> {
+        match &self.params {
+            EngineParams::Stce(c) => stce::module_names(c),
+            EngineParams::Sore(p) => sore::module_names(p),
+            EngineParams::Wuve(_) => wuve::module_names(),
+            // Generation is cheap: the deformable engine's modules are those of its design.
+            EngineParams::Deform(c) => deform::generate(c)
+                .modules()
+                .map(|m| m.name().to_string())
+                .filter(|n| *n != c.top)
+                .collect(),
+        }
+    }
+
+    pub fn generate(&self) -> Result<Design, DesignError> {
+        match &self.params {
+            EngineParams::Stce(c) => stce::generate(c),
+            EngineParams::Sore(p) => sore::generate(p, &self.top),
+            EngineParams::Wuve(p) => wuve::generate(p, &self.top),
+            EngineParams::Deform(c) => Ok(deform::generate(c)),
+        }
+    }
+}
+
+/// The engines a config describes, the primary top (the tensor engine, else the deformable
+/// engine) first.
+pub fn plan(cfg: &Config) -> Vec<EnginePlan> {
     let mut out = Vec::new();
     if let Some(stce_cfg) = &cfg.stce {
-        out.push((
-            stce_cfg.top.clone(),
-            "tensor engine (STCE)",
-            stce::generate(stce_cfg),
-        ));
+        out.push(EnginePlan {
+            key: "stce.top",
+            top: stce_cfg.top.clone(),
+            role: "tensor engine (STCE)",
+            params: EngineParams::Stce(stce_cfg.clone()),
+        });
     }
-    if let Some(train) = &cfg.train {
-        let sore = sore_params(cfg).expect("a [train] config has a pruning unit");
-        out.push((
-            train.sore_top.clone(),
-            "online pruning unit (SORE)",
-            sore::generate(&sore, &train.sore_top),
-        ));
-        let wuve = WuveParams {
-            lanes: train.wuve_lanes,
-        };
-        out.push((
-            train.wuve_top.clone(),
-            "weight-update vector engine (WUVE)",
-            wuve::generate(&wuve, &train.wuve_top),
-        ));
+    if let (Some(train), Some(sore)) = (&cfg.train, sore_params(cfg)) {
+        out.push(EnginePlan {
+            key: "train.sore_top",
+            top: train.sore_top.clone(),
+            role: "online pruning unit (SORE)",
+            params: EngineParams::Sore(sore),
+        });
+        out.push(EnginePlan {
+            key: "train.wuve_top",
+            top: train.wuve_top.clone(),
+            role: "weight-update vector engine (WUVE)",
+            params: EngineParams::Wuve(WuveParams {
+                lanes: train.wuve_lanes,
+            }),
+        });
     }
     if let Some(deform_cfg) = &cfg.deform {
-        out.push((
-            deform_cfg.top.clone(),
-            "deformable-convolution engine (deform)",
-            deform::generate(deform_cfg),
-        ));
+        out.push(EnginePlan {
+            key: "deform.top",
+            top: deform_cfg.top.clone(),
+            role: "deformable-convolution engine (deform)",
+            params: EngineParams::Deform(deform_cfg.clone()),
+        });
     }
     out
+}
+
+/// Checks, before anything is generated, that no top of `cfg` takes the name of a module that
+/// one of its engines generates (`Config::from_toml` has already checked keywords, identifiers
+/// and that the tops differ).
+pub fn check_names(cfg: &Config) -> Result<(), ConfigError> {
+    let engines = plan(cfg);
+    for engine in &engines {
+        for other in &engines {
+            if other.module_names().contains(&engine.top) {
+                return Err(ConfigError::Invalid {
+                    key: engine.key,
+                    value: format!("{:?}", engine.top),
+                    fix: format!(
+                        "`{}` is a module that the {} generates; choose another name, e.g. `{}_top`",
+                        engine.top, other.role, engine.top
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Generates every engine of a config: (top name, role, design), the primary top first.
+pub fn engines(cfg: &Config) -> Result<Vec<(String, &'static str, Design)>, RenderError> {
+    check_names(cfg)?;
+    plan(cfg)
+        .into_iter()
+        .map(|e| Ok((e.top.clone(), e.role, e.generate()?)))
+        .collect()
 }
 
 /// The pruning unit of a training config: the STCE's N:M on its number format.
@@ -121,14 +214,17 @@ pub fn sore_params(cfg: &Config) -> Option<SoreParams> {
 }
 
 /// Generates every engine that `cfg` describes and renders all of their files.
-pub fn render(cfg: &Config) -> Rendered {
+///
+/// # Errors
+/// A top named like a generated module ([`check_names`]), before anything is generated.
+pub fn render(cfg: &Config) -> Result<Rendered, RenderError> {
     let hash = cfg.hash();
     let mut all = Design::new();
     let mut tops = Vec::new();
-    for (name, role, design) in engines(cfg) {
+    for (name, role, design) in engines(cfg)? {
         for m in design.modules() {
-            all.add(m.clone())
-                .expect("modules shared by two engines are identical definitions");
+            // Modules shared by two engines are identical definitions, added once.
+            all.add(m.clone())?;
         }
         tops.push(TopInfo {
             files: design.modules().map(emit::file_name).collect(),
@@ -173,12 +269,12 @@ pub fn render(cfg: &Config) -> Rendered {
     };
     let manifest_text =
         serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
-    Rendered {
+    Ok(Rendered {
         top: tops[0].name.clone(),
         tops,
         verilog,
         filelists,
         manifest: ("manifest.json".to_string(), manifest_text),
         config: ("config.json".to_string(), cfg.resolved_json()),
-    }
+    })
 }

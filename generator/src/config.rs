@@ -3,6 +3,7 @@
 //! Every key has one meaning and one default, written here; `Config::validate` turns a bad
 //! value into an error that names the key, the value and what to do instead.
 
+use crate::rtl::names::check_module_name;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -165,22 +166,6 @@ impl StceConfig {
                 "the overflow policy applies to integer engines; fp16 accumulates in IEEE fp32",
             );
         }
-        let ident_ok = self
-            .top
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic())
-            && self
-                .top
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ident_ok {
-            return invalid(
-                "stce.top",
-                format!("{:?}", self.top),
-                "use a Verilog identifier: a letter, then letters, digits or `_`",
-            );
-        }
         Ok(())
     }
 }
@@ -226,11 +211,6 @@ pub struct Config {
     pub deform: Option<DeformConfig>,
 }
 
-fn is_identifier(s: &str) -> bool {
-    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 impl TrainConfig {
     fn validate(&self, stce: &StceConfig) -> Result<(), ConfigError> {
         let invalid = |key, value: String, fix: &str| {
@@ -259,25 +239,6 @@ impl TrainConfig {
                 "train.wuve_lanes",
                 self.wuve_lanes.to_string(),
                 "use 1 to 256 lanes",
-            );
-        }
-        for (key, name) in [
-            ("train.sore_top", &self.sore_top),
-            ("train.wuve_top", &self.wuve_top),
-        ] {
-            if !is_identifier(name) || *name == stce.top {
-                return invalid(
-                    key,
-                    format!("{name:?}"),
-                    "use a Verilog identifier that differs from the other tops",
-                );
-            }
-        }
-        if self.sore_top == self.wuve_top {
-            return invalid(
-                "train.wuve_top",
-                format!("{:?}", self.wuve_top),
-                "the two tops need different names",
             );
         }
         Ok(())
@@ -312,21 +273,12 @@ impl Config {
         if let Some(deform) = &mut cfg.deform {
             deform.resolve_and_validate()?;
         }
-        let tops = cfg.tops();
-        for (i, (key, name)) in tops.iter().enumerate() {
-            if tops[..i].iter().any(|(_, other)| other == name) {
-                return Err(ConfigError::Invalid {
-                    key,
-                    value: format!("{name:?}"),
-                    fix: "every top of a config needs its own name".to_string(),
-                });
-            }
-        }
+        cfg.check_top_names()?;
         Ok(cfg)
     }
 
-    /// Every top-level module name with the key that sets it.
-    fn tops(&self) -> Vec<(&'static str, &str)> {
+    /// Every top module the config names, with its key, in a fixed order.
+    pub fn tops(&self) -> Vec<(&'static str, &str)> {
         let mut tops = Vec::new();
         if let Some(stce) = &self.stce {
             tops.push(("stce.top", stce.top.as_str()));
@@ -362,6 +314,27 @@ impl Config {
                 fix: "use a config with a deformable-convolution engine, such as \
                   configs/deform-codenet.toml",
             })
+    }
+
+    /// Each top is a plain identifier, no Verilog or SystemVerilog keyword, and differs from
+    /// the other tops. (That no top takes the name of a generated module is checked where the
+    /// engines are known: `artifacts::check_names`.)
+    fn check_top_names(&self) -> Result<(), ConfigError> {
+        let tops = self.tops();
+        for (i, &(key, name)) in tops.iter().enumerate() {
+            let invalid = |fix: String| ConfigError::Invalid {
+                key,
+                value: format!("{name:?}"),
+                fix,
+            };
+            check_module_name(name).map_err(invalid)?;
+            if let Some((other, _)) = tops[..i].iter().find(|(_, n)| *n == name) {
+                return Err(invalid(format!(
+                    "`{other}` already names that top; every top needs its own name"
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -677,13 +650,7 @@ impl DeformConfig {
                 return invalid(key, p.value_of(key), fix);
             }
         }
-        if !is_identifier(&self.top) {
-            return invalid(
-                "deform.top",
-                format!("{:?}", self.top),
-                "use a Verilog identifier: a letter, then letters, digits or `_`".into(),
-            );
-        }
+        // deform.top is checked with the other tops (`Config::check_top_names`).
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ use sparse_kernels::deform::codenet::{
 };
 use sparse_kernels::deform::dcnv2::{dcnv2_fixed, FixedFormat, Geometry};
 
-use common::median_of_5;
+use common::median;
 
 const H: usize = 64;
 const W: usize = 64;
@@ -78,28 +78,28 @@ fn main() {
         (
             "plain depthwise (dilation 1)",
             dw_macs,
-            median_of_5(|| {
+            median(5, || {
                 black_box(codenet_block(x_nhwc.view(), &plain).unwrap());
             }),
         ),
         (
             "codenet, dilations in [1, 6]",
             dw_macs,
-            median_of_5(|| {
+            median(5, || {
                 black_box(codenet_block(x_nhwc.view(), &codenet).unwrap());
             }),
         ),
         (
             "codenet block, 1x1 + depthwise",
             dw_macs + (H * W * C * C) as f64,
-            median_of_5(|| {
+            median(5, || {
                 black_box(codenet_block(x_nhwc.view(), &block).unwrap());
             }),
         ),
         (
             "dcnv2 depthwise, Q.4 offsets",
             dw_macs,
-            median_of_5(|| {
+            median(5, || {
                 black_box(
                     dcnv2_fixed(x_nchw.view(), offset.view(), None, w_b.view(), &geom, &fmt)
                         .unwrap(),
@@ -109,7 +109,7 @@ fn main() {
         (
             "dcnv2 depthwise, offsets + mask",
             dw_macs,
-            median_of_5(|| {
+            median(5, || {
                 black_box(
                     dcnv2_fixed(
                         x_nchw.view(),

@@ -1,7 +1,13 @@
-//! Throughput of the bit-exact reference GEMMs against ndarray's f32 `.dot()` (BLAS-like, not
-//! bit-exact to the contract) on the same shapes. No criterion: median of 5 timed runs, one table.
+//! Throughput of the bit-exact reference GEMMs (int8 with wrap, fp16 with fp32 RNE accumulation)
+//! against ndarray's f32 `.dot()` (matrixmultiply: BLAS-like, FMA, not bit-exact to the contract)
+//! on the same shapes, single-threaded and on every rayon thread, in one table.
 //!
-//! Run: `cargo bench -p sparse-kernels --bench reference_gemm`
+//! No criterion: each figure is the median of several timed runs (fewer for the large shapes).
+//! ndarray's `dot` is single-threaded (its `matrixmultiply-threading` feature is off), so every
+//! ratio is against the single-threaded `dot`. `scaling` is the all-threads speed over the
+//! single-thread speed of the same kernel.
+//!
+//! Run: `cargo bench -p sparse-kernels --bench reference_gemm [-- MAX_SIZE]` (default 2048)
 
 mod common;
 
@@ -12,18 +18,45 @@ use half::f16;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::ThreadPool;
 use sparse_kernels::gemm::{gemm, Fp16Arith, IntArith};
 
-use common::median_of_5;
+use common::median;
+
+fn pool(threads: usize) -> ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon pool")
+}
 
 fn main() {
+    let max: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(2048);
+    let threads = rayon::current_num_threads();
+    let (single, all) = (pool(1), pool(threads));
     let mut rng = ChaCha8Rng::seed_from_u64(0);
+    println!("GMAC/s (1 MAC = one multiply and one add); 1T = one thread, {threads}T = {threads} rayon threads");
     println!(
-        "{:>13} | {:>14} | {:>14} | {:>14} | {:>10} | {:>10}",
-        "shape MxKxN", "int8 GMAC/s", "fp16 GMAC/s", "f32 dot GMAC/s", "int8/dot", "fp16/dot"
+        "{:>14} | {:>8} {:>8} | {:>8} {:>8} | {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>4}",
+        "shape MxKxN",
+        "int8 1T",
+        format!("int8 {threads}T"),
+        "fp16 1T",
+        format!("fp16 {threads}T"),
+        "dot 1T",
+        "int8/dot",
+        "fp16/dot",
+        "int8 x",
+        "fp16 x",
+        "runs"
     );
-    println!("{}", "-".repeat(92));
-    for s in [128usize, 256] {
+    println!("{}", "-".repeat(112));
+    let mut s = 128;
+    while s <= max {
+        let runs = if s >= 1024 { 3 } else { 5 };
         let macs = (s * s * s) as f64;
         let ai = Array2::from_shape_simple_fn((s, s), || rng.random::<i8>());
         let bi = Array2::from_shape_simple_fn((s, s), || rng.random::<i8>());
@@ -33,24 +66,34 @@ fn main() {
             Array2::from_shape_simple_fn((s, s), || f16::from_f32(rng.random_range(-1.0..1.0)));
         let af = ah.mapv(f32::from);
         let bf = bh.mapv(f32::from);
-        let ti = median_of_5(|| {
+        let int8 = || {
             black_box(gemm(&IntArith::default(), ai.view(), bi.view()).unwrap());
-        });
-        let th = median_of_5(|| {
+        };
+        let fp16 = || {
             black_box(gemm(&Fp16Arith, ah.view(), bh.view()).unwrap());
-        });
-        let tf = median_of_5(|| {
-            black_box(af.dot(&bf));
-        });
+        };
         let g = |t: Duration| macs / t.as_secs_f64() / 1e9;
+        let i1 = g(median(runs, || single.install(int8)));
+        let i_all = g(median(runs, || all.install(int8)));
+        let h1 = g(median(runs, || single.install(fp16)));
+        let h_all = g(median(runs, || all.install(fp16)));
+        let dot = g(median(runs, || {
+            black_box(af.dot(&bf));
+        }));
         println!(
-            "{:>13} | {:>14.3} | {:>14.3} | {:>14.3} | {:>10.3} | {:>10.3}",
+            "{:>14} | {:>8.2} {:>8.2} | {:>8.2} {:>8.2} | {:>8.2} | {:>8.3} {:>8.3} | {:>8.2} {:>8.2} | {:>4}",
             format!("{s}x{s}x{s}"),
-            g(ti),
-            g(th),
-            g(tf),
-            g(ti) / g(tf),
-            g(th) / g(tf)
+            i1,
+            i_all,
+            h1,
+            h_all,
+            dot,
+            i1 / dot,
+            h1 / dot,
+            i_all / i1,
+            h_all / h1,
+            runs
         );
+        s *= 2;
     }
 }

@@ -15,6 +15,7 @@ pub const CANONICAL_NAN_F32: f32 = f32::from_bits(0x7FC0_0000);
 pub const CANONICAL_NAN_F16: f16 = f16::from_bits(0x7E00);
 
 /// `x`, with any NaN replaced by [`CANONICAL_NAN_F32`].
+#[inline]
 pub fn canon(x: f32) -> f32 {
     if x.is_nan() {
         CANONICAL_NAN_F32

@@ -16,6 +16,7 @@ pub enum Overflow {
 }
 
 /// `acc + x` under `policy`. This is the only place where the accumulator add is defined.
+#[inline]
 pub fn add(acc: i32, x: i32, policy: Overflow) -> i32 {
     match policy {
         Overflow::Wrap => acc.wrapping_add(x),

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sparse_kernels::deform::dcnv2::{
     corner_weights, dcnv2_fixed, im2col, modulate, position, sample_fixed, weight_matrix, Border,
-    FixedFormat, Geometry, MAX_FRAC_BITS, MAX_MASK_BITS,
+    FixedFormat, Geometry, MAX_EXTENT, MAX_FRAC_BITS, MAX_MASK_BITS,
 };
 use sparse_kernels::deform::float::{dcnv2_f64, sample_f64};
 use sparse_kernels::gemm::{gemm, IntArith};
@@ -508,6 +508,15 @@ fn bad_inputs_are_errors_that_name_the_problem() {
     assert!(run(&x, &off, None, &Array4::zeros((3, 2, 3, 3)), &g).is_err());
     assert!(run(&x, &off, None, &Array4::zeros((4, 2, 3, 3)), &g).is_ok()); // groups = 2
     assert!(run(&x, &off, None, &Array4::zeros((2, 4, 3, 2)), &g).is_err());
+    // Geometry beyond MAX_EXTENT (positions must stay exact in i64).
+    let huge = Geometry {
+        padding: [MAX_EXTENT + 1, 0],
+        ..g
+    };
+    assert!(matches!(
+        run(&x, &off, None, &w, &huge),
+        Err(KernelError::InvalidParameter { .. })
+    ));
     // Zero stride or dilation, a kernel larger than the padded input, no channels.
     for (stride, dilation) in [([0, 1], [1, 1]), ([1, 1], [1, 0]), ([1, 1], [3, 1])] {
         let bad = Geometry {

@@ -164,7 +164,7 @@ fn generation() {
             t.elapsed().as_secs_f64()
         })
         .collect();
-    let r = render(&cfg);
+    let r = render(&cfg).expect("the bench config renders");
     let bytes: usize = r.verilog.iter().map(|(_, t)| t.len()).sum();
     let lines: usize = r.verilog.iter().map(|(_, t)| t.lines().count()).sum();
     println!(

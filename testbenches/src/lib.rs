@@ -20,7 +20,7 @@ pub struct Engine {
 impl Engine {
     pub fn from_toml(toml: &str) -> Engine {
         let config = Config::from_toml(toml, "test config").expect("test config is valid");
-        let rendered = render(&config);
+        let rendered = render(&config).expect("test config renders");
         let spec = design_spec(&rendered, ports::CLOCK);
         Engine {
             config,

@@ -245,7 +245,7 @@ fn shipped_config_window_buffer_is_block_ram() {
     let cfg = Config::load(std::path::Path::new(path)).unwrap();
     let deform = cfg.deform.as_ref().unwrap();
     let p = Dcnv2Params::of(deform);
-    let r = render(&cfg);
+    let r = render(&cfg).unwrap();
     let top = r.tops.iter().find(|t| t.name == deform.top).unwrap();
     let files: Vec<(String, String)> = r
         .verilog

@@ -34,7 +34,7 @@ fn shipped_configs() -> Vec<(String, Config)> {
 #[test]
 fn verilator_lint_wall_is_clean_on_every_shipped_config() {
     for (stem, cfg) in shipped_configs() {
-        let r = render(&cfg);
+        let r = render(&cfg).unwrap();
         for top in &r.tops {
             let files: Vec<(String, String)> = r
                 .verilog
@@ -68,7 +68,7 @@ fn yosys_synth_xilinx_maps_one_dsp_per_int8_multiplier() {
         if s.rows * s.cols > 16 || s.dtype != Dtype::Int8 {
             continue;
         }
-        let stat = synth_xilinx(&render(&cfg), &s.top, &stem);
+        let stat = synth_xilinx(&render(&cfg).unwrap(), &s.top, &stem);
         if s.weight_bits == 8 {
             let dsps = cell_count(&stat, "DSP48E1");
             assert_eq!(dsps, s.rows * s.cols * s.n, "{stem}: DSP count\n{stat:?}");
@@ -85,7 +85,7 @@ fn yosys_synth_xilinx_accepts_the_training_engines() {
         "tiny training engine",
     )
     .unwrap();
-    let r = render(&cfg);
+    let r = render(&cfg).unwrap();
     for top in &r.tops {
         let stat = synth_xilinx(&r, &top.name, "tiny training engine");
         assert!(
@@ -99,8 +99,9 @@ fn yosys_synth_xilinx_accepts_the_training_engines() {
 #[test]
 fn generation_is_deterministic_and_defines_each_module_once() {
     for (stem, cfg) in shipped_configs() {
-        let a = render(&cfg);
-        let b = render(&Config::from_toml(&toml::to_string(&cfg).unwrap(), "again").unwrap());
+        let a = render(&cfg).unwrap();
+        let b =
+            render(&Config::from_toml(&toml::to_string(&cfg).unwrap(), "again").unwrap()).unwrap();
         let files = |r: &Rendered| r.files().cloned().collect::<Vec<_>>();
         assert_eq!(files(&a), files(&b), "{stem}: two renders differ");
         let definitions: usize = a
@@ -137,7 +138,7 @@ fn generation_is_deterministic_and_defines_each_module_once() {
 fn rtl_out_matches_a_fresh_generation_byte_for_byte() {
     for (stem, cfg) in shipped_configs() {
         let dir = workspace().join("rtl-out").join(&stem);
-        let r = render(&cfg);
+        let r = render(&cfg).unwrap();
         let mut expected: Vec<String> = r.files().map(|(n, _)| n.clone()).collect();
         expected.sort();
         let mut found: Vec<String> = std::fs::read_dir(&dir)

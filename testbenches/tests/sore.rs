@@ -23,7 +23,7 @@ struct Unit {
 
 impl Unit {
     fn new(p: SoreParams) -> Unit {
-        let spec = design_spec(&p, TOP);
+        let spec = design_spec(&p, TOP).unwrap();
         let sim = Verilator::build(&spec, &BuildOptions::default())
             .unwrap_or_else(|e| panic!("Verilator build failed: {e}"))
             .instantiate()
@@ -243,10 +243,10 @@ fn driver_rejects_bad_jobs() {
 fn generation_is_deterministic() {
     let p = SoreParams::fp16(4, 2, 8);
     assert_eq!(
-        emit::render_verilog(&sore::generate(&p, TOP)),
-        emit::render_verilog(&sore::generate(&p, TOP))
+        emit::render_verilog(&sore::generate(&p, TOP).unwrap()),
+        emit::render_verilog(&sore::generate(&p, TOP).unwrap())
     );
-    let files: Vec<String> = emit::render_verilog(&sore::generate(&p, TOP))
+    let files: Vec<String> = emit::render_verilog(&sore::generate(&p, TOP).unwrap())
         .into_iter()
         .map(|(f, _)| f)
         .collect();
@@ -268,7 +268,7 @@ fn lint_clean() {
     ];
     for p in configs {
         assert_lint_clean(
-            &emit::render_verilog(&sore::generate(&p, TOP)),
+            &emit::render_verilog(&sore::generate(&p, TOP).unwrap()),
             TOP,
             &format!("{p:?}"),
         );

@@ -42,7 +42,7 @@ struct Engine {
 impl Engine {
     fn new(lanes: u32) -> Engine {
         let p = WuveParams { lanes };
-        let spec = design_spec(&p, TOP);
+        let spec = design_spec(&p, TOP).unwrap();
         let sim = Verilator::build(&spec, &BuildOptions::default())
             .unwrap_or_else(|e| panic!("Verilator build failed: {e}"))
             .instantiate()
@@ -518,10 +518,10 @@ fn driver_layout_and_bad_jobs() {
 fn generation_is_deterministic() {
     let p = WuveParams { lanes: 4 };
     assert_eq!(
-        emit::render_verilog(&wuve::generate(&p, TOP)),
-        emit::render_verilog(&wuve::generate(&p, TOP))
+        emit::render_verilog(&wuve::generate(&p, TOP).unwrap()),
+        emit::render_verilog(&wuve::generate(&p, TOP).unwrap())
     );
-    let files: Vec<String> = emit::render_verilog(&wuve::generate(&p, TOP))
+    let files: Vec<String> = emit::render_verilog(&wuve::generate(&p, TOP).unwrap())
         .into_iter()
         .map(|(f, _)| f)
         .collect();
@@ -543,7 +543,7 @@ fn lint_clean() {
     for lanes in [1, 2, 5] {
         let p = WuveParams { lanes };
         assert_lint_clean(
-            &emit::render_verilog(&wuve::generate(&p, TOP)),
+            &emit::render_verilog(&wuve::generate(&p, TOP).unwrap()),
             TOP,
             &format!("{p:?}"),
         );

@@ -89,7 +89,7 @@ impl RtlBackend {
         let (Some(train), Some(sore_params)) = (&config.train, sore_params(config)) else {
             bail!("training needs a [train] section in the config (sore_lanes, wuve_lanes)");
         };
-        let rendered = render(config);
+        let rendered = render(config)?;
         let spec_of = |top: &str| design_spec_of(&rendered, top, stce_rtl::ports::CLOCK);
         let (stce_spec, sore_spec, wuve_spec) = (
             spec_of(&stce_cfg.top),

@@ -219,8 +219,14 @@ fn codenet_verb(a: &DeformArgs, mut out: OutputDir) -> anyhow::Result<()> {
         pointwise,
         depthwise: Some(depthwise),
     };
-    let r = codenet::codenet_block(x4.view(), &block)
-        .with_context(|| format!("codenet layer failed (x = {})", a.x.display()))?;
+    let r = codenet::codenet_block(x4.view(), &block).with_context(|| {
+        format!(
+            "codenet layer failed (x = {}, w = {}, dilation = {})",
+            a.x.display(),
+            a.w.display(),
+            dpath.display()
+        )
+    })?;
     if batched {
         out.add_npy("y.npy", r.y.view());
         out.add_npy("acc.npy", r.acc.view());
@@ -264,13 +270,8 @@ fn dcnv2_verb(a: &DeformArgs, mut out: OutputDir) -> anyhow::Result<()> {
         (Some(_), None) => bail!("--mask needs --mask-bits G (the mask is Q0.G, 2^G is 1.0)"),
         (None, Some(_)) => bail!("--mask-bits applies only with --mask"),
     };
-    let fmt = FixedFormat::new(f, g, a.zero_point.unwrap_or(0)).map_err(|e| {
-        anyhow!(
-            "{e} (--frac-bits in 0..={}, --mask-bits in 0..={})",
-            dcnv2::MAX_FRAC_BITS,
-            dcnv2::MAX_MASK_BITS
-        )
-    })?;
+    let fmt = FixedFormat::new(f, g, a.zero_point.unwrap_or(0))
+        .context("--frac-bits or --mask-bits out of range")?;
     let geom = Geometry {
         stride: pair("stride", a.stride.as_deref(), 1, 1)?,
         padding: pair("padding", a.padding.as_deref(), 0, 0)?,
@@ -295,11 +296,13 @@ fn dcnv2_verb(a: &DeformArgs, mut out: OutputDir) -> anyhow::Result<()> {
         &fmt,
     )
     .with_context(|| {
+        let mask = a.mask.as_ref().map(|m| format!(", mask = {}", m.display()));
         format!(
-            "dcnv2 layer failed (x = {}, offset = {}, w = {})",
+            "dcnv2 layer failed (x = {}, offset = {}, w = {}{})",
             a.x.display(),
             offset_path.display(),
-            a.w.display()
+            a.w.display(),
+            mask.unwrap_or_default()
         )
     })?;
     out.add_npy("y.npy", y.view());

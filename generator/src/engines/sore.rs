@@ -36,7 +36,9 @@
 //!
 //! One port per lane, not one packed bus: Verilator 5.006 is slow on very wide packed ports.
 
-use crate::rtl::{index_bits, set, when, when_else, Design, Expr, ModuleBuilder, ModuleDef};
+use crate::rtl::{
+    index_bits, set, when, when_else, Design, DesignError, Expr, ModuleBuilder, ModuleDef,
+};
 
 /// How a value's magnitude key is formed; the comparator is a plain unsigned `>` on the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -175,21 +177,25 @@ pub mod ports {
 
 /// Builds the pruning unit: one lane module shared by all lanes, then the top named `top`.
 ///
+/// # Errors
+/// A `top` named like the lane module ([`module_names`]) clashes with it.
+///
 /// # Panics
 /// If `p` fails [`SoreParams::validate`] (a caller bug: validate untrusted parameters first).
-pub fn generate(p: &SoreParams, top: &str) -> Design {
+pub fn generate(p: &SoreParams, top: &str) -> Result<Design, DesignError> {
     if let Err(e) = p.validate() {
         panic!("invalid SORE parameters: {e}");
     }
     let mut design = Design::new();
     let lane = lane_module(p);
-    design
-        .add(lane.clone())
-        .expect("lane names encode their parameters");
-    design
-        .add(top_module(p, top, &lane))
-        .expect("top name is unique in its design");
-    design
+    design.add(lane.clone())?;
+    design.add(top_module(p, top, &lane))?;
+    Ok(design)
+}
+
+/// The modules the unit defines besides its top.
+pub fn module_names(p: &SoreParams) -> Vec<String> {
+    vec![p.lane_module()]
 }
 
 /// The magnitude key of `value` (named `<name>`).
@@ -424,6 +430,7 @@ mod tests {
 
     fn text(p: &SoreParams) -> Vec<String> {
         generate(p, "sore_top")
+            .unwrap()
             .modules()
             .map(|m| emit::module_file(m, "test"))
             .collect()
@@ -432,9 +439,11 @@ mod tests {
     #[test]
     fn one_lane_definition_and_deterministic() {
         let p = SoreParams::fp16(4, 2, 8);
-        let d = generate(&p, "sore_top");
+        let d = generate(&p, "sore_top").unwrap();
         let names: Vec<&str> = d.modules().map(|m| m.name()).collect();
         assert_eq!(names, ["sore_lane_fp16_n2_m8", "sore_top"]);
+        assert_eq!(module_names(&p), names[..1]);
+        assert!(generate(&p, "sore_lane_fp16_n2_m8").is_err());
         assert_eq!(text(&p), text(&p));
     }
 

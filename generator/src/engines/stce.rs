@@ -36,7 +36,9 @@
 
 use super::arith::{FpMac, IntMac, PeArith};
 use crate::config::{Dtype, StceConfig};
-use crate::rtl::{index_bits, set, when, when_else, Design, Expr, ModuleBuilder, ModuleDef};
+use crate::rtl::{
+    index_bits, set, when, when_else, Design, DesignError, Expr, ModuleBuilder, ModuleDef,
+};
 
 /// Port names of the top module, shared with the driver that feeds it.
 pub mod ports {
@@ -61,25 +63,50 @@ pub mod ports {
 }
 
 /// Builds the whole engine; the returned design's last module is the top.
-pub fn generate(cfg: &StceConfig) -> Design {
-    let arith: Box<dyn PeArith> = match cfg.dtype {
+///
+/// # Errors
+/// A top named like one of the engine's other modules ([`module_names`]) clashes with it.
+pub fn generate(cfg: &StceConfig) -> Result<Design, DesignError> {
+    let arith = arithmetic(cfg);
+    let mut design = Design::new();
+    for leaf in arith.leaf_modules() {
+        design.add(leaf)?;
+    }
+    let pe = processing_element(cfg, arith.as_ref());
+    design.add(pe.clone())?;
+    design.add(array_top(cfg, &pe))?;
+    Ok(design)
+}
+
+/// The modules the engine defines besides its top, leaves first.
+pub fn module_names(cfg: &StceConfig) -> Vec<String> {
+    let arith = arithmetic(cfg);
+    let mut names: Vec<String> = arith
+        .leaf_modules()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
+    names.push(pe_name(cfg, arith.as_ref()));
+    names
+}
+
+fn arithmetic(cfg: &StceConfig) -> Box<dyn PeArith> {
+    match cfg.dtype {
         Dtype::Int8 => Box::new(IntMac {
             wgt_bits: cfg.weight_bits,
             overflow: cfg.overflow,
         }),
         Dtype::Fp16 => Box::new(FpMac),
-    };
-    let mut design = Design::new();
-    for leaf in arith.leaf_modules() {
-        design.add(leaf).expect("leaf modules have fixed names");
     }
-    let pe = processing_element(cfg, arith.as_ref());
-    design
-        .add(pe.clone())
-        .expect("PE names encode their parameters");
-    let top = array_top(cfg, &pe);
-    design.add(top).expect("top name is unique in its design");
-    design
+}
+
+/// The PE's name encodes every parameter its body depends on.
+fn pe_name(cfg: &StceConfig, arith: &dyn PeArith) -> String {
+    if cfg.has_sparse_mode() {
+        format!("stce_pe_{}_n{}_m{}", arith.tag(), cfg.n, cfg.m)
+    } else {
+        format!("stce_pe_{}_n{}_dense", arith.tag(), cfg.n)
+    }
 }
 
 /// Widths shared by the PE and the top.
@@ -118,12 +145,7 @@ impl Shape {
 
 fn processing_element(cfg: &StceConfig, arith: &dyn PeArith) -> ModuleDef {
     let s = Shape::of(cfg);
-    let name = if s.sparse {
-        format!("stce_pe_{}_n{}_m{}", arith.tag(), s.n, cfg.m)
-    } else {
-        format!("stce_pe_{}_n{}_dense", arith.tag(), s.n)
-    };
-    let mut b = ModuleBuilder::new(name);
+    let mut b = ModuleBuilder::new(pe_name(cfg, arith));
     b.doc("STCE processing element (output-stationary).");
     if s.sparse {
         b.doc(format!(

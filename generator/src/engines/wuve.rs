@@ -39,7 +39,7 @@
 //! One port per lane, not one packed bus: Verilator 5.006 is slow on very wide packed ports.
 
 use crate::engines::fp;
-use crate::rtl::{set, when, when_else, Design, Expr, ModuleBuilder, ModuleDef};
+use crate::rtl::{set, when, when_else, Design, DesignError, Expr, ModuleBuilder, ModuleDef};
 
 /// Parameters of one weight-update engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -99,25 +99,36 @@ pub mod ports {
 /// Builds the engine: the three fp units, one lane module shared by all lanes, then the top
 /// named `top`.
 ///
+/// # Errors
+/// A `top` named like one of the engine's other modules ([`module_names`]) clashes with it.
+///
 /// # Panics
 /// If `p` fails [`WuveParams::validate`] (a caller bug: validate untrusted parameters first).
-pub fn generate(p: &WuveParams, top: &str) -> Design {
+pub fn generate(p: &WuveParams, top: &str) -> Result<Design, DesignError> {
     if let Err(e) = p.validate() {
         panic!("invalid WUVE parameters: {e}");
     }
-    let (mul, add, to16) = (fp::fp32_mul(), fp::fp32_add(), fp::fp32_to_fp16());
     let mut design = Design::new();
+    let [mul, add, to16] = fp_units();
     for unit in [&mul, &add, &to16] {
-        design.add(unit.clone()).expect("fp unit names are unique");
+        design.add(unit.clone())?;
     }
     let lane = lane_module(&mul, &add, &to16);
-    design
-        .add(lane.clone())
-        .expect("the lane module name is unique");
-    design
-        .add(top_module(p, top, &lane))
-        .expect("top name is unique in its design");
-    design
+    design.add(lane.clone())?;
+    design.add(top_module(p, top, &lane))?;
+    Ok(design)
+}
+
+/// The fp units a lane instantiates: multiplier, adder, fp32-to-fp16 conversion.
+fn fp_units() -> [ModuleDef; 3] {
+    [fp::fp32_mul(), fp::fp32_add(), fp::fp32_to_fp16()]
+}
+
+/// The modules the engine defines besides its top, leaves first.
+pub fn module_names() -> Vec<String> {
+    let mut names: Vec<String> = fp_units().iter().map(|m| m.name().to_string()).collect();
+    names.push(LANE_MODULE.to_string());
+    names
 }
 
 fn lane_module(mul: &ModuleDef, add: &ModuleDef, to16: &ModuleDef) -> ModuleDef {
@@ -341,6 +352,7 @@ mod tests {
 
     fn text(p: &WuveParams) -> Vec<String> {
         generate(p, "wuve_top")
+            .unwrap()
             .modules()
             .map(|m| emit::module_file(m, "test"))
             .collect()
@@ -349,7 +361,7 @@ mod tests {
     #[test]
     fn one_definition_per_module_and_deterministic() {
         let p = WuveParams { lanes: 4 };
-        let d = generate(&p, "wuve_top");
+        let d = generate(&p, "wuve_top").unwrap();
         let names: Vec<&str> = d.modules().map(|m| m.name()).collect();
         assert_eq!(
             names,
@@ -361,6 +373,8 @@ mod tests {
                 "wuve_top"
             ]
         );
+        assert_eq!(module_names(), names[..names.len() - 1]);
+        assert!(generate(&p, LANE_MODULE).is_err());
         assert_eq!(text(&p), text(&p));
         for lanes in [1, 3, 17] {
             text(&WuveParams { lanes });

@@ -40,6 +40,7 @@
 
 pub mod emit;
 mod expr;
+pub mod names;
 
 pub use expr::{index_bits, BinaryOp, Expr, UnaryOp};
 

@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-/// The median of 5 timed runs of `f`, after one untimed warm-up run.
-pub fn median_of_5(mut f: impl FnMut()) -> Duration {
+/// The median of `runs` timed runs of `f`, after one untimed warm-up run.
+pub fn median(runs: usize, mut f: impl FnMut()) -> Duration {
     f();
-    let mut t: Vec<Duration> = (0..5)
+    let mut t: Vec<Duration> = (0..runs)
         .map(|_| {
             let start = Instant::now();
             f();
@@ -13,5 +13,5 @@ pub fn median_of_5(mut f: impl FnMut()) -> Duration {
         })
         .collect();
     t.sort();
-    t[2]
+    t[runs / 2]
 }

@@ -273,7 +273,8 @@ pub struct CodenetOutput {
     pub front: Option<Array4<i8>>,
 }
 
-/// Runs a CoDeNet block on int8 NHWC `x` `[B, H, W, C]`.
+/// Runs a CoDeNet block on int8 NHWC `x` `[B, H, W, C]` (one image `[H, W, C]` is
+/// `x.insert_axis(Axis(0))`). The dilation map is shared by every image of the batch.
 pub fn codenet_block(
     x: ArrayView4<i8>,
     block: &CodenetBlock,

@@ -13,6 +13,9 @@ use crate::KernelError;
 pub const MAX_FRAC_BITS: u32 = 12;
 /// Largest number of mask bits `g` (see [`FixedFormat::new`]).
 pub const MAX_MASK_BITS: u32 = 16;
+/// Largest H, W, kernel size, stride, padding and dilation (2^24). With every extent below it, a
+/// base coordinate lies within ±2^50 and `base·2^f + Δ` is exact in i64 (see [`position`]).
+pub const MAX_EXTENT: usize = 1 << 24;
 
 /// What a bilinear corner outside the image reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -124,7 +127,7 @@ fn half(bits: u32) -> i32 {
 
 /// The Q·f sample coordinate `P = base·2^f + Δ` (rule 3). `base` is `oy·sh − ph + i·dh` (or the x
 /// equivalent); the integer part is `P >> f` and the fraction `P & (2^f − 1)`. Exact in i64 for any
-/// i32 offset and any base below 2^50.
+/// i32 offset and any base within ±2^50, which [`MAX_EXTENT`] guarantees for every layer.
 pub fn position(base: i64, delta: i32, frac_bits: u32) -> i64 {
     base * (1i64 << frac_bits) + i64::from(delta)
 }
@@ -243,16 +246,17 @@ impl Layout {
         g: &Geometry,
     ) -> Result<Self, KernelError> {
         let op = "deform_conv2d";
-        for (name, v) in [
-            ("stride", g.stride),
-            ("dilation", g.dilation),
-            ("kernel size", kernel),
+        for (name, v, min) in [
+            ("stride", g.stride, 1),
+            ("padding", g.padding, 0),
+            ("dilation", g.dilation, 1),
+            ("kernel size", kernel, 1),
         ] {
-            if v.contains(&0) {
+            if v.iter().any(|&e| e < min || e > MAX_EXTENT) {
                 return Err(param_err(
                     name,
                     format!("{v:?}"),
-                    "must be at least 1 in both axes",
+                    format!("must be in {min}..={MAX_EXTENT} in both axes"),
                 ));
             }
         }
@@ -262,6 +266,12 @@ impl Layout {
                 format!("x must be [B, Cin, H, W], not {x:?}"),
             ));
         };
+        if h.max(w) > MAX_EXTENT {
+            return Err(shape_err(
+                op,
+                format!("x is {h}x{w}; H and W must be at most {MAX_EXTENT}"),
+            ));
+        }
         if cin == 0 {
             return Err(shape_err(op, "x has no input channels (Cin = 0)"));
         }

@@ -53,7 +53,10 @@
 //!    is a GEMM of the sampled im2col matrix ([`dcnv2::im2col`], columns in `(c, i, j)` order) with
 //!    the weights, run by [`crate::gemm::gemm`]: a full conv runs on the tensor engine unchanged.
 //! 7. Ranges: `f ∈ 0..=12` ([`dcnv2::MAX_FRAC_BITS`]) and `g ∈ 0..=16` ([`dcnv2::MAX_MASK_BITS`])
-//!    keep every intermediate in 32 bits (proofs on [`dcnv2::FixedFormat::new`]).
+//!    keep every intermediate in 32 bits (proofs on [`dcnv2::FixedFormat::new`]). H, W, the kernel,
+//!    stride, padding and dilation are at most 2^24 ([`dcnv2::MAX_EXTENT`]), so positions are exact
+//!    in i64 for every i32 offset; an offset that leaves the image only reads the zero point.
+//!    The border rule is a named parameter ([`dcnv2::Border`]); only zero padding is implemented.
 //!
 //! Everything returns [`crate::KernelError`] on bad input (shapes, ranges) and never panics.
 pub mod codenet;
