@@ -1,7 +1,9 @@
 //! Shared by the verbs that run an engine: load a config, render it, and build a simulator
 //! (with progress on stderr, since a first Verilator build takes seconds).
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -10,7 +12,12 @@ use coforge_driver::design::design_spec;
 use coforge_generator::artifacts::{render, Rendered};
 use coforge_generator::config::Config;
 use coforge_generator::engines::stce::ports;
-use coforge_sim::{BuildOptions, DesignSpec, Icarus, Simulator, Verilator, WaveOptions};
+use coforge_sim::{
+    BuildOptions, DesignSpec, Icarus, SimError, Simulator, Stimulus, Trace, Verilator, WaveOptions,
+};
+use serde::Serialize;
+
+use crate::output::OutputDir;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SimulatorArg {
@@ -95,18 +102,59 @@ pub struct ReadySim {
     pub sim: Box<dyn Simulator>,
     pub name: &'static str,
     pub version: String,
-    /// Where the VCD is being written (a temporary name, see `finish_waves`).
-    pub waves: Option<(PathBuf, PathBuf)>,
+    /// The `--waves` request and where the VCD goes (inside the staging folder; it moves into
+    /// the output folder with the rest on commit).
+    waves: Option<((u64, u64), PathBuf)>,
+    /// Cycles simulated so far, counted by [`CountCycles`].
+    cycles: Rc<Cell<u64>>,
     /// Keeps the Icarus work folder alive for the run.
     _workdir: Option<tempfile::TempDir>,
 }
 
+/// What became of a `--waves FIRST:LAST` request: the run may end before LAST (the window is
+/// clipped) or even before FIRST (no VCD). Neither throws away the run's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct WaveWindow {
+    /// The window asked for, `[FIRST, LAST]`.
+    pub requested: [u64; 2],
+    /// The cycles the VCD holds; `null` when the run ended before FIRST.
+    pub recorded: Option<[u64; 2]>,
+    /// Cycles the model simulated, counted from its creation (as the window is).
+    pub cycles_simulated: u64,
+}
+
+/// Counts the cycles of every stimulus run through the simulator it wraps.
+struct CountCycles {
+    inner: Box<dyn Simulator>,
+    cycles: Rc<Cell<u64>>,
+}
+
+impl Simulator for CountCycles {
+    fn run(&mut self, stim: &Stimulus) -> Result<Trace, SimError> {
+        let trace = self.inner.run(stim)?;
+        self.cycles.set(self.cycles.get() + stim.cycles());
+        Ok(trace)
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+}
+
+/// Builds (or loads from the cache) the simulator. A `--waves` VCD is written into `out`'s
+/// staging folder as `waves.vcd`.
 pub fn build_simulator(
     spec: &DesignSpec,
     args: &SimArgs,
-    out: &Path,
+    out: &OutputDir,
     progress: &mut Progress,
 ) -> anyhow::Result<ReadySim> {
+    let cycles = Rc::new(Cell::new(0));
+    let counted = |inner: Box<dyn Simulator>| -> Box<dyn Simulator> {
+        Box::new(CountCycles {
+            inner,
+            cycles: cycles.clone(),
+        })
+    };
     match args.simulator {
         SimulatorArg::Verilator => {
             let version = Verilator::version()?;
@@ -126,21 +174,20 @@ pub fn build_simulator(
             let mut model = lib.instantiate()?;
             let mut waves = None;
             if let Some((first, last)) = args.waves {
-                std::fs::create_dir_all(out)
-                    .with_context(|| format!("cannot create {}", out.display()))?;
-                let tmp = out.join(format!(".waves.vcd.tmp-{}", std::process::id()));
+                let path = out.staged_path(WAVES_FILE);
                 model.set_waves(Some(WaveOptions {
-                    path: tmp.clone(),
+                    path: path.clone(),
                     first_cycle: first,
                     last_cycle: last,
                 }))?;
-                waves = Some((tmp, out.join("waves.vcd")));
+                waves = Some(((first, last), path));
             }
             Ok(ReadySim {
-                sim: Box::new(model),
+                sim: counted(Box::new(model)),
                 name: "verilator",
                 version: version.text,
                 waves,
+                cycles,
                 _workdir: None,
             })
         }
@@ -156,28 +203,46 @@ pub fn build_simulator(
             let sim = Icarus::new(spec, dir.path())?;
             progress.step("Icarus Verilog testbench compiled");
             Ok(ReadySim {
-                sim: Box::new(sim),
+                sim: counted(Box::new(sim)),
                 name: "icarus",
                 version: version.text,
                 waves: None,
+                cycles,
                 _workdir: Some(dir),
             })
         }
     }
 }
 
+/// The VCD's name in the output folder.
+pub const WAVES_FILE: &str = "waves.vcd";
+
 impl ReadySim {
-    /// Closes the simulator, which flushes its VCD, and moves the VCD to its final name.
-    pub fn finish(self) -> anyhow::Result<Option<PathBuf>> {
-        let ReadySim { sim, waves, .. } = self;
+    /// Closes the simulator, which flushes its VCD. Returns what the VCD holds (`None` without
+    /// `--waves`), and says on stderr when the window was clipped to the run.
+    pub fn finish(self) -> Option<WaveWindow> {
+        let ReadySim {
+            sim, waves, cycles, ..
+        } = self;
         drop(sim);
-        match waves {
-            Some((tmp, dest)) => {
-                std::fs::rename(&tmp, &dest)
-                    .with_context(|| format!("cannot move the VCD to {}", dest.display()))?;
-                Ok(Some(dest))
-            }
-            None => Ok(None),
+        let ((first, last), path) = waves?;
+        let simulated = cycles.get();
+        let recorded =
+            (path.exists() && first < simulated).then(|| [first, last.min(simulated - 1)]);
+        match recorded {
+            None => eprintln!(
+                "note: --waves {first}:{last} starts after the run's last cycle ({}): no VCD written",
+                simulated.saturating_sub(1)
+            ),
+            Some([_, end]) if end < last => eprintln!(
+                "note: --waves {first}:{last} clipped to {first}:{end}, the run's last cycle"
+            ),
+            Some(_) => {}
         }
+        Some(WaveWindow {
+            requested: [first, last],
+            recorded,
+            cycles_simulated: simulated,
+        })
     }
 }

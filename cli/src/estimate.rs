@@ -49,6 +49,7 @@ pub struct EstimateArgs {
 }
 
 pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
+    let mut out = OutputDir::create(&args.out)?;
     let loaded = engine::load(&args.config)?;
     let r = &loaded.rendered;
     let mut progress = Progress::new(r.tops.len() + 1);
@@ -118,7 +119,6 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
         "config_hash": loaded.config.hash(),
         "tops": tops,
     });
-    let mut out = OutputDir::create(&args.out)?;
     out.write_json("resources.json", &report)?;
     out.add("resources.csv", csv.into_bytes());
     out.add("vivado_synth.tcl", tcl.into_bytes());

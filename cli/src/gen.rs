@@ -18,8 +18,8 @@ pub struct GenArgs {
 }
 
 pub fn run(args: GenArgs) -> anyhow::Result<()> {
-    let loaded = engine::load(&args.config)?;
     let mut out = OutputDir::create(&args.out)?;
+    let loaded = engine::load(&args.config)?;
     let r = &loaded.rendered;
     for (name, text) in r.files() {
         out.add(name, text.clone().into_bytes());

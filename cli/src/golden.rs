@@ -18,7 +18,8 @@ use sparse_kernels::gemm::{gemm, Fp16Arith, IntArith};
 use sparse_kernels::int::Overflow;
 use sparse_kernels::nm::{self, Magnitude, NmPattern};
 
-use crate::output::{write_file_atomic, OutputDir};
+use crate::budget;
+use crate::output::{OutputDir, OutputFile};
 use crate::tensor_io::{read_npy, NpyElement, Tensor};
 
 #[derive(Args, Debug)]
@@ -211,6 +212,15 @@ fn prune(a: PruneArgs) -> anyhow::Result<()> {
     }
     let p = NmPattern::new(a.n, a.m)?;
     let w = read_npy(&a.weights)?;
+    // The mask, the values and indices, and their encoded files, beside the weights.
+    budget::Estimate::new(format!("pruning {}", show(&a.weights)))
+        .tensor(
+            "mask, values, indices and their files",
+            6,
+            &[w.dim().0, w.dim().1],
+            4,
+        )
+        .check()?;
     let ctx = || format!("cannot prune {}", show(&a.weights));
     match &w {
         Tensor::I8(w) => stage_prune(&mut out, w, p, a.axis).with_context(ctx)?,
@@ -251,6 +261,11 @@ fn gemm_verb(a: GemmArgs) -> anyhow::Result<()> {
             show(&a.b)
         );
     }
+    // C, its encoded file, and the operands as the kernel loads them.
+    budget::Estimate::new(format!("a {m} x {k} x {n} GEMM"))
+        .tensor("C and its file", 2, &[m, n], 4)
+        .tensor("the loaded operands", 1, &[m.saturating_add(n), k], 4)
+        .check()?;
     match (&ta, &tb) {
         (Tensor::I8(x), Tensor::I8(y)) => {
             let overflow = match a.overflow.unwrap_or(OverflowArg::Wrap) {
@@ -262,6 +277,9 @@ fn gemm_verb(a: GemmArgs) -> anyhow::Result<()> {
         (Tensor::F16(x), Tensor::F16(y)) => {
             if a.overflow.is_some() {
                 bail!("--overflow applies to int8 GEMMs only; float16 GEMMs follow IEEE rules");
+            }
+            for (t, path) in [(x, &a.a), (y, &a.b)] {
+                nm::reject_nan(t.view(), &show(path))?;
             }
             out.add_npy("c.npy", gemm(&Fp16Arith, x.view(), y.view())?.view());
         }
@@ -305,6 +323,18 @@ fn train_step(a: TrainStepArgs) -> anyhow::Result<()> {
     let x = expect_f16(&a.x, "X, B x Cin")?;
     let w = expect_f32(&a.w, "W, Cout x Cin")?;
     let dy = expect_f16(&a.dy, "dY, B x Cout")?;
+    let ((b, cin), cout) = (x.dim(), w.nrows());
+    budget::Estimate::new(format!(
+        "a training step of a {cout} x {cin} layer with batch {b}"
+    ))
+    .tensor(
+        "activations and gradients",
+        4,
+        &[b, cin.saturating_add(cout)],
+        4,
+    )
+    .tensor("weights, gradients and masks", 12, &[cout, cin], 4)
+    .check()?;
     let cfg = BdwpConfig {
         pattern,
         lr: a.lr,
@@ -369,7 +399,12 @@ fn uniform_f32(rng: &mut ChaCha8Rng, scale: f32) -> f32 {
 }
 
 fn random(a: RandomArgs) -> anyhow::Result<()> {
+    let out = OutputFile::create(&a.out)?;
     let (r, c) = parse_shape(&a.shape)?;
+    // The f32 values are drawn first, then converted and encoded.
+    budget::Estimate::new(format!("a random {r} x {c} tensor"))
+        .tensor("the values, converted and encoded", 3, &[r, c], 4)
+        .check()?;
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
     let tensor = match a.dtype {
         DtypeArg::Float16 | DtypeArg::Float32 => {
@@ -377,6 +412,12 @@ fn random(a: RandomArgs) -> anyhow::Result<()> {
             let s32 = scale as f32;
             if !(s32.is_finite() && s32 > 0.0) {
                 bail!("--scale {scale} must be a positive finite float32 number");
+            }
+            if matches!(a.dtype, DtypeArg::Float16) && scale > f64::from(f16::MAX.to_f32()) {
+                bail!(
+                    "--scale {scale} is above 65504, the largest float16; values would round to \
+                     infinity. Use --scale 65504 or less, or --dtype float32"
+                );
             }
             let v = Array2::from_shape_simple_fn((r, c), || uniform_f32(&mut rng, s32));
             match a.dtype {
@@ -395,8 +436,8 @@ fn random(a: RandomArgs) -> anyhow::Result<()> {
             Some(s) => bail!("--scale {s} for int8 must be an integer in 1..=127 (values are uniform in [-s, s])"),
         },
     };
-    write_file_atomic(&a.out, &tensor.to_npy_bytes())?;
-    println!("wrote {}", a.out.display());
+    let path = out.commit(&tensor.to_npy_bytes())?;
+    println!("wrote {}", path.display());
     Ok(())
 }
 

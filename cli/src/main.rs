@@ -1,7 +1,9 @@
 //! `coforge`: the command line. Each top-level verb lives in its own module and adds one variant to
 //! [`Command`].
 
+mod budget;
 mod cache;
+mod campaign;
 mod engine;
 mod estimate;
 mod exit;
@@ -10,6 +12,7 @@ mod golden;
 mod junit;
 mod mlp;
 mod output;
+mod report;
 mod tensor_io;
 mod train;
 mod verify;
@@ -27,6 +30,10 @@ use clap::{Parser, Subcommand};
     about = "N:M sparse training engines: generate Verilog, co-simulate it bit-exactly against a Rust reference"
 )]
 struct Cli {
+    /// Refuse runs that would need more memory than SIZE (e.g. 512M, 8G) [env: COFORGE_MAX_MEMORY;
+    /// default: 8G, or half the RAM if less]
+    #[arg(long, global = true, value_name = "SIZE")]
+    max_memory: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,11 +52,14 @@ enum Command {
     Estimate(estimate::EstimateArgs),
     /// Train a small MLP with BDWP per N:M pattern on a seeded dataset; write curves and a summary
     Mlp(mlp::MlpArgs),
+    /// Differential campaign: N seeded random cases on an engine's RTL against the reference
+    Campaign(campaign::CampaignArgs),
     /// The Verilator build cache: list, gc or clear it
     Cache(cache::CacheArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    budget::init(cli.max_memory.as_deref())?;
     match cli.command {
         Command::Golden(args) => golden::run(args),
         Command::Gen(args) => gen::run(args),
@@ -57,8 +67,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Mlp(args) => mlp::run(args),
+        Command::Campaign(args) => campaign::run(args),
         Command::Cache(args) => cache::run(args),
     }
+}
+
+/// The error and its causes on one line, each cause once: an error type that both shows its source
+/// in its own message and returns it as `source()` (thiserror's `{source}`) would otherwise print the
+/// OS error twice.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn main() -> ExitCode {
@@ -66,7 +95,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::from(exit::PASS),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::from(exit::code_of(&e))
         }
     }

@@ -11,12 +11,14 @@ use coforge_trainer::{
     curves_csv, curves_svg, parse_pattern, pattern_label, train_mlp, Counting, Curve, DatasetKind,
     MlpConfig, Pass, Reference,
 };
-use serde_json::json;
 use sparse_kernels::bdwp::{BdwpConfig, MaskBSource, DEFAULT_LAMBDA};
 use sparse_kernels::nm::NmPattern;
 
+use crate::budget;
 use crate::output::OutputDir;
+use crate::report::{GemmMacs, MlpResult, MlpSummary, RtlCheck, COFORGE_VERSION};
 use coforge_generator::config::Config;
+use coforge_trainer::linear::validate_config;
 use coforge_trainer::lockstep_mlp;
 use coforge_trainer::rtl::RtlBackend;
 
@@ -98,11 +100,15 @@ fn parse_patterns(s: &str) -> anyhow::Result<Vec<NmPattern>> {
     Ok(out)
 }
 
-/// An f32 as the JSON number with the same shortest decimal form (`0.1`, not `0.10000000149`).
-fn num(x: f32) -> serde_json::Value {
-    match format!("{x}").parse::<f64>() {
-        Ok(v) if v.is_finite() => json!(v),
-        _ => json!(x.to_string()),
+/// The engine's answer for one pattern: it runs its own N:M, and dense on the same hardware.
+fn rtl_can_run(rtl: &RtlBackend, pattern: NmPattern) -> Result<(), String> {
+    if pattern.is_dense() || rtl.pattern() == pattern {
+        Ok(())
+    } else {
+        Err(format!(
+            "the RTL engine is built for {}; it runs that pattern and dense only",
+            rtl.pattern()
+        ))
     }
 }
 
@@ -112,6 +118,37 @@ pub fn run(a: MlpArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.steps > 0, "--steps must be at least 1");
     anyhow::ensure!(a.eval_every > 0, "--eval-every must be at least 1");
     anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
+    if a.rtl_config.is_some() {
+        anyhow::ensure!(
+            a.rtl_steps >= 1,
+            "--rtl-steps must be at least 1: a check of 0 steps compares nothing"
+        );
+        anyhow::ensure!(
+            a.rtl_steps <= a.steps,
+            "--rtl-steps {} is more than --steps {}; the RTL repeats the first steps of the run",
+            a.rtl_steps,
+            a.steps
+        );
+    }
+    validate_config(&BdwpConfig {
+        pattern: patterns[0],
+        lr: a.lr,
+        lambda: a.lambda,
+        mask_b_source: MaskBSource::ForwardMasked,
+    })
+    .context("in --lr or --lambda")?;
+    // A step holds the minibatch's activations (fp16 and f32), the gradients and their masked
+    // copies for every layer.
+    let width_sum: usize = WIDTHS.iter().sum();
+    budget::Estimate::new(format!("training with batch {}", a.batch))
+        .tensor(
+            "activations and gradients of a minibatch",
+            8,
+            &[a.batch, width_sum],
+            4,
+        )
+        .tensor("the minibatch's sample indices", 1, &[a.batch], 8)
+        .check()?;
     let kind = match a.dataset {
         DatasetArg::Spirals => DatasetKind::Spirals,
         DatasetArg::Blobs => DatasetKind::Blobs,
@@ -125,6 +162,17 @@ pub fn run(a: MlpArgs) -> anyhow::Result<()> {
         Some(path) => Some(RtlBackend::new(&Config::load(path)?)?),
         None => None,
     };
+    if let Some(r) = &rtl {
+        if patterns.iter().all(|&p| rtl_can_run(r, p).is_err()) {
+            anyhow::bail!(
+                "--rtl-config: the engine is built for {}, and none of --patterns {} is that or \
+                 dense; add {} or dense to --patterns",
+                r.pattern(),
+                a.patterns,
+                r.pattern()
+            );
+        }
+    }
     let mut rtl_exact = true;
     let started = Instant::now();
     let mut curves = Vec::new();
@@ -149,53 +197,61 @@ pub fn run(a: MlpArgs) -> anyhow::Result<()> {
         let last = *records.last().expect("train_mlp records step 0");
         let best = records.iter().map(|r| r.test_acc).fold(0f32, f32::max);
         let macs = |p: Pass| backend.work(p).work;
-        let gemm_macs = macs(Pass::Ff) + macs(Pass::Bp) + macs(Pass::Wu);
-        results.push(json!({
-            "pattern": label,
-            "final_loss": num(last.loss),
-            "final_train_accuracy": num(last.train_acc),
-            "final_test_accuracy": num(last.test_acc),
-            "best_test_accuracy": num(best),
-            "training_gemm_macs": {
-                "ff": macs(Pass::Ff),
-                "bp": macs(Pass::Bp),
-                "wu": macs(Pass::Wu),
-                "total": gemm_macs,
-            },
-        }));
         eprintln!(
             "  {label}: {} steps in {:.2} s",
             a.steps,
             t0.elapsed().as_secs_f64()
         );
-        if let Some(rtl) = rtl
-            .as_mut()
-            .filter(|r| pattern.is_dense() || r.pattern() == pattern)
-        {
-            let steps = lockstep_mlp(rtl, &data, &WIDTHS, &cfg, a.rtl_steps)
-                .with_context(|| format!("pattern {label} on RTL"))?;
-            let exact = steps.len() == a.rtl_steps && steps.iter().flatten().all(|c| c.bit_exact());
-            rtl_exact &= exact;
-            let first = steps
-                .iter()
-                .flatten()
-                .find_map(|c| c.first_mismatch.clone());
-            eprintln!(
-                "  {label}: first {} steps on RTL {}",
-                a.rtl_steps,
-                if exact {
-                    "bit-exact on every tensor"
-                } else {
-                    "DIFFER"
+        let rtl_check = match rtl.as_mut() {
+            None => None,
+            Some(rtl) => Some(match rtl_can_run(rtl, pattern) {
+                Err(reason) => {
+                    eprintln!("  {label}: not run on RTL: {reason}");
+                    RtlCheck::NotRun { ran: false, reason }
                 }
-            );
-            results.last_mut().expect("pushed above")["rtl"] = json!({
-                "steps": a.rtl_steps,
-                "bit_exact": exact,
-                "tensors_compared_per_step": steps.first().map_or(0, Vec::len),
-                "first_mismatch": first,
-            });
-        }
+                Ok(()) => {
+                    let steps = lockstep_mlp(rtl, &data, &WIDTHS, &cfg, a.rtl_steps)
+                        .with_context(|| format!("pattern {label} on RTL"))?;
+                    let compared = steps.first().map_or(0, Vec::len);
+                    let exact = steps.len() == a.rtl_steps
+                        && compared > 0
+                        && steps.iter().flatten().all(|c| c.bit_exact());
+                    rtl_exact &= exact;
+                    eprintln!(
+                        "  {label}: first {} steps on RTL {}",
+                        a.rtl_steps,
+                        if exact {
+                            "bit-exact on every tensor"
+                        } else {
+                            "DIFFER"
+                        }
+                    );
+                    RtlCheck::Ran {
+                        steps: a.rtl_steps,
+                        bit_exact: exact,
+                        tensors_compared_per_step: compared,
+                        first_mismatch: steps
+                            .iter()
+                            .flatten()
+                            .find_map(|c| c.first_mismatch.clone()),
+                    }
+                }
+            }),
+        };
+        results.push(MlpResult {
+            pattern: label.clone(),
+            final_loss: last.loss,
+            final_train_accuracy: last.train_acc,
+            final_test_accuracy: last.test_acc,
+            best_test_accuracy: best,
+            training_gemm_macs: GemmMacs {
+                ff: macs(Pass::Ff),
+                bp: macs(Pass::Bp),
+                wu: macs(Pass::Wu),
+                total: macs(Pass::Ff) + macs(Pass::Bp) + macs(Pass::Wu),
+            },
+            rtl: rtl_check,
+        });
         curves.push(Curve { label, records });
         last_cfg = Some(cfg);
     }
@@ -209,28 +265,26 @@ pub fn run(a: MlpArgs) -> anyhow::Result<()> {
         "curves.svg",
         curves_svg(&curves, &title, Some(data.chance_accuracy())).into_bytes(),
     );
-    out.write_json(
-        "summary.json",
-        &json!({
-            "backend": "reference",
-            "coforge_version": env!("CARGO_PKG_VERSION"),
-            "dataset": data.name,
-            "seed": a.seed,
-            "classes": data.classes,
-            "train_samples": data.train_y.len(),
-            "test_samples": data.test_y.len(),
-            "chance_accuracy": num(data.chance_accuracy()),
-            "widths": WIDTHS,
-            "steps": a.steps,
-            "eval_every": a.eval_every,
-            "batch": cfg.batch,
-            "lr": num(a.lr),
-            "lambda": num(a.lambda),
-            "loss_scale": num(cfg.loss_scale),
-            "mask_b_source": format!("{mask_b_source:?}"),
-            "results": results,
-        }),
-    )?;
+    let summary = MlpSummary {
+        backend: "reference",
+        coforge_version: COFORGE_VERSION,
+        dataset: data.name.to_string(),
+        seed: a.seed,
+        classes: data.classes,
+        train_samples: data.train_y.len(),
+        test_samples: data.test_y.len(),
+        chance_accuracy: data.chance_accuracy(),
+        widths: WIDTHS,
+        steps: a.steps,
+        eval_every: a.eval_every,
+        batch: cfg.batch,
+        lr: a.lr,
+        lambda: a.lambda,
+        loss_scale: cfg.loss_scale,
+        mask_b_source: format!("{mask_b_source:?}"),
+        results,
+    };
+    out.write_json("summary.json", &summary)?;
     for p in out.commit()? {
         println!("wrote {}", p.display());
     }
@@ -279,11 +333,5 @@ mod tests {
             let e = format!("{:#}", parse_patterns(bad).unwrap_err());
             assert!(e.contains(msg), "{bad}: {e}");
         }
-    }
-
-    #[test]
-    fn numbers_keep_their_short_form() {
-        assert_eq!(num(0.1).to_string(), "0.1");
-        assert_eq!(num(f32::NAN).to_string(), "\"NaN\"");
     }
 }

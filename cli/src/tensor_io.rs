@@ -7,6 +7,7 @@
 //! always written as version 1.0, C order. [`read_npy`] reads 2-D tensors (the GEMM verbs);
 //! [`read_npy_nd`] reads any rank (the convolution verbs).
 
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -202,21 +203,43 @@ pub fn encode<T: NpyElement, D: Dimension>(a: ArrayView<T, D>) -> Vec<u8> {
     out
 }
 
-/// Reads a 2-D `.npy` file; every error names the file.
+/// The largest header accepted. A header is about 70 bytes; NumPy pads it to a multiple of 64,
+/// so 64 KiB is generous, and a bound keeps a hostile header from allocating gigabytes.
+pub const MAX_HEADER: usize = 64 << 10;
+
+/// Reads a 2-D `.npy` file; every error names the file. See [`read_npy_nd`] for the bounds.
 pub fn read_npy(path: &Path) -> anyhow::Result<Tensor> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse_npy(&bytes).with_context(|| format!("{} is not a usable .npy tensor", path.display()))
+    to_2d(read_npy_nd(path)?)
+        .with_context(|| format!("{} is not a usable .npy tensor", path.display()))
 }
 
-/// Reads a `.npy` file of any rank; every error names the file.
+/// Reads a `.npy` file of any rank; every error names the file. The read is bounded: the header
+/// is read first, the size of the data is computed from its shape (checked arithmetic) and
+/// checked against the memory budget ([`crate::budget`]), and then exactly that many bytes are
+/// read, so an endless input such as `/dev/zero` or a FIFO is refused instead of read forever.
 pub fn read_npy_nd(path: &Path) -> anyhow::Result<Tensor<IxDyn>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse_npy_nd(&bytes).with_context(|| format!("{} is not a usable .npy tensor", path.display()))
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        bail!("{} is a folder, not a .npy file", path.display());
+    }
+    read_from(std::io::BufReader::new(file), &path.display().to_string())
+        .with_context(|| format!("{} is not a usable .npy tensor", path.display()))
 }
 
 /// Parses the bytes of a `.npy` file holding a 2-D tensor.
+#[allow(dead_code)] // for tests and fuzzing of the reader
 pub fn parse_npy(bytes: &[u8]) -> anyhow::Result<Tensor> {
-    let t = parse_npy_nd(bytes)?;
+    to_2d(parse_npy_nd(bytes)?)
+}
+
+/// Parses the bytes of a `.npy` file of any rank.
+#[allow(dead_code)] // for tests and fuzzing of the reader
+pub fn parse_npy_nd(bytes: &[u8]) -> anyhow::Result<Tensor<IxDyn>> {
+    read_from(bytes, "the .npy data")
+}
+
+fn to_2d(t: Tensor<IxDyn>) -> anyhow::Result<Tensor> {
     if t.shape().len() != 2 {
         bail!(
             "expected a 2-D array but the shape is {:?}; reshape it to 2-D",
@@ -228,37 +251,70 @@ pub fn parse_npy(bytes: &[u8]) -> anyhow::Result<Tensor> {
     )
 }
 
-/// Parses the bytes of a `.npy` file of any rank.
-pub fn parse_npy_nd(bytes: &[u8]) -> anyhow::Result<Tensor<IxDyn>> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+/// Reads up to `n` bytes (fewer only at the end of the input).
+fn read_up_to(r: &mut impl Read, n: usize) -> anyhow::Result<Vec<u8>> {
+    let mut v = Vec::with_capacity(n.min(1 << 20));
+    r.take(n as u64)
+        .read_to_end(&mut v)
+        .context("read failed")?;
+    Ok(v)
+}
+
+fn read_from(mut r: impl Read, name: &str) -> anyhow::Result<Tensor<IxDyn>> {
+    let magic = read_up_to(&mut r, 10)?;
+    if magic.len() < 10 || &magic[..6] != b"\x93NUMPY" {
         bail!("not a .npy file (it does not start with the \\x93NUMPY magic)");
     }
-    let (major, minor) = (bytes[6], bytes[7]);
-    let (len, start) = match major {
-        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        2 | 3 => bail!("truncated header"),
+    let (major, minor) = (magic[6], magic[7]);
+    let len = match major {
+        1 => usize::from(u16::from_le_bytes([magic[8], magic[9]])),
+        2 | 3 => {
+            let more = read_up_to(&mut r, 2)?;
+            if more.len() < 2 {
+                bail!("truncated header");
+            }
+            u32::from_le_bytes([magic[8], magic[9], more[0], more[1]]) as usize
+        }
         _ => bail!("unsupported .npy format version {major}.{minor} (supported: 1.0, 2.0, 3.0)"),
     };
-    let Some(header) = bytes.get(start..start + len) else {
+    if len > MAX_HEADER {
+        bail!("the header announces {len} bytes, more than the {MAX_HEADER} a tensor needs");
+    }
+    let header = read_up_to(&mut r, len)?;
+    if header.len() < len {
         bail!(
             "truncated header: it announces {len} bytes but the file has {}",
-            bytes.len() - start
+            header.len()
         );
-    };
-    let header = std::str::from_utf8(header).context("header is not text")?;
+    }
+    let header = std::str::from_utf8(&header).context("header is not text")?;
     let h = parse_header(header)?;
     let dtype = Dtype::from_descr(&h.descr)
         .with_context(|| format!("unsupported dtype '{}'; supported: {SUPPORTED}", h.descr))?;
-    let data = &bytes[start + len..];
     let want = h
         .shape
         .iter()
         .try_fold(dtype.size(), |n, &d| n.checked_mul(d))
-        .context("shape too large")?;
+        .with_context(|| format!("shape {:?} too large to address", h.shape))?;
+    // An array also needs its non-zero dimensions to multiply to an addressable count, even when
+    // another dimension is zero and there is no data at all.
+    let addressable = h
+        .shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |n, &d| n.checked_mul(d));
+    if addressable.is_none_or(|n| n > isize::MAX as usize) {
+        bail!(
+            "shape {:?} has too many elements to address, although it has none",
+            h.shape
+        );
+    }
+    // The bytes, and the decoded array beside them while decoding.
+    crate::budget::check_file(
+        &format!("reading {name} ({:?} {})", h.shape, dtype.name()),
+        2 * want as u128,
+    )?;
+    let data = read_up_to(&mut r, want.saturating_add(1))?;
     if data.len() != want {
         bail!(
             "{} data: shape {:?} of {} needs {want} bytes but the file has {}",
@@ -269,17 +325,21 @@ pub fn parse_npy_nd(bytes: &[u8]) -> anyhow::Result<Tensor<IxDyn>> {
             },
             h.shape,
             dtype.name(),
-            data.len()
+            if data.len() < want {
+                data.len().to_string()
+            } else {
+                "more".to_string()
+            }
         );
     }
     let (shape, f) = (&h.shape[..], h.fortran);
     Ok(match dtype {
-        Dtype::Int8 => Tensor::I8(decode(data, shape, f)),
-        Dtype::Uint8 => Tensor::U8(decode(data, shape, f)),
-        Dtype::Int16 => Tensor::I16(decode(data, shape, f)),
-        Dtype::Float16 => Tensor::F16(decode(data, shape, f)),
-        Dtype::Float32 => Tensor::F32(decode(data, shape, f)),
-        Dtype::Int32 => Tensor::I32(decode(data, shape, f)),
+        Dtype::Int8 => Tensor::I8(decode(&data, shape, f)),
+        Dtype::Uint8 => Tensor::U8(decode(&data, shape, f)),
+        Dtype::Int16 => Tensor::I16(decode(&data, shape, f)),
+        Dtype::Float16 => Tensor::F16(decode(&data, shape, f)),
+        Dtype::Float32 => Tensor::F32(decode(&data, shape, f)),
+        Dtype::Int32 => Tensor::I32(decode(&data, shape, f)),
     })
 }
 
@@ -546,6 +606,40 @@ mod tests {
     }
 
     #[test]
+    fn endless_and_huge_inputs_are_refused_without_reading_them() {
+        // /dev/zero: refused at the magic, after 10 bytes.
+        assert!(
+            format!("{:#}", read_from(std::io::repeat(0), "zeros").unwrap_err())
+                .contains("not a .npy file")
+        );
+        // A valid header followed by endless data: exactly one byte more than the shape is read.
+        let head = with_header(
+            "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2), }",
+            &[],
+        );
+        let e = read_from(
+            std::io::Read::chain(&head[..], std::io::repeat(1)),
+            "stream",
+        );
+        assert!(format!("{:#}", e.unwrap_err()).contains("extra bytes"));
+        // Shapes beyond the memory limit or beyond addressing are refused before any read.
+        for shape in ["(4000000000, 4000000000)", "(99999999999999999999, 2)"] {
+            let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+            let e = format!("{:#}", parse_npy(&with_header(&h, &[])).unwrap_err());
+            assert!(
+                e.contains("memory limit")
+                    || e.contains("too large")
+                    || e.contains("bad dimension"),
+                "{e}"
+            );
+        }
+        // A header that announces gigabytes.
+        let mut big = b"\x93NUMPY\x02\x00".to_vec();
+        big.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(format!("{:#}", parse_npy(&big).unwrap_err()).contains("header announces"));
+    }
+
+    #[test]
     fn clear_errors() {
         assert!(err(b"hello world, not npy").contains("not a .npy file"));
         let ok = encode(array![[1.0f32, 2.0]].view());
@@ -587,3 +681,8 @@ mod tests {
         assert!(err(&v9).contains("version 9.0"));
     }
 }
+
+// A path that holds both in the binary and where a test includes this file by its path.
+#[cfg(test)]
+#[path = "tensor_io/proptests.rs"]
+mod proptests;

@@ -12,14 +12,15 @@ use coforge_trainer::rtl::{cycles_per_pass, Engine, RtlBackend, StepCheck};
 use coforge_trainer::schedule::schedule_step;
 use coforge_trainer::{pregenerate, train_step_state, Reference};
 use half::f16;
-use serde_json::json;
 use sparse_kernels::bdwp::{BdwpConfig, MaskBSource, DEFAULT_LAMBDA};
 use sparse_kernels::nm::NmPattern;
 
+use crate::budget;
 use crate::engine::Progress;
 use crate::golden::{expect_f16, expect_f32, stage_step};
 use crate::junit::{self, Junit};
 use crate::output::OutputDir;
+use crate::report::{LayerShape, TrainReport, TrainStepReport, COFORGE_VERSION};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -65,6 +66,7 @@ pub struct TrainArgs {
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new(3 + args.steps);
     ensure!(args.steps >= 1, "--steps must be at least 1");
+    let mut out = OutputDir::create(&args.out)?;
     let config = Config::load(&args.config)?;
     let pattern = NmPattern::new(args.n, args.m)?;
     let stce_cfg = config
@@ -81,6 +83,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let x = expect_f16(&args.x, "X, B x Cin")?;
     let w = expect_f32(&args.w, "W, Cout x Cin")?;
     let dy = expect_f16(&args.dy, "dY, B x Cout")?;
+    let ((b, cin), cout) = (x.dim(), w.nrows());
+    // Each step keeps the golden and the RTL tensors: activations and gradients (f32), the weights
+    // in three forms, their gradient, and four masks per side.
+    budget::Estimate::new(format!("training a {cout} x {cin} layer with batch {b}"))
+        .tensor("activations and gradients", 4, &[b, cin + cout], 4)
+        .tensor("weights, gradients and masks", 16, &[cout, cin], 4)
+        .check()?;
     let mut x_golden = x.clone();
     if let Some([r, c]) = args.corrupt_golden {
         let v = x_golden.get_mut([r, c]).with_context(|| {
@@ -97,14 +106,22 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         lambda: args.lambda,
         mask_b_source: MaskBSource::ForwardMasked,
     };
-    // The reference first: it validates shapes, NaNs and divisibility with clear messages.
+    // The reference first, and its first step too: it validates shapes, NaNs, divisibility and
+    // the learning rate with clear messages before any engine is built.
     let mut golden_state = pregenerate(&mut Reference, w.clone(), &cfg)
         .context("the reference rejects these inputs")?;
+    let mut golden_first = Some(
+        train_step_state(
+            &mut Reference,
+            &golden_state,
+            x_golden.view(),
+            dy.view(),
+            &cfg,
+        )
+        .context("the reference rejects these inputs")?,
+    );
     progress.step(&format!(
-        "layer {} x {} (Cout x Cin), batch {}, {} training",
-        w.nrows(),
-        w.ncols(),
-        x.nrows(),
+        "layer {cout} x {cin} (Cout x Cin), batch {b}, {} training",
         if pattern.is_dense() {
             "dense".to_string()
         } else {
@@ -130,17 +147,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let mut first_diff = None;
     let mut steps = Vec::new();
     let mut last = None;
-    let mut bit_exact = true;
     for step in 0..args.steps {
         let step_started = Instant::now();
         let first_op = rtl.ops.len();
-        let (g, g_next) = train_step_state(
-            &mut Reference,
-            &golden_state,
-            x_golden.view(),
-            dy.view(),
-            &cfg,
-        )?;
+        let (g, g_next) = match golden_first.take() {
+            Some(first) => first,
+            None => train_step_state(
+                &mut Reference,
+                &golden_state,
+                x_golden.view(),
+                dy.view(),
+                &cfg,
+            )?,
+        };
         let (r, r_next) = train_step_state(&mut rtl, &rtl_state, x.view(), dy.view(), &cfg)
             .with_context(|| format!("step {step} on RTL"))?;
         let check = StepCheck::of(&g, &r)?;
@@ -162,9 +181,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         let comparisons: Vec<Comparison> = check.comparisons.into_iter().map(|(_, c)| c).collect();
         let exact = comparisons.iter().all(|c| c.bit_exact());
-        bit_exact &= exact;
         let ops = &rtl.ops[first_op..];
-        let cycles = cycles_per_pass(ops);
         let schedule = schedule_step(ops, stce_cfg.rows as usize);
         progress.step(&format!(
             "step {step}: {} ({} STCE cycles, step {} cycles with update and pruning overlapped)",
@@ -172,36 +189,39 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             schedule.tensor_cycles,
             schedule.step_cycles
         ));
-        steps.push(json!({
-            "step": step,
-            "bit_exact": exact,
-            "comparisons": comparisons,
-            "cycles": cycles,
-            "schedule": schedule,
-        }));
+        steps.push(TrainStepReport {
+            step,
+            bit_exact: exact,
+            comparisons,
+            cycles: cycles_per_pass(ops),
+            schedule,
+        });
         (golden_state, rtl_state) = (g_next, r_next);
         last = Some(r);
     }
     let last = last.expect("at least one step");
 
-    let (b, cin, cout) = (x.nrows() as u64, x.ncols() as u64, dy.ncols() as u64);
     let (n, m) = (pattern.n() as u64, pattern.m() as u64);
-    let gemm = b * cin * cout;
-    let report = json!({
-        "bit_exact": bit_exact,
-        "steps": steps,
-        "pattern": format!("{}:{}", args.n, args.m),
-        "shape": { "batch": b, "cin": cin, "cout": cout },
-        "dense_equivalent_macs": 3 * gemm * args.steps as u64,
-        "effective_macs": (2 * gemm * n / m + gemm) * args.steps as u64,
-        "cycles": rtl.cycles_per_pass(),
-        "lr": args.lr,
-        "lambda": args.lambda,
-        "config_hash": config.hash(),
-        "verilator_version": rtl.verilator_version,
-        "coforge_version": env!("CARGO_PKG_VERSION"),
-    });
-    let mut out = OutputDir::create(&args.out)?;
+    let gemm = (b * cin * cout) as u64;
+    let runs = args.steps as u64;
+    let report = TrainReport {
+        bit_exact: steps.iter().all(|s| s.bit_exact),
+        steps,
+        pattern: format!("{}:{}", args.n, args.m),
+        shape: LayerShape {
+            batch: b as u64,
+            cin: cin as u64,
+            cout: cout as u64,
+        },
+        dense_equivalent_macs: 3 * gemm * runs,
+        effective_macs: (2 * gemm * n / m + gemm) * runs,
+        cycles: rtl.cycles_per_pass(),
+        lr: args.lr,
+        lambda: args.lambda,
+        config_hash: config.hash(),
+        verilator_version: rtl.verilator_version.clone(),
+        coforge_version: COFORGE_VERSION,
+    };
     stage_step(&mut out, &last);
     out.write_json("report.json", &report)?;
     out.add("config.json", config.resolved_json().into_bytes());

@@ -8,17 +8,20 @@ use clap::{Args, ValueEnum};
 use coforge_driver::compare::Bits;
 use coforge_driver::mismatch_map::DiffMap;
 use coforge_driver::stce::estimate_cycles;
-use coforge_driver::verify::{fp16_gemm, int8_gemm, CorruptGolden, Mode, Outcome};
+use coforge_driver::verify::{
+    check_int4_weights, fp16_gemm, int8_gemm, reject_nan_operands, CorruptGolden, Mode, Outcome,
+};
 use coforge_generator::config::{DeformMode, Dtype};
 use half::f16;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::json;
 
+use crate::budget;
 use crate::engine::{self, Progress, SimArgs};
 use crate::junit::{self, Junit};
 use crate::output::OutputDir;
+use crate::report::{VerifyReport, COFORGE_VERSION};
 use crate::tensor_io::{read_npy, NpyElement, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -181,9 +184,48 @@ fn stage<A: NpyElement, W: NpyElement, C: NpyElement + Bits>(
     }
 }
 
+/// The memory a GEMM of `m x k x n` takes, before anything is allocated: the operands and their
+/// padded, pruned and raw copies, the results, then the cycle-by-cycle stimulus and trace (every
+/// port's words on every cycle of the cycle model). Checked against the memory budget.
+fn check_memory(
+    engine: &engine::LoadedEngine,
+    (m, k, n): (usize, usize, usize),
+    mode: Mode,
+) -> anyhow::Result<()> {
+    let cfg = engine.config.stce("`coforge verify`")?;
+    let elem = match cfg.dtype {
+        Dtype::Int8 => 1,
+        Dtype::Fp16 => 2,
+    };
+    let step = match mode {
+        Mode::Sparse => cfg.m,
+        Mode::Dense => cfg.n,
+    } as usize;
+    let kp = k.div_ceil(step).saturating_mul(step);
+    let what = format!("verify of a {m} x {k} x {n} GEMM");
+    let data = budget::Estimate::new(&what)
+        .tensor("A and its padded copies", 3, &[m, kp], elem)
+        .tensor("A as engine words", 1, &[m, kp], 4)
+        .tensor("B and its padded and pruned copies", 4, &[kp, n], elem)
+        .tensor("B as engine words", 2, &[kp, n], 4)
+        .tensor("the results and their read-out cycles", 5, &[m, n], 4);
+    data.check()?;
+    // Now every size is bounded, so the cycle model cannot overflow.
+    let cycles = estimate_cycles(cfg, m, kp, n, mode == Mode::Sparse);
+    let words: usize = engine.spec.ports.iter().map(|p| p.words()).sum();
+    data.tensor(
+        "the cycle-by-cycle stimulus and trace",
+        1,
+        &[usize::try_from(cycles).unwrap_or(usize::MAX), words],
+        4,
+    )
+    .check()
+}
+
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut progress = Progress::new(4);
+    let mut out = OutputDir::create(&args.out)?;
     let engine = engine::load(&args.config)?;
     if let Some(d) = engine
         .config
@@ -215,25 +257,45 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         }
         ModeArg::Dense => Mode::Dense,
     };
+    if args.sim.waves.is_some() && args.sim.simulator != engine::SimulatorArg::Verilator {
+        bail!("--waves is supported with --simulator verilator only");
+    }
     let (operands, seed) = match (&args.a, &args.b) {
         (Some(pa), Some(pb)) => (Operands::read(cfg.dtype, pa, pb)?, None),
-        _ => (
-            Operands::random(cfg.dtype, cfg.weight_bits, shape, args.seed),
-            Some(args.seed),
-        ),
+        _ => {
+            check_memory(&engine, shape, mode)?;
+            (
+                Operands::random(cfg.dtype, cfg.weight_bits, shape, args.seed),
+                Some(args.seed),
+            )
+        }
     };
     let ((m, k), (kb, n)) = operands.dims();
     if k != kb {
         bail!("A is {m} x {k} but B is {kb} x {n}: the inner dimensions must match");
     }
+    if m == 0 || k == 0 || n == 0 {
+        bail!("A is {m} x {k} and B is {kb} x {n}: a GEMM needs M, K and N of at least 1");
+    }
+    check_memory(&engine, (m, k, n), mode)?;
+    // Every operand check that does not need the engine, before the engine is built.
+    match &operands {
+        Operands::Int8(_, b) if cfg.weight_bits == 4 => check_int4_weights(b.view())?,
+        Operands::Fp16(a, b) => reject_nan_operands(a.view(), b.view())?,
+        Operands::Int8(..) => {}
+    }
+    if let Some([row, col]) = args.corrupt_golden {
+        if row >= m || col >= k {
+            bail!("--corrupt-golden {row},{col} is outside A ({m} x {k})");
+        }
+    }
     progress.step(&format!(
         "engine `{}` ({} x {}, {}:{}), GEMM {} x {} x {} in {:?} mode",
         cfg.top, cfg.rows, cfg.cols, cfg.n, cfg.m, m, k, n, mode
     ));
-    let mut ready = engine::build_simulator(&engine.spec, &args.sim, &args.out, &mut progress)?;
+    let mut ready = engine::build_simulator(&engine.spec, &args.sim, &out, &mut progress)?;
     let corrupt = args.corrupt_golden.map(|index| CorruptGolden { index });
     let sim = ready.sim.as_mut();
-    let mut out = OutputDir::create(&args.out)?;
     let tile = (cfg.rows as usize, cfg.cols as usize);
     let (stats, c) = match &operands {
         Operands::Int8(a, b) => {
@@ -248,32 +310,38 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         }
     };
     let (simulator, sim_version) = (ready.name, ready.version.clone());
-    let waves = ready.finish()?;
+    let waves_window = ready.finish();
     progress.step(&format!("simulated {} cycles on {simulator}", stats.cycles));
 
-    let report = json!({
-        "bit_exact": c.bit_exact(),
-        "mismatches": c.mismatches,
-        "elements": c.elements,
-        "first_mismatch": c.first_mismatch,
-        "cycles": stats.cycles,
-        "estimated_cycles": estimate_cycles(cfg, m, k, n, mode == Mode::Sparse),
-        "tiles": stats.tiles,
-        "groups_per_tile": stats.groups_per_tile,
-        "bubble_cycles": stats.bubbles,
-        "effective_macs": stats.effective_macs,
-        "dense_equivalent_macs": (m * k * n) as u64,
-        "utilization": stats.utilization(cfg),
-        "mode": format!("{mode:?}").to_lowercase(),
-        "shape": [m, k, n],
-        "seed": seed,
-        "config_hash": engine.config.hash(),
-        "simulator": simulator,
-        "simulator_version": sim_version,
-        "verilator_version": coforge_sim::Verilator::version().map(|v| v.text).ok(),
-        "coforge_version": env!("CARGO_PKG_VERSION"),
-        "waves": waves.as_ref().map(|p| p.display().to_string()),
-    });
+    let waves = waves_window
+        .as_ref()
+        .filter(|w| w.recorded.is_some())
+        .map(|_| out.target().join(engine::WAVES_FILE).display().to_string());
+    let report = VerifyReport {
+        bit_exact: c.bit_exact(),
+        mismatches: c.mismatches,
+        elements: c.elements,
+        first_mismatch: c.first_mismatch.clone(),
+        cycles: stats.cycles,
+        estimated_cycles: estimate_cycles(cfg, m, k, n, mode == Mode::Sparse),
+        tiles: stats.tiles,
+        groups_per_tile: stats.groups_per_tile,
+        bubble_cycles: stats.bubbles,
+        effective_macs: stats.effective_macs,
+        // Bounded by the memory check above, so the product fits.
+        dense_equivalent_macs: (m as u64) * (k as u64) * (n as u64),
+        utilization: stats.utilization(cfg),
+        mode: format!("{mode:?}").to_lowercase(),
+        shape: [m, k, n],
+        seed,
+        config_hash: engine.config.hash(),
+        simulator: simulator.to_string(),
+        simulator_version: sim_version,
+        verilator_version: coforge_sim::Verilator::version().map(|v| v.text).ok(),
+        coforge_version: COFORGE_VERSION,
+        waves,
+        waves_window,
+    };
     out.write_json("report.json", &report)?;
     out.add("config.json", engine.config.resolved_json().into_bytes());
     out.commit()
@@ -285,13 +353,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             ("config".to_string(), args.config.display().to_string()),
             ("config_hash".to_string(), engine.config.hash()),
             ("shape".to_string(), format!("{m}x{k}x{n}")),
-            (
-                "mode".to_string(),
-                report["mode"].as_str().unwrap_or("").to_string(),
-            ),
+            ("mode".to_string(), report.mode.clone()),
             (
                 "simulator".to_string(),
-                format!("{simulator} {sim_version}"),
+                format!("{simulator} {}", report.simulator_version),
             ),
             ("cycles".to_string(), stats.cycles.to_string()),
             ("replay".to_string(), junit::command_line()),
@@ -327,7 +392,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         cfg.rows,
         cfg.cols,
         stats.cycles,
-        report["estimated_cycles"],
+        report.estimated_cycles,
         100.0 * stats.utilization(cfg),
         c.mismatches,
         c.elements

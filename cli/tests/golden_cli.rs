@@ -4,6 +4,9 @@
 // The CLI is a binary crate, so the test shares its .npy module by path (the format itself is
 // pinned byte for byte by that module's unit tests).
 #[allow(dead_code)]
+#[path = "../src/budget.rs"]
+mod budget;
+#[allow(dead_code)]
 #[path = "../src/tensor_io.rs"]
 mod tensor_io;
 

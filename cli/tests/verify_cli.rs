@@ -2,6 +2,9 @@
 //! the failure paths a user meets (bad config, bad tensors, no Verilator, a real mismatch).
 
 #[allow(dead_code)]
+#[path = "../src/budget.rs"]
+mod budget;
+#[allow(dead_code)]
 #[path = "../src/tensor_io.rs"]
 mod tensor_io;
 

@@ -213,13 +213,22 @@ pub fn int8_gemm(
 ) -> Result<Int8Outcome, DriverError> {
     require(cfg, Dtype::Int8)?;
     if cfg.weight_bits == 4 {
-        int::check_int4(b, "B").map_err(|e| DriverError::Shape(e.to_string()))?;
+        check_int4_weights(b)?;
     }
     let overflow = match cfg.overflow {
         Overflow::Wrap => int::Overflow::Wrap,
         Overflow::Saturate => int::Overflow::Saturate,
     };
     gemm_on_engine(sim, cfg, spec, &IntArith { overflow }, a, b, mode, corrupt)
+}
+
+/// int4 engines (`weight_bits = 4`) take weights in [-8, 7]; the error names the first one outside.
+pub fn check_int4_weights(b: ArrayView2<i8>) -> Result<(), DriverError> {
+    int::check_int4(b, "B").map_err(|e| {
+        DriverError::Input(format!(
+            "{e}; this engine has weight_bits = 4, so every weight must be an int4 value"
+        ))
+    })
 }
 
 /// fp16 GEMM, fp32 accumulation. NaN operands are rejected (the contract's NaN policy); inf is
@@ -234,16 +243,13 @@ pub fn fp16_gemm(
     corrupt: Option<CorruptGolden>,
 ) -> Result<Fp16Outcome, DriverError> {
     require(cfg, Dtype::Fp16)?;
-    reject_nan("A", a)?;
-    reject_nan("B", b)?;
+    reject_nan_operands(a, b)?;
     gemm_on_engine(sim, cfg, spec, &Fp16Arith, a, b, mode, corrupt)
 }
 
-fn reject_nan(name: &str, t: ArrayView2<f16>) -> Result<(), DriverError> {
-    match t.indexed_iter().find(|(_, v)| v.is_nan()) {
-        Some(((row, col), _)) => Err(DriverError::Input(format!(
-            "{name} has NaN at [{row}, {col}]; NaN inputs are rejected (numerics.md)"
-        ))),
-        None => Ok(()),
-    }
+/// NaN operands are rejected (the contract's NaN rule, written once in `nm::reject_nan`).
+pub fn reject_nan_operands(a: ArrayView2<f16>, b: ArrayView2<f16>) -> Result<(), DriverError> {
+    let input = |e: sparse_kernels::KernelError| DriverError::Input(e.to_string());
+    nm::reject_nan(a, "A").map_err(input)?;
+    nm::reject_nan(b, "B").map_err(input)
 }

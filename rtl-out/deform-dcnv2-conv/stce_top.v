@@ -16,8 +16,8 @@ module stce_top (
     input  wire [15:0] wgt_col0,
     input  wire [15:0] wgt_col1,
     input  wire        rd_row,                           // row of results to show
-    output wire [31:0] res_col0,
-    output wire [31:0] res_col1
+    output reg  [31:0] res_col0,
+    output reg  [31:0] res_col1
 );
 
     reg         valid_row1_d1;
@@ -133,9 +133,23 @@ module stce_top (
         .result    (result_r1_c1)
     );
 
-    // Read-out: one row of results per cycle, selected by rd_row.
-    assign res_col0 = (rd_row == 1'b0) ? result_r0_c0 : (rd_row == 1'b1) ? result_r1_c0 : 32'h0;
-    assign res_col1 = (rd_row == 1'b0) ? result_r0_c1 : (rd_row == 1'b1) ? result_r1_c1 : 32'h0;
+    // Read-out: one row of results per cycle, selected by rd_row (zeros past the last).
+    always @(*) begin
+        case (rd_row)
+            1'b0: begin
+                res_col0 = result_r0_c0;
+                res_col1 = result_r0_c1;
+            end
+            1'b1: begin
+                res_col0 = result_r1_c0;
+                res_col1 = result_r1_c1;
+            end
+            default: begin
+                res_col0 = 32'h0;
+                res_col1 = 32'h0;
+            end
+        endcase
+    end
 
 endmodule
 

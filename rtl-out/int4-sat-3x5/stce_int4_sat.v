@@ -25,11 +25,11 @@ module stce_int4_sat (
     input  wire [1:0]  idx_col3,
     input  wire [1:0]  idx_col4,
     input  wire [1:0]  rd_row,                           // row of results to show
-    output wire [31:0] res_col0,
-    output wire [31:0] res_col1,
-    output wire [31:0] res_col2,
-    output wire [31:0] res_col3,
-    output wire [31:0] res_col4
+    output reg  [31:0] res_col0,
+    output reg  [31:0] res_col1,
+    output reg  [31:0] res_col2,
+    output reg  [31:0] res_col3,
+    output reg  [31:0] res_col4
 );
 
     reg         valid_row1_d1;
@@ -492,12 +492,39 @@ module stce_int4_sat (
         .result    (result_r2_c4)
     );
 
-    // Read-out: one row of results per cycle, selected by rd_row.
-    assign res_col0 = (rd_row == 2'd0) ? result_r0_c0 : (rd_row == 2'd1) ? result_r1_c0 : (rd_row == 2'd2) ? result_r2_c0 : 32'h0;
-    assign res_col1 = (rd_row == 2'd0) ? result_r0_c1 : (rd_row == 2'd1) ? result_r1_c1 : (rd_row == 2'd2) ? result_r2_c1 : 32'h0;
-    assign res_col2 = (rd_row == 2'd0) ? result_r0_c2 : (rd_row == 2'd1) ? result_r1_c2 : (rd_row == 2'd2) ? result_r2_c2 : 32'h0;
-    assign res_col3 = (rd_row == 2'd0) ? result_r0_c3 : (rd_row == 2'd1) ? result_r1_c3 : (rd_row == 2'd2) ? result_r2_c3 : 32'h0;
-    assign res_col4 = (rd_row == 2'd0) ? result_r0_c4 : (rd_row == 2'd1) ? result_r1_c4 : (rd_row == 2'd2) ? result_r2_c4 : 32'h0;
+    // Read-out: one row of results per cycle, selected by rd_row (zeros past the last).
+    always @(*) begin
+        case (rd_row)
+            2'd0: begin
+                res_col0 = result_r0_c0;
+                res_col1 = result_r0_c1;
+                res_col2 = result_r0_c2;
+                res_col3 = result_r0_c3;
+                res_col4 = result_r0_c4;
+            end
+            2'd1: begin
+                res_col0 = result_r1_c0;
+                res_col1 = result_r1_c1;
+                res_col2 = result_r1_c2;
+                res_col3 = result_r1_c3;
+                res_col4 = result_r1_c4;
+            end
+            2'd2: begin
+                res_col0 = result_r2_c0;
+                res_col1 = result_r2_c1;
+                res_col2 = result_r2_c2;
+                res_col3 = result_r2_c3;
+                res_col4 = result_r2_c4;
+            end
+            default: begin
+                res_col0 = 32'h0;
+                res_col1 = 32'h0;
+                res_col2 = 32'h0;
+                res_col3 = 32'h0;
+                res_col4 = 32'h0;
+            end
+        endcase
+    end
 
 endmodule
 

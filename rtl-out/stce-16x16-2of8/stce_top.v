@@ -60,22 +60,22 @@ module stce_top (
     input  wire [5:0]  idx_col14,
     input  wire [5:0]  idx_col15,
     input  wire [3:0]  rd_row,                           // row of results to show
-    output wire [31:0] res_col0,
-    output wire [31:0] res_col1,
-    output wire [31:0] res_col2,
-    output wire [31:0] res_col3,
-    output wire [31:0] res_col4,
-    output wire [31:0] res_col5,
-    output wire [31:0] res_col6,
-    output wire [31:0] res_col7,
-    output wire [31:0] res_col8,
-    output wire [31:0] res_col9,
-    output wire [31:0] res_col10,
-    output wire [31:0] res_col11,
-    output wire [31:0] res_col12,
-    output wire [31:0] res_col13,
-    output wire [31:0] res_col14,
-    output wire [31:0] res_col15
+    output reg  [31:0] res_col0,
+    output reg  [31:0] res_col1,
+    output reg  [31:0] res_col2,
+    output reg  [31:0] res_col3,
+    output reg  [31:0] res_col4,
+    output reg  [31:0] res_col5,
+    output reg  [31:0] res_col6,
+    output reg  [31:0] res_col7,
+    output reg  [31:0] res_col8,
+    output reg  [31:0] res_col9,
+    output reg  [31:0] res_col10,
+    output reg  [31:0] res_col11,
+    output reg  [31:0] res_col12,
+    output reg  [31:0] res_col13,
+    output reg  [31:0] res_col14,
+    output reg  [31:0] res_col15
 );
 
     reg         valid_row1_d1;
@@ -8290,23 +8290,317 @@ module stce_top (
         .result    (result_r15_c15)
     );
 
-    // Read-out: one row of results per cycle, selected by rd_row.
-    assign res_col0 = (rd_row == 4'd0) ? result_r0_c0 : (rd_row == 4'd1) ? result_r1_c0 : (rd_row == 4'd2) ? result_r2_c0 : (rd_row == 4'd3) ? result_r3_c0 : (rd_row == 4'h4) ? result_r4_c0 : (rd_row == 4'h5) ? result_r5_c0 : (rd_row == 4'h6) ? result_r6_c0 : (rd_row == 4'h7) ? result_r7_c0 : (rd_row == 4'h8) ? result_r8_c0 : (rd_row == 4'h9) ? result_r9_c0 : (rd_row == 4'ha) ? result_r10_c0 : (rd_row == 4'hb) ? result_r11_c0 : (rd_row == 4'hc) ? result_r12_c0 : (rd_row == 4'hd) ? result_r13_c0 : (rd_row == 4'he) ? result_r14_c0 : (rd_row == 4'hf) ? result_r15_c0 : 32'h0;
-    assign res_col1 = (rd_row == 4'd0) ? result_r0_c1 : (rd_row == 4'd1) ? result_r1_c1 : (rd_row == 4'd2) ? result_r2_c1 : (rd_row == 4'd3) ? result_r3_c1 : (rd_row == 4'h4) ? result_r4_c1 : (rd_row == 4'h5) ? result_r5_c1 : (rd_row == 4'h6) ? result_r6_c1 : (rd_row == 4'h7) ? result_r7_c1 : (rd_row == 4'h8) ? result_r8_c1 : (rd_row == 4'h9) ? result_r9_c1 : (rd_row == 4'ha) ? result_r10_c1 : (rd_row == 4'hb) ? result_r11_c1 : (rd_row == 4'hc) ? result_r12_c1 : (rd_row == 4'hd) ? result_r13_c1 : (rd_row == 4'he) ? result_r14_c1 : (rd_row == 4'hf) ? result_r15_c1 : 32'h0;
-    assign res_col2 = (rd_row == 4'd0) ? result_r0_c2 : (rd_row == 4'd1) ? result_r1_c2 : (rd_row == 4'd2) ? result_r2_c2 : (rd_row == 4'd3) ? result_r3_c2 : (rd_row == 4'h4) ? result_r4_c2 : (rd_row == 4'h5) ? result_r5_c2 : (rd_row == 4'h6) ? result_r6_c2 : (rd_row == 4'h7) ? result_r7_c2 : (rd_row == 4'h8) ? result_r8_c2 : (rd_row == 4'h9) ? result_r9_c2 : (rd_row == 4'ha) ? result_r10_c2 : (rd_row == 4'hb) ? result_r11_c2 : (rd_row == 4'hc) ? result_r12_c2 : (rd_row == 4'hd) ? result_r13_c2 : (rd_row == 4'he) ? result_r14_c2 : (rd_row == 4'hf) ? result_r15_c2 : 32'h0;
-    assign res_col3 = (rd_row == 4'd0) ? result_r0_c3 : (rd_row == 4'd1) ? result_r1_c3 : (rd_row == 4'd2) ? result_r2_c3 : (rd_row == 4'd3) ? result_r3_c3 : (rd_row == 4'h4) ? result_r4_c3 : (rd_row == 4'h5) ? result_r5_c3 : (rd_row == 4'h6) ? result_r6_c3 : (rd_row == 4'h7) ? result_r7_c3 : (rd_row == 4'h8) ? result_r8_c3 : (rd_row == 4'h9) ? result_r9_c3 : (rd_row == 4'ha) ? result_r10_c3 : (rd_row == 4'hb) ? result_r11_c3 : (rd_row == 4'hc) ? result_r12_c3 : (rd_row == 4'hd) ? result_r13_c3 : (rd_row == 4'he) ? result_r14_c3 : (rd_row == 4'hf) ? result_r15_c3 : 32'h0;
-    assign res_col4 = (rd_row == 4'd0) ? result_r0_c4 : (rd_row == 4'd1) ? result_r1_c4 : (rd_row == 4'd2) ? result_r2_c4 : (rd_row == 4'd3) ? result_r3_c4 : (rd_row == 4'h4) ? result_r4_c4 : (rd_row == 4'h5) ? result_r5_c4 : (rd_row == 4'h6) ? result_r6_c4 : (rd_row == 4'h7) ? result_r7_c4 : (rd_row == 4'h8) ? result_r8_c4 : (rd_row == 4'h9) ? result_r9_c4 : (rd_row == 4'ha) ? result_r10_c4 : (rd_row == 4'hb) ? result_r11_c4 : (rd_row == 4'hc) ? result_r12_c4 : (rd_row == 4'hd) ? result_r13_c4 : (rd_row == 4'he) ? result_r14_c4 : (rd_row == 4'hf) ? result_r15_c4 : 32'h0;
-    assign res_col5 = (rd_row == 4'd0) ? result_r0_c5 : (rd_row == 4'd1) ? result_r1_c5 : (rd_row == 4'd2) ? result_r2_c5 : (rd_row == 4'd3) ? result_r3_c5 : (rd_row == 4'h4) ? result_r4_c5 : (rd_row == 4'h5) ? result_r5_c5 : (rd_row == 4'h6) ? result_r6_c5 : (rd_row == 4'h7) ? result_r7_c5 : (rd_row == 4'h8) ? result_r8_c5 : (rd_row == 4'h9) ? result_r9_c5 : (rd_row == 4'ha) ? result_r10_c5 : (rd_row == 4'hb) ? result_r11_c5 : (rd_row == 4'hc) ? result_r12_c5 : (rd_row == 4'hd) ? result_r13_c5 : (rd_row == 4'he) ? result_r14_c5 : (rd_row == 4'hf) ? result_r15_c5 : 32'h0;
-    assign res_col6 = (rd_row == 4'd0) ? result_r0_c6 : (rd_row == 4'd1) ? result_r1_c6 : (rd_row == 4'd2) ? result_r2_c6 : (rd_row == 4'd3) ? result_r3_c6 : (rd_row == 4'h4) ? result_r4_c6 : (rd_row == 4'h5) ? result_r5_c6 : (rd_row == 4'h6) ? result_r6_c6 : (rd_row == 4'h7) ? result_r7_c6 : (rd_row == 4'h8) ? result_r8_c6 : (rd_row == 4'h9) ? result_r9_c6 : (rd_row == 4'ha) ? result_r10_c6 : (rd_row == 4'hb) ? result_r11_c6 : (rd_row == 4'hc) ? result_r12_c6 : (rd_row == 4'hd) ? result_r13_c6 : (rd_row == 4'he) ? result_r14_c6 : (rd_row == 4'hf) ? result_r15_c6 : 32'h0;
-    assign res_col7 = (rd_row == 4'd0) ? result_r0_c7 : (rd_row == 4'd1) ? result_r1_c7 : (rd_row == 4'd2) ? result_r2_c7 : (rd_row == 4'd3) ? result_r3_c7 : (rd_row == 4'h4) ? result_r4_c7 : (rd_row == 4'h5) ? result_r5_c7 : (rd_row == 4'h6) ? result_r6_c7 : (rd_row == 4'h7) ? result_r7_c7 : (rd_row == 4'h8) ? result_r8_c7 : (rd_row == 4'h9) ? result_r9_c7 : (rd_row == 4'ha) ? result_r10_c7 : (rd_row == 4'hb) ? result_r11_c7 : (rd_row == 4'hc) ? result_r12_c7 : (rd_row == 4'hd) ? result_r13_c7 : (rd_row == 4'he) ? result_r14_c7 : (rd_row == 4'hf) ? result_r15_c7 : 32'h0;
-    assign res_col8 = (rd_row == 4'd0) ? result_r0_c8 : (rd_row == 4'd1) ? result_r1_c8 : (rd_row == 4'd2) ? result_r2_c8 : (rd_row == 4'd3) ? result_r3_c8 : (rd_row == 4'h4) ? result_r4_c8 : (rd_row == 4'h5) ? result_r5_c8 : (rd_row == 4'h6) ? result_r6_c8 : (rd_row == 4'h7) ? result_r7_c8 : (rd_row == 4'h8) ? result_r8_c8 : (rd_row == 4'h9) ? result_r9_c8 : (rd_row == 4'ha) ? result_r10_c8 : (rd_row == 4'hb) ? result_r11_c8 : (rd_row == 4'hc) ? result_r12_c8 : (rd_row == 4'hd) ? result_r13_c8 : (rd_row == 4'he) ? result_r14_c8 : (rd_row == 4'hf) ? result_r15_c8 : 32'h0;
-    assign res_col9 = (rd_row == 4'd0) ? result_r0_c9 : (rd_row == 4'd1) ? result_r1_c9 : (rd_row == 4'd2) ? result_r2_c9 : (rd_row == 4'd3) ? result_r3_c9 : (rd_row == 4'h4) ? result_r4_c9 : (rd_row == 4'h5) ? result_r5_c9 : (rd_row == 4'h6) ? result_r6_c9 : (rd_row == 4'h7) ? result_r7_c9 : (rd_row == 4'h8) ? result_r8_c9 : (rd_row == 4'h9) ? result_r9_c9 : (rd_row == 4'ha) ? result_r10_c9 : (rd_row == 4'hb) ? result_r11_c9 : (rd_row == 4'hc) ? result_r12_c9 : (rd_row == 4'hd) ? result_r13_c9 : (rd_row == 4'he) ? result_r14_c9 : (rd_row == 4'hf) ? result_r15_c9 : 32'h0;
-    assign res_col10 = (rd_row == 4'd0) ? result_r0_c10 : (rd_row == 4'd1) ? result_r1_c10 : (rd_row == 4'd2) ? result_r2_c10 : (rd_row == 4'd3) ? result_r3_c10 : (rd_row == 4'h4) ? result_r4_c10 : (rd_row == 4'h5) ? result_r5_c10 : (rd_row == 4'h6) ? result_r6_c10 : (rd_row == 4'h7) ? result_r7_c10 : (rd_row == 4'h8) ? result_r8_c10 : (rd_row == 4'h9) ? result_r9_c10 : (rd_row == 4'ha) ? result_r10_c10 : (rd_row == 4'hb) ? result_r11_c10 : (rd_row == 4'hc) ? result_r12_c10 : (rd_row == 4'hd) ? result_r13_c10 : (rd_row == 4'he) ? result_r14_c10 : (rd_row == 4'hf) ? result_r15_c10 : 32'h0;
-    assign res_col11 = (rd_row == 4'd0) ? result_r0_c11 : (rd_row == 4'd1) ? result_r1_c11 : (rd_row == 4'd2) ? result_r2_c11 : (rd_row == 4'd3) ? result_r3_c11 : (rd_row == 4'h4) ? result_r4_c11 : (rd_row == 4'h5) ? result_r5_c11 : (rd_row == 4'h6) ? result_r6_c11 : (rd_row == 4'h7) ? result_r7_c11 : (rd_row == 4'h8) ? result_r8_c11 : (rd_row == 4'h9) ? result_r9_c11 : (rd_row == 4'ha) ? result_r10_c11 : (rd_row == 4'hb) ? result_r11_c11 : (rd_row == 4'hc) ? result_r12_c11 : (rd_row == 4'hd) ? result_r13_c11 : (rd_row == 4'he) ? result_r14_c11 : (rd_row == 4'hf) ? result_r15_c11 : 32'h0;
-    assign res_col12 = (rd_row == 4'd0) ? result_r0_c12 : (rd_row == 4'd1) ? result_r1_c12 : (rd_row == 4'd2) ? result_r2_c12 : (rd_row == 4'd3) ? result_r3_c12 : (rd_row == 4'h4) ? result_r4_c12 : (rd_row == 4'h5) ? result_r5_c12 : (rd_row == 4'h6) ? result_r6_c12 : (rd_row == 4'h7) ? result_r7_c12 : (rd_row == 4'h8) ? result_r8_c12 : (rd_row == 4'h9) ? result_r9_c12 : (rd_row == 4'ha) ? result_r10_c12 : (rd_row == 4'hb) ? result_r11_c12 : (rd_row == 4'hc) ? result_r12_c12 : (rd_row == 4'hd) ? result_r13_c12 : (rd_row == 4'he) ? result_r14_c12 : (rd_row == 4'hf) ? result_r15_c12 : 32'h0;
-    assign res_col13 = (rd_row == 4'd0) ? result_r0_c13 : (rd_row == 4'd1) ? result_r1_c13 : (rd_row == 4'd2) ? result_r2_c13 : (rd_row == 4'd3) ? result_r3_c13 : (rd_row == 4'h4) ? result_r4_c13 : (rd_row == 4'h5) ? result_r5_c13 : (rd_row == 4'h6) ? result_r6_c13 : (rd_row == 4'h7) ? result_r7_c13 : (rd_row == 4'h8) ? result_r8_c13 : (rd_row == 4'h9) ? result_r9_c13 : (rd_row == 4'ha) ? result_r10_c13 : (rd_row == 4'hb) ? result_r11_c13 : (rd_row == 4'hc) ? result_r12_c13 : (rd_row == 4'hd) ? result_r13_c13 : (rd_row == 4'he) ? result_r14_c13 : (rd_row == 4'hf) ? result_r15_c13 : 32'h0;
-    assign res_col14 = (rd_row == 4'd0) ? result_r0_c14 : (rd_row == 4'd1) ? result_r1_c14 : (rd_row == 4'd2) ? result_r2_c14 : (rd_row == 4'd3) ? result_r3_c14 : (rd_row == 4'h4) ? result_r4_c14 : (rd_row == 4'h5) ? result_r5_c14 : (rd_row == 4'h6) ? result_r6_c14 : (rd_row == 4'h7) ? result_r7_c14 : (rd_row == 4'h8) ? result_r8_c14 : (rd_row == 4'h9) ? result_r9_c14 : (rd_row == 4'ha) ? result_r10_c14 : (rd_row == 4'hb) ? result_r11_c14 : (rd_row == 4'hc) ? result_r12_c14 : (rd_row == 4'hd) ? result_r13_c14 : (rd_row == 4'he) ? result_r14_c14 : (rd_row == 4'hf) ? result_r15_c14 : 32'h0;
-    assign res_col15 = (rd_row == 4'd0) ? result_r0_c15 : (rd_row == 4'd1) ? result_r1_c15 : (rd_row == 4'd2) ? result_r2_c15 : (rd_row == 4'd3) ? result_r3_c15 : (rd_row == 4'h4) ? result_r4_c15 : (rd_row == 4'h5) ? result_r5_c15 : (rd_row == 4'h6) ? result_r6_c15 : (rd_row == 4'h7) ? result_r7_c15 : (rd_row == 4'h8) ? result_r8_c15 : (rd_row == 4'h9) ? result_r9_c15 : (rd_row == 4'ha) ? result_r10_c15 : (rd_row == 4'hb) ? result_r11_c15 : (rd_row == 4'hc) ? result_r12_c15 : (rd_row == 4'hd) ? result_r13_c15 : (rd_row == 4'he) ? result_r14_c15 : (rd_row == 4'hf) ? result_r15_c15 : 32'h0;
+    // Read-out: one row of results per cycle, selected by rd_row (zeros past the last).
+    always @(*) begin
+        case (rd_row)
+            4'd0: begin
+                res_col0 = result_r0_c0;
+                res_col1 = result_r0_c1;
+                res_col2 = result_r0_c2;
+                res_col3 = result_r0_c3;
+                res_col4 = result_r0_c4;
+                res_col5 = result_r0_c5;
+                res_col6 = result_r0_c6;
+                res_col7 = result_r0_c7;
+                res_col8 = result_r0_c8;
+                res_col9 = result_r0_c9;
+                res_col10 = result_r0_c10;
+                res_col11 = result_r0_c11;
+                res_col12 = result_r0_c12;
+                res_col13 = result_r0_c13;
+                res_col14 = result_r0_c14;
+                res_col15 = result_r0_c15;
+            end
+            4'd1: begin
+                res_col0 = result_r1_c0;
+                res_col1 = result_r1_c1;
+                res_col2 = result_r1_c2;
+                res_col3 = result_r1_c3;
+                res_col4 = result_r1_c4;
+                res_col5 = result_r1_c5;
+                res_col6 = result_r1_c6;
+                res_col7 = result_r1_c7;
+                res_col8 = result_r1_c8;
+                res_col9 = result_r1_c9;
+                res_col10 = result_r1_c10;
+                res_col11 = result_r1_c11;
+                res_col12 = result_r1_c12;
+                res_col13 = result_r1_c13;
+                res_col14 = result_r1_c14;
+                res_col15 = result_r1_c15;
+            end
+            4'd2: begin
+                res_col0 = result_r2_c0;
+                res_col1 = result_r2_c1;
+                res_col2 = result_r2_c2;
+                res_col3 = result_r2_c3;
+                res_col4 = result_r2_c4;
+                res_col5 = result_r2_c5;
+                res_col6 = result_r2_c6;
+                res_col7 = result_r2_c7;
+                res_col8 = result_r2_c8;
+                res_col9 = result_r2_c9;
+                res_col10 = result_r2_c10;
+                res_col11 = result_r2_c11;
+                res_col12 = result_r2_c12;
+                res_col13 = result_r2_c13;
+                res_col14 = result_r2_c14;
+                res_col15 = result_r2_c15;
+            end
+            4'd3: begin
+                res_col0 = result_r3_c0;
+                res_col1 = result_r3_c1;
+                res_col2 = result_r3_c2;
+                res_col3 = result_r3_c3;
+                res_col4 = result_r3_c4;
+                res_col5 = result_r3_c5;
+                res_col6 = result_r3_c6;
+                res_col7 = result_r3_c7;
+                res_col8 = result_r3_c8;
+                res_col9 = result_r3_c9;
+                res_col10 = result_r3_c10;
+                res_col11 = result_r3_c11;
+                res_col12 = result_r3_c12;
+                res_col13 = result_r3_c13;
+                res_col14 = result_r3_c14;
+                res_col15 = result_r3_c15;
+            end
+            4'h4: begin
+                res_col0 = result_r4_c0;
+                res_col1 = result_r4_c1;
+                res_col2 = result_r4_c2;
+                res_col3 = result_r4_c3;
+                res_col4 = result_r4_c4;
+                res_col5 = result_r4_c5;
+                res_col6 = result_r4_c6;
+                res_col7 = result_r4_c7;
+                res_col8 = result_r4_c8;
+                res_col9 = result_r4_c9;
+                res_col10 = result_r4_c10;
+                res_col11 = result_r4_c11;
+                res_col12 = result_r4_c12;
+                res_col13 = result_r4_c13;
+                res_col14 = result_r4_c14;
+                res_col15 = result_r4_c15;
+            end
+            4'h5: begin
+                res_col0 = result_r5_c0;
+                res_col1 = result_r5_c1;
+                res_col2 = result_r5_c2;
+                res_col3 = result_r5_c3;
+                res_col4 = result_r5_c4;
+                res_col5 = result_r5_c5;
+                res_col6 = result_r5_c6;
+                res_col7 = result_r5_c7;
+                res_col8 = result_r5_c8;
+                res_col9 = result_r5_c9;
+                res_col10 = result_r5_c10;
+                res_col11 = result_r5_c11;
+                res_col12 = result_r5_c12;
+                res_col13 = result_r5_c13;
+                res_col14 = result_r5_c14;
+                res_col15 = result_r5_c15;
+            end
+            4'h6: begin
+                res_col0 = result_r6_c0;
+                res_col1 = result_r6_c1;
+                res_col2 = result_r6_c2;
+                res_col3 = result_r6_c3;
+                res_col4 = result_r6_c4;
+                res_col5 = result_r6_c5;
+                res_col6 = result_r6_c6;
+                res_col7 = result_r6_c7;
+                res_col8 = result_r6_c8;
+                res_col9 = result_r6_c9;
+                res_col10 = result_r6_c10;
+                res_col11 = result_r6_c11;
+                res_col12 = result_r6_c12;
+                res_col13 = result_r6_c13;
+                res_col14 = result_r6_c14;
+                res_col15 = result_r6_c15;
+            end
+            4'h7: begin
+                res_col0 = result_r7_c0;
+                res_col1 = result_r7_c1;
+                res_col2 = result_r7_c2;
+                res_col3 = result_r7_c3;
+                res_col4 = result_r7_c4;
+                res_col5 = result_r7_c5;
+                res_col6 = result_r7_c6;
+                res_col7 = result_r7_c7;
+                res_col8 = result_r7_c8;
+                res_col9 = result_r7_c9;
+                res_col10 = result_r7_c10;
+                res_col11 = result_r7_c11;
+                res_col12 = result_r7_c12;
+                res_col13 = result_r7_c13;
+                res_col14 = result_r7_c14;
+                res_col15 = result_r7_c15;
+            end
+            4'h8: begin
+                res_col0 = result_r8_c0;
+                res_col1 = result_r8_c1;
+                res_col2 = result_r8_c2;
+                res_col3 = result_r8_c3;
+                res_col4 = result_r8_c4;
+                res_col5 = result_r8_c5;
+                res_col6 = result_r8_c6;
+                res_col7 = result_r8_c7;
+                res_col8 = result_r8_c8;
+                res_col9 = result_r8_c9;
+                res_col10 = result_r8_c10;
+                res_col11 = result_r8_c11;
+                res_col12 = result_r8_c12;
+                res_col13 = result_r8_c13;
+                res_col14 = result_r8_c14;
+                res_col15 = result_r8_c15;
+            end
+            4'h9: begin
+                res_col0 = result_r9_c0;
+                res_col1 = result_r9_c1;
+                res_col2 = result_r9_c2;
+                res_col3 = result_r9_c3;
+                res_col4 = result_r9_c4;
+                res_col5 = result_r9_c5;
+                res_col6 = result_r9_c6;
+                res_col7 = result_r9_c7;
+                res_col8 = result_r9_c8;
+                res_col9 = result_r9_c9;
+                res_col10 = result_r9_c10;
+                res_col11 = result_r9_c11;
+                res_col12 = result_r9_c12;
+                res_col13 = result_r9_c13;
+                res_col14 = result_r9_c14;
+                res_col15 = result_r9_c15;
+            end
+            4'ha: begin
+                res_col0 = result_r10_c0;
+                res_col1 = result_r10_c1;
+                res_col2 = result_r10_c2;
+                res_col3 = result_r10_c3;
+                res_col4 = result_r10_c4;
+                res_col5 = result_r10_c5;
+                res_col6 = result_r10_c6;
+                res_col7 = result_r10_c7;
+                res_col8 = result_r10_c8;
+                res_col9 = result_r10_c9;
+                res_col10 = result_r10_c10;
+                res_col11 = result_r10_c11;
+                res_col12 = result_r10_c12;
+                res_col13 = result_r10_c13;
+                res_col14 = result_r10_c14;
+                res_col15 = result_r10_c15;
+            end
+            4'hb: begin
+                res_col0 = result_r11_c0;
+                res_col1 = result_r11_c1;
+                res_col2 = result_r11_c2;
+                res_col3 = result_r11_c3;
+                res_col4 = result_r11_c4;
+                res_col5 = result_r11_c5;
+                res_col6 = result_r11_c6;
+                res_col7 = result_r11_c7;
+                res_col8 = result_r11_c8;
+                res_col9 = result_r11_c9;
+                res_col10 = result_r11_c10;
+                res_col11 = result_r11_c11;
+                res_col12 = result_r11_c12;
+                res_col13 = result_r11_c13;
+                res_col14 = result_r11_c14;
+                res_col15 = result_r11_c15;
+            end
+            4'hc: begin
+                res_col0 = result_r12_c0;
+                res_col1 = result_r12_c1;
+                res_col2 = result_r12_c2;
+                res_col3 = result_r12_c3;
+                res_col4 = result_r12_c4;
+                res_col5 = result_r12_c5;
+                res_col6 = result_r12_c6;
+                res_col7 = result_r12_c7;
+                res_col8 = result_r12_c8;
+                res_col9 = result_r12_c9;
+                res_col10 = result_r12_c10;
+                res_col11 = result_r12_c11;
+                res_col12 = result_r12_c12;
+                res_col13 = result_r12_c13;
+                res_col14 = result_r12_c14;
+                res_col15 = result_r12_c15;
+            end
+            4'hd: begin
+                res_col0 = result_r13_c0;
+                res_col1 = result_r13_c1;
+                res_col2 = result_r13_c2;
+                res_col3 = result_r13_c3;
+                res_col4 = result_r13_c4;
+                res_col5 = result_r13_c5;
+                res_col6 = result_r13_c6;
+                res_col7 = result_r13_c7;
+                res_col8 = result_r13_c8;
+                res_col9 = result_r13_c9;
+                res_col10 = result_r13_c10;
+                res_col11 = result_r13_c11;
+                res_col12 = result_r13_c12;
+                res_col13 = result_r13_c13;
+                res_col14 = result_r13_c14;
+                res_col15 = result_r13_c15;
+            end
+            4'he: begin
+                res_col0 = result_r14_c0;
+                res_col1 = result_r14_c1;
+                res_col2 = result_r14_c2;
+                res_col3 = result_r14_c3;
+                res_col4 = result_r14_c4;
+                res_col5 = result_r14_c5;
+                res_col6 = result_r14_c6;
+                res_col7 = result_r14_c7;
+                res_col8 = result_r14_c8;
+                res_col9 = result_r14_c9;
+                res_col10 = result_r14_c10;
+                res_col11 = result_r14_c11;
+                res_col12 = result_r14_c12;
+                res_col13 = result_r14_c13;
+                res_col14 = result_r14_c14;
+                res_col15 = result_r14_c15;
+            end
+            4'hf: begin
+                res_col0 = result_r15_c0;
+                res_col1 = result_r15_c1;
+                res_col2 = result_r15_c2;
+                res_col3 = result_r15_c3;
+                res_col4 = result_r15_c4;
+                res_col5 = result_r15_c5;
+                res_col6 = result_r15_c6;
+                res_col7 = result_r15_c7;
+                res_col8 = result_r15_c8;
+                res_col9 = result_r15_c9;
+                res_col10 = result_r15_c10;
+                res_col11 = result_r15_c11;
+                res_col12 = result_r15_c12;
+                res_col13 = result_r15_c13;
+                res_col14 = result_r15_c14;
+                res_col15 = result_r15_c15;
+            end
+            default: begin
+                res_col0 = 32'h0;
+                res_col1 = 32'h0;
+                res_col2 = 32'h0;
+                res_col3 = 32'h0;
+                res_col4 = 32'h0;
+                res_col5 = 32'h0;
+                res_col6 = 32'h0;
+                res_col7 = 32'h0;
+                res_col8 = 32'h0;
+                res_col9 = 32'h0;
+                res_col10 = 32'h0;
+                res_col11 = 32'h0;
+                res_col12 = 32'h0;
+                res_col13 = 32'h0;
+                res_col14 = 32'h0;
+                res_col15 = 32'h0;
+            end
+        endcase
+    end
 
 endmodule
 

@@ -7,6 +7,11 @@
 //! ratio is against the single-threaded `dot`. `scaling` is the all-threads speed over the
 //! single-thread speed of the same kernel.
 //!
+//! On a shared machine the wall-clock figures (and above all the thread scaling) depend on the
+//! other load, so the bench prints the load average, and a second table from the CPU time of the
+//! running thread (Linux `schedstat`): the single-thread speed while the kernel had a core, which
+//! other processes do not change much.
+//!
 //! Run: `cargo bench -p sparse-kernels --bench reference_gemm [-- MAX_SIZE]` (default 2048)
 
 mod common;
@@ -23,6 +28,36 @@ use sparse_kernels::gemm::{gemm, Fp16Arith, IntArith};
 
 use common::median;
 
+/// CPU time of the calling thread so far, where Linux reports it.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(
+        s.split_whitespace().next()?.parse().ok()?,
+    ))
+}
+
+/// CPU time of one call of `f` on the calling thread, averaged over enough calls to outweigh
+/// the coarse accounting (at least 200 ms).
+fn cpu_per_call(mut f: impl FnMut()) -> Option<Duration> {
+    f();
+    let start = thread_cpu()?;
+    let mut calls = 0;
+    loop {
+        f();
+        calls += 1;
+        let used = thread_cpu()? - start;
+        if used >= Duration::from_millis(200) {
+            return Some(used / calls);
+        }
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn pool(threads: usize) -> ThreadPool {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -38,7 +73,9 @@ fn main() {
     let threads = rayon::current_num_threads();
     let (single, all) = (pool(1), pool(threads));
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    println!("GMAC/s (1 MAC = one multiply and one add); 1T = one thread, {threads}T = {threads} rayon threads");
+    println!("load average before: {}", load_average());
+    let mut cpu_rows = Vec::new();
+    println!("GMAC/s, median wall clock (1 MAC = one multiply and one add); 1T = one thread, {threads}T = {threads} rayon threads");
     println!(
         "{:>14} | {:>8} {:>8} | {:>8} {:>8} | {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>4}",
         "shape MxKxN",
@@ -94,6 +131,36 @@ fn main() {
             h_all / h1,
             runs
         );
+        let on_cpu = |f: &(dyn Fn() + Sync)| single.install(|| cpu_per_call(f)).map(g);
+        cpu_rows.push((
+            s,
+            on_cpu(&int8),
+            on_cpu(&fp16),
+            cpu_per_call(|| {
+                black_box(af.dot(&bf));
+            })
+            .map(g),
+        ));
         s *= 2;
+    }
+    println!("load average after: {}", load_average());
+    println!();
+    println!("GMAC/s per CPU second of the running thread (one thread)");
+    println!(
+        "{:>14} | {:>8} | {:>8} | {:>8} | {:>8} {:>8}",
+        "shape MxKxN", "int8", "fp16", "dot", "int8/dot", "fp16/dot"
+    );
+    println!("{}", "-".repeat(68));
+    for (s, i, h, d) in cpu_rows {
+        let (Some(i), Some(h), Some(d)) = (i, h, d) else {
+            println!("(no per-thread CPU time on this system)");
+            break;
+        };
+        println!(
+            "{:>14} | {i:>8.2} | {h:>8.2} | {d:>8.2} | {:>8.3} {:>8.3}",
+            format!("{s}x{s}x{s}"),
+            i / d,
+            h / d
+        );
     }
 }

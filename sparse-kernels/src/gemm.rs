@@ -37,15 +37,29 @@
 //!   plus anything is NaN) and `c[k+1]` is the canonical NaN `= canon(r[k+1])`. Otherwise
 //!   `c[k] = r[k]`, the product is NaN in both chains or equal in both, and
 //!   `c[k+1] = canon(r[k] + a * w) = canon(r[k+1])`.
-//! - **int8: exact products.** `a * w` is computed in i16, which is exact: `|a * w| <= 128 * 128 =
-//!   16384 < 2^15`. The product is widened to i32 and added with [`int::add`] under the policy, once
-//!   per product (`saturating_add` for saturate, so saturation is sticky per addition, as in RTL).
+//! - **int8 saturate: one saturating add per product.** `a * w` of two int8 values is exact in
+//!   i32 (`|a * w| <= 128 * 128 = 16384`) and is added with [`int::add`] under the saturate
+//!   policy, once per product, so saturation is sticky per addition, as in the RTL.
+//! - **Saturate cannot saturate in a short reduction.** Every product lies in `[-16256, 16384]`,
+//!   so after `t` additions from 0 a partial sum lies in `[-16256 t, 16384 t]`. For `t` up to
+//!   [`SATURATION_FREE_STEPS`] (131071) that is inside i32 (`16384 * 131071 = 2^31 - 16384`), so
+//!   no saturating addition ever clamps and each one equals the wrapping addition. A
+//!   saturating GEMM with at most that many products per output therefore runs the wrap path
+//!   (cheaper in SIMD); longer ones run the saturating lanes.
+//! - **Wrap adds in exact f32 chunks.** The wrap policy's result is the sum of all products
+//!   modulo 2^32 (wrapping addition is associative and commutative: it is addition in Z/2^32), so
+//!   any exact partial sums may be combined with wrapping adds. The kernel sums chunks of at most
+//!   1024 consecutive products in f32: every product is an integer with `|p| <= 2^14`, every
+//!   partial sum an integer with `|s| <= 2^14 * 1024 = 2^24`, and f32 holds every integer up to
+//!   `2^24` exactly, so no f32 addition rounds and each chunk's f32 sum is its exact integer sum
+//!   (a `-0.0` converts to 0). Each chunk sum is converted to i32 and the chunks are added with
+//!   wrap. In SIMD this runs at the speed of the fp16 lanes.
 //!
 //! The tests compare the kernel with a scalar oracle written from the rule ([`fp::mac`],
 //! [`int::mac`], increasing `k`) at every edge: `-128`, `±0`, subnormals, inf, overflow with wrap
 //! and saturate, every N:M pattern, and shapes across every block boundary.
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{s, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use half::slice::HalfFloatSliceExt;
@@ -90,6 +104,20 @@ pub enum Weights<'a, W> {
     Compressed(&'a Compressed<W>),
 }
 
+impl<W> Weights<'_, W> {
+    /// Products added into each output: `K`, or the kept entries of a column.
+    pub fn steps(&self) -> usize {
+        match self {
+            Weights::Dense(d) => d.nrows(),
+            Weights::Compressed(c) => c.values.nrows(),
+        }
+    }
+}
+
+/// The most int8 products that an int32 sum from 0 can take without leaving the i32 range at any
+/// step: `16384 * 131071 = 2^31 - 16384 <= i32::MAX`, and one more `-128 * -128` overflows.
+pub const SATURATION_FREE_STEPS: usize = 131_071;
+
 /// int8 × int8 → int32 with the given overflow policy ([`int::add`] after every product).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IntArith {
@@ -102,10 +130,63 @@ impl MacArith for IntArith {
     type Acc = i32;
     fn kernel(&self, a: ArrayView2<i8>, b: Weights<'_, i8>) -> Result<Array2<i32>, KernelError> {
         match self.overflow {
-            Overflow::Wrap => run::<IntLane<false>>(a, b),
-            Overflow::Saturate => run::<IntLane<true>>(a, b),
+            // No partial sum can leave i32 (module documentation): both policies are the same.
+            Overflow::Saturate if b.steps() > SATURATION_FREE_STEPS => run::<SaturatingLane>(a, b),
+            Overflow::Wrap | Overflow::Saturate => wrapping_in_exact_f32(a, b),
         }
     }
+}
+
+/// Most int8 products whose sum f32 holds exactly at every step: `16384 * 1024 = 2^24`.
+const EXACT_F32_STEPS: usize = 1024;
+
+/// The wrapping int8 GEMM, computed as exact f32 sums of at most [`EXACT_F32_STEPS`] products,
+/// each converted to i32 and added with wrap (module documentation: the result is the wrapping
+/// sum of all products, which is the wrap policy's result).
+fn wrapping_in_exact_f32(
+    a: ArrayView2<i8>,
+    b: Weights<'_, i8>,
+) -> Result<Array2<i32>, KernelError> {
+    let chunk = |a: ArrayView2<i8>, b: Weights<'_, i8>| {
+        run::<ExactIntLane>(a, b).map(|c| c.mapv(|x| x as i32))
+    };
+    let steps = b.steps();
+    if steps <= EXACT_F32_STEPS {
+        return chunk(a, b);
+    }
+    let mut total: Option<Array2<i32>> = None;
+    let mut add = |part: Array2<i32>| match total.as_mut() {
+        None => total = Some(part),
+        Some(t) => t.zip_mut_with(&part, |t, &p| *t = t.wrapping_add(p)),
+    };
+    match b {
+        Weights::Dense(d) => {
+            for k0 in (0..steps).step_by(EXACT_F32_STEPS) {
+                let k1 = (k0 + EXACT_F32_STEPS).min(steps);
+                add(chunk(
+                    a.slice(s![.., k0..k1]),
+                    Weights::Dense(d.slice(s![k0..k1, ..])),
+                )?);
+            }
+        }
+        Weights::Compressed(c) => {
+            // Whole groups per chunk: `per` kept entries are `per / n` groups of `m` rows of A.
+            let (n, m) = (c.pattern.n(), c.pattern.m());
+            let per = EXACT_F32_STEPS / n * n;
+            for t0 in (0..steps).step_by(per) {
+                let t1 = (t0 + per).min(steps);
+                let part = Compressed {
+                    values: c.values.slice(s![t0..t1, ..]).to_owned(),
+                    indices: c.indices.slice(s![t0..t1, ..]).to_owned(),
+                    pattern: c.pattern,
+                    axis: c.axis,
+                };
+                let a = a.slice(s![.., t0 / n * m..t1 / n * m]);
+                add(chunk(a, Weights::Compressed(&part))?);
+            }
+        }
+    }
+    Ok(total.expect("steps > EXACT_F32_STEPS, so at least one chunk"))
 }
 
 /// fp16 × fp16 → fp32: exact products, RNE adds ([`fp::mac`]), accumulators start at +0.0.
@@ -208,33 +289,55 @@ impl Lane for Fp16Lane {
     }
 }
 
-/// int8 lanes; `SATURATE` selects the overflow policy at compile time, so that the lane loop has
-/// no branch.
-struct IntLane<const SATURATE: bool>;
+/// int8 lanes that add in f32: exact for at most [`EXACT_F32_STEPS`] products (module
+/// documentation), and as fast as the fp16 lanes.
+struct ExactIntLane;
 
-impl<const SATURATE: bool> Lane for IntLane<SATURATE> {
+impl Lane for ExactIntLane {
+    type In = i8;
+    type Acc = f32;
+    type Loaded = f32;
+    const ZERO: f32 = 0.0;
+    fn load(src: &[i8], dst: &mut [f32]) {
+        widen(src, dst);
+    }
+    #[inline(always)]
+    fn mac(acc: f32, a: f32, w: f32) -> f32 {
+        acc + a * w
+    }
+    #[inline(always)]
+    fn finish(acc: f32) -> f32 {
+        acc
+    }
+}
+
+/// int8 lanes with the saturate policy after every addition, for reductions long enough to
+/// saturate (shorter ones, and every wrapping one, run [`ExactIntLane`]).
+struct SaturatingLane;
+
+impl Lane for SaturatingLane {
     type In = i8;
     type Acc = i32;
     type Loaded = i32;
     const ZERO: i32 = 0;
     fn load(src: &[i8], dst: &mut [i32]) {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = s.into();
-        }
+        widen(src, dst);
     }
     #[inline(always)]
     fn mac(acc: i32, a: i32, w: i32) -> i32 {
-        let policy = if SATURATE {
-            Overflow::Saturate
-        } else {
-            Overflow::Wrap
-        };
         // The product of two int8 values is exact: |a * w| <= 128 * 128 = 16384.
-        int::add(acc, a * w, policy)
+        int::add(acc, a * w, Overflow::Saturate)
     }
     #[inline(always)]
     fn finish(acc: i32) -> i32 {
         acc
+    }
+}
+
+/// `dst[i] = src[i]`, exactly.
+fn widen<T: From<i8>>(src: &[i8], dst: &mut [T]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = s.into();
     }
 }
 
@@ -550,6 +653,49 @@ mod tests {
         let s = gemm(&SATURATE, a.view(), b.view()).unwrap();
         assert_eq!(w[[0, 0]], i32::MIN.wrapping_add(16384));
         assert_eq!(s[[0, 0]], i32::MAX);
+    }
+
+    /// At the bound of `SATURATION_FREE_STEPS` the two policies still agree (and saturate runs
+    /// the wrap lanes); one product more and they differ (and saturate runs its own lanes).
+    #[test]
+    fn saturation_free_bound() {
+        for (k, sum) in [
+            (SATURATION_FREE_STEPS, i32::MAX - 16383),
+            (SATURATION_FREE_STEPS + 1, i32::MAX),
+        ] {
+            let a = Array2::from_elem((2, k), -128i8);
+            let b = Array2::from_elem((k, 3), -128i8);
+            let s = gemm(&SATURATE, a.view(), b.view()).unwrap();
+            assert_eq!(s, int_oracle(SATURATE, &a, &b));
+            assert!(s.iter().all(|&x| x == sum), "{k}");
+            let w = gemm(&WRAP, a.view(), b.view()).unwrap();
+            assert_eq!(w, int_oracle(WRAP, &a, &b));
+            assert_eq!(s == w, k == SATURATION_FREE_STEPS);
+        }
+    }
+
+    /// Reductions longer than one exact f32 chunk, dense and compressed (chunks of whole groups),
+    /// wrap and saturate, against the oracle.
+    #[test]
+    fn long_int_reductions_in_chunks() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for (n, m, groups) in [(1, 1, 3000), (3, 7, 400), (16, 16, 70), (2, 8, 700)] {
+            let k = m * groups;
+            let a = Array2::from_shape_fn((MR + 1, k), |_| rng.random::<i8>());
+            let b = Array2::from_shape_fn((k, NR + 1), |_| rng.random::<i8>());
+            let cb = compress(b.view(), NmPattern::new(n, m).unwrap(), Axis(0)).unwrap();
+            assert!(cb.values.nrows() > EXACT_F32_STEPS);
+            for ar in [WRAP, SATURATE] {
+                assert_eq!(
+                    gemm(&ar, a.view(), b.view()).unwrap(),
+                    int_oracle(ar, &a, &b)
+                );
+                assert_eq!(
+                    gemm_nm(&ar, a.view(), &cb).unwrap(),
+                    oracle_nm(&a, &cb, 0, |c, x, w| int::mac(c, x, w, ar.overflow))
+                );
+            }
+        }
     }
 
     /// Long reductions that overflow, then come back: saturation is sticky per addition (the

@@ -167,8 +167,9 @@ fn check_grouping(
     Ok(())
 }
 
-/// Returns `NonFinite` naming the first NaN (row-major order) of `w`.
-pub(crate) fn reject_nan<T: Magnitude>(w: ArrayView2<T>, tensor: &str) -> Result<(), KernelError> {
+/// Returns `NonFinite` naming the first NaN (row-major order) of `w`: the contract's NaN rule
+/// for every input tensor.
+pub fn reject_nan<T: Magnitude>(w: ArrayView2<T>, tensor: &str) -> Result<(), KernelError> {
     match w.indexed_iter().find(|(_, v)| v.is_nan()) {
         Some(((r, c), _)) => Err(KernelError::NonFinite {
             tensor: tensor.to_string(),

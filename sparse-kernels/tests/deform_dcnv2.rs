@@ -354,7 +354,10 @@ fn rounding_ties_go_toward_plus_infinity() {
     for f in [0, 1, 5, MAX_FRAC_BITS] {
         for ly in [0, 1, (1 << f) - 1] {
             for lx in [0, (1 << f) / 2, (1 << f) - 1] {
-                assert_eq!(corner_weights(ly, lx, f).iter().sum::<i32>(), 1 << (2 * f));
+                assert_eq!(
+                    corner_weights(ly, lx, &fmt(f, 0, 0)).iter().sum::<i32>(),
+                    1 << (2 * f)
+                );
             }
         }
     }
@@ -367,9 +370,11 @@ fn rounding_ties_go_toward_plus_infinity() {
     assert_eq!(modulate(127, 16, &fx), 127);
     assert_eq!(modulate(-128, 0, &fx), 0); // mask 0
                                            // Positions: floor for negatives.
-    assert_eq!(position(-1, 3, 2), -1);
-    assert_eq!(position(-1, 3, 2) >> 2, -1);
-    assert_eq!(position(2, -9, 2), -1);
+    let q2 = fmt(2, 0, 0);
+    assert_eq!(position(-1, 3, &q2), -1);
+    assert_eq!(position(-1, 3, &q2) >> 2, -1);
+    assert_eq!(position(2, -9, &q2), -1);
+    assert_eq!(position(i64::MAX / 2, 1, &q2), i64::MAX);
 }
 
 #[test]
@@ -385,6 +390,19 @@ fn the_widest_formats_stay_in_int32() {
             );
         }
     }
+    // Positions at the ends of i64 read the zero point without overflowing.
+    let p = Array2::from_elem((2, 2), 5i8);
+    for f in [0, MAX_FRAC_BITS] {
+        for (py, px) in [(i64::MAX, 0), (0, i64::MAX), (i64::MIN, i64::MIN)] {
+            assert_eq!(
+                sample_fixed(p.view(), py, px, &fmt(f, 0, -7), Border::Zero),
+                -7
+            );
+        }
+    }
+    // A mask value outside 0..=2^g, called directly, saturates instead of overflowing.
+    assert_eq!(modulate(-128, i32::MAX, &fmt(0, 4, 0)), -128);
+    assert_eq!(modulate(100, -5, &fmt(0, 4, 0)), 0);
     let g = MAX_MASK_BITS;
     assert_eq!(modulate(-128, 1 << g, &fmt(0, g, 0)), -128);
     assert_eq!(modulate(-128, (1 << g) - 1, &fmt(0, g, 0)), -128);

@@ -178,3 +178,23 @@ pub fn cell_count(cells: &[(String, u32)], prefix: &str) -> u32 {
         .map(|(_, n)| n)
         .sum()
 }
+
+/// Runs `stim` on `spec` in Verilator and in Icarus: the two traces, each with its simulator's
+/// name, for checks that must hold in both.
+pub fn run_in_both_simulators(
+    spec: &coforge_sim::DesignSpec,
+    stim: &coforge_sim::Stimulus,
+) -> [(coforge_sim::Trace, &'static str); 2] {
+    use coforge_sim::{Icarus, Simulator};
+    let verilator = Verilator::build(spec, &BuildOptions::default())
+        .unwrap_or_else(|e| panic!("Verilator build failed: {e}"))
+        .instantiate()
+        .unwrap_or_else(|e| panic!("cannot load the model: {e}"))
+        .run(stim)
+        .unwrap_or_else(|e| panic!("Verilator run failed: {e}"));
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let icarus = Icarus::new(spec, &dir.path().join(&spec.top))
+        .and_then(|mut sim| sim.run(stim))
+        .unwrap_or_else(|e| panic!("Icarus run failed: {e}"));
+    [(verilator, "verilator"), (icarus, "icarus")]
+}

@@ -4,8 +4,10 @@
 
 use coforge_driver::design::sim_ports;
 use coforge_generator::rtl::{emit, Expr, ModuleBuilder, ModuleDef};
-use coforge_sim::{BuildOptions, DesignSpec, Icarus, Simulator, Stimulus, Verilator};
-use coforge_testbenches::{assert_lint_clean, cell_count, synth_xilinx_cells};
+use coforge_sim::{DesignSpec, Stimulus};
+use coforge_testbenches::{
+    assert_lint_clean, cell_count, run_in_both_simulators, synth_xilinx_cells,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -147,18 +149,7 @@ fn memory_writes_at_the_edge_and_reads_one_cycle_later_read_first() {
             model[waddr as usize] = wdata;
         }
     }
-    let verilator = Verilator::build(&spec, &BuildOptions::default())
-        .unwrap()
-        .instantiate()
-        .unwrap()
-        .run(&stim)
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let icarus = Icarus::new(&spec, &dir.path().join("ram_sim"))
-        .unwrap()
-        .run(&stim)
-        .unwrap();
-    for (trace, sim) in [(&verilator, "verilator"), (&icarus, "icarus")] {
+    for (trace, sim) in &run_in_both_simulators(&spec, &stim) {
         for (c, &(d0, d1)) in expected.iter().enumerate() {
             assert_eq!(trace.get(c, "rdata0"), d0, "{sim}: rdata0 at capture {c}");
             assert_eq!(trace.get(c, "rdata1"), d1, "{sim}: rdata1 at capture {c}");

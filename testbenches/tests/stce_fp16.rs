@@ -96,5 +96,5 @@ fn nan_operands_are_rejected_with_the_index() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("NaN at [1, 2]"), "{err}");
+    assert!(err.contains("NaN at index [1, 2]"), "{err}");
 }

@@ -72,36 +72,40 @@ impl PeArith for IntMac {
         acc: Expr,
         pairs: &[(Expr, Expr)],
     ) -> Expr {
-        let mut sum = acc;
+        // Activations, weights and sums are two's complement: every widening below is a sign
+        // extension because the operands are signed, not because it is written so.
+        let mut sum = acc.as_signed();
         for (i, (a, w)) in pairs.iter().enumerate() {
-            // Unsigned multiply of sign-extended operands: exact two's-complement low bits.
+            // The product of the widened operands is exact in 16 bits.
             let product = b.name(
                 &format!("{prefix}product_{i}"),
-                a.sext(PRODUCT_BITS).mul(&w.sext(PRODUCT_BITS)),
+                a.as_signed()
+                    .resize(PRODUCT_BITS)
+                    .mul(&w.as_signed().resize(PRODUCT_BITS)),
             );
-            let addend = product.sext(ACC_BITS);
+            let addend = product.resize(ACC_BITS);
             sum = match self.overflow {
                 Overflow::Wrap => b.name(&format!("{prefix}sum_{i}"), sum.add(&addend)),
                 Overflow::Saturate => {
                     // A 33-bit sum overflows int32 exactly when its top two bits differ.
                     let wide = b.name(
                         &format!("{prefix}wide_sum_{i}"),
-                        sum.sext(ACC_BITS + 1).add(&addend.sext(ACC_BITS + 1)),
+                        sum.resize(ACC_BITS + 1).add(&addend.resize(ACC_BITS + 1)),
                     );
                     let overflowed = wide.bit_at(ACC_BITS).xor(&wide.bit_at(ACC_BITS - 1));
                     let limit = Expr::mux(
                         &wide.bit_at(ACC_BITS),
-                        &Expr::lit(0x8000_0000, ACC_BITS),
-                        &Expr::lit(0x7fff_ffff, ACC_BITS),
+                        &Expr::signed_lit(i32::MIN.into(), ACC_BITS),
+                        &Expr::signed_lit(i32::MAX.into(), ACC_BITS),
                     );
                     b.name(
                         &format!("{prefix}sum_{i}"),
-                        Expr::mux(&overflowed, &limit, &wide.slice(0, ACC_BITS)),
+                        Expr::mux(&overflowed, &limit, &wide.slice(0, ACC_BITS).as_signed()),
                     )
                 }
             };
         }
-        sum
+        sum.as_unsigned()
     }
 }
 

@@ -37,7 +37,8 @@
 use super::arith::{FpMac, IntMac, PeArith};
 use crate::config::{Dtype, StceConfig};
 use crate::rtl::{
-    index_bits, set, when, when_else, Design, DesignError, Expr, ModuleBuilder, ModuleDef,
+    case, index_bits, set, when, when_else, Design, DesignError, Expr, ModuleBuilder, ModuleDef,
+    Stmt,
 };
 
 /// Port names of the top module, shared with the driver that feeds it.
@@ -272,7 +273,7 @@ fn array_top(cfg: &StceConfig, pe: &ModuleDef) -> ModuleDef {
         .collect();
     let rd_row = b.input(ports::READ_ROW, index_bits(rows), "row of results to show");
     let res_out: Vec<Expr> = (0..cols)
-        .map(|c| b.output(&ports::res_col(c), s.acc, ""))
+        .map(|c| b.output_reg(&ports::res_col(c), s.acc, ""))
         .collect();
 
     // Skew: row r enters r cycles late and column c enters c cycles late, so that PE(r, c)
@@ -381,12 +382,19 @@ fn array_top(cfg: &StceConfig, pe: &ModuleDef) -> ModuleDef {
         }
     }
 
-    b.comment("Read-out: one row of results per cycle, selected by rd_row.");
-    for (c, out) in res_out.iter().enumerate() {
-        let Expr::Ref { name, .. } = out else {
-            unreachable!()
-        };
-        b.drive(name, Expr::select(&rd_row, &results[c]));
-    }
+    b.comment("Read-out: one row of results per cycle, selected by rd_row (zeros past the last).");
+    let row = |r: usize| -> Vec<Stmt> {
+        res_out
+            .iter()
+            .zip(&results)
+            .map(|(out, column)| set(out, column[r].clone()))
+            .collect()
+    };
+    let zeros = res_out
+        .iter()
+        .map(|out| set(out, Expr::zero(s.acc)))
+        .collect();
+    let arms = (0..rows as usize).map(|r| (r as u64, row(r))).collect();
+    b.combinational(vec![case(rd_row, arms, zeros)]);
     b.finish()
 }

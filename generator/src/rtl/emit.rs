@@ -166,7 +166,13 @@ fn generated_module(m: &Module, header: &str) -> String {
             Item::Clocked { clock, body } => {
                 joined_to_previous = false;
                 let _ = writeln!(out, "{INDENT}always @(posedge {clock}) begin");
-                statements(&mut out, body, 2);
+                statements(&mut out, body, 2, "<=");
+                let _ = writeln!(out, "{INDENT}end");
+            }
+            Item::Combinational { body } => {
+                joined_to_previous = false;
+                let _ = writeln!(out, "{INDENT}always @(*) begin");
+                statements(&mut out, body, 2, "=");
                 let _ = writeln!(out, "{INDENT}end");
             }
             Item::Instance {
@@ -195,28 +201,44 @@ fn previous_is_comment(out: &str) -> bool {
         .is_some_and(|l| l.trim_start().starts_with("//"))
 }
 
-fn statements(out: &mut String, body: &[Stmt], depth: usize) {
+/// Prints `body` at `depth` indents; `assign` is `<=` in a clocked process and `=` in a
+/// combinational block.
+fn statements(out: &mut String, body: &[Stmt], depth: usize, assign: &str) {
     let pad = INDENT.repeat(depth);
     for stmt in body {
         match stmt {
             Stmt::Assign { target, value } => match &target.word {
                 Some(word) => {
-                    let _ = writeln!(out, "{pad}{}[{word}] <= {value};", target.name);
+                    let _ = writeln!(out, "{pad}{}[{word}] {assign} {value};", target.name);
                 }
                 None => {
-                    let _ = writeln!(out, "{pad}{} <= {value};", target.name);
+                    let _ = writeln!(out, "{pad}{} {assign} {value};", target.name);
                 }
             },
             Stmt::If { cond, then, els } => {
                 let _ = writeln!(out, "{pad}if ({cond}) begin");
-                statements(out, then, depth + 1);
+                statements(out, then, depth + 1, assign);
                 if els.is_empty() {
                     let _ = writeln!(out, "{pad}end");
                 } else {
                     let _ = writeln!(out, "{pad}end else begin");
-                    statements(out, els, depth + 1);
+                    statements(out, els, depth + 1, assign);
                     let _ = writeln!(out, "{pad}end");
                 }
+            }
+            Stmt::Case { sel, arms, default } => {
+                let _ = writeln!(out, "{pad}case ({sel})");
+                let width = sel.width();
+                for (value, body) in arms {
+                    let label = super::Expr::lit(*value, width);
+                    let _ = writeln!(out, "{pad}{INDENT}{label}: begin");
+                    statements(out, body, depth + 2, assign);
+                    let _ = writeln!(out, "{pad}{INDENT}end");
+                }
+                let _ = writeln!(out, "{pad}{INDENT}default: begin");
+                statements(out, default, depth + 2, assign);
+                let _ = writeln!(out, "{pad}{INDENT}end");
+                let _ = writeln!(out, "{pad}endcase");
             }
         }
     }

@@ -2,9 +2,23 @@
 //!
 //! Every expression knows its width, so that assignments are width-checked when a module is
 //! built (a mismatch is a generator bug, caught before any Verilog exists) and the emitted
-//! Verilog never relies on implicit extension or truncation. Arithmetic is unsigned on
-//! explicitly sign-extended operands: two's-complement results are then exact in the low bits,
-//! and no `$signed` context rules are involved.
+//! Verilog never relies on implicit extension or truncation.
+//!
+//! # Signed shapes
+//! An expression also knows its signedness (Amaranth's `signed(n)`): `as_signed` reads bits as
+//! two's complement, and the signedness then travels through `+`, `-`, `*`, bitwise operators,
+//! muxes and shifts ([`Expr::is_signed`]). Mixing a signed and an unsigned operand is refused
+//! (say which you mean with `as_signed` / `as_unsigned`). What depends on signedness is decided
+//! by the type, not written by hand:
+//! - [`Expr::resize`] sign-extends a signed value and zero-extends an unsigned one;
+//! - [`Expr::lt`] / [`Expr::gt`] compare signed values as signed;
+//! - [`Expr::shr`] of a signed value is arithmetic.
+//!
+//! The emitted Verilog stays explicit and free of Verilog's context-dependent signedness rules:
+//! an extension prints as `{{k{x[msb]}}, x}`, arithmetic is printed on equal-width operands
+//! (whose low bits are the same signed or unsigned), a signed comparison as
+//! `$signed(a) < $signed(b)` and an arithmetic shift as `{$signed(a) >>> b}` (the braces make it
+//! self-determined, so an enclosing expression cannot turn it unsigned).
 
 use std::fmt;
 
@@ -57,6 +71,9 @@ pub enum Expr {
         then: Box<Expr>,
         els: Box<Expr>,
     },
+    /// The bits of the inner expression read as two's complement (see "Signed shapes"); it
+    /// prints as the inner expression. Build it with [`Expr::as_signed`].
+    Signed(Box<Expr>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -166,6 +183,67 @@ impl Expr {
                 }
             }
             Expr::Mux { then, .. } => then.width(),
+            Expr::Signed(e) => e.width(),
+        }
+    }
+
+    /// True when the value is two's complement (see "Signed shapes" in the module docs).
+    /// Names, constants, slices and concatenations are unsigned, as in Verilog.
+    pub fn is_signed(&self) -> bool {
+        match self {
+            Expr::Signed(_) => true,
+            Expr::Unary {
+                op: UnaryOp::Not,
+                e,
+            } => e.is_signed(),
+            Expr::Binary { op, a, .. } if !op.is_predicate() => a.is_signed(),
+            Expr::Mux { then, .. } => then.is_signed(),
+            _ => false,
+        }
+    }
+
+    /// The same bits, read as two's complement.
+    pub fn as_signed(&self) -> Expr {
+        if self.is_signed() {
+            self.clone()
+        } else {
+            Expr::Signed(Box::new(self.clone()))
+        }
+    }
+
+    /// The same bits, read as unsigned.
+    pub fn as_unsigned(&self) -> Expr {
+        match self {
+            Expr::Signed(e) => e.as_ref().clone(),
+            // A one-part concatenation is unsigned in Verilog and prints as `{x}`.
+            e if e.is_signed() => Expr::Concat(vec![e.clone()]),
+            e => e.clone(),
+        }
+    }
+
+    /// A signed constant of `width` bits (two's complement).
+    pub fn signed_lit(value: i64, width: u32) -> Expr {
+        assert!((1..=64).contains(&width), "signed constant of {width} bits");
+        let fits = width == 64 || (-(1i64 << (width - 1))..(1i64 << (width - 1))).contains(&value);
+        assert!(
+            fits,
+            "constant {value} does not fit a signed {width}-bit value"
+        );
+        let bits = if width == 64 {
+            value as u64
+        } else {
+            (value as u64) & ((1u64 << width) - 1)
+        };
+        Expr::lit(bits, width).as_signed()
+    }
+
+    /// Widens to `width` bits by the value's signedness: sign extension for a signed value,
+    /// zero extension for an unsigned one. The result keeps the signedness.
+    pub fn resize(&self, width: u32) -> Expr {
+        if self.is_signed() {
+            self.as_unsigned().sext(width).as_signed()
+        } else {
+            self.zext(width)
         }
     }
 
@@ -197,6 +275,7 @@ impl Expr {
                 Expr::lit(value.checked_shr(lo).unwrap_or(0) & mask, width)
             }
             Expr::Repeat { e, .. } if e.width() == 1 => e.repeat(width),
+            Expr::Signed(e) => e.slice(lo, width),
             Expr::Concat(parts) => {
                 // Parts are listed most significant first.
                 let mut pieces = Vec::new();
@@ -286,6 +365,16 @@ impl Expr {
                 "operands of `{}` differ in width: {a} vs {b}",
                 op.symbol()
             );
+            // Equal-width equality and logic operators read bits, whatever their signedness.
+            let bits_only = matches!(
+                op,
+                BinaryOp::LogicAnd | BinaryOp::LogicOr | BinaryOp::Eq | BinaryOp::Ne
+            );
+            assert!(
+                bits_only || a.is_signed() == b.is_signed(),
+                "operands of `{}` differ in signedness: {a} vs {b}; use as_signed or as_unsigned",
+                op.symbol()
+            );
         }
         Expr::Binary {
             op,
@@ -318,8 +407,13 @@ impl Expr {
     pub fn ne(&self, b: &Expr) -> Expr {
         Expr::binary(BinaryOp::Ne, self, b)
     }
+    /// `self < b`: signed when both operands are signed, else unsigned.
     pub fn lt(&self, b: &Expr) -> Expr {
         Expr::binary(BinaryOp::Lt, self, b)
+    }
+    /// `self > b`, printed as `b < self`.
+    pub fn gt(&self, b: &Expr) -> Expr {
+        Expr::binary(BinaryOp::Lt, b, self)
     }
     pub fn land(&self, b: &Expr) -> Expr {
         Expr::binary(BinaryOp::LogicAnd, self, b)
@@ -330,6 +424,7 @@ impl Expr {
     pub fn shl(&self, amount: &Expr) -> Expr {
         Expr::binary(BinaryOp::Shl, self, amount)
     }
+    /// `self >> amount`: logical for an unsigned value, arithmetic for a signed one.
     pub fn shr(&self, amount: &Expr) -> Expr {
         Expr::binary(BinaryOp::Shr, self, amount)
     }
@@ -340,6 +435,11 @@ impl Expr {
             then.width(),
             els.width(),
             "mux arms differ: {then} vs {els}"
+        );
+        assert_eq!(
+            then.is_signed(),
+            els.is_signed(),
+            "mux arms differ in signedness: {then} vs {els}"
         );
         Expr::Mux {
             sel: Box::new(sel.clone()),
@@ -365,7 +465,10 @@ impl Expr {
         f(self);
         match self {
             Expr::Ref { .. } | Expr::Const { .. } => {}
-            Expr::Slice { e, .. } | Expr::Repeat { e, .. } | Expr::Unary { e, .. } => e.visit(f),
+            Expr::Slice { e, .. }
+            | Expr::Repeat { e, .. }
+            | Expr::Unary { e, .. }
+            | Expr::Signed(e) => e.visit(f),
             Expr::DynSlice { e, index, .. } => {
                 e.visit(f);
                 index.visit(f);
@@ -387,6 +490,13 @@ impl Expr {
     /// Precedence level used by the emitter to print only the parentheses that are needed.
     fn precedence(&self) -> u8 {
         match self {
+            Expr::Signed(e) => e.precedence(),
+            // Printed in braces: `{$signed(a) >>> b}`.
+            Expr::Binary {
+                op: BinaryOp::Shr,
+                a,
+                ..
+            } if a.is_signed() => 13,
             Expr::Mux { .. } => 1,
             Expr::Binary { op, .. } => match op {
                 BinaryOp::LogicOr => 2,
@@ -475,6 +585,28 @@ impl fmt::Display for Expr {
                 };
                 write!(f, "{sym}")?;
                 e.fmt_operand(f, 13)
+            }
+            Expr::Signed(e) => write!(f, "{e}"),
+            Expr::Binary {
+                op: BinaryOp::Shr,
+                a,
+                b,
+            } if a.is_signed() => {
+                write!(f, "{{$signed({}) >>> ", a.as_unsigned())?;
+                b.fmt_operand(f, 10)?;
+                write!(f, "}}")
+            }
+            Expr::Binary {
+                op: BinaryOp::Lt,
+                a,
+                b,
+            } if a.is_signed() && b.is_signed() => {
+                write!(
+                    f,
+                    "$signed({}) < $signed({})",
+                    a.as_unsigned(),
+                    b.as_unsigned()
+                )
             }
             Expr::Binary { op, a, b } => {
                 let p = self.precedence();

@@ -1,10 +1,37 @@
 //! coforge's RTL description layer: typed modules, ports, wires, registers, memories,
-//! continuous assignments, clocked processes and instances, plus externally written leaf
-//! modules used as black boxes.
+//! continuous assignments, clocked processes, combinational blocks with `case`, and instances,
+//! plus externally written leaf modules used as black boxes.
 //!
 //! Everything is a run-time value (widths, counts, names), so one generator serves every
-//! configuration. Widths are checked while a module is built; the emitter (`emit`) then prints
-//! Verilog-2005 from the tree, never by pasting strings.
+//! configuration. Widths (and signedness, see `Expr`'s "Signed shapes") are checked while a
+//! module is built; the emitter (`emit`) then prints Verilog-2005 from the tree, never by
+//! pasting strings. `tests/rtl_emit.rs` holds the printed form of every construct.
+//!
+//! # The check of a finished module
+//! `ModuleBuilder::try_finish` (and `finish`, which panics with the same message) checks the
+//! module before any Verilog exists and names the module, the signal and the drivers in an
+//! [`RtlError`]:
+//! - **one driver per signal bit** (`DriverConflict`): an `assign`, one process (clocked or
+//!   combinational, however many statements assign the register inside it), or an instance
+//!   output (slices of one wire may be driven by different instances);
+//! - **the driver suits the signal** (`WrongKind`): `set` only on registers, `output_reg` ports
+//!   and memories; `drive` and instance outputs only on wires and outputs; nothing on inputs;
+//! - **only this module's signals** (`Undeclared`): every name an expression refers to is
+//!   declared here with that width, so a handle from another module's builder is caught;
+//! - **memories are the block-RAM template** (`Memory`, below).
+//!
+//! # Typed signal handles (planned, not done)
+//! Handles are still `Expr::Ref { name, width }` values, so using another module's signal is
+//! caught when the module is finished (`Undeclared`), not when the generator compiles. The
+//! compile-time version brands each builder with an invariant lifetime, the way `GhostCell`
+//! and the `generativity` crate do: `ModuleBuilder::build(name, |b: &mut ModuleBuilder<'id>|
+//! ...)` runs the body in a closure whose `'id` is unique, every handle it returns is a
+//! `Sig<'id>` and every expression an `Expr<'id>`, and `set`, `drive`, `instance` and the
+//! operators take only `'id` values; a `Sig<'a>` can neither leave the closure nor meet a
+//! `Sig<'b>`. Names then become an emitter detail. The change touches the signature of every
+//! module function of every engine (`Expr` gains a lifetime), so it is one mechanical commit
+//! over all engines, to be made when no engine branch is in flight (the deformable engines were
+//! being written against today's API when this was planned).
 //!
 //! # Memories
 //! A memory is a simple dual-port RAM in the template that Vivado and Yosys both infer as
@@ -38,10 +65,12 @@
 //! - The builder checks it all: one write port, one or two read ports, matching widths, and the
 //!   read target is a register. `testbenches/tests/rtl_quality.rs` checks the cells Yosys infers.
 
+mod check;
 pub mod emit;
 mod expr;
 pub mod names;
 
+pub use check::RtlError;
 pub use expr::{index_bits, BinaryOp, Expr, UnaryOp};
 
 use serde::Serialize;
@@ -99,6 +128,13 @@ pub enum Stmt {
         then: Vec<Stmt>,
         els: Vec<Stmt>,
     },
+    /// `case (sel)`: the first arm whose value equals `sel` runs, else `default` (always
+    /// printed, so a combinational case never infers a latch). Build it with [`case`].
+    Case {
+        sel: Expr,
+        arms: Vec<(u64, Vec<Stmt>)>,
+        default: Vec<Stmt>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -113,6 +149,12 @@ pub enum Item {
     /// present, is an ordinary synchronous `if` written by the module's author.
     Clocked {
         clock: String,
+        body: Vec<Stmt>,
+    },
+    /// `always @(*)` with blocking assignments: combinational logic written as statements (a
+    /// `case`, say). Every register it assigns must be assigned on every path; start the body
+    /// with a default assignment (see `ModuleBuilder::combinational`).
+    Combinational {
         body: Vec<Stmt>,
     },
     Instance {
@@ -218,6 +260,8 @@ impl Design {
 pub struct ModuleBuilder {
     module: Module,
     names: BTreeMap<String, u32>,
+    /// Per instance, its output ports: instance outputs are drivers (see `check`).
+    instance_outputs: BTreeMap<String, Vec<String>>,
 }
 
 impl ModuleBuilder {
@@ -231,6 +275,7 @@ impl ModuleBuilder {
                 items: Vec::new(),
             },
             names: BTreeMap::new(),
+            instance_outputs: BTreeMap::new(),
         }
     }
 
@@ -269,7 +314,8 @@ impl ModuleBuilder {
         self.port(name, Dir::Output, width, false, doc)
     }
 
-    /// An output that is itself a register, assigned in a clocked process.
+    /// An output declared `output reg`: a register assigned in a clocked process, or the
+    /// target of a combinational block (`combinational`).
     pub fn output_reg(&mut self, name: &str, width: u32, doc: &str) -> Expr {
         self.port(name, Dir::Output, width, true, doc)
     }
@@ -292,10 +338,16 @@ impl ModuleBuilder {
     }
 
     /// Names an expression: declares a wire and assigns it. Returns the wire.
+    /// The wire keeps the value's signedness.
     pub fn name(&mut self, name: &str, value: Expr) -> Expr {
         let w = self.wire(name, value.width());
+        let signed = value.is_signed();
         self.drive(name, value);
-        w
+        if signed {
+            w.as_signed()
+        } else {
+            w
+        }
     }
 
     pub fn reg(&mut self, name: &str, width: u32) -> Expr {
@@ -373,25 +425,21 @@ impl ModuleBuilder {
         enable: &Expr,
         addr: &Expr,
     ) {
-        let Expr::Ref { name, width } = data else {
+        let Expr::Ref { name, width } = data.as_unsigned() else {
             panic!("a read port loads a register, got {data}")
         };
         let is_reg = self
             .module
             .signals
             .iter()
-            .any(|s| s.name == *name && s.kind == SignalKind::Reg && s.depth.is_none())
-            || self
-                .module
-                .ports
-                .iter()
-                .any(|p| p.name == *name && p.is_reg);
+            .any(|s| s.name == name && s.kind == SignalKind::Reg && s.depth.is_none())
+            || self.module.ports.iter().any(|p| p.name == name && p.is_reg);
         assert!(
             is_reg,
             "read port of memory `{}` loads `{name}`, which is not a register of `{}`",
             mem.name, self.module.name
         );
-        self.check_memory_port(mem, addr, *width);
+        self.check_memory_port(mem, addr, width);
         let read = set(
             data,
             Expr::MemRead {
@@ -442,6 +490,14 @@ impl ModuleBuilder {
         });
     }
 
+    /// `always @(*)`: combinational statements, printed with blocking assignments. Assign
+    /// every target first (a default), then refine it (`when`, [`case`]), so that no path
+    /// leaves a target unassigned and no latch can be inferred. Targets are registers in the
+    /// Verilog sense (`reg` or `output_reg`) but hold no state.
+    pub fn combinational(&mut self, body: Vec<Stmt>) {
+        self.module.items.push(Item::Combinational { body });
+    }
+
     /// Instantiates `def`; every port must be connected, with matching widths.
     pub fn instance(&mut self, def: &ModuleDef, name: &str, connections: Vec<(&str, Expr)>) {
         self.claim(name, 1);
@@ -470,6 +526,14 @@ impl ModuleBuilder {
             );
             ordered.push((port.name.clone(), e.clone()));
         }
+        self.instance_outputs.insert(
+            name.to_string(),
+            ports
+                .iter()
+                .filter(|p| p.dir == Dir::Output)
+                .map(|p| p.name.clone())
+                .collect(),
+        );
         self.module.items.push(Item::Instance {
             module: def.name().to_string(),
             name: name.to_string(),
@@ -477,15 +541,20 @@ impl ModuleBuilder {
         });
     }
 
-    /// The finished module.
+    /// The finished module, checked: one driver per signal bit, each suited to its signal's
+    /// kind, and memories in the block-RAM template (see the `check` module).
+    pub fn try_finish(self) -> Result<ModuleDef, RtlError> {
+        check::check_module(&self.module, &self.instance_outputs)?;
+        Ok(ModuleDef::Generated(self.module))
+    }
+
+    /// [`try_finish`](Self::try_finish) for generators, whose modules are correct by
+    /// construction.
     ///
     /// # Panics
-    /// If a memory is not used as the block-RAM template (see `check_memories`): a generator bug.
+    /// With the [`RtlError`]'s message when the check fails (a generator bug).
     pub fn finish(self) -> ModuleDef {
-        if let Err(e) = check_memories(&self.module) {
-            panic!("{e}");
-        }
-        ModuleDef::Generated(self.module)
+        self.try_finish().unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -510,100 +579,6 @@ impl Memory {
     }
 }
 
-/// Checks that every memory of `m` is the block-RAM template, however its ports were written
-/// (`memory_write` / `memory_read`, or `set_word` and `Expr::MemRead` by hand): exactly one write
-/// statement `mem[addr] <= data` in a clocked process, one or two registered reads
-/// `reg <= mem[addr]` (the whole right-hand side), and no other use of the memory, since an
-/// asynchronous read or a second write port does not map to block RAM.
-fn check_memories(m: &Module) -> Result<(), String> {
-    let memories: Vec<&Signal> = m.signals.iter().filter(|s| s.depth.is_some()).collect();
-    if memories.is_empty() {
-        return Ok(());
-    }
-    let mut writes = BTreeMap::<&str, u32>::new();
-    let mut reads = BTreeMap::<&str, u32>::new();
-    let mut elsewhere = Vec::<String>::new();
-    let mut other_uses = |e: &Expr, elsewhere: &mut Vec<String>| {
-        e.visit(&mut |x| {
-            if let Expr::MemRead { mem, .. } = x {
-                elsewhere.push(mem.clone());
-            }
-        })
-    };
-    fn walk<'a>(
-        stmts: &'a [Stmt],
-        writes: &mut BTreeMap<&'a str, u32>,
-        reads: &mut BTreeMap<&'a str, u32>,
-        elsewhere: &mut Vec<String>,
-        other_uses: &mut impl FnMut(&Expr, &mut Vec<String>),
-    ) {
-        for stmt in stmts {
-            match stmt {
-                Stmt::Assign { target, value } => {
-                    if let Some(word) = &target.word {
-                        *writes.entry(&target.name).or_default() += 1;
-                        other_uses(word, elsewhere);
-                        other_uses(value, elsewhere);
-                    } else if let Expr::MemRead { mem, index, .. } = value {
-                        *reads.entry(mem).or_default() += 1;
-                        other_uses(index, elsewhere);
-                    } else {
-                        other_uses(value, elsewhere);
-                    }
-                }
-                Stmt::If { cond, then, els } => {
-                    other_uses(cond, elsewhere);
-                    walk(then, writes, reads, elsewhere, other_uses);
-                    walk(els, writes, reads, elsewhere, other_uses);
-                }
-            }
-        }
-    }
-    for item in &m.items {
-        match item {
-            Item::Comment(_) => {}
-            Item::Assign { value, .. } => other_uses(value, &mut elsewhere),
-            Item::Clocked { body, .. } => walk(
-                body,
-                &mut writes,
-                &mut reads,
-                &mut elsewhere,
-                &mut other_uses,
-            ),
-            Item::Instance { connections, .. } => {
-                for (_, e) in connections {
-                    other_uses(e, &mut elsewhere);
-                }
-            }
-        }
-    }
-    for mem in memories {
-        let name = mem.name.as_str();
-        let (w, r) = (
-            writes.get(name).copied().unwrap_or(0),
-            reads.get(name).copied().unwrap_or(0),
-        );
-        let problem = if elsewhere.iter().any(|e| e == name) {
-            Some(
-                "is read outside a registered read `reg <= mem[addr]` (an asynchronous read \
-                  does not map to block RAM)"
-                    .to_string(),
-            )
-        } else if w != 1 || r == 0 || r > MAX_READ_PORTS {
-            Some(format!(
-                "has {w} write and {r} read ports; it needs one write port and one or two read \
-                 ports"
-            ))
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            return Err(format!("memory `{name}` of `{}` {problem}", m.name));
-        }
-    }
-    Ok(())
-}
-
 /// `if (enable) stmt`, or just `stmt` when `enable` is the constant 1.
 fn enabled(enable: &Expr, stmt: Stmt) -> Stmt {
     if *enable == Expr::bit(true) {
@@ -615,20 +590,17 @@ fn enabled(enable: &Expr, stmt: Stmt) -> Stmt {
 
 /// `target <= value;`, width-checked against a register expression.
 pub fn set(target: &Expr, value: Expr) -> Stmt {
-    let Expr::Ref { name, width } = target else {
+    let Expr::Ref { name, width } = target.as_unsigned() else {
         panic!("assignment target must be a register name, got {target}")
     };
     assert_eq!(
-        *width,
+        width,
         value.width(),
         "`{name}` is {width} bits, assigned {} bits: {value}",
         value.width()
     );
     Stmt::Assign {
-        target: Target {
-            name: name.clone(),
-            word: None,
-        },
+        target: Target { name, word: None },
         value,
     }
 }
@@ -657,6 +629,23 @@ pub fn set_word(mem: &Memory, word: Expr, value: Expr) -> Stmt {
         },
         value,
     }
+}
+
+/// `case (sel) value: arm; ... default: default_arm; endcase`. Arm values must fit `sel` and
+/// differ from each other.
+pub fn case(sel: Expr, arms: Vec<(u64, Vec<Stmt>)>, default: Vec<Stmt>) -> Stmt {
+    let width = sel.width();
+    for (i, (value, _)) in arms.iter().enumerate() {
+        assert!(
+            width >= 64 || value >> width == 0,
+            "case arm {value} does not fit the {width}-bit selector {sel}"
+        );
+        assert!(
+            arms[..i].iter().all(|(v, _)| v != value),
+            "case arm {value} appears twice for {sel}"
+        );
+    }
+    Stmt::Case { sel, arms, default }
 }
 
 pub fn when(cond: Expr, then: Vec<Stmt>) -> Stmt {

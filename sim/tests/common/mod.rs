@@ -157,6 +157,69 @@ endmodule
     }
 }
 
+/// A 4-entry FIFO with registered flags, plus a free-running cycle counter
+/// (reset to 0) so the test can compare the design's own count of rising
+/// edges with the cycle numbers the Rust side observes.
+pub fn fifo() -> DesignSpec {
+    DesignSpec {
+        top: "fifo4".into(),
+        sources: vec![(
+            "fifo4.v".into(),
+            r#"`default_nettype none
+module fifo4 (
+    input  wire        clk,
+    input  wire        rst,
+    input  wire        in_valid,
+    output wire        in_ready,
+    input  wire [15:0] in_data,
+    output wire        out_valid,
+    input  wire        out_ready,
+    output wire [15:0] out_data,
+    output reg  [31:0] edges
+);
+    reg [15:0] mem [0:3];
+    reg [2:0] count;
+    reg [1:0] rd, wr;
+    wire push = in_valid && in_ready;
+    wire pop = out_valid && out_ready;
+    assign in_ready = count != 3'd4;
+    assign out_valid = count != 3'd0;
+    assign out_data = mem[rd];
+    always @(posedge clk) begin
+        if (rst) begin
+            count <= 3'd0;
+            rd <= 2'd0;
+            wr <= 2'd0;
+            edges <= 32'd0;
+        end else begin
+            edges <= edges + 32'd1;
+            if (push) begin
+                mem[wr] <= in_data;
+                wr <= wr + 2'd1;
+            end
+            if (pop) rd <= rd + 2'd1;
+            count <= count + {2'd0, push} - {2'd0, pop};
+        end
+    end
+endmodule
+`default_nettype wire
+"#
+            .into(),
+        )],
+        ports: vec![
+            PortSpec::input("rst", 1),
+            PortSpec::input("in_valid", 1),
+            PortSpec::output("in_ready", 1),
+            PortSpec::input("in_data", 16),
+            PortSpec::output("out_valid", 1),
+            PortSpec::input("out_ready", 1),
+            PortSpec::output("out_data", 16),
+            PortSpec::output("edges", 32),
+        ],
+        clock: "clk".into(),
+    }
+}
+
 /// Deterministic pseudo-random numbers (xorshift64*), no dependency needed.
 pub struct Rng(pub u64);
 impl Rng {

@@ -127,15 +127,18 @@ fn half(bits: u32) -> i32 {
 
 /// The Q·f sample coordinate `P = base·2^f + Δ` (rule 3). `base` is `oy·sh − ph + i·dh` (or the x
 /// equivalent); the integer part is `P >> f` and the fraction `P & (2^f − 1)`. Exact in i64 for any
-/// i32 offset and any base within ±2^50, which [`MAX_EXTENT`] guarantees for every layer.
-pub fn position(base: i64, delta: i32, frac_bits: u32) -> i64 {
-    base * (1i64 << frac_bits) + i64::from(delta)
+/// i32 offset and any base within ±2^50, which [`MAX_EXTENT`] guarantees for every layer (beyond
+/// that it saturates, which lands outside every image).
+pub fn position(base: i64, delta: i32, fmt: &FixedFormat) -> i64 {
+    base.saturating_mul(1 << fmt.frac_bits)
+        .saturating_add(i64::from(delta))
 }
 
 /// The bilinear weights of the corners `(y0, x0)`, `(y0, x0+1)`, `(y0+1, x0)`, `(y0+1, x0+1)` for
-/// the fractions `ly, lx ∈ 0..2^f`. They sum to `2^(2f)`.
-pub fn corner_weights(ly: i32, lx: i32, frac_bits: u32) -> [i32; 4] {
-    let one = 1i32 << frac_bits;
+/// the fractions `ly, lx ∈ 0..2^f` (taken modulo 2^f). They sum to `2^(2f)`.
+pub fn corner_weights(ly: i32, lx: i32, fmt: &FixedFormat) -> [i32; 4] {
+    let one = 1i32 << fmt.frac_bits;
+    let (ly, lx) = (ly & (one - 1), lx & (one - 1));
     [
         (one - ly) * (one - lx),
         (one - ly) * lx,
@@ -178,20 +181,22 @@ pub fn sample_fixed(
             }
         }
     };
-    let [w00, w01, w10, w11] = corner_weights(ly, lx, f);
-    let sum = read(y0, x0) * w00
-        + read(y0, x0 + 1) * w01
-        + read(y0 + 1, x0) * w10
-        + read(y0 + 1, x0 + 1) * w11;
+    // Saturating only matters at i64::MAX, which is outside every image either way.
+    let (y1, x1) = (y0.saturating_add(1), x0.saturating_add(1));
+    let [w00, w01, w10, w11] = corner_weights(ly, lx, fmt);
+    let sum = read(y0, x0) * w00 + read(y0, x1) * w01 + read(y1, x0) * w10 + read(y1, x1) * w11;
     let s = (sum + half(2 * f)) >> (2 * f);
     debug_assert!((-128..=127).contains(&s));
     s as i8
 }
 
-/// The modulated sample `s' = (s·m + 2^(g−1)) >> g` (rule 5), for a mask value `m ∈ 0..=2^g`
-/// (checked by the callers that read masks). The result is an int8 (proof on [`FixedFormat::new`]).
+/// The modulated sample `s' = (s·m + 2^(g−1)) >> g` (rule 5), for a mask value `m ∈ 0..=2^g`.
+/// The result is an int8 (proof on [`FixedFormat::new`]). [`im2col`] and [`dcnv2_fixed`] reject
+/// any other mask value with an error; called directly with one, this function saturates `m` into
+/// `0..=2^g` rather than overflow.
 pub fn modulate(s: i8, m: i32, fmt: &FixedFormat) -> i8 {
     let g = fmt.mask_bits;
+    let m = m.clamp(0, fmt.mask_one());
     let v = (i32::from(s) * m + half(g)) >> g;
     debug_assert!((-128..=127).contains(&v));
     v as i8
@@ -457,7 +462,6 @@ pub fn im2col(
     }
     let Layout { kh, kw, .. } = lay;
     let k = kh * kw;
-    let f = fmt.frac_bits;
     let mut cols = Array2::zeros((lay.b * lay.hout * lay.wout, lay.cin * k));
     for (n, oy, ox) in ndarray::indices((lay.b, lay.hout, lay.wout)) {
         // Every channel of an offset group samples at the same positions with the same mask:
@@ -466,8 +470,8 @@ pub fn im2col(
             .into_iter()
             .map(|(g, i, j)| {
                 let t = lay.tap(geom, &offset, Tap { n, g, oy, ox, i, j });
-                let py = position(t.base.0, t.delta.0, f);
-                let px = position(t.base.1, t.delta.1, f);
+                let py = position(t.base.0, t.delta.0, fmt);
+                let px = position(t.base.1, t.delta.1, fmt);
                 (py, px, mask.as_ref().map(|m| m[t.mask_index]))
             })
             .collect();

@@ -388,7 +388,7 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
                     &format!("prm_pw_lane{o}"),
                     param_target::PW_LANE0 + o,
                 );
-                let w = b.reg(&format!("pw_w{o}"), 4 * lanes);
+                let w = b.wire(&format!("pw_w{o}"), 4 * lanes);
                 ram_instance(
                     &mut b,
                     pw_ram,
@@ -419,8 +419,8 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
             }
             sums.reverse();
             let acc_next = b.name("pw_acc_next", Expr::concat(sums));
-            let scale2 = b.reg("pw_scale", prm_bits);
-            let bias2 = b.reg("pw_bias", prm_bits);
+            let scale2 = b.wire("pw_scale", prm_bits);
+            let bias2 = b.wire("pw_bias", prm_bits);
             let qab = addr_bits(&rams.quant);
             let prm_q_addr = fit(&mut b, "prm_addr_pw_quant", &prm_addr, qab);
             for (reg, t, name) in [
@@ -685,7 +685,7 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
         for j in 0..3 {
             let t = 3 * i + j;
             let addr = b.name(&format!("tap{t}_addr"), base.add(&col1_fit[j]));
-            let data = b.reg(&format!("tap{t}_pixel"), beat);
+            let data = b.wire(&format!("tap{t}_pixel"), beat);
             ram_instance(
                 &mut b,
                 &rams.line,
@@ -700,7 +700,7 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
             s2_regs.push(set(&inside, inside1[i].and(&col_inside1[j])));
             taps2.push(data);
             inside2.push(inside);
-            let w = b.reg(&format!("tap{t}_weights"), 4 * lanes);
+            let w = b.wire(&format!("tap{t}_weights"), 4 * lanes);
             let we = target_is(
                 &mut b,
                 &format!("prm_tap{t}"),
@@ -726,8 +726,8 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
     let qab = addr_bits(&rams.quant);
     let prm_q_addr = fit(&mut b, "prm_addr_quant", &prm_addr, qab);
     let group2_addr = fit(&mut b, "s2_group_addr", &group2, qab);
-    let scale3 = b.reg("s3_scale", prm_bits);
-    let bias3 = b.reg("s3_bias", prm_bits);
+    let scale3 = b.wire("s3_scale", prm_bits);
+    let bias3 = b.wire("s3_bias", prm_bits);
     for (reg, t, name) in [
         (&scale3, param_target::DW_SCALE, "dw_scales"),
         (&bias3, param_target::DW_BIAS, "dw_biases"),

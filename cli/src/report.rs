@@ -1,0 +1,225 @@
+//! The JSON reports the verbs write, as typed structs: every field is declared and documented
+//! here, once. The field names are a public interface (the README lists them and scripts read
+//! them): rename nothing without saying so there.
+//!
+//! - [`VerifyReport`]: `report.json` of `coforge verify`.
+//! - [`TrainReport`]: `report.json` of `coforge train`.
+//! - [`MlpSummary`]: `summary.json` of `coforge mlp`.
+
+use std::collections::BTreeMap;
+
+use coforge_driver::compare::{Comparison, Mismatch};
+use coforge_trainer::schedule::StepSchedule;
+use serde::{Serialize, Serializer};
+
+use crate::engine::WaveWindow;
+
+/// The version of coforge that wrote a report.
+pub const COFORGE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `report.json` of `coforge verify`: one GEMM on the engine, compared bit for bit.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    /// Every element of the RTL result equals the reference's, bit for bit.
+    pub bit_exact: bool,
+    /// Elements that differ.
+    pub mismatches: usize,
+    /// Elements compared (M x N); never 0, since empty GEMMs are rejected.
+    pub elements: usize,
+    /// The first differing element in row-major order, with the cycle it was read out.
+    pub first_mismatch: Option<Mismatch>,
+    /// Measured: from the first group driven to the last result row read, inclusive.
+    pub cycles: u64,
+    /// The cycle model's value for the same job (`driver::stce::estimate_cycles`).
+    pub estimated_cycles: u64,
+    pub tiles: u64,
+    pub groups_per_tile: u64,
+    /// Idle input cycles inserted because a tile was shorter than the read-out.
+    pub bubble_cycles: u64,
+    /// Multiplier slots that worked on real output elements.
+    pub effective_macs: u64,
+    /// M x K x N.
+    pub dense_equivalent_macs: u64,
+    /// `effective_macs / (rows x cols x N x cycles)`.
+    pub utilization: f64,
+    /// `sparse` or `dense`.
+    pub mode: String,
+    /// `[M, K, N]`.
+    pub shape: [usize; 3],
+    /// The seed of random operands; `null` when A and B came from files.
+    pub seed: Option<u64>,
+    pub config_hash: String,
+    /// `verilator` or `icarus`.
+    pub simulator: String,
+    pub simulator_version: String,
+    /// Verilator's version when it is installed (also for Icarus runs); `null` otherwise.
+    pub verilator_version: Option<String>,
+    pub coforge_version: &'static str,
+    /// The VCD's path, when one was written.
+    pub waves: Option<String>,
+    /// The `--waves` window asked for and the one recorded (clipped to the run); `null` without
+    /// `--waves`.
+    pub waves_window: Option<WaveWindow>,
+}
+
+/// One step of `coforge train`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainStepReport {
+    /// Step number, from 0.
+    pub step: usize,
+    /// Every tensor of this step is bit-exact.
+    pub bit_exact: bool,
+    /// `y`, `dx`, `dw`, `w32`, `w16`, `mask_f`, `mask_b`, then the masks the step used.
+    pub comparisons: Vec<Comparison>,
+    /// Measured engine cycles of this step per pass (`ff`, `bp`, `wu`, `update`, `prune`).
+    pub cycles: BTreeMap<String, u64>,
+    /// The offline schedule of the step (update and pruning overlapped with the tensor engine).
+    pub schedule: StepSchedule,
+}
+
+/// `shape` of a [`TrainReport`].
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerShape {
+    pub batch: u64,
+    pub cin: u64,
+    pub cout: u64,
+}
+
+/// `report.json` of `coforge train`: BDWP steps of one linear layer on the RTL engines.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainReport {
+    /// Every tensor of every step is bit-exact.
+    pub bit_exact: bool,
+    pub steps: Vec<TrainStepReport>,
+    /// `N:M` as given (`4:4` is dense).
+    pub pattern: String,
+    pub shape: LayerShape,
+    /// `3 x B x Cin x Cout` per step (FF, BP, WU), over all steps.
+    pub dense_equivalent_macs: u64,
+    /// FF and BP at N/M of the dense work, WU dense, over all steps.
+    pub effective_macs: u64,
+    /// Measured engine cycles per pass, summed over all steps.
+    pub cycles: BTreeMap<String, u64>,
+    #[serde(serialize_with = "short_f32")]
+    pub lr: f32,
+    #[serde(serialize_with = "short_f32")]
+    pub lambda: f32,
+    pub config_hash: String,
+    pub verilator_version: String,
+    pub coforge_version: &'static str,
+}
+
+/// MACs of the training GEMMs of one pattern's run, per pass.
+#[derive(Clone, Debug, Serialize)]
+pub struct GemmMacs {
+    pub ff: u64,
+    pub bp: u64,
+    pub wu: u64,
+    pub total: u64,
+}
+
+/// The RTL check of one pattern in `coforge mlp --rtl-config`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum RtlCheck {
+    /// The first steps ran on the RTL engines and were compared.
+    Ran {
+        /// Steps run on RTL and compared (never 0).
+        steps: usize,
+        /// Every compared tensor of every step is bit-exact, and all `steps` steps ran.
+        bit_exact: bool,
+        /// The loss and every layer's `w32`, `w16`, `M_F`, `M_B`.
+        tensors_compared_per_step: usize,
+        first_mismatch: Option<Mismatch>,
+    },
+    /// The engine cannot run this pattern; nothing was compared.
+    NotRun {
+        /// Always `false`: a pattern that was not run is not reported as checked.
+        ran: bool,
+        /// Why, and which patterns the engine runs.
+        reason: String,
+    },
+}
+
+/// One pattern of `coforge mlp`.
+#[derive(Clone, Debug, Serialize)]
+pub struct MlpResult {
+    /// `dense` or `N:M`.
+    pub pattern: String,
+    #[serde(serialize_with = "short_f32")]
+    pub final_loss: f32,
+    #[serde(serialize_with = "short_f32")]
+    pub final_train_accuracy: f32,
+    #[serde(serialize_with = "short_f32")]
+    pub final_test_accuracy: f32,
+    #[serde(serialize_with = "short_f32")]
+    pub best_test_accuracy: f32,
+    pub training_gemm_macs: GemmMacs,
+    /// Present with `--rtl-config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtl: Option<RtlCheck>,
+}
+
+/// `summary.json` of `coforge mlp`.
+#[derive(Clone, Debug, Serialize)]
+pub struct MlpSummary {
+    /// Where the training ran: `reference`.
+    pub backend: &'static str,
+    pub coforge_version: &'static str,
+    pub dataset: String,
+    pub seed: u64,
+    pub classes: usize,
+    pub train_samples: usize,
+    pub test_samples: usize,
+    #[serde(serialize_with = "short_f32")]
+    pub chance_accuracy: f32,
+    pub widths: [usize; 4],
+    pub steps: usize,
+    pub eval_every: usize,
+    pub batch: usize,
+    #[serde(serialize_with = "short_f32")]
+    pub lr: f32,
+    #[serde(serialize_with = "short_f32")]
+    pub lambda: f32,
+    #[serde(serialize_with = "short_f32")]
+    pub loss_scale: f32,
+    /// `ForwardMasked` or `Dense`.
+    pub mask_b_source: String,
+    pub results: Vec<MlpResult>,
+}
+
+/// An f32 as the JSON number with the same shortest decimal form (`0.1`, not `0.10000000149`);
+/// a non-finite value as its name in a string (`"NaN"`), since JSON has no such numbers.
+pub fn short_f32<S: Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
+    match format!("{x}").parse::<f64>() {
+        Ok(v) if v.is_finite() => s.serialize_f64(v),
+        _ => s.serialize_str(&x.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct F(#[serde(serialize_with = "short_f32")] f32);
+
+    #[test]
+    fn floats_keep_their_short_form() {
+        assert_eq!(serde_json::to_string(&F(0.1)).unwrap(), "0.1");
+        assert_eq!(serde_json::to_string(&F(f32::NAN)).unwrap(), "\"NaN\"");
+        assert_eq!(serde_json::to_string(&F(1e-3)).unwrap(), "0.001");
+    }
+
+    #[test]
+    fn a_pattern_not_run_says_so() {
+        let r = RtlCheck::NotRun {
+            ran: false,
+            reason: "x".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({"ran": false, "reason": "x"})
+        );
+    }
+}
