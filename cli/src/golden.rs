@@ -3,7 +3,7 @@
 //! Every verb reads its inputs, computes everything, and only then writes its outputs (see
 //! [`crate::output`]), so a failed run writes nothing.
 
-mod deform;
+pub(crate) mod deform;
 
 use std::path::{Path, PathBuf};
 

@@ -18,6 +18,7 @@ mod report;
 mod tensor_io;
 mod train;
 mod verify;
+mod verify_dcnv2;
 mod yosys;
 
 use std::process::ExitCode;

@@ -11,7 +11,7 @@ use coforge_driver::stce::estimate_cycles;
 use coforge_driver::verify::{
     check_int4_weights, fp16_gemm, int8_gemm, reject_nan_operands, CorruptGolden, Mode, Outcome,
 };
-use coforge_generator::config::Dtype;
+use coforge_generator::config::{DeformMode, Dtype};
 use half::f16;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -56,6 +56,19 @@ pub struct VerifyArgs {
     /// Which engine of a config that has both a [stce] and a [deform] section
     #[arg(long, value_enum)]
     pub engine: Option<EngineArg>,
+    /// DCNv2 engine: activations, int8 [B, Cin, H, W]; needs --offset and --w
+    #[arg(long)]
+    pub x: Option<std::path::PathBuf>,
+    /// DCNv2 engine: offsets in Q.f (the config's frac_bits), int16 or int32 [B, 2*G*K, Hout, Wout]
+    #[arg(long)]
+    pub offset: Option<std::path::PathBuf>,
+    /// DCNv2 engine: modulation mask in Q0.g (the config's mask_bits), int16 or int32
+    /// [B, G*K, Hout, Wout]
+    #[arg(long)]
+    pub mask: Option<std::path::PathBuf>,
+    /// DCNv2 engine: weights, int8 [Cout, Cin/groups, k, k]
+    #[arg(long)]
+    pub w: Option<std::path::PathBuf>,
     /// Activations A (M x K; int8 or float16, as the engine's dtype); needs --b
     #[arg(long, requires = "b")]
     pub a: Option<PathBuf>,
@@ -231,7 +244,18 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         None => engine.config.stce.is_none(),
     };
     if on_deform {
+        if let Some(d) = engine
+            .config
+            .deform
+            .as_ref()
+            .filter(|d| d.mode == DeformMode::Dcnv2)
+        {
+            return crate::verify_dcnv2::run(&args, &engine, d);
+        }
         return crate::deform::verify(&args, &engine, out, progress);
+    }
+    if args.x.is_some() || args.offset.is_some() || args.mask.is_some() || args.w.is_some() {
+        bail!("--x, --offset, --mask and --w are the inputs of a DCNv2 engine; a GEMM takes --a and --b");
     }
     let cfg = engine
         .config

@@ -7,14 +7,17 @@
 //! im2col columns come out of it and are multiplied on the STCE (dense int8, wrap), so the whole
 //! layer runs on RTL. `cycles` are measured from the first input beat to the last output beat.
 
+use crate::compare::{compare, Comparison};
 use crate::verify::{int8_gemm, Mode};
 use crate::DriverError;
 use coforge_generator::config::{Overflow, StceConfig};
 use coforge_generator::engines::deform::dcnv2::{self, ports, Dcnv2Params};
 use coforge_sim::{DesignSpec, StreamSink, StreamSource, VerilatedModel};
 use ndarray::{Array2, Array4, ArrayView4};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use sparse_kernels::deform::dcnv2::weight_matrix;
-use sparse_kernels::deform::Geometry;
+use sparse_kernels::deform::{dcnv2_fixed, FixedFormat, Geometry};
 
 /// Cycles of reset before the streams start.
 pub const RESET_CYCLES: u64 = 2;
@@ -516,4 +519,219 @@ pub fn full_conv_on_stce(
             estimated_cycles: crate::stce::estimate_cycles(stce, m, kk, cout, false),
         },
     ))
+}
+
+/// A verified layer: golden and RTL `y` (`[B, Cout, Hout, Wout]`), their comparison, and the
+/// cycles.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub golden: Array4<i32>,
+    pub rtl: Array4<i32>,
+    /// Compared as `[B * Cout, Hout * Wout]`; a mismatch's 4-D index is in `first_index`.
+    pub comparison: Comparison,
+    pub first_index: Option<[usize; 4]>,
+    /// The deformable engine, first input beat to last output beat (measured).
+    pub cycles: u64,
+    pub estimated_cycles: u64,
+    /// The STCE pass of a full conv.
+    pub stce: Option<GemmCycles>,
+    pub macs: u64,
+    pub planes: u64,
+}
+
+impl Verified {
+    /// MACs per multiplier per cycle of the deformable engine: `macs / (cycles * lanes *
+    /// taps_per_cycle)` for a depthwise engine (its multipliers); for a full conv, the STCE's
+    /// share is its own utilization and this is `None`.
+    pub fn utilization(&self, p: &Dcnv2Params) -> Option<f64> {
+        p.depthwise
+            .then(|| self.macs as f64 / (self.cycles as f64 * (p.lanes * p.taps_per_cycle) as f64))
+    }
+}
+
+/// The STCE that multiplies a full conv's columns.
+pub struct StceStage<'a> {
+    pub sim: &'a mut dyn coforge_sim::Simulator,
+    pub config: &'a StceConfig,
+    pub spec: &'a DesignSpec,
+}
+
+/// Runs the layer on RTL (the deformable engine, then the STCE for a full conv) and compares
+/// it bit for bit with `sparse_kernels::deform::dcnv2_fixed`. An offset beyond the engine's
+/// `max_offset` fails with the output pixel, tap and limit the engine flagged.
+pub fn verify_layer(
+    model: &mut VerilatedModel,
+    p: &Dcnv2Params,
+    layer: &Layer,
+    stce: Option<StceStage>,
+    pressure: Pressure,
+) -> Result<Verified, DriverError> {
+    let fmt = FixedFormat::new(p.frac_bits, p.mask_bits, p.zero_point)
+        .map_err(|e| DriverError::Unsupported(e.to_string()))?;
+    let golden = dcnv2_fixed(
+        layer.x,
+        layer.offset,
+        layer.mask,
+        layer.w,
+        &layer.geometry,
+        &fmt,
+    )
+    .map_err(|e| DriverError::Input(e.to_string()))?;
+    let run = run_engine(model, p, layer, pressure)?;
+    if let Some(fault) = run.fault {
+        return Err(DriverError::Input(describe_fault(p, layer, fault)));
+    }
+    let (rtl, stce_cycles) = if p.depthwise {
+        (run.sums.clone(), None)
+    } else {
+        let s = stce.ok_or_else(|| {
+            DriverError::Unsupported(
+                "a full conv needs the STCE: use a config with an [stce] section".into(),
+            )
+        })?;
+        let (y, c) = full_conv_on_stce(s.sim, s.config, s.spec, &run, layer)?;
+        (y, Some(c))
+    };
+    let (b, cout, hout, wout) = golden.dim();
+    let flat = |a: &Array4<i32>| {
+        a.to_shape((b * cout, hout * wout))
+            .expect("a 4-D array reshapes to 2-D")
+            .to_owned()
+    };
+    let mut comparison = compare("y", flat(&golden).view(), flat(&rtl).view())?;
+    let first_index = comparison.first_mismatch.as_mut().map(|m| {
+        let [row, col] = m.index;
+        let idx = [row / cout, row % cout, col / wout, col % wout];
+        if p.depthwise {
+            m.cycle = Some(run.result_cycle[idx]);
+        }
+        idx
+    });
+    Ok(Verified {
+        golden,
+        rtl,
+        comparison,
+        first_index,
+        cycles: run.cycles,
+        estimated_cycles: run.estimated_cycles,
+        stce: stce_cycles,
+        macs: run.macs,
+        planes: run.planes,
+    })
+}
+
+/// The error message of a flagged offset: the output pixel, the tap, the offsets the layer has
+/// there (in every offset group) and the limit.
+pub fn describe_fault(p: &Dcnv2Params, layer: &Layer, f: OffsetFault) -> String {
+    let k = p.taps() as usize;
+    let bound = i64::from(p.max_offset) << p.frac_bits;
+    let (b, oc, _, _) = layer.offset.dim();
+    let mut found = Vec::new();
+    for n in 0..b {
+        for g in 0..oc / (2 * k) {
+            for (axis, ch) in [("dy", 2 * f.tap), ("dx", 2 * f.tap + 1)] {
+                let v = layer.offset[[n, g * 2 * k + ch, f.out_y, f.out_x]];
+                if i64::from(v).abs() > bound {
+                    found.push(format!("image {n}, offset group {g}: {axis} = {v}"));
+                }
+            }
+        }
+    }
+    format!(
+        "offset beyond max_offset at output pixel (y {}, x {}), tap {} (i {}, j {}): {}; the \
+         engine takes offsets within ±{} pixels (±{bound} in Q.{}); clip the offsets or use a \
+         config with a larger max_offset",
+        f.out_y,
+        f.out_x,
+        f.tap,
+        f.tap / p.kernel as usize,
+        f.tap % p.kernel as usize,
+        if found.is_empty() {
+            "the engine flagged it".to_string()
+        } else {
+            found.join(", ")
+        },
+        p.max_offset,
+        p.frac_bits
+    )
+}
+
+/// The tensors of a mode-B layer, owned (see [`Layer`] for the layouts).
+#[derive(Clone, Debug)]
+pub struct LayerTensors {
+    pub x: Array4<i8>,
+    pub offset: Array4<i32>,
+    pub mask: Option<Array4<i32>>,
+    pub w: Array4<i8>,
+    pub geometry: Geometry,
+}
+
+impl LayerTensors {
+    pub fn layer(&self) -> Layer<'_> {
+        Layer {
+            x: self.x.view(),
+            offset: self.offset.view(),
+            mask: self.mask.as_ref().map(|m| m.view()),
+            w: self.w.view(),
+            geometry: self.geometry,
+        }
+    }
+
+    /// A seeded layer for engine `p` (ChaCha8): uniform int8 `x [b, cin, h, w]` and weights
+    /// (`[cin, 1, k, k]` on a depthwise engine, else `[cout, cin, k, k]`), offsets uniform in
+    /// `±max_offset` pixels (Q.f), `g` offset groups, and a uniform Q0.g mask if `with_mask`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn random(
+        p: &Dcnv2Params,
+        (b, cin, h, w): (usize, usize, usize, usize),
+        cout: usize,
+        g: usize,
+        with_mask: bool,
+        seed: u64,
+    ) -> Result<LayerTensors, DriverError> {
+        let k = p.kernel as usize;
+        let out = |n: usize, axis: &str| {
+            let span = p.dilation as usize * (k - 1) + 1;
+            let padded = n + 2 * p.padding as usize;
+            if padded < span {
+                return Err(DriverError::Shape(format!(
+                    "{n} {axis}s are too few for the engine's {k}x{k} kernel (span {span}, \
+                     padding {})",
+                    p.padding
+                )));
+            }
+            Ok((padded - span) / p.stride as usize + 1)
+        };
+        let (hout, wout) = (out(h, "row")?, out(w, "column")?);
+        if g == 0 || cin % g != 0 {
+            return Err(DriverError::Shape(format!(
+                "C = {cin} is not a multiple of the offset groups G = {g}"
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let bound = (p.max_offset as i32) << p.frac_bits;
+        let one = 1i32 << p.mask_bits;
+        let x = Array4::from_shape_simple_fn((b, cin, h, w), || rng.random::<i8>());
+        let offset = Array4::from_shape_simple_fn((b, 2 * g * k * k, hout, wout), || {
+            rng.random_range(-bound..=bound)
+        });
+        let mask = with_mask.then(|| {
+            Array4::from_shape_simple_fn((b, g * k * k, hout, wout), || rng.random_range(0..=one))
+        });
+        let (cout, cin_g) = if p.depthwise { (cin, 1) } else { (cout, cin) };
+        let w = Array4::from_shape_simple_fn((cout, cin_g, k, k), || rng.random::<i8>());
+        Ok(LayerTensors {
+            x,
+            offset,
+            mask,
+            w,
+            geometry: Geometry {
+                stride: [p.stride as usize; 2],
+                padding: [p.padding as usize; 2],
+                dilation: [p.dilation as usize; 2],
+                offset_groups: g,
+                ..Geometry::default()
+            },
+        })
+    }
 }

@@ -300,27 +300,6 @@ impl Config {
         tops
     }
 
-    /// Each top is a plain identifier, no Verilog or SystemVerilog keyword, and differs from
-    /// the other tops. (That no top takes the name of a generated module is checked where the
-    /// engines are known: `artifacts::check_names`.)
-    fn check_top_names(&self) -> Result<(), ConfigError> {
-        let tops = self.tops();
-        for (i, &(key, name)) in tops.iter().enumerate() {
-            let invalid = |fix: String| ConfigError::Invalid {
-                key,
-                value: format!("{name:?}"),
-                fix,
-            };
-            check_module_name(name).map_err(invalid)?;
-            if let Some((other, _)) = tops[..i].iter().find(|(_, n)| *n == name) {
-                return Err(invalid(format!(
-                    "`{other}` already names that top; every top needs its own name"
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// The tensor engine, or an error saying that `verb` needs one.
     pub fn stce(&self, verb: &str) -> Result<&StceConfig, ConfigError> {
         self.stce
@@ -342,6 +321,27 @@ impl Config {
                 fix: "use a config with a deformable-convolution engine, such as \
                   configs/deform-codenet.toml",
             })
+    }
+
+    /// Each top is a plain identifier, no Verilog or SystemVerilog keyword, and differs from
+    /// the other tops. (That no top takes the name of a generated module is checked where the
+    /// engines are known: `artifacts::check_names`.)
+    fn check_top_names(&self) -> Result<(), ConfigError> {
+        let tops = self.tops();
+        for (i, &(key, name)) in tops.iter().enumerate() {
+            let invalid = |fix: String| ConfigError::Invalid {
+                key,
+                value: format!("{name:?}"),
+                fix,
+            };
+            check_module_name(name).map_err(invalid)?;
+            if let Some((other, _)) = tops[..i].iter().find(|(_, n)| *n == name) {
+                return Err(invalid(format!(
+                    "`{other}` already names that top; every top needs its own name"
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -437,6 +437,17 @@ pub struct DeformConfig {
     /// Mode B: offset groups G, 1..=max_channels. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset_groups: Option<u32>,
+    /// Mode B: zero padding on every side, 0..=16. Default `dilation * (kernel - 1) / 2`
+    /// ("same" output size at stride 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub padding: Option<u32>,
+    /// Mode B: kernel dilation, 1..=8. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dilation: Option<u32>,
+    /// Mode B: taps sampled per cycle, 1..=kernel^2 (each tap slot has its own copy of the
+    /// window buffer). Default kernel^2: one output pixel of `lanes` channels per cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taps_per_cycle: Option<u32>,
     /// Name of the top-level module (and of its filelist).
     #[serde(default = "default_deform_top")]
     pub top: String,
@@ -476,6 +487,9 @@ impl DeformConfig {
                 ("deform.depthwise", self.depthwise.is_some()),
                 ("deform.zero_point", self.zero_point.is_some()),
                 ("deform.offset_groups", self.offset_groups.is_some()),
+                ("deform.padding", self.padding.is_some()),
+                ("deform.dilation", self.dilation.is_some()),
+                ("deform.taps_per_cycle", self.taps_per_cycle.is_some()),
             ]
         } else {
             vec![
@@ -521,6 +535,9 @@ impl DeformConfig {
                 self.depthwise.get_or_insert(true);
                 self.zero_point.get_or_insert(0);
                 self.offset_groups.get_or_insert(1);
+                let (k, d) = (self.kernel.unwrap_or(3), *self.dilation.get_or_insert(1));
+                self.padding.get_or_insert(d * k.saturating_sub(1) / 2);
+                self.taps_per_cycle.get_or_insert(k * k);
             }
         }
         if !(1..=64).contains(&self.lanes) {
@@ -634,13 +651,13 @@ impl DeformConfig {
             }
         }
         if self.mode == DeformMode::Dcnv2 {
-            // The mode-B engine is built on branch `deform-rtl-b`; this check goes with it.
-            return invalid(
-                "deform.mode",
-                "\"dcnv2\"".into(),
-                "the DCNv2 (mode B) engine is not built yet; use \"plain\" or \"codenet\"".into(),
-            );
+            // The engine's own ranges (padding, dilation, taps per cycle, window rows).
+            let p = crate::engines::deform::dcnv2::Dcnv2Params::of(self);
+            if let Err((key, fix)) = p.validate() {
+                return invalid(key, p.value_of(key), fix);
+            }
         }
+        // deform.top is checked with the other tops (`Config::check_top_names`).
         Ok(())
     }
 }

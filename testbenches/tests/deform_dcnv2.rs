@@ -2,17 +2,19 @@
 //! `sparse_kernels::deform::dcnv2_fixed`.
 
 use coforge_driver::dcnv2::{
-    full_conv_on_stce, run_engine, EngineRun, Layer, OffsetFault, Pressure,
+    full_conv_on_stce, run_engine, verify_layer, EngineRun, LayerTensors, OffsetFault, Pressure,
 };
 use coforge_driver::design::unit_spec;
+use coforge_generator::artifacts::render;
+use coforge_generator::config::Config;
 use coforge_generator::engines::deform::dcnv2::{self, ports, Dcnv2Params};
 use coforge_generator::rtl::emit::render_verilog;
 use coforge_sim::{BuildOptions, VerilatedModel, Verilator};
-use coforge_testbenches::{assert_lint_clean, Engine};
+use coforge_testbenches::{assert_lint_clean, cell_count, synth_xilinx_cells, Engine};
 use ndarray::{Array4, ArrayView4};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sparse_kernels::deform::{dcnv2_fixed, FixedFormat, Geometry};
+use sparse_kernels::deform::{dcnv2_fixed, FixedFormat};
 
 fn params(depthwise: bool, taps_per_cycle: u32) -> Dcnv2Params {
     Dcnv2Params {
@@ -40,72 +42,23 @@ fn model(p: &Dcnv2Params) -> VerilatedModel {
         .unwrap_or_else(|e| panic!("cannot load the model: {e}"))
 }
 
-/// A seeded layer: int8 x and w, offsets uniform in ±max_offset (Q.f), an optional mask.
-#[derive(Clone)]
-struct Tensors {
-    x: Array4<i8>,
-    offset: Array4<i32>,
-    mask: Option<Array4<i32>>,
-    w: Array4<i8>,
-    geometry: Geometry,
+fn random_layer(
+    p: &Dcnv2Params,
+    shape: (usize, usize, usize, usize),
+    cout: usize,
+    g: usize,
+    mask: bool,
+    seed: u64,
+) -> LayerTensors {
+    LayerTensors::random(p, shape, cout, g, mask, seed).unwrap()
 }
 
-impl Tensors {
-    #[allow(clippy::too_many_arguments)]
-    fn random(
-        p: &Dcnv2Params,
-        (b, c, h, w): (usize, usize, usize, usize),
-        cout: usize,
-        groups_g: usize,
-        with_mask: bool,
-        seed: u64,
-    ) -> Tensors {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let geometry = Geometry {
-            stride: [p.stride as usize; 2],
-            padding: [p.padding as usize; 2],
-            dilation: [p.dilation as usize; 2],
-            offset_groups: groups_g,
-            ..Geometry::default()
-        };
-        let k = p.kernel as usize;
-        let out = |n: usize| {
-            (n + 2 * p.padding as usize - (p.dilation as usize * (k - 1) + 1)) / p.stride as usize
-                + 1
-        };
-        let (hout, wout) = (out(h), out(w));
-        let bound = (p.max_offset as i32) << p.frac_bits;
-        let x = Array4::from_shape_simple_fn((b, c, h, w), || rng.random::<i8>());
-        let offset = Array4::from_shape_simple_fn((b, 2 * groups_g * k * k, hout, wout), || {
-            rng.random_range(-bound..=bound)
-        });
-        let one = 1i32 << p.mask_bits;
-        let mask = with_mask.then(|| {
-            Array4::from_shape_simple_fn((b, groups_g * k * k, hout, wout), || {
-                rng.random_range(0..=one)
-            })
-        });
-        let cin_g = if p.depthwise { 1 } else { c };
-        let w = Array4::from_shape_simple_fn((cout, cin_g, k, k), || rng.random::<i8>());
-        Tensors {
-            x,
-            offset,
-            mask,
-            w,
-            geometry,
-        }
-    }
+/// The reference's `y` of a layer.
+trait Golden {
+    fn golden(&self, p: &Dcnv2Params) -> Array4<i32>;
+}
 
-    fn layer(&self) -> Layer<'_> {
-        Layer {
-            x: self.x.view(),
-            offset: self.offset.view(),
-            mask: self.mask.as_ref().map(|m| m.view()),
-            w: self.w.view(),
-            geometry: self.geometry,
-        }
-    }
-
+impl Golden for LayerTensors {
     fn golden(&self, p: &Dcnv2Params) -> Array4<i32> {
         let fmt = FixedFormat::new(p.frac_bits, p.mask_bits, p.zero_point).unwrap();
         dcnv2_fixed(
@@ -130,7 +83,7 @@ fn assert_same(golden: ArrayView4<i32>, rtl: ArrayView4<i32>, what: &str) {
     }
 }
 
-fn run(m: &mut VerilatedModel, p: &Dcnv2Params, t: &Tensors, pressure: Pressure) -> EngineRun {
+fn run(m: &mut VerilatedModel, p: &Dcnv2Params, t: &LayerTensors, pressure: Pressure) -> EngineRun {
     run_engine(m, p, &t.layer(), pressure).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -155,7 +108,7 @@ fn depthwise_random_offsets_bit_exact() {
     .into_iter()
     .enumerate()
     {
-        let t = Tensors::random(&p, shape, shape.1, g, mask, 10 + i as u64);
+        let t = random_layer(&p, shape, shape.1, g, mask, 10 + i as u64);
         let r = run(&mut m, &p, &t, Pressure::default());
         assert!(r.fault.is_none(), "{:?}", r.fault);
         assert_same(t.golden(&p).view(), r.sums.view(), &format!("case {i}"));
@@ -169,7 +122,7 @@ fn depthwise_random_offsets_bit_exact() {
 /// Offsets that put samples on and around the image's borders: whole pixels plus 0, +1, -1 or
 /// half an LSB-pixel, within ±max_offset. With H, W <= 3 and padding 1 the samples land on
 /// -1, -1 + eps, H - 1, H - 1 + eps, H and everything between.
-fn border_offsets(p: &Dcnv2Params, t: &mut Tensors, seed: u64) {
+fn border_offsets(p: &Dcnv2Params, t: &mut LayerTensors, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (m, f) = (p.max_offset as i32, p.frac_bits);
     let bound = m << f;
@@ -186,7 +139,7 @@ fn depthwise_borders_and_tiny_images_bit_exact() {
     let mut m = model(&p);
     let sizes = [(1, 1), (1, 3), (2, 2), (3, 1), (2, 3), (3, 3)];
     for (i, &(h, w)) in sizes.iter().enumerate() {
-        let mut t = Tensors::random(&p, (1, 4, h, w), 4, 2, i % 2 == 0, 40 + i as u64);
+        let mut t = random_layer(&p, (1, 4, h, w), 4, 2, i % 2 == 0, 40 + i as u64);
         border_offsets(&p, &mut t, 50 + i as u64);
         let r = run(&mut m, &p, &t, Pressure::default());
         assert!(r.fault.is_none(), "{:?}", r.fault);
@@ -199,7 +152,7 @@ fn offsets_at_the_bound_pass_and_one_beyond_is_flagged() {
     let p = params(true, 4);
     let mut m = model(&p);
     let bound = (p.max_offset as i32) << p.frac_bits;
-    let mut t = Tensors::random(&p, (1, 4, 5, 6), 4, 2, true, 60);
+    let mut t = random_layer(&p, (1, 4, 5, 6), 4, 2, true, 60);
     let mut rng = ChaCha8Rng::seed_from_u64(61);
     t.offset
         .mapv_inplace(|_| if rng.random::<bool>() { bound } else { -bound });
@@ -212,7 +165,7 @@ fn offsets_at_the_bound_pass_and_one_beyond_is_flagged() {
     assert_same(t.golden(&p).view(), r.sums.view(), "offsets at ±max_offset");
     // One offset just beyond, in offset group 1, tap 5, output pixel (3, 2): the Δx of that tap.
     for beyond in [bound + 1, -bound - 1, i32::MAX] {
-        let mut bad = Tensors {
+        let mut bad = LayerTensors {
             offset: t.offset.clone(),
             ..t.clone()
         };
@@ -227,6 +180,12 @@ fn offsets_at_the_bound_pass_and_one_beyond_is_flagged() {
             }),
             "offset {beyond}"
         );
+        let err = verify_layer(&mut m, &p, &bad.layer(), None, Pressure::default())
+            .unwrap_err()
+            .to_string();
+        for part in ["(y 3, x 2), tap 5", "offset group 1: dx", "±2 pixels"] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
     }
 }
 
@@ -234,7 +193,7 @@ fn offsets_at_the_bound_pass_and_one_beyond_is_flagged() {
 fn back_pressure_and_gaps_change_cycles_not_bits() {
     let p = params(true, 4);
     let mut m = model(&p);
-    let t = Tensors::random(&p, (1, 5, 4, 5), 5, 1, true, 70);
+    let t = random_layer(&p, (1, 5, 4, 5), 5, 1, true, 70);
     let calm = run(&mut m, &p, &t, Pressure::default());
     let golden = t.golden(&p);
     assert_same(golden.view(), calm.sums.view(), "no back-pressure");
@@ -261,7 +220,7 @@ fn full_conv_im2col_through_the_stce_bit_exact() {
         .into_iter()
         .enumerate()
     {
-        let t = Tensors::random(&p, shape, cout, g, mask, 80 + i as u64);
+        let t = random_layer(&p, shape, cout, g, mask, 80 + i as u64);
         let r = run(
             &mut m,
             &p,
@@ -278,4 +237,29 @@ fn full_conv_im2col_through_the_stce_bit_exact() {
         assert_same(t.golden(&p).view(), y.view(), &format!("full conv {i}"));
         assert!(gemm.cycles > 0);
     }
+}
+
+#[test]
+fn shipped_config_window_buffer_is_block_ram() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/deform-dcnv2.toml");
+    let cfg = Config::load(std::path::Path::new(path)).unwrap();
+    let deform = cfg.deform.as_ref().unwrap();
+    let p = Dcnv2Params::of(deform);
+    let r = render(&cfg).unwrap();
+    let top = r.tops.iter().find(|t| t.name == deform.top).unwrap();
+    let files: Vec<(String, String)> = r
+        .verilog
+        .iter()
+        .filter(|(f, _)| top.files.contains(f))
+        .cloned()
+        .collect();
+    let cells = synth_xilinx_cells(&files, &top.name, "deform-dcnv2");
+    // Four banks per tap slot, each one simple dual-port block RAM; no memory left in LUTs.
+    let brams = cell_count(&cells, "RAMB18E1") + cell_count(&cells, "RAMB36E1");
+    assert_eq!(brams, 4 * p.taps_per_cycle, "{cells:?}");
+    assert_eq!(
+        cell_count(&cells, "RAM32M") + cell_count(&cells, "RAM64M"),
+        0,
+        "{cells:?}"
+    );
 }

@@ -111,7 +111,7 @@ fn required<'a, T>(v: &'a Option<T>, flag: &str, mode: &str) -> anyhow::Result<&
 }
 
 /// Reads `path` as an array of `T` of rank `rank`, naming the file, its role and the layout.
-fn read<T: NpyElement, D: Dimension>(
+pub(crate) fn read<T: NpyElement, D: Dimension>(
     path: &Path,
     role: &str,
     layout: &str,
@@ -143,7 +143,7 @@ fn ranked<T, D: Dimension>(
 }
 
 /// Reads Q-format integers stored as int16 or int32.
-fn read_fixed(path: &Path, role: &str, layout: &str) -> anyhow::Result<Array<i32, Ix4>> {
+pub(crate) fn read_fixed(path: &Path, role: &str, layout: &str) -> anyhow::Result<Array<i32, Ix4>> {
     let a = match read_npy_nd(path)? {
         Tensor::I32(a) => a,
         Tensor::I16(a) => a.mapv(i32::from),

@@ -70,6 +70,7 @@
 //! cycles; a back-pressured output stalls the whole pipeline. [`estimate_cycles`] is that model;
 //! it is an estimate, kept beside the cycles the simulation measures.
 
+use crate::config::DeformConfig;
 use crate::rtl::{index_bits, set, when, when_else, Design, Expr, ModuleBuilder, ModuleDef};
 
 /// Bits of a coordinate, an image size and an offset: signed 16-bit positions.
@@ -110,6 +111,49 @@ pub const MAX_FRAC_BITS: u32 = 12;
 pub const MAX_MASK_BITS: u32 = 16;
 
 impl Dcnv2Params {
+    /// The engine of a resolved `[deform]` config with `mode = "dcnv2"` (every mode-B key is
+    /// filled in when the config is loaded).
+    ///
+    /// # Panics
+    /// If a mode-B key is missing (a config that was not resolved).
+    pub fn of(cfg: &DeformConfig) -> Dcnv2Params {
+        let key = |v: Option<u32>, name: &str| {
+            v.unwrap_or_else(|| panic!("deform.{name} is resolved for mode = \"dcnv2\""))
+        };
+        Dcnv2Params {
+            lanes: cfg.lanes,
+            max_width: cfg.max_width,
+            kernel: key(cfg.kernel, "kernel"),
+            stride: cfg.stride,
+            padding: key(cfg.padding, "padding"),
+            dilation: key(cfg.dilation, "dilation"),
+            frac_bits: key(cfg.frac_bits, "frac_bits"),
+            mask_bits: key(cfg.mask_bits, "mask_bits"),
+            max_offset: key(cfg.max_offset, "max_offset"),
+            taps_per_cycle: key(cfg.taps_per_cycle, "taps_per_cycle"),
+            depthwise: cfg.depthwise.unwrap_or(true),
+            zero_point: cfg.zero_point.unwrap_or(0) as i8,
+            top: cfg.top.clone(),
+        }
+    }
+
+    /// The value of config key `key`, for error messages.
+    pub fn value_of(&self, key: &str) -> String {
+        match key {
+            "deform.lanes" => self.lanes.to_string(),
+            "deform.max_width" => self.max_width.to_string(),
+            "deform.kernel" => self.kernel.to_string(),
+            "deform.stride" => self.stride.to_string(),
+            "deform.padding" => self.padding.to_string(),
+            "deform.dilation" => self.dilation.to_string(),
+            "deform.frac_bits" => self.frac_bits.to_string(),
+            "deform.mask_bits" => self.mask_bits.to_string(),
+            "deform.max_offset" => self.max_offset.to_string(),
+            "deform.taps_per_cycle" => self.taps_per_cycle.to_string(),
+            _ => "?".into(),
+        }
+    }
+
     /// Checks the ranges the hardware supports; the message names the key and the fix.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let bad = |key, fix: String| Err((key, fix));
@@ -264,7 +308,8 @@ pub fn generate(p: &Dcnv2Params) -> Design {
         panic!("invalid DCNv2 parameters: {key}: {fix}");
     }
     let mut design = Design::new();
-    let bank = bank_module(p);
+    // One bank: a simple dual-port RAM with a registered read, the template of block RAM.
+    let bank = super::mode_a::ram(p.pixel_beat_bits(), p.bank_words());
     let sampler = sampler_module(p);
     design
         .add(bank.clone())
@@ -296,29 +341,6 @@ fn signed_lit(value: i64, width: u32) -> Expr {
 fn lt_signed(a: &Expr, b: &Expr) -> Expr {
     let sign = Expr::lit(1 << (a.width() - 1), a.width());
     a.xor(&sign).lt(&b.xor(&sign))
-}
-
-/// One bank of the window buffer: a simple dual-port RAM, one write port and one registered
-/// read port, the template that infers block RAM.
-fn bank_module(p: &Dcnv2Params) -> ModuleDef {
-    let (width, words) = (p.pixel_beat_bits(), p.bank_words());
-    let addr = index_bits(words);
-    let mut b = ModuleBuilder::new(format!("dcnv2_bank_w{width}_d{words}"));
-    b.doc(format!(
-        "Window-buffer bank: {words} words of {width} bits, one write port, one registered read."
-    ));
-    b.doc("A read presents raddr with re in cycle t; rdata shows the word in cycle t + 1.");
-    let clk = b.input(ports::CLOCK, 1, "");
-    let we = b.input("we", 1, "write wdata at waddr");
-    let waddr = b.input("waddr", addr, "");
-    let wdata = b.input("wdata", width, "");
-    let re = b.input("re", 1, "load rdata (hold it when low)");
-    let raddr = b.input("raddr", addr, "");
-    let rdata = b.output_reg("rdata", width, "the word at raddr, one cycle later");
-    let mem = b.memory("mem", width, words);
-    b.memory_write(&clk, &mem, &we, &waddr, &wdata);
-    b.memory_read(&clk, &mem, &rdata, &re, &raddr);
-    b.finish()
 }
 
 /// Width of the fraction ports: f, or 1 (driven with 0) when f = 0.
@@ -798,12 +820,12 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
                 &format!("bank_slot{r}_{bpy}{bpx}"),
                 vec![
                     (ports::CLOCK, clk.clone()),
-                    ("we", write_bank[i as usize].clone()),
-                    ("waddr", write_addr.clone()),
-                    ("wdata", px_data.clone()),
-                    ("re", advance.clone()),
-                    ("raddr", raddr),
-                    ("rdata", rdata.clone()),
+                    ("wr_en", write_bank[i as usize].clone()),
+                    ("wr_addr", write_addr.clone()),
+                    ("wr_data", px_data.clone()),
+                    ("rd_en", advance.clone()),
+                    ("rd_addr", raddr),
+                    ("rd_data", rdata.clone()),
                 ],
             );
             banks.push(rdata);
@@ -1201,4 +1223,50 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
     b.clocked(&clk, data);
     b.clocked(&clk, control_stmts);
     b.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const DCN: &str = "[deform]\nmode = \"dcnv2\"\nlanes = 4\nmax_width = 16\n";
+
+    #[test]
+    fn mode_b_keys_resolve_to_the_engine() {
+        let cfg = Config::from_toml(DCN, "t").unwrap();
+        let p = Dcnv2Params::of(cfg.deform.as_ref().unwrap());
+        assert_eq!((p.kernel, p.padding, p.dilation), (3, 1, 1));
+        assert_eq!((p.taps_per_cycle, p.groups()), (9, 1));
+        // R = 2 + 2*2 + 2 rows, plus one for the stride, rounded up to even.
+        assert_eq!((p.window_rows(), p.buffer_rows()), (8, 10));
+        // max_offset 2 at f = 8: +-513 needs 11 bits.
+        assert_eq!(p.offset_bits(), 11);
+        let spelled = format!("{DCN}padding = 1\ndilation = 1\ntaps_per_cycle = 9\n");
+        assert_eq!(Config::from_toml(&spelled, "t").unwrap().hash(), cfg.hash());
+        let five = Config::from_toml(&format!("{DCN}kernel = 5\ndilation = 2\n"), "t").unwrap();
+        let p = Dcnv2Params::of(five.deform.as_ref().unwrap());
+        assert_eq!((p.padding, p.taps_per_cycle, p.window_rows()), (4, 25, 14));
+    }
+
+    #[test]
+    fn mode_b_bad_keys_name_the_key() {
+        for (extra, key) in [
+            ("taps_per_cycle = 0\n", "deform.taps_per_cycle"),
+            ("taps_per_cycle = 10\n", "deform.taps_per_cycle"),
+            ("dilation = 0\n", "deform.dilation"),
+            ("padding = 17\n", "deform.padding"),
+        ] {
+            let err = Config::from_toml(&format!("{DCN}{extra}"), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        let codenet = "[deform]\nmode = \"codenet\"\nmax_width = 8\npadding = 1\n";
+        let err = Config::from_toml(codenet, "t").unwrap_err().to_string();
+        assert!(
+            err.contains("deform.padding") && err.contains("dcnv2"),
+            "{err}"
+        );
+    }
 }

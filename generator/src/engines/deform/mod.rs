@@ -72,6 +72,11 @@
 //!   t + [`write_latency`] (1, or 4 through the 1x1 front).
 //! - [`estimated_cycles`] is the model of a run from the first pixel beat to the last result,
 //!   with both streams never waiting on the testbench.
+//!
+//! # Mode B (`mode = "dcnv2"`)
+//! A deformable im2col sampler over a banked window buffer, feeding a depthwise MAC unit or
+//! emitting the im2col columns that the STCE multiplies. Its protocol, latency, buffer sizing,
+//! error flag and cycle estimate are documented in [`dcnv2`].
 
 pub mod dcnv2;
 mod mode_a;
@@ -204,7 +209,12 @@ pub fn estimated_cycles(cfg: &DeformConfig, layer: &Layer) -> u64 {
 pub fn module_names(cfg: &DeformConfig) -> Vec<String> {
     match cfg.mode {
         DeformMode::Plain | DeformMode::Codenet => mode_a::module_names(cfg),
-        DeformMode::Dcnv2 => Vec::new(),
+        // Generation is cheap: the DCNv2 engine's modules are those of its design.
+        DeformMode::Dcnv2 => dcnv2::generate(&dcnv2::Dcnv2Params::of(cfg))
+            .modules()
+            .map(|m| m.name().to_string())
+            .filter(|n| *n != cfg.top)
+            .collect(),
     }
 }
 
@@ -212,8 +222,6 @@ pub fn module_names(cfg: &DeformConfig) -> Vec<String> {
 pub fn generate(cfg: &DeformConfig) -> Result<Design, DesignError> {
     match cfg.mode {
         DeformMode::Plain | DeformMode::Codenet => mode_a::generate(cfg),
-        DeformMode::Dcnv2 => unreachable!(
-            "config validation rejects mode = \"dcnv2\" until the config builds Dcnv2Params"
-        ),
+        DeformMode::Dcnv2 => Ok(dcnv2::generate(&dcnv2::Dcnv2Params::of(cfg))),
     }
 }

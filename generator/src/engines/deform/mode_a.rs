@@ -68,7 +68,7 @@ pub(super) fn generate(cfg: &DeformConfig) -> Result<Design, DesignError> {
 /// A simple dual-port RAM: one write port, one registered read port that holds its word while
 /// `rd_en` is low, no reset. This is the template Vivado and Yosys infer as block RAM (or LUT
 /// RAM when small); reading the word being written gives the old word.
-fn ram(width: u32, depth: u32) -> ModuleDef {
+pub(super) fn ram(width: u32, depth: u32) -> ModuleDef {
     let ab = index_bits(depth);
     let mut b = ModuleBuilder::new(format!("deform_ram_w{width}_d{depth}"));
     b.doc(format!(

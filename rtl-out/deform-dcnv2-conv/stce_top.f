@@ -1,0 +1,2 @@
+stce_pe_int8_n2_dense.v
+stce_top.v

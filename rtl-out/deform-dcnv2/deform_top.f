@@ -1,0 +1,3 @@
+deform_ram_w32_d160.v
+dcnv2_sampler_l4_f4_g4_z0.v
+deform_top.v
