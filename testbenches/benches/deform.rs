@@ -5,9 +5,10 @@
 //! ratios. Also the reference's own throughput on the layer.
 //!
 //! Run: `cargo bench -p coforge-testbenches --bench deform`.
-//! DCNv2 (mode B) has its own engine and driver (`engines::deform::dcnv2`); its row is not here.
 
+use coforge_driver::dcnv2::{verify_layer, LayerTensors};
 use coforge_driver::deform::{run_layer, seeded_layer, Pressure};
+use coforge_generator::engines::deform::dcnv2::Dcnv2Params;
 use coforge_testbenches::Engine;
 use ndarray::Axis;
 use sparse_kernels::deform::codenet::codenet_block;
@@ -53,12 +54,48 @@ fn main() {
         );
         measured.push(o.cycles);
     }
-    println!("| general deformable (DCNv2) | see the dcnv2 engine | | | | 20.5 ms |");
+    for taps in [9, 3] {
+        let e = Engine::from_toml(&format!(
+            "[deform]\nmode = \"dcnv2\"\nlanes = {LANES}\nmax_width = 64\nkernel = 3\n\
+             frac_bits = 8\nmask_bits = 8\nmax_offset = 2\ntaps_per_cycle = {taps}\n"
+        ));
+        let p = Dcnv2Params::of(e.config.deform.as_ref().unwrap());
+        // DCNv2 takes NCHW, as torchvision does: [B, C, H, W].
+        let t = LayerTensors::random(&p, (1, c, h, w), c, 1, true, 1).unwrap();
+        let mut model = e.verilator();
+        let v = verify_layer(
+            &mut model,
+            &p,
+            &t.layer(),
+            None,
+            coforge_driver::dcnv2::Pressure::default(),
+        )
+        .unwrap_or_else(|err| panic!("dcnv2, {taps} taps per cycle: {err}"));
+        assert!(
+            v.comparison.bit_exact(),
+            "{:?}",
+            v.comparison.first_mismatch
+        );
+        println!(
+            "| DCNv2 depthwise, {taps} taps per cycle | {} | {} | {:.3} | {:.3} | 20.5 ms (general deformable) |",
+            v.cycles,
+            v.estimated_cycles,
+            v.cycles as f64 / ideal as f64,
+            v.cycles as f64 / (CLOCK_MHZ * 1e3),
+        );
+        measured.push(v.cycles);
+    }
     println!();
     println!(
         "codenet / plain = {:.3} (target <= 1.05; CoDeNet measured 2.1 / 1.9 = 1.105)",
         measured[1] as f64 / measured[0] as f64
     );
+    for (i, taps) in [(2, 9), (3, 3)] {
+        println!(
+            "dcnv2 ({taps} taps per cycle) / codenet = {:.3} (target <= 3; CoDeNet measured 20.5 / 2.1 = 9.76)",
+            measured[i] as f64 / measured[1] as f64
+        );
+    }
     println!(
         "plain / ideal = {:.3} (target <= 1.1)",
         measured[0] as f64 / ideal as f64
