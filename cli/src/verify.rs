@@ -250,7 +250,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             .as_ref()
             .filter(|d| d.mode == DeformMode::Dcnv2)
         {
-            return crate::verify_dcnv2::run(&args, &engine, d);
+            return crate::verify_dcnv2::run(&args, &engine, d, out, progress);
         }
         return crate::deform::verify(&args, &engine, out, progress);
     }

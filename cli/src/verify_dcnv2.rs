@@ -35,8 +35,14 @@ fn seeded(p: &Dcnv2Params, g: usize, dims: &[usize], seed: u64) -> anyhow::Resul
     )?)
 }
 
-pub fn run(args: &VerifyArgs, engine: &LoadedEngine, deform: &DeformConfig) -> anyhow::Result<()> {
-    let mut progress = Progress::new(4);
+/// `out` is the output folder `coforge verify` already checked and staged before any work.
+pub fn run(
+    args: &VerifyArgs,
+    engine: &LoadedEngine,
+    deform: &DeformConfig,
+    mut out: OutputDir,
+    mut progress: Progress,
+) -> anyhow::Result<()> {
     let p = Dcnv2Params::of(deform);
     if args.sim.simulator != SimulatorArg::Verilator || args.sim.waves.is_some() {
         bail!("a DCNv2 engine runs in closed-loop co-simulation, on Verilator only (no --simulator icarus, no --waves)");
@@ -122,7 +128,6 @@ pub fn run(args: &VerifyArgs, engine: &LoadedEngine, deform: &DeformConfig) -> a
     let v = verify_layer(&mut model, &p, &layer, stage, Pressure::default())?;
     progress.step(&format!("simulated {} cycles", v.cycles));
 
-    let mut out = OutputDir::create(&args.out)?;
     out.add_npy("x.npy", t.x.view());
     out.add_npy("offset.npy", t.offset.view());
     if let Some(m) = &t.mask {
