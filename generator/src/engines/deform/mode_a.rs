@@ -499,7 +499,7 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
                 "pw",
                 lanes,
                 [&acc2, &scale2, &bias2],
-                &relu_pw,
+                relu_pw,
             );
             let pixel = b.name("pw_pixel", pixel);
             b.comment(
