@@ -18,30 +18,25 @@ use coforge_scheduler::{schedule, EnginePattern, Hardware, Network, Options, Spa
 
 const PATTERNS: [(usize, usize); 6] = [(2, 4), (4, 8), (2, 8), (1, 4), (1, 8), (1, 16)];
 
-fn hardware(rows: usize, big: bool, n: usize, m: usize, bytes_per_cycle: u64) -> Hardware {
-    Hardware {
-        rows,
-        cols: rows,
-        n,
-        m,
-        act_lines: if big { 4096 } else { 1024 },
-        wgt_lines: if big { 4096 } else { 1024 },
-        out_lines: if big { 1024 } else { 512 },
-        weight_lines: if big { 16384 } else { 1024 },
-        imem_depth: 1024,
-        mem_bits: 512,
-        mem_latency: 32,
-        mem_bytes_per_cycle: bytes_per_cycle,
-        fifo_depth: 8,
-    }
+fn hardware(rows: usize, big: bool, n: usize, m: usize, bytes_per_cycle: u32) -> Hardware {
+    Hardware::with_defaults(rows, rows, n, m, |s| {
+        if big {
+            s.act_lines = 4096;
+            s.wgt_lines = 4096;
+            s.out_lines = 1024;
+            s.weight_lines = 16384;
+        } else {
+            s.weight_lines = 4096;
+        }
+        s.mem_bytes_per_cycle = bytes_per_cycle;
+    })
 }
 
 fn load(file: &str, hw: &Hardware) -> Network {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../networks")
         .join(file);
-    Network::load(&path, EnginePattern { n: hw.n, m: hw.m })
-        .unwrap_or_else(|e| panic!("{e}"))
+    Network::load(&path, EnginePattern { n: hw.n, m: hw.m }).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn cycles(net: &Network, hw: &Hardware) -> (u64, usize) {
@@ -49,11 +44,15 @@ fn cycles(net: &Network, hw: &Hardware) -> (u64, usize) {
     (s.step_cycles_estimated, s.instructions.len())
 }
 
-fn row(file: &str, rows: usize, big: bool, bytes_per_cycle: u64) {
+fn row(file: &str, rows: usize, big: bool, bytes_per_cycle: u32) {
     let t0 = Instant::now();
     println!(
         "\n{file} on a {rows}x{rows} array, {bytes_per_cycle} B/cycle memory ({}):",
-        if big { "large buffers" } else { "default buffers" }
+        if big {
+            "large buffers"
+        } else {
+            "default buffers"
+        }
     );
     println!(
         "  {:<6} {:>14} {:>14} {:>9} {:>7} {:>10} {:>12}",
@@ -82,7 +81,10 @@ fn row(file: &str, rows: usize, big: bool, bytes_per_cycle: u64) {
 
 fn main() {
     let only = std::env::var("COFORGE_BENCH_NETS").ok();
-    let wanted = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == name));
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|x| x == name))
+    };
     println!(
         "Estimated BDWP training-step cycles (scheduler cost model; estimates, not measurements). \
          The first layer of each network stays dense."

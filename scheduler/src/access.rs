@@ -104,7 +104,8 @@ pub fn accesses(instr: &Instr, hw: &Hardware) -> Accesses {
         } => {
             let lines = usize::from(lines);
             a.reads.push(span(Buf::W16, w16_addr, lines));
-            a.writes.push(span(Buf::Wgt, wgt_addr, lines.div_ceil(hw.m)));
+            a.writes
+                .push(span(Buf::Wgt, wgt_addr, lines.div_ceil(hw.m)));
             a.writes.push(span(Buf::Mask, mask_addr, lines));
         }
         Instr::PruneB {
@@ -117,8 +118,10 @@ pub fn accesses(instr: &Instr, hw: &Hardware) -> Accesses {
         } => {
             for b in 0..usize::from(blocks) {
                 let offset = b * usize::from(stride);
-                a.reads.push(span(Buf::W16, usize::from(w16_addr) + offset, hw.cols));
-                a.reads.push(span(Buf::Mask, usize::from(mask_addr) + offset, hw.cols));
+                a.reads
+                    .push(span(Buf::W16, usize::from(w16_addr) + offset, hw.cols));
+                a.reads
+                    .push(span(Buf::Mask, usize::from(mask_addr) + offset, hw.cols));
             }
             let out = (usize::from(blocks) * hw.cols).div_ceil(hw.m);
             a.writes.push(span(Buf::Wgt, wgt_addr, out));

@@ -32,6 +32,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::access::{accesses, Accesses};
+use crate::estimate::engine_index;
 use crate::hardware::Hardware;
 use crate::isa::{Buf, Engine, GemmMode, Instr};
 use crate::network::{Layer, Network, Sparsity};
@@ -148,10 +149,6 @@ pub struct Built {
 
 const NONE: u32 = u32::MAX;
 
-fn engine_index(e: Engine) -> usize {
-    Engine::ALL.iter().position(|&x| x == e).unwrap_or(0)
-}
-
 /// Per buffer line: the last writer and, per engine, the last reader since that write.
 #[derive(Clone, Copy)]
 struct LineState {
@@ -162,6 +159,8 @@ struct LineState {
 /// Turns line accesses into dependency edges.
 pub(crate) struct Tracker {
     lines: Vec<Vec<LineState>>,
+    /// Per buffer, per port (read, write), the last instruction of each engine that used it.
+    ports: Vec<[[u32; 4]; 2]>,
 }
 
 impl Tracker {
@@ -172,6 +171,7 @@ impl Tracker {
         };
         Tracker {
             lines: Buf::ALL.iter().map(|&b| vec![fresh; hw.lines(b)]).collect(),
+            ports: vec![[[NONE; 4]; 2]; Buf::ALL.len()],
         }
     }
 
@@ -180,9 +180,26 @@ impl Tracker {
     }
 
     /// The earlier instructions instruction `index` (on `engine`, with `acc`) must follow, and
-    /// records its accesses.
+    /// records its accesses: the line hazards (read after write, write after read, write after
+    /// write), and the buffer ports: a buffer's read port, and its write port, serve one engine
+    /// at a time (`engines::sat`, "One reader and one writer per buffer at a time"), so a use
+    /// of a port follows the last use of it by every other engine.
     fn record(&mut self, index: u32, engine: Engine, acc: &Accesses) -> Vec<u32> {
+        let e = engine_index(engine);
         let mut deps = Vec::new();
+        for (port, spans) in [&acc.reads, &acc.writes].into_iter().enumerate() {
+            for s in spans {
+                let users = &mut self.ports[Self::buf(s.buf)][port];
+                deps.extend(
+                    users
+                        .iter()
+                        .enumerate()
+                        .filter(|&(o, _)| o != e)
+                        .map(|(_, &u)| u),
+                );
+                users[e] = index;
+            }
+        }
         for r in &acc.reads {
             for line in &self.lines[Self::buf(r.buf)][r.start..r.start + r.lines] {
                 deps.push(line.writer);
@@ -194,7 +211,6 @@ impl Tracker {
                 deps.extend(line.readers);
             }
         }
-        let e = engine_index(engine);
         for r in &acc.reads {
             for line in &mut self.lines[Self::buf(r.buf)][r.start..r.start + r.lines] {
                 line.readers[e] = index;
@@ -306,7 +322,9 @@ impl Builder<'_> {
     fn push(&mut self, instr: Instr, layer: usize, pass: Pass) -> u32 {
         let index = self.ops.len() as u32;
         let engine = instr.engine().expect("the builder emits no END");
-        let mut deps = self.tracker.record(index, engine, &accesses(&instr, self.hw));
+        let mut deps = self
+            .tracker
+            .record(index, engine, &accesses(&instr, self.hw));
         if let Some(b) = self.barrier.take() {
             deps.push(b);
         }
@@ -378,7 +396,9 @@ impl Builder<'_> {
     ) -> Result<Vec<TileStep>, ScheduleError> {
         let hw = self.hw;
         let groups = g.groups;
-        let panel = |op: Operand, tile: usize, g0: usize| op.addr + ((tile * groups + g0) as u64) * op.beats;
+        let panel = |op: Operand, tile: usize, g0: usize| {
+            op.addr + ((tile * groups + g0) as u64) * op.beats
+        };
         let mut steps = Vec::new();
         let mut out_slot = 0usize;
         let mut next_out = || {
@@ -386,17 +406,18 @@ impl Builder<'_> {
             out_slot += 1;
             at
         };
-        let gemm = |act: usize, wgt: usize, n: usize, out: usize, first: bool, last: bool| Instr::Gemm {
-            mode: g.mode,
-            act_addr: lines16(act),
-            wgt_addr: lines16(wgt),
-            groups: lines16(n),
-            out_addr: lines16(out),
-            first,
-            last,
-            wait: 0,
-            signal: 0,
-        };
+        let gemm =
+            |act: usize, wgt: usize, n: usize, out: usize, first: bool, last: bool| Instr::Gemm {
+                mode: g.mode,
+                act_addr: lines16(act),
+                wgt_addr: lines16(wgt),
+                groups: lines16(n),
+                out_addr: lines16(out),
+                first,
+                last,
+                wait: 0,
+                signal: 0,
+            };
         let finish = |rt: usize, ct: usize, out: usize, mut instrs: Vec<(Instr, Pass)>| {
             let to = g.out.addr + ((rt * g.qt + ct) * hw.rows) as u64 * g.out.beats;
             instrs.push((Self::store(Buf::Out, out, to, hw.rows)?, g.pass));
@@ -418,11 +439,17 @@ impl Builder<'_> {
                         for (j, &rt) in rts.iter().enumerate() {
                             let mut instrs = Vec::new();
                             if j == 0 {
-                                instrs.push((Self::load(Buf::Wgt, b_at, panel(g.b, ct, 0), groups)?, g.pass));
+                                instrs.push((
+                                    Self::load(Buf::Wgt, b_at, panel(g.b, ct, 0), groups)?,
+                                    g.pass,
+                                ));
                             }
                             let a_at = room.act.base + (half % 2) * t.block * groups + j * groups;
                             if ct == 0 {
-                                instrs.push((Self::load(Buf::Act, a_at, panel(g.a, rt, 0), groups)?, g.pass));
+                                instrs.push((
+                                    Self::load(Buf::Act, a_at, panel(g.a, rt, 0), groups)?,
+                                    g.pass,
+                                ));
                             }
                             let out = next_out();
                             instrs.push((gemm(a_at, b_at, groups, out, true, true), g.pass));
@@ -441,11 +468,17 @@ impl Builder<'_> {
                         for (j, &ct) in cts.iter().enumerate() {
                             let mut instrs = Vec::new();
                             if j == 0 {
-                                instrs.push((Self::load(Buf::Act, a_at, panel(g.a, rt, 0), groups)?, g.pass));
+                                instrs.push((
+                                    Self::load(Buf::Act, a_at, panel(g.a, rt, 0), groups)?,
+                                    g.pass,
+                                ));
                             }
                             let b_at = room.wgt.base + (half % 2) * t.block * groups + j * groups;
                             if rt == 0 {
-                                instrs.push((Self::load(Buf::Wgt, b_at, panel(g.b, ct, 0), groups)?, g.pass));
+                                instrs.push((
+                                    Self::load(Buf::Wgt, b_at, panel(g.b, ct, 0), groups)?,
+                                    g.pass,
+                                ));
                             }
                             let out = next_out();
                             instrs.push((gemm(a_at, b_at, groups, out, true, true), g.pass));
@@ -467,9 +500,12 @@ impl Builder<'_> {
                             let a_at = room.act.base + (slot % 2) * t.chunk;
                             let b_at = room.wgt.base + (slot % 2) * t.chunk;
                             slot += 1;
-                            instrs.push((Self::load(Buf::Act, a_at, panel(g.a, rt, g0), n)?, g.pass));
-                            instrs.push((Self::load(Buf::Wgt, b_at, panel(g.b, ct, g0), n)?, g.pass));
-                            instrs.push((gemm(a_at, b_at, n, out, c == 0, c + 1 == chunks), g.pass));
+                            instrs
+                                .push((Self::load(Buf::Act, a_at, panel(g.a, rt, g0), n)?, g.pass));
+                            instrs
+                                .push((Self::load(Buf::Wgt, b_at, panel(g.b, ct, g0), n)?, g.pass));
+                            instrs
+                                .push((gemm(a_at, b_at, n, out, c == 0, c + 1 == chunks), g.pass));
                         }
                         steps.push(finish(rt, ct, out, instrs)?);
                     }
@@ -562,24 +598,24 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         .layers
         .iter()
         .filter(|l| l.sparsity == Sparsity::Sparse)
-        .map(|l| hw.padded(l.cout) / hw.m)
+        .map(|l| (l.cout.div_ceil(hw.cols) * hw.cols).div_ceil(hw.m))
         .max()
         .unwrap_or(0);
-    let gemm_wgt = hw.wgt_lines.saturating_sub(2 * sore_slot);
+    let gemm_wgt = hw.lines(Buf::Wgt).saturating_sub(2 * sore_slot);
     if gemm_wgt < 2 {
         return Err(ScheduleError {
             layer: None,
             message: format!(
                 "the wgt buffer ({} lines) cannot hold the SORE's two output slots of {} lines \
-                 (the widest layer's Coutp / M) and GEMM operands; raise system.wgt_lines",
-                hw.wgt_lines, sore_slot
+                 (the widest layer's output channels, padded to whole blocks, over M) and GEMM operands; raise system.wgt_lines",
+                hw.lines(Buf::Wgt), sore_slot
             ),
         });
     }
     let full = Rooms {
         act: Span {
             base: 0,
-            len: hw.act_lines,
+            len: hw.lines(Buf::Act),
         },
         wgt: Span {
             base: 0,
@@ -587,15 +623,15 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         },
         out: Span {
             base: 0,
-            len: hw.out_lines,
+            len: hw.lines(Buf::Out),
         },
     };
     let largest_block = net.layers.iter().map(|l| hw.padded(l.k)).max().unwrap_or(0);
-    let weight_halves = 2 * largest_block <= hw.weight_lines;
+    let weight_halves = 2 * largest_block <= hw.lines(Buf::Master);
     let weight_room = if weight_halves {
-        hw.weight_lines / 2
+        hw.lines(Buf::Master) / 2
     } else {
-        hw.weight_lines
+        hw.lines(Buf::Master)
     };
     for (i, l) in net.layers.iter().enumerate() {
         if hw.padded(l.k) > weight_room {
@@ -606,16 +642,28 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
                     "one output-channel block of its weights is Kp = {} lines and the master, \
                      w16 and mask buffers hold {}; raise system.weight_lines to at least {}",
                     hw.padded(l.k),
-                    hw.weight_lines,
+                    hw.lines(Buf::Master),
                     hw.padded(l.k)
                 ),
             ));
         }
     }
-    let tensors: Vec<LayerTensors> = net.layers.iter().map(|l| layer_tensors(&mut b, l)).collect();
+    let tensors: Vec<LayerTensors> = net
+        .layers
+        .iter()
+        .map(|l| layer_tensors(&mut b, l))
+        .collect();
 
     for (i, l) in net.layers.iter().enumerate() {
-        let t = b.tiling(l, &tensors[i].ff, full, Limits { max_columns_in_flight: None }, i)?;
+        let t = b.tiling(
+            l,
+            &tensors[i].ff,
+            full,
+            Limits {
+                max_columns_in_flight: None,
+            },
+            i,
+        )?;
         for step in b.tile_steps(&tensors[i].ff, &t, full)? {
             for (instr, pass) in step.instrs {
                 b.push(instr, i, pass);
@@ -643,7 +691,15 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         let lt = &tensors[i];
         let kp = hw.padded(l.k);
         let per_chunk = (weight_room / kp).max(1);
-        let t_bp = b.tiling(l, &lt.bp, bp_room, Limits { max_columns_in_flight: None }, i)?;
+        let t_bp = b.tiling(
+            l,
+            &lt.bp,
+            bp_room,
+            Limits {
+                max_columns_in_flight: None,
+            },
+            i,
+        )?;
         let bp_steps = b.tile_steps(&lt.bp, &t_bp, bp_room)?;
         let t_wu = b.tiling(
             l,
@@ -668,7 +724,14 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
             sore_base: gemm_wgt,
             sore_slot,
         };
-        let wu_steps = weight_steps(&ctx, wu_tiles, chunk_of, weight_halves, &mut weight_chunk, &mut sore_use)?;
+        let wu_steps = weight_steps(
+            &ctx,
+            wu_tiles,
+            chunk_of,
+            weight_halves,
+            &mut weight_chunk,
+            &mut sore_use,
+        )?;
         // Interleave: the pass with more tiles takes proportionally more turns.
         let (nb, nw) = (bp_steps.len(), wu_steps.len());
         let mut order: Vec<(usize, bool)> = Vec::with_capacity(nb + nw);
@@ -690,10 +753,15 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         }
         let mut bp_steps: Vec<Option<Vec<(Instr, Pass)>>> =
             bp_steps.into_iter().map(|s| Some(s.instrs)).collect();
-        let mut wu_steps: Vec<Option<Vec<(Instr, Pass)>>> = wu_steps.into_iter().map(Some).collect();
+        let mut wu_steps: Vec<Option<Vec<(Instr, Pass)>>> =
+            wu_steps.into_iter().map(Some).collect();
         let mut last = None;
         for (k, is_bp) in order {
-            let instrs = if is_bp { bp_steps[k].take() } else { wu_steps[k].take() };
+            let instrs = if is_bp {
+                bp_steps[k].take()
+            } else {
+                wu_steps[k].take()
+            };
             for (instr, pass) in instrs.unwrap_or_default() {
                 last = Some(b.push(instr, i, pass));
             }
@@ -712,41 +780,65 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
 fn layer_tensors(b: &mut Builder, l: &Layer) -> LayerTensors {
     let hw = b.hw;
     let sparse = l.sparsity == Sparsity::Sparse;
-    let gs = hw.group(sparse);
-    let gd = hw.group(false);
-    let (kp, cp) = (hw.padded(l.k), hw.padded(l.cout));
-    // The reduction of FF (K) and of BP (Cout): padded to M for a sparse layer, so that PRUNE_F
-    // and PRUNE_B write exactly the wgt lines FF and BP read.
-    let (k_red, c_red) = if sparse { (kp, cp) } else { (l.k, l.cout) };
-    let (kg, cg, rg) = (k_red.div_ceil(gs), c_red.div_ceil(gs), l.r.div_ceil(gd));
-    let (rt, kt, ct) = (l.r.div_ceil(hw.rows), l.k.div_ceil(hw.cols), l.cout.div_ceil(hw.cols));
+    let mode = if sparse {
+        GemmMode::Sparse
+    } else {
+        GemmMode::Dense
+    };
+    // Formats as `engines::sat::lines` packs them: FF and BP group their reductions by the
+    // layer's mode, WU by N (dense); X^T and dW^T have Kp rows (zero rows past K), so that UPDATE
+    // writes every master and w16 line of a block, padding included, and PRUNE_F reads zeros
+    // there.
+    let (g, gd) = (hw.group(mode), hw.n);
+    let kp = hw.padded(l.k);
+    let (kg, cg, rg) = (l.k.div_ceil(g), l.cout.div_ceil(g), l.r.div_ceil(gd));
+    let (rt, kt, ct) = (
+        l.r.div_ceil(hw.rows),
+        l.k.div_ceil(hw.cols),
+        l.cout.div_ceil(hw.cols),
+    );
     let kt_rows = kp.div_ceil(hw.rows);
-    let cb = cp / hw.cols;
     use Direction::{Input, Output};
-    let x = b.alloc("x", l, Input, Buf::Act, [l.r, l.k], gs, rt * kg);
-    let w_f = b.alloc("w_f", l, Input, Buf::Wgt, [l.k, l.cout], gs, ct * kg);
-    let y = b.alloc("y", l, Output, Buf::Out, [l.r, l.cout], 0, rt * ct * hw.rows);
-    let dy = b.alloc("dy", l, Input, Buf::Act, [l.r, l.cout], gs, rt * cg);
-    let w_b = b.alloc("w_b", l, Input, Buf::Wgt, [l.cout, l.k], gs, kt * cg);
+    let x = b.alloc("x", l, Input, Buf::Act, [l.r, l.k], g, rt * kg);
+    let w_f = b.alloc("w_f", l, Input, Buf::Wgt, [l.k, l.cout], g, ct * kg);
+    let y = b.alloc(
+        "y",
+        l,
+        Output,
+        Buf::Out,
+        [l.r, l.cout],
+        0,
+        rt * ct * hw.rows,
+    );
+    let dy = b.alloc("dy", l, Input, Buf::Act, [l.r, l.cout], g, rt * cg);
+    let w_b = b.alloc("w_b", l, Input, Buf::Wgt, [l.cout, l.k], g, kt * cg);
     let dx = b.alloc("dx", l, Output, Buf::Out, [l.r, l.k], 0, rt * kt * hw.rows);
     let xt = b.alloc("x_t", l, Input, Buf::Act, [kp, l.r], gd, kt_rows * rg);
-    let dy_wu = b.alloc("dy_wu", l, Input, Buf::Wgt, [l.r, cp], gd, cb * rg);
-    let dwt = b.alloc("dw_t", l, Output, Buf::Out, [kp, cp], 0, kt_rows * cb * hw.rows);
-    let w32 = b.alloc("w32", l, Input, Buf::Master, [kp, cp], 0, cb * kp);
-    let m_f = b.alloc("m_f", l, Input, Buf::Mask, [kp, cp], 0, cb * kp);
-    let w32_new = b.alloc("w32_new", l, Output, Buf::Master, [kp, cp], 0, cb * kp);
-    let w16_new = b.alloc("w16_new", l, Output, Buf::W16, [kp, cp], 0, cb * kp);
+    let dy_wu = b.alloc("dy_wu", l, Input, Buf::Wgt, [l.r, l.cout], gd, ct * rg);
+    let dwt = b.alloc(
+        "dw_t",
+        l,
+        Output,
+        Buf::Out,
+        [kp, l.cout],
+        0,
+        kt_rows * ct * hw.rows,
+    );
+    let w = [l.cout, l.k];
+    let w32 = b.alloc("w32", l, Input, Buf::Master, w, 0, ct * kp);
+    let m_f = b.alloc("m_f", l, Input, Buf::Mask, w, 0, ct * kp);
+    let w32_new = b.alloc("w32_new", l, Output, Buf::Master, w, 0, ct * kp);
+    let w16_new = b.alloc("w16_new", l, Output, Buf::W16, w, 0, ct * kp);
     let (m_f_new, w_f_new, w_b_new) = if sparse {
         (
-            b.alloc("m_f_new", l, Output, Buf::Mask, [kp, cp], 0, cb * kp),
-            b.alloc("w_f_new", l, Output, Buf::Wgt, [kp, cp], hw.m, cb * (kp / hw.m)),
-            b.alloc("w_b_new", l, Output, Buf::Wgt, [cp, kp], hw.m, (kp / hw.cols) * (cp / hw.m)),
+            b.alloc("m_f_new", l, Output, Buf::Mask, w, 0, ct * kp),
+            b.alloc("w_f_new", l, Output, Buf::Wgt, [l.k, l.cout], hw.m, ct * kg),
+            b.alloc("w_b_new", l, Output, Buf::Wgt, [l.cout, l.k], hw.m, kt * cg),
         )
     } else {
         let none = Operand { addr: 0, beats: 0 };
         (none, none, none)
     };
-    let mode = if sparse { GemmMode::Sparse } else { GemmMode::Dense };
     LayerTensors {
         ff: GemmPass {
             pass: Pass::Ff,
@@ -772,7 +864,7 @@ fn layer_tensors(b: &mut Builder, l: &Layer) -> LayerTensors {
             pass: Pass::Wu,
             mode: GemmMode::Dense,
             pt: kt_rows,
-            qt: cb,
+            qt: ct,
             groups: rg,
             a: xt,
             b: dy_wu,
@@ -813,7 +905,10 @@ fn weight_steps(
     let hw = ctx.hw;
     let (kp, lt) = (ctx.kp, ctx.lt);
     let sparse = ctx.layer.sparsity == Sparsity::Sparse;
-    let blocks = hw.padded(ctx.layer.cout) / hw.cols;
+    let blocks = ctx.layer.cout.div_ceil(hw.cols);
+    // wgt lines FF and BP read per block: the PRUNE outputs beyond them are all-padding groups.
+    let kg = ctx.layer.k.div_ceil(hw.m);
+    let cg = ctx.layer.cout.div_ceil(hw.m);
     let n_chunks = tiles.iter().map(|t| chunk_of(t.ct)).max().unwrap_or(0) + 1;
     // Per chunk: its blocks, where its first and last tiles are.
     let mut first_tile = vec![usize::MAX; n_chunks];
@@ -827,10 +922,18 @@ fn weight_steps(
             chunk_blocks[c].push(t.ct);
         }
     }
-    let room = if halves { hw.weight_lines / 2 } else { hw.weight_lines };
+    let room = if halves {
+        hw.lines(Buf::Master) / 2
+    } else {
+        hw.lines(Buf::Master)
+    };
     let mut bases = vec![0usize; n_chunks];
     for base in bases.iter_mut() {
-        *base = if halves { (*chunk_counter % 2) * room } else { 0 };
+        *base = if halves {
+            (*chunk_counter % 2) * room
+        } else {
+            0
+        };
         *chunk_counter += 1;
     }
     let slot_of = |c: usize, ct: usize| {
@@ -852,8 +955,14 @@ fn weight_steps(
             for &cb in &chunk_blocks[c] {
                 let at = slot_of(c, cb);
                 let from = (cb * kp) as u64;
-                instrs.push((load(Buf::Master, at, lt.w32.addr + from * lt.w32.beats, kp)?, Pass::Update));
-                instrs.push((load(Buf::Mask, at, lt.m_f.addr + from * lt.m_f.beats, kp)?, Pass::Update));
+                instrs.push((
+                    load(Buf::Master, at, lt.w32.addr + from * lt.w32.beats, kp)?,
+                    Pass::Update,
+                ));
+                instrs.push((
+                    load(Buf::Mask, at, lt.m_f.addr + from * lt.m_f.beats, kp)?,
+                    Pass::Update,
+                ));
             }
         }
         instrs.extend(t.instrs);
@@ -876,8 +985,14 @@ fn weight_steps(
             for &cb in &chunk_blocks[c] {
                 let at = slot_of(c, cb);
                 let to = (cb * kp) as u64;
-                instrs.push((store(Buf::Master, at, lt.w32_new.addr + to * lt.w32_new.beats, kp)?, Pass::Update));
-                instrs.push((store(Buf::W16, at, lt.w16_new.addr + to * lt.w16_new.beats, kp)?, Pass::Update));
+                instrs.push((
+                    store(Buf::Master, at, lt.w32_new.addr + to * lt.w32_new.beats, kp)?,
+                    Pass::Update,
+                ));
+                instrs.push((
+                    store(Buf::W16, at, lt.w16_new.addr + to * lt.w16_new.beats, kp)?,
+                    Pass::Update,
+                ));
                 if !sparse {
                     continue;
                 }
@@ -898,10 +1013,29 @@ fn weight_steps(
                         },
                         Pass::PruneF,
                     ));
-                    let wf = (cb * (kp / hw.m) + k0 / hw.m) as u64;
-                    instrs.push((store(Buf::Wgt, wgt_at, lt.w_f_new.addr + wf * lt.w_f_new.beats, n / hw.m)?, Pass::PruneF));
+                    let (g0, groups) = (k0 / hw.m, (n / hw.m).min(kg.saturating_sub(k0 / hw.m)));
+                    if groups > 0 {
+                        let wf = (cb * kg + g0) as u64;
+                        instrs.push((
+                            store(
+                                Buf::Wgt,
+                                wgt_at,
+                                lt.w_f_new.addr + wf * lt.w_f_new.beats,
+                                groups,
+                            )?,
+                            Pass::PruneF,
+                        ));
+                    }
                     let mf = (cb * kp + k0) as u64;
-                    instrs.push((store(Buf::Mask, at + k0, lt.m_f_new.addr + mf * lt.m_f_new.beats, n)?, Pass::PruneF));
+                    instrs.push((
+                        store(
+                            Buf::Mask,
+                            at + k0,
+                            lt.m_f_new.addr + mf * lt.m_f_new.beats,
+                            n,
+                        )?,
+                        Pass::PruneF,
+                    ));
                     k0 += n;
                 }
             }
@@ -912,8 +1046,7 @@ fn weight_steps(
         return Ok(steps);
     }
     let mut instrs = Vec::new();
-    let kblocks = kp / hw.cols;
-    let out_lines = blocks * hw.cols / hw.m;
+    let kblocks = ctx.layer.k.div_ceil(hw.cols);
     let mut prune_b = |instrs: &mut Vec<(Instr, Pass)>, w16_at: usize, stride: usize, kb: usize| {
         let wgt_at = sore_slot(sore_use);
         instrs.push((
@@ -929,8 +1062,16 @@ fn weight_steps(
             },
             Pass::PruneB,
         ));
-        let to = (kb * out_lines) as u64;
-        instrs.push((store(Buf::Wgt, wgt_at, lt.w_b_new.addr + to * lt.w_b_new.beats, out_lines)?, Pass::PruneB));
+        let to = (kb * cg) as u64;
+        instrs.push((
+            store(
+                Buf::Wgt,
+                wgt_at,
+                lt.w_b_new.addr + to * lt.w_b_new.beats,
+                cg,
+            )?,
+            Pass::PruneB,
+        ));
         Ok::<_, ScheduleError>(())
     };
     if n_chunks == 1 {
@@ -953,7 +1094,11 @@ fn weight_steps(
                 ),
             });
         }
-        let base = if halves { (*chunk_counter % 2) * room } else { 0 };
+        let base = if halves {
+            (*chunk_counter % 2) * room
+        } else {
+            0
+        };
         *chunk_counter += 1;
         for kb0 in (0..kblocks).step_by(per) {
             let nk = per.min(kblocks - kb0) * hw.cols;
@@ -961,8 +1106,14 @@ fn weight_steps(
             for cb in 0..blocks {
                 let from = (cb * kp + kb0 * hw.cols) as u64;
                 let at = base + cb * stride;
-                instrs.push((load(Buf::W16, at, lt.w16_new.addr + from * lt.w16_new.beats, nk)?, Pass::PruneB));
-                instrs.push((load(Buf::Mask, at, lt.m_f_new.addr + from * lt.m_f_new.beats, nk)?, Pass::PruneB));
+                instrs.push((
+                    load(Buf::W16, at, lt.w16_new.addr + from * lt.w16_new.beats, nk)?,
+                    Pass::PruneB,
+                ));
+                instrs.push((
+                    load(Buf::Mask, at, lt.m_f_new.addr + from * lt.m_f_new.beats, nk)?,
+                    Pass::PruneB,
+                ));
             }
             for kb in kb0..kb0 + nk / hw.cols {
                 prune_b(&mut instrs, base + (kb - kb0) * hw.cols, stride, kb)?;

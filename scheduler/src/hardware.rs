@@ -1,9 +1,12 @@
-//! What the scheduler needs to know about a SAT system: the array, the N:M, the buffer depths and
-//! the memory port (from a config's `[stce]`, `[train]` and `[system]`).
+//! What the scheduler needs to know about a SAT system: the array and its N:M (`[stce]`) and the
+//! buffers and memory port (`[system]`). Line widths, beats and padding come from
+//! `engines::sat::lines::Geometry`, the formats the harness packs the DRAM image with.
 
+use coforge_generator::config::{Config, SystemConfig};
+use coforge_generator::engines::sat::lines::Geometry;
 use serde::{Deserialize, Serialize};
 
-use crate::isa::Buf;
+use crate::isa::{Buf, GemmMode};
 
 /// The system parameters the scheduler tiles and estimates for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,74 +15,87 @@ pub struct Hardware {
     pub cols: usize,
     pub n: usize,
     pub m: usize,
-    pub act_lines: usize,
-    pub wgt_lines: usize,
-    pub out_lines: usize,
-    /// Depth of each of the master, w16 and mask buffers.
-    pub weight_lines: usize,
-    pub imem_depth: usize,
-    pub mem_bits: usize,
-    pub mem_latency: u64,
-    pub mem_bytes_per_cycle: u64,
-    /// Instructions the controller's FIFO of each engine holds.
-    pub fifo_depth: usize,
+    pub system: SystemConfig,
 }
 
 impl Hardware {
-    /// Bits of one index in a compressed group: ceil(log2 M), at least 1.
-    pub fn index_bits(&self) -> usize {
-        let mut bits = 1;
-        while (1usize << bits) < self.m {
-            bits += 1;
-        }
-        bits
+    /// The system of a config with `[stce]`, `[train]` and `[system]` (validated by the config).
+    pub fn from_config(cfg: &Config) -> Result<Hardware, String> {
+        let (Some(stce), Some(system)) = (&cfg.stce, &cfg.system) else {
+            return Err(
+                "the config has no [system] section; `coforge schedule` schedules a SAT \
+                        system top (an fp16 [stce], [train] and [system], as in \
+                        configs/sat-4x4-2of8.toml)"
+                    .to_string(),
+            );
+        };
+        Ok(Hardware {
+            rows: stce.rows as usize,
+            cols: stce.cols as usize,
+            n: stce.n as usize,
+            m: stce.m as usize,
+            system: system.clone(),
+        })
     }
 
-    /// Reduction elements per group: M in sparse mode, N in dense mode.
-    pub fn group(&self, sparse: bool) -> usize {
-        if sparse {
-            self.m
-        } else {
-            self.n
+    /// A `rows x cols` N:M system with `[system]`'s defaults, then `adjust` applied to them.
+    pub fn with_defaults(
+        rows: usize,
+        cols: usize,
+        n: usize,
+        m: usize,
+        adjust: impl FnOnce(&mut SystemConfig),
+    ) -> Hardware {
+        let mut system: SystemConfig =
+            toml::from_str("").expect("every [system] key has a default");
+        adjust(&mut system);
+        Hardware {
+            rows,
+            cols,
+            n,
+            m,
+            system,
         }
     }
 
-    /// Width of one line of a buffer in bits (SAT-CONTRACT section 2).
-    pub fn line_bits(&self, buf: Buf) -> usize {
-        match buf {
-            Buf::Act => self.rows * self.m * 16,
-            Buf::Wgt => self.cols * self.n * (16 + self.index_bits()),
-            Buf::Out | Buf::Master => self.cols * 32,
-            Buf::W16 => self.cols * 16,
-            Buf::Mask => self.cols,
+    /// The line-format geometry.
+    pub fn geometry(&self) -> Geometry {
+        Geometry {
+            rows: self.rows as u32,
+            cols: self.cols as u32,
+            n: self.n as u32,
+            m: self.m as u32,
+            mem_bits: self.system.mem_bits,
         }
     }
 
-    /// Memory beats per line of `buf` in the DRAM image (each line padded to whole beats).
+    /// Reduction elements per group in `mode`: M sparse, N dense.
+    pub fn group(&self, mode: GemmMode) -> usize {
+        match mode {
+            GemmMode::Sparse => self.m,
+            GemmMode::Dense => self.n,
+        }
+    }
+
+    /// Memory beats per line of `buf` in the DRAM image.
     pub fn beats_per_line(&self, buf: Buf) -> u64 {
-        self.line_bits(buf).div_ceil(self.mem_bits) as u64
+        u64::from(self.geometry().beats_per_line(buf))
     }
 
     /// Depth of a buffer.
     pub fn lines(&self, buf: Buf) -> usize {
-        match buf {
-            Buf::Act => self.act_lines,
-            Buf::Wgt => self.wgt_lines,
-            Buf::Out => self.out_lines,
-            Buf::Master | Buf::W16 | Buf::Mask => self.weight_lines,
-        }
+        let s = &self.system;
+        (match buf {
+            Buf::Act => s.act_lines,
+            Buf::Wgt => s.wgt_lines,
+            Buf::Out => s.out_lines,
+            Buf::Master | Buf::W16 | Buf::Mask => s.weight_lines,
+        }) as usize
     }
 
-    /// `len` padded to a multiple of M and of `cols` (the layout of master/w16/mask lines).
-    pub fn padded(&self, len: usize) -> usize {
-        len.next_multiple_of(lcm(self.m, self.cols))
+    /// Kp: `k` padded to a multiple of M and of `cols` (the lines of one output-channel block in
+    /// the master, w16 and mask formats).
+    pub fn padded(&self, k: usize) -> usize {
+        self.geometry().k_padded(k)
     }
-}
-
-fn lcm(a: usize, b: usize) -> usize {
-    let (mut x, mut y) = (a, b);
-    while y != 0 {
-        (x, y) = (y, x % y);
-    }
-    a / x * b
 }

@@ -20,12 +20,14 @@ pub mod access;
 pub mod build;
 pub mod estimate;
 pub mod hardware;
-pub mod isa;
 pub mod network;
 pub mod report;
 pub mod tiling;
 pub mod tokens;
 pub mod validate;
+
+/// The instruction set (`engines::sat::isa`), re-exported for the scheduler's users.
+pub use coforge_generator::engines::sat::isa;
 
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +131,51 @@ pub fn schedule(net: &Network, hw: &Hardware, opts: Options) -> Result<Schedule,
         memory_map: built.memory_map,
         tilings: built.tilings,
     })
+}
+
+/// Why a network file and a config give no schedule.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error("config `{path}`: {message}")]
+    Config { path: String, message: String },
+    #[error("network `{path}` on config `{config}`: {source}")]
+    Schedule {
+        path: String,
+        config: String,
+        source: ScheduleError,
+    },
+}
+
+/// The schedule of one training step of the network file `net` on the system of `cfg` (read
+/// from `config_path`, named in errors): what `coforge schedule` writes and what the system
+/// harness runs for `coforge train --net`. The schedule has passed [`validate`].
+pub fn schedule_network(
+    net: &std::path::Path,
+    cfg: &coforge_generator::config::Config,
+    config_path: &std::path::Path,
+    opts: Options,
+) -> Result<Schedule, Error> {
+    let hw = Hardware::from_config(cfg).map_err(|message| Error::Config {
+        path: config_path.display().to_string(),
+        message,
+    })?;
+    let network = Network::load(net, EnginePattern { n: hw.n, m: hw.m })?;
+    let s = schedule(&network, &hw, opts).map_err(|source| Error::Schedule {
+        path: net.display().to_string(),
+        config: config_path.display().to_string(),
+        source,
+    })?;
+    validate(&s).map_err(|e| Error::Schedule {
+        path: net.display().to_string(),
+        config: config_path.display().to_string(),
+        source: ScheduleError {
+            layer: None,
+            message: format!("internal error, the scheduler built an invalid program: {e}"),
+        },
+    })?;
+    Ok(s)
 }
 
 /// The static dependency check of a schedule's program (see [`validate`]): every buffer read is

@@ -180,8 +180,8 @@ impl Network {
             layer,
             message,
         };
-        let file: NetworkFile =
-            toml::from_str(text).map_err(|e| fail(None, format!("not a valid network file: {e}")))?;
+        let file: NetworkFile = toml::from_str(text)
+            .map_err(|e| fail(None, format!("not a valid network file: {e}")))?;
         if file.batch == 0 {
             return Err(fail(None, "`batch` = 0; use a batch of at least 1".into()));
         }
@@ -197,10 +197,13 @@ impl Network {
         for (i, l) in file.layer.iter().enumerate() {
             let name = l.name.clone().unwrap_or_else(|| format!("layer{i}"));
             let at = Some((i, name.clone()));
-            let layer = lower(l, file.batch, name, default, engine)
-                .map_err(|m| fail(at.clone(), m))?;
+            let layer =
+                lower(l, file.batch, name, default, engine).map_err(|m| fail(at.clone(), m))?;
             if layers.iter().any(|p: &Layer| p.name == layer.name) {
-                return Err(fail(at, "two layers have this name; give each a unique `name`".into()));
+                return Err(fail(
+                    at,
+                    "two layers have this name; give each a unique `name`".into(),
+                ));
             }
             layers.push(layer);
         }
@@ -232,9 +235,12 @@ fn parse_nm(text: &str, engine: EnginePattern) -> Result<Sparsity, String> {
         "sparse" => return Ok(Sparsity::Sparse),
         _ => {}
     }
-    let nm = text
-        .split_once(':')
-        .and_then(|(n, m)| Some((n.trim().parse::<usize>().ok()?, m.trim().parse::<usize>().ok()?)));
+    let nm = text.split_once(':').and_then(|(n, m)| {
+        Some((
+            n.trim().parse::<usize>().ok()?,
+            m.trim().parse::<usize>().ok()?,
+        ))
+    });
     let Some((n, m)) = nm else {
         return Err(format!(
             "`{text}` is not a pattern; use \"dense\", \"sparse\" (the engine's {}:{}) or \"N:M\"",
@@ -279,7 +285,10 @@ fn lower(
     ];
     let (needed, optional): (&[&str], &[&str]) = match l.kind.as_str() {
         "linear" => (&["in", "out"], &[]),
-        "conv" => (&["cin", "cout", "kh", "kw", "h", "w"], &["stride", "padding"]),
+        "conv" => (
+            &["cin", "cout", "kh", "kw", "h", "w"],
+            &["stride", "padding"],
+        ),
         other => {
             return Err(format!(
                 "unknown layer kind `{other}`; use \"linear\" (in, out) or \"conv\" (cin, cout, \
@@ -306,7 +315,12 @@ fn lower(
             _ => {}
         }
     }
-    let get = |key: &str| present.iter().find(|(k, _)| *k == key).and_then(|(_, v)| *v);
+    let get = |key: &str| {
+        present
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| *v)
+    };
     let (kind, r, k, cout) = if l.kind == "linear" {
         let (inputs, outputs) = (get("in").unwrap_or(0), get("out").unwrap_or(0));
         (

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::build::Pass;
-use crate::estimate::{cost, engine_index};
+use crate::estimate::cost;
 use crate::isa::{Engine, Instr};
 use crate::network::Sparsity;
 use crate::Schedule;
@@ -57,7 +57,7 @@ pub fn pass_reports(s: &Schedule) -> Vec<PassReport> {
             let busy: u64 = entries
                 .iter()
                 .filter(|e| e.engine != Some(Engine::Dma))
-                .map(|e| cost(&e.instr, hw).busy)
+                .map(|e| cost(&e.instr, hw))
                 .sum();
             let dram_beats = entries
                 .iter()
@@ -79,7 +79,8 @@ pub fn pass_reports(s: &Schedule) -> Vec<PassReport> {
                 dram_beats,
                 macs_dense_equivalent: if gemm { dense } else { 0 },
                 macs_effective,
-                utilization: (gemm && busy > 0).then(|| macs_effective as f64 / (busy as f64 * slots)),
+                utilization: (gemm && busy > 0)
+                    .then(|| macs_effective as f64 / (busy as f64 * slots)),
             });
         }
     }
@@ -198,7 +199,6 @@ pub fn gantt_svg(s: &Schedule) -> String {
             }
         }
         flush(&mut svg, bar);
-        let _ = engine_index(*engine);
     }
     let axis = TOP + LANE * lanes.len() as f64 + 4.0;
     for i in 0..=4 {

@@ -10,7 +10,10 @@
 //! - every read is of a line that an earlier instruction wrote, and that write is before it;
 //! - every write comes after the last write of the line and after every read of that write's
 //!   value (no write-after-read overwrite while a reader may still need the line);
-//! - every access is inside the buffer; every wait has an earlier signal to grant it.
+//! - every access is inside the buffer; every wait has an earlier signal to grant it;
+//! - a buffer's read port, and its write port, are used by one engine at a time: each use is
+//!   ordered after the previous uses of that port by other engines (`engines::sat`, "One reader
+//!   and one writer per buffer at a time").
 //!
 //! The ordering relation is kept as a vector clock per instruction (for each engine, how many of
 //! its instructions are before this one), so the check is linear in the program's accesses.
@@ -156,25 +159,55 @@ pub fn validate_program(program: &[Instr], hw: &Hardware) -> Result<(), Validate
         writer: NONE,
         readers: [NONE; 4],
     };
-    let mut lines: Vec<Vec<LineState>> = Buf::ALL.iter().map(|&b| vec![fresh; hw.lines(b)]).collect();
+    let mut lines: Vec<Vec<LineState>> =
+        Buf::ALL.iter().map(|&b| vec![fresh; hw.lines(b)]).collect();
     let buf_index = |b: Buf| Buf::ALL.iter().position(|&x| x == b).unwrap_or(0);
     let range = |i: usize, l: &Lines| {
         let depth = hw.lines(l.buf);
         if l.start + l.lines > depth {
             Err(fail(
                 i,
-                format!("it accesses {l}, beyond the {}-line {} buffer", depth, l.buf.name()),
+                format!(
+                    "it accesses {l}, beyond the {}-line {} buffer",
+                    depth,
+                    l.buf.name()
+                ),
             ))
         } else {
             Ok(l.start..l.start + l.lines)
         }
     };
+    let mut ports = vec![[[NONE; 4]; 2]; Buf::ALL.len()];
     for (i, instr) in program.iter().enumerate() {
         let Some(e) = engine(i) else { continue };
         if token_error.as_ref().is_some_and(|t| t.index < i) {
             break;
         }
         let acc = accesses(instr, hw);
+        // A buffer's read port, and its write port, serve one engine at a time.
+        for (port, spans) in [&acc.reads, &acc.writes].into_iter().enumerate() {
+            for span in spans {
+                let users = &mut ports[buf_index(span.buf)][port];
+                for (other, &u) in users.iter().enumerate() {
+                    if other != e && u != NONE && !before(u, i) {
+                        return Err(fail(
+                            i,
+                            format!(
+                                "it {} the {} buffer while instruction {u} ({}) may still {} it: \
+                                 a buffer's {} port serves one engine at a time, so {u} must \
+                                 signal a token this instruction waits on",
+                                ["reads", "writes"][port],
+                                span.buf.name(),
+                                describe(&program[u]),
+                                ["read", "write"][port],
+                                ["read", "write"][port],
+                            ),
+                        ));
+                    }
+                }
+                users[e] = i;
+            }
+        }
         for r in &acc.reads {
             let b = buf_index(r.buf);
             for line in range(i, r)? {

@@ -10,25 +10,13 @@ use coforge_scheduler::{
 };
 
 fn hw(rows: usize, cols: usize, n: usize, m: usize) -> Hardware {
-    Hardware {
-        rows,
-        cols,
-        n,
-        m,
-        act_lines: 1024,
-        wgt_lines: 1024,
-        out_lines: 512,
-        weight_lines: 1024,
-        imem_depth: 1024,
-        mem_bits: 512,
-        mem_latency: 32,
-        mem_bytes_per_cycle: 64,
-        fifo_depth: 8,
-    }
+    Hardware::with_defaults(rows, cols, n, m, |_| {})
 }
 
 fn network(file: &str, hw: &Hardware) -> Network {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../networks").join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../networks")
+        .join(file);
     Network::load(&path, EnginePattern { n: hw.n, m: hw.m }).unwrap()
 }
 
@@ -45,7 +33,11 @@ fn shipped_small_networks_validate() {
         validate(&s).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(matches!(s.instructions.last().unwrap().instr, Instr::End));
         assert!(s.step_cycles_estimated > 0);
-        eprintln!("{file}: {} instructions, {} cycles", s.instructions.len(), s.step_cycles_estimated);
+        eprintln!(
+            "{file}: {} instructions, {} cycles",
+            s.instructions.len(),
+            s.step_cycles_estimated
+        );
     }
 }
 
@@ -54,7 +46,10 @@ fn resnet_macs_match_the_published_figures() {
     let hw = hw(16, 16, 2, 8);
     // Per 224 x 224 image, forward: ResNet-18 1.82 G, ResNet-50 4.1 G multiply-accumulates
     // (convs and fc; torchvision's model cards say 1.81 and 4.09 GFLOPS counted as MACs).
-    for (file, low, high) in [("resnet18.toml", 1.80e9, 1.83e9), ("resnet50.toml", 4.05e9, 4.15e9)] {
+    for (file, low, high) in [
+        ("resnet18.toml", 1.80e9, 1.83e9),
+        ("resnet50.toml", 4.05e9, 4.15e9),
+    ] {
         let net = network(file, &hw);
         let per_image = net.forward_macs() as f64 / net.batch as f64;
         assert!((low..high).contains(&per_image), "{file}: {per_image}");
@@ -65,7 +60,10 @@ fn resnet_macs_match_the_published_figures() {
 fn schedules_are_deterministic() {
     let (a, _) = small("small-cnn-ci.toml");
     let (b, _) = small("small-cnn-ci.toml");
-    assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
     assert_eq!(report::gantt_svg(&a), report::gantt_svg(&b));
     assert_eq!(report::layers_csv(&a), report::layers_csv(&b));
     // And the JSON reads back to the same schedule.
@@ -89,7 +87,10 @@ fn a_gemm_that_reads_before_its_load_is_rejected() {
     // Take the matching signals away too, so that the tokens still pair.
     let err = validate(&s).unwrap_err();
     assert_eq!(err.index, at, "{err}");
-    assert!(err.to_string().contains("not ordered before it") || err.to_string().contains("token"), "{err}");
+    assert!(
+        err.to_string().contains("not ordered before it") || err.to_string().contains("token"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -103,7 +104,10 @@ fn a_gemm_moved_before_its_load_is_rejected_in_json() {
     let edited: Schedule = serde_json::from_value(json).unwrap();
     let err = validate(&edited).unwrap_err();
     assert_eq!(err.index, 0, "{err}");
-    assert!(err.to_string().contains("no earlier instruction writes"), "{err}");
+    assert!(
+        err.to_string().contains("no earlier instruction writes"),
+        "{err}"
+    );
 }
 
 fn tokens(from: Engine, to: Engine) -> u16 {
@@ -120,7 +124,10 @@ fn reload_program(gemm_signals: bool, reload_waits: bool) -> Vec<Instr> {
         wait,
         signal,
     };
-    let (d2s, s2d) = (tokens(Engine::Dma, Engine::Stce), tokens(Engine::Stce, Engine::Dma));
+    let (d2s, s2d) = (
+        tokens(Engine::Dma, Engine::Stce),
+        tokens(Engine::Stce, Engine::Dma),
+    );
     vec![
         load(Buf::Act, 0, 0),
         load(Buf::Wgt, 0, d2s),
