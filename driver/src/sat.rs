@@ -454,3 +454,126 @@ pub fn gemm_program(
     program.push(Instr::End);
     Ok((program, regions))
 }
+
+/// The three GEMMs of a BDWP step of a linear layer as the system runs them (FF and BP sparse,
+/// WU dense and transposed), with their results.
+#[derive(Clone, Debug)]
+pub struct LinearGemms {
+    /// `Y = X . W_F^T` (B x Cout).
+    pub y: ndarray::Array2<f32>,
+    /// `dX = dY . W_B` (B x Cin).
+    pub dx: ndarray::Array2<f32>,
+    /// `dW = dY^T . X` (Cout x Cin), read back from the system's `dW^T` lines.
+    pub dw: ndarray::Array2<f32>,
+    pub stats: RunStats,
+}
+
+/// A weight operand compressed along K as the system runs it: the hardware's N:M in sparse
+/// mode, or (N = M, dense training) the expanded matrix in dense mode.
+fn weight_operand(
+    geo: &Geometry,
+    c: &sparse_kernels::nm::Compressed<half::f16>,
+) -> Result<(GemmMode, Lines), DriverError> {
+    let (k, cols) = c.dense_dim();
+    let (n, m) = (c.pattern.n(), c.pattern.m());
+    if c.pattern.is_dense() {
+        let dense = sparse_kernels::nm::expand(c);
+        return Ok((
+            GemmMode::Dense,
+            geo.pack_wgt_dense(&bits16(dense.view()), k, cols),
+        ));
+    }
+    if (n, m) != (geo.n as usize, geo.m as usize) {
+        return Err(DriverError::Unsupported(format!(
+            "the system's STCE runs {}:{}, not {n}:{m}; use that pattern or N = M (dense)",
+            geo.n, geo.m
+        )));
+    }
+    let values: Vec<u16> = c.values.iter().map(|v| v.to_bits()).collect();
+    let indices: Vec<u8> = c.indices.iter().copied().collect();
+    Ok((
+        GemmMode::Sparse,
+        geo.pack_wgt_sparse(&values, &indices, k, cols),
+    ))
+}
+
+fn bits16(a: ndarray::ArrayView2<half::f16>) -> Vec<u16> {
+    a.iter().map(|v| v.to_bits()).collect()
+}
+
+impl SatSystem {
+    /// Runs FF, BP and WU of one linear layer's step on the system top, in one program:
+    /// `x` (B x Cin), `dy` (B x Cout), and the compressed weight operands (`ff`: W_F^T along Cin,
+    /// `bp`: W_B along Cout, as `sparse_kernels::bdwp::{ff_operand, bp_operand}` make them).
+    /// Operands of the hardware's N:M run in sparse mode; N = M operands (dense training) run in
+    /// dense mode on the same hardware.
+    pub fn linear_gemms(
+        &mut self,
+        x: ndarray::ArrayView2<half::f16>,
+        dy: ndarray::ArrayView2<half::f16>,
+        ff: &sparse_kernels::nm::Compressed<half::f16>,
+        bp: &sparse_kernels::nm::Compressed<half::f16>,
+        timing: MemoryTiming,
+    ) -> Result<LinearGemms, DriverError> {
+        let geo = self.geo;
+        let ((b, cin), (db, cout)) = (x.dim(), dy.dim());
+        if db != b || ff.dense_dim() != (cin, cout) || bp.dense_dim() != (cout, cin) {
+            return Err(DriverError::Shape(format!(
+                "x is {b} x {cin}, dy {db} x {cout}, the FF operand {:?} and the BP operand {:?} \
+                 (expected {cin} x {cout} and {cout} x {cin})",
+                ff.dense_dim(),
+                bp.dense_dim()
+            )));
+        }
+        let xt = x.t().as_standard_layout().to_owned();
+        let (ff_mode, ff_lines) = weight_operand(&geo, ff)?;
+        let (bp_mode, bp_lines) = weight_operand(&geo, bp)?;
+        let jobs = [
+            GemmJob {
+                mode: ff_mode,
+                r: b,
+                k: cin,
+                c: cout,
+                act: geo.pack_act(&bits16(x), b, cin, ff_mode),
+                wgt: ff_lines,
+            },
+            GemmJob {
+                mode: bp_mode,
+                r: b,
+                k: cout,
+                c: cin,
+                act: geo.pack_act(&bits16(dy), b, cout, bp_mode),
+                wgt: bp_lines,
+            },
+            GemmJob {
+                mode: GemmMode::Dense,
+                r: cin,
+                k: b,
+                c: cout,
+                act: geo.pack_act(&bits16(xt.view()), cin, b, GemmMode::Dense),
+                wgt: geo.pack_wgt_dense(&bits16(dy), b, cout),
+            },
+        ];
+        let mut dram = DramImage::new(&geo);
+        let sys = self.sys.clone();
+        let (program, regions) = gemm_program(&geo, &sys, &jobs, &mut dram)?;
+        // lr and lambda feed nothing until UPDATE is in the RTL.
+        let stats = self.run(&program, &mut dram, timing, 0.0, 0.0, 50_000_000)?;
+        let result = |j: usize| {
+            let job = &jobs[j];
+            let lines = dram.lines(&geo, regions[j].dram_addr, regions[j].lines, Buf::Out);
+            let v: Vec<f32> = geo
+                .unpack_out(&lines, job.r, job.c)
+                .into_iter()
+                .map(f32::from_bits)
+                .collect();
+            ndarray::Array2::from_shape_vec((job.r, job.c), v).expect("unpack_out gives r x c")
+        };
+        Ok(LinearGemms {
+            y: result(0),
+            dx: result(1),
+            dw: result(2).t().as_standard_layout().to_owned(),
+            stats,
+        })
+    }
+}

@@ -47,7 +47,7 @@ fn system_buffers_are_block_ram() {
     let cfg = Config::from_toml(
         "[stce]\nrows = 1\ncols = 1\ndtype = \"fp16\"\nn = 1\nm = 4\n[train]\nsore_lanes = 1\n\
          wuve_lanes = 1\n[system]\nmem_bits = 64\nact_lines = 1024\nwgt_lines = 1024\n\
-         out_lines = 1024\nweight_lines = 1024\nimem_depth = 256\n",
+         out_lines = 1024\nweight_lines = 1024\nimem_depth = 256\nmem_bytes_per_cycle = 8\n",
         "1x1 system",
     )
     .unwrap();
@@ -66,29 +66,13 @@ fn system_buffers_are_block_ram() {
     );
 }
 
-use coforge_driver::sat::{gemm_program, DramImage, GemmJob, RunStats, SatSystem};
-use coforge_generator::engines::sat::isa::{Buf, GemmMode};
-use coforge_generator::engines::sat::lines::Geometry;
+use coforge_driver::sat::{RunStats, SatSystem};
 use coforge_sim::MemoryTiming;
 use coforge_testbenches::{adversarial_f16, random_f16};
 use half::f16;
 use ndarray::{Array2, ArrayView2};
 use sparse_kernels::bdwp::{self, BdwpConfig};
-use sparse_kernels::nm::{Compressed, NmPattern};
-
-fn bits16(a: ArrayView2<f16>) -> Vec<u16> {
-    a.iter().map(|v| v.to_bits()).collect()
-}
-
-fn sparse_operand(
-    geo: &Geometry,
-    c: &Compressed<f16>,
-) -> coforge_generator::engines::sat::lines::Lines {
-    let (k, cols) = c.dense_dim();
-    let values: Vec<u16> = c.values.iter().map(|v| v.to_bits()).collect();
-    let indices: Vec<u8> = c.indices.iter().copied().collect();
-    geo.pack_wgt_sparse(&values, &indices, k, cols)
-}
+use sparse_kernels::nm::NmPattern;
 
 /// FF, BP and WU of one BDWP step of a linear layer on the system top, compared bit for bit
 /// with `sparse_kernels::bdwp::train_step`. Returns the measured figures.
@@ -97,72 +81,31 @@ fn linear_step_on_system(
     x: &Array2<f16>,
     w32: &Array2<f32>,
     dy: &Array2<f16>,
+    pattern: NmPattern,
     timing: MemoryTiming,
 ) -> RunStats {
-    let geo = system.geo;
-    let sys = system.sys.clone();
-    let (b, cin) = x.dim();
-    let cout = w32.dim().0;
-    let cfg = BdwpConfig::new(
-        NmPattern::new(geo.n as usize, geo.m as usize).unwrap(),
-        0.01,
-    );
+    let cfg = BdwpConfig::new(pattern, 0.01);
     let golden = bdwp::train_step(x.view(), w32.view(), dy.view(), &cfg).unwrap();
     let ff = bdwp::ff_operand(&golden.used, &cfg).unwrap();
     let bp = bdwp::bp_operand(&golden.used, &cfg).unwrap();
-    let xt = x.t().as_standard_layout().to_owned();
-    let jobs = [
-        GemmJob {
-            mode: GemmMode::Sparse,
-            r: b,
-            k: cin,
-            c: cout,
-            act: geo.pack_act(&bits16(x.view()), b, cin, GemmMode::Sparse),
-            wgt: sparse_operand(&geo, &ff),
-        },
-        GemmJob {
-            mode: GemmMode::Sparse,
-            r: b,
-            k: cout,
-            c: cin,
-            act: geo.pack_act(&bits16(dy.view()), b, cout, GemmMode::Sparse),
-            wgt: sparse_operand(&geo, &bp),
-        },
-        GemmJob {
-            mode: GemmMode::Dense,
-            r: cin,
-            k: b,
-            c: cout,
-            act: geo.pack_act(&bits16(xt.view()), cin, b, GemmMode::Dense),
-            wgt: geo.pack_wgt_dense(&bits16(dy.view()), b, cout),
-        },
-    ];
-    let mut dram = DramImage::new(&geo);
-    let (program, regions) = gemm_program(&geo, &sys, &jobs, &mut dram).unwrap();
-    let stats = system
-        .run(&program, &mut dram, timing, cfg.lr, cfg.lambda, 1_000_000)
+    let got = system
+        .linear_gemms(x.view(), dy.view(), &ff, &bp, timing)
         .unwrap();
-    let result = |j: usize| {
-        let job = &jobs[j];
-        let lines = dram.lines(&geo, regions[j].dram_addr, regions[j].lines, Buf::Out);
-        geo.unpack_out(&lines, job.r, job.c)
-    };
-    let f32_bits = |a: ArrayView2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+    let bits = |a: ArrayView2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
     for (name, got, want) in [
-        ("y", result(0), f32_bits(golden.y.view())),
-        ("dx", result(1), f32_bits(golden.dx.view())),
-        ("dw^T", result(2), f32_bits(golden.dw.t())),
+        ("y", bits(got.y.view()), bits(golden.y.view())),
+        ("dx", bits(got.dx.view()), bits(golden.dx.view())),
+        ("dw", bits(got.dw.view()), bits(golden.dw.view())),
     ] {
-        let diff = got.iter().zip(&want).position(|(g, w)| g != w);
-        assert!(
-            diff.is_none(),
-            "{name}: first mismatch at flat index {:?}: rtl {:#010x}, golden {:#010x}",
-            diff,
-            got[diff.unwrap()],
-            want[diff.unwrap()]
-        );
+        assert_eq!(got.len(), want.len(), "{name}");
+        if let Some(i) = got.iter().zip(&want).position(|(g, w)| g != w) {
+            panic!(
+                "{name}: first mismatch at flat index {i}: rtl {:#010x}, golden {:#010x}",
+                got[i], want[i]
+            );
+        }
     }
-    stats
+    got.stats
 }
 
 fn random_w32(cout: usize, cin: usize, seed: u64) -> Array2<f32> {
@@ -179,7 +122,8 @@ fn linear_step_gemms_are_bit_exact_and_cycles_are_measured() {
     let x = random_f16(5, 16, 1);
     let dy = adversarial_f16(5, 8, 2);
     let w32 = random_w32(8, 16, 3);
-    let stats = linear_step_on_system(&mut system, &x, &w32, &dy, timing);
+    let pattern = NmPattern::new(2, 8).unwrap();
+    let stats = linear_step_on_system(&mut system, &x, &w32, &dy, pattern, timing);
     eprintln!("{stats:?}");
     // The two observations of the run agree, every engine did work, and the serial estimate
     // bounds the run (engines overlap, so measured <= serial).
@@ -194,8 +138,58 @@ fn linear_step_gemms_are_bit_exact_and_cycles_are_measured() {
         seed: 9,
         ..timing
     };
-    let slow = linear_step_on_system(&mut system, &x, &w32, &dy, noisy);
+    let slow = linear_step_on_system(&mut system, &x, &w32, &dy, pattern, noisy);
     eprintln!("{slow:?}");
     assert!(slow.cycles > stats.cycles, "{slow:?} vs {stats:?}");
     assert_eq!(slow.busy["stce"], stats.busy["stce"]);
+
+    // Dense training (N = M) on the same hardware: FF and BP in dense mode, more STCE cycles.
+    let dense = linear_step_on_system(
+        &mut system,
+        &x,
+        &w32,
+        &dy,
+        NmPattern::new(8, 8).unwrap(),
+        timing,
+    );
+    eprintln!("dense: {dense:?}");
+    assert!(
+        dense.busy["stce"] > stats.busy["stce"],
+        "{dense:?} vs {stats:?}"
+    );
+}
+
+#[test]
+fn im2col_conv_step_gemms_are_bit_exact() {
+    // A 3x3 conv, Cin = 2 (K = Cin*Kh*Kw = 18 -> padded by the host to 24, a multiple of M),
+    // Cout = 8, on a 3x3 image with padding 1: R = B*Ho*Wo = 9 rows (not a multiple of 4).
+    let cfg = shipped();
+    let mut system = SatSystem::new(&cfg).unwrap();
+    let sys = cfg.system.clone().unwrap();
+    let timing = MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle);
+    let (cin, cout, h, w, kk) = (2usize, 8usize, 3usize, 3usize, 24usize);
+    let img = random_f16(h * w, cin, 21);
+    // im2col in channel-major order (c, ky, kx), zero rows past K = 18.
+    let mut x = Array2::from_elem((h * w, kk), f16::ZERO);
+    for oy in 0..h {
+        for ox in 0..w {
+            for c in 0..cin {
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        let (iy, ix) =
+                            (oy as isize + ky as isize - 1, ox as isize + kx as isize - 1);
+                        if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                            x[[oy * w + ox, c * 9 + ky * 3 + kx]] =
+                                img[[iy as usize * w + ix as usize, c]];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let dy = random_f16(h * w, cout, 22);
+    let w32 = random_w32(cout, kk, 23);
+    for pattern in [NmPattern::new(2, 8).unwrap(), NmPattern::new(8, 8).unwrap()] {
+        linear_step_on_system(&mut system, &x, &w32, &dy, pattern, timing);
+    }
 }
