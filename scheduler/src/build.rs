@@ -265,11 +265,19 @@ struct Rooms {
     out: Span,
 }
 
-/// A GEMM operand in DRAM: panel `t`, group `g` is line `t * groups + g` from `addr`.
+/// A tensor in DRAM: `beats` per line from beat `addr` (a GEMM operand's panel `t`, group `g`
+/// is line `t * groups + g`).
 #[derive(Clone, Copy, Debug)]
 struct Operand {
     addr: u64,
     beats: u64,
+}
+
+impl Operand {
+    /// The first beat of line `line`.
+    fn line(&self, line: u64) -> u64 {
+        self.addr + line * self.beats
+    }
 }
 
 /// One GEMM pass of one layer.
@@ -419,7 +427,7 @@ impl Builder<'_> {
                 signal: 0,
             };
         let finish = |rt: usize, ct: usize, out: usize, mut instrs: Vec<(Instr, Pass)>| {
-            let to = g.out.addr + ((rt * g.qt + ct) * hw.rows) as u64 * g.out.beats;
+            let to = g.out.line(((rt * g.qt + ct) * hw.rows) as u64);
             instrs.push((Self::store(Buf::Out, out, to, hw.rows)?, g.pass));
             Ok::<_, ScheduleError>(TileStep {
                 ct,
@@ -429,57 +437,35 @@ impl Builder<'_> {
             })
         };
         match t.order {
-            Order::AStationary => {
+            Order::AStationary | Order::BStationary => {
+                // A block of the stationary operand's panels stays in one half of its buffer
+                // while every panel of the other operand streams past it, double buffered.
+                let a_stays = t.order == Order::AStationary;
+                let a = (Buf::Act, room.act, g.a, g.pt);
+                let b = (Buf::Wgt, room.wgt, g.b, g.qt);
+                let (stay, flow) = if a_stays { (a, b) } else { (b, a) };
                 let mut streamed = 0usize;
-                for (half, rb) in (0..g.pt).step_by(t.block).enumerate() {
-                    let rts: Vec<usize> = (rb..(rb + t.block).min(g.pt)).collect();
-                    for ct in 0..g.qt {
-                        let b_at = room.wgt.base + (streamed % 2) * groups;
+                for (half, first) in (0..stay.3).step_by(t.block).enumerate() {
+                    let block: Vec<usize> = (first..(first + t.block).min(stay.3)).collect();
+                    for f in 0..flow.3 {
+                        let f_at = flow.1.base + (streamed % 2) * groups;
                         streamed += 1;
-                        for (j, &rt) in rts.iter().enumerate() {
+                        for (j, &st) in block.iter().enumerate() {
                             let mut instrs = Vec::new();
                             if j == 0 {
-                                instrs.push((
-                                    Self::load(Buf::Wgt, b_at, panel(g.b, ct, 0), groups)?,
-                                    g.pass,
-                                ));
+                                let load = Self::load(flow.0, f_at, panel(flow.2, f, 0), groups)?;
+                                instrs.push((load, g.pass));
                             }
-                            let a_at = room.act.base + (half % 2) * t.block * groups + j * groups;
-                            if ct == 0 {
-                                instrs.push((
-                                    Self::load(Buf::Act, a_at, panel(g.a, rt, 0), groups)?,
-                                    g.pass,
-                                ));
+                            let s_at = stay.1.base + (half % 2) * t.block * groups + j * groups;
+                            if f == 0 {
+                                let load = Self::load(stay.0, s_at, panel(stay.2, st, 0), groups)?;
+                                instrs.push((load, g.pass));
                             }
-                            let out = next_out();
-                            instrs.push((gemm(a_at, b_at, groups, out, true, true), g.pass));
-                            steps.push(finish(rt, ct, out, instrs)?);
-                        }
-                    }
-                }
-            }
-            Order::BStationary => {
-                let mut streamed = 0usize;
-                for (half, cb) in (0..g.qt).step_by(t.block).enumerate() {
-                    let cts: Vec<usize> = (cb..(cb + t.block).min(g.qt)).collect();
-                    for rt in 0..g.pt {
-                        let a_at = room.act.base + (streamed % 2) * groups;
-                        streamed += 1;
-                        for (j, &ct) in cts.iter().enumerate() {
-                            let mut instrs = Vec::new();
-                            if j == 0 {
-                                instrs.push((
-                                    Self::load(Buf::Act, a_at, panel(g.a, rt, 0), groups)?,
-                                    g.pass,
-                                ));
-                            }
-                            let b_at = room.wgt.base + (half % 2) * t.block * groups + j * groups;
-                            if rt == 0 {
-                                instrs.push((
-                                    Self::load(Buf::Wgt, b_at, panel(g.b, ct, 0), groups)?,
-                                    g.pass,
-                                ));
-                            }
+                            let (a_at, b_at, rt, ct) = if a_stays {
+                                (s_at, f_at, st, f)
+                            } else {
+                                (f_at, s_at, f, st)
+                            };
                             let out = next_out();
                             instrs.push((gemm(a_at, b_at, groups, out, true, true), g.pass));
                             steps.push(finish(rt, ct, out, instrs)?);
@@ -955,14 +941,9 @@ fn weight_steps(
             for &cb in &chunk_blocks[c] {
                 let at = slot_of(c, cb);
                 let from = (cb * kp) as u64;
-                instrs.push((
-                    load(Buf::Master, at, lt.w32.addr + from * lt.w32.beats, kp)?,
-                    Pass::Update,
-                ));
-                instrs.push((
-                    load(Buf::Mask, at, lt.m_f.addr + from * lt.m_f.beats, kp)?,
-                    Pass::Update,
-                ));
+                for (buf, tensor) in [(Buf::Master, lt.w32), (Buf::Mask, lt.m_f)] {
+                    instrs.push((load(buf, at, tensor.line(from), kp)?, Pass::Update));
+                }
             }
         }
         instrs.extend(t.instrs);
@@ -985,14 +966,9 @@ fn weight_steps(
             for &cb in &chunk_blocks[c] {
                 let at = slot_of(c, cb);
                 let to = (cb * kp) as u64;
-                instrs.push((
-                    store(Buf::Master, at, lt.w32_new.addr + to * lt.w32_new.beats, kp)?,
-                    Pass::Update,
-                ));
-                instrs.push((
-                    store(Buf::W16, at, lt.w16_new.addr + to * lt.w16_new.beats, kp)?,
-                    Pass::Update,
-                ));
+                for (buf, tensor) in [(Buf::Master, lt.w32_new), (Buf::W16, lt.w16_new)] {
+                    instrs.push((store(buf, at, tensor.line(to), kp)?, Pass::Update));
+                }
                 if !sparse {
                     continue;
                 }
@@ -1017,23 +993,13 @@ fn weight_steps(
                     if groups > 0 {
                         let wf = (cb * kg + g0) as u64;
                         instrs.push((
-                            store(
-                                Buf::Wgt,
-                                wgt_at,
-                                lt.w_f_new.addr + wf * lt.w_f_new.beats,
-                                groups,
-                            )?,
+                            store(Buf::Wgt, wgt_at, lt.w_f_new.line(wf), groups)?,
                             Pass::PruneF,
                         ));
                     }
                     let mf = (cb * kp + k0) as u64;
                     instrs.push((
-                        store(
-                            Buf::Mask,
-                            at + k0,
-                            lt.m_f_new.addr + mf * lt.m_f_new.beats,
-                            n,
-                        )?,
+                        store(Buf::Mask, at + k0, lt.m_f_new.line(mf), n)?,
                         Pass::PruneF,
                     ));
                     k0 += n;
@@ -1064,12 +1030,7 @@ fn weight_steps(
         ));
         let to = (kb * cg) as u64;
         instrs.push((
-            store(
-                Buf::Wgt,
-                wgt_at,
-                lt.w_b_new.addr + to * lt.w_b_new.beats,
-                cg,
-            )?,
+            store(Buf::Wgt, wgt_at, lt.w_b_new.line(to), cg)?,
             Pass::PruneB,
         ));
         Ok::<_, ScheduleError>(())
@@ -1106,14 +1067,9 @@ fn weight_steps(
             for cb in 0..blocks {
                 let from = (cb * kp + kb0 * hw.cols) as u64;
                 let at = base + cb * stride;
-                instrs.push((
-                    load(Buf::W16, at, lt.w16_new.addr + from * lt.w16_new.beats, nk)?,
-                    Pass::PruneB,
-                ));
-                instrs.push((
-                    load(Buf::Mask, at, lt.m_f_new.addr + from * lt.m_f_new.beats, nk)?,
-                    Pass::PruneB,
-                ));
+                for (buf, tensor) in [(Buf::W16, lt.w16_new), (Buf::Mask, lt.m_f_new)] {
+                    instrs.push((load(buf, at, tensor.line(from), nk)?, Pass::PruneB));
+                }
             }
             for kb in kb0..kb0 + nk / hw.cols {
                 prune_b(&mut instrs, base + (kb - kb0) * hw.cols, stride, kb)?;
