@@ -1,7 +1,10 @@
-//! `coforge estimate`: resource estimates of every top of a config from `yosys synth_xilinx`,
-//! counted by cell type (LUTs, flip-flops, DSPs, block RAMs, carries), beside a Vivado script
-//! for users who have Vivado. These are Yosys estimates, not Vivado results.
+//! `coforge estimate`: resource estimates of every top of a config from `yosys synth_xilinx
+//! -flatten`, counted by cell type (LUTs, flip-flops, DSPs, block RAMs, carries), with the longest
+//! topological path (`ltp -noff`: cells on the longest flip-flop-to-flip-flop path, a logic-depth
+//! proxy) so that regressions show, beside a Vivado script for users who have Vivado. These are
+//! Yosys estimates, not Vivado results; `coforge vivado` writes the full Vivado flow.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -41,7 +44,7 @@ pub struct EstimateArgs {
     /// Engine config (TOML)
     #[arg(long)]
     pub config: PathBuf,
-    /// Output folder: resources.json, resources.csv, vivado_synth.tcl
+    /// Output folder: resources.json, resources.csv (cells and the longest path), vivado_synth.tcl
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, value_enum, default_value = "xc7")]
@@ -63,6 +66,7 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {name} for Yosys"))?;
     }
     let mut tops = Vec::new();
+    let mut rows = vec![TABLE_HEADER.map(String::from).to_vec()];
     let mut csv = String::from("top,cell,count\n");
     for top in &r.tops {
         let syn = match yosys::synthesize(
@@ -70,7 +74,7 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
             &top.files,
             &top.name,
             args.family.yosys_name(),
-            false,
+            true,
         ) {
             Ok(syn) => syn,
             Err(e) => {
@@ -79,12 +83,16 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
                 return Err(e);
             }
         };
+        let longest_path = syn
+            .longest_path
+            .context("yosys was asked for the longest path")?;
         for (cell, n) in &syn.cells {
             csv.push_str(&format!("{},{cell},{n}\n", top.name));
         }
+        csv.push_str(&format!("{},longest_path,{longest_path}\n", top.name));
         let summary = &syn.summary;
         progress.step(&format!(
-            "{} ({}): {} LUTs, {} flip-flops, {} DSPs, {} block RAMs",
+            "{} ({}): {} LUTs, {} flip-flops, {} DSPs, {} block RAMs, longest path {longest_path} cells",
             top.name,
             top.role,
             summary["luts"],
@@ -92,7 +100,14 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
             summary["dsps"],
             summary["block_rams"]
         ));
-        tops.push(json!({ "top": top.name, "role": top.role, "summary": syn.summary, "cells": syn.cells }));
+        rows.push(table_row(&top.name, summary, longest_path));
+        tops.push(json!({
+            "top": top.name,
+            "role": top.role,
+            "summary": syn.summary,
+            "longest_path": longest_path,
+            "cells": syn.cells,
+        }));
     }
     let part = args.family.vivado_part();
     let mut tcl = format!(
@@ -113,7 +128,9 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
         ));
     }
     let report = json!({
-        "note": "Yosys synth_xilinx estimates, counted by cell type; not Vivado results",
+        "note": "Yosys synth_xilinx -flatten estimates, counted by cell type; not Vivado results; \
+                 longest_path counts cells on the longest path of `ltp -noff` (flip-flops cut \
+                 paths), a logic-depth proxy, not a timing figure",
         "family": args.family.yosys_name(),
         "yosys_version": version,
         "config_hash": loaded.config.hash(),
@@ -125,5 +142,56 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
     out.add("config.json", loaded.config.resolved_json().into_bytes());
     out.commit()?;
     progress.step(&format!("wrote {}", args.out.display()));
+    println!(
+        "{} estimates (synth_xilinx -family {} -flatten; not Vivado results):\n{}",
+        version,
+        args.family.yosys_name(),
+        format_table(&rows)
+    );
     Ok(())
+}
+
+const TABLE_HEADER: [&str; 7] = [
+    "top",
+    "LUTs",
+    "flip-flops",
+    "DSPs",
+    "block RAMs",
+    "carries",
+    "longest path",
+];
+
+fn table_row(top: &str, summary: &BTreeMap<String, u64>, longest_path: u64) -> Vec<String> {
+    let mut row = vec![top.to_string()];
+    for class in ["luts", "flip_flops", "dsps", "block_rams", "carries"] {
+        row.push(summary.get(class).copied().unwrap_or(0).to_string());
+    }
+    row.push(longest_path.to_string());
+    row
+}
+
+/// Columns padded to their widest entry; the first column left-aligned, numbers right-aligned.
+fn format_table(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, &w))| {
+                if i == 0 {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        out.push_str("  ");
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }

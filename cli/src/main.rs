@@ -19,6 +19,7 @@ mod tensor_io;
 mod train;
 mod verify;
 mod verify_dcnv2;
+mod vivado;
 mod yosys;
 
 use std::process::ExitCode;
@@ -50,8 +51,10 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// BDWP training steps on the RTL engines, every tensor compared bit for bit
     Train(train::TrainArgs),
-    /// Resource estimates of every top with yosys synth_xilinx, and a Vivado script
+    /// Yosys estimates (synth_xilinx cells and longest path) of every top; not Vivado results
     Estimate(estimate::EstimateArgs),
+    /// Vivado scripts for a machine with Vivado: build.tcl, XDC, package_ip.tcl (not run here)
+    Vivado(vivado::VivadoArgs),
     /// Regression baselines of cycles and resources: record them, or check against them
     #[command(subcommand)]
     Baseline(baseline::BaselineCommand),
@@ -71,6 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(args),
         Command::Train(args) => train::run(args),
         Command::Estimate(args) => estimate::run(args),
+        Command::Vivado(args) => vivado::run(args),
         Command::Mlp(args) => mlp::run(args),
         Command::Baseline(cmd) => baseline::run(cmd),
         Command::Campaign(args) => campaign::run(args),

@@ -77,6 +77,24 @@ fn a_slice_of_every_engine_campaign_is_bit_exact() {
     assert_ne!(a["elements_compared"], c["elements_compared"]);
 }
 
+/// The deformable engine: two cases on each of its five small engines (plain, CoDeNet at stride
+/// 1 and 2, DCNv2 with and without a mask), random back-pressure included.
+#[test]
+fn a_slice_of_the_deformable_campaign_is_bit_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = passes("deform", 10, 5, &dir.path().join("deform"));
+    let patterns: Vec<String> = s["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| v["patterns"].as_array().unwrap().iter())
+        .map(|p| p["pattern"].as_str().unwrap().to_string())
+        .collect();
+    for want in ["3x3", "1x1 + deformable 3x3", "dcnv2", "dcnv2 with mask"] {
+        assert!(patterns.iter().any(|p| p == want), "{want}: {patterns:?}");
+    }
+}
+
 #[test]
 fn a_failing_case_is_written_out_and_replays() {
     let dir = tempfile::tempdir().unwrap();

@@ -264,7 +264,7 @@ fn waves_are_dumped_only_on_request_and_only_inside_the_window() {
 }
 
 #[test]
-fn estimate_counts_cells_per_top_and_writes_a_vivado_script() {
+fn estimate_counts_cells_and_the_longest_path_per_top_and_writes_a_vivado_script() {
     let c = Case::new("[stce]\nrows = 1\ncols = 2\nn = 2\nm = 4\n");
     let (config, out) = (c.arg("c.toml"), c.arg("out"));
     let o = coforge(&["estimate", "--config", &config, "--out", &out], &[]);
@@ -282,4 +282,17 @@ fn estimate_counts_cells_per_top_and_writes_a_vivado_script() {
     assert!(tcl.contains("synth_design -top stce_top"));
     let csv = std::fs::read_to_string(c.path("out/resources.csv")).unwrap();
     assert!(csv.starts_with("top,cell,count\n") && csv.contains("stce_top,DSP48E1,4"));
+    // The longest path is reported beside the cells, in the report, the CSV and the table.
+    let longest = top["longest_path"].as_u64().unwrap();
+    assert!(longest > 0);
+    assert!(csv.contains(&format!("stce_top,longest_path,{longest}\n")));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("longest path"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("stce_top"));
+    assert!(
+        row.is_some_and(|l| l.trim_end().ends_with(&format!(" {longest}"))),
+        "{table}"
+    );
 }

@@ -216,6 +216,159 @@ pub struct Config {
     pub train: Option<TrainConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deform: Option<DeformConfig>,
+    /// The SAT system top around the training engines (requires `[stce]` fp16 and `[train]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<SystemConfig>,
+}
+
+fn default_system_top() -> String {
+    "sat_top".to_string()
+}
+fn default_act_lines() -> u32 {
+    1024
+}
+fn default_wgt_lines() -> u32 {
+    1024
+}
+fn default_out_lines() -> u32 {
+    512
+}
+fn default_weight_lines() -> u32 {
+    1024
+}
+fn default_imem_depth() -> u32 {
+    1024
+}
+fn default_mem_bits() -> u32 {
+    512
+}
+fn default_mem_latency() -> u32 {
+    32
+}
+fn default_mem_bytes_per_cycle() -> u32 {
+    64
+}
+
+/// The SAT system top (`engines::sat`): the fp16 STCE, SORE and WUVE of `[stce]`/`[train]`
+/// with on-chip buffers (block RAM, one line per address), a DMA engine on one external memory
+/// port, and a controller that runs an instruction stream.
+///
+/// Defaults and where they come from:
+/// - buffer depths (`act_lines` 1024, `wgt_lines` 1024, `out_lines` 512, `weight_lines` 1024,
+///   `imem_depth` 1024): enough for the tiles of a CIFAR-sized layer on a small array while each
+///   buffer stays a handful of block RAMs; set them from the largest tiling you schedule;
+/// - `mem_bits` 512: the AXI data width of a Xilinx MIG DDR4 controller on one 64-bit channel
+///   (the VCU1525 card has four such channels; the system uses one);
+/// - `mem_latency` 32 cycles: a DDR4 read round trip through the MIG at an assumed 200 MHz engine
+///   clock (about 160 ns);
+/// - `mem_bytes_per_cycle` 64: one DDR4-2400 channel peaks at 19.2 GB/s = 96 B/cycle at
+///   200 MHz; 64 B/cycle is about 2/3 of that peak, a typical sustained MIG efficiency.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    #[serde(default = "default_system_top")]
+    pub top: String,
+    /// Depth of the activation buffer (lines of `rows * M` fp16 values).
+    #[serde(default = "default_act_lines")]
+    pub act_lines: u32,
+    /// Depth of the weight-operand buffer (lines of `cols` compressed groups).
+    #[serde(default = "default_wgt_lines")]
+    pub wgt_lines: u32,
+    /// Depth of the result buffer (lines of `cols` fp32 values).
+    #[serde(default = "default_out_lines")]
+    pub out_lines: u32,
+    /// Depth of each of the master (fp32), w16 (fp16) and mask (1 bit) buffers (`cols` lanes).
+    #[serde(default = "default_weight_lines")]
+    pub weight_lines: u32,
+    /// Instructions the instruction memory holds.
+    #[serde(default = "default_imem_depth")]
+    pub imem_depth: u32,
+    /// Width of the external memory port's data (one beat).
+    #[serde(default = "default_mem_bits")]
+    pub mem_bits: u32,
+    /// Cycles from a read request's acceptance to its first data beat (memory model).
+    #[serde(default = "default_mem_latency")]
+    pub mem_latency: u32,
+    /// Sustained bytes per cycle of the memory (read and write share it; memory model).
+    #[serde(default = "default_mem_bytes_per_cycle")]
+    pub mem_bytes_per_cycle: u32,
+}
+
+/// Largest buffer depth: buffer addresses are 16-bit instruction fields.
+pub const MAX_BUFFER_LINES: u32 = 1 << 16;
+
+impl SystemConfig {
+    fn validate(&self, stce: &StceConfig, train: &TrainConfig) -> Result<(), ConfigError> {
+        let invalid =
+            |key, value: String, fix: String| Err(ConfigError::Invalid { key, value, fix });
+        if stce.dtype != Dtype::Fp16 {
+            return invalid(
+                "stce.dtype",
+                format!("{:?}", stce.dtype).to_lowercase(),
+                "a [system] section needs dtype = \"fp16\" (the system trains in fp16/fp32)".into(),
+            );
+        }
+        for (key, lanes) in [
+            ("train.sore_lanes", train.sore_lanes),
+            ("train.wuve_lanes", train.wuve_lanes),
+        ] {
+            if lanes != stce.cols {
+                return invalid(
+                    key,
+                    lanes.to_string(),
+                    format!(
+                        "a [system] config needs sore_lanes = wuve_lanes = stce.cols = {} (one \
+                         buffer line feeds every engine); set {key} = {}",
+                        stce.cols, stce.cols
+                    ),
+                );
+            }
+        }
+        for (key, depth) in [
+            ("system.act_lines", self.act_lines),
+            ("system.wgt_lines", self.wgt_lines),
+            ("system.out_lines", self.out_lines),
+            ("system.weight_lines", self.weight_lines),
+            ("system.imem_depth", self.imem_depth),
+        ] {
+            if !(2..=MAX_BUFFER_LINES).contains(&depth) {
+                return invalid(
+                    key,
+                    depth.to_string(),
+                    format!(
+                        "use 2 to {MAX_BUFFER_LINES} lines (addresses are 16-bit instruction \
+                         fields)"
+                    ),
+                );
+            }
+        }
+        if !self.mem_bits.is_multiple_of(32) || !(32..=1024).contains(&self.mem_bits) {
+            return invalid(
+                "system.mem_bits",
+                self.mem_bits.to_string(),
+                "use a multiple of 32 from 32 to 1024 bits (512 is one DDR4 MIG channel)".into(),
+            );
+        }
+        if !(1..=10_000).contains(&self.mem_latency) {
+            return invalid(
+                "system.mem_latency",
+                self.mem_latency.to_string(),
+                "use 1 to 10000 cycles (32 models DDR4 at 200 MHz)".into(),
+            );
+        }
+        if self.mem_bytes_per_cycle == 0 || self.mem_bytes_per_cycle > self.mem_bits / 8 {
+            return invalid(
+                "system.mem_bytes_per_cycle",
+                self.mem_bytes_per_cycle.to_string(),
+                format!(
+                    "use 1 to mem_bits / 8 = {} bytes per cycle (the port moves at most one beat \
+                     per cycle)",
+                    self.mem_bits / 8
+                ),
+            );
+        }
+        Ok(())
+    }
 }
 
 impl TrainConfig {
@@ -280,6 +433,17 @@ impl Config {
         if let Some(deform) = &mut cfg.deform {
             deform.resolve_and_validate()?;
         }
+        if let Some(system) = &cfg.system {
+            let needs = |section| ConfigError::MissingSection {
+                section,
+                needed_by: "a [system] section".to_string(),
+                fix: "the system top holds an fp16 [stce] and the [train] engines, as in \
+                      configs/sat-4x4-2of8.toml",
+            };
+            let stce = cfg.stce.as_ref().ok_or_else(|| needs("stce"))?;
+            let train = cfg.train.as_ref().ok_or_else(|| needs("train"))?;
+            system.validate(stce, train)?;
+        }
         cfg.check_top_names()?;
         Ok(cfg)
     }
@@ -296,6 +460,9 @@ impl Config {
         }
         if let Some(deform) = &self.deform {
             tops.push(("deform.top", deform.top.as_str()));
+        }
+        if let Some(system) = &self.system {
+            tops.push(("system.top", system.top.as_str()));
         }
         tops
     }
@@ -725,6 +892,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    const SYSTEM: &str = "[stce]\nrows=4\ncols=4\nn=2\nm=8\ndtype=\"fp16\"\n[train]\n[system]\n";
+
+    #[test]
+    fn system_defaults_and_errors() {
+        let cfg = Config::from_toml(SYSTEM, "t").unwrap();
+        let s = cfg.system.as_ref().unwrap();
+        assert_eq!(
+            (s.mem_bits, s.mem_latency, s.mem_bytes_per_cycle),
+            (512, 32, 64)
+        );
+        assert_eq!(s.top, "sat_top");
+        for (extra, key) in [
+            ("act_lines = 0\n", "system.act_lines"),
+            ("out_lines = 65537\n", "system.out_lines"),
+            ("imem_depth = 1\n", "system.imem_depth"),
+            ("mem_bits = 100\n", "system.mem_bits"),
+            ("mem_latency = 0\n", "system.mem_latency"),
+            ("mem_bytes_per_cycle = 65\n", "system.mem_bytes_per_cycle"),
+            ("top = \"stce_top\"\n", "system.top"),
+            ("bogus = 1\n", "bogus"),
+        ] {
+            let err = Config::from_toml(&format!("{SYSTEM}{extra}"), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        let lanes = SYSTEM.replace("[train]\n", "[train]\nwuve_lanes = 2\n");
+        let err = Config::from_toml(&lanes, "t").unwrap_err().to_string();
+        assert!(
+            err.contains("train.wuve_lanes") && err.contains("stce.cols"),
+            "{err}"
+        );
+        let int8 = SYSTEM.replace("dtype=\"fp16\"\n[train]\n", "");
+        let err = Config::from_toml(&int8, "t").unwrap_err().to_string();
+        assert!(err.contains("[train]"), "{err}");
     }
 
     const CODENET: &str = "[deform]\nmode = \"codenet\"\nlanes = 4\nmax_width = 32\n";

@@ -3,6 +3,7 @@
 pub mod arith;
 pub mod deform;
 pub mod fp;
+pub mod sat;
 pub mod sore;
 pub mod stce;
 pub mod wuve;

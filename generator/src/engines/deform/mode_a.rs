@@ -137,6 +137,37 @@ struct Rams {
 }
 
 /// `a >= b`, unsigned.
+/// One quantizer instance per lane (`<prefix>_quantizer<l>`, output `<prefix>_q<l>`): lane l takes
+/// `[24l +: 24]` of the sums and `[16l +: 16]` of the scales and biases. Returns the quantized
+/// pixel, lane l at `[8l +: 8]`.
+fn quantizer_lanes(
+    b: &mut ModuleBuilder,
+    quant: &ModuleDef,
+    prefix: &str,
+    lanes: u32,
+    [acc, scale, bias]: [&Expr; 3],
+    relu: &Expr,
+) -> Expr {
+    let mut qs = Vec::new();
+    for l in 0..lanes {
+        let q = b.wire(&format!("{prefix}_q{l}"), 8);
+        b.instance(
+            quant,
+            &format!("{prefix}_quantizer{l}"),
+            vec![
+                ("acc", acc.slice(ACC_BITS * l, ACC_BITS)),
+                ("scale", scale.slice(16 * l, 16)),
+                ("bias", bias.slice(16 * l, 16)),
+                ("relu", relu.clone()),
+                ("q", q.clone()),
+            ],
+        );
+        qs.push(q);
+    }
+    qs.reverse();
+    Expr::concat(qs)
+}
+
 fn ge(a: &Expr, b: &Expr) -> Expr {
     a.lt(b).not()
 }
@@ -462,24 +493,15 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
                     reg,
                 );
             }
-            let mut qs = Vec::new();
-            for o in 0..lanes {
-                let q = b.wire(&format!("pw_q{o}"), 8);
-                b.instance(
-                    quant,
-                    &format!("pw_quantizer{o}"),
-                    vec![
-                        ("acc", acc2.slice(ACC_BITS * o, ACC_BITS)),
-                        ("scale", scale2.slice(16 * o, 16)),
-                        ("bias", bias2.slice(16 * o, 16)),
-                        ("relu", relu_pw.clone()),
-                        ("q", q.clone()),
-                    ],
-                );
-                qs.push(q);
-            }
-            qs.reverse();
-            let pixel = b.name("pw_pixel", Expr::concat(qs));
+            let pixel = quantizer_lanes(
+                &mut b,
+                quant,
+                "pw",
+                lanes,
+                [&acc2, &scale2, &bias2],
+                relu_pw,
+            );
+            let pixel = b.name("pw_pixel", pixel);
             b.comment(
                 "1x1 front: beat and weights (stage 1), sums (stage 2), quantized pixel (stage 3).",
             );
@@ -795,24 +817,8 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
     let sums = Expr::concat(sums);
 
     // ---- Stage 3: quantizer, then the output register.
-    let mut qs = Vec::new();
-    for l in 0..lanes {
-        let q = b.wire(&format!("dw_q{l}"), 8);
-        b.instance(
-            quant,
-            &format!("dw_quantizer{l}"),
-            vec![
-                ("acc", acc3.slice(ACC_BITS * l, ACC_BITS)),
-                ("scale", scale3.slice(16 * l, 16)),
-                ("bias", bias3.slice(16 * l, 16)),
-                ("relu", relu.clone()),
-                ("q", q.clone()),
-            ],
-        );
-        qs.push(q);
-    }
-    qs.reverse();
-    let result = b.name("result", Expr::concat(qs));
+    let result = quantizer_lanes(&mut b, quant, "dw", lanes, [&acc3, &scale3, &bias3], &relu);
+    let result = b.name("result", result);
 
     // ---- Done: the reader has issued everything and the pipeline is empty.
     let drained = b.name(

@@ -11,8 +11,8 @@
 //! - `sore`: N:M pruning on the online pruning unit (fp16 and int8 rules), along either axis.
 //! - `wuve`: SR-STE weight updates on the weight-update engine, fp32 values from the edges of the
 //!   format.
-//! - `deform` (the deformable-convolution engine) joins once its driver exists: add a
-//!   [`Variant`] list for it in [`variants`].
+//! - `deform`: layers on small deformable-convolution engines (plain, CoDeNet, DCNv2
+//!   depthwise) under random back-pressure; see [`deform`].
 //!
 //! Case `i` draws everything from its own seed, derived from `(--seed, i)`, and runs on variant
 //! `i mod V`; `--only i` runs that case alone. One model is built per variant and reused for
@@ -43,6 +43,8 @@ use sparse_kernels::bdwp::update_element;
 use sparse_kernels::fp::{canon, canon16, to_f16};
 use sparse_kernels::nm::{compress, mask, Magnitude, NmPattern};
 
+mod deform;
+
 use crate::junit;
 use crate::output::OutputDir;
 use crate::tensor_io::{encode, NpyElement};
@@ -56,6 +58,8 @@ pub enum EngineArg {
     Sore,
     /// The weight-update vector engine
     Wuve,
+    /// The deformable-convolution engine (plain, CoDeNet and DCNv2 depthwise)
+    Deform,
 }
 
 #[derive(Args, Debug)]
@@ -610,7 +614,9 @@ impl Variant for WuveVariant {
 
 fn variants(args: &CampaignArgs) -> anyhow::Result<Vec<Box<dyn Variant>>> {
     if args.config.is_some() && args.engine != EngineArg::Stce {
-        bail!("--config selects an STCE engine; it does not apply to --engine sore or wuve");
+        bail!(
+            "--config selects an STCE engine; it does not apply to --engine sore, wuve or deform"
+        );
     }
     Ok(match args.engine {
         EngineArg::Stce => {
@@ -643,6 +649,7 @@ fn variants(args: &CampaignArgs) -> anyhow::Result<Vec<Box<dyn Variant>>> {
                 }) as Box<dyn Variant>)
             })
             .collect::<anyhow::Result<_>>()?,
+        EngineArg::Deform => deform::variants()?,
     })
 }
 

@@ -1,0 +1,187 @@
+//! `coforge vivado`: the scripts are byte-identical on regeneration, `build.tcl` reads exactly the
+//! files of each top's filelist (all present in the folder), the default part follows the engine,
+//! and bad parts, clocks and configs are refused with nothing written. Vivado itself is not run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{coforge, is_empty_or_missing, stderr, Case, SMALL};
+
+fn repo_config(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn vivado(config: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["vivado", "--config", config, "--out", out];
+    args.extend_from_slice(extra);
+    coforge(&args, &[])
+}
+
+/// Every file of a folder, by name, with its bytes.
+fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap()
+}
+
+/// The input files of a script: `[file join $here NAME]` read by `read_verilog` or `read_xdc`, or
+/// listed alone on a line (the sources `package_top` gets), with the command. Outputs (under
+/// `build/` and `ip/`) are written by Vivado and are not looked for.
+fn read_paths(tcl: &str) -> Vec<(String, String)> {
+    tcl.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let cmd = l.split_whitespace().next()?;
+            if !matches!(cmd, "read_verilog" | "read_xdc" | "[file") {
+                return None;
+            }
+            let (_, rest) = l.split_once("[file join $here ")?;
+            let name = rest.split(']').next()?;
+            Some((cmd.to_string(), name.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn regeneration_is_byte_identical_and_build_tcl_reads_each_filelist() {
+    let c = Case::new(SMALL);
+    let config = c.arg("c.toml");
+    let (a, b) = (c.arg("a"), c.arg("b"));
+    let o = vivado(&config, &a, &["--clock-mhz", "300"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = vivado(&config, &b, &["--clock-mhz", "300"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (first, second) = (contents(&c.path("a")), contents(&c.path("b")));
+    assert_eq!(first, second, "two generations differ");
+    for f in [
+        "build.tcl",
+        "package_ip.tcl",
+        "stce_top.xdc",
+        "README.md",
+        "stce_top.f",
+    ] {
+        assert!(first.contains_key(f), "{f} missing: {:?}", first.keys());
+    }
+
+    let dir = c.path("a");
+    let build = read(&dir, "build.tcl");
+    let reads = read_paths(&build);
+    for (cmd, name) in &reads {
+        assert!(dir.join(name).is_file(), "{cmd} {name}: not in the folder");
+    }
+    let verilog: Vec<&str> = reads
+        .iter()
+        .filter(|(cmd, _)| cmd == "read_verilog")
+        .map(|(_, n)| n.as_str())
+        .collect();
+    let filelist = read(&dir, "stce_top.f");
+    assert_eq!(verilog, filelist.lines().collect::<Vec<_>>());
+    assert!(reads.contains(&("read_xdc".to_string(), "stce_top.xdc".to_string())));
+    for step in [
+        "synth_design -top $top -part $part",
+        "opt_design",
+        "place_design",
+        "route_design",
+        "report_utilization -file",
+        "report_timing_summary -file",
+        "report_power -file",
+        "write_checkpoint",
+        "set part xcvu9p-fsgd2104-2L-e",
+        "implement stce_top",
+    ] {
+        assert!(build.contains(step), "build.tcl lacks `{step}`");
+    }
+    // 300 MHz: 3.333 ns on the clock port.
+    assert!(
+        read(&dir, "stce_top.xdc").contains("create_clock -period 3.333 -name clk [get_ports clk]")
+    );
+    let package = read(&dir, "package_ip.tcl");
+    let sources: Vec<String> = read_paths(&package).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(sources, filelist.lines().collect::<Vec<_>>());
+    for step in [
+        "ipx::package_project",
+        "ipx::infer_bus_interfaces $vlnv $core",
+        "xilinx.com:interface:axis_rtl:1.0",
+        "ipx::associate_bus_interfaces -busif",
+        "set_property version 1.0 $core",
+        "package_top stce_top",
+    ] {
+        assert!(package.contains(step), "package_ip.tcl lacks `{step}`");
+    }
+    let readme = read(&dir, "README.md");
+    assert!(readme.contains("vivado -mode batch -source build.tcl"));
+    assert!(readme.contains("did not run"));
+}
+
+#[test]
+fn the_default_part_follows_the_engine_and_part_overrides_it() {
+    let c = Case::new(SMALL);
+    let out = c.arg("deform");
+    let o = vivado(
+        &repo_config("deform-plain.toml"),
+        &out,
+        &["--clock-mhz", "250"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let build = read(&c.path("deform"), "build.tcl");
+    assert!(build.contains("set part xczu3eg-sbva484-1-e"), "{build}");
+    assert!(build.contains("Ultra96"));
+    let out = c.arg("given");
+    let o = vivado(
+        &c.arg("c.toml"),
+        &out,
+        &["--clock-mhz", "100", "--part", "xc7z020clg400-1"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let build = read(&c.path("given"), "build.tcl");
+    assert!(build.contains("set part xc7z020clg400-1\n") && build.contains("given with --part"));
+    assert!(read(&c.path("given"), "stce_top.xdc").contains("-period 10.000"));
+}
+
+#[test]
+fn bad_parts_clocks_and_configs_are_refused_with_nothing_written() {
+    let c = Case::new(SMALL);
+    std::fs::write(
+        c.path("bad.toml"),
+        "[stce]\nrows = 0\ncols = 2\nn = 2\nm = 4\n",
+    )
+    .unwrap();
+    let (config, bad, out) = (c.arg("c.toml"), c.arg("bad.toml"), c.arg("out"));
+    let cases: [(&str, &[&str], i32, &str); 7] = [
+        (&config, &["--clock-mhz", "0"], 2, "positive, finite"),
+        (&config, &["--clock-mhz", "-250"], 2, "positive, finite"),
+        (&config, &["--clock-mhz", "nan"], 2, "positive, finite"),
+        (&config, &["--clock-mhz", "inf"], 2, "positive, finite"),
+        (&config, &["--clock-mhz", "250e6"], 2, "in MHz"),
+        (
+            &config,
+            &["--clock-mhz", "250", "--part", "xcvu9p;exit"],
+            2,
+            "not a Xilinx part name",
+        ),
+        (&bad, &["--clock-mhz", "250"], 1, "stce.rows"),
+    ];
+    for (config, extra, code, needle) in cases {
+        let o = vivado(config, &out, extra);
+        assert_eq!(o.status.code(), Some(code), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{extra:?}: {}", stderr(&o));
+        assert!(is_empty_or_missing(&c.path("out")), "{extra:?} wrote files");
+    }
+}

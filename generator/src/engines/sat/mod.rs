@@ -1,0 +1,165 @@
+//! The SAT system top (`sat_top`, from `[system]`): the fp16 STCE, the SORE and the WUVE of a
+//! training config, on-chip buffers, a DMA engine on one external memory port, and a controller
+//! that runs an instruction stream ([`isa`]) written by the offline scheduler. This module is the
+//! contract between the hardware, the harness (`coforge_driver::sat`) and the scheduler
+//! (`coforge_scheduler`): names, line formats ([`lines`]), instruction semantics and timing
+//! ([`estimated_cycles`]).
+//!
+//! # Shape
+//! `sore_lanes = wuve_lanes = stce.cols` (validated), so one buffer line feeds every engine.
+//! Per layer, `W` is `Cout x K` (K = Cin, or Cin*Kh*Kw for an im2col-lowered conv), and the batch
+//! gives R rows. The STCE runs `A x B`:
+//! - FF: `Y (R x Cout) = X (R x K) . W_F^T`: A = X, B = W_F^T compressed along K (sparse mode);
+//! - BP: `dX (R x K) = dY (R x Cout) . W_B`: A = dY, B = W_B compressed along Cout;
+//! - WU: `dW^T (K x Cout) = X^T (K x R) . dY (R x Cout)`: dense mode, reduction over R in
+//!   increasing r, which is the reference's `dW = dY^T . X` element by element (fp16 products are
+//!   exact in fp32).
+//!
+//! # Buffers and line formats
+//! Every buffer is a simple dual-port block RAM: one write port, one registered read port (one
+//! cycle read latency, read-first), one line per address. Widths ([`lines::Geometry::line_bits`]):
+//! | buffer | line | depth key |
+//! |---|---|---|
+//! | `act` | `rows * M * 16`: one group for every array row | `act_lines` |
+//! | `wgt` | `cols * N * (16 + IB)`: one compressed group per column | `wgt_lines` |
+//! | `out` | `cols * 32`: one fp32 result row of a tile | `out_lines` |
+//! | `master` | `cols * 32`: W32 of (k, cout block) | `weight_lines` |
+//! | `w16` | `cols * 16` | `weight_lines` |
+//! | `mask` | `cols * 1` | `weight_lines` |
+//!
+//! The layouts of a matrix in those lines are in [`lines`]. The DRAM image holds the same lines,
+//! each padded to whole `mem_bits` beats, so a LOAD or STORE of L lines of buffer b moves
+//! `L * beats_per_line(b)` beats; DRAM addresses count beats.
+//!
+//! **One reader and one writer per buffer at a time.** Each buffer's read port and write port are
+//! shared by the engines that use them through a multiplexer, not an arbiter: two instructions on
+//! different engines that read the same buffer (or both write it) must not run at the same time;
+//! the scheduler orders them with tokens. A reader and a writer of one buffer may run together
+//! (e.g. a STORE of `out` beside a GEMM writing other `out` lines). If two engines ever drive one
+//! port in the same cycle, the top raises its sticky `conflict` output, which the harness reports
+//! as an error: a schedule bug never turns into silently wrong numbers.
+//!
+//! # Controller
+//! - The harness writes the program into the instruction memory (`imem_we`, `imem_addr`,
+//!   `imem_data`, one [`isa::WORD_BITS`]-bit word per address) while the top is idle, sets `lr`
+//!   and `lambda`, and pulses `start` for one cycle. `start` clears the tokens and counters and
+//!   starts fetching at address 0.
+//! - Fetch: one instruction every [`FETCH_CYCLES`] cycles, in program order, into the FIFO of its
+//!   engine ([`FIFO_DEPTH`] entries each); fetch stalls only while that FIFO is full. END stops
+//!   fetching.
+//! - Dispatch: an idle engine takes the head of its FIFO when every token in its `wait` mask is
+//!   above zero, and decrements those tokens. At most one engine starts per cycle, in the fixed
+//!   priority DMA, STCE, WUVE, SORE (so two engines never take the same token). An instruction
+//!   starts in the cycle after its dispatch.
+//! - Completion: the engine increments every token in `signal` when the instruction is complete
+//!   (LOAD: its last line is written into the buffer; STORE: its last beat is accepted by the
+//!   memory; GEMM: its last result line is written into `out` (or its last group is consumed, for
+//!   a GEMM without `last`)). Tokens are 8-bit counters; several engines may increment one token
+//!   in the same cycle.
+//! - `done` rises (and stays high until the next `start`) once END has been fetched, every FIFO is
+//!   empty and every engine is idle. `cycle_count` counts the cycles from `start` to `done`;
+//!   `busy_<engine>` counts the cycles each engine spent executing an instruction. They are
+//!   measured figures: the harness reads them at the end.
+//!
+//! # Engines and instruction timing
+//! A `cycles` figure below is from the cycle an engine starts an instruction to the cycle it is
+//! idle again (its busy cycles), with a memory that never stalls. [`estimated_cycles`] computes
+//! it; the scheduler adds dispatch ([`DISPATCH_CYCLES`]) and the token waits.
+//! - **DMA** (`Dma`: LOAD, STORE; one engine, so loads and stores are serialized on the port).
+//!   - LOAD of L lines of buffer b (B = beats per line): one read request of `L*B` beats
+//!     (`mem_rd_req_*`, `len` in beats); the beats are collected into lines and each line is
+//!     written when its last beat arrives. `cycles = 1 + mem_latency + ceil(L*B*mem_bits/8 /
+//!     mem_bytes_per_cycle) + 1`.
+//!   - STORE of L lines: per line, one cycle to read the buffer, one to latch the line, then its
+//!     B beats on the write channel (`mem_wr_*`, one address per beat). `cycles = L * (2 +
+//!     B * beat_cycles)` with `beat_cycles = ceil(mem_bits/8 / mem_bytes_per_cycle)`.
+//! - **STCE** (`Stce`: GEMM), through the feeder: group g's act and wgt lines are read in cycle
+//!   g (of the instruction) and drive the array in cycle g + 1 (dense mode drives the indices
+//!   0..N-1). With `last`, result row r is written to `out[out_addr + r]` in cycle
+//!   `groups + cols + r` (the STCE's read-out timing, `engines::stce`).
+//!   `cycles = groups` without `last`, `groups + cols + rows` with it. GEMMs run one at a time.
+//! - **WUVE** (`Wuve`: UPDATE) and **SORE** (`Sore`: PRUNE_F, PRUNE_B): specified in [`isa`]
+//!   and in the contract; not in the RTL yet (the harness refuses programs that use them).
+pub mod isa;
+pub mod lines;
+pub mod top;
+
+use crate::config::SystemConfig;
+use isa::{Buf, Instr};
+use lines::Geometry;
+
+/// Entries of each engine's instruction FIFO.
+pub const FIFO_DEPTH: u32 = 4;
+/// Cycles the controller spends per fetched instruction (read the instruction memory, decode
+/// and push).
+pub const FETCH_CYCLES: u64 = 2;
+/// Cycles from an instruction reaching the head of its FIFO (tokens available, engine idle) to
+/// the engine starting it.
+pub const DISPATCH_CYCLES: u64 = 1;
+/// Width of a read request's length (beats).
+pub const LEN_BITS: u32 = 32;
+/// Width of each token's counter.
+pub const TOKEN_BITS: u32 = 8;
+/// Width of the cycle and busy counters.
+pub const COUNTER_BITS: u32 = 48;
+
+/// Port names of the system top, shared with the harness.
+pub mod ports {
+    pub const CLOCK: &str = "clk";
+    pub const RESET: &str = "rst";
+    pub const START: &str = "start";
+    pub const DONE: &str = "done";
+    pub const CONFLICT: &str = "conflict";
+    pub const LR: &str = "lr";
+    pub const LAMBDA: &str = "lambda";
+    pub const IMEM_WE: &str = "imem_we";
+    pub const IMEM_ADDR: &str = "imem_addr";
+    pub const IMEM_DATA: &str = "imem_data";
+    pub const RD_REQ_VALID: &str = "mem_rd_req_valid";
+    pub const RD_REQ_READY: &str = "mem_rd_req_ready";
+    pub const RD_REQ_ADDR: &str = "mem_rd_req_addr";
+    pub const RD_REQ_LEN: &str = "mem_rd_req_len";
+    pub const RD_VALID: &str = "mem_rd_valid";
+    pub const RD_READY: &str = "mem_rd_ready";
+    pub const RD_DATA: &str = "mem_rd_data";
+    pub const WR_VALID: &str = "mem_wr_valid";
+    pub const WR_READY: &str = "mem_wr_ready";
+    pub const WR_ADDR: &str = "mem_wr_addr";
+    pub const WR_DATA: &str = "mem_wr_data";
+    pub const CYCLE_COUNT: &str = "cycle_count";
+    /// `busy_dma`, `busy_stce`, `busy_wuve`, `busy_sore`.
+    pub fn busy(engine: super::isa::Engine) -> String {
+        format!("busy_{}", engine.name())
+    }
+}
+
+/// Cycles one beat occupies the memory port at `mem_bytes_per_cycle`.
+pub fn beat_cycles(sys: &SystemConfig) -> u64 {
+    u64::from(sys.mem_bits / 8).div_ceil(u64::from(sys.mem_bytes_per_cycle))
+}
+
+/// The busy cycles of one instruction on its engine (formulas in the module docs), with a memory
+/// that answers at `mem_latency` and never stalls. An estimate: the measured figure is what the
+/// simulation counts.
+pub fn estimated_cycles(instr: &Instr, g: &Geometry, sys: &SystemConfig) -> u64 {
+    let beats = |buf: Buf| u64::from(g.beats_per_line(buf));
+    match *instr {
+        Instr::Load { buf, lines, .. } => {
+            let bytes = u64::from(lines) * beats(buf) * u64::from(sys.mem_bits / 8);
+            2 + u64::from(sys.mem_latency) + bytes.div_ceil(u64::from(sys.mem_bytes_per_cycle))
+        }
+        Instr::Store { buf, lines, .. } => u64::from(lines) * (2 + beats(buf) * beat_cycles(sys)),
+        Instr::Gemm { groups, last, .. } => {
+            if last {
+                u64::from(groups) + u64::from(g.cols) + u64::from(g.rows)
+            } else {
+                u64::from(groups)
+            }
+        }
+        // Not in the RTL yet (see the module docs): one line per cycle plus the pipeline.
+        Instr::Update { lines, .. } => u64::from(lines) + 8,
+        Instr::PruneF { lines, .. } => u64::from(lines) + 8,
+        Instr::PruneB { blocks, .. } => u64::from(blocks) * u64::from(g.m) + u64::from(g.cols) + 8,
+        Instr::End => 0,
+    }
+}
