@@ -140,12 +140,7 @@ impl RtlBackend {
 
     /// Measured cycles per pass over all recorded operations.
     pub fn cycles_per_pass(&self) -> BTreeMap<String, u64> {
-        let mut out = BTreeMap::new();
-        for op in &self.ops {
-            *out.entry(format!("{:?}", op.pass).to_lowercase())
-                .or_insert(0) += op.cycles;
-        }
-        out
+        cycles_per_pass(&self.ops)
     }
 
     fn record(
@@ -300,10 +295,19 @@ impl Backend for RtlBackend {
 
 /// Measured cycles per pass (`ff`, `bp`, `wu`, `update`, `prune`) over `ops`.
 pub fn cycles_per_pass(ops: &[OpRecord]) -> BTreeMap<String, u64> {
+    per_pass(ops, |op| op.cycles)
+}
+
+/// The engines' estimated cycles per pass over `ops`, beside [`cycles_per_pass`].
+pub fn estimated_cycles_per_pass(ops: &[OpRecord]) -> BTreeMap<String, u64> {
+    per_pass(ops, |op| op.estimated_cycles)
+}
+
+fn per_pass(ops: &[OpRecord], figure: fn(&OpRecord) -> u64) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for op in ops {
         *out.entry(format!("{:?}", op.pass).to_lowercase())
-            .or_insert(0) += op.cycles;
+            .or_insert(0) += figure(op);
     }
     out
 }
