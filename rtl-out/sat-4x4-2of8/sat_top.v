@@ -135,7 +135,6 @@ module sat_top (
     reg  [511:0] dma_store_line;                         // the line being stored, shifted down one beat per accepted beat
     reg          gemm_drain;                             // 0: streaming groups; 1: reading the result rows out
     reg  [15:0]  gemm_group;
-    reg  [7:0]   gemm_drain_count;
     reg  [15:0]  gemm_act_addr;
     reg  [15:0]  gemm_wgt_addr;
     reg  [15:0]  gemm_groups;
@@ -147,8 +146,10 @@ module sat_top (
     reg          stce_dense;
     wire         gemm_streaming;
     wire         gemm_last_group;
+    wire         stce_out_valid;
+    wire [1:0]   stce_out_row;
+    wire         stce_out_last;
     wire         gemm_reading_out;
-    wire [7:0]   gemm_row;
     wire [31:0]  stce_res_col0;
     wire [31:0]  stce_res_col1;
     wire [31:0]  stce_res_col2;
@@ -209,7 +210,7 @@ module sat_top (
     wire [3:0]   mask_wdata;
     wire         mask_re;
     wire [8:0]   mask_raddr;
-    wire [237:0] unused_bits;
+    wire [231:0] unused_bits;
 
     always @(posedge clk) begin
         if (imem_we) begin
@@ -537,9 +538,8 @@ module sat_top (
 
     assign gemm_streaming = gemm_busy && ~gemm_drain;
     assign gemm_last_group = gemm_group == gemm_groups - 16'h1;
-    assign gemm_reading_out = gemm_busy && gemm_drain && ~(gemm_drain_count < 8'h4);
-    assign gemm_row = gemm_drain_count - 8'h4;
-    assign gemm_finish = gemm_streaming && gemm_last_group && ~gemm_flags[2] || gemm_busy && gemm_drain && gemm_drain_count == 8'h7;
+    assign gemm_reading_out = gemm_busy && gemm_drain && stce_out_valid;
+    assign gemm_finish = gemm_streaming && gemm_last_group && ~gemm_flags[2] || gemm_reading_out && stce_out_last;
 
     // STCE feeder: one group per cycle from act/wgt lines, then the read-out of a tile.
     always @(posedge clk) begin
@@ -557,11 +557,7 @@ module sat_top (
                 gemm_group <= gemm_group + 16'h1;
                 if (gemm_last_group && gemm_flags[2]) begin
                     gemm_drain <= 1'b1;
-                    gemm_drain_count <= 8'd0;
                 end
-            end
-            if (gemm_busy && gemm_drain) begin
-                gemm_drain_count <= gemm_drain_count + 8'd1;
             end
             if (gemm_finish) begin
                 gemm_busy <= 1'b0;
@@ -581,28 +577,30 @@ module sat_top (
     end
 
     stce_top stce (
-        .clk      (clk),
-        .rst      (rst),
-        .in_valid (stce_valid),
-        .in_first (stce_first),
-        .in_last  (stce_last),
-        .act_row0 (act_rdata[127:0]),
-        .act_row1 (act_rdata[255:128]),
-        .act_row2 (act_rdata[383:256]),
-        .act_row3 (act_rdata[511:384]),
-        .wgt_col0 ({wgt_rdata[34:19], wgt_rdata[15:0]}),
-        .wgt_col1 ({wgt_rdata[72:57], wgt_rdata[53:38]}),
-        .wgt_col2 ({wgt_rdata[110:95], wgt_rdata[91:76]}),
-        .wgt_col3 ({wgt_rdata[148:133], wgt_rdata[129:114]}),
-        .idx_col0 (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[37:35], wgt_rdata[18:16]}),
-        .idx_col1 (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[75:73], wgt_rdata[56:54]}),
-        .idx_col2 (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[113:111], wgt_rdata[94:92]}),
-        .idx_col3 (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[151:149], wgt_rdata[132:130]}),
-        .rd_row   (gemm_row[1:0]),
-        .res_col0 (stce_res_col0),
-        .res_col1 (stce_res_col1),
-        .res_col2 (stce_res_col2),
-        .res_col3 (stce_res_col3)
+        .clk       (clk),
+        .rst       (rst),
+        .in_valid  (stce_valid),
+        .in_first  (stce_first),
+        .in_last   (stce_last),
+        .act_row0  (act_rdata[127:0]),
+        .act_row1  (act_rdata[255:128]),
+        .act_row2  (act_rdata[383:256]),
+        .act_row3  (act_rdata[511:384]),
+        .wgt_col0  ({wgt_rdata[34:19], wgt_rdata[15:0]}),
+        .wgt_col1  ({wgt_rdata[72:57], wgt_rdata[53:38]}),
+        .wgt_col2  ({wgt_rdata[110:95], wgt_rdata[91:76]}),
+        .wgt_col3  ({wgt_rdata[148:133], wgt_rdata[129:114]}),
+        .idx_col0  (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[37:35], wgt_rdata[18:16]}),
+        .idx_col1  (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[75:73], wgt_rdata[56:54]}),
+        .idx_col2  (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[113:111], wgt_rdata[94:92]}),
+        .idx_col3  (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[151:149], wgt_rdata[132:130]}),
+        .out_valid (stce_out_valid),
+        .out_row   (stce_out_row),
+        .out_last  (stce_out_last),
+        .res_col0  (stce_res_col0),
+        .res_col1  (stce_res_col1),
+        .res_col2  (stce_res_col2),
+        .res_col3  (stce_res_col3)
     );
 
     assign update_reading = update_busy && update_read < update_lines;
@@ -708,7 +706,7 @@ module sat_top (
     end
 
     assign out_we = 1'b0 || dma_line_in && dma_buf == 3'd2 || gemm_reading_out;
-    assign out_waddr = (dma_line_in && dma_buf == 3'd2) ? dma_buf_addr[8:0] + dma_line[8:0] : gemm_out_addr[8:0] + {1'b0, gemm_row};
+    assign out_waddr = (dma_line_in && dma_buf == 3'd2) ? dma_buf_addr[8:0] + dma_line[8:0] : gemm_out_addr[8:0] + {7'd0, stce_out_row};
     assign out_wdata = (dma_line_in && dma_buf == 3'd2) ? mem_rd_data[127:0] : {stce_res_col3, stce_res_col2, stce_res_col1, stce_res_col0};
 
     always @(posedge clk) begin
@@ -784,7 +782,7 @@ module sat_top (
     end
 
     assign conflict_now = 1'b0 || 1'b0 || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd0 && gemm_streaming) || 1'b0 || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd1 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd2 && gemm_reading_out) || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd2 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'd3 && update_writing) || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd3 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'h4 && update_writing) || 1'b0 || 1'b0 || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'h5 && update_reading);
-    assign unused_bits = {fetch_word[63:40], fetch_word[191:144], fetch_word[79:67], gemm_row[7:2], gemm_act_addr[15:9], gemm_wgt_addr[15:9], gemm_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], update_out_addr[15:9], update_master_addr[15:9], update_w16_addr[15:9], update_mask_addr[15:9], update_read[15:9], update_write[15:9]};
+    assign unused_bits = {fetch_word[63:40], fetch_word[191:144], fetch_word[79:67], gemm_act_addr[15:9], gemm_wgt_addr[15:9], gemm_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], update_out_addr[15:9], update_master_addr[15:9], update_w16_addr[15:9], update_mask_addr[15:9], update_read[15:9], update_write[15:9]};
 
 endmodule
 

@@ -726,7 +726,6 @@ fn system_top(
     let g_drain = b.reg("gemm_drain", 1);
     b.describe("0: streaming groups; 1: reading the result rows out");
     let g_group = b.reg("gemm_group", 16);
-    let g_cnt = b.reg("gemm_drain_count", 8);
     let g_act = b.reg("gemm_act_addr", 16);
     let g_wgt = b.reg("gemm_wgt_addr", 16);
     let g_groups = b.reg("gemm_groups", 16);
@@ -739,23 +738,20 @@ fn system_top(
     let streaming = b.name("gemm_streaming", g_busy.land(&g_drain.not()));
     let last_group = b.name("gemm_last_group", g_group.eq(&g_groups.sub(&lit(1, 16))));
     let flag = |bit: u16| g_flags.bit_at(bit.trailing_zeros());
-    let row_bits = index_bits(rows);
-    let drain_end = u64::from(cols + rows - 1);
+    // The STCE shows each result row itself (`engines::stce`: out_valid, out_row, out_last).
+    let stce_out_valid = b.wire("stce_out_valid", 1);
+    let stce_out_row = b.wire("stce_out_row", index_bits(rows));
+    let stce_out_last = b.wire("stce_out_last", 1);
     let reading = b.name(
         "gemm_reading_out",
-        all(&[
-            g_busy.clone(),
-            g_drain.clone(),
-            g_cnt.lt(&lit(u64::from(cols), 8)).not(),
-        ]),
+        g_busy.land(&g_drain).land(&stce_out_valid),
     );
-    let row_full = b.name("gemm_row", g_cnt.sub(&lit(u64::from(cols), 8)));
     b.drive(
         "gemm_finish",
         streaming
             .land(&last_group)
             .land(&flag(isa::gemm_flags::LAST).not())
-            .lor(&g_busy.land(&g_drain).land(&g_cnt.eq(&lit(drain_end, 8)))),
+            .lor(&reading.land(&stce_out_last)),
     );
     let head = |lo: u32, w: u32| gemm_head.slice(lo, w);
     b.comment("STCE feeder: one group per cycle from act/wgt lines, then the read-out of a tile.");
@@ -790,13 +786,9 @@ fn system_top(
                         set(&g_group, g_group.add(&lit(1, 16))),
                         when(
                             last_group.land(&flag(isa::gemm_flags::LAST)),
-                            vec![set(&g_drain, Expr::bit(true)), set(&g_cnt, Expr::zero(8))],
+                            vec![set(&g_drain, Expr::bit(true))],
                         ),
                     ],
-                ),
-                when(
-                    g_busy.land(&g_drain),
-                    vec![set(&g_cnt, g_cnt.add(&lit(1, 8)))],
                 ),
                 when(gemm_finish.clone(), vec![set(&g_busy, Expr::bit(false))]),
                 when(
@@ -866,10 +858,9 @@ fn system_top(
             unused.push(dense_d.clone());
         }
     }
-    conns.push((stce::ports::READ_ROW.into(), row_full.slice(0, row_bits)));
-    if row_bits < 8 {
-        unused.push(row_full.slice(row_bits, 8 - row_bits));
-    }
+    conns.push((stce::ports::OUT_VALID.into(), stce_out_valid));
+    conns.push((stce::ports::OUT_ROW.into(), stce_out_row.clone()));
+    conns.push((stce::ports::OUT_LAST.into(), stce_out_last));
     let results: Vec<Expr> = (0..cols)
         .map(|c| b.wire(&format!("stce_res_col{c}"), 32))
         .collect();
@@ -882,7 +873,7 @@ fn system_top(
         en: reading.clone(),
         addr: g_out
             .slice(0, abits(Buf::Out))
-            .add(&row_full.zext(16).slice(0, abits(Buf::Out))),
+            .add(&stce_out_row.zext(16).slice(0, abits(Buf::Out))),
         data: Some(Expr::concat(results.iter().rev().cloned().collect())),
     });
     for (base, buf) in [(&g_act, Buf::Act), (&g_wgt, Buf::Wgt), (&g_out, Buf::Out)] {
