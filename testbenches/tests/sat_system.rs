@@ -59,10 +59,10 @@ fn system_buffers_are_block_ram() {
     // 1024 x 32 (2), w16 1024 x 16 (1), imem 256 x 192 (at least 3); the 1-bit mask buffer
     // (1 Kib) may go to LUT RAM.
     assert!(2 * ramb36 + ramb18 >= 13, "{cells:?}");
-    assert_eq!(
-        cell_count(&cells, "RAM32M") + cell_count(&cells, "RAM64M"),
-        0,
-        "a buffer went to LUT RAM: {cells:?}"
+    // Only the mask buffer may be LUT RAM: 1024 x 1 bit is 16 RAM64M at most.
+    assert!(
+        cell_count(&cells, "RAM32M") + cell_count(&cells, "RAM64M") <= 16,
+        "a wide buffer went to LUT RAM: {cells:?}"
     );
 }
 
