@@ -478,32 +478,12 @@ fn input_gaps_delay_results_but_do_not_change_them() {
     let w = Array2::from_shape_simple_fn(dim, || magnitude_value(&mut rng, -8, 8));
     let dw = Array2::from_shape_simple_fn(dim, || magnitude_value(&mut rng, -12, 0));
     let keep = Array2::from_shape_simple_fn(dim, || rng.random_range(0..2u8));
-    let (lr, lambda) = (0.01, 2e-4);
-    let steady = update(
-        &mut e.sim,
-        &e.p,
-        &e.spec,
-        w.view(),
-        dw.view(),
-        keep.view(),
-        lr,
-        lambda,
-    )
-    .unwrap();
+    let (w, dw, keep) = (w.view(), dw.view(), keep.view());
+    let mut run =
+        |gaps| update_with_gaps(&mut e.sim, &e.p, &e.spec, w, dw, keep, 0.01, 2e-4, gaps).unwrap();
+    let steady = run(Gaps::NONE);
     for (rate, seed) in [(0.2, 1), (0.6, 2)] {
-        let gaps = Gaps { rate, seed };
-        let gappy = update_with_gaps(
-            &mut e.sim,
-            &e.p,
-            &e.spec,
-            w.view(),
-            dw.view(),
-            keep.view(),
-            lr,
-            lambda,
-            gaps,
-        )
-        .unwrap();
+        let gappy = run(Gaps { rate, seed });
         let bits = |a: &Array2<f32>| a.mapv(f32::to_bits);
         assert_eq!(bits(&gappy.w32), bits(&steady.w32), "rate {rate}");
         assert_eq!(gappy.w16, steady.w16, "rate {rate}");
