@@ -222,15 +222,14 @@ fn measure_cycles(
                     Some(sim) => sim,
                     None => stce.insert(build(&engine.spec)?),
                 };
-                let (stats, estimated, c) =
-                    crate::verify::seeded_gemm(sim, engine, shape, seed, mode)?;
+                let (stats, c) = crate::verify::seeded_gemm(sim, engine, shape, seed, mode)?;
                 if let Some(first) = &c.first_mismatch {
                     bail!(
                         "`{w}` is not bit-exact ({first}); a baseline of a wrong result means \
                          nothing: run `coforge verify` on this config first"
                     );
                 }
-                (stats.cycles, estimated)
+                (stats.cycles, stats.estimated_cycles)
             }
             Workload::Prune { rows, cols, seed } => {
                 let p = sore_params(&engine.config).context("a [train] config has a SORE")?;

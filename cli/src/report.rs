@@ -26,15 +26,17 @@ pub struct VerifyReport {
     pub mismatches: usize,
     /// Elements compared (M x N); never 0, since empty GEMMs are rejected.
     pub elements: usize,
-    /// The first differing element in row-major order, with the cycle it was read out.
+    /// The first differing element in row-major order, with the cycle the engine showed it.
     pub first_mismatch: Option<Mismatch>,
-    /// Measured: from the first group driven to the last result row read, inclusive.
+    /// Measured: from the cycle the engine took the first group to the cycle it showed the last
+    /// result row (`out_valid`), both counted.
     pub cycles: u64,
-    /// The cycle model's value for the same job (`driver::stce::estimate_cycles`).
+    /// The protocol's cycle model for the same job (`generator::engines::stce::estimated_cycles`).
     pub estimated_cycles: u64,
     pub tiles: u64,
     pub groups_per_tile: u64,
-    /// Idle input cycles inserted because a tile was shorter than the read-out.
+    /// Idle input cycles (`in_valid` low) the driver inserted between the first and the last
+    /// group, so that each tile's last group keeps the engine's tile spacing.
     pub bubble_cycles: u64,
     /// Multiplier slots that worked on real output elements.
     pub effective_macs: u64,
@@ -75,6 +77,22 @@ pub struct TrainStepReport {
     pub cycles: BTreeMap<String, u64>,
     /// The offline schedule of the step (update and pruning overlapped with the tensor engine).
     pub schedule: StepSchedule,
+    /// With a `[system]` config: cycles the system top (`sat_top`) ran this step's passes in
+    /// `system_passes`, counted by its cycle counter from `start` to `done`, memory traffic
+    /// included (measured in simulation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_cycles_measured: Option<u64>,
+    /// The same program's serial estimate (`engines::sat::estimated_cycles` of every
+    /// instruction, plus fetch and dispatch): an estimate, never measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_cycles_estimated: Option<u64>,
+    /// The passes the system top ran (`ff`, `bp`, `wu`; the update and pruning run on the
+    /// separate WUVE and SORE until they join the system top).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_passes: Option<Vec<&'static str>>,
+    /// Busy cycles per engine of the system top (measured) and the memory beats it moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<coforge_driver::sat::RunStats>,
 }
 
 /// `shape` of a [`TrainReport`].

@@ -7,11 +7,11 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use coforge_driver::compare::Bits;
 use coforge_driver::mismatch_map::DiffMap;
-use coforge_driver::stce::estimate_cycles;
 use coforge_driver::verify::{
     check_int4_weights, fp16_gemm, int8_gemm, reject_nan_operands, CorruptGolden, Mode, Outcome,
 };
 use coforge_generator::config::{DeformMode, Dtype};
+use coforge_generator::engines::stce::estimated_cycles;
 use half::f16;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -222,7 +222,7 @@ fn check_memory(
         .tensor("the results and their read-out cycles", 5, &[m, n], 4);
     data.check()?;
     // Now every size is bounded, so the cycle model cannot overflow.
-    let cycles = estimate_cycles(cfg, m, kp, n, mode == Mode::Sparse);
+    let cycles = estimated_cycles(cfg, m, kp, n, mode == Mode::Sparse);
     let words: usize = engine.spec.ports.iter().map(|p| p.words()).sum();
     data.tensor(
         "the cycle-by-cycle stimulus and trace",
@@ -342,7 +342,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         elements: c.elements,
         first_mismatch: c.first_mismatch.clone(),
         cycles: stats.cycles,
-        estimated_cycles: estimate_cycles(cfg, m, k, n, mode == Mode::Sparse),
+        estimated_cycles: stats.estimated_cycles,
         tiles: stats.tiles,
         groups_per_tile: stats.groups_per_tile,
         bubble_cycles: stats.bubbles,
@@ -422,9 +422,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One seeded GEMM of `shape` on a ready simulator of `engine`: its measured cycle statistics,
-/// the cycle model's estimate, and the bit-for-bit comparison (the fixed workloads of
-/// `coforge baseline`).
+/// One seeded GEMM of `shape` on a ready simulator of `engine`: its cycle statistics (measured,
+/// with the protocol's estimate beside them) and the bit-for-bit comparison (the fixed workloads
+/// of `coforge baseline`).
 pub(crate) fn seeded_gemm(
     sim: &mut dyn coforge_sim::Simulator,
     engine: &engine::LoadedEngine,
@@ -433,11 +433,9 @@ pub(crate) fn seeded_gemm(
     mode: Mode,
 ) -> anyhow::Result<(
     coforge_driver::stce::CycleStats,
-    u64,
     coforge_driver::compare::Comparison,
 )> {
     let cfg = engine.config.stce("a seeded GEMM")?;
-    let (m, k, n) = shape;
     let (stats, comparison) = match Operands::random(cfg.dtype, cfg.weight_bits, shape, seed) {
         Operands::Int8(a, b) => {
             let o = int8_gemm(sim, cfg, &engine.spec, a.view(), b.view(), mode, None)?;
@@ -448,6 +446,5 @@ pub(crate) fn seeded_gemm(
             (o.stats, o.comparison)
         }
     };
-    let estimated = estimate_cycles(cfg, m, k, n, mode == Mode::Sparse);
-    Ok((stats, estimated, comparison))
+    Ok((stats, comparison))
 }

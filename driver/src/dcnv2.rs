@@ -511,12 +511,11 @@ pub fn full_conv_on_stce(
         let (n, pix) = (row / (hout * wout), row % (hout * wout));
         y[[n, co, pix / wout, pix % wout]] = v;
     }
-    let (m, kk) = run.columns.dim();
     Ok((
         y,
         GemmCycles {
             cycles: o.stats.cycles,
-            estimated_cycles: crate::stce::estimate_cycles(stce, m, kk, cout, false),
+            estimated_cycles: o.stats.estimated_cycles,
         },
     ))
 }

@@ -14,6 +14,7 @@ pub mod dcnv2;
 pub mod deform;
 pub mod design;
 pub mod mismatch_map;
+pub mod sat;
 pub mod sore;
 pub mod stce;
 pub mod verify;

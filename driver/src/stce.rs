@@ -1,18 +1,21 @@
 //! A GEMM `C = A · B` on the sparse tensor engine.
 //!
-//! The job is tiled into `rows x cols` output tiles (partial tiles are padded with zeros), each
-//! tile streams its reduction groups back to back, and results are read one row per cycle while
-//! the next tile computes (see the protocol in `coforge_generator::engines::stce`). Operands and
+//! The job is tiled into `rows x cols` output tiles (partial tiles are padded with zeros), and
+//! each tile streams its reduction groups. The driver only feeds: it keeps the engine's one
+//! input rule (a tile's last group at least [`stce::tile_spacing`] cycles after the previous
+//! one, see the protocol in `coforge_generator::engines::stce`) and may add random bubbles. The
+//! results are whatever rows the engine shows with `out_valid`, in the order it shows them, and
+//! `cycles` is the span the simulation observed, from the first group taken to the last result
+//! row shown. The protocol's estimate stands beside it as `estimated_cycles`. Operands and
 //! results travel as raw bit patterns, so the same code drives int8 and fp16 engines.
 
 use crate::DriverError;
 use coforge_generator::config::StceConfig;
-use coforge_generator::engines::stce::ports;
+use coforge_generator::engines::stce::{self, ports};
 use coforge_sim::{DesignSpec, Simulator, Stimulus, Trace};
 use ndarray::Array2;
-
-/// Reset cycles before the first group (not counted in the job's cycles).
-pub const RESET_CYCLES: u64 = 2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// How the weight operand reaches the array.
 #[derive(Clone, Debug)]
@@ -35,15 +38,33 @@ pub struct GemmJob {
     pub weights: WeightStream,
 }
 
+/// Random bubbles in the input stream: before each group, `in_valid` stays low for a cycle with
+/// probability `rate`, repeatedly (so gaps of any length occur). Seeded, so a run repeats.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gaps {
+    pub rate: f64,
+    pub seed: u64,
+}
+
+impl Gaps {
+    /// No bubbles but those the engine's tile-spacing rule needs.
+    pub const NONE: Gaps = Gaps { rate: 0.0, seed: 0 };
+}
+
 /// Cycle accounting of one GEMM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CycleStats {
-    /// From the first group driven to the last result row read, inclusive.
+    /// Measured: from the cycle the first group was taken to the cycle the engine showed the
+    /// last result row (`out_valid`), both counted.
     pub cycles: u64,
+    /// The protocol's cycle model for the same job ([`stce::estimated_cycles`]), which assumes
+    /// no bubbles but those the tile-spacing rule needs.
+    pub estimated_cycles: u64,
     pub tiles: u64,
     /// Reduction groups per tile: K/M in sparse mode, K/N in dense mode.
     pub groups_per_tile: u64,
-    /// Idle input cycles inserted because a tile was shorter than the read-out.
+    /// Idle input cycles (`in_valid` low) between the first group and the last: those the
+    /// tile-spacing rule needs, plus random [`Gaps`].
     pub bubbles: u64,
     /// Multiplier slots that worked on real (unpadded) output elements: out_rows * out_cols *
     /// groups * N.
@@ -51,7 +72,7 @@ pub struct CycleStats {
 }
 
 impl CycleStats {
-    /// Effective MACs per multiplier per cycle: `effective / (rows * cols * N * cycles)`.
+    /// Effective MACs per multiplier per measured cycle: `effective / (rows * cols * N * cycles)`.
     pub fn utilization(&self, cfg: &StceConfig) -> f64 {
         let capacity = (cfg.rows * cfg.cols * cfg.n) as f64 * self.cycles as f64;
         self.effective_macs as f64 / capacity
@@ -65,55 +86,30 @@ struct Tiling {
     row_tiles: usize,
     col_tiles: usize,
     groups: usize,
-    /// Cycles between the last groups of consecutive tiles: at least the tile length, and at
-    /// least max(rows, cols) so that each tile's results are read before they are replaced.
-    spacing: usize,
 }
 
 impl Tiling {
-    fn new(cfg: &StceConfig, out_rows: usize, out_cols: usize, groups: usize) -> Tiling {
-        let (r, c) = (cfg.rows as usize, cfg.cols as usize);
-        Tiling {
-            out_rows,
-            out_cols,
-            row_tiles: out_rows.div_ceil(r),
-            col_tiles: out_cols.div_ceil(c),
-            groups,
-            spacing: groups.max(r).max(c),
-        }
-    }
     fn tiles(&self) -> usize {
         self.row_tiles * self.col_tiles
     }
-    /// The cycle model: the last tile's last group, then `cols` cycles until its first row is
-    /// complete, then one row per cycle.
-    fn cycles(&self, cfg: &StceConfig) -> u64 {
-        ((self.tiles() - 1) * self.spacing + self.groups + (cfg.cols + cfg.rows) as usize - 1)
-            as u64
-    }
 }
 
-/// Predicted cycles of an `out_rows x k x out_cols` GEMM, without simulating. `sparse` selects
-/// the N:M mode (K rounded up to a multiple of M) or the dense mode (of N).
-pub fn estimate_cycles(
-    cfg: &StceConfig,
-    out_rows: usize,
-    k: usize,
-    out_cols: usize,
-    sparse: bool,
-) -> u64 {
-    let step = if sparse { cfg.m } else { cfg.n } as usize;
-    Tiling::new(cfg, out_rows, out_cols, k.div_ceil(step)).cycles(cfg)
+/// Cycles the driver keeps simulating after the last group, waiting for the last result row.
+/// The protocol promises it `latency + rows - 1` cycles after that group; the margin lets a
+/// slower engine show up as a measured figure above the estimate rather than as missing rows.
+fn drain_cycles(cfg: &StceConfig) -> u64 {
+    2 * (stce::latency(cfg) + u64::from(cfg.rows)) + 16
 }
 
-/// A job compiled into a cycle-by-cycle input stream plus the map from captures to results.
+/// A job compiled into a cycle-by-cycle input stream, captured every cycle from its first.
 pub struct Schedule {
     pub stimulus: Stimulus,
-    pub stats: CycleStats,
     tiling: Tiling,
-    /// For every capture, in order: (tile row, tile col, array row, cycle of the read).
-    reads: Vec<(usize, usize, usize, u64)>,
-    res_ports: Vec<String>,
+    /// The first cycle after reset whose group the engine takes (counted in captures).
+    first_group: usize,
+    estimated_cycles: u64,
+    bubbles: u64,
+    effective_macs: u64,
     rows: usize,
     cols: usize,
 }
@@ -149,12 +145,19 @@ fn port(stim: &Stimulus, name: &str) -> Result<usize, DriverError> {
     })
 }
 
-/// Compiles `job` for the engine `cfg` whose simulated design is `spec`.
+/// Compiles `job` for the engine `cfg` whose simulated design is `spec`, with `gaps`.
 pub fn schedule(
     cfg: &StceConfig,
     spec: &DesignSpec,
     job: &GemmJob,
+    gaps: Gaps,
 ) -> Result<Schedule, DriverError> {
+    if !(0.0..1.0).contains(&gaps.rate) {
+        return Err(DriverError::Input(format!(
+            "a bubble rate of {} is outside [0, 1)",
+            gaps.rate
+        )));
+    }
     let (n, m) = (cfg.n as usize, cfg.m as usize);
     let (rows, cols) = (cfg.rows as usize, cfg.cols as usize);
     let lanes = cfg.lanes() as usize;
@@ -201,14 +204,18 @@ pub fn schedule(
     if out_rows == 0 || out_cols == 0 {
         return Err(DriverError::Shape("the GEMM has no output elements".into()));
     }
-    let tiling = Tiling::new(cfg, out_rows, out_cols, k / step);
-    let total = tiling.cycles(cfg);
+    let tiling = Tiling {
+        out_rows,
+        out_cols,
+        row_tiles: out_rows.div_ceil(rows),
+        col_tiles: out_cols.div_ceil(cols),
+        groups: k / step,
+    };
 
     let mut stim = Stimulus::try_new(spec)?;
     let valid = port(&stim, ports::VALID)?;
     let first = port(&stim, ports::FIRST)?;
     let last = port(&stim, ports::LAST)?;
-    let rd_row = port(&stim, ports::READ_ROW)?;
     let reset = port(&stim, ports::RESET)?;
     let act_ports = (0..rows as u32)
         .map(|r| port(&stim, &ports::act_row(r)))
@@ -223,27 +230,48 @@ pub fn schedule(
     } else {
         vec![None; cols]
     };
-    let res_ports = (0..cols as u32).map(ports::res_col).collect();
+    let estimated_cycles = stce::estimated_cycles(cfg, out_rows, k, out_cols, sparse);
 
-    stim.reserve((RESET_CYCLES + total) as usize);
+    stim.reserve((stce::RESET_CYCLES + estimated_cycles + drain_cycles(cfg)) as usize);
     stim.set_id(reset, &[1]);
-    for _ in 0..RESET_CYCLES {
+    for _ in 0..stce::RESET_CYCLES {
         stim.step(false);
     }
     stim.set_id(reset, &[0]);
 
-    let mut reads_at = vec![None; total as usize];
-    let mut reads = Vec::new();
-    let mut words = Vec::new();
+    // Every cycle from here on is captured: the results are found by `out_valid`.
+    let mut rng = ChaCha8Rng::seed_from_u64(gaps.seed);
+    let spacing = stce::tile_spacing(cfg) as usize;
     let mut cycle = 0usize;
+    let mut first_group = None;
+    let mut previous_last: Option<usize> = None;
     let mut bubbles = 0u64;
+    let bubble = |stim: &mut Stimulus, cycle: &mut usize| {
+        // The other inputs keep the previous group, with both flags set: a bubble must
+        // ignore them all.
+        stim.set_id(valid, &[0]);
+        stim.set_id(first, &[1]);
+        stim.set_id(last, &[1]);
+        stim.step(true);
+        *cycle += 1;
+    };
+    let mut words = Vec::new();
     let dense_indices: Vec<u32> = (0..n as u32).collect();
     for tr in 0..tiling.row_tiles {
         for tc in 0..tiling.col_tiles {
             for g in 0..tiling.groups {
+                let is_last = g + 1 == tiling.groups;
+                while first_group.is_some() && gaps.rate > 0.0 && rng.random_bool(gaps.rate) {
+                    bubble(&mut stim, &mut cycle);
+                    bubbles += 1;
+                }
+                while is_last && previous_last.is_some_and(|p| cycle - p < spacing) {
+                    bubble(&mut stim, &mut cycle);
+                    bubbles += 1;
+                }
                 stim.set_id(valid, &[1]);
                 stim.set_id(first, &[(g == 0) as u32]);
-                stim.set_id(last, &[(g + 1 == tiling.groups) as u32]);
+                stim.set_id(last, &[is_last as u32]);
                 for (r, &p) in act_ports.iter().enumerate() {
                     let row = tr * rows + r;
                     // Sparse: all M lanes of the group. Dense: N reduction indices in lanes
@@ -277,60 +305,27 @@ pub fn schedule(
                         stim.set_id(p, &words);
                     }
                 }
-                let cap = reads_at[cycle].take();
-                if let Some(r) = cap {
-                    stim.set_id(rd_row, &[r as u32]);
+                first_group.get_or_insert(cycle);
+                if is_last {
+                    previous_last = Some(cycle);
                 }
-                stim.step(cap.is_some());
+                stim.step(true);
                 cycle += 1;
-            }
-            // Book the read-out of this tile: row r at (last group's cycle) + cols + r.
-            let last_cycle = cycle - 1;
-            for r in 0..rows {
-                let at = last_cycle + cols + r;
-                reads_at[at] = Some(r);
-                reads.push((tr, tc, r, at as u64));
-            }
-            let is_final = tr + 1 == tiling.row_tiles && tc + 1 == tiling.col_tiles;
-            if !is_final {
-                for _ in tiling.groups..tiling.spacing {
-                    stim.set_id(valid, &[0]);
-                    let cap = reads_at[cycle].take();
-                    if let Some(r) = cap {
-                        stim.set_id(rd_row, &[r as u32]);
-                    }
-                    stim.step(cap.is_some());
-                    cycle += 1;
-                    bubbles += 1;
-                }
             }
         }
     }
     stim.set_id(valid, &[0]);
-    while cycle < total as usize {
-        let cap = reads_at[cycle].take();
-        if let Some(r) = cap {
-            stim.set_id(rd_row, &[r as u32]);
-        }
-        stim.step(cap.is_some());
-        cycle += 1;
+    for _ in 0..drain_cycles(cfg) {
+        stim.step(true);
     }
-    debug_assert!(reads_at.iter().all(Option::is_none));
-    debug_assert_eq!(stim.captures(), reads.len());
 
-    let stats = CycleStats {
-        cycles: total,
-        tiles: tiling.tiles() as u64,
-        groups_per_tile: tiling.groups as u64,
-        bubbles,
-        effective_macs: (out_rows * out_cols * tiling.groups * n) as u64,
-    };
     Ok(Schedule {
         stimulus: stim,
-        stats,
+        first_group: first_group.unwrap_or(0),
+        estimated_cycles,
+        bubbles,
+        effective_macs: (out_rows * out_cols * tiling.groups * n) as u64,
         tiling,
-        reads,
-        res_ports,
         rows,
         cols,
     })
@@ -341,62 +336,111 @@ pub fn schedule(
 pub struct GemmRun {
     /// C, out_rows x out_cols, as raw accumulator bits.
     pub c: Array2<u32>,
-    /// The cycle (counted from the first group) at which each element of C was read out.
+    /// The cycle (counted from the first group) at which the engine showed each element of C.
     pub read_cycle: Array2<u64>,
     pub stats: CycleStats,
 }
 
 impl Schedule {
-    /// Reassembles C from the captured read-outs.
+    /// Reassembles C from the rows the engine showed with `out_valid`: the i-th row shown is
+    /// row i mod rows of tile i / rows (tiles in input order, row-major over the tile grid).
     pub fn extract(&self, trace: &Trace) -> Result<GemmRun, DriverError> {
-        if trace.len() != self.reads.len() {
-            return Err(DriverError::Shape(format!(
-                "the simulator returned {} captures, the schedule expects {}",
-                trace.len(),
-                self.reads.len()
-            )));
-        }
-        let res_ports = self
-            .res_ports
-            .iter()
-            .map(|name| {
-                trace.port_id(name).ok_or_else(|| {
-                    DriverError::Unsupported(format!("the design has no output `{name}`"))
-                })
+        let out_port = |name: &str| {
+            trace.port_id(name).ok_or_else(|| {
+                DriverError::Unsupported(format!("the design has no output `{name}`"))
             })
+        };
+        let res_ports = (0..self.cols as u32)
+            .map(|c| out_port(&ports::res_col(c)))
             .collect::<Result<Vec<_>, _>>()?;
+        let (out_valid, out_row, out_last) = (
+            out_port(ports::OUT_VALID)?,
+            out_port(ports::OUT_ROW)?,
+            out_port(ports::OUT_LAST)?,
+        );
         let t = &self.tiling;
+        let expected = t.tiles() * self.rows;
         let mut out = Array2::zeros((t.out_rows, t.out_cols));
         let mut read_cycle = Array2::zeros((t.out_rows, t.out_cols));
-        for (capture, &(tr, tc, r, at)) in self.reads.iter().enumerate() {
-            let row = tr * self.rows + r;
-            if row >= t.out_rows {
+        let mut shown = 0usize;
+        let mut last_shown = 0usize;
+        for capture in 0..trace.len() {
+            if trace.get_id(capture, out_valid)[0] == 0 {
                 continue;
             }
-            for (c, &port) in res_ports.iter().enumerate() {
-                let col = tc * self.cols + c;
-                if col < t.out_cols {
-                    out[[row, col]] = trace.get_id(capture, port)[0];
-                    read_cycle[[row, col]] = at;
+            if shown == expected {
+                return Err(DriverError::Unsupported(format!(
+                    "the engine showed a result row at cycle {capture} after all {expected} \
+                     rows of the job"
+                )));
+            }
+            let (tile, r) = (shown / self.rows, shown % self.rows);
+            let (row_seen, last_seen) = (
+                trace.get_id(capture, out_row)[0] as usize,
+                trace.get_id(capture, out_last)[0] == 1,
+            );
+            if row_seen != r || last_seen != (r + 1 == self.rows) {
+                return Err(DriverError::Unsupported(format!(
+                    "at cycle {capture} the engine showed row {row_seen} (out_last = \
+                     {last_seen}) where row {r} of tile {tile} was due"
+                )));
+            }
+            let (tr, tc) = (tile / t.col_tiles, tile % t.col_tiles);
+            let row = tr * self.rows + r;
+            if row < t.out_rows {
+                for (c, &port) in res_ports.iter().enumerate() {
+                    let col = tc * self.cols + c;
+                    if col < t.out_cols {
+                        out[[row, col]] = trace.get_id(capture, port)[0];
+                        read_cycle[[row, col]] = (capture - self.first_group) as u64;
+                    }
                 }
             }
+            shown += 1;
+            last_shown = capture;
+        }
+        if shown != expected {
+            return Err(DriverError::Unsupported(format!(
+                "the engine showed {shown} of the job's {expected} result rows in the {} \
+                 cycles simulated",
+                trace.len()
+            )));
         }
         Ok(GemmRun {
             c: out,
             read_cycle,
-            stats: self.stats,
+            stats: CycleStats {
+                cycles: (last_shown - self.first_group + 1) as u64,
+                estimated_cycles: self.estimated_cycles,
+                tiles: t.tiles() as u64,
+                groups_per_tile: t.groups as u64,
+                bubbles: self.bubbles,
+                effective_macs: self.effective_macs,
+            },
         })
     }
 }
 
-/// Schedules `job`, runs it on `sim` from reset, and returns C with its cycle accounting.
+/// Schedules `job` with no bubbles but those the engine needs, runs it on `sim` from reset, and
+/// returns C with its cycle accounting.
 pub fn run(
     sim: &mut dyn Simulator,
     cfg: &StceConfig,
     spec: &DesignSpec,
     job: &GemmJob,
 ) -> Result<GemmRun, DriverError> {
-    let schedule = schedule(cfg, spec, job)?;
+    run_with_gaps(sim, cfg, spec, job, Gaps::NONE)
+}
+
+/// [`run`] with random bubbles in the input stream.
+pub fn run_with_gaps(
+    sim: &mut dyn Simulator,
+    cfg: &StceConfig,
+    spec: &DesignSpec,
+    job: &GemmJob,
+    gaps: Gaps,
+) -> Result<GemmRun, DriverError> {
+    let schedule = schedule(cfg, spec, job, gaps)?;
     let trace = sim.run(&schedule.stimulus)?;
     schedule.extract(&trace)
 }

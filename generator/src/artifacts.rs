@@ -4,6 +4,7 @@
 
 use crate::config::{Config, ConfigError, DeformConfig, Dtype, StceConfig};
 use crate::engines::deform;
+use crate::engines::sat;
 use crate::engines::sore::{self, SoreParams};
 use crate::engines::stce;
 use crate::engines::wuve::{self, WuveParams};
@@ -94,6 +95,8 @@ pub enum EngineParams {
     Sore(SoreParams),
     Wuve(WuveParams),
     Deform(DeformConfig),
+    /// The SAT system top: the whole config (its STCE, `[train]` and `[system]`).
+    System(Box<Config>),
 }
 
 /// One engine a config describes, before it is generated.
@@ -115,6 +118,7 @@ impl EnginePlan {
             EngineParams::Sore(p) => sore::module_names(p),
             EngineParams::Wuve(_) => wuve::module_names(),
             EngineParams::Deform(c) => deform::module_names(c),
+            EngineParams::System(c) => sat::top::module_names(c),
         }
     }
 
@@ -124,6 +128,7 @@ impl EnginePlan {
             EngineParams::Sore(p) => sore::generate(p, &self.top),
             EngineParams::Wuve(p) => wuve::generate(p, &self.top),
             EngineParams::Deform(c) => deform::generate(c),
+            EngineParams::System(c) => sat::top::generate(c),
         }
     }
 }
@@ -154,6 +159,14 @@ pub fn plan(cfg: &Config) -> Vec<EnginePlan> {
             params: EngineParams::Wuve(WuveParams {
                 lanes: train.wuve_lanes,
             }),
+        });
+    }
+    if let (Some(system), Some(_), Some(_)) = (&cfg.system, &cfg.stce, &cfg.train) {
+        out.push(EnginePlan {
+            key: "system.top",
+            top: system.top.clone(),
+            role: "SAT system top (STCE, buffers, DMA, controller)",
+            params: EngineParams::System(Box::new(cfg.clone())),
         });
     }
     if let Some(deform_cfg) = &cfg.deform {

@@ -24,12 +24,14 @@ module stce_int4_sat (
     input  wire [1:0]  idx_col2,
     input  wire [1:0]  idx_col3,
     input  wire [1:0]  idx_col4,
-    input  wire [1:0]  rd_row,                           // row of results to show
-    output reg  [31:0] res_col0,
-    output reg  [31:0] res_col1,
-    output reg  [31:0] res_col2,
-    output reg  [31:0] res_col3,
-    output reg  [31:0] res_col4
+    output wire        out_valid,                        // a result row is shown this cycle
+    output wire [1:0]  out_row,                          // which row of its tile
+    output wire        out_last,                         // the tile's last row
+    output reg  [31:0] res_col0,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col1,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col2,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col3,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col4                          // result of PE(out_row, c)
 );
 
     reg         valid_row1_d1;
@@ -92,13 +94,14 @@ module stce_int4_sat (
     wire [3:0]  wgt_r1_c3;
     wire [1:0]  idx_r1_c3;
     wire [31:0] result_r0_c3;
-    wire        unused_valid_r0_east;
+    wire        valid_r0_east;
     wire        unused_first_r0_east;
-    wire        unused_last_r0_east;
+    wire        last_r0_east;
     wire [31:0] unused_act_r0_east;
     wire [3:0]  wgt_r1_c4;
     wire [1:0]  idx_r1_c4;
     wire [31:0] result_r0_c4;
+    wire        row_done_r0;
     wire        valid_r1_c1;
     wire        first_r1_c1;
     wire        last_r1_c1;
@@ -127,13 +130,14 @@ module stce_int4_sat (
     wire [3:0]  wgt_r2_c3;
     wire [1:0]  idx_r2_c3;
     wire [31:0] result_r1_c3;
-    wire        unused_valid_r1_east;
+    wire        valid_r1_east;
     wire        unused_first_r1_east;
-    wire        unused_last_r1_east;
+    wire        last_r1_east;
     wire [31:0] unused_act_r1_east;
     wire [3:0]  wgt_r2_c4;
     wire [1:0]  idx_r2_c4;
     wire [31:0] result_r1_c4;
+    wire        row_done_r1;
     wire        valid_r2_c1;
     wire        first_r2_c1;
     wire        last_r2_c1;
@@ -162,13 +166,14 @@ module stce_int4_sat (
     wire [3:0]  unused_wgt_c3_south;
     wire [1:0]  unused_idx_c3_south;
     wire [31:0] result_r2_c3;
-    wire        unused_valid_r2_east;
+    wire        valid_r2_east;
     wire        unused_first_r2_east;
-    wire        unused_last_r2_east;
+    wire        last_r2_east;
     wire [31:0] unused_act_r2_east;
     wire [3:0]  unused_wgt_c4_south;
     wire [1:0]  unused_idx_c4_south;
     wire [31:0] result_r2_c4;
+    wire        row_done_r2;
 
     // Row skew, control: reset so that no phantom group enters the array.
     always @(posedge clk) begin
@@ -303,14 +308,16 @@ module stce_int4_sat (
         .in_act    (act_r0_c4),
         .in_wgt    (wgt_col4_d4),
         .in_idx    (idx_col4_d4),
-        .out_valid (unused_valid_r0_east),
+        .out_valid (valid_r0_east),
         .out_first (unused_first_r0_east),
-        .out_last  (unused_last_r0_east),
+        .out_last  (last_r0_east),
         .out_act   (unused_act_r0_east),
         .out_wgt   (wgt_r1_c4),
         .out_idx   (idx_r1_c4),
         .result    (result_r0_c4)
     );
+
+    assign row_done_r0 = valid_r0_east & last_r0_east;
 
     stce_pe_int8w4sat_n1_m4 pe_r1_c0 (
         .clk       (clk),
@@ -393,14 +400,16 @@ module stce_int4_sat (
         .in_act    (act_r1_c4),
         .in_wgt    (wgt_r1_c4),
         .in_idx    (idx_r1_c4),
-        .out_valid (unused_valid_r1_east),
+        .out_valid (valid_r1_east),
         .out_first (unused_first_r1_east),
-        .out_last  (unused_last_r1_east),
+        .out_last  (last_r1_east),
         .out_act   (unused_act_r1_east),
         .out_wgt   (wgt_r2_c4),
         .out_idx   (idx_r2_c4),
         .result    (result_r1_c4)
     );
+
+    assign row_done_r1 = valid_r1_east & last_r1_east;
 
     stce_pe_int8w4sat_n1_m4 pe_r2_c0 (
         .clk       (clk),
@@ -483,18 +492,25 @@ module stce_int4_sat (
         .in_act    (act_r2_c4),
         .in_wgt    (wgt_r2_c4),
         .in_idx    (idx_r2_c4),
-        .out_valid (unused_valid_r2_east),
+        .out_valid (valid_r2_east),
         .out_first (unused_first_r2_east),
-        .out_last  (unused_last_r2_east),
+        .out_last  (last_r2_east),
         .out_act   (unused_act_r2_east),
         .out_wgt   (unused_wgt_c4_south),
         .out_idx   (unused_idx_c4_south),
         .result    (result_r2_c4)
     );
 
-    // Read-out: one row of results per cycle, selected by rd_row (zeros past the last).
+    assign row_done_r2 = valid_r2_east & last_r2_east;
+
+    // Read-out: row r of a tile is complete when its last group leaves the row eastwards.
+    // The tile spacing rule keeps at most one row_done high per cycle.
+    assign out_valid = row_done_r0 | row_done_r1 | row_done_r2;
+    assign out_row = row_done_r0 ? 2'd0 : row_done_r1 ? 2'd1 : row_done_r2 ? 2'd2 : 2'd0;
+    assign out_last = row_done_r2;
+
     always @(*) begin
-        case (rd_row)
+        case (out_row)
             2'd0: begin
                 res_col0 = result_r0_c0;
                 res_col1 = result_r0_c1;

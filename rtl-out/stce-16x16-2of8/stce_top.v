@@ -59,23 +59,25 @@ module stce_top (
     input  wire [5:0]  idx_col13,
     input  wire [5:0]  idx_col14,
     input  wire [5:0]  idx_col15,
-    input  wire [3:0]  rd_row,                           // row of results to show
-    output reg  [31:0] res_col0,
-    output reg  [31:0] res_col1,
-    output reg  [31:0] res_col2,
-    output reg  [31:0] res_col3,
-    output reg  [31:0] res_col4,
-    output reg  [31:0] res_col5,
-    output reg  [31:0] res_col6,
-    output reg  [31:0] res_col7,
-    output reg  [31:0] res_col8,
-    output reg  [31:0] res_col9,
-    output reg  [31:0] res_col10,
-    output reg  [31:0] res_col11,
-    output reg  [31:0] res_col12,
-    output reg  [31:0] res_col13,
-    output reg  [31:0] res_col14,
-    output reg  [31:0] res_col15
+    output wire        out_valid,                        // a result row is shown this cycle
+    output wire [3:0]  out_row,                          // which row of its tile
+    output wire        out_last,                         // the tile's last row
+    output reg  [31:0] res_col0,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col1,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col2,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col3,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col4,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col5,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col6,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col7,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col8,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col9,                         // result of PE(out_row, c)
+    output reg  [31:0] res_col10,                        // result of PE(out_row, c)
+    output reg  [31:0] res_col11,                        // result of PE(out_row, c)
+    output reg  [31:0] res_col12,                        // result of PE(out_row, c)
+    output reg  [31:0] res_col13,                        // result of PE(out_row, c)
+    output reg  [31:0] res_col14,                        // result of PE(out_row, c)
+    output reg  [31:0] res_col15                         // result of PE(out_row, c)
 );
 
     reg         valid_row1_d1;
@@ -903,13 +905,14 @@ module stce_top (
     wire [15:0] wgt_r1_c14;
     wire [5:0]  idx_r1_c14;
     wire [31:0] result_r0_c14;
-    wire        unused_valid_r0_east;
+    wire        valid_r0_east;
     wire        unused_first_r0_east;
-    wire        unused_last_r0_east;
+    wire        last_r0_east;
     wire [63:0] unused_act_r0_east;
     wire [15:0] wgt_r1_c15;
     wire [5:0]  idx_r1_c15;
     wire [31:0] result_r0_c15;
+    wire        row_done_r0;
     wire        valid_r1_c1;
     wire        first_r1_c1;
     wire        last_r1_c1;
@@ -1015,13 +1018,14 @@ module stce_top (
     wire [15:0] wgt_r2_c14;
     wire [5:0]  idx_r2_c14;
     wire [31:0] result_r1_c14;
-    wire        unused_valid_r1_east;
+    wire        valid_r1_east;
     wire        unused_first_r1_east;
-    wire        unused_last_r1_east;
+    wire        last_r1_east;
     wire [63:0] unused_act_r1_east;
     wire [15:0] wgt_r2_c15;
     wire [5:0]  idx_r2_c15;
     wire [31:0] result_r1_c15;
+    wire        row_done_r1;
     wire        valid_r2_c1;
     wire        first_r2_c1;
     wire        last_r2_c1;
@@ -1127,13 +1131,14 @@ module stce_top (
     wire [15:0] wgt_r3_c14;
     wire [5:0]  idx_r3_c14;
     wire [31:0] result_r2_c14;
-    wire        unused_valid_r2_east;
+    wire        valid_r2_east;
     wire        unused_first_r2_east;
-    wire        unused_last_r2_east;
+    wire        last_r2_east;
     wire [63:0] unused_act_r2_east;
     wire [15:0] wgt_r3_c15;
     wire [5:0]  idx_r3_c15;
     wire [31:0] result_r2_c15;
+    wire        row_done_r2;
     wire        valid_r3_c1;
     wire        first_r3_c1;
     wire        last_r3_c1;
@@ -1239,13 +1244,14 @@ module stce_top (
     wire [15:0] wgt_r4_c14;
     wire [5:0]  idx_r4_c14;
     wire [31:0] result_r3_c14;
-    wire        unused_valid_r3_east;
+    wire        valid_r3_east;
     wire        unused_first_r3_east;
-    wire        unused_last_r3_east;
+    wire        last_r3_east;
     wire [63:0] unused_act_r3_east;
     wire [15:0] wgt_r4_c15;
     wire [5:0]  idx_r4_c15;
     wire [31:0] result_r3_c15;
+    wire        row_done_r3;
     wire        valid_r4_c1;
     wire        first_r4_c1;
     wire        last_r4_c1;
@@ -1351,13 +1357,14 @@ module stce_top (
     wire [15:0] wgt_r5_c14;
     wire [5:0]  idx_r5_c14;
     wire [31:0] result_r4_c14;
-    wire        unused_valid_r4_east;
+    wire        valid_r4_east;
     wire        unused_first_r4_east;
-    wire        unused_last_r4_east;
+    wire        last_r4_east;
     wire [63:0] unused_act_r4_east;
     wire [15:0] wgt_r5_c15;
     wire [5:0]  idx_r5_c15;
     wire [31:0] result_r4_c15;
+    wire        row_done_r4;
     wire        valid_r5_c1;
     wire        first_r5_c1;
     wire        last_r5_c1;
@@ -1463,13 +1470,14 @@ module stce_top (
     wire [15:0] wgt_r6_c14;
     wire [5:0]  idx_r6_c14;
     wire [31:0] result_r5_c14;
-    wire        unused_valid_r5_east;
+    wire        valid_r5_east;
     wire        unused_first_r5_east;
-    wire        unused_last_r5_east;
+    wire        last_r5_east;
     wire [63:0] unused_act_r5_east;
     wire [15:0] wgt_r6_c15;
     wire [5:0]  idx_r6_c15;
     wire [31:0] result_r5_c15;
+    wire        row_done_r5;
     wire        valid_r6_c1;
     wire        first_r6_c1;
     wire        last_r6_c1;
@@ -1575,13 +1583,14 @@ module stce_top (
     wire [15:0] wgt_r7_c14;
     wire [5:0]  idx_r7_c14;
     wire [31:0] result_r6_c14;
-    wire        unused_valid_r6_east;
+    wire        valid_r6_east;
     wire        unused_first_r6_east;
-    wire        unused_last_r6_east;
+    wire        last_r6_east;
     wire [63:0] unused_act_r6_east;
     wire [15:0] wgt_r7_c15;
     wire [5:0]  idx_r7_c15;
     wire [31:0] result_r6_c15;
+    wire        row_done_r6;
     wire        valid_r7_c1;
     wire        first_r7_c1;
     wire        last_r7_c1;
@@ -1687,13 +1696,14 @@ module stce_top (
     wire [15:0] wgt_r8_c14;
     wire [5:0]  idx_r8_c14;
     wire [31:0] result_r7_c14;
-    wire        unused_valid_r7_east;
+    wire        valid_r7_east;
     wire        unused_first_r7_east;
-    wire        unused_last_r7_east;
+    wire        last_r7_east;
     wire [63:0] unused_act_r7_east;
     wire [15:0] wgt_r8_c15;
     wire [5:0]  idx_r8_c15;
     wire [31:0] result_r7_c15;
+    wire        row_done_r7;
     wire        valid_r8_c1;
     wire        first_r8_c1;
     wire        last_r8_c1;
@@ -1799,13 +1809,14 @@ module stce_top (
     wire [15:0] wgt_r9_c14;
     wire [5:0]  idx_r9_c14;
     wire [31:0] result_r8_c14;
-    wire        unused_valid_r8_east;
+    wire        valid_r8_east;
     wire        unused_first_r8_east;
-    wire        unused_last_r8_east;
+    wire        last_r8_east;
     wire [63:0] unused_act_r8_east;
     wire [15:0] wgt_r9_c15;
     wire [5:0]  idx_r9_c15;
     wire [31:0] result_r8_c15;
+    wire        row_done_r8;
     wire        valid_r9_c1;
     wire        first_r9_c1;
     wire        last_r9_c1;
@@ -1911,13 +1922,14 @@ module stce_top (
     wire [15:0] wgt_r10_c14;
     wire [5:0]  idx_r10_c14;
     wire [31:0] result_r9_c14;
-    wire        unused_valid_r9_east;
+    wire        valid_r9_east;
     wire        unused_first_r9_east;
-    wire        unused_last_r9_east;
+    wire        last_r9_east;
     wire [63:0] unused_act_r9_east;
     wire [15:0] wgt_r10_c15;
     wire [5:0]  idx_r10_c15;
     wire [31:0] result_r9_c15;
+    wire        row_done_r9;
     wire        valid_r10_c1;
     wire        first_r10_c1;
     wire        last_r10_c1;
@@ -2023,13 +2035,14 @@ module stce_top (
     wire [15:0] wgt_r11_c14;
     wire [5:0]  idx_r11_c14;
     wire [31:0] result_r10_c14;
-    wire        unused_valid_r10_east;
+    wire        valid_r10_east;
     wire        unused_first_r10_east;
-    wire        unused_last_r10_east;
+    wire        last_r10_east;
     wire [63:0] unused_act_r10_east;
     wire [15:0] wgt_r11_c15;
     wire [5:0]  idx_r11_c15;
     wire [31:0] result_r10_c15;
+    wire        row_done_r10;
     wire        valid_r11_c1;
     wire        first_r11_c1;
     wire        last_r11_c1;
@@ -2135,13 +2148,14 @@ module stce_top (
     wire [15:0] wgt_r12_c14;
     wire [5:0]  idx_r12_c14;
     wire [31:0] result_r11_c14;
-    wire        unused_valid_r11_east;
+    wire        valid_r11_east;
     wire        unused_first_r11_east;
-    wire        unused_last_r11_east;
+    wire        last_r11_east;
     wire [63:0] unused_act_r11_east;
     wire [15:0] wgt_r12_c15;
     wire [5:0]  idx_r12_c15;
     wire [31:0] result_r11_c15;
+    wire        row_done_r11;
     wire        valid_r12_c1;
     wire        first_r12_c1;
     wire        last_r12_c1;
@@ -2247,13 +2261,14 @@ module stce_top (
     wire [15:0] wgt_r13_c14;
     wire [5:0]  idx_r13_c14;
     wire [31:0] result_r12_c14;
-    wire        unused_valid_r12_east;
+    wire        valid_r12_east;
     wire        unused_first_r12_east;
-    wire        unused_last_r12_east;
+    wire        last_r12_east;
     wire [63:0] unused_act_r12_east;
     wire [15:0] wgt_r13_c15;
     wire [5:0]  idx_r13_c15;
     wire [31:0] result_r12_c15;
+    wire        row_done_r12;
     wire        valid_r13_c1;
     wire        first_r13_c1;
     wire        last_r13_c1;
@@ -2359,13 +2374,14 @@ module stce_top (
     wire [15:0] wgt_r14_c14;
     wire [5:0]  idx_r14_c14;
     wire [31:0] result_r13_c14;
-    wire        unused_valid_r13_east;
+    wire        valid_r13_east;
     wire        unused_first_r13_east;
-    wire        unused_last_r13_east;
+    wire        last_r13_east;
     wire [63:0] unused_act_r13_east;
     wire [15:0] wgt_r14_c15;
     wire [5:0]  idx_r14_c15;
     wire [31:0] result_r13_c15;
+    wire        row_done_r13;
     wire        valid_r14_c1;
     wire        first_r14_c1;
     wire        last_r14_c1;
@@ -2471,13 +2487,14 @@ module stce_top (
     wire [15:0] wgt_r15_c14;
     wire [5:0]  idx_r15_c14;
     wire [31:0] result_r14_c14;
-    wire        unused_valid_r14_east;
+    wire        valid_r14_east;
     wire        unused_first_r14_east;
-    wire        unused_last_r14_east;
+    wire        last_r14_east;
     wire [63:0] unused_act_r14_east;
     wire [15:0] wgt_r15_c15;
     wire [5:0]  idx_r15_c15;
     wire [31:0] result_r14_c15;
+    wire        row_done_r14;
     wire        valid_r15_c1;
     wire        first_r15_c1;
     wire        last_r15_c1;
@@ -2583,13 +2600,14 @@ module stce_top (
     wire [15:0] unused_wgt_c14_south;
     wire [5:0]  unused_idx_c14_south;
     wire [31:0] result_r15_c14;
-    wire        unused_valid_r15_east;
+    wire        valid_r15_east;
     wire        unused_first_r15_east;
-    wire        unused_last_r15_east;
+    wire        last_r15_east;
     wire [63:0] unused_act_r15_east;
     wire [15:0] unused_wgt_c15_south;
     wire [5:0]  unused_idx_c15_south;
     wire [31:0] result_r15_c15;
+    wire        row_done_r15;
 
     // Row skew, control: reset so that no phantom group enters the array.
     always @(posedge clk) begin
@@ -3961,14 +3979,16 @@ module stce_top (
         .in_act    (act_r0_c15),
         .in_wgt    (wgt_col15_d15),
         .in_idx    (idx_col15_d15),
-        .out_valid (unused_valid_r0_east),
+        .out_valid (valid_r0_east),
         .out_first (unused_first_r0_east),
-        .out_last  (unused_last_r0_east),
+        .out_last  (last_r0_east),
         .out_act   (unused_act_r0_east),
         .out_wgt   (wgt_r1_c15),
         .out_idx   (idx_r1_c15),
         .result    (result_r0_c15)
     );
+
+    assign row_done_r0 = valid_r0_east & last_r0_east;
 
     stce_pe_int8_n2_m8 pe_r1_c0 (
         .clk       (clk),
@@ -4249,14 +4269,16 @@ module stce_top (
         .in_act    (act_r1_c15),
         .in_wgt    (wgt_r1_c15),
         .in_idx    (idx_r1_c15),
-        .out_valid (unused_valid_r1_east),
+        .out_valid (valid_r1_east),
         .out_first (unused_first_r1_east),
-        .out_last  (unused_last_r1_east),
+        .out_last  (last_r1_east),
         .out_act   (unused_act_r1_east),
         .out_wgt   (wgt_r2_c15),
         .out_idx   (idx_r2_c15),
         .result    (result_r1_c15)
     );
+
+    assign row_done_r1 = valid_r1_east & last_r1_east;
 
     stce_pe_int8_n2_m8 pe_r2_c0 (
         .clk       (clk),
@@ -4537,14 +4559,16 @@ module stce_top (
         .in_act    (act_r2_c15),
         .in_wgt    (wgt_r2_c15),
         .in_idx    (idx_r2_c15),
-        .out_valid (unused_valid_r2_east),
+        .out_valid (valid_r2_east),
         .out_first (unused_first_r2_east),
-        .out_last  (unused_last_r2_east),
+        .out_last  (last_r2_east),
         .out_act   (unused_act_r2_east),
         .out_wgt   (wgt_r3_c15),
         .out_idx   (idx_r3_c15),
         .result    (result_r2_c15)
     );
+
+    assign row_done_r2 = valid_r2_east & last_r2_east;
 
     stce_pe_int8_n2_m8 pe_r3_c0 (
         .clk       (clk),
@@ -4825,14 +4849,16 @@ module stce_top (
         .in_act    (act_r3_c15),
         .in_wgt    (wgt_r3_c15),
         .in_idx    (idx_r3_c15),
-        .out_valid (unused_valid_r3_east),
+        .out_valid (valid_r3_east),
         .out_first (unused_first_r3_east),
-        .out_last  (unused_last_r3_east),
+        .out_last  (last_r3_east),
         .out_act   (unused_act_r3_east),
         .out_wgt   (wgt_r4_c15),
         .out_idx   (idx_r4_c15),
         .result    (result_r3_c15)
     );
+
+    assign row_done_r3 = valid_r3_east & last_r3_east;
 
     stce_pe_int8_n2_m8 pe_r4_c0 (
         .clk       (clk),
@@ -5113,14 +5139,16 @@ module stce_top (
         .in_act    (act_r4_c15),
         .in_wgt    (wgt_r4_c15),
         .in_idx    (idx_r4_c15),
-        .out_valid (unused_valid_r4_east),
+        .out_valid (valid_r4_east),
         .out_first (unused_first_r4_east),
-        .out_last  (unused_last_r4_east),
+        .out_last  (last_r4_east),
         .out_act   (unused_act_r4_east),
         .out_wgt   (wgt_r5_c15),
         .out_idx   (idx_r5_c15),
         .result    (result_r4_c15)
     );
+
+    assign row_done_r4 = valid_r4_east & last_r4_east;
 
     stce_pe_int8_n2_m8 pe_r5_c0 (
         .clk       (clk),
@@ -5401,14 +5429,16 @@ module stce_top (
         .in_act    (act_r5_c15),
         .in_wgt    (wgt_r5_c15),
         .in_idx    (idx_r5_c15),
-        .out_valid (unused_valid_r5_east),
+        .out_valid (valid_r5_east),
         .out_first (unused_first_r5_east),
-        .out_last  (unused_last_r5_east),
+        .out_last  (last_r5_east),
         .out_act   (unused_act_r5_east),
         .out_wgt   (wgt_r6_c15),
         .out_idx   (idx_r6_c15),
         .result    (result_r5_c15)
     );
+
+    assign row_done_r5 = valid_r5_east & last_r5_east;
 
     stce_pe_int8_n2_m8 pe_r6_c0 (
         .clk       (clk),
@@ -5689,14 +5719,16 @@ module stce_top (
         .in_act    (act_r6_c15),
         .in_wgt    (wgt_r6_c15),
         .in_idx    (idx_r6_c15),
-        .out_valid (unused_valid_r6_east),
+        .out_valid (valid_r6_east),
         .out_first (unused_first_r6_east),
-        .out_last  (unused_last_r6_east),
+        .out_last  (last_r6_east),
         .out_act   (unused_act_r6_east),
         .out_wgt   (wgt_r7_c15),
         .out_idx   (idx_r7_c15),
         .result    (result_r6_c15)
     );
+
+    assign row_done_r6 = valid_r6_east & last_r6_east;
 
     stce_pe_int8_n2_m8 pe_r7_c0 (
         .clk       (clk),
@@ -5977,14 +6009,16 @@ module stce_top (
         .in_act    (act_r7_c15),
         .in_wgt    (wgt_r7_c15),
         .in_idx    (idx_r7_c15),
-        .out_valid (unused_valid_r7_east),
+        .out_valid (valid_r7_east),
         .out_first (unused_first_r7_east),
-        .out_last  (unused_last_r7_east),
+        .out_last  (last_r7_east),
         .out_act   (unused_act_r7_east),
         .out_wgt   (wgt_r8_c15),
         .out_idx   (idx_r8_c15),
         .result    (result_r7_c15)
     );
+
+    assign row_done_r7 = valid_r7_east & last_r7_east;
 
     stce_pe_int8_n2_m8 pe_r8_c0 (
         .clk       (clk),
@@ -6265,14 +6299,16 @@ module stce_top (
         .in_act    (act_r8_c15),
         .in_wgt    (wgt_r8_c15),
         .in_idx    (idx_r8_c15),
-        .out_valid (unused_valid_r8_east),
+        .out_valid (valid_r8_east),
         .out_first (unused_first_r8_east),
-        .out_last  (unused_last_r8_east),
+        .out_last  (last_r8_east),
         .out_act   (unused_act_r8_east),
         .out_wgt   (wgt_r9_c15),
         .out_idx   (idx_r9_c15),
         .result    (result_r8_c15)
     );
+
+    assign row_done_r8 = valid_r8_east & last_r8_east;
 
     stce_pe_int8_n2_m8 pe_r9_c0 (
         .clk       (clk),
@@ -6553,14 +6589,16 @@ module stce_top (
         .in_act    (act_r9_c15),
         .in_wgt    (wgt_r9_c15),
         .in_idx    (idx_r9_c15),
-        .out_valid (unused_valid_r9_east),
+        .out_valid (valid_r9_east),
         .out_first (unused_first_r9_east),
-        .out_last  (unused_last_r9_east),
+        .out_last  (last_r9_east),
         .out_act   (unused_act_r9_east),
         .out_wgt   (wgt_r10_c15),
         .out_idx   (idx_r10_c15),
         .result    (result_r9_c15)
     );
+
+    assign row_done_r9 = valid_r9_east & last_r9_east;
 
     stce_pe_int8_n2_m8 pe_r10_c0 (
         .clk       (clk),
@@ -6841,14 +6879,16 @@ module stce_top (
         .in_act    (act_r10_c15),
         .in_wgt    (wgt_r10_c15),
         .in_idx    (idx_r10_c15),
-        .out_valid (unused_valid_r10_east),
+        .out_valid (valid_r10_east),
         .out_first (unused_first_r10_east),
-        .out_last  (unused_last_r10_east),
+        .out_last  (last_r10_east),
         .out_act   (unused_act_r10_east),
         .out_wgt   (wgt_r11_c15),
         .out_idx   (idx_r11_c15),
         .result    (result_r10_c15)
     );
+
+    assign row_done_r10 = valid_r10_east & last_r10_east;
 
     stce_pe_int8_n2_m8 pe_r11_c0 (
         .clk       (clk),
@@ -7129,14 +7169,16 @@ module stce_top (
         .in_act    (act_r11_c15),
         .in_wgt    (wgt_r11_c15),
         .in_idx    (idx_r11_c15),
-        .out_valid (unused_valid_r11_east),
+        .out_valid (valid_r11_east),
         .out_first (unused_first_r11_east),
-        .out_last  (unused_last_r11_east),
+        .out_last  (last_r11_east),
         .out_act   (unused_act_r11_east),
         .out_wgt   (wgt_r12_c15),
         .out_idx   (idx_r12_c15),
         .result    (result_r11_c15)
     );
+
+    assign row_done_r11 = valid_r11_east & last_r11_east;
 
     stce_pe_int8_n2_m8 pe_r12_c0 (
         .clk       (clk),
@@ -7417,14 +7459,16 @@ module stce_top (
         .in_act    (act_r12_c15),
         .in_wgt    (wgt_r12_c15),
         .in_idx    (idx_r12_c15),
-        .out_valid (unused_valid_r12_east),
+        .out_valid (valid_r12_east),
         .out_first (unused_first_r12_east),
-        .out_last  (unused_last_r12_east),
+        .out_last  (last_r12_east),
         .out_act   (unused_act_r12_east),
         .out_wgt   (wgt_r13_c15),
         .out_idx   (idx_r13_c15),
         .result    (result_r12_c15)
     );
+
+    assign row_done_r12 = valid_r12_east & last_r12_east;
 
     stce_pe_int8_n2_m8 pe_r13_c0 (
         .clk       (clk),
@@ -7705,14 +7749,16 @@ module stce_top (
         .in_act    (act_r13_c15),
         .in_wgt    (wgt_r13_c15),
         .in_idx    (idx_r13_c15),
-        .out_valid (unused_valid_r13_east),
+        .out_valid (valid_r13_east),
         .out_first (unused_first_r13_east),
-        .out_last  (unused_last_r13_east),
+        .out_last  (last_r13_east),
         .out_act   (unused_act_r13_east),
         .out_wgt   (wgt_r14_c15),
         .out_idx   (idx_r14_c15),
         .result    (result_r13_c15)
     );
+
+    assign row_done_r13 = valid_r13_east & last_r13_east;
 
     stce_pe_int8_n2_m8 pe_r14_c0 (
         .clk       (clk),
@@ -7993,14 +8039,16 @@ module stce_top (
         .in_act    (act_r14_c15),
         .in_wgt    (wgt_r14_c15),
         .in_idx    (idx_r14_c15),
-        .out_valid (unused_valid_r14_east),
+        .out_valid (valid_r14_east),
         .out_first (unused_first_r14_east),
-        .out_last  (unused_last_r14_east),
+        .out_last  (last_r14_east),
         .out_act   (unused_act_r14_east),
         .out_wgt   (wgt_r15_c15),
         .out_idx   (idx_r15_c15),
         .result    (result_r14_c15)
     );
+
+    assign row_done_r14 = valid_r14_east & last_r14_east;
 
     stce_pe_int8_n2_m8 pe_r15_c0 (
         .clk       (clk),
@@ -8281,18 +8329,25 @@ module stce_top (
         .in_act    (act_r15_c15),
         .in_wgt    (wgt_r15_c15),
         .in_idx    (idx_r15_c15),
-        .out_valid (unused_valid_r15_east),
+        .out_valid (valid_r15_east),
         .out_first (unused_first_r15_east),
-        .out_last  (unused_last_r15_east),
+        .out_last  (last_r15_east),
         .out_act   (unused_act_r15_east),
         .out_wgt   (unused_wgt_c15_south),
         .out_idx   (unused_idx_c15_south),
         .result    (result_r15_c15)
     );
 
-    // Read-out: one row of results per cycle, selected by rd_row (zeros past the last).
+    assign row_done_r15 = valid_r15_east & last_r15_east;
+
+    // Read-out: row r of a tile is complete when its last group leaves the row eastwards.
+    // The tile spacing rule keeps at most one row_done high per cycle.
+    assign out_valid = row_done_r0 | row_done_r1 | row_done_r2 | row_done_r3 | row_done_r4 | row_done_r5 | row_done_r6 | row_done_r7 | row_done_r8 | row_done_r9 | row_done_r10 | row_done_r11 | row_done_r12 | row_done_r13 | row_done_r14 | row_done_r15;
+    assign out_row = row_done_r0 ? 4'd0 : row_done_r1 ? 4'd1 : row_done_r2 ? 4'd2 : row_done_r3 ? 4'd3 : row_done_r4 ? 4'h4 : row_done_r5 ? 4'h5 : row_done_r6 ? 4'h6 : row_done_r7 ? 4'h7 : row_done_r8 ? 4'h8 : row_done_r9 ? 4'h9 : row_done_r10 ? 4'ha : row_done_r11 ? 4'hb : row_done_r12 ? 4'hc : row_done_r13 ? 4'hd : row_done_r14 ? 4'he : row_done_r15 ? 4'hf : 4'd0;
+    assign out_last = row_done_r15;
+
     always @(*) begin
-        case (rd_row)
+        case (out_row)
             4'd0: begin
                 res_col0 = result_r0_c0;
                 res_col1 = result_r0_c1;

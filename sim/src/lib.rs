@@ -136,12 +136,14 @@ use std::path::PathBuf;
 
 mod frames;
 mod icarus;
+mod memory;
 mod testbench;
 mod tools;
 mod verilator;
 
 pub use frames::{InputPort, OutputPort, Pins, Stimulus, Trace, TraceMismatch};
 pub use icarus::Icarus;
+pub use memory::{Memory, MemoryPortNames, MemoryTiming};
 pub use testbench::{Agent, StreamSink, StreamSource};
 pub use tools::ToolVersion;
 pub use verilator::{

@@ -89,14 +89,14 @@ impl VerilatedModel {
 /// SplitMix64: a tiny seeded generator, so that stall patterns are the same
 /// on every machine and in every version (no dependency needed).
 #[derive(Clone, Debug)]
-struct Coin {
+pub(crate) struct Coin {
     state: u64,
     /// `true` with probability `threshold / 2^64`.
     threshold: u64,
 }
 
 impl Coin {
-    fn new(rate: f64, seed: u64, what: &str) -> Result<Self, SimError> {
+    pub(crate) fn new(rate: f64, seed: u64, what: &str) -> Result<Self, SimError> {
         if !(0.0..1.0).contains(&rate) {
             return Err(SimError::BadValue {
                 port: what.to_string(),
@@ -108,7 +108,7 @@ impl Coin {
             threshold: (rate * 18_446_744_073_709_551_616.0) as u64,
         })
     }
-    fn flip(&mut self) -> bool {
+    pub(crate) fn flip(&mut self) -> bool {
         if self.threshold == 0 {
             return false;
         }

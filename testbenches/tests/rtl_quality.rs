@@ -151,7 +151,7 @@ fn generation_is_deterministic_and_defines_each_module_once() {
         let instances = top
             .lines()
             .filter(|l| {
-                let name = l.trim_start().split_whitespace().next().unwrap_or("");
+                let name = l.split_whitespace().next().unwrap_or("");
                 pes.contains(&name)
             })
             .count();

@@ -1,7 +1,9 @@
 //! The int8 STCE, co-simulated with Verilator, bit-exact against `sparse-kernels` across
 //! sparsity patterns, array shapes, partial tiles and adversarial values.
 
+use coforge_driver::stce::{run_with_gaps, Gaps, GemmJob, WeightStream};
 use coforge_driver::verify::{int8_gemm, Int8Outcome, Mode};
+use coforge_generator::engines::stce;
 use coforge_sim::{BuildOptions, XInitial};
 use coforge_testbenches::{adversarial_i8, random_i8, Engine};
 use ndarray::Array2;
@@ -144,17 +146,73 @@ fn results_do_not_depend_on_uninitialised_state() {
     }
 }
 
+/// The measured span (first group taken to the last `out_valid` row) equals the protocol's
+/// estimate exactly, on shapes where tiles are long, short (the tile-spacing rule adds
+/// bubbles), partial, and one tile only: an engine one cycle slower or faster fails this.
 #[test]
-fn cycle_model_matches_the_schedule_and_utilization_is_high() {
+fn measured_cycles_equal_the_estimate_and_utilization_is_high() {
     let e = Engine::stce(4, 4, 2, 8, "");
     let a = random_i8(16, 256, 61);
     let b = random_i8(256, 16, 62);
     let out = run(&e, &a, &b, Mode::Sparse);
     assert_exact(&out, "16x256x16");
-    let est = coforge_driver::stce::estimate_cycles(e.cfg(), 16, 256, 16, true);
-    assert_eq!(out.stats.cycles, est);
+    assert_eq!(
+        out.stats.cycles, out.stats.estimated_cycles,
+        "{:?}",
+        out.stats
+    );
     assert_eq!(out.stats.bubbles, 0);
     assert!(out.stats.utilization(e.cfg()) > 0.9, "{:?}", out.stats);
+
+    let e = Engine::stce(3, 5, 2, 4, "");
+    for (rows, k, cols, mode) in [
+        (10, 4, 12, Mode::Sparse),
+        (7, 13, 11, Mode::Sparse),
+        (1, 1, 1, Mode::Sparse),
+        (6, 9, 10, Mode::Dense),
+    ] {
+        let out = run(&e, &random_i8(rows, k, 71), &random_i8(k, cols, 72), mode);
+        let what = format!("{rows}x{k}x{cols} {mode:?}");
+        assert_exact(&out, &what);
+        assert_eq!(
+            out.stats.cycles,
+            stce::estimated_cycles(e.cfg(), rows, k, cols, mode == Mode::Sparse),
+            "{what}: {:?}",
+            out.stats
+        );
+    }
+}
+
+/// Random bubbles on the input (`in_valid` low, with junk flags): the same bits, and the
+/// measured span grows by at most the bubbles inserted.
+#[test]
+fn input_gaps_delay_results_but_do_not_change_them() {
+    let e = Engine::stce(3, 4, 2, 8, "");
+    let (rows, k, cols) = (7, 48, 9);
+    let (a, b) = (random_i8(rows, k, 81), random_i8(k, cols, 82));
+    let steady = run(&e, &a, &b, Mode::Dense);
+    assert_exact(&steady, "no gaps");
+    let raw = |x: &Array2<i8>| x.mapv(|v| u32::from(v as u8));
+    let job = GemmJob {
+        a: raw(&a),
+        weights: WeightStream::Dense { values: raw(&b) },
+    };
+    for (rate, seed) in [(0.3, 1), (0.7, 2)] {
+        let mut sim = e.verilator();
+        let gappy = run_with_gaps(&mut sim, e.cfg(), &e.spec, &job, Gaps { rate, seed })
+            .expect("GEMM with gaps runs");
+        assert_eq!(gappy.c, steady.rtl.mapv(|v| v as u32), "rate {rate}");
+        let (s, g) = (steady.stats, gappy.stats);
+        assert_eq!(g.estimated_cycles, s.estimated_cycles);
+        assert!(g.bubbles > s.bubbles, "rate {rate}: {g:?}");
+        assert!(
+            g.cycles > s.cycles && g.cycles <= s.cycles + g.bubbles,
+            "rate {rate}: measured {} with gaps, {} without, {} bubbles",
+            g.cycles,
+            s.cycles,
+            g.bubbles
+        );
+    }
 }
 
 /// int8x2 DSP packing (`dsp_packing = "int8x2"`): the results equal the reference bit for bit,

@@ -29,17 +29,33 @@
 //! latency and the accumulation order are unchanged. An odd last row keeps plain PEs.
 //!
 //! # Port protocol (all synchronous to `clk`, reset `rst` synchronous and active high)
-//! - Cycle t: drive `in_valid`, `in_first`, `in_last`, `act_row<r>` (group g of row r of A, lane
-//!   j = bits `[8j +: 8]`) and `wgt_col<c>` / `idx_col<c>` (the N kept weights of group g of
-//!   column c of B and their indices, entry i at `[i*W +: W]`). The engine skews rows and
-//!   columns internally: all rows and columns of one group are driven in the same cycle.
-//! - PE(r, c) consumes the group at cycle t + r + c. When that group has `in_last` set, the
-//!   PE's finished sum is copied to its `result` register at the end of that cycle, and the PE
-//!   starts the next tile's sum at once.
-//! - Read-out: `res_col<c>` shows `result` of PE(`rd_row`, c) combinationally. A tile whose last
-//!   group was driven in cycle t can be read row r at cycle t + cols + r, and that result stays
-//!   until the next tile's last group reaches the PE. So tiles at least max(rows, cols) groups
-//!   long run back to back and each result row is read with one `rd_row` value per cycle.
+//! [`RESET_CYCLES`], [`latency`], [`tile_spacing`], [`ports`] and [`estimated_cycles`] hold the
+//! same facts as code; drivers, the trainer, the CLI and benches use them rather than repeating
+//! them.
+//! - Reset: hold `rst` high for [`RESET_CYCLES`] cycles before the first group.
+//! - Input: in a cycle with `in_valid` high the engine takes one group: `in_first`, `in_last`,
+//!   `act_row<r>` (group g of row r of A, lane j = bits `[8j +: 8]`) and `wgt_col<c>` /
+//!   `idx_col<c>` (the N kept weights of group g of column c of B and their indices, entry i at
+//!   `[i*W +: W]`). All rows and columns of one group are driven in the same cycle; the engine
+//!   skews them internally. A cycle with `in_valid` low is a bubble: the other inputs are
+//!   ignored and nothing is summed, so groups may arrive with any gaps (the tile's sums are the
+//!   same, only later).
+//! - PE(r, c) consumes a group taken in cycle t at cycle t + r + c. When that group has
+//!   `in_last` set, the PE's finished sum is copied to its `result` register at the end of that
+//!   cycle, and the PE starts the next tile's sum at once.
+//! - Output: the engine reads its results out by itself. A tile whose last group was taken in
+//!   cycle t shows result row r in cycle t + cols + r ([`latency`] = cols cycles to
+//!   the first row, then one row per cycle): `out_valid` is high, `out_row` = r, `out_last` is
+//!   high with the tile's last row (r = rows - 1), and `res_col<c>` holds the result of
+//!   PE(r, c). Tiles come out in the order their last groups went in. Outside `out_valid`
+//!   cycles `out_row`, `out_last` and `res_col<c>` mean nothing.
+//! - No back-pressure: a row is shown for exactly one cycle and must be taken then. The
+//!   engine's own pacing is the one rule on the input: a tile's last group must be taken at
+//!   least [`tile_spacing`] = max(rows, cols) cycles after the previous tile's last
+//!   group. Then no two tiles' rows are shown in the same cycle, and a result is read before
+//!   the next tile overwrites it. Tiles of at least that many groups stream back to back;
+//!   shorter tiles need bubbles before their last group.
+//! - The outputs are functions of registers only (no path from an input to an output).
 //!   (One 32-bit port per column, not one packed port for the whole array: Verilator 5.006 is
 //!   slow on very wide packed ports, see the design notes.)
 
@@ -57,7 +73,9 @@ pub mod ports {
     pub const VALID: &str = "in_valid";
     pub const FIRST: &str = "in_first";
     pub const LAST: &str = "in_last";
-    pub const READ_ROW: &str = "rd_row";
+    pub const OUT_VALID: &str = "out_valid";
+    pub const OUT_ROW: &str = "out_row";
+    pub const OUT_LAST: &str = "out_last";
     pub fn act_row(r: u32) -> String {
         format!("act_row{r}")
     }
@@ -70,6 +88,52 @@ pub mod ports {
     pub fn res_col(c: u32) -> String {
         format!("res_col{c}")
     }
+}
+
+/// Cycles of `rst` high before the first group.
+pub const RESET_CYCLES: u64 = 2;
+
+/// Cycles from the cycle a tile's last group is taken to the cycle its result row 0 is shown
+/// (`out_valid`): the group crosses the `cols` columns of row 0, one register per PE. Row r
+/// follows r cycles later.
+pub fn latency(cfg: &StceConfig) -> u64 {
+    u64::from(cfg.cols)
+}
+
+/// The fewest cycles between the cycles two consecutive tiles' last groups are taken:
+/// max(rows, cols). Fewer, and rows of the two tiles would be shown in one cycle (rows), or a
+/// result row would be overwritten before it is shown (cols).
+pub fn tile_spacing(cfg: &StceConfig) -> u64 {
+    u64::from(cfg.rows.max(cfg.cols))
+}
+
+/// Reduction groups of one tile of a GEMM with reduction length `k`: K/M in sparse mode, K/N in
+/// dense mode (rounded up: the driver pads K with zeros).
+pub fn groups_per_tile(cfg: &StceConfig, k: usize, sparse: bool) -> u64 {
+    let step = if sparse { cfg.m } else { cfg.n } as usize;
+    k.div_ceil(step) as u64
+}
+
+/// The cycle model of an `out_rows x k x out_cols` GEMM, from the cycle its first group is taken
+/// to the cycle its last result row is shown, both counted, when groups come with no gaps
+/// but those the [`tile_spacing`] rule needs. `sparse` selects the N:M mode (K rounded up to a
+/// multiple of M) or the dense mode (of N).
+///
+/// The tiles' last groups are [`tile_spacing`] or the tile length apart, whichever is more;
+/// the last tile's last group is followed by [`latency`] cycles to its first row and
+/// `rows - 1` more rows.
+pub fn estimated_cycles(
+    cfg: &StceConfig,
+    out_rows: usize,
+    k: usize,
+    out_cols: usize,
+    sparse: bool,
+) -> u64 {
+    let tiles =
+        (out_rows.div_ceil(cfg.rows as usize) * out_cols.div_ceil(cfg.cols as usize)) as u64;
+    let groups = groups_per_tile(cfg, k, sparse);
+    let spacing = groups.max(tile_spacing(cfg));
+    (tiles - 1) * spacing + groups + latency(cfg) + u64::from(cfg.rows) - 1
 }
 
 /// Builds the whole engine; the returned design's last module is the top.
@@ -431,9 +495,11 @@ fn array_top(cfg: &StceConfig, pes: &[Option<ModuleDef>; 3]) -> ModuleDef {
                 .then(|| b.input(&ports::idx_col(c), s.idx_bus(), ""))
         })
         .collect();
-    let rd_row = b.input(ports::READ_ROW, index_bits(rows), "row of results to show");
+    b.output(ports::OUT_VALID, 1, "a result row is shown this cycle");
+    let out_row = b.output(ports::OUT_ROW, index_bits(rows), "which row of its tile");
+    b.output(ports::OUT_LAST, 1, "the tile's last row");
     let res_out: Vec<Expr> = (0..cols)
-        .map(|c| b.output_reg(&ports::res_col(c), s.acc, ""))
+        .map(|c| b.output_reg(&ports::res_col(c), s.acc, "result of PE(out_row, c)"))
         .collect();
 
     // Skew: row r enters r cycles late and column c enters c cycles late, so that PE(r, c)
@@ -496,18 +562,18 @@ fn array_top(cfg: &StceConfig, pes: &[Option<ModuleDef>; 3]) -> ModuleDef {
 
     // The array. Wires named `unused_*` are the east and south edges, where operands leave the
     // array; the name tells readers (and Verilator's UNUSED check) that dropping them is meant.
+    // The valid and last flags leaving row r eastwards say that row r of a tile is complete.
     let mut results = vec![Vec::new(); cols as usize];
+    let mut row_done = Vec::with_capacity(rows as usize);
     let mut from_above: Vec<(Expr, Option<Expr>)> = col_heads;
     // Each row's activation chain; a packed lower row's runs along the row above.
     let mut row_acts: Vec<Expr> = row_heads.iter().map(|(_, act)| act.clone()).collect();
     // The products a packing PE hands to the PE below it, per column.
     let mut products_from_above: Vec<Option<Expr>> = vec![None; cols as usize];
-    let east_name = |what: &str, r: u32, c: u32| {
-        if c + 1 == cols {
-            format!("unused_{what}_r{r}_east")
-        } else {
-            format!("{what}_r{r}_c{}", c + 1)
-        }
+    let east_name = |what: &str, r: u32, c: u32| match (c + 1 == cols, what) {
+        (true, "valid" | "last") => format!("{what}_r{r}_east"),
+        (true, _) => format!("unused_{what}_r{r}_east"),
+        (false, _) => format!("{what}_r{r}_c{}", c + 1),
     };
     for r in 0..rows {
         let role = PeRole::of_row(cfg, r);
@@ -580,9 +646,25 @@ fn array_top(cfg: &StceConfig, pes: &[Option<ModuleDef>; 3]) -> ModuleDef {
             from_above[c as usize] = (out_w, out_i);
             results[c as usize].push(res);
         }
+        row_done.push(b.name(&format!("row_done_r{r}"), v.and(&l)));
     }
 
-    b.comment("Read-out: one row of results per cycle, selected by rd_row (zeros past the last).");
+    b.comment(
+        "Read-out: row r of a tile is complete when its last group leaves the row eastwards.",
+    );
+    b.comment("The tile spacing rule keeps at most one row_done high per cycle.");
+    let any_done = row_done[1..]
+        .iter()
+        .fold(row_done[0].clone(), |acc, d| acc.or(d));
+    b.drive(ports::OUT_VALID, any_done);
+    let row_bits = out_row.width();
+    let row_index = (0..rows as usize)
+        .rev()
+        .fold(Expr::zero(row_bits), |rest, r| {
+            Expr::mux(&row_done[r], &Expr::lit(r as u64, row_bits), &rest)
+        });
+    b.drive(ports::OUT_ROW, row_index);
+    b.drive(ports::OUT_LAST, row_done[rows as usize - 1].clone());
     let row = |r: usize| -> Vec<Stmt> {
         res_out
             .iter()
@@ -595,6 +677,6 @@ fn array_top(cfg: &StceConfig, pes: &[Option<ModuleDef>; 3]) -> ModuleDef {
         .map(|out| set(out, Expr::zero(s.acc)))
         .collect();
     let arms = (0..rows as usize).map(|r| (r as u64, row(r))).collect();
-    b.combinational(vec![case(rd_row, arms, zeros)]);
+    b.combinational(vec![case(out_row, arms, zeros)]);
     b.finish()
 }

@@ -77,11 +77,12 @@
 //!   g (of the instruction) and drive the array in cycle g + 1 (dense mode drives the indices
 //!   0..N-1). With `last`, result row r is written to `out[out_addr + r]` in cycle
 //!   `groups + cols + r` (the STCE's read-out timing, `engines::stce`).
-//!   `cycles = groups + 1` without `last`, `groups + cols + rows` with it.
+//!   `cycles = groups` without `last`, `groups + cols + rows` with it. GEMMs run one at a time.
 //! - **WUVE** (`Wuve`: UPDATE) and **SORE** (`Sore`: PRUNE_F, PRUNE_B): specified in [`isa`]
 //!   and in the contract; not in the RTL yet (the harness refuses programs that use them).
 pub mod isa;
 pub mod lines;
+pub mod top;
 
 use crate::config::SystemConfig;
 use isa::{Buf, Instr};
@@ -152,7 +153,7 @@ pub fn estimated_cycles(instr: &Instr, g: &Geometry, sys: &SystemConfig) -> u64 
             if last {
                 u64::from(groups) + u64::from(g.cols) + u64::from(g.rows)
             } else {
-                u64::from(groups) + 1
+                u64::from(groups)
             }
         }
         // Not in the RTL yet (see the module docs): one line per cycle plus the pipeline.

@@ -1,0 +1,866 @@
+//! The RTL of the system top (`sat_top`): the controller, the DMA engine, the STCE feeder and
+//! the buffers, around an instance of the fp16 STCE. Behaviour and timing: the parent module.
+
+use super::isa::{self, Buf};
+use super::lines::Geometry;
+use super::{ports, COUNTER_BITS, FIFO_DEPTH, LEN_BITS, TOKEN_BITS};
+use crate::config::{Config, StceConfig, SystemConfig};
+use crate::engines::stce;
+use crate::rtl::{
+    index_bits, set, when, when_else, Design, DesignError, Expr, ModuleBuilder, ModuleDef, Stmt,
+};
+
+/// The modules of the system besides its top: the STCE's (its top is a top of the config too).
+pub fn module_names(cfg: &Config) -> Vec<String> {
+    let stce_cfg = cfg.stce.as_ref().expect("a [system] config has [stce]");
+    stce::module_names(stce_cfg)
+}
+
+/// Builds the STCE and the system top around it; the design's last module is `sat_top`.
+///
+/// # Panics
+/// If `cfg` has no `[stce]` or `[system]` (a caller bug: plan only system configs).
+pub fn generate(cfg: &Config) -> Result<Design, DesignError> {
+    let stce_cfg = cfg.stce.as_ref().expect("a [system] config has [stce]");
+    let sys = cfg.system.as_ref().expect("a [system] config has [system]");
+    let mut design = stce::generate(stce_cfg)?;
+    let stce_def = design
+        .get(&stce_cfg.top)
+        .expect("the STCE design has its top")
+        .clone();
+    let geo = Geometry::of(cfg).expect("a [system] config has a geometry");
+    design.add(system_top(stce_cfg, sys, &geo, &stce_def))?;
+    Ok(design)
+}
+
+/// One engine's use of a buffer port in a cycle.
+struct PortUse {
+    en: Expr,
+    addr: Expr,
+    data: Option<Expr>,
+}
+
+/// The shared read and write ports of one buffer.
+#[derive(Default)]
+struct BufferPorts {
+    writers: Vec<PortUse>,
+    readers: Vec<PortUse>,
+}
+
+fn lit(v: u64, w: u32) -> Expr {
+    Expr::lit(v, w)
+}
+
+/// `a && b && ...` of one-bit expressions.
+fn all(terms: &[Expr]) -> Expr {
+    terms
+        .iter()
+        .skip(1)
+        .fold(terms[0].clone(), |acc, t| acc.land(t))
+}
+
+/// `a || b || ...` of one-bit expressions (false when empty).
+fn any(terms: &[Expr]) -> Expr {
+    terms.iter().fold(Expr::bit(false), |acc, t| acc.lor(t))
+}
+
+/// Priority multiplexer: the value of the first enabled use, else the last one's.
+fn pick(uses: &[(Expr, Expr)]) -> Expr {
+    let (_, last) = uses.last().expect("at least one use");
+    uses.iter()
+        .rev()
+        .skip(1)
+        .fold(last.clone(), |rest, (en, v)| Expr::mux(en, v, &rest))
+}
+
+/// True when two or more of `ens` are high.
+fn two_or_more(ens: &[Expr]) -> Expr {
+    let mut pairs = Vec::new();
+    for i in 0..ens.len() {
+        for j in i + 1..ens.len() {
+            pairs.push(ens[i].land(&ens[j]));
+        }
+    }
+    any(&pairs)
+}
+
+fn system_top(
+    stce_cfg: &StceConfig,
+    sys: &SystemConfig,
+    geo: &Geometry,
+    stce_def: &ModuleDef,
+) -> ModuleDef {
+    let (rows, cols, n, m) = (geo.rows, geo.cols, geo.n, geo.m);
+    let ib = geo.index_bits();
+    let mem_bits = sys.mem_bits;
+    let word = isa::WORD_BITS;
+    let mut b = ModuleBuilder::new(sys.top.clone());
+    b.doc(format!(
+        "SAT system top: a {rows} x {cols} fp16 STCE ({n}:{m}), buffers, a DMA engine on one \
+         {mem_bits}-bit memory port and a controller that runs an instruction stream."
+    ));
+    b.doc("Protocol, instruction set and timing: the generator's `engines::sat` documentation.");
+
+    // ---------------------------------------------------------------- ports
+    let clk = b.input(ports::CLOCK, 1, "");
+    let rst = b.input(ports::RESET, 1, "synchronous, active high");
+    let start = b.input(ports::START, 1, "pulse: run the program from address 0");
+    let done = b.output_reg(
+        ports::DONE,
+        1,
+        "the program has ended and every engine is idle",
+    );
+    let conflict = b.output_reg(
+        ports::CONFLICT,
+        1,
+        "sticky: two engines used one buffer port in one cycle (a schedule bug)",
+    );
+    let lr = b.input(ports::LR, 32, "fp32 learning rate, held for the run");
+    let lambda = b.input(
+        ports::LAMBDA,
+        32,
+        "fp32 decay of pruned weights, held for the run",
+    );
+    let pc_bits = index_bits(sys.imem_depth);
+    let imem_we = b.input(
+        ports::IMEM_WE,
+        1,
+        "write the instruction memory (while idle)",
+    );
+    let imem_addr = b.input(ports::IMEM_ADDR, pc_bits, "");
+    let imem_data = b.input(ports::IMEM_DATA, word, "one instruction word");
+    let rd_req_valid = b.output_reg(ports::RD_REQ_VALID, 1, "read request");
+    let rd_req_ready = b.input(ports::RD_REQ_READY, 1, "");
+    let rd_req_addr = b.output_reg(ports::RD_REQ_ADDR, 32, "first beat");
+    let rd_req_len = b.output_reg(ports::RD_REQ_LEN, LEN_BITS, "beats");
+    let rd_valid = b.input(ports::RD_VALID, 1, "read data beat");
+    let rd_ready = b.output(ports::RD_READY, 1, "");
+    let rd_data = b.input(ports::RD_DATA, mem_bits, "");
+    let wr_valid = b.output(ports::WR_VALID, 1, "write beat");
+    let wr_ready = b.input(ports::WR_READY, 1, "");
+    b.output(ports::WR_ADDR, 32, "beat address");
+    b.output(ports::WR_DATA, mem_bits, "");
+    let cycle_count = b.output_reg(
+        ports::CYCLE_COUNT,
+        COUNTER_BITS,
+        "cycles from start to done",
+    );
+    let busy_dma = b.output_reg(&ports::busy(isa::Engine::Dma), COUNTER_BITS, "busy cycles");
+    let busy_stce = b.output_reg(&ports::busy(isa::Engine::Stce), COUNTER_BITS, "busy cycles");
+    let busy_wuve = b.output_reg(&ports::busy(isa::Engine::Wuve), COUNTER_BITS, "busy cycles");
+    let busy_sore = b.output_reg(&ports::busy(isa::Engine::Sore), COUNTER_BITS, "busy cycles");
+
+    // ---------------------------------------------------------------- buffers
+    let depth = |buf: Buf| match buf {
+        Buf::Act => sys.act_lines,
+        Buf::Wgt => sys.wgt_lines,
+        Buf::Out => sys.out_lines,
+        Buf::Master | Buf::W16 | Buf::Mask => sys.weight_lines,
+    };
+    let abits = |buf: Buf| index_bits(depth(buf));
+    let mut rdata = Vec::new();
+    for buf in Buf::ALL {
+        let r = b.reg(&format!("{}_rdata", buf.name()), geo.line_bits(buf));
+        b.describe(&format!("read port of the {} buffer", buf.name()));
+        rdata.push(r);
+    }
+    let rdata_of = |buf: Buf| rdata[buf.code() as usize].clone();
+    let mut uses: Vec<BufferPorts> = Buf::ALL.iter().map(|_| BufferPorts::default()).collect();
+    // Bits that are read by nothing on purpose (reserved fields, address bits above a buffer's
+    // depth, the update parameters until the WUVE is in): collected in one `unused_bits` wire.
+    let mut unused = vec![lr.clone(), lambda.clone()];
+
+    // ---------------------------------------------------------------- controller state
+    let running = b.reg("running", 1);
+    b.describe("between start and done");
+    let end_seen = b.reg("end_seen", 1);
+    b.describe("END has been fetched");
+    let pc = b.reg("pc", pc_bits);
+    let fetch_phase = b.reg("fetch_phase", 1);
+    b.describe("0: read the instruction memory; 1: the word is in fetch_word");
+    let fetch_word = b.reg("fetch_word", word);
+    let imem = b.memory("imem", word, sys.imem_depth);
+    b.memory_write(&clk, &imem, &imem_we, &imem_addr, &imem_data);
+    let fetch_re = b.name(
+        "fetch_re",
+        running.land(&end_seen.not()).land(&fetch_phase.not()),
+    );
+    b.memory_read(&clk, &imem, &fetch_word, &fetch_re, &pc);
+    let opcode = b.name("fetch_opcode", fetch_word.slice(0, 8));
+    unused.push(fetch_word.slice(40, 24));
+    unused.push(fetch_word.slice(isa::SLOT0 + 5 * isa::SLOT_BITS, 3 * isa::SLOT_BITS));
+    let is_end = b.name("fetch_is_end", opcode.eq(&lit(isa::opcode::END as u64, 8)));
+    let is_load = opcode.eq(&lit(isa::opcode::LOAD as u64, 8));
+    let is_store = b.name(
+        "fetch_is_store",
+        opcode.eq(&lit(isa::opcode::STORE as u64, 8)),
+    );
+    let is_dma = b.name("fetch_is_dma", is_load.lor(&is_store));
+    let is_gemm = b.name(
+        "fetch_is_gemm",
+        opcode.eq(&lit(isa::opcode::GEMM as u64, 8)),
+    );
+    let slot = |s: u32| fetch_word.slice(isa::SLOT0 + s * isa::SLOT_BITS, isa::SLOT_BITS);
+    let wait_field = fetch_word.slice(8, 16);
+    let signal_field = fetch_word.slice(24, 16);
+
+    // Per-engine FIFOs of decoded payloads. DMA payload: {signal, wait, lines, dram, buf_addr,
+    // buf[2:0], is_store}; STCE payload: {signal, wait, out, groups, wgt, act, flags[2:0]}.
+    unused.push(slot(0).slice(3, 13));
+    let dma_payload = Expr::concat(vec![
+        signal_field.clone(),
+        wait_field.clone(),
+        slot(4),
+        slot(3),
+        slot(2),
+        slot(1),
+        slot(0).slice(0, 3),
+        is_store.clone(),
+    ]);
+    let gemm_payload = Expr::concat(vec![
+        signal_field,
+        wait_field,
+        slot(4),
+        slot(3),
+        slot(2),
+        slot(1),
+        slot(0).slice(0, 3),
+    ]);
+    let ptr_bits = index_bits(FIFO_DEPTH);
+    let count_bits = index_bits(FIFO_DEPTH + 1);
+    let fifo = |b: &mut ModuleBuilder, name: &str, payload: Expr, push_sel: &Expr| {
+        let width = payload.width();
+        let entries: Vec<Expr> = (0..FIFO_DEPTH)
+            .map(|i| b.reg(&format!("{name}_fifo{i}"), width))
+            .collect();
+        let wp = b.reg(&format!("{name}_fifo_wp"), ptr_bits);
+        let rp = b.reg(&format!("{name}_fifo_rp"), ptr_bits);
+        let count = b.reg(&format!("{name}_fifo_count"), count_bits);
+        let full = b.name(
+            &format!("{name}_fifo_full"),
+            count.eq(&lit(FIFO_DEPTH as u64, count_bits)),
+        );
+        let push = b.name(
+            &format!("{name}_fifo_push"),
+            fetch_phase.land(push_sel).land(&full.not()),
+        );
+        let head = b.name(&format!("{name}_head"), Expr::select(&rp, &entries));
+        let stmts: Vec<Stmt> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                when(
+                    push.land(&wp.eq(&lit(i as u64, ptr_bits))),
+                    vec![set(e, payload.clone())],
+                )
+            })
+            .collect();
+        b.clocked(&clk, stmts);
+        (entries, wp, rp, count, full, push, head)
+    };
+    let (_, dma_wp, dma_rp, dma_count, dma_full, dma_push, dma_head) =
+        fifo(&mut b, "dma", dma_payload, &is_dma);
+    let (_, gemm_wp, gemm_rp, gemm_count, gemm_full, gemm_push, gemm_head) =
+        fifo(&mut b, "gemm", gemm_payload, &is_gemm);
+    // Opcodes the RTL does not run yet (UPDATE, PRUNE_F, PRUNE_B) are skipped (the harness
+    // refuses programs with them).
+    let fetch_take = b.name(
+        "fetch_take",
+        fetch_phase.land(&any(&[
+            is_end.clone(),
+            is_dma.land(&dma_full.not()),
+            is_gemm.land(&gemm_full.not()),
+            is_end.not().land(&is_dma.not()).land(&is_gemm.not()),
+        ])),
+    );
+
+    // ---------------------------------------------------------------- tokens and dispatch
+    let tokens: Vec<Expr> = (0..isa::TOKENS)
+        .map(|i| b.reg(&format!("token{i}"), TOKEN_BITS))
+        .collect();
+    let tokens_ok = |b: &mut ModuleBuilder, name: &str, wait: &Expr| {
+        let bits: Vec<Expr> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                wait.bit_at(i as u32)
+                    .not()
+                    .lor(&t.ne(&Expr::zero(TOKEN_BITS)))
+            })
+            .collect();
+        b.name(name, any(&[all(&bits)]))
+    };
+    // Field positions in the payloads.
+    let dma_wait = dma_head.slice(1 + 3 + 16 * 4, 16);
+    let dma_signal = dma_head.slice(1 + 3 + 16 * 5, 16);
+    let gemm_wait = gemm_head.slice(3 + 16 * 4, 16);
+    let gemm_signal = gemm_head.slice(3 + 16 * 5, 16);
+    let dma_busy = b.reg("dma_busy", 1);
+    let gemm_busy = b.reg("gemm_busy", 1);
+    let dma_ok = tokens_ok(&mut b, "dma_tokens_ok", &dma_wait);
+    let gemm_ok = tokens_ok(&mut b, "gemm_tokens_ok", &gemm_wait);
+    let dma_start = b.name(
+        "dma_start",
+        all(&[
+            running.clone(),
+            dma_count.ne(&Expr::zero(count_bits)),
+            dma_busy.not(),
+            dma_ok,
+        ]),
+    );
+    let gemm_start = b.name(
+        "gemm_start",
+        all(&[
+            running.clone(),
+            gemm_count.ne(&Expr::zero(count_bits)),
+            gemm_busy.not(),
+            gemm_ok,
+            dma_start.not(),
+        ]),
+    );
+    let dma_sig = b.reg("dma_signal", 16);
+    let gemm_sig = b.reg("gemm_signal", 16);
+    let dma_finish = b.wire("dma_finish", 1);
+    let gemm_finish = b.wire("gemm_finish", 1);
+    let taken = b.name(
+        "tokens_taken",
+        Expr::mux(
+            &dma_start,
+            &dma_wait,
+            &Expr::mux(&gemm_start, &gemm_wait, &Expr::zero(16)),
+        ),
+    );
+    let one = |e: Expr| Expr::concat(vec![Expr::zero(TOKEN_BITS - 1), e]);
+
+    // ---------------------------------------------------------------- controller process
+    let engines_idle = b.name(
+        "engines_idle",
+        all(&[
+            dma_count.eq(&Expr::zero(count_bits)),
+            gemm_count.eq(&Expr::zero(count_bits)),
+            dma_busy.not(),
+            gemm_busy.not(),
+        ]),
+    );
+    let finishing = b.name(
+        "program_finishing",
+        all(&[running.clone(), end_seen.clone(), engines_idle]),
+    );
+    let fifo_update = |wp: &Expr, rp: &Expr, count: &Expr, push: &Expr, pop: &Expr| {
+        vec![
+            when(push.clone(), vec![set(wp, wp.add(&lit(1, ptr_bits)))]),
+            when(pop.clone(), vec![set(rp, rp.add(&lit(1, ptr_bits)))]),
+            when_else(
+                push.land(&pop.not()),
+                vec![set(count, count.add(&lit(1, count_bits)))],
+                vec![when(
+                    pop.land(&push.not()),
+                    vec![set(count, count.sub(&lit(1, count_bits)))],
+                )],
+            ),
+        ]
+    };
+    let mut clear = vec![
+        set(&running, Expr::bit(false)),
+        set(&end_seen, Expr::bit(false)),
+        set(&pc, Expr::zero(pc_bits)),
+        set(&fetch_phase, Expr::bit(false)),
+        set(&done, Expr::bit(false)),
+        set(&conflict, Expr::bit(false)),
+        set(&cycle_count, Expr::zero(COUNTER_BITS)),
+        set(&busy_dma, Expr::zero(COUNTER_BITS)),
+        set(&busy_stce, Expr::zero(COUNTER_BITS)),
+        set(&busy_wuve, Expr::zero(COUNTER_BITS)),
+        set(&busy_sore, Expr::zero(COUNTER_BITS)),
+    ];
+    for (wp, rp, count) in [
+        (&dma_wp, &dma_rp, &dma_count),
+        (&gemm_wp, &gemm_rp, &gemm_count),
+    ] {
+        clear.push(set(wp, Expr::zero(ptr_bits)));
+        clear.push(set(rp, Expr::zero(ptr_bits)));
+        clear.push(set(count, Expr::zero(count_bits)));
+    }
+    for t in &tokens {
+        clear.push(set(t, Expr::zero(TOKEN_BITS)));
+    }
+    let mut run = vec![
+        when(fetch_re.clone(), vec![set(&fetch_phase, Expr::bit(true))]),
+        when(
+            fetch_take.clone(),
+            vec![
+                set(&fetch_phase, Expr::bit(false)),
+                when_else(
+                    is_end.clone(),
+                    vec![set(&end_seen, Expr::bit(true))],
+                    vec![set(&pc, pc.add(&lit(1, pc_bits)))],
+                ),
+            ],
+        ),
+        set(&cycle_count, cycle_count.add(&lit(1, COUNTER_BITS))),
+        when(
+            dma_busy.clone(),
+            vec![set(&busy_dma, busy_dma.add(&lit(1, COUNTER_BITS)))],
+        ),
+        when(
+            gemm_busy.clone(),
+            vec![set(&busy_stce, busy_stce.add(&lit(1, COUNTER_BITS)))],
+        ),
+        when(
+            finishing.clone(),
+            vec![set(&running, Expr::bit(false)), set(&done, Expr::bit(true))],
+        ),
+    ];
+    run.extend(fifo_update(
+        &dma_wp, &dma_rp, &dma_count, &dma_push, &dma_start,
+    ));
+    run.extend(fifo_update(
+        &gemm_wp,
+        &gemm_rp,
+        &gemm_count,
+        &gemm_push,
+        &gemm_start,
+    ));
+    for (i, t) in tokens.iter().enumerate() {
+        let i = i as u32;
+        let give_dma = one(dma_finish.land(&dma_sig.bit_at(i)));
+        let give_gemm = one(gemm_finish.land(&gemm_sig.bit_at(i)));
+        let take = one(taken.bit_at(i));
+        run.push(set(t, t.add(&give_dma).add(&give_gemm).sub(&take)));
+    }
+    let conflict_now = b.wire("conflict_now", 1);
+    run.push(when(
+        conflict_now.clone(),
+        vec![set(&conflict, Expr::bit(true))],
+    ));
+    let mut start_run = clear.clone();
+    start_run.push(set(&running, Expr::bit(true)));
+    b.comment("Controller: fetch, FIFOs, tokens, counters and done.");
+    b.clocked(
+        &clk,
+        vec![when_else(
+            rst.clone(),
+            clear,
+            vec![when_else(
+                start.land(&running.not()),
+                start_run,
+                vec![when(running.clone(), run)],
+            )],
+        )],
+    );
+
+    // ---------------------------------------------------------------- DMA engine
+    const LOAD_REQ: u64 = 0;
+    const LOAD_DATA: u64 = 1;
+    const STORE_READ: u64 = 2;
+    const STORE_LATCH: u64 = 3;
+    const STORE_SEND: u64 = 4;
+    let dma_state = b.reg("dma_state", 3);
+    let dma_buf = b.reg("dma_buf", 3);
+    let dma_buf_addr = b.reg("dma_buf_addr", 16);
+    let dma_lines = b.reg("dma_lines", 16);
+    let dma_line = b.reg("dma_line", 16);
+    b.describe("line of the current transfer");
+    let dma_beat = b.reg("dma_beat", 16);
+    b.describe("beat within the current line");
+    let dma_waddr = b.reg("dma_waddr", 32);
+    let max_beats = Buf::ALL
+        .iter()
+        .map(|&x| geo.beats_per_line(x))
+        .max()
+        .unwrap();
+    let beats_of = |buf_sel: &Expr, width: u32| {
+        Expr::select(
+            buf_sel,
+            &Buf::ALL
+                .iter()
+                .map(|&x| lit(u64::from(geo.beats_per_line(x)), width))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let dma_bpl = b.name("dma_beats_per_line", beats_of(&dma_buf, 16));
+    let in_state = |s: u64| dma_busy.land(&dma_state.eq(&lit(s, 3)));
+    let last_beat = b.name("dma_last_beat", dma_beat.eq(&dma_bpl.sub(&lit(1, 16))));
+    let last_line = b.name("dma_last_line", dma_line.eq(&dma_lines.sub(&lit(1, 16))));
+    b.drive(ports::RD_READY, in_state(LOAD_DATA));
+    let beat_in = b.name("dma_beat_in", rd_ready.land(&rd_valid));
+    let line_in = b.name("dma_line_in", beat_in.land(&last_beat));
+    b.drive(ports::WR_VALID, in_state(STORE_SEND));
+    let beat_out = b.name("dma_beat_out", wr_valid.land(&wr_ready));
+    b.drive(
+        "dma_finish",
+        line_in
+            .land(&last_line)
+            .lor(&beat_out.land(&last_beat).land(&last_line)),
+    );
+    // Line assembly: beat k of a line lands at bits [k*mem_bits +: mem_bits].
+    let asm_bits = max_beats * mem_bits;
+    let (line_word, asm_stmts) = if max_beats == 1 {
+        (rd_data.clone(), vec![])
+    } else {
+        let asm = b.reg("dma_assembly", asm_bits);
+        let shift = dma_beat.zext(32).mul(&lit(u64::from(mem_bits), 32));
+        let next = b.name(
+            "dma_assembly_next",
+            asm.or(&rd_data.zext(asm_bits).shl(&shift)),
+        );
+        let stmts = vec![when(
+            beat_in.clone(),
+            vec![set(
+                &asm,
+                Expr::mux(&last_beat, &Expr::zero(asm_bits), &next),
+            )],
+        )];
+        (next, stmts)
+    };
+    let sreg = b.reg("dma_store_line", asm_bits);
+    b.describe("the line being stored, shifted down one beat per accepted beat");
+    b.drive(ports::WR_DATA, sreg.slice(0, mem_bits));
+    b.drive(ports::WR_ADDR, dma_waddr.clone());
+    for buf in Buf::ALL {
+        let bits = geo.line_bits(buf);
+        let sel = dma_buf.eq(&lit(u64::from(buf.code()), 3));
+        let addr = dma_buf_addr
+            .slice(0, abits(buf))
+            .add(&dma_line.slice(0, abits(buf)));
+        uses[buf.code() as usize].writers.push(PortUse {
+            en: line_in.land(&sel),
+            addr: addr.clone(),
+            data: Some(line_word.slice(0, bits)),
+        });
+        uses[buf.code() as usize].readers.push(PortUse {
+            en: in_state(STORE_READ).land(&sel),
+            addr,
+            data: None,
+        });
+    }
+    if max_beats > 1 {
+        // Upper assembly bits beyond the widest line are never part of a line.
+        let widest = Buf::ALL.iter().map(|&x| geo.line_bits(x)).max().unwrap();
+        if widest < asm_bits {
+            unused.push(line_word.slice(widest, asm_bits - widest));
+        }
+    } else {
+        let widest = Buf::ALL.iter().map(|&x| geo.line_bits(x)).max().unwrap();
+        if widest < mem_bits {
+            unused.push(rd_data.slice(widest, mem_bits - widest));
+        }
+    }
+    let head_field = |lo: u32, w: u32| dma_head.slice(lo, w);
+    let head_is_store = head_field(0, 1);
+    let head_buf = head_field(1, 3);
+    let head_lines = head_field(4 + 16 * 3, 16);
+    let head_dram = head_field(4 + 16, 32);
+    let latched = Expr::select(
+        &dma_buf,
+        &Buf::ALL
+            .iter()
+            .map(|&x| rdata_of(x).zext(asm_bits))
+            .collect::<Vec<_>>(),
+    );
+    let mut dma_run = vec![
+        when(
+            rd_req_valid.land(&rd_req_ready),
+            vec![
+                set(&rd_req_valid, Expr::bit(false)),
+                set(&dma_state, lit(LOAD_DATA, 3)),
+            ],
+        ),
+        when(
+            beat_in.clone(),
+            vec![when_else(
+                last_beat.clone(),
+                vec![
+                    set(&dma_beat, Expr::zero(16)),
+                    set(&dma_line, dma_line.add(&lit(1, 16))),
+                ],
+                vec![set(&dma_beat, dma_beat.add(&lit(1, 16)))],
+            )],
+        ),
+        when(
+            in_state(STORE_READ),
+            vec![set(&dma_state, lit(STORE_LATCH, 3))],
+        ),
+        when(
+            in_state(STORE_LATCH),
+            vec![
+                set(&sreg, latched),
+                set(&dma_beat, Expr::zero(16)),
+                set(&dma_state, lit(STORE_SEND, 3)),
+            ],
+        ),
+        when(
+            beat_out.clone(),
+            vec![
+                set(&dma_waddr, dma_waddr.add(&lit(1, 32))),
+                when_else(
+                    last_beat.clone(),
+                    vec![
+                        set(&dma_line, dma_line.add(&lit(1, 16))),
+                        set(&dma_state, lit(STORE_READ, 3)),
+                    ],
+                    vec![
+                        set(&dma_beat, dma_beat.add(&lit(1, 16))),
+                        set(
+                            &sreg,
+                            sreg.shr(&lit(u64::from(mem_bits), index_bits(asm_bits + 1))),
+                        ),
+                    ],
+                ),
+            ],
+        ),
+        when(dma_finish.clone(), vec![set(&dma_busy, Expr::bit(false))]),
+        when(
+            dma_start.clone(),
+            vec![
+                set(&dma_busy, Expr::bit(true)),
+                set(&dma_buf, head_buf.clone()),
+                set(&dma_buf_addr, head_field(4, 16)),
+                set(&dma_lines, head_lines.clone()),
+                set(&dma_line, Expr::zero(16)),
+                set(&dma_beat, Expr::zero(16)),
+                set(&dma_waddr, head_dram.clone()),
+                set(&dma_sig, dma_signal.clone()),
+                set(
+                    &dma_state,
+                    Expr::mux(&head_is_store, &lit(STORE_READ, 3), &lit(LOAD_REQ, 3)),
+                ),
+                set(&rd_req_valid, head_is_store.not()),
+                set(&rd_req_addr, head_dram),
+                set(
+                    &rd_req_len,
+                    head_lines
+                        .zext(LEN_BITS)
+                        .mul(&beats_of(&head_buf, LEN_BITS)),
+                ),
+            ],
+        ),
+    ];
+    dma_run.extend(asm_stmts);
+    b.comment("DMA engine: LOAD (one read burst, lines assembled from beats) and STORE.");
+    b.clocked(
+        &clk,
+        vec![when_else(
+            rst.clone(),
+            vec![
+                set(&dma_busy, Expr::bit(false)),
+                set(&rd_req_valid, Expr::bit(false)),
+            ],
+            dma_run,
+        )],
+    );
+
+    // ---------------------------------------------------------------- STCE feeder
+    let g_busy = gemm_busy;
+    let g_drain = b.reg("gemm_drain", 1);
+    b.describe("0: streaming groups; 1: reading the result rows out");
+    let g_group = b.reg("gemm_group", 16);
+    let g_act = b.reg("gemm_act_addr", 16);
+    let g_wgt = b.reg("gemm_wgt_addr", 16);
+    let g_groups = b.reg("gemm_groups", 16);
+    let g_out = b.reg("gemm_out_addr", 16);
+    let g_flags = b.reg("gemm_flags", 3);
+    let v_d = b.reg("stce_valid", 1);
+    let f_d = b.reg("stce_first", 1);
+    let l_d = b.reg("stce_last", 1);
+    let dense_d = b.reg("stce_dense", 1);
+    let streaming = b.name("gemm_streaming", g_busy.land(&g_drain.not()));
+    let last_group = b.name("gemm_last_group", g_group.eq(&g_groups.sub(&lit(1, 16))));
+    let flag = |bit: u16| g_flags.bit_at(bit.trailing_zeros());
+    // The STCE shows each result row itself (`engines::stce`: out_valid, out_row, out_last).
+    let stce_out_valid = b.wire("stce_out_valid", 1);
+    let stce_out_row = b.wire("stce_out_row", index_bits(rows));
+    let stce_out_last = b.wire("stce_out_last", 1);
+    let reading = b.name(
+        "gemm_reading_out",
+        g_busy.land(&g_drain).land(&stce_out_valid),
+    );
+    b.drive(
+        "gemm_finish",
+        streaming
+            .land(&last_group)
+            .land(&flag(isa::gemm_flags::LAST).not())
+            .lor(&reading.land(&stce_out_last)),
+    );
+    let head = |lo: u32, w: u32| gemm_head.slice(lo, w);
+    b.comment("STCE feeder: one group per cycle from act/wgt lines, then the read-out of a tile.");
+    b.clocked(
+        &clk,
+        vec![when_else(
+            rst.clone(),
+            vec![
+                set(&g_busy, Expr::bit(false)),
+                set(&v_d, Expr::bit(false)),
+                set(&f_d, Expr::bit(false)),
+                set(&l_d, Expr::bit(false)),
+            ],
+            vec![
+                set(&v_d, streaming.clone()),
+                set(
+                    &f_d,
+                    streaming
+                        .land(&flag(isa::gemm_flags::FIRST))
+                        .land(&g_group.eq(&Expr::zero(16))),
+                ),
+                set(
+                    &l_d,
+                    streaming
+                        .land(&flag(isa::gemm_flags::LAST))
+                        .land(&last_group),
+                ),
+                set(&dense_d, flag(isa::gemm_flags::DENSE)),
+                when(
+                    streaming.clone(),
+                    vec![
+                        set(&g_group, g_group.add(&lit(1, 16))),
+                        when(
+                            last_group.land(&flag(isa::gemm_flags::LAST)),
+                            vec![set(&g_drain, Expr::bit(true))],
+                        ),
+                    ],
+                ),
+                when(gemm_finish.clone(), vec![set(&g_busy, Expr::bit(false))]),
+                when(
+                    gemm_start.clone(),
+                    vec![
+                        set(&g_busy, Expr::bit(true)),
+                        set(&g_drain, Expr::bit(false)),
+                        set(&g_group, Expr::zero(16)),
+                        set(&g_flags, head(0, 3)),
+                        set(&g_act, head(3, 16)),
+                        set(&g_wgt, head(19, 16)),
+                        set(&g_groups, head(35, 16)),
+                        set(&g_out, head(51, 16)),
+                        set(&gemm_sig, gemm_signal.clone()),
+                    ],
+                ),
+            ],
+        )],
+    );
+    for (buf, base) in [(Buf::Act, &g_act), (Buf::Wgt, &g_wgt)] {
+        uses[buf.code() as usize].readers.push(PortUse {
+            en: streaming.clone(),
+            addr: base.slice(0, abits(buf)).add(&g_group.slice(0, abits(buf))),
+            data: None,
+        });
+    }
+
+    // The STCE instance.
+    let act_line = rdata_of(Buf::Act);
+    let wgt_line = rdata_of(Buf::Wgt);
+    let lanes = stce_cfg.lanes();
+    let sparse = stce_cfg.has_sparse_mode();
+    let mut conns: Vec<(String, Expr)> = vec![
+        (ports::CLOCK.into(), clk.clone()),
+        (ports::RESET.into(), rst.clone()),
+        (stce::ports::VALID.into(), v_d.clone()),
+        (stce::ports::FIRST.into(), f_d.clone()),
+        (stce::ports::LAST.into(), l_d.clone()),
+    ];
+    for r in 0..rows {
+        conns.push((
+            stce::ports::act_row(r),
+            act_line.slice(r * m * 16, lanes * 16),
+        ));
+        if lanes < m {
+            unused.push(act_line.slice(r * m * 16 + lanes * 16, (m - lanes) * 16));
+        }
+    }
+    let slot_bits = 16 + ib;
+    for c in 0..cols {
+        let values: Vec<Expr> = (0..n)
+            .rev()
+            .map(|i| wgt_line.slice((c * n + i) * slot_bits, 16))
+            .collect();
+        conns.push((stce::ports::wgt_col(c), Expr::concat(values)));
+        let indices: Vec<Expr> = (0..n)
+            .rev()
+            .map(|i| wgt_line.slice((c * n + i) * slot_bits + 16, ib))
+            .collect();
+        if sparse {
+            // Dense mode on a sparse engine: lanes 0..N-1 (`engines::stce`).
+            let fixed: Vec<Expr> = (0..n).rev().map(|i| lit(u64::from(i), ib)).collect();
+            let idx = Expr::mux(&dense_d, &Expr::concat(fixed), &Expr::concat(indices));
+            conns.push((stce::ports::idx_col(c), idx));
+        } else {
+            unused.push(Expr::concat(indices));
+            unused.push(dense_d.clone());
+        }
+    }
+    conns.push((stce::ports::OUT_VALID.into(), stce_out_valid));
+    conns.push((stce::ports::OUT_ROW.into(), stce_out_row.clone()));
+    conns.push((stce::ports::OUT_LAST.into(), stce_out_last));
+    let results: Vec<Expr> = (0..cols)
+        .map(|c| b.wire(&format!("stce_res_col{c}"), 32))
+        .collect();
+    for (c, r) in results.iter().enumerate() {
+        conns.push((stce::ports::res_col(c as u32), r.clone()));
+    }
+    let conn_refs: Vec<(&str, Expr)> = conns.iter().map(|(p, e)| (p.as_str(), e.clone())).collect();
+    b.instance(stce_def, "stce", conn_refs);
+    uses[Buf::Out.code() as usize].writers.push(PortUse {
+        en: reading.clone(),
+        addr: g_out
+            .slice(0, abits(Buf::Out))
+            .add(&stce_out_row.zext(16).slice(0, abits(Buf::Out))),
+        data: Some(Expr::concat(results.iter().rev().cloned().collect())),
+    });
+    for (base, buf) in [(&g_act, Buf::Act), (&g_wgt, Buf::Wgt), (&g_out, Buf::Out)] {
+        if abits(buf) < 16 {
+            unused.push(base.slice(abits(buf), 16 - abits(buf)));
+        }
+    }
+    for buf in Buf::ALL {
+        if abits(buf) < 16 {
+            unused.push(dma_buf_addr.slice(abits(buf), 16 - abits(buf)));
+            unused.push(dma_line.slice(abits(buf), 16 - abits(buf)));
+        }
+    }
+
+    // ---------------------------------------------------------------- buffer ports
+    let mut conflicts = Vec::new();
+    for buf in Buf::ALL {
+        let name = buf.name();
+        let u = &uses[buf.code() as usize];
+        let mem = b.memory(&format!("{name}_mem"), geo.line_bits(buf), depth(buf));
+        let wens: Vec<Expr> = u.writers.iter().map(|w| w.en.clone()).collect();
+        let we = b.name(&format!("{name}_we"), any(&wens));
+        let waddr = b.name(
+            &format!("{name}_waddr"),
+            pick(
+                &u.writers
+                    .iter()
+                    .map(|w| (w.en.clone(), w.addr.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+        );
+        let wdata = b.name(
+            &format!("{name}_wdata"),
+            pick(
+                &u.writers
+                    .iter()
+                    .map(|w| (w.en.clone(), w.data.clone().expect("a writer has data")))
+                    .collect::<Vec<_>>(),
+            ),
+        );
+        b.memory_write(&clk, &mem, &we, &waddr, &wdata);
+        let rens: Vec<Expr> = u.readers.iter().map(|r| r.en.clone()).collect();
+        let re = b.name(&format!("{name}_re"), any(&rens));
+        let raddr = b.name(
+            &format!("{name}_raddr"),
+            pick(
+                &u.readers
+                    .iter()
+                    .map(|r| (r.en.clone(), r.addr.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+        );
+        b.memory_read(&clk, &mem, &rdata_of(buf), &re, &raddr);
+        conflicts.push(two_or_more(&wens));
+        conflicts.push(two_or_more(&rens));
+    }
+    b.drive("conflict_now", any(&conflicts));
+    let unused_all = Expr::concat(unused);
+    b.name("unused_bits", unused_all);
+    b.finish()
+}
