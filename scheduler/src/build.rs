@@ -36,7 +36,7 @@ use crate::estimate::engine_index;
 use crate::hardware::Hardware;
 use crate::isa::{Buf, Engine, GemmMode, Instr};
 use crate::network::{Layer, Network, Sparsity};
-use crate::tiling::{self, Limits, Order, PassShape, Room, Tiling};
+use crate::tiling::{self, Limits, LoadCost, Order, PassShape, Room, Tiling};
 use crate::ScheduleError;
 
 /// What an instruction is for.
@@ -148,6 +148,10 @@ pub struct Built {
 }
 
 const NONE: u32 = u32::MAX;
+
+/// Most result tiles in flight between the STCE and their STOREs (well below the 8-bit token
+/// counters' 255).
+const OUT_SLOTS: usize = 32;
 
 /// Per buffer line: the last writer and, per engine, the last reader since that write.
 #[derive(Clone, Copy)]
@@ -308,8 +312,12 @@ struct Builder<'a> {
     map: Vec<Region>,
     next_beat: u64,
     tilings: Vec<PassTiling>,
-    /// An instruction the next pushed one must follow (pre-generation off).
+    /// An instruction the next GEMM must follow (pre-generation off).
     barrier: Option<u32>,
+    /// The weight phase's STOREs (W32', W16', M_F', W_F', W_B'), held back so that they do not
+    /// stand in the in-order DMA stream in front of the next layer's operand loads (see
+    /// [`Builder::push`]).
+    deferred: std::collections::VecDeque<(Instr, usize, Pass)>,
 }
 
 fn dram(addr: u64) -> Result<u32, ScheduleError> {
@@ -327,14 +335,59 @@ fn lines16(n: usize) -> u16 {
 }
 
 impl Builder<'_> {
+    /// Emits an instruction (its dependencies are those of this emission order), or, for a
+    /// weight-phase STORE with `defer`, queues it.
+    ///
+    /// Queued STOREs keep their meaning: before an instruction that writes lines a queued STORE
+    /// reads is emitted, that STORE (and every one queued before it) is emitted first. One
+    /// queued STORE is emitted after each GEMM that completes a tile, so the DMA interleaves
+    /// them with the next layer's loads and stores: *pre-generation* (the SORE and the DMA
+    /// finish layer l's weights while the STCE runs layer l - 1).
     fn push(&mut self, instr: Instr, layer: usize, pass: Pass) -> u32 {
+        let writes = accesses(&instr, self.hw).writes;
+        let overlaps = |queued: &Instr| {
+            accesses(queued, self.hw).reads.iter().any(|r| {
+                writes.iter().any(|w| {
+                    w.buf == r.buf && w.start < r.start + r.lines && r.start < w.start + w.lines
+                })
+            })
+        };
+        if let Some(last) = self.deferred.iter().rposition(|(q, _, _)| overlaps(q)) {
+            self.flush(last + 1);
+        }
+        let index = self.emit(instr, layer, pass);
+        if matches!(instr, Instr::Gemm { last: true, .. }) {
+            self.flush(1);
+        }
+        index
+    }
+
+    /// Queues a weight-phase STORE (or emits it at once without pre-generation).
+    fn push_store(&mut self, instr: Instr, layer: usize, pass: Pass, defer: bool) {
+        if defer {
+            self.deferred.push_back((instr, layer, pass));
+        } else {
+            self.push(instr, layer, pass);
+        }
+    }
+
+    /// Emits the first `n` queued STOREs.
+    fn flush(&mut self, n: usize) {
+        for _ in 0..n.min(self.deferred.len()) {
+            if let Some((instr, layer, pass)) = self.deferred.pop_front() {
+                self.emit(instr, layer, pass);
+            }
+        }
+    }
+
+    fn emit(&mut self, instr: Instr, layer: usize, pass: Pass) -> u32 {
         let index = self.ops.len() as u32;
         let engine = instr.engine().expect("the builder emits no END");
         let mut deps = self
             .tracker
             .record(index, engine, &accesses(&instr, self.hw));
-        if let Some(b) = self.barrier.take() {
-            deps.push(b);
+        if engine == Engine::Stce {
+            deps.extend(self.barrier.take());
         }
         self.ops.push(Op {
             instr,
@@ -408,9 +461,12 @@ impl Builder<'_> {
             op.addr + ((tile * groups + g0) as u64) * op.beats
         };
         let mut steps = Vec::new();
+        // Result tiles rotate through every tile slot of the pass's out lines (at most
+        // OUT_SLOTS), so the DMA can fall that many stores behind the STCE before it stalls it.
+        let out_slots = (room.out.len / hw.rows).clamp(2, OUT_SLOTS);
         let mut out_slot = 0usize;
         let mut next_out = || {
-            let at = room.out.base + (out_slot % 2) * hw.rows;
+            let at = room.out.base + (out_slot % out_slots) * hw.rows;
             out_slot += 1;
             at
         };
@@ -498,6 +554,7 @@ impl Builder<'_> {
                 }
             }
         }
+        hoist_loads(&mut steps, hw);
         Ok(steps)
     }
 
@@ -533,7 +590,12 @@ impl Builder<'_> {
             act: room.act.len,
             wgt: room.wgt.len,
         };
-        let t = tiling::choose(&shape, room_lines, limits)
+        let sys = &self.hw.system;
+        let cost = LoadCost {
+            fixed: 2 + u64::from(sys.mem_latency),
+            cycles_per_beat: f64::from(sys.mem_bits / 8) / f64::from(sys.mem_bytes_per_cycle),
+        };
+        let t = tiling::choose(&shape, room_lines, limits, cost)
             .map_err(|m| layer_error(index, layer, format!("{}: {m}", g.pass.name())))?;
         self.tilings.push(PassTiling {
             layer: layer.name.clone(),
@@ -544,6 +606,50 @@ impl Builder<'_> {
             groups: g.groups,
         });
         Ok(t)
+    }
+}
+
+/// Steps a LOAD may move ahead of the tile that first reads it.
+const PREFETCH_STEPS: usize = 8;
+
+/// Prefetch: moves each LOAD of a pass's tiles to the end of an earlier tile's step, as soon as
+/// the lines it fills are no longer used there (after the last step that touches them) and at
+/// most [`PREFETCH_STEPS`] steps ahead. The DMA, which runs in program order, then fetches the
+/// next operand panel while the STCE still works on the current one instead of after its
+/// stores. Moving a LOAD no earlier than the last use of its lines keeps what every GEMM reads.
+fn hoist_loads(steps: &mut [TileStep], hw: &Hardware) {
+    let mut last_use: Vec<Vec<Option<usize>>> =
+        Buf::ALL.iter().map(|&b| vec![None; hw.lines(b)]).collect();
+    let buf = |b: Buf| Buf::ALL.iter().position(|&x| x == b).unwrap_or(0);
+    for k in 0..steps.len() {
+        let instrs = std::mem::take(&mut steps[k].instrs);
+        let mut kept = Vec::with_capacity(instrs.len());
+        for (instr, pass) in instrs {
+            let acc = accesses(&instr, hw);
+            let spans = acc.reads.iter().chain(&acc.writes);
+            if let Instr::Load { buf: b, .. } = instr {
+                let w = &acc.writes[0];
+                let busy_until = last_use[buf(b)][w.start..w.start + w.lines]
+                    .iter()
+                    .flatten()
+                    .max()
+                    .copied();
+                let at = busy_until
+                    .map_or(0, |u| u + 1)
+                    .max(k.saturating_sub(PREFETCH_STEPS));
+                if at < k {
+                    // No step from `at` on touches these lines before step k.
+                    last_use[buf(b)][w.start..w.start + w.lines].fill(Some(at));
+                    steps[at].instrs.push((instr, pass));
+                    continue;
+                }
+            }
+            for sp in spans {
+                last_use[buf(sp.buf)][sp.start..sp.start + sp.lines].fill(Some(k));
+            }
+            kept.push((instr, pass));
+        }
+        steps[k].instrs = kept;
     }
 }
 
@@ -578,6 +684,7 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         next_beat: 0,
         tilings: Vec::new(),
         barrier: None,
+        deferred: Default::default(),
     };
     // The SORE's two output slots at the top of wgt.
     let sore_slot = net
@@ -741,7 +848,6 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
             bp_steps.into_iter().map(|s| Some(s.instrs)).collect();
         let mut wu_steps: Vec<Option<Vec<(Instr, Pass)>>> =
             wu_steps.into_iter().map(Some).collect();
-        let mut last = None;
         for (k, is_bp) in order {
             let instrs = if is_bp {
                 bp_steps[k].take()
@@ -749,13 +855,21 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
                 wu_steps[k].take()
             };
             for (instr, pass) in instrs.unwrap_or_default() {
-                last = Some(b.push(instr, i, pass));
+                let weight_store = matches!(instr, Instr::Store { buf, .. } if buf != Buf::Out);
+                if weight_store {
+                    b.push_store(instr, i, pass, opts.pregen);
+                } else {
+                    b.push(instr, i, pass);
+                }
             }
         }
         if !opts.pregen {
-            b.barrier = last;
+            // The next layer's GEMMs wait until this layer's weights are done.
+            b.barrier = b.ops.len().checked_sub(1).map(|l| l as u32);
         }
     }
+    let rest = b.deferred.len();
+    b.flush(rest);
     Ok(Built {
         ops: b.ops,
         memory_map: b.map,
