@@ -15,9 +15,9 @@ module stce_top (
     input  wire [15:0] act_row1,
     input  wire [15:0] wgt_col0,
     input  wire [15:0] wgt_col1,
-    output wire        out_valid,                        // a result row is shown this cycle
-    output wire        out_row,                          // which row of its tile
-    output wire        out_last,                         // the tile's last row
+    output reg         out_valid,                        // a result row is shown this cycle
+    output reg         out_row,                          // which row of its tile
+    output reg         out_last,                         // the tile's last row
     output reg  [31:0] res_col0,                         // result of PE(out_row, c)
     output reg  [31:0] res_col1                          // result of PE(out_row, c)
 );
@@ -33,26 +33,26 @@ module stce_top (
     wire [15:0] act_r0_c1;
     wire [15:0] wgt_r1_c0;
     wire [31:0] result_r0_c0;
-    wire        valid_r0_east;
+    wire        unused_valid_r0_east;
     wire        unused_first_r0_east;
-    wire        last_r0_east;
+    wire        unused_last_r0_east;
     wire [15:0] unused_act_r0_east;
     wire [15:0] wgt_r1_c1;
     wire [31:0] result_r0_c1;
-    wire        row_done_r0;
+    wire        row_completes_r0;
     wire        valid_r1_c1;
     wire        first_r1_c1;
     wire        last_r1_c1;
     wire [15:0] act_r1_c1;
     wire [15:0] unused_wgt_c0_south;
     wire [31:0] result_r1_c0;
-    wire        valid_r1_east;
+    wire        unused_valid_r1_east;
     wire        unused_first_r1_east;
-    wire        last_r1_east;
+    wire        unused_last_r1_east;
     wire [15:0] unused_act_r1_east;
     wire [15:0] unused_wgt_c1_south;
     wire [31:0] result_r1_c1;
-    wire        row_done_r1;
+    wire        row_completes_r1;
 
     // Row skew, control: reset so that no phantom group enters the array.
     always @(posedge clk) begin
@@ -89,6 +89,8 @@ module stce_top (
         .result    (result_r0_c0)
     );
 
+    assign row_completes_r0 = valid_r0_c1 & last_r0_c1;
+
     stce_pe_int8_n2_dense pe_r0_c1 (
         .clk       (clk),
         .rst       (rst),
@@ -97,15 +99,13 @@ module stce_top (
         .in_last   (last_r0_c1),
         .in_act    (act_r0_c1),
         .in_wgt    (wgt_col1_d1),
-        .out_valid (valid_r0_east),
+        .out_valid (unused_valid_r0_east),
         .out_first (unused_first_r0_east),
-        .out_last  (last_r0_east),
+        .out_last  (unused_last_r0_east),
         .out_act   (unused_act_r0_east),
         .out_wgt   (wgt_r1_c1),
         .result    (result_r0_c1)
     );
-
-    assign row_done_r0 = valid_r0_east & last_r0_east;
 
     stce_pe_int8_n2_dense pe_r1_c0 (
         .clk       (clk),
@@ -123,6 +123,8 @@ module stce_top (
         .result    (result_r1_c0)
     );
 
+    assign row_completes_r1 = valid_r1_c1 & last_r1_c1;
+
     stce_pe_int8_n2_dense pe_r1_c1 (
         .clk       (clk),
         .rst       (rst),
@@ -131,21 +133,28 @@ module stce_top (
         .in_last   (last_r1_c1),
         .in_act    (act_r1_c1),
         .in_wgt    (wgt_r1_c1),
-        .out_valid (valid_r1_east),
+        .out_valid (unused_valid_r1_east),
         .out_first (unused_first_r1_east),
-        .out_last  (last_r1_east),
+        .out_last  (unused_last_r1_east),
         .out_act   (unused_act_r1_east),
         .out_wgt   (unused_wgt_c1_south),
         .result    (result_r1_c1)
     );
 
-    assign row_done_r1 = valid_r1_east & last_r1_east;
-
-    // Read-out: row r of a tile is complete when its last group leaves the row eastwards.
-    // The tile spacing rule keeps at most one row_done high per cycle.
-    assign out_valid = row_done_r0 | row_done_r1;
-    assign out_row = row_done_r0 ? 1'b0 : row_done_r1 ? 1'b1 : 1'b0;
-    assign out_last = row_done_r1;
+    // Read-out: row r of a tile is shown in the cycle after its last PE takes the
+    // tile's last group. The tile spacing rule keeps at most one row completing per
+    // cycle. The row index is a register, so the result multiplexer's select is one.
+    always @(posedge clk) begin
+        if (rst) begin
+            out_valid <= 1'b0;
+            out_row <= 1'b0;
+            out_last <= 1'b0;
+        end else begin
+            out_valid <= row_completes_r0 | row_completes_r1;
+            out_row <= row_completes_r0 ? 1'b0 : row_completes_r1 ? 1'b1 : 1'b0;
+            out_last <= row_completes_r1;
+        end
+    end
 
     always @(*) begin
         case (out_row)

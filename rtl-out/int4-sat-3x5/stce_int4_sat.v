@@ -24,9 +24,9 @@ module stce_int4_sat (
     input  wire [1:0]  idx_col2,
     input  wire [1:0]  idx_col3,
     input  wire [1:0]  idx_col4,
-    output wire        out_valid,                        // a result row is shown this cycle
-    output wire [1:0]  out_row,                          // which row of its tile
-    output wire        out_last,                         // the tile's last row
+    output reg         out_valid,                        // a result row is shown this cycle
+    output reg  [1:0]  out_row,                          // which row of its tile
+    output reg         out_last,                         // the tile's last row
     output reg  [31:0] res_col0,                         // result of PE(out_row, c)
     output reg  [31:0] res_col1,                         // result of PE(out_row, c)
     output reg  [31:0] res_col2,                         // result of PE(out_row, c)
@@ -94,14 +94,14 @@ module stce_int4_sat (
     wire [3:0]  wgt_r1_c3;
     wire [1:0]  idx_r1_c3;
     wire [31:0] result_r0_c3;
-    wire        valid_r0_east;
+    wire        unused_valid_r0_east;
     wire        unused_first_r0_east;
-    wire        last_r0_east;
+    wire        unused_last_r0_east;
     wire [31:0] unused_act_r0_east;
     wire [3:0]  wgt_r1_c4;
     wire [1:0]  idx_r1_c4;
     wire [31:0] result_r0_c4;
-    wire        row_done_r0;
+    wire        row_completes_r0;
     wire        valid_r1_c1;
     wire        first_r1_c1;
     wire        last_r1_c1;
@@ -130,14 +130,14 @@ module stce_int4_sat (
     wire [3:0]  wgt_r2_c3;
     wire [1:0]  idx_r2_c3;
     wire [31:0] result_r1_c3;
-    wire        valid_r1_east;
+    wire        unused_valid_r1_east;
     wire        unused_first_r1_east;
-    wire        last_r1_east;
+    wire        unused_last_r1_east;
     wire [31:0] unused_act_r1_east;
     wire [3:0]  wgt_r2_c4;
     wire [1:0]  idx_r2_c4;
     wire [31:0] result_r1_c4;
-    wire        row_done_r1;
+    wire        row_completes_r1;
     wire        valid_r2_c1;
     wire        first_r2_c1;
     wire        last_r2_c1;
@@ -166,14 +166,14 @@ module stce_int4_sat (
     wire [3:0]  unused_wgt_c3_south;
     wire [1:0]  unused_idx_c3_south;
     wire [31:0] result_r2_c3;
-    wire        valid_r2_east;
+    wire        unused_valid_r2_east;
     wire        unused_first_r2_east;
-    wire        last_r2_east;
+    wire        unused_last_r2_east;
     wire [31:0] unused_act_r2_east;
     wire [3:0]  unused_wgt_c4_south;
     wire [1:0]  unused_idx_c4_south;
     wire [31:0] result_r2_c4;
-    wire        row_done_r2;
+    wire        row_completes_r2;
 
     // Row skew, control: reset so that no phantom group enters the array.
     always @(posedge clk) begin
@@ -299,6 +299,8 @@ module stce_int4_sat (
         .result    (result_r0_c3)
     );
 
+    assign row_completes_r0 = valid_r0_c4 & last_r0_c4;
+
     stce_pe_int8w4sat_n1_m4 pe_r0_c4 (
         .clk       (clk),
         .rst       (rst),
@@ -308,16 +310,14 @@ module stce_int4_sat (
         .in_act    (act_r0_c4),
         .in_wgt    (wgt_col4_d4),
         .in_idx    (idx_col4_d4),
-        .out_valid (valid_r0_east),
+        .out_valid (unused_valid_r0_east),
         .out_first (unused_first_r0_east),
-        .out_last  (last_r0_east),
+        .out_last  (unused_last_r0_east),
         .out_act   (unused_act_r0_east),
         .out_wgt   (wgt_r1_c4),
         .out_idx   (idx_r1_c4),
         .result    (result_r0_c4)
     );
-
-    assign row_done_r0 = valid_r0_east & last_r0_east;
 
     stce_pe_int8w4sat_n1_m4 pe_r1_c0 (
         .clk       (clk),
@@ -391,6 +391,8 @@ module stce_int4_sat (
         .result    (result_r1_c3)
     );
 
+    assign row_completes_r1 = valid_r1_c4 & last_r1_c4;
+
     stce_pe_int8w4sat_n1_m4 pe_r1_c4 (
         .clk       (clk),
         .rst       (rst),
@@ -400,16 +402,14 @@ module stce_int4_sat (
         .in_act    (act_r1_c4),
         .in_wgt    (wgt_r1_c4),
         .in_idx    (idx_r1_c4),
-        .out_valid (valid_r1_east),
+        .out_valid (unused_valid_r1_east),
         .out_first (unused_first_r1_east),
-        .out_last  (last_r1_east),
+        .out_last  (unused_last_r1_east),
         .out_act   (unused_act_r1_east),
         .out_wgt   (wgt_r2_c4),
         .out_idx   (idx_r2_c4),
         .result    (result_r1_c4)
     );
-
-    assign row_done_r1 = valid_r1_east & last_r1_east;
 
     stce_pe_int8w4sat_n1_m4 pe_r2_c0 (
         .clk       (clk),
@@ -483,6 +483,8 @@ module stce_int4_sat (
         .result    (result_r2_c3)
     );
 
+    assign row_completes_r2 = valid_r2_c4 & last_r2_c4;
+
     stce_pe_int8w4sat_n1_m4 pe_r2_c4 (
         .clk       (clk),
         .rst       (rst),
@@ -492,22 +494,29 @@ module stce_int4_sat (
         .in_act    (act_r2_c4),
         .in_wgt    (wgt_r2_c4),
         .in_idx    (idx_r2_c4),
-        .out_valid (valid_r2_east),
+        .out_valid (unused_valid_r2_east),
         .out_first (unused_first_r2_east),
-        .out_last  (last_r2_east),
+        .out_last  (unused_last_r2_east),
         .out_act   (unused_act_r2_east),
         .out_wgt   (unused_wgt_c4_south),
         .out_idx   (unused_idx_c4_south),
         .result    (result_r2_c4)
     );
 
-    assign row_done_r2 = valid_r2_east & last_r2_east;
-
-    // Read-out: row r of a tile is complete when its last group leaves the row eastwards.
-    // The tile spacing rule keeps at most one row_done high per cycle.
-    assign out_valid = row_done_r0 | row_done_r1 | row_done_r2;
-    assign out_row = row_done_r0 ? 2'd0 : row_done_r1 ? 2'd1 : row_done_r2 ? 2'd2 : 2'd0;
-    assign out_last = row_done_r2;
+    // Read-out: row r of a tile is shown in the cycle after its last PE takes the
+    // tile's last group. The tile spacing rule keeps at most one row completing per
+    // cycle. The row index is a register, so the result multiplexer's select is one.
+    always @(posedge clk) begin
+        if (rst) begin
+            out_valid <= 1'b0;
+            out_row <= 2'd0;
+            out_last <= 1'b0;
+        end else begin
+            out_valid <= row_completes_r0 | row_completes_r1 | row_completes_r2;
+            out_row <= row_completes_r0 ? 2'd0 : row_completes_r1 ? 2'd1 : row_completes_r2 ? 2'd2 : 2'd0;
+            out_last <= row_completes_r2;
+        end
+    end
 
     always @(*) begin
         case (out_row)

@@ -59,9 +59,9 @@ module stce_top (
     input  wire [5:0]  idx_col13,
     input  wire [5:0]  idx_col14,
     input  wire [5:0]  idx_col15,
-    output wire        out_valid,                        // a result row is shown this cycle
-    output wire [3:0]  out_row,                          // which row of its tile
-    output wire        out_last,                         // the tile's last row
+    output reg         out_valid,                        // a result row is shown this cycle
+    output reg  [3:0]  out_row,                          // which row of its tile
+    output reg         out_last,                         // the tile's last row
     output reg  [31:0] res_col0,                         // result of PE(out_row, c)
     output reg  [31:0] res_col1,                         // result of PE(out_row, c)
     output reg  [31:0] res_col2,                         // result of PE(out_row, c)
@@ -905,14 +905,14 @@ module stce_top (
     wire [15:0] wgt_r1_c14;
     wire [5:0]  idx_r1_c14;
     wire [31:0] result_r0_c14;
-    wire        valid_r0_east;
+    wire        unused_valid_r0_east;
     wire        unused_first_r0_east;
-    wire        last_r0_east;
+    wire        unused_last_r0_east;
     wire [63:0] unused_act_r0_east;
     wire [15:0] wgt_r1_c15;
     wire [5:0]  idx_r1_c15;
     wire [31:0] result_r0_c15;
-    wire        row_done_r0;
+    wire        row_completes_r0;
     wire        valid_r1_c1;
     wire        first_r1_c1;
     wire        last_r1_c1;
@@ -1018,14 +1018,14 @@ module stce_top (
     wire [15:0] wgt_r2_c14;
     wire [5:0]  idx_r2_c14;
     wire [31:0] result_r1_c14;
-    wire        valid_r1_east;
+    wire        unused_valid_r1_east;
     wire        unused_first_r1_east;
-    wire        last_r1_east;
+    wire        unused_last_r1_east;
     wire [63:0] unused_act_r1_east;
     wire [15:0] wgt_r2_c15;
     wire [5:0]  idx_r2_c15;
     wire [31:0] result_r1_c15;
-    wire        row_done_r1;
+    wire        row_completes_r1;
     wire        valid_r2_c1;
     wire        first_r2_c1;
     wire        last_r2_c1;
@@ -1131,14 +1131,14 @@ module stce_top (
     wire [15:0] wgt_r3_c14;
     wire [5:0]  idx_r3_c14;
     wire [31:0] result_r2_c14;
-    wire        valid_r2_east;
+    wire        unused_valid_r2_east;
     wire        unused_first_r2_east;
-    wire        last_r2_east;
+    wire        unused_last_r2_east;
     wire [63:0] unused_act_r2_east;
     wire [15:0] wgt_r3_c15;
     wire [5:0]  idx_r3_c15;
     wire [31:0] result_r2_c15;
-    wire        row_done_r2;
+    wire        row_completes_r2;
     wire        valid_r3_c1;
     wire        first_r3_c1;
     wire        last_r3_c1;
@@ -1244,14 +1244,14 @@ module stce_top (
     wire [15:0] wgt_r4_c14;
     wire [5:0]  idx_r4_c14;
     wire [31:0] result_r3_c14;
-    wire        valid_r3_east;
+    wire        unused_valid_r3_east;
     wire        unused_first_r3_east;
-    wire        last_r3_east;
+    wire        unused_last_r3_east;
     wire [63:0] unused_act_r3_east;
     wire [15:0] wgt_r4_c15;
     wire [5:0]  idx_r4_c15;
     wire [31:0] result_r3_c15;
-    wire        row_done_r3;
+    wire        row_completes_r3;
     wire        valid_r4_c1;
     wire        first_r4_c1;
     wire        last_r4_c1;
@@ -1357,14 +1357,14 @@ module stce_top (
     wire [15:0] wgt_r5_c14;
     wire [5:0]  idx_r5_c14;
     wire [31:0] result_r4_c14;
-    wire        valid_r4_east;
+    wire        unused_valid_r4_east;
     wire        unused_first_r4_east;
-    wire        last_r4_east;
+    wire        unused_last_r4_east;
     wire [63:0] unused_act_r4_east;
     wire [15:0] wgt_r5_c15;
     wire [5:0]  idx_r5_c15;
     wire [31:0] result_r4_c15;
-    wire        row_done_r4;
+    wire        row_completes_r4;
     wire        valid_r5_c1;
     wire        first_r5_c1;
     wire        last_r5_c1;
@@ -1470,14 +1470,14 @@ module stce_top (
     wire [15:0] wgt_r6_c14;
     wire [5:0]  idx_r6_c14;
     wire [31:0] result_r5_c14;
-    wire        valid_r5_east;
+    wire        unused_valid_r5_east;
     wire        unused_first_r5_east;
-    wire        last_r5_east;
+    wire        unused_last_r5_east;
     wire [63:0] unused_act_r5_east;
     wire [15:0] wgt_r6_c15;
     wire [5:0]  idx_r6_c15;
     wire [31:0] result_r5_c15;
-    wire        row_done_r5;
+    wire        row_completes_r5;
     wire        valid_r6_c1;
     wire        first_r6_c1;
     wire        last_r6_c1;
@@ -1583,14 +1583,14 @@ module stce_top (
     wire [15:0] wgt_r7_c14;
     wire [5:0]  idx_r7_c14;
     wire [31:0] result_r6_c14;
-    wire        valid_r6_east;
+    wire        unused_valid_r6_east;
     wire        unused_first_r6_east;
-    wire        last_r6_east;
+    wire        unused_last_r6_east;
     wire [63:0] unused_act_r6_east;
     wire [15:0] wgt_r7_c15;
     wire [5:0]  idx_r7_c15;
     wire [31:0] result_r6_c15;
-    wire        row_done_r6;
+    wire        row_completes_r6;
     wire        valid_r7_c1;
     wire        first_r7_c1;
     wire        last_r7_c1;
@@ -1696,14 +1696,14 @@ module stce_top (
     wire [15:0] wgt_r8_c14;
     wire [5:0]  idx_r8_c14;
     wire [31:0] result_r7_c14;
-    wire        valid_r7_east;
+    wire        unused_valid_r7_east;
     wire        unused_first_r7_east;
-    wire        last_r7_east;
+    wire        unused_last_r7_east;
     wire [63:0] unused_act_r7_east;
     wire [15:0] wgt_r8_c15;
     wire [5:0]  idx_r8_c15;
     wire [31:0] result_r7_c15;
-    wire        row_done_r7;
+    wire        row_completes_r7;
     wire        valid_r8_c1;
     wire        first_r8_c1;
     wire        last_r8_c1;
@@ -1809,14 +1809,14 @@ module stce_top (
     wire [15:0] wgt_r9_c14;
     wire [5:0]  idx_r9_c14;
     wire [31:0] result_r8_c14;
-    wire        valid_r8_east;
+    wire        unused_valid_r8_east;
     wire        unused_first_r8_east;
-    wire        last_r8_east;
+    wire        unused_last_r8_east;
     wire [63:0] unused_act_r8_east;
     wire [15:0] wgt_r9_c15;
     wire [5:0]  idx_r9_c15;
     wire [31:0] result_r8_c15;
-    wire        row_done_r8;
+    wire        row_completes_r8;
     wire        valid_r9_c1;
     wire        first_r9_c1;
     wire        last_r9_c1;
@@ -1922,14 +1922,14 @@ module stce_top (
     wire [15:0] wgt_r10_c14;
     wire [5:0]  idx_r10_c14;
     wire [31:0] result_r9_c14;
-    wire        valid_r9_east;
+    wire        unused_valid_r9_east;
     wire        unused_first_r9_east;
-    wire        last_r9_east;
+    wire        unused_last_r9_east;
     wire [63:0] unused_act_r9_east;
     wire [15:0] wgt_r10_c15;
     wire [5:0]  idx_r10_c15;
     wire [31:0] result_r9_c15;
-    wire        row_done_r9;
+    wire        row_completes_r9;
     wire        valid_r10_c1;
     wire        first_r10_c1;
     wire        last_r10_c1;
@@ -2035,14 +2035,14 @@ module stce_top (
     wire [15:0] wgt_r11_c14;
     wire [5:0]  idx_r11_c14;
     wire [31:0] result_r10_c14;
-    wire        valid_r10_east;
+    wire        unused_valid_r10_east;
     wire        unused_first_r10_east;
-    wire        last_r10_east;
+    wire        unused_last_r10_east;
     wire [63:0] unused_act_r10_east;
     wire [15:0] wgt_r11_c15;
     wire [5:0]  idx_r11_c15;
     wire [31:0] result_r10_c15;
-    wire        row_done_r10;
+    wire        row_completes_r10;
     wire        valid_r11_c1;
     wire        first_r11_c1;
     wire        last_r11_c1;
@@ -2148,14 +2148,14 @@ module stce_top (
     wire [15:0] wgt_r12_c14;
     wire [5:0]  idx_r12_c14;
     wire [31:0] result_r11_c14;
-    wire        valid_r11_east;
+    wire        unused_valid_r11_east;
     wire        unused_first_r11_east;
-    wire        last_r11_east;
+    wire        unused_last_r11_east;
     wire [63:0] unused_act_r11_east;
     wire [15:0] wgt_r12_c15;
     wire [5:0]  idx_r12_c15;
     wire [31:0] result_r11_c15;
-    wire        row_done_r11;
+    wire        row_completes_r11;
     wire        valid_r12_c1;
     wire        first_r12_c1;
     wire        last_r12_c1;
@@ -2261,14 +2261,14 @@ module stce_top (
     wire [15:0] wgt_r13_c14;
     wire [5:0]  idx_r13_c14;
     wire [31:0] result_r12_c14;
-    wire        valid_r12_east;
+    wire        unused_valid_r12_east;
     wire        unused_first_r12_east;
-    wire        last_r12_east;
+    wire        unused_last_r12_east;
     wire [63:0] unused_act_r12_east;
     wire [15:0] wgt_r13_c15;
     wire [5:0]  idx_r13_c15;
     wire [31:0] result_r12_c15;
-    wire        row_done_r12;
+    wire        row_completes_r12;
     wire        valid_r13_c1;
     wire        first_r13_c1;
     wire        last_r13_c1;
@@ -2374,14 +2374,14 @@ module stce_top (
     wire [15:0] wgt_r14_c14;
     wire [5:0]  idx_r14_c14;
     wire [31:0] result_r13_c14;
-    wire        valid_r13_east;
+    wire        unused_valid_r13_east;
     wire        unused_first_r13_east;
-    wire        last_r13_east;
+    wire        unused_last_r13_east;
     wire [63:0] unused_act_r13_east;
     wire [15:0] wgt_r14_c15;
     wire [5:0]  idx_r14_c15;
     wire [31:0] result_r13_c15;
-    wire        row_done_r13;
+    wire        row_completes_r13;
     wire        valid_r14_c1;
     wire        first_r14_c1;
     wire        last_r14_c1;
@@ -2487,14 +2487,14 @@ module stce_top (
     wire [15:0] wgt_r15_c14;
     wire [5:0]  idx_r15_c14;
     wire [31:0] result_r14_c14;
-    wire        valid_r14_east;
+    wire        unused_valid_r14_east;
     wire        unused_first_r14_east;
-    wire        last_r14_east;
+    wire        unused_last_r14_east;
     wire [63:0] unused_act_r14_east;
     wire [15:0] wgt_r15_c15;
     wire [5:0]  idx_r15_c15;
     wire [31:0] result_r14_c15;
-    wire        row_done_r14;
+    wire        row_completes_r14;
     wire        valid_r15_c1;
     wire        first_r15_c1;
     wire        last_r15_c1;
@@ -2600,14 +2600,14 @@ module stce_top (
     wire [15:0] unused_wgt_c14_south;
     wire [5:0]  unused_idx_c14_south;
     wire [31:0] result_r15_c14;
-    wire        valid_r15_east;
+    wire        unused_valid_r15_east;
     wire        unused_first_r15_east;
-    wire        last_r15_east;
+    wire        unused_last_r15_east;
     wire [63:0] unused_act_r15_east;
     wire [15:0] unused_wgt_c15_south;
     wire [5:0]  unused_idx_c15_south;
     wire [31:0] result_r15_c15;
-    wire        row_done_r15;
+    wire        row_completes_r15;
 
     // Row skew, control: reset so that no phantom group enters the array.
     always @(posedge clk) begin
@@ -3970,6 +3970,8 @@ module stce_top (
         .result    (result_r0_c14)
     );
 
+    assign row_completes_r0 = valid_r0_c15 & last_r0_c15;
+
     stce_pe_int8_n2_m8 pe_r0_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -3979,16 +3981,14 @@ module stce_top (
         .in_act    (act_r0_c15),
         .in_wgt    (wgt_col15_d15),
         .in_idx    (idx_col15_d15),
-        .out_valid (valid_r0_east),
+        .out_valid (unused_valid_r0_east),
         .out_first (unused_first_r0_east),
-        .out_last  (last_r0_east),
+        .out_last  (unused_last_r0_east),
         .out_act   (unused_act_r0_east),
         .out_wgt   (wgt_r1_c15),
         .out_idx   (idx_r1_c15),
         .result    (result_r0_c15)
     );
-
-    assign row_done_r0 = valid_r0_east & last_r0_east;
 
     stce_pe_int8_n2_m8 pe_r1_c0 (
         .clk       (clk),
@@ -4260,6 +4260,8 @@ module stce_top (
         .result    (result_r1_c14)
     );
 
+    assign row_completes_r1 = valid_r1_c15 & last_r1_c15;
+
     stce_pe_int8_n2_m8 pe_r1_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -4269,16 +4271,14 @@ module stce_top (
         .in_act    (act_r1_c15),
         .in_wgt    (wgt_r1_c15),
         .in_idx    (idx_r1_c15),
-        .out_valid (valid_r1_east),
+        .out_valid (unused_valid_r1_east),
         .out_first (unused_first_r1_east),
-        .out_last  (last_r1_east),
+        .out_last  (unused_last_r1_east),
         .out_act   (unused_act_r1_east),
         .out_wgt   (wgt_r2_c15),
         .out_idx   (idx_r2_c15),
         .result    (result_r1_c15)
     );
-
-    assign row_done_r1 = valid_r1_east & last_r1_east;
 
     stce_pe_int8_n2_m8 pe_r2_c0 (
         .clk       (clk),
@@ -4550,6 +4550,8 @@ module stce_top (
         .result    (result_r2_c14)
     );
 
+    assign row_completes_r2 = valid_r2_c15 & last_r2_c15;
+
     stce_pe_int8_n2_m8 pe_r2_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -4559,16 +4561,14 @@ module stce_top (
         .in_act    (act_r2_c15),
         .in_wgt    (wgt_r2_c15),
         .in_idx    (idx_r2_c15),
-        .out_valid (valid_r2_east),
+        .out_valid (unused_valid_r2_east),
         .out_first (unused_first_r2_east),
-        .out_last  (last_r2_east),
+        .out_last  (unused_last_r2_east),
         .out_act   (unused_act_r2_east),
         .out_wgt   (wgt_r3_c15),
         .out_idx   (idx_r3_c15),
         .result    (result_r2_c15)
     );
-
-    assign row_done_r2 = valid_r2_east & last_r2_east;
 
     stce_pe_int8_n2_m8 pe_r3_c0 (
         .clk       (clk),
@@ -4840,6 +4840,8 @@ module stce_top (
         .result    (result_r3_c14)
     );
 
+    assign row_completes_r3 = valid_r3_c15 & last_r3_c15;
+
     stce_pe_int8_n2_m8 pe_r3_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -4849,16 +4851,14 @@ module stce_top (
         .in_act    (act_r3_c15),
         .in_wgt    (wgt_r3_c15),
         .in_idx    (idx_r3_c15),
-        .out_valid (valid_r3_east),
+        .out_valid (unused_valid_r3_east),
         .out_first (unused_first_r3_east),
-        .out_last  (last_r3_east),
+        .out_last  (unused_last_r3_east),
         .out_act   (unused_act_r3_east),
         .out_wgt   (wgt_r4_c15),
         .out_idx   (idx_r4_c15),
         .result    (result_r3_c15)
     );
-
-    assign row_done_r3 = valid_r3_east & last_r3_east;
 
     stce_pe_int8_n2_m8 pe_r4_c0 (
         .clk       (clk),
@@ -5130,6 +5130,8 @@ module stce_top (
         .result    (result_r4_c14)
     );
 
+    assign row_completes_r4 = valid_r4_c15 & last_r4_c15;
+
     stce_pe_int8_n2_m8 pe_r4_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -5139,16 +5141,14 @@ module stce_top (
         .in_act    (act_r4_c15),
         .in_wgt    (wgt_r4_c15),
         .in_idx    (idx_r4_c15),
-        .out_valid (valid_r4_east),
+        .out_valid (unused_valid_r4_east),
         .out_first (unused_first_r4_east),
-        .out_last  (last_r4_east),
+        .out_last  (unused_last_r4_east),
         .out_act   (unused_act_r4_east),
         .out_wgt   (wgt_r5_c15),
         .out_idx   (idx_r5_c15),
         .result    (result_r4_c15)
     );
-
-    assign row_done_r4 = valid_r4_east & last_r4_east;
 
     stce_pe_int8_n2_m8 pe_r5_c0 (
         .clk       (clk),
@@ -5420,6 +5420,8 @@ module stce_top (
         .result    (result_r5_c14)
     );
 
+    assign row_completes_r5 = valid_r5_c15 & last_r5_c15;
+
     stce_pe_int8_n2_m8 pe_r5_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -5429,16 +5431,14 @@ module stce_top (
         .in_act    (act_r5_c15),
         .in_wgt    (wgt_r5_c15),
         .in_idx    (idx_r5_c15),
-        .out_valid (valid_r5_east),
+        .out_valid (unused_valid_r5_east),
         .out_first (unused_first_r5_east),
-        .out_last  (last_r5_east),
+        .out_last  (unused_last_r5_east),
         .out_act   (unused_act_r5_east),
         .out_wgt   (wgt_r6_c15),
         .out_idx   (idx_r6_c15),
         .result    (result_r5_c15)
     );
-
-    assign row_done_r5 = valid_r5_east & last_r5_east;
 
     stce_pe_int8_n2_m8 pe_r6_c0 (
         .clk       (clk),
@@ -5710,6 +5710,8 @@ module stce_top (
         .result    (result_r6_c14)
     );
 
+    assign row_completes_r6 = valid_r6_c15 & last_r6_c15;
+
     stce_pe_int8_n2_m8 pe_r6_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -5719,16 +5721,14 @@ module stce_top (
         .in_act    (act_r6_c15),
         .in_wgt    (wgt_r6_c15),
         .in_idx    (idx_r6_c15),
-        .out_valid (valid_r6_east),
+        .out_valid (unused_valid_r6_east),
         .out_first (unused_first_r6_east),
-        .out_last  (last_r6_east),
+        .out_last  (unused_last_r6_east),
         .out_act   (unused_act_r6_east),
         .out_wgt   (wgt_r7_c15),
         .out_idx   (idx_r7_c15),
         .result    (result_r6_c15)
     );
-
-    assign row_done_r6 = valid_r6_east & last_r6_east;
 
     stce_pe_int8_n2_m8 pe_r7_c0 (
         .clk       (clk),
@@ -6000,6 +6000,8 @@ module stce_top (
         .result    (result_r7_c14)
     );
 
+    assign row_completes_r7 = valid_r7_c15 & last_r7_c15;
+
     stce_pe_int8_n2_m8 pe_r7_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -6009,16 +6011,14 @@ module stce_top (
         .in_act    (act_r7_c15),
         .in_wgt    (wgt_r7_c15),
         .in_idx    (idx_r7_c15),
-        .out_valid (valid_r7_east),
+        .out_valid (unused_valid_r7_east),
         .out_first (unused_first_r7_east),
-        .out_last  (last_r7_east),
+        .out_last  (unused_last_r7_east),
         .out_act   (unused_act_r7_east),
         .out_wgt   (wgt_r8_c15),
         .out_idx   (idx_r8_c15),
         .result    (result_r7_c15)
     );
-
-    assign row_done_r7 = valid_r7_east & last_r7_east;
 
     stce_pe_int8_n2_m8 pe_r8_c0 (
         .clk       (clk),
@@ -6290,6 +6290,8 @@ module stce_top (
         .result    (result_r8_c14)
     );
 
+    assign row_completes_r8 = valid_r8_c15 & last_r8_c15;
+
     stce_pe_int8_n2_m8 pe_r8_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -6299,16 +6301,14 @@ module stce_top (
         .in_act    (act_r8_c15),
         .in_wgt    (wgt_r8_c15),
         .in_idx    (idx_r8_c15),
-        .out_valid (valid_r8_east),
+        .out_valid (unused_valid_r8_east),
         .out_first (unused_first_r8_east),
-        .out_last  (last_r8_east),
+        .out_last  (unused_last_r8_east),
         .out_act   (unused_act_r8_east),
         .out_wgt   (wgt_r9_c15),
         .out_idx   (idx_r9_c15),
         .result    (result_r8_c15)
     );
-
-    assign row_done_r8 = valid_r8_east & last_r8_east;
 
     stce_pe_int8_n2_m8 pe_r9_c0 (
         .clk       (clk),
@@ -6580,6 +6580,8 @@ module stce_top (
         .result    (result_r9_c14)
     );
 
+    assign row_completes_r9 = valid_r9_c15 & last_r9_c15;
+
     stce_pe_int8_n2_m8 pe_r9_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -6589,16 +6591,14 @@ module stce_top (
         .in_act    (act_r9_c15),
         .in_wgt    (wgt_r9_c15),
         .in_idx    (idx_r9_c15),
-        .out_valid (valid_r9_east),
+        .out_valid (unused_valid_r9_east),
         .out_first (unused_first_r9_east),
-        .out_last  (last_r9_east),
+        .out_last  (unused_last_r9_east),
         .out_act   (unused_act_r9_east),
         .out_wgt   (wgt_r10_c15),
         .out_idx   (idx_r10_c15),
         .result    (result_r9_c15)
     );
-
-    assign row_done_r9 = valid_r9_east & last_r9_east;
 
     stce_pe_int8_n2_m8 pe_r10_c0 (
         .clk       (clk),
@@ -6870,6 +6870,8 @@ module stce_top (
         .result    (result_r10_c14)
     );
 
+    assign row_completes_r10 = valid_r10_c15 & last_r10_c15;
+
     stce_pe_int8_n2_m8 pe_r10_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -6879,16 +6881,14 @@ module stce_top (
         .in_act    (act_r10_c15),
         .in_wgt    (wgt_r10_c15),
         .in_idx    (idx_r10_c15),
-        .out_valid (valid_r10_east),
+        .out_valid (unused_valid_r10_east),
         .out_first (unused_first_r10_east),
-        .out_last  (last_r10_east),
+        .out_last  (unused_last_r10_east),
         .out_act   (unused_act_r10_east),
         .out_wgt   (wgt_r11_c15),
         .out_idx   (idx_r11_c15),
         .result    (result_r10_c15)
     );
-
-    assign row_done_r10 = valid_r10_east & last_r10_east;
 
     stce_pe_int8_n2_m8 pe_r11_c0 (
         .clk       (clk),
@@ -7160,6 +7160,8 @@ module stce_top (
         .result    (result_r11_c14)
     );
 
+    assign row_completes_r11 = valid_r11_c15 & last_r11_c15;
+
     stce_pe_int8_n2_m8 pe_r11_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -7169,16 +7171,14 @@ module stce_top (
         .in_act    (act_r11_c15),
         .in_wgt    (wgt_r11_c15),
         .in_idx    (idx_r11_c15),
-        .out_valid (valid_r11_east),
+        .out_valid (unused_valid_r11_east),
         .out_first (unused_first_r11_east),
-        .out_last  (last_r11_east),
+        .out_last  (unused_last_r11_east),
         .out_act   (unused_act_r11_east),
         .out_wgt   (wgt_r12_c15),
         .out_idx   (idx_r12_c15),
         .result    (result_r11_c15)
     );
-
-    assign row_done_r11 = valid_r11_east & last_r11_east;
 
     stce_pe_int8_n2_m8 pe_r12_c0 (
         .clk       (clk),
@@ -7450,6 +7450,8 @@ module stce_top (
         .result    (result_r12_c14)
     );
 
+    assign row_completes_r12 = valid_r12_c15 & last_r12_c15;
+
     stce_pe_int8_n2_m8 pe_r12_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -7459,16 +7461,14 @@ module stce_top (
         .in_act    (act_r12_c15),
         .in_wgt    (wgt_r12_c15),
         .in_idx    (idx_r12_c15),
-        .out_valid (valid_r12_east),
+        .out_valid (unused_valid_r12_east),
         .out_first (unused_first_r12_east),
-        .out_last  (last_r12_east),
+        .out_last  (unused_last_r12_east),
         .out_act   (unused_act_r12_east),
         .out_wgt   (wgt_r13_c15),
         .out_idx   (idx_r13_c15),
         .result    (result_r12_c15)
     );
-
-    assign row_done_r12 = valid_r12_east & last_r12_east;
 
     stce_pe_int8_n2_m8 pe_r13_c0 (
         .clk       (clk),
@@ -7740,6 +7740,8 @@ module stce_top (
         .result    (result_r13_c14)
     );
 
+    assign row_completes_r13 = valid_r13_c15 & last_r13_c15;
+
     stce_pe_int8_n2_m8 pe_r13_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -7749,16 +7751,14 @@ module stce_top (
         .in_act    (act_r13_c15),
         .in_wgt    (wgt_r13_c15),
         .in_idx    (idx_r13_c15),
-        .out_valid (valid_r13_east),
+        .out_valid (unused_valid_r13_east),
         .out_first (unused_first_r13_east),
-        .out_last  (last_r13_east),
+        .out_last  (unused_last_r13_east),
         .out_act   (unused_act_r13_east),
         .out_wgt   (wgt_r14_c15),
         .out_idx   (idx_r14_c15),
         .result    (result_r13_c15)
     );
-
-    assign row_done_r13 = valid_r13_east & last_r13_east;
 
     stce_pe_int8_n2_m8 pe_r14_c0 (
         .clk       (clk),
@@ -8030,6 +8030,8 @@ module stce_top (
         .result    (result_r14_c14)
     );
 
+    assign row_completes_r14 = valid_r14_c15 & last_r14_c15;
+
     stce_pe_int8_n2_m8 pe_r14_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -8039,16 +8041,14 @@ module stce_top (
         .in_act    (act_r14_c15),
         .in_wgt    (wgt_r14_c15),
         .in_idx    (idx_r14_c15),
-        .out_valid (valid_r14_east),
+        .out_valid (unused_valid_r14_east),
         .out_first (unused_first_r14_east),
-        .out_last  (last_r14_east),
+        .out_last  (unused_last_r14_east),
         .out_act   (unused_act_r14_east),
         .out_wgt   (wgt_r15_c15),
         .out_idx   (idx_r15_c15),
         .result    (result_r14_c15)
     );
-
-    assign row_done_r14 = valid_r14_east & last_r14_east;
 
     stce_pe_int8_n2_m8 pe_r15_c0 (
         .clk       (clk),
@@ -8320,6 +8320,8 @@ module stce_top (
         .result    (result_r15_c14)
     );
 
+    assign row_completes_r15 = valid_r15_c15 & last_r15_c15;
+
     stce_pe_int8_n2_m8 pe_r15_c15 (
         .clk       (clk),
         .rst       (rst),
@@ -8329,22 +8331,29 @@ module stce_top (
         .in_act    (act_r15_c15),
         .in_wgt    (wgt_r15_c15),
         .in_idx    (idx_r15_c15),
-        .out_valid (valid_r15_east),
+        .out_valid (unused_valid_r15_east),
         .out_first (unused_first_r15_east),
-        .out_last  (last_r15_east),
+        .out_last  (unused_last_r15_east),
         .out_act   (unused_act_r15_east),
         .out_wgt   (unused_wgt_c15_south),
         .out_idx   (unused_idx_c15_south),
         .result    (result_r15_c15)
     );
 
-    assign row_done_r15 = valid_r15_east & last_r15_east;
-
-    // Read-out: row r of a tile is complete when its last group leaves the row eastwards.
-    // The tile spacing rule keeps at most one row_done high per cycle.
-    assign out_valid = row_done_r0 | row_done_r1 | row_done_r2 | row_done_r3 | row_done_r4 | row_done_r5 | row_done_r6 | row_done_r7 | row_done_r8 | row_done_r9 | row_done_r10 | row_done_r11 | row_done_r12 | row_done_r13 | row_done_r14 | row_done_r15;
-    assign out_row = row_done_r0 ? 4'd0 : row_done_r1 ? 4'd1 : row_done_r2 ? 4'd2 : row_done_r3 ? 4'd3 : row_done_r4 ? 4'h4 : row_done_r5 ? 4'h5 : row_done_r6 ? 4'h6 : row_done_r7 ? 4'h7 : row_done_r8 ? 4'h8 : row_done_r9 ? 4'h9 : row_done_r10 ? 4'ha : row_done_r11 ? 4'hb : row_done_r12 ? 4'hc : row_done_r13 ? 4'hd : row_done_r14 ? 4'he : row_done_r15 ? 4'hf : 4'd0;
-    assign out_last = row_done_r15;
+    // Read-out: row r of a tile is shown in the cycle after its last PE takes the
+    // tile's last group. The tile spacing rule keeps at most one row completing per
+    // cycle. The row index is a register, so the result multiplexer's select is one.
+    always @(posedge clk) begin
+        if (rst) begin
+            out_valid <= 1'b0;
+            out_row <= 4'd0;
+            out_last <= 1'b0;
+        end else begin
+            out_valid <= row_completes_r0 | row_completes_r1 | row_completes_r2 | row_completes_r3 | row_completes_r4 | row_completes_r5 | row_completes_r6 | row_completes_r7 | row_completes_r8 | row_completes_r9 | row_completes_r10 | row_completes_r11 | row_completes_r12 | row_completes_r13 | row_completes_r14 | row_completes_r15;
+            out_row <= row_completes_r0 ? 4'd0 : row_completes_r1 ? 4'd1 : row_completes_r2 ? 4'd2 : row_completes_r3 ? 4'd3 : row_completes_r4 ? 4'h4 : row_completes_r5 ? 4'h5 : row_completes_r6 ? 4'h6 : row_completes_r7 ? 4'h7 : row_completes_r8 ? 4'h8 : row_completes_r9 ? 4'h9 : row_completes_r10 ? 4'ha : row_completes_r11 ? 4'hb : row_completes_r12 ? 4'hc : row_completes_r13 ? 4'hd : row_completes_r14 ? 4'he : row_completes_r15 ? 4'hf : 4'd0;
+            out_last <= row_completes_r15;
+        end
+    end
 
     always @(*) begin
         case (out_row)

@@ -55,7 +55,8 @@
 //!   group. Then no two tiles' rows are shown in the same cycle, and a result is read before
 //!   the next tile overwrites it. Tiles of at least that many groups stream back to back;
 //!   shorter tiles need bubbles before their last group.
-//! - The outputs are functions of registers only (no path from an input to an output).
+//! - `out_valid`, `out_row` and `out_last` are registers, and `res_col<c>` a multiplexer of
+//!   result registers selected by `out_row`: no path from an input to an output.
 //!   (One 32-bit port per column, not one packed port for the whole array: Verilator 5.006 is
 //!   slow on very wide packed ports, see the design notes.)
 
@@ -495,9 +496,9 @@ fn array_top(cfg: &StceConfig, pes: &[Option<ModuleDef>; 3]) -> ModuleDef {
                 .then(|| b.input(&ports::idx_col(c), s.idx_bus(), ""))
         })
         .collect();
-    b.output(ports::OUT_VALID, 1, "a result row is shown this cycle");
-    let out_row = b.output(ports::OUT_ROW, index_bits(rows), "which row of its tile");
-    b.output(ports::OUT_LAST, 1, "the tile's last row");
+    let out_valid = b.output_reg(ports::OUT_VALID, 1, "a result row is shown this cycle");
+    let out_row = b.output_reg(ports::OUT_ROW, index_bits(rows), "which row of its tile");
+    let out_last = b.output_reg(ports::OUT_LAST, 1, "the tile's last row");
     let res_out: Vec<Expr> = (0..cols)
         .map(|c| b.output_reg(&ports::res_col(c), s.acc, "result of PE(out_row, c)"))
         .collect();
@@ -562,18 +563,21 @@ fn array_top(cfg: &StceConfig, pes: &[Option<ModuleDef>; 3]) -> ModuleDef {
 
     // The array. Wires named `unused_*` are the east and south edges, where operands leave the
     // array; the name tells readers (and Verilator's UNUSED check) that dropping them is meant.
-    // The valid and last flags leaving row r eastwards say that row r of a tile is complete.
+    // The valid and last flags entering row r's last PE say that row r of a tile completes at
+    // the coming edge.
     let mut results = vec![Vec::new(); cols as usize];
-    let mut row_done = Vec::with_capacity(rows as usize);
+    let mut row_completes = Vec::with_capacity(rows as usize);
     let mut from_above: Vec<(Expr, Option<Expr>)> = col_heads;
     // Each row's activation chain; a packed lower row's runs along the row above.
     let mut row_acts: Vec<Expr> = row_heads.iter().map(|(_, act)| act.clone()).collect();
     // The products a packing PE hands to the PE below it, per column.
     let mut products_from_above: Vec<Option<Expr>> = vec![None; cols as usize];
-    let east_name = |what: &str, r: u32, c: u32| match (c + 1 == cols, what) {
-        (true, "valid" | "last") => format!("{what}_r{r}_east"),
-        (true, _) => format!("unused_{what}_r{r}_east"),
-        (false, _) => format!("{what}_r{r}_c{}", c + 1),
+    let east_name = |what: &str, r: u32, c: u32| {
+        if c + 1 == cols {
+            format!("unused_{what}_r{r}_east")
+        } else {
+            format!("{what}_r{r}_c{}", c + 1)
+        }
     };
     for r in 0..rows {
         let role = PeRole::of_row(cfg, r);
@@ -598,6 +602,10 @@ fn array_top(cfg: &StceConfig, pes: &[Option<ModuleDef>; 3]) -> ModuleDef {
             let out_i = s.sparse.then(|| b.wire(&south("idx"), s.idx_bus()));
             let res = b.wire(&format!("result_r{r}_c{c}"), s.acc);
             let (w_in, i_in) = &from_above[c as usize];
+            if c + 1 == cols {
+                let completes = v.and(&l);
+                row_completes.push(b.name(&format!("row_completes_r{r}"), completes));
+            }
             let mut conns = vec![
                 (ports::CLOCK, clk.clone()),
                 (ports::RESET, rst.clone()),
@@ -646,25 +654,37 @@ fn array_top(cfg: &StceConfig, pes: &[Option<ModuleDef>; 3]) -> ModuleDef {
             from_above[c as usize] = (out_w, out_i);
             results[c as usize].push(res);
         }
-        row_done.push(b.name(&format!("row_done_r{r}"), v.and(&l)));
     }
 
-    b.comment(
-        "Read-out: row r of a tile is complete when its last group leaves the row eastwards.",
-    );
-    b.comment("The tile spacing rule keeps at most one row_done high per cycle.");
-    let any_done = row_done[1..]
+    b.comment("Read-out: row r of a tile is shown in the cycle after its last PE takes the");
+    b.comment("tile's last group. The tile spacing rule keeps at most one row completing per");
+    b.comment("cycle. The row index is a register, so the result multiplexer's select is one.");
+    let any = row_completes[1..]
         .iter()
-        .fold(row_done[0].clone(), |acc, d| acc.or(d));
-    b.drive(ports::OUT_VALID, any_done);
+        .fold(row_completes[0].clone(), |acc, d| acc.or(d));
     let row_bits = out_row.width();
     let row_index = (0..rows as usize)
         .rev()
         .fold(Expr::zero(row_bits), |rest, r| {
-            Expr::mux(&row_done[r], &Expr::lit(r as u64, row_bits), &rest)
+            Expr::mux(&row_completes[r], &Expr::lit(r as u64, row_bits), &rest)
         });
-    b.drive(ports::OUT_ROW, row_index);
-    b.drive(ports::OUT_LAST, row_done[rows as usize - 1].clone());
+    let last_row = row_completes[rows as usize - 1].clone();
+    b.clocked(
+        &clk,
+        vec![when_else(
+            rst.clone(),
+            vec![
+                set(&out_valid, Expr::bit(false)),
+                set(&out_row, Expr::zero(row_bits)),
+                set(&out_last, Expr::bit(false)),
+            ],
+            vec![
+                set(&out_valid, any),
+                set(&out_row, row_index),
+                set(&out_last, last_row),
+            ],
+        )],
+    );
     let row = |r: usize| -> Vec<Stmt> {
         res_out
             .iter()
