@@ -86,8 +86,8 @@ pub struct TrainStepReport {
     /// instruction, plus fetch and dispatch): an estimate, never measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_cycles_estimated: Option<u64>,
-    /// The passes the system top ran (`ff`, `bp`, `wu`; the update and pruning run on the
-    /// separate WUVE and SORE until they join the system top).
+    /// The passes the system top ran (`ff`, `bp`, `wu`, `update`; the pruning runs on the
+    /// separate SORE until it joins the system top).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system_passes: Option<Vec<&'static str>>,
     /// Busy cycles per engine of the system top (measured) and the memory beats it moved.

@@ -249,7 +249,13 @@ fn train_on_a_system_config_reports_measured_step_cycles_beside_the_estimate() {
                 .iter()
                 .map(|c| c["tensor"].as_str().unwrap())
                 .collect();
-            for t in ["system.y", "system.dx", "system.dw"] {
+            for t in [
+                "system.y",
+                "system.dx",
+                "system.dw",
+                "system.w32",
+                "system.w16",
+            ] {
                 assert!(names.contains(&t), "{names:?}");
             }
         }

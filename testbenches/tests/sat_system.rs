@@ -66,7 +66,7 @@ fn system_buffers_are_block_ram() {
     );
 }
 
-use coforge_driver::sat::{RunStats, SatSystem};
+use coforge_driver::sat::{RunStats, SatSystem, UpdateInputs};
 use coforge_sim::MemoryTiming;
 use coforge_testbenches::{adversarial_f16, random_f16};
 use half::f16;
@@ -74,7 +74,7 @@ use ndarray::{Array2, ArrayView2};
 use sparse_kernels::bdwp::{self, BdwpConfig};
 use sparse_kernels::nm::NmPattern;
 
-/// FF, BP and WU of one BDWP step of a linear layer on the system top, compared bit for bit
+/// FF, BP, WU and UPDATE of one BDWP step of a linear layer on the system top, compared bit for bit
 /// with `sparse_kernels::bdwp::train_step`. Returns the measured figures.
 fn linear_step_on_system(
     system: &mut SatSystem,
@@ -88,14 +88,31 @@ fn linear_step_on_system(
     let golden = bdwp::train_step(x.view(), w32.view(), dy.view(), &cfg).unwrap();
     let ff = bdwp::ff_operand(&golden.used, &cfg).unwrap();
     let bp = bdwp::bp_operand(&golden.used, &cfg).unwrap();
+    let update = UpdateInputs {
+        w32,
+        mask_f: &golden.used.mask_f,
+        lr: cfg.lr,
+        lambda: cfg.lambda,
+    };
     let got = system
-        .linear_gemms(x.view(), dy.view(), &ff, &bp, timing)
+        .linear_gemms(x.view(), dy.view(), &ff, &bp, update, timing)
         .unwrap();
     let bits = |a: ArrayView2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
     for (name, got, want) in [
         ("y", bits(got.y.view()), bits(golden.y.view())),
         ("dx", bits(got.dx.view()), bits(golden.dx.view())),
         ("dw", bits(got.dw.view()), bits(golden.dw.view())),
+        ("w32", bits(got.w32.view()), bits(golden.w32.view())),
+        (
+            "w16",
+            got.w16.iter().map(|v| u32::from(v.to_bits())).collect(),
+            golden
+                .next
+                .w16
+                .iter()
+                .map(|v| u32::from(v.to_bits()))
+                .collect(),
+        ),
     ] {
         assert_eq!(got.len(), want.len(), "{name}");
         if let Some(i) = got.iter().zip(&want).position(|(g, w)| g != w) {
@@ -128,7 +145,10 @@ fn linear_step_gemms_are_bit_exact_and_cycles_are_measured() {
     // The two observations of the run agree, every engine did work, and the serial estimate
     // bounds the run (engines overlap, so measured <= serial).
     assert_eq!(stats.sim_cycles, stats.cycles + 1);
-    assert!(stats.busy["stce"] > 0 && stats.busy["dma"] > 0, "{stats:?}");
+    assert!(
+        stats.busy["stce"] > 0 && stats.busy["dma"] > 0 && stats.busy["wuve"] > 0,
+        "{stats:?}"
+    );
     assert!(stats.cycles <= stats.estimated_cycles, "{stats:?}");
 
     // Random latency and back-pressure: the same bits, different cycles.
