@@ -10,7 +10,9 @@ use coforge_driver::compare::{compare, Comparison};
 use coforge_driver::sat::{SatSystem, UpdateInputs};
 use coforge_generator::config::Config;
 use coforge_sim::MemoryTiming;
-use coforge_trainer::rtl::{cycles_per_pass, Engine, RtlBackend, StepCheck};
+use coforge_trainer::rtl::{
+    cycles_per_pass, estimated_cycles_per_pass, Engine, RtlBackend, StepCheck,
+};
 use coforge_trainer::schedule::schedule_step;
 use coforge_trainer::{pregenerate, train_step_state, Reference};
 use half::f16;
@@ -264,6 +266,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             bit_exact: exact,
             comparisons,
             cycles: cycles_per_pass(ops),
+            estimated_cycles: estimated_cycles_per_pass(ops),
             schedule,
             step_cycles_measured: system_stats.as_ref().map(|s| s.cycles),
             step_cycles_estimated: system_stats.as_ref().map(|s| s.estimated_cycles),
@@ -292,6 +295,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         dense_equivalent_macs: 3 * gemm * runs,
         effective_macs: (2 * gemm * n / m + gemm) * runs,
         cycles: rtl.cycles_per_pass(),
+        estimated_cycles: estimated_cycles_per_pass(&rtl.ops),
         lr: args.lr,
         lambda: args.lambda,
         config_hash: config.hash(),

@@ -1,8 +1,9 @@
 //! The int8 STCE, co-simulated with Verilator, bit-exact against `sparse-kernels` across
 //! sparsity patterns, array shapes, partial tiles and adversarial values.
 
-use coforge_driver::stce::{run_with_gaps, Gaps, GemmJob, WeightStream};
+use coforge_driver::stce::{run_with_gaps, GemmJob, WeightStream};
 use coforge_driver::verify::{int8_gemm, Int8Outcome, Mode};
+use coforge_driver::Gaps;
 use coforge_generator::engines::stce;
 use coforge_sim::{BuildOptions, XInitial};
 use coforge_testbenches::{adversarial_i8, random_i8, Engine};
