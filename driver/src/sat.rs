@@ -346,11 +346,35 @@ pub fn check_program(
                     return bad(i, "reads or writes past the end of a buffer".into());
                 }
             }
-            Instr::PruneF { .. } | Instr::PruneB { .. } => {
+            Instr::PruneF {
+                w16_addr,
+                lines,
+                wgt_addr,
+                mask_addr,
+                ..
+            } => {
+                let n = u64::from(lines);
+                if lines == 0 || n % u64::from(geo.m) != 0 {
+                    return bad(
+                        i,
+                        format!(
+                            "prunes {lines} lines; use a positive multiple of M = {}",
+                            geo.m
+                        ),
+                    );
+                }
+                if !within(Buf::W16, w16_addr, n)
+                    || !within(Buf::Mask, mask_addr, n)
+                    || !within(Buf::Wgt, wgt_addr, n / u64::from(geo.m))
+                {
+                    return bad(i, "reads or writes past the end of a buffer".into());
+                }
+            }
+            Instr::PruneB { .. } => {
                 return bad(
                     i,
-                    "PRUNE_F and PRUNE_B are not in the system's RTL yet (the SORE is not \
-                     instantiated); prune on the host or on the separate SORE"
+                    "PRUNE_B is not in the system's RTL yet (no transposer); prune M_B on the \
+                     host or on the separate SORE"
                         .into(),
                 );
             }
