@@ -765,6 +765,18 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
                 ),
             ));
         }
+        if hw.padded(l.k) > usize::from(u16::MAX) {
+            return Err(layer_error(
+                i,
+                l,
+                format!(
+                    "Kp = {} lines of one output-channel block do not fit the 16-bit line counts \
+                     of LOAD, STORE and UPDATE; split the layer (at most {} reduction elements)",
+                    hw.padded(l.k),
+                    u16::MAX
+                ),
+            ));
+        }
     }
     let tensors: Vec<LayerTensors> = net
         .layers

@@ -87,6 +87,18 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// Reads a `schedule.json` (as `coforge schedule` wrote it, or edited by hand) and runs
+    /// [`validate`] on it, so that a program whose dependencies do not hold is refused before
+    /// anything runs it. The error names the file and, for a broken dependency, the instruction.
+    pub fn load(path: &std::path::Path) -> Result<Schedule, String> {
+        let at = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {at}: {e}"))?;
+        let s: Schedule = serde_json::from_str(&text)
+            .map_err(|e| format!("{at} is not a schedule written by coforge schedule: {e}"))?;
+        validate(&s).map_err(|e| format!("{at} does not hold its dependencies: {e}"))?;
+        Ok(s)
+    }
+
     /// The instruction words' contents in program order (what the controller runs).
     pub fn program(&self) -> Vec<Instr> {
         self.instructions.iter().map(|e| e.instr).collect()
