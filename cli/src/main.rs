@@ -15,6 +15,7 @@ mod junit;
 mod mlp;
 mod output;
 mod report;
+mod schedule;
 mod tensor_io;
 mod train;
 mod verify;
@@ -60,6 +61,8 @@ enum Command {
     Baseline(baseline::BaselineCommand),
     /// Train a small MLP with BDWP per N:M pattern on a seeded dataset; write curves and a summary
     Mlp(mlp::MlpArgs),
+    /// Schedule a network's training step on a SAT system: instructions, memory map, estimated cycles
+    Schedule(schedule::ScheduleArgs),
     /// Differential campaign: N seeded random cases on an engine's RTL against the reference
     Campaign(campaign::CampaignArgs),
     /// The Verilator build cache: list, gc or clear it
@@ -77,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vivado(args) => vivado::run(args),
         Command::Mlp(args) => mlp::run(args),
         Command::Baseline(cmd) => baseline::run(cmd),
+        Command::Schedule(args) => schedule::run(args),
         Command::Campaign(args) => campaign::run(args),
         Command::Cache(args) => cache::run(args),
     }

@@ -77,6 +77,22 @@ pub struct TrainStepReport {
     pub cycles: BTreeMap<String, u64>,
     /// The offline schedule of the step (update and pruning overlapped with the tensor engine).
     pub schedule: StepSchedule,
+    /// With a `[system]` config: cycles the system top (`sat_top`) ran this step's passes in
+    /// `system_passes`, counted by its cycle counter from `start` to `done`, memory traffic
+    /// included (measured in simulation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_cycles_measured: Option<u64>,
+    /// The same program's serial estimate (`engines::sat::estimated_cycles` of every
+    /// instruction, plus fetch and dispatch): an estimate, never measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_cycles_estimated: Option<u64>,
+    /// The passes the system top ran (`ff`, `bp`, `wu`; the update and pruning run on the
+    /// separate WUVE and SORE until they join the system top).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_passes: Option<Vec<&'static str>>,
+    /// Busy cycles per engine of the system top (measured) and the memory beats it moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<coforge_driver::sat::RunStats>,
 }
 
 /// `shape` of a [`TrainReport`].

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
 use clap::Args;
-use coforge_driver::compare::Comparison;
+use coforge_driver::compare::{compare, Comparison};
+use coforge_driver::sat::SatSystem;
 use coforge_generator::config::Config;
+use coforge_sim::MemoryTiming;
 use coforge_trainer::rtl::{cycles_per_pass, Engine, RtlBackend, StepCheck};
 use coforge_trainer::schedule::schedule_step;
 use coforge_trainer::{pregenerate, train_step_state, Reference};
@@ -129,7 +131,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
     ));
     let mut rtl = RtlBackend::new(&config)?;
-    progress.step("engines built and loaded (STCE, SORE, WUVE)");
+    // With [system], FF, BP and WU also run on the system top, from DRAM, in one program.
+    let mut system = match &config.system {
+        Some(sys) => Some((
+            SatSystem::new(&config)?,
+            MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle),
+        )),
+        None => None,
+    };
+    progress.step(if system.is_some() {
+        "engines built and loaded (STCE, SORE, WUVE, and the system top)"
+    } else {
+        "engines built and loaded (STCE, SORE, WUVE)"
+    });
     let mut rtl_state = pregenerate(&mut rtl, w, &cfg)?;
 
     let train = config
@@ -145,6 +159,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let config_name = junit::config_name(&args.config);
     let mut suites = Vec::new();
     let mut first_diff = None;
+    let mut system_mismatch: Option<String> = None;
+    let system_top = config
+        .system
+        .as_ref()
+        .map_or(String::new(), |s| s.top.clone());
     let mut steps = Vec::new();
     let mut last = None;
     for step in 0..args.steps {
@@ -163,6 +182,26 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let (r, r_next) = train_step_state(&mut rtl, &rtl_state, x.view(), dy.view(), &cfg)
             .with_context(|| format!("step {step} on RTL"))?;
         let check = StepCheck::of(&g, &r)?;
+        let on_system = match &mut system {
+            Some((sat, timing)) => {
+                let run = sat
+                    .linear_gemms(
+                        x.view(),
+                        dy.view(),
+                        &rtl_state.ff_weights,
+                        &rtl_state.bp_weights,
+                        *timing,
+                    )
+                    .with_context(|| format!("step {step} on the system top"))?;
+                let compared = vec![
+                    compare("system.y", g.y.view(), run.y.view())?,
+                    compare("system.dx", g.dx.view(), run.dx.view())?,
+                    compare("system.dw", g.dw.view(), run.dw.view())?,
+                ];
+                Some((compared, run.stats))
+            }
+            None => None,
+        };
         let class = format!("train.{config_name}.step{step}");
         suites.push(junit::Suite {
             name: class.clone(),
@@ -179,12 +218,35 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         if first_diff.is_none() {
             first_diff = check.first_diff;
         }
-        let comparisons: Vec<Comparison> = check.comparisons.into_iter().map(|(_, c)| c).collect();
+        let mut comparisons: Vec<Comparison> =
+            check.comparisons.into_iter().map(|(_, c)| c).collect();
+        let system_stats = on_system.map(|(compared, stats)| {
+            for c in &compared {
+                let name = format!("{}.{}", system_top, &c.tensor["system.".len()..]);
+                suites
+                    .last_mut()
+                    .expect("this step's suite")
+                    .cases
+                    .push(junit::Case::from_comparison(&class, &name, c));
+                if system_mismatch.is_none() {
+                    system_mismatch = c.first_mismatch.as_ref().map(|m| m.to_string());
+                }
+            }
+            comparisons.extend(compared);
+            stats
+        });
         let exact = comparisons.iter().all(|c| c.bit_exact());
         let ops = &rtl.ops[first_op..];
         let schedule = schedule_step(ops, stce_cfg.rows as usize);
+        let on_top = system_stats.as_ref().map_or(String::new(), |s| {
+            format!(
+                "; system top: FF, BP and WU in {} cycles measured ({} estimated)",
+                s.cycles, s.estimated_cycles
+            )
+        });
         progress.step(&format!(
-            "step {step}: {} ({} STCE cycles, step {} cycles with update and pruning overlapped)",
+            "step {step}: {} ({} STCE cycles, step {} cycles with update and pruning \
+             overlapped{on_top})",
             if exact { "bit-exact" } else { "MISMATCH" },
             schedule.tensor_cycles,
             schedule.step_cycles
@@ -195,6 +257,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             comparisons,
             cycles: cycles_per_pass(ops),
             schedule,
+            step_cycles_measured: system_stats.as_ref().map(|s| s.cycles),
+            step_cycles_estimated: system_stats.as_ref().map(|s| s.estimated_cycles),
+            system_passes: system_stats.as_ref().map(|_| vec!["ff", "bp", "wu"]),
+            system: system_stats,
         });
         (golden_state, rtl_state) = (g_next, r_next);
         last = Some(r);
@@ -265,6 +331,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             "RTL and reference differ; {first} (see mismatch.svg in {})",
             args.out.display()
         );
+    }
+    if let Some(first) = &system_mismatch {
+        bail!("the system top and the reference differ; {first}");
     }
     println!(
         "BIT-EXACT: {} step(s), every tensor (y, dx, dw, w32, w16, mask_f, mask_b) equal to the reference",

@@ -226,6 +226,37 @@ fn train_is_bit_exact_on_rtl_and_reports_cycles_per_pass() {
 }
 
 #[test]
+fn train_on_a_system_config_reports_measured_step_cycles_beside_the_estimate() {
+    let c = Case::new(&format!(
+        "{TRAINING}sore_lanes = 2\nwuve_lanes = 2\n[system]\n"
+    ));
+    for (n, m) in [("2", "4"), ("4", "4")] {
+        let o = train(&c, n, m);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r = c.report();
+        assert_eq!(r["bit_exact"], true);
+        for step in r["steps"].as_array().unwrap() {
+            let measured = step["step_cycles_measured"].as_u64().unwrap();
+            let estimated = step["step_cycles_estimated"].as_u64().unwrap();
+            assert!(measured > 0 && estimated > 0, "{step}");
+            assert!(
+                step["system"]["busy"]["stce"].as_u64().unwrap() > 0,
+                "{step}"
+            );
+            let names: Vec<&str> = step["comparisons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["tensor"].as_str().unwrap())
+                .collect();
+            for t in ["system.y", "system.dx", "system.dw"] {
+                assert!(names.contains(&t), "{names:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn train_rejects_a_pattern_the_hardware_lacks_and_a_config_without_train() {
     let c = Case::new(TRAINING);
     let o = train(&c, "1", "4");

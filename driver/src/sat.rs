@@ -326,11 +326,31 @@ pub fn check_program(
                     return bad(i, "reads or writes past the end of a buffer".into());
                 }
             }
-            Instr::Update { .. } | Instr::PruneF { .. } | Instr::PruneB { .. } => {
+            Instr::Update {
+                out_addr,
+                master_addr,
+                w16_addr,
+                mask_addr,
+                lines,
+                ..
+            } => {
+                let n = u64::from(lines);
+                if lines == 0 {
+                    return bad(i, "updates no lines".into());
+                }
+                if !within(Buf::Out, out_addr, n)
+                    || !within(Buf::Master, master_addr, n)
+                    || !within(Buf::W16, w16_addr, n)
+                    || !within(Buf::Mask, mask_addr, n)
+                {
+                    return bad(i, "reads or writes past the end of a buffer".into());
+                }
+            }
+            Instr::PruneF { .. } | Instr::PruneB { .. } => {
                 return bad(
                     i,
-                    "UPDATE and PRUNE are not in the system's RTL yet (the WUVE and SORE are \
-                     not instantiated); run them on the host or on the separate engines"
+                    "PRUNE_F and PRUNE_B are not in the system's RTL yet (the SORE is not \
+                     instantiated); prune on the host or on the separate SORE"
                         .into(),
                 );
             }

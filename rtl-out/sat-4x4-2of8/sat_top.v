@@ -52,6 +52,7 @@ module sat_top (
     wire         fetch_is_store;
     wire         fetch_is_dma;
     wire         fetch_is_gemm;
+    wire         fetch_is_update;
     reg  [99:0]  dma_fifo0;
     reg  [99:0]  dma_fifo1;
     reg  [99:0]  dma_fifo2;
@@ -72,6 +73,16 @@ module sat_top (
     wire         gemm_fifo_full;
     wire         gemm_fifo_push;
     wire [98:0]  gemm_head;
+    reg  [111:0] update_fifo0;
+    reg  [111:0] update_fifo1;
+    reg  [111:0] update_fifo2;
+    reg  [111:0] update_fifo3;
+    reg  [1:0]   update_fifo_wp;
+    reg  [1:0]   update_fifo_rp;
+    reg  [2:0]   update_fifo_count;
+    wire         update_fifo_full;
+    wire         update_fifo_push;
+    wire [111:0] update_head;
     wire         fetch_take;
     reg  [7:0]   token0;
     reg  [7:0]   token1;
@@ -89,12 +100,17 @@ module sat_top (
     reg  [7:0]   token13;
     reg  [7:0]   token14;
     reg  [7:0]   token15;
+    reg          update_busy;
     reg          dma_busy;
     reg          gemm_busy;
     wire         dma_tokens_ok;
     wire         gemm_tokens_ok;
+    wire         update_tokens_ok;
     wire         dma_start;
     wire         gemm_start;
+    wire         update_start;
+    reg  [15:0]  update_signal;
+    wire         update_finish;
     reg  [15:0]  dma_signal;
     reg  [15:0]  gemm_signal;
     wire         dma_finish;
@@ -119,7 +135,6 @@ module sat_top (
     reg  [511:0] dma_store_line;                         // the line being stored, shifted down one beat per accepted beat
     reg          gemm_drain;                             // 0: streaming groups; 1: reading the result rows out
     reg  [15:0]  gemm_group;
-    reg  [7:0]   gemm_drain_count;
     reg  [15:0]  gemm_act_addr;
     reg  [15:0]  gemm_wgt_addr;
     reg  [15:0]  gemm_groups;
@@ -131,12 +146,34 @@ module sat_top (
     reg          stce_dense;
     wire         gemm_streaming;
     wire         gemm_last_group;
+    wire         stce_out_valid;
+    wire [1:0]   stce_out_row;
+    wire         stce_out_last;
     wire         gemm_reading_out;
-    wire [7:0]   gemm_row;
     wire [31:0]  stce_res_col0;
     wire [31:0]  stce_res_col1;
     wire [31:0]  stce_res_col2;
     wire [31:0]  stce_res_col3;
+    reg  [15:0]  update_lines;
+    reg  [15:0]  update_read;                            // lines read so far
+    reg  [15:0]  update_write;                           // lines written so far
+    reg  [15:0]  update_out_addr;
+    reg  [15:0]  update_master_addr;
+    reg  [15:0]  update_w16_addr;
+    reg  [15:0]  update_mask_addr;
+    reg          wuve_valid;                             // the read lines are in the buffers' read registers this cycle
+    wire         update_reading;
+    wire         wuve_out_valid;
+    wire         update_last_write;
+    wire [31:0]  wuve_w32_next0;
+    wire [15:0]  wuve_w16_next0;
+    wire [31:0]  wuve_w32_next1;
+    wire [15:0]  wuve_w16_next1;
+    wire [31:0]  wuve_w32_next2;
+    wire [15:0]  wuve_w16_next2;
+    wire [31:0]  wuve_w32_next3;
+    wire [15:0]  wuve_w16_next3;
+    wire         update_writing;
     reg  [511:0] act_mem [0:511];
     wire         act_we;
     wire [8:0]   act_waddr;
@@ -173,7 +210,7 @@ module sat_top (
     wire [3:0]   mask_wdata;
     wire         mask_re;
     wire [8:0]   mask_raddr;
-    wire [259:0] unused_bits;
+    wire [231:0] unused_bits;
 
     always @(posedge clk) begin
         if (imem_we) begin
@@ -194,6 +231,7 @@ module sat_top (
     assign fetch_is_store = fetch_opcode == 8'd2;
     assign fetch_is_dma = fetch_opcode == 8'd1 || fetch_is_store;
     assign fetch_is_gemm = fetch_opcode == 8'd3;
+    assign fetch_is_update = fetch_opcode == 8'h4;
     assign dma_fifo_full = dma_fifo_count == 3'h4;
     assign dma_fifo_push = fetch_phase && fetch_is_dma && ~dma_fifo_full;
     assign dma_head = (dma_fifo_rp == 2'd0) ? dma_fifo0 : (dma_fifo_rp == 2'd1) ? dma_fifo1 : (dma_fifo_rp == 2'd2) ? dma_fifo2 : (dma_fifo_rp == 2'd3) ? dma_fifo3 : 100'h0;
@@ -232,13 +270,34 @@ module sat_top (
         end
     end
 
-    assign fetch_take = fetch_phase && (1'b0 || fetch_is_end || fetch_is_dma && ~dma_fifo_full || fetch_is_gemm && ~gemm_fifo_full || ~fetch_is_end && ~fetch_is_dma && ~fetch_is_gemm);
+    assign update_fifo_full = update_fifo_count == 3'h4;
+    assign update_fifo_push = fetch_phase && fetch_is_update && ~update_fifo_full;
+    assign update_head = (update_fifo_rp == 2'd0) ? update_fifo0 : (update_fifo_rp == 2'd1) ? update_fifo1 : (update_fifo_rp == 2'd2) ? update_fifo2 : (update_fifo_rp == 2'd3) ? update_fifo3 : 112'h0;
+
+    always @(posedge clk) begin
+        if (update_fifo_push && update_fifo_wp == 2'd0) begin
+            update_fifo0 <= {fetch_word[39:24], fetch_word[23:8], fetch_word[143:128], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
+        end
+        if (update_fifo_push && update_fifo_wp == 2'd1) begin
+            update_fifo1 <= {fetch_word[39:24], fetch_word[23:8], fetch_word[143:128], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
+        end
+        if (update_fifo_push && update_fifo_wp == 2'd2) begin
+            update_fifo2 <= {fetch_word[39:24], fetch_word[23:8], fetch_word[143:128], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
+        end
+        if (update_fifo_push && update_fifo_wp == 2'd3) begin
+            update_fifo3 <= {fetch_word[39:24], fetch_word[23:8], fetch_word[143:128], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
+        end
+    end
+
+    assign fetch_take = fetch_phase && (1'b0 || fetch_is_end || fetch_is_dma && ~dma_fifo_full || fetch_is_gemm && ~gemm_fifo_full || fetch_is_update && ~update_fifo_full || ~fetch_is_end && ~fetch_is_dma && ~fetch_is_gemm && ~fetch_is_update);
     assign dma_tokens_ok = 1'b0 || (~dma_head[68] || token0 != 8'd0) && (~dma_head[69] || token1 != 8'd0) && (~dma_head[70] || token2 != 8'd0) && (~dma_head[71] || token3 != 8'd0) && (~dma_head[72] || token4 != 8'd0) && (~dma_head[73] || token5 != 8'd0) && (~dma_head[74] || token6 != 8'd0) && (~dma_head[75] || token7 != 8'd0) && (~dma_head[76] || token8 != 8'd0) && (~dma_head[77] || token9 != 8'd0) && (~dma_head[78] || token10 != 8'd0) && (~dma_head[79] || token11 != 8'd0) && (~dma_head[80] || token12 != 8'd0) && (~dma_head[81] || token13 != 8'd0) && (~dma_head[82] || token14 != 8'd0) && (~dma_head[83] || token15 != 8'd0);
     assign gemm_tokens_ok = 1'b0 || (~gemm_head[67] || token0 != 8'd0) && (~gemm_head[68] || token1 != 8'd0) && (~gemm_head[69] || token2 != 8'd0) && (~gemm_head[70] || token3 != 8'd0) && (~gemm_head[71] || token4 != 8'd0) && (~gemm_head[72] || token5 != 8'd0) && (~gemm_head[73] || token6 != 8'd0) && (~gemm_head[74] || token7 != 8'd0) && (~gemm_head[75] || token8 != 8'd0) && (~gemm_head[76] || token9 != 8'd0) && (~gemm_head[77] || token10 != 8'd0) && (~gemm_head[78] || token11 != 8'd0) && (~gemm_head[79] || token12 != 8'd0) && (~gemm_head[80] || token13 != 8'd0) && (~gemm_head[81] || token14 != 8'd0) && (~gemm_head[82] || token15 != 8'd0);
+    assign update_tokens_ok = 1'b0 || (~update_head[80] || token0 != 8'd0) && (~update_head[81] || token1 != 8'd0) && (~update_head[82] || token2 != 8'd0) && (~update_head[83] || token3 != 8'd0) && (~update_head[84] || token4 != 8'd0) && (~update_head[85] || token5 != 8'd0) && (~update_head[86] || token6 != 8'd0) && (~update_head[87] || token7 != 8'd0) && (~update_head[88] || token8 != 8'd0) && (~update_head[89] || token9 != 8'd0) && (~update_head[90] || token10 != 8'd0) && (~update_head[91] || token11 != 8'd0) && (~update_head[92] || token12 != 8'd0) && (~update_head[93] || token13 != 8'd0) && (~update_head[94] || token14 != 8'd0) && (~update_head[95] || token15 != 8'd0);
     assign dma_start = running && dma_fifo_count != 3'd0 && ~dma_busy && dma_tokens_ok;
     assign gemm_start = running && gemm_fifo_count != 3'd0 && ~gemm_busy && gemm_tokens_ok && ~dma_start;
-    assign tokens_taken = dma_start ? dma_head[83:68] : gemm_start ? gemm_head[82:67] : 16'h0;
-    assign engines_idle = dma_fifo_count == 3'd0 && gemm_fifo_count == 3'd0 && ~dma_busy && ~gemm_busy;
+    assign update_start = running && update_fifo_count != 3'd0 && ~update_busy && update_tokens_ok && ~dma_start && ~gemm_start;
+    assign tokens_taken = dma_start ? dma_head[83:68] : gemm_start ? gemm_head[82:67] : update_start ? update_head[95:80] : 16'h0;
+    assign engines_idle = dma_fifo_count == 3'd0 && gemm_fifo_count == 3'd0 && update_fifo_count == 3'd0 && ~dma_busy && ~gemm_busy && ~update_busy;
     assign program_finishing = running && end_seen && engines_idle;
 
     // Controller: fetch, FIFOs, tokens, counters and done.
@@ -261,6 +320,9 @@ module sat_top (
             gemm_fifo_wp <= 2'd0;
             gemm_fifo_rp <= 2'd0;
             gemm_fifo_count <= 3'd0;
+            update_fifo_wp <= 2'd0;
+            update_fifo_rp <= 2'd0;
+            update_fifo_count <= 3'd0;
             token0 <= 8'd0;
             token1 <= 8'd0;
             token2 <= 8'd0;
@@ -296,6 +358,9 @@ module sat_top (
                 gemm_fifo_wp <= 2'd0;
                 gemm_fifo_rp <= 2'd0;
                 gemm_fifo_count <= 3'd0;
+                update_fifo_wp <= 2'd0;
+                update_fifo_rp <= 2'd0;
+                update_fifo_count <= 3'd0;
                 token0 <= 8'd0;
                 token1 <= 8'd0;
                 token2 <= 8'd0;
@@ -333,6 +398,9 @@ module sat_top (
                     if (gemm_busy) begin
                         busy_stce <= busy_stce + 48'h1;
                     end
+                    if (update_busy) begin
+                        busy_wuve <= busy_wuve + 48'h1;
+                    end
                     if (program_finishing) begin
                         running <= 1'b0;
                         done <= 1'b1;
@@ -363,22 +431,35 @@ module sat_top (
                             gemm_fifo_count <= gemm_fifo_count - 3'd1;
                         end
                     end
-                    token0 <= token0 + {7'd0, dma_finish && dma_signal[0]} + {7'd0, gemm_finish && gemm_signal[0]} - {7'd0, tokens_taken[0]};
-                    token1 <= token1 + {7'd0, dma_finish && dma_signal[1]} + {7'd0, gemm_finish && gemm_signal[1]} - {7'd0, tokens_taken[1]};
-                    token2 <= token2 + {7'd0, dma_finish && dma_signal[2]} + {7'd0, gemm_finish && gemm_signal[2]} - {7'd0, tokens_taken[2]};
-                    token3 <= token3 + {7'd0, dma_finish && dma_signal[3]} + {7'd0, gemm_finish && gemm_signal[3]} - {7'd0, tokens_taken[3]};
-                    token4 <= token4 + {7'd0, dma_finish && dma_signal[4]} + {7'd0, gemm_finish && gemm_signal[4]} - {7'd0, tokens_taken[4]};
-                    token5 <= token5 + {7'd0, dma_finish && dma_signal[5]} + {7'd0, gemm_finish && gemm_signal[5]} - {7'd0, tokens_taken[5]};
-                    token6 <= token6 + {7'd0, dma_finish && dma_signal[6]} + {7'd0, gemm_finish && gemm_signal[6]} - {7'd0, tokens_taken[6]};
-                    token7 <= token7 + {7'd0, dma_finish && dma_signal[7]} + {7'd0, gemm_finish && gemm_signal[7]} - {7'd0, tokens_taken[7]};
-                    token8 <= token8 + {7'd0, dma_finish && dma_signal[8]} + {7'd0, gemm_finish && gemm_signal[8]} - {7'd0, tokens_taken[8]};
-                    token9 <= token9 + {7'd0, dma_finish && dma_signal[9]} + {7'd0, gemm_finish && gemm_signal[9]} - {7'd0, tokens_taken[9]};
-                    token10 <= token10 + {7'd0, dma_finish && dma_signal[10]} + {7'd0, gemm_finish && gemm_signal[10]} - {7'd0, tokens_taken[10]};
-                    token11 <= token11 + {7'd0, dma_finish && dma_signal[11]} + {7'd0, gemm_finish && gemm_signal[11]} - {7'd0, tokens_taken[11]};
-                    token12 <= token12 + {7'd0, dma_finish && dma_signal[12]} + {7'd0, gemm_finish && gemm_signal[12]} - {7'd0, tokens_taken[12]};
-                    token13 <= token13 + {7'd0, dma_finish && dma_signal[13]} + {7'd0, gemm_finish && gemm_signal[13]} - {7'd0, tokens_taken[13]};
-                    token14 <= token14 + {7'd0, dma_finish && dma_signal[14]} + {7'd0, gemm_finish && gemm_signal[14]} - {7'd0, tokens_taken[14]};
-                    token15 <= token15 + {7'd0, dma_finish && dma_signal[15]} + {7'd0, gemm_finish && gemm_signal[15]} - {7'd0, tokens_taken[15]};
+                    if (update_fifo_push) begin
+                        update_fifo_wp <= update_fifo_wp + 2'd1;
+                    end
+                    if (update_start) begin
+                        update_fifo_rp <= update_fifo_rp + 2'd1;
+                    end
+                    if (update_fifo_push && ~update_start) begin
+                        update_fifo_count <= update_fifo_count + 3'd1;
+                    end else begin
+                        if (update_start && ~update_fifo_push) begin
+                            update_fifo_count <= update_fifo_count - 3'd1;
+                        end
+                    end
+                    token0 <= token0 + {7'd0, dma_finish && dma_signal[0]} + {7'd0, gemm_finish && gemm_signal[0]} + {7'd0, update_finish && update_signal[0]} - {7'd0, tokens_taken[0]};
+                    token1 <= token1 + {7'd0, dma_finish && dma_signal[1]} + {7'd0, gemm_finish && gemm_signal[1]} + {7'd0, update_finish && update_signal[1]} - {7'd0, tokens_taken[1]};
+                    token2 <= token2 + {7'd0, dma_finish && dma_signal[2]} + {7'd0, gemm_finish && gemm_signal[2]} + {7'd0, update_finish && update_signal[2]} - {7'd0, tokens_taken[2]};
+                    token3 <= token3 + {7'd0, dma_finish && dma_signal[3]} + {7'd0, gemm_finish && gemm_signal[3]} + {7'd0, update_finish && update_signal[3]} - {7'd0, tokens_taken[3]};
+                    token4 <= token4 + {7'd0, dma_finish && dma_signal[4]} + {7'd0, gemm_finish && gemm_signal[4]} + {7'd0, update_finish && update_signal[4]} - {7'd0, tokens_taken[4]};
+                    token5 <= token5 + {7'd0, dma_finish && dma_signal[5]} + {7'd0, gemm_finish && gemm_signal[5]} + {7'd0, update_finish && update_signal[5]} - {7'd0, tokens_taken[5]};
+                    token6 <= token6 + {7'd0, dma_finish && dma_signal[6]} + {7'd0, gemm_finish && gemm_signal[6]} + {7'd0, update_finish && update_signal[6]} - {7'd0, tokens_taken[6]};
+                    token7 <= token7 + {7'd0, dma_finish && dma_signal[7]} + {7'd0, gemm_finish && gemm_signal[7]} + {7'd0, update_finish && update_signal[7]} - {7'd0, tokens_taken[7]};
+                    token8 <= token8 + {7'd0, dma_finish && dma_signal[8]} + {7'd0, gemm_finish && gemm_signal[8]} + {7'd0, update_finish && update_signal[8]} - {7'd0, tokens_taken[8]};
+                    token9 <= token9 + {7'd0, dma_finish && dma_signal[9]} + {7'd0, gemm_finish && gemm_signal[9]} + {7'd0, update_finish && update_signal[9]} - {7'd0, tokens_taken[9]};
+                    token10 <= token10 + {7'd0, dma_finish && dma_signal[10]} + {7'd0, gemm_finish && gemm_signal[10]} + {7'd0, update_finish && update_signal[10]} - {7'd0, tokens_taken[10]};
+                    token11 <= token11 + {7'd0, dma_finish && dma_signal[11]} + {7'd0, gemm_finish && gemm_signal[11]} + {7'd0, update_finish && update_signal[11]} - {7'd0, tokens_taken[11]};
+                    token12 <= token12 + {7'd0, dma_finish && dma_signal[12]} + {7'd0, gemm_finish && gemm_signal[12]} + {7'd0, update_finish && update_signal[12]} - {7'd0, tokens_taken[12]};
+                    token13 <= token13 + {7'd0, dma_finish && dma_signal[13]} + {7'd0, gemm_finish && gemm_signal[13]} + {7'd0, update_finish && update_signal[13]} - {7'd0, tokens_taken[13]};
+                    token14 <= token14 + {7'd0, dma_finish && dma_signal[14]} + {7'd0, gemm_finish && gemm_signal[14]} + {7'd0, update_finish && update_signal[14]} - {7'd0, tokens_taken[14]};
+                    token15 <= token15 + {7'd0, dma_finish && dma_signal[15]} + {7'd0, gemm_finish && gemm_signal[15]} + {7'd0, update_finish && update_signal[15]} - {7'd0, tokens_taken[15]};
                     if (conflict_now) begin
                         conflict <= 1'b1;
                     end
@@ -457,9 +538,8 @@ module sat_top (
 
     assign gemm_streaming = gemm_busy && ~gemm_drain;
     assign gemm_last_group = gemm_group == gemm_groups - 16'h1;
-    assign gemm_reading_out = gemm_busy && gemm_drain && ~(gemm_drain_count < 8'h4);
-    assign gemm_row = gemm_drain_count - 8'h4;
-    assign gemm_finish = gemm_streaming && gemm_last_group && ~gemm_flags[2] || gemm_busy && gemm_drain && gemm_drain_count == 8'h7;
+    assign gemm_reading_out = gemm_busy && gemm_drain && stce_out_valid;
+    assign gemm_finish = gemm_streaming && gemm_last_group && ~gemm_flags[2] || gemm_reading_out && stce_out_last;
 
     // STCE feeder: one group per cycle from act/wgt lines, then the read-out of a tile.
     always @(posedge clk) begin
@@ -477,11 +557,7 @@ module sat_top (
                 gemm_group <= gemm_group + 16'h1;
                 if (gemm_last_group && gemm_flags[2]) begin
                     gemm_drain <= 1'b1;
-                    gemm_drain_count <= 8'd0;
                 end
-            end
-            if (gemm_busy && gemm_drain) begin
-                gemm_drain_count <= gemm_drain_count + 8'd1;
             end
             if (gemm_finish) begin
                 gemm_busy <= 1'b0;
@@ -501,30 +577,96 @@ module sat_top (
     end
 
     stce_top stce (
-        .clk      (clk),
-        .rst      (rst),
-        .in_valid (stce_valid),
-        .in_first (stce_first),
-        .in_last  (stce_last),
-        .act_row0 (act_rdata[127:0]),
-        .act_row1 (act_rdata[255:128]),
-        .act_row2 (act_rdata[383:256]),
-        .act_row3 (act_rdata[511:384]),
-        .wgt_col0 ({wgt_rdata[34:19], wgt_rdata[15:0]}),
-        .wgt_col1 ({wgt_rdata[72:57], wgt_rdata[53:38]}),
-        .wgt_col2 ({wgt_rdata[110:95], wgt_rdata[91:76]}),
-        .wgt_col3 ({wgt_rdata[148:133], wgt_rdata[129:114]}),
-        .idx_col0 (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[37:35], wgt_rdata[18:16]}),
-        .idx_col1 (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[75:73], wgt_rdata[56:54]}),
-        .idx_col2 (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[113:111], wgt_rdata[94:92]}),
-        .idx_col3 (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[151:149], wgt_rdata[132:130]}),
-        .rd_row   (gemm_row[1:0]),
-        .res_col0 (stce_res_col0),
-        .res_col1 (stce_res_col1),
-        .res_col2 (stce_res_col2),
-        .res_col3 (stce_res_col3)
+        .clk       (clk),
+        .rst       (rst),
+        .in_valid  (stce_valid),
+        .in_first  (stce_first),
+        .in_last   (stce_last),
+        .act_row0  (act_rdata[127:0]),
+        .act_row1  (act_rdata[255:128]),
+        .act_row2  (act_rdata[383:256]),
+        .act_row3  (act_rdata[511:384]),
+        .wgt_col0  ({wgt_rdata[34:19], wgt_rdata[15:0]}),
+        .wgt_col1  ({wgt_rdata[72:57], wgt_rdata[53:38]}),
+        .wgt_col2  ({wgt_rdata[110:95], wgt_rdata[91:76]}),
+        .wgt_col3  ({wgt_rdata[148:133], wgt_rdata[129:114]}),
+        .idx_col0  (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[37:35], wgt_rdata[18:16]}),
+        .idx_col1  (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[75:73], wgt_rdata[56:54]}),
+        .idx_col2  (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[113:111], wgt_rdata[94:92]}),
+        .idx_col3  (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[151:149], wgt_rdata[132:130]}),
+        .out_valid (stce_out_valid),
+        .out_row   (stce_out_row),
+        .out_last  (stce_out_last),
+        .res_col0  (stce_res_col0),
+        .res_col1  (stce_res_col1),
+        .res_col2  (stce_res_col2),
+        .res_col3  (stce_res_col3)
     );
 
+    assign update_reading = update_busy && update_read < update_lines;
+    assign update_last_write = update_write == update_lines - 16'h1;
+    assign update_finish = update_busy && wuve_out_valid && update_last_write;
+
+    // Update feeder: one line of dW^T, W32 and M_F per cycle into the WUVE, W32'/W16' back.
+    always @(posedge clk) begin
+        if (rst) begin
+            update_busy <= 1'b0;
+            wuve_valid <= 1'b0;
+        end else begin
+            wuve_valid <= update_reading;
+            if (update_reading) begin
+                update_read <= update_read + 16'h1;
+            end
+            if (update_busy && wuve_out_valid) begin
+                update_write <= update_write + 16'h1;
+            end
+            if (update_finish) begin
+                update_busy <= 1'b0;
+            end
+            if (update_start) begin
+                update_busy <= 1'b1;
+                update_read <= 16'h0;
+                update_write <= 16'h0;
+                update_out_addr <= update_head[15:0];
+                update_master_addr <= update_head[31:16];
+                update_w16_addr <= update_head[47:32];
+                update_mask_addr <= update_head[63:48];
+                update_lines <= update_head[79:64];
+                update_signal <= update_head[111:96];
+            end
+        end
+    end
+
+    wuve_top wuve (
+        .clk            (clk),
+        .rst            (rst),
+        .lr             (lr),
+        .lambda         (lambda),
+        .in_valid       (wuve_valid),
+        .lane0_w32      (master_rdata[31:0]),
+        .lane0_dw       (out_rdata[31:0]),
+        .lane0_keep     (mask_rdata[0]),
+        .lane1_w32      (master_rdata[63:32]),
+        .lane1_dw       (out_rdata[63:32]),
+        .lane1_keep     (mask_rdata[1]),
+        .lane2_w32      (master_rdata[95:64]),
+        .lane2_dw       (out_rdata[95:64]),
+        .lane2_keep     (mask_rdata[2]),
+        .lane3_w32      (master_rdata[127:96]),
+        .lane3_dw       (out_rdata[127:96]),
+        .lane3_keep     (mask_rdata[3]),
+        .out_valid      (wuve_out_valid),
+        .lane0_w32_next (wuve_w32_next0),
+        .lane0_w16_next (wuve_w16_next0),
+        .lane1_w32_next (wuve_w32_next1),
+        .lane1_w16_next (wuve_w16_next1),
+        .lane2_w32_next (wuve_w32_next2),
+        .lane2_w16_next (wuve_w16_next2),
+        .lane3_w32_next (wuve_w32_next3),
+        .lane3_w16_next (wuve_w16_next3)
+    );
+
+    assign update_writing = update_busy && wuve_out_valid;
     assign act_we = 1'b0 || dma_line_in && dma_buf == 3'd0;
     assign act_waddr = dma_buf_addr[8:0] + dma_line[8:0];
     assign act_wdata = mem_rd_data;
@@ -564,7 +706,7 @@ module sat_top (
     end
 
     assign out_we = 1'b0 || dma_line_in && dma_buf == 3'd2 || gemm_reading_out;
-    assign out_waddr = (dma_line_in && dma_buf == 3'd2) ? dma_buf_addr[8:0] + dma_line[8:0] : gemm_out_addr[8:0] + {1'b0, gemm_row};
+    assign out_waddr = (dma_line_in && dma_buf == 3'd2) ? dma_buf_addr[8:0] + dma_line[8:0] : gemm_out_addr[8:0] + {7'd0, stce_out_row};
     assign out_wdata = (dma_line_in && dma_buf == 3'd2) ? mem_rd_data[127:0] : {stce_res_col3, stce_res_col2, stce_res_col1, stce_res_col0};
 
     always @(posedge clk) begin
@@ -573,8 +715,8 @@ module sat_top (
         end
     end
 
-    assign out_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd2;
-    assign out_raddr = dma_buf_addr[8:0] + dma_line[8:0];
+    assign out_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd2 || update_reading;
+    assign out_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'd2) ? dma_buf_addr[8:0] + dma_line[8:0] : update_out_addr[8:0] + update_read[8:0];
 
     always @(posedge clk) begin
         if (out_re) begin
@@ -582,9 +724,9 @@ module sat_top (
         end
     end
 
-    assign master_we = 1'b0 || dma_line_in && dma_buf == 3'd3;
-    assign master_waddr = dma_buf_addr[8:0] + dma_line[8:0];
-    assign master_wdata = mem_rd_data[127:0];
+    assign master_we = 1'b0 || dma_line_in && dma_buf == 3'd3 || update_writing;
+    assign master_waddr = (dma_line_in && dma_buf == 3'd3) ? dma_buf_addr[8:0] + dma_line[8:0] : update_master_addr[8:0] + update_write[8:0];
+    assign master_wdata = (dma_line_in && dma_buf == 3'd3) ? mem_rd_data[127:0] : {wuve_w32_next3, wuve_w32_next2, wuve_w32_next1, wuve_w32_next0};
 
     always @(posedge clk) begin
         if (master_we) begin
@@ -592,8 +734,8 @@ module sat_top (
         end
     end
 
-    assign master_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd3;
-    assign master_raddr = dma_buf_addr[8:0] + dma_line[8:0];
+    assign master_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd3 || update_reading;
+    assign master_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'd3) ? dma_buf_addr[8:0] + dma_line[8:0] : update_master_addr[8:0] + update_read[8:0];
 
     always @(posedge clk) begin
         if (master_re) begin
@@ -601,9 +743,9 @@ module sat_top (
         end
     end
 
-    assign w16_we = 1'b0 || dma_line_in && dma_buf == 3'h4;
-    assign w16_waddr = dma_buf_addr[8:0] + dma_line[8:0];
-    assign w16_wdata = mem_rd_data[63:0];
+    assign w16_we = 1'b0 || dma_line_in && dma_buf == 3'h4 || update_writing;
+    assign w16_waddr = (dma_line_in && dma_buf == 3'h4) ? dma_buf_addr[8:0] + dma_line[8:0] : update_w16_addr[8:0] + update_write[8:0];
+    assign w16_wdata = (dma_line_in && dma_buf == 3'h4) ? mem_rd_data[63:0] : {wuve_w16_next3, wuve_w16_next2, wuve_w16_next1, wuve_w16_next0};
 
     always @(posedge clk) begin
         if (w16_we) begin
@@ -630,8 +772,8 @@ module sat_top (
         end
     end
 
-    assign mask_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'h5;
-    assign mask_raddr = dma_buf_addr[8:0] + dma_line[8:0];
+    assign mask_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'h5 || update_reading;
+    assign mask_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'h5) ? dma_buf_addr[8:0] + dma_line[8:0] : update_mask_addr[8:0] + update_read[8:0];
 
     always @(posedge clk) begin
         if (mask_re) begin
@@ -639,8 +781,8 @@ module sat_top (
         end
     end
 
-    assign conflict_now = 1'b0 || 1'b0 || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd0 && gemm_streaming) || 1'b0 || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd1 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd2 && gemm_reading_out) || 1'b0 || 1'b0 || 1'b0 || 1'b0 || 1'b0 || 1'b0 || 1'b0;
-    assign unused_bits = {lr, lambda, fetch_word[63:40], fetch_word[191:144], fetch_word[79:67], gemm_row[7:2], gemm_act_addr[15:9], gemm_wgt_addr[15:9], gemm_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9]};
+    assign conflict_now = 1'b0 || 1'b0 || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd0 && gemm_streaming) || 1'b0 || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd1 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd2 && gemm_reading_out) || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd2 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'd3 && update_writing) || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd3 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'h4 && update_writing) || 1'b0 || 1'b0 || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'h5 && update_reading);
+    assign unused_bits = {fetch_word[63:40], fetch_word[191:144], fetch_word[79:67], gemm_act_addr[15:9], gemm_wgt_addr[15:9], gemm_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], update_out_addr[15:9], update_master_addr[15:9], update_w16_addr[15:9], update_mask_addr[15:9], update_read[15:9], update_write[15:9]};
 
 endmodule
 

@@ -23,11 +23,13 @@ module stce_top (
     input  wire [5:0]   idx_col1,
     input  wire [5:0]   idx_col2,
     input  wire [5:0]   idx_col3,
-    input  wire [1:0]   rd_row,                          // row of results to show
-    output reg  [31:0]  res_col0,
-    output reg  [31:0]  res_col1,
-    output reg  [31:0]  res_col2,
-    output reg  [31:0]  res_col3
+    output wire         out_valid,                       // a result row is shown this cycle
+    output wire [1:0]   out_row,                         // which row of its tile
+    output wire         out_last,                        // the tile's last row
+    output reg  [31:0]  res_col0,                        // result of PE(out_row, c)
+    output reg  [31:0]  res_col1,                        // result of PE(out_row, c)
+    output reg  [31:0]  res_col2,                        // result of PE(out_row, c)
+    output reg  [31:0]  res_col3                         // result of PE(out_row, c)
 );
 
     reg          valid_row1_d1;
@@ -87,13 +89,14 @@ module stce_top (
     wire [31:0]  wgt_r1_c2;
     wire [5:0]   idx_r1_c2;
     wire [31:0]  result_r0_c2;
-    wire         unused_valid_r0_east;
+    wire         valid_r0_east;
     wire         unused_first_r0_east;
-    wire         unused_last_r0_east;
+    wire         last_r0_east;
     wire [127:0] unused_act_r0_east;
     wire [31:0]  wgt_r1_c3;
     wire [5:0]   idx_r1_c3;
     wire [31:0]  result_r0_c3;
+    wire         row_done_r0;
     wire         valid_r1_c1;
     wire         first_r1_c1;
     wire         last_r1_c1;
@@ -115,13 +118,14 @@ module stce_top (
     wire [31:0]  wgt_r2_c2;
     wire [5:0]   idx_r2_c2;
     wire [31:0]  result_r1_c2;
-    wire         unused_valid_r1_east;
+    wire         valid_r1_east;
     wire         unused_first_r1_east;
-    wire         unused_last_r1_east;
+    wire         last_r1_east;
     wire [127:0] unused_act_r1_east;
     wire [31:0]  wgt_r2_c3;
     wire [5:0]   idx_r2_c3;
     wire [31:0]  result_r1_c3;
+    wire         row_done_r1;
     wire         valid_r2_c1;
     wire         first_r2_c1;
     wire         last_r2_c1;
@@ -143,13 +147,14 @@ module stce_top (
     wire [31:0]  wgt_r3_c2;
     wire [5:0]   idx_r3_c2;
     wire [31:0]  result_r2_c2;
-    wire         unused_valid_r2_east;
+    wire         valid_r2_east;
     wire         unused_first_r2_east;
-    wire         unused_last_r2_east;
+    wire         last_r2_east;
     wire [127:0] unused_act_r2_east;
     wire [31:0]  wgt_r3_c3;
     wire [5:0]   idx_r3_c3;
     wire [31:0]  result_r2_c3;
+    wire         row_done_r2;
     wire         valid_r3_c1;
     wire         first_r3_c1;
     wire         last_r3_c1;
@@ -171,13 +176,14 @@ module stce_top (
     wire [31:0]  unused_wgt_c2_south;
     wire [5:0]   unused_idx_c2_south;
     wire [31:0]  result_r3_c2;
-    wire         unused_valid_r3_east;
+    wire         valid_r3_east;
     wire         unused_first_r3_east;
-    wire         unused_last_r3_east;
+    wire         last_r3_east;
     wire [127:0] unused_act_r3_east;
     wire [31:0]  unused_wgt_c3_south;
     wire [5:0]   unused_idx_c3_south;
     wire [31:0]  result_r3_c3;
+    wire         row_done_r3;
 
     // Row skew, control: reset so that no phantom group enters the array.
     always @(posedge clk) begin
@@ -307,14 +313,16 @@ module stce_top (
         .in_act    (act_r0_c3),
         .in_wgt    (wgt_col3_d3),
         .in_idx    (idx_col3_d3),
-        .out_valid (unused_valid_r0_east),
+        .out_valid (valid_r0_east),
         .out_first (unused_first_r0_east),
-        .out_last  (unused_last_r0_east),
+        .out_last  (last_r0_east),
         .out_act   (unused_act_r0_east),
         .out_wgt   (wgt_r1_c3),
         .out_idx   (idx_r1_c3),
         .result    (result_r0_c3)
     );
+
+    assign row_done_r0 = valid_r0_east & last_r0_east;
 
     stce_pe_fp16_n2_m8 pe_r1_c0 (
         .clk       (clk),
@@ -379,14 +387,16 @@ module stce_top (
         .in_act    (act_r1_c3),
         .in_wgt    (wgt_r1_c3),
         .in_idx    (idx_r1_c3),
-        .out_valid (unused_valid_r1_east),
+        .out_valid (valid_r1_east),
         .out_first (unused_first_r1_east),
-        .out_last  (unused_last_r1_east),
+        .out_last  (last_r1_east),
         .out_act   (unused_act_r1_east),
         .out_wgt   (wgt_r2_c3),
         .out_idx   (idx_r2_c3),
         .result    (result_r1_c3)
     );
+
+    assign row_done_r1 = valid_r1_east & last_r1_east;
 
     stce_pe_fp16_n2_m8 pe_r2_c0 (
         .clk       (clk),
@@ -451,14 +461,16 @@ module stce_top (
         .in_act    (act_r2_c3),
         .in_wgt    (wgt_r2_c3),
         .in_idx    (idx_r2_c3),
-        .out_valid (unused_valid_r2_east),
+        .out_valid (valid_r2_east),
         .out_first (unused_first_r2_east),
-        .out_last  (unused_last_r2_east),
+        .out_last  (last_r2_east),
         .out_act   (unused_act_r2_east),
         .out_wgt   (wgt_r3_c3),
         .out_idx   (idx_r3_c3),
         .result    (result_r2_c3)
     );
+
+    assign row_done_r2 = valid_r2_east & last_r2_east;
 
     stce_pe_fp16_n2_m8 pe_r3_c0 (
         .clk       (clk),
@@ -523,18 +535,25 @@ module stce_top (
         .in_act    (act_r3_c3),
         .in_wgt    (wgt_r3_c3),
         .in_idx    (idx_r3_c3),
-        .out_valid (unused_valid_r3_east),
+        .out_valid (valid_r3_east),
         .out_first (unused_first_r3_east),
-        .out_last  (unused_last_r3_east),
+        .out_last  (last_r3_east),
         .out_act   (unused_act_r3_east),
         .out_wgt   (unused_wgt_c3_south),
         .out_idx   (unused_idx_c3_south),
         .result    (result_r3_c3)
     );
 
-    // Read-out: one row of results per cycle, selected by rd_row (zeros past the last).
+    assign row_done_r3 = valid_r3_east & last_r3_east;
+
+    // Read-out: row r of a tile is complete when its last group leaves the row eastwards.
+    // The tile spacing rule keeps at most one row_done high per cycle.
+    assign out_valid = row_done_r0 | row_done_r1 | row_done_r2 | row_done_r3;
+    assign out_row = row_done_r0 ? 2'd0 : row_done_r1 ? 2'd1 : row_done_r2 ? 2'd2 : row_done_r3 ? 2'd3 : 2'd0;
+    assign out_last = row_done_r3;
+
     always @(*) begin
-        case (rd_row)
+        case (out_row)
             2'd0: begin
                 res_col0 = result_r0_c0;
                 res_col1 = result_r0_c1;

@@ -78,8 +78,13 @@
 //!   0..N-1). With `last`, result row r is written to `out[out_addr + r]` in cycle
 //!   `groups + cols + r` (the STCE's read-out timing, `engines::stce`).
 //!   `cycles = groups` without `last`, `groups + cols + rows` with it. GEMMs run one at a time.
-//! - **WUVE** (`Wuve`: UPDATE) and **SORE** (`Sore`: PRUNE_F, PRUNE_B): specified in [`isa`]
-//!   and in the contract; not in the RTL yet (the harness refuses programs that use them).
+//! - **WUVE** (`Wuve`: UPDATE of L lines): line l of `out` (dW^T), `master` (W32) and `mask`
+//!   (M_F) is read in cycle l and enters the WUVE (`engines::wuve`, `cols` lanes) in cycle l + 1;
+//!   its W32' and W16' are written to `master[master_addr + l]` and `w16[w16_addr + l]` in cycle
+//!   `l + 1 + wuve::LATENCY`. `cycles = L + 1 + wuve::LATENCY`. `lr` and `lambda` are the top's
+//!   ports. The update reads and writes `master` in place: its read and write ports are separate.
+//! - **SORE** (`Sore`: PRUNE_F, PRUNE_B): specified in [`isa`] and in the contract; not in the
+//!   RTL yet (the harness refuses programs that use them; the controller skips them).
 pub mod isa;
 pub mod lines;
 pub mod top;
@@ -156,8 +161,8 @@ pub fn estimated_cycles(instr: &Instr, g: &Geometry, sys: &SystemConfig) -> u64 
                 u64::from(groups)
             }
         }
+        Instr::Update { lines, .. } => u64::from(lines) + 1 + crate::engines::wuve::LATENCY,
         // Not in the RTL yet (see the module docs): one line per cycle plus the pipeline.
-        Instr::Update { lines, .. } => u64::from(lines) + 8,
         Instr::PruneF { lines, .. } => u64::from(lines) + 8,
         Instr::PruneB { blocks, .. } => u64::from(blocks) * u64::from(g.m) + u64::from(g.cols) + 8,
         Instr::End => 0,

@@ -6,14 +6,18 @@ use super::lines::Geometry;
 use super::{ports, COUNTER_BITS, FIFO_DEPTH, LEN_BITS, TOKEN_BITS};
 use crate::config::{Config, StceConfig, SystemConfig};
 use crate::engines::stce;
+use crate::engines::wuve::{self, WuveParams};
 use crate::rtl::{
     index_bits, set, when, when_else, Design, DesignError, Expr, ModuleBuilder, ModuleDef, Stmt,
 };
 
-/// The modules of the system besides its top: the STCE's (its top is a top of the config too).
+/// The modules of the system besides its top: the STCE's and the WUVE's (their tops are tops of
+/// the config too).
 pub fn module_names(cfg: &Config) -> Vec<String> {
     let stce_cfg = cfg.stce.as_ref().expect("a [system] config has [stce]");
-    stce::module_names(stce_cfg)
+    let mut names = stce::module_names(stce_cfg);
+    names.extend(wuve::module_names());
+    names
 }
 
 /// Builds the STCE and the system top around it; the design's last module is `sat_top`.
@@ -28,8 +32,22 @@ pub fn generate(cfg: &Config) -> Result<Design, DesignError> {
         .get(&stce_cfg.top)
         .expect("the STCE design has its top")
         .clone();
+    let train = cfg.train.as_ref().expect("a [system] config has [train]");
+    let wuve_design = wuve::generate(
+        &WuveParams {
+            lanes: train.wuve_lanes,
+        },
+        &train.wuve_top,
+    )?;
+    for module in wuve_design.modules() {
+        design.add(module.clone())?;
+    }
+    let wuve_def = design
+        .get(&train.wuve_top)
+        .expect("the WUVE design has its top")
+        .clone();
     let geo = Geometry::of(cfg).expect("a [system] config has a geometry");
-    design.add(system_top(stce_cfg, sys, &geo, &stce_def))?;
+    design.add(system_top(stce_cfg, sys, &geo, &stce_def, &wuve_def))?;
     Ok(design)
 }
 
@@ -89,6 +107,7 @@ fn system_top(
     sys: &SystemConfig,
     geo: &Geometry,
     stce_def: &ModuleDef,
+    wuve_def: &ModuleDef,
 ) -> ModuleDef {
     let (rows, cols, n, m) = (geo.rows, geo.cols, geo.n, geo.m);
     let ib = geo.index_bits();
@@ -168,7 +187,7 @@ fn system_top(
     let mut uses: Vec<BufferPorts> = Buf::ALL.iter().map(|_| BufferPorts::default()).collect();
     // Bits that are read by nothing on purpose (reserved fields, address bits above a buffer's
     // depth, the update parameters until the WUVE is in): collected in one `unused_bits` wire.
-    let mut unused = vec![lr.clone(), lambda.clone()];
+    let mut unused = Vec::new();
 
     // ---------------------------------------------------------------- controller state
     let running = b.reg("running", 1);
@@ -200,6 +219,10 @@ fn system_top(
         "fetch_is_gemm",
         opcode.eq(&lit(isa::opcode::GEMM as u64, 8)),
     );
+    let is_update = b.name(
+        "fetch_is_update",
+        opcode.eq(&lit(isa::opcode::UPDATE as u64, 8)),
+    );
     let slot = |s: u32| fetch_word.slice(isa::SLOT0 + s * isa::SLOT_BITS, isa::SLOT_BITS);
     let wait_field = fetch_word.slice(8, 16);
     let signal_field = fetch_word.slice(24, 16);
@@ -216,6 +239,16 @@ fn system_top(
         slot(1),
         slot(0).slice(0, 3),
         is_store.clone(),
+    ]);
+    // UPDATE payload: {signal, wait, lines, mask, w16, master, out}.
+    let update_payload = Expr::concat(vec![
+        signal_field.clone(),
+        wait_field.clone(),
+        slot(4),
+        slot(3),
+        slot(2),
+        slot(1),
+        slot(0),
     ]);
     let gemm_payload = Expr::concat(vec![
         signal_field,
@@ -262,7 +295,9 @@ fn system_top(
         fifo(&mut b, "dma", dma_payload, &is_dma);
     let (_, gemm_wp, gemm_rp, gemm_count, gemm_full, gemm_push, gemm_head) =
         fifo(&mut b, "gemm", gemm_payload, &is_gemm);
-    // Opcodes the RTL does not run yet (UPDATE, PRUNE_F, PRUNE_B) are skipped (the harness
+    let (_, upd_wp, upd_rp, upd_count, upd_full, upd_push, upd_head) =
+        fifo(&mut b, "update", update_payload, &is_update);
+    // Opcodes the RTL does not run yet (PRUNE_F, PRUNE_B) are skipped (the harness
     // refuses programs with them).
     let fetch_take = b.name(
         "fetch_take",
@@ -270,7 +305,8 @@ fn system_top(
             is_end.clone(),
             is_dma.land(&dma_full.not()),
             is_gemm.land(&gemm_full.not()),
-            is_end.not().land(&is_dma.not()).land(&is_gemm.not()),
+            is_update.land(&upd_full.not()),
+            all(&[is_end.not(), is_dma.not(), is_gemm.not(), is_update.not()]),
         ])),
     );
 
@@ -295,10 +331,14 @@ fn system_top(
     let dma_signal = dma_head.slice(1 + 3 + 16 * 5, 16);
     let gemm_wait = gemm_head.slice(3 + 16 * 4, 16);
     let gemm_signal = gemm_head.slice(3 + 16 * 5, 16);
+    let upd_wait = upd_head.slice(16 * 5, 16);
+    let upd_signal = upd_head.slice(16 * 6, 16);
+    let upd_busy = b.reg("update_busy", 1);
     let dma_busy = b.reg("dma_busy", 1);
     let gemm_busy = b.reg("gemm_busy", 1);
     let dma_ok = tokens_ok(&mut b, "dma_tokens_ok", &dma_wait);
     let gemm_ok = tokens_ok(&mut b, "gemm_tokens_ok", &gemm_wait);
+    let upd_ok = tokens_ok(&mut b, "update_tokens_ok", &upd_wait);
     let dma_start = b.name(
         "dma_start",
         all(&[
@@ -318,6 +358,19 @@ fn system_top(
             dma_start.not(),
         ]),
     );
+    let upd_start = b.name(
+        "update_start",
+        all(&[
+            running.clone(),
+            upd_count.ne(&Expr::zero(count_bits)),
+            upd_busy.not(),
+            upd_ok,
+            dma_start.not(),
+            gemm_start.not(),
+        ]),
+    );
+    let upd_sig = b.reg("update_signal", 16);
+    let upd_finish = b.wire("update_finish", 1);
     let dma_sig = b.reg("dma_signal", 16);
     let gemm_sig = b.reg("gemm_signal", 16);
     let dma_finish = b.wire("dma_finish", 1);
@@ -327,7 +380,11 @@ fn system_top(
         Expr::mux(
             &dma_start,
             &dma_wait,
-            &Expr::mux(&gemm_start, &gemm_wait, &Expr::zero(16)),
+            &Expr::mux(
+                &gemm_start,
+                &gemm_wait,
+                &Expr::mux(&upd_start, &upd_wait, &Expr::zero(16)),
+            ),
         ),
     );
     let one = |e: Expr| Expr::concat(vec![Expr::zero(TOKEN_BITS - 1), e]);
@@ -338,8 +395,10 @@ fn system_top(
         all(&[
             dma_count.eq(&Expr::zero(count_bits)),
             gemm_count.eq(&Expr::zero(count_bits)),
+            upd_count.eq(&Expr::zero(count_bits)),
             dma_busy.not(),
             gemm_busy.not(),
+            upd_busy.not(),
         ]),
     );
     let finishing = b.name(
@@ -376,6 +435,7 @@ fn system_top(
     for (wp, rp, count) in [
         (&dma_wp, &dma_rp, &dma_count),
         (&gemm_wp, &gemm_rp, &gemm_count),
+        (&upd_wp, &upd_rp, &upd_count),
     ] {
         clear.push(set(wp, Expr::zero(ptr_bits)));
         clear.push(set(rp, Expr::zero(ptr_bits)));
@@ -407,6 +467,10 @@ fn system_top(
             vec![set(&busy_stce, busy_stce.add(&lit(1, COUNTER_BITS)))],
         ),
         when(
+            upd_busy.clone(),
+            vec![set(&busy_wuve, busy_wuve.add(&lit(1, COUNTER_BITS)))],
+        ),
+        when(
             finishing.clone(),
             vec![set(&running, Expr::bit(false)), set(&done, Expr::bit(true))],
         ),
@@ -421,12 +485,19 @@ fn system_top(
         &gemm_push,
         &gemm_start,
     ));
+    run.extend(fifo_update(
+        &upd_wp, &upd_rp, &upd_count, &upd_push, &upd_start,
+    ));
     for (i, t) in tokens.iter().enumerate() {
         let i = i as u32;
         let give_dma = one(dma_finish.land(&dma_sig.bit_at(i)));
         let give_gemm = one(gemm_finish.land(&gemm_sig.bit_at(i)));
+        let give_upd = one(upd_finish.land(&upd_sig.bit_at(i)));
         let take = one(taken.bit_at(i));
-        run.push(set(t, t.add(&give_dma).add(&give_gemm).sub(&take)));
+        run.push(set(
+            t,
+            t.add(&give_dma).add(&give_gemm).add(&give_upd).sub(&take),
+        ));
     }
     let conflict_now = b.wire("conflict_now", 1);
     run.push(when(
@@ -655,7 +726,6 @@ fn system_top(
     let g_drain = b.reg("gemm_drain", 1);
     b.describe("0: streaming groups; 1: reading the result rows out");
     let g_group = b.reg("gemm_group", 16);
-    let g_cnt = b.reg("gemm_drain_count", 8);
     let g_act = b.reg("gemm_act_addr", 16);
     let g_wgt = b.reg("gemm_wgt_addr", 16);
     let g_groups = b.reg("gemm_groups", 16);
@@ -668,23 +738,20 @@ fn system_top(
     let streaming = b.name("gemm_streaming", g_busy.land(&g_drain.not()));
     let last_group = b.name("gemm_last_group", g_group.eq(&g_groups.sub(&lit(1, 16))));
     let flag = |bit: u16| g_flags.bit_at(bit.trailing_zeros());
-    let row_bits = index_bits(rows);
-    let drain_end = u64::from(cols + rows - 1);
+    // The STCE shows each result row itself (`engines::stce`: out_valid, out_row, out_last).
+    let stce_out_valid = b.wire("stce_out_valid", 1);
+    let stce_out_row = b.wire("stce_out_row", index_bits(rows));
+    let stce_out_last = b.wire("stce_out_last", 1);
     let reading = b.name(
         "gemm_reading_out",
-        all(&[
-            g_busy.clone(),
-            g_drain.clone(),
-            g_cnt.lt(&lit(u64::from(cols), 8)).not(),
-        ]),
+        g_busy.land(&g_drain).land(&stce_out_valid),
     );
-    let row_full = b.name("gemm_row", g_cnt.sub(&lit(u64::from(cols), 8)));
     b.drive(
         "gemm_finish",
         streaming
             .land(&last_group)
             .land(&flag(isa::gemm_flags::LAST).not())
-            .lor(&g_busy.land(&g_drain).land(&g_cnt.eq(&lit(drain_end, 8)))),
+            .lor(&reading.land(&stce_out_last)),
     );
     let head = |lo: u32, w: u32| gemm_head.slice(lo, w);
     b.comment("STCE feeder: one group per cycle from act/wgt lines, then the read-out of a tile.");
@@ -719,13 +786,9 @@ fn system_top(
                         set(&g_group, g_group.add(&lit(1, 16))),
                         when(
                             last_group.land(&flag(isa::gemm_flags::LAST)),
-                            vec![set(&g_drain, Expr::bit(true)), set(&g_cnt, Expr::zero(8))],
+                            vec![set(&g_drain, Expr::bit(true))],
                         ),
                     ],
-                ),
-                when(
-                    g_busy.land(&g_drain),
-                    vec![set(&g_cnt, g_cnt.add(&lit(1, 8)))],
                 ),
                 when(gemm_finish.clone(), vec![set(&g_busy, Expr::bit(false))]),
                 when(
@@ -795,10 +858,9 @@ fn system_top(
             unused.push(dense_d.clone());
         }
     }
-    conns.push((stce::ports::READ_ROW.into(), row_full.slice(0, row_bits)));
-    if row_bits < 8 {
-        unused.push(row_full.slice(row_bits, 8 - row_bits));
-    }
+    conns.push((stce::ports::OUT_VALID.into(), stce_out_valid));
+    conns.push((stce::ports::OUT_ROW.into(), stce_out_row.clone()));
+    conns.push((stce::ports::OUT_LAST.into(), stce_out_last));
     let results: Vec<Expr> = (0..cols)
         .map(|c| b.wire(&format!("stce_res_col{c}"), 32))
         .collect();
@@ -811,7 +873,7 @@ fn system_top(
         en: reading.clone(),
         addr: g_out
             .slice(0, abits(Buf::Out))
-            .add(&row_full.zext(16).slice(0, abits(Buf::Out))),
+            .add(&stce_out_row.zext(16).slice(0, abits(Buf::Out))),
         data: Some(Expr::concat(results.iter().rev().cloned().collect())),
     });
     for (base, buf) in [(&g_act, Buf::Act), (&g_wgt, Buf::Wgt), (&g_out, Buf::Out)] {
@@ -823,6 +885,133 @@ fn system_top(
         if abits(buf) < 16 {
             unused.push(dma_buf_addr.slice(abits(buf), 16 - abits(buf)));
             unused.push(dma_line.slice(abits(buf), 16 - abits(buf)));
+        }
+    }
+
+    // ---------------------------------------------------------------- WUVE (UPDATE)
+    let lanes_w = cols;
+    let u_lines = b.reg("update_lines", 16);
+    let u_read = b.reg("update_read", 16);
+    b.describe("lines read so far");
+    let u_write = b.reg("update_write", 16);
+    b.describe("lines written so far");
+    let u_out = b.reg("update_out_addr", 16);
+    let u_master = b.reg("update_master_addr", 16);
+    let u_w16 = b.reg("update_w16_addr", 16);
+    let u_mask = b.reg("update_mask_addr", 16);
+    let u_valid = b.reg("wuve_valid", 1);
+    b.describe("the read lines are in the buffers' read registers this cycle");
+    let u_reading = b.name("update_reading", upd_busy.land(&u_read.lt(&u_lines)));
+    let w_out_valid = b.wire("wuve_out_valid", 1);
+    let w_last = b.name("update_last_write", u_write.eq(&u_lines.sub(&lit(1, 16))));
+    b.drive("update_finish", upd_busy.land(&w_out_valid).land(&w_last));
+    let uh = |lo: u32| upd_head.slice(lo, 16);
+    b.comment(
+        "Update feeder: one line of dW^T, W32 and M_F per cycle into the WUVE, W32'/W16' back.",
+    );
+    b.clocked(
+        &clk,
+        vec![when_else(
+            rst.clone(),
+            vec![
+                set(&upd_busy, Expr::bit(false)),
+                set(&u_valid, Expr::bit(false)),
+            ],
+            vec![
+                set(&u_valid, u_reading.clone()),
+                when(
+                    u_reading.clone(),
+                    vec![set(&u_read, u_read.add(&lit(1, 16)))],
+                ),
+                when(
+                    upd_busy.land(&w_out_valid),
+                    vec![set(&u_write, u_write.add(&lit(1, 16)))],
+                ),
+                when(upd_finish.clone(), vec![set(&upd_busy, Expr::bit(false))]),
+                when(
+                    upd_start.clone(),
+                    vec![
+                        set(&upd_busy, Expr::bit(true)),
+                        set(&u_read, Expr::zero(16)),
+                        set(&u_write, Expr::zero(16)),
+                        set(&u_out, uh(0)),
+                        set(&u_master, uh(16)),
+                        set(&u_w16, uh(32)),
+                        set(&u_mask, uh(48)),
+                        set(&u_lines, uh(64)),
+                        set(&upd_sig, upd_signal.clone()),
+                    ],
+                ),
+            ],
+        )],
+    );
+    let at = |base: &Expr, count: &Expr, buf: Buf| {
+        base.slice(0, abits(buf)).add(&count.slice(0, abits(buf)))
+    };
+    for (buf, base) in [
+        (Buf::Out, &u_out),
+        (Buf::Master, &u_master),
+        (Buf::Mask, &u_mask),
+    ] {
+        uses[buf.code() as usize].readers.push(PortUse {
+            en: u_reading.clone(),
+            addr: at(base, &u_read, buf),
+            data: None,
+        });
+    }
+    let mut wconns: Vec<(String, Expr)> = vec![
+        (wuve::ports::CLOCK.into(), clk.clone()),
+        (wuve::ports::RESET.into(), rst.clone()),
+        (wuve::ports::LR.into(), lr.clone()),
+        (wuve::ports::LAMBDA.into(), lambda.clone()),
+        (wuve::ports::VALID.into(), u_valid.clone()),
+        (wuve::ports::OUT_VALID.into(), w_out_valid.clone()),
+    ];
+    let mut w32_next = Vec::new();
+    let mut w16_next = Vec::new();
+    for v in 0..lanes_w {
+        wconns.push((wuve::ports::w32(v), rdata_of(Buf::Master).slice(v * 32, 32)));
+        wconns.push((wuve::ports::dw(v), rdata_of(Buf::Out).slice(v * 32, 32)));
+        wconns.push((wuve::ports::keep(v), rdata_of(Buf::Mask).slice(v, 1)));
+        let w32n = b.wire(&format!("wuve_w32_next{v}"), 32);
+        let w16n = b.wire(&format!("wuve_w16_next{v}"), 16);
+        wconns.push((wuve::ports::w32_next(v), w32n.clone()));
+        wconns.push((wuve::ports::w16_next(v), w16n.clone()));
+        w32_next.push(w32n);
+        w16_next.push(w16n);
+    }
+    let wconn_refs: Vec<(&str, Expr)> = wconns
+        .iter()
+        .map(|(p, e)| (p.as_str(), e.clone()))
+        .collect();
+    b.instance(wuve_def, "wuve", wconn_refs);
+    let u_writing = b.name("update_writing", upd_busy.land(&w_out_valid));
+    uses[Buf::Master.code() as usize].writers.push(PortUse {
+        en: u_writing.clone(),
+        addr: at(&u_master, &u_write, Buf::Master),
+        data: Some(Expr::concat(w32_next.into_iter().rev().collect())),
+    });
+    uses[Buf::W16.code() as usize].writers.push(PortUse {
+        en: u_writing,
+        addr: at(&u_w16, &u_write, Buf::W16),
+        data: Some(Expr::concat(w16_next.into_iter().rev().collect())),
+    });
+    for (base, buf) in [
+        (&u_out, Buf::Out),
+        (&u_master, Buf::Master),
+        (&u_w16, Buf::W16),
+        (&u_mask, Buf::Mask),
+    ] {
+        if abits(buf) < 16 {
+            unused.push(base.slice(abits(buf), 16 - abits(buf)));
+        }
+    }
+    for counter in [&u_read, &u_write] {
+        let used = abits(Buf::Master)
+            .max(abits(Buf::Out))
+            .max(abits(Buf::Mask));
+        if used < 16 {
+            unused.push(counter.slice(used, 16 - used));
         }
     }
 

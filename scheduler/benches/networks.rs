@@ -1,0 +1,108 @@
+//! Estimated training-step cycles of the shipped networks on the SAT system, per N:M pattern,
+//! from the offline scheduler's cost model: **estimates, not measurements** (the system top's
+//! measured cycles come from `coforge train --net`).
+//!
+//! For each network and pattern N:M, the engine is the same array with that N:M; "dense" is the
+//! same network trained dense on that same hardware (every layer in dense mode), so the speedup
+//! is like for like. Beside it: the ideal `3 / (1 + 2N/M)` (FF and BP shrink by N/M, WU stays
+//! dense) and SAT's published 1.75x at 2:8. A last block repeats the small CNN with a memory
+//! port of 4 bytes per cycle, where memory traffic binds.
+//!
+//! Run: `cargo bench -p coforge-scheduler --bench networks` (set `COFORGE_BENCH_NETS=mlp,small-cnn`
+//! to run a subset).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use coforge_scheduler::{schedule, EnginePattern, Hardware, Network, Options, Sparsity};
+
+const PATTERNS: [(usize, usize); 6] = [(2, 4), (4, 8), (2, 8), (1, 4), (1, 8), (1, 16)];
+
+fn hardware(rows: usize, big: bool, n: usize, m: usize, bytes_per_cycle: u32) -> Hardware {
+    Hardware::with_defaults(rows, rows, n, m, |s| {
+        if big {
+            s.act_lines = 4096;
+            s.wgt_lines = 4096;
+            s.out_lines = 1024;
+            s.weight_lines = 16384;
+        } else {
+            s.weight_lines = 4096;
+        }
+        s.mem_bytes_per_cycle = bytes_per_cycle;
+    })
+}
+
+fn load(file: &str, hw: &Hardware) -> Network {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../networks")
+        .join(file);
+    Network::load(&path, EnginePattern { n: hw.n, m: hw.m }).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn cycles(net: &Network, hw: &Hardware) -> (u64, usize) {
+    let s = schedule(net, hw, Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    (s.step_cycles_estimated, s.instructions.len())
+}
+
+fn row(file: &str, rows: usize, big: bool, bytes_per_cycle: u32) {
+    let t0 = Instant::now();
+    println!(
+        "\n{file} on a {rows}x{rows} array, {bytes_per_cycle} B/cycle memory ({}):",
+        if big {
+            "large buffers"
+        } else {
+            "default buffers"
+        }
+    );
+    println!(
+        "  {:<6} {:>14} {:>14} {:>9} {:>7} {:>10} {:>12}",
+        "N:M", "dense cycles", "N:M cycles", "speedup", "ideal", "published", "instructions"
+    );
+    for (n, m) in PATTERNS {
+        let hw = hardware(rows, big, n, m, bytes_per_cycle);
+        let net = load(file, &hw);
+        let (dense, _) = cycles(&net.with_sparsity(Sparsity::Dense), &hw);
+        let (sparse, count) = cycles(&net, &hw);
+        let ideal = 3.0 / (1.0 + 2.0 * n as f64 / m as f64);
+        let published = if (n, m) == (2, 8) { "1.75x" } else { "-" };
+        println!(
+            "  {:<6} {:>14} {:>14} {:>8.3}x {:>6.2}x {:>10} {:>12}",
+            format!("{n}:{m}"),
+            dense,
+            sparse,
+            dense as f64 / sparse as f64,
+            ideal,
+            published,
+            count
+        );
+    }
+    println!("  (scheduled in {:.1} s)", t0.elapsed().as_secs_f64());
+}
+
+fn main() {
+    let only = std::env::var("COFORGE_BENCH_NETS").ok();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|x| x == name))
+    };
+    println!(
+        "Estimated BDWP training-step cycles (scheduler cost model; estimates, not measurements). \
+         The first layer of each network stays dense."
+    );
+    if wanted("mlp") {
+        row("mlp.toml", 4, false, 64);
+    }
+    if wanted("small-cnn") {
+        row("small-cnn.toml", 4, false, 64);
+    }
+    if wanted("resnet18") {
+        row("resnet18.toml", 16, true, 64);
+    }
+    if wanted("resnet50") {
+        row("resnet50.toml", 16, true, 64);
+    }
+    if wanted("starved") {
+        println!("\nBandwidth-starved: the same small CNN with a 4 B/cycle memory port.");
+        row("small-cnn.toml", 4, false, 4);
+    }
+}

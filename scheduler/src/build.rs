@@ -1,0 +1,1081 @@
+//! From a network to the instructions of one training step, in the order each engine runs them,
+//! with every dependency between them and the DRAM memory map.
+//!
+//! # The step
+//! 1. FF of every layer, first to last.
+//! 2. Last layer to first: BP (`dX`) and WU (`dW^T`) of the layer, their tiles alternating
+//!    (*interleave mapping*: both depend only on `dY`, so the STCE always has an independent tile
+//!    to run while another one's loads, fill and drain are in flight). Each WU tile is stored and,
+//!    on the WUVE, updated (W32 and W16) as soon as the STCE has written it.
+//! 3. When a chunk of the layer's output-channel blocks is updated, the SORE prunes it
+//!    (*pre-generation*: PRUNE_F for the next step's M_F and W_F, then PRUNE_B for M_B and W_B)
+//!    while the STCE goes on with the next layer's BP and WU.
+//!
+//! The host (the harness) prepares each layer's X, dY, W32, M_F, W_F and W_B in DRAM in their line
+//! formats (it also does activations, im2col and the loss), so the layers of a step share nothing
+//! in DRAM; a layer's DRAM traffic is its own operands and results.
+//!
+//! # Buffers
+//! - `act`, `wgt` (below the SORE's slots), `out`: the GEMM passes. FF and a layer's BP+WU pair
+//!   each get the whole buffers, or half each when BP and WU interleave.
+//! - the top `2 * S` wgt lines: two slots for the SORE's outputs (S = the largest `Coutp / M`, one
+//!   PRUNE_B's output), stored to DRAM from there.
+//! - `master`, `w16`, `mask`: one chunk of a layer's weights (whole output-channel blocks of
+//!   `Kp` lines each), in two halves used in turn when every layer's block fits in half.
+//!
+//! # Dependencies
+//! The builder does not reason about hazards itself: [`crate::access::accesses`] says which lines
+//! each instruction reads and writes, and [`Tracker`] turns that into edges (read after write,
+//! write after read, write after write) to earlier instructions. Token masks come later
+//! ([`crate::tokens`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::access::{accesses, Accesses};
+use crate::estimate::engine_index;
+use crate::hardware::Hardware;
+use crate::isa::{Buf, Engine, GemmMode, Instr};
+use crate::network::{Layer, Network, Sparsity};
+use crate::tiling::{self, Limits, Order, PassShape, Room, Tiling};
+use crate::ScheduleError;
+
+/// What an instruction is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pass {
+    Ff,
+    Bp,
+    Wu,
+    Update,
+    PruneF,
+    PruneB,
+}
+
+impl Pass {
+    pub const ALL: [Pass; 6] = [
+        Pass::Ff,
+        Pass::Bp,
+        Pass::Wu,
+        Pass::Update,
+        Pass::PruneF,
+        Pass::PruneB,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Pass::Ff => "ff",
+            Pass::Bp => "bp",
+            Pass::Wu => "wu",
+            Pass::Update => "update",
+            Pass::PruneF => "prune_f",
+            Pass::PruneB => "prune_b",
+        }
+    }
+}
+
+/// Scheduling choices (both on by default; off for comparisons).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Options {
+    /// Alternate the BP and WU tiles of a layer.
+    pub interleave: bool,
+    /// Let the SORE prune a layer while the STCE works on the next one; when off, a layer's
+    /// backward pass starts only after the previous layer's pruning is done.
+    pub pregen: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            interleave: true,
+            pregen: true,
+        }
+    }
+}
+
+/// One instruction as built: no tokens yet, its layer and pass, and the earlier instructions it
+/// must follow.
+#[derive(Clone, Debug)]
+pub struct Op {
+    pub instr: Instr,
+    pub layer: u32,
+    pub pass: Pass,
+    pub deps: Vec<u32>,
+}
+
+/// Whether the harness writes a tensor before the step or reads it after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Input,
+    Output,
+}
+
+/// One tensor of one layer in DRAM.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Region {
+    pub tensor: String,
+    pub layer: String,
+    pub direction: Direction,
+    /// The line format (the buffer the lines are loaded into or stored from).
+    pub format: Buf,
+    /// The matrix the lines hold, `rows x cols` before padding, and the group size along the
+    /// reduction (act and wgt formats; 0 otherwise).
+    pub matrix: [usize; 2],
+    pub group: usize,
+    /// First memory beat and number of lines (each `beats_per_line` beats).
+    pub addr: u64,
+    pub lines: u64,
+    pub beats_per_line: u64,
+}
+
+/// The tiling of one pass of one layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassTiling {
+    pub layer: String,
+    pub pass: Pass,
+    #[serde(flatten)]
+    pub tiling: Tiling,
+    pub row_tiles: usize,
+    pub col_tiles: usize,
+    pub groups: usize,
+}
+
+/// The built step.
+#[derive(Clone, Debug)]
+pub struct Built {
+    pub ops: Vec<Op>,
+    pub memory_map: Vec<Region>,
+    pub tilings: Vec<PassTiling>,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Per buffer line: the last writer and, per engine, the last reader since that write.
+#[derive(Clone, Copy)]
+struct LineState {
+    writer: u32,
+    readers: [u32; 4],
+}
+
+/// Turns line accesses into dependency edges.
+pub(crate) struct Tracker {
+    lines: Vec<Vec<LineState>>,
+    /// Per buffer, per port (read, write), the last instruction of each engine that used it.
+    ports: Vec<[[u32; 4]; 2]>,
+}
+
+impl Tracker {
+    pub(crate) fn new(hw: &Hardware) -> Tracker {
+        let fresh = LineState {
+            writer: NONE,
+            readers: [NONE; 4],
+        };
+        Tracker {
+            lines: Buf::ALL.iter().map(|&b| vec![fresh; hw.lines(b)]).collect(),
+            ports: vec![[[NONE; 4]; 2]; Buf::ALL.len()],
+        }
+    }
+
+    fn buf(b: Buf) -> usize {
+        Buf::ALL.iter().position(|&x| x == b).unwrap_or(0)
+    }
+
+    /// The earlier instructions instruction `index` (on `engine`, with `acc`) must follow, and
+    /// records its accesses: the line hazards (read after write, write after read, write after
+    /// write), and the buffer ports: a buffer's read port, and its write port, serve one engine
+    /// at a time (`engines::sat`, "One reader and one writer per buffer at a time"), so a use
+    /// of a port follows the last use of it by every other engine.
+    fn record(&mut self, index: u32, engine: Engine, acc: &Accesses) -> Vec<u32> {
+        let e = engine_index(engine);
+        let mut deps = Vec::new();
+        for (port, spans) in [&acc.reads, &acc.writes].into_iter().enumerate() {
+            for s in spans {
+                let users = &mut self.ports[Self::buf(s.buf)][port];
+                deps.extend(
+                    users
+                        .iter()
+                        .enumerate()
+                        .filter(|&(o, _)| o != e)
+                        .map(|(_, &u)| u),
+                );
+                users[e] = index;
+            }
+        }
+        for r in &acc.reads {
+            for line in &self.lines[Self::buf(r.buf)][r.start..r.start + r.lines] {
+                deps.push(line.writer);
+            }
+        }
+        for w in &acc.writes {
+            for line in &self.lines[Self::buf(w.buf)][w.start..w.start + w.lines] {
+                deps.push(line.writer);
+                deps.extend(line.readers);
+            }
+        }
+        for r in &acc.reads {
+            for line in &mut self.lines[Self::buf(r.buf)][r.start..r.start + r.lines] {
+                line.readers[e] = index;
+            }
+        }
+        for w in &acc.writes {
+            for line in &mut self.lines[Self::buf(w.buf)][w.start..w.start + w.lines] {
+                *line = LineState {
+                    writer: index,
+                    readers: [NONE; 4],
+                };
+            }
+        }
+        deps.retain(|&d| d != NONE && d != index);
+        deps.sort_unstable();
+        deps.dedup();
+        deps
+    }
+}
+
+/// A range of buffer lines given to a pass.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    base: usize,
+    len: usize,
+}
+
+impl Span {
+    fn halves(self, split: bool) -> [Span; 2] {
+        if split {
+            let half = self.len / 2;
+            [
+                Span {
+                    base: self.base,
+                    len: half,
+                },
+                Span {
+                    base: self.base + half,
+                    len: half,
+                },
+            ]
+        } else {
+            [self, self]
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Rooms {
+    act: Span,
+    wgt: Span,
+    out: Span,
+}
+
+/// A tensor in DRAM: `beats` per line from beat `addr` (a GEMM operand's panel `t`, group `g`
+/// is line `t * groups + g`).
+#[derive(Clone, Copy, Debug)]
+struct Operand {
+    addr: u64,
+    beats: u64,
+}
+
+impl Operand {
+    /// The first beat of line `line`.
+    fn line(&self, line: u64) -> u64 {
+        self.addr + line * self.beats
+    }
+}
+
+/// One GEMM pass of one layer.
+#[derive(Clone, Copy, Debug)]
+struct GemmPass {
+    pass: Pass,
+    mode: GemmMode,
+    pt: usize,
+    qt: usize,
+    groups: usize,
+    a: Operand,
+    b: Operand,
+    out: Operand,
+}
+
+/// The instructions of one output tile (loads, GEMMs, the store of the result).
+struct TileStep {
+    ct: usize,
+    rt: usize,
+    out_addr: usize,
+    instrs: Vec<(Instr, Pass)>,
+}
+
+struct Builder<'a> {
+    hw: &'a Hardware,
+    ops: Vec<Op>,
+    tracker: Tracker,
+    map: Vec<Region>,
+    next_beat: u64,
+    tilings: Vec<PassTiling>,
+    /// An instruction the next pushed one must follow (pre-generation off).
+    barrier: Option<u32>,
+}
+
+fn dram(addr: u64) -> Result<u32, ScheduleError> {
+    u32::try_from(addr).map_err(|_| ScheduleError {
+        layer: None,
+        message: format!(
+            "the step's DRAM image needs beat {addr}, beyond the 32-bit beat address of LOAD and \
+             STORE; use a smaller batch"
+        ),
+    })
+}
+
+fn lines16(n: usize) -> u16 {
+    u16::try_from(n).expect("buffer addresses and line counts fit the buffers (16 bits)")
+}
+
+impl Builder<'_> {
+    fn push(&mut self, instr: Instr, layer: usize, pass: Pass) -> u32 {
+        let index = self.ops.len() as u32;
+        let engine = instr.engine().expect("the builder emits no END");
+        let mut deps = self
+            .tracker
+            .record(index, engine, &accesses(&instr, self.hw));
+        if let Some(b) = self.barrier.take() {
+            deps.push(b);
+        }
+        self.ops.push(Op {
+            instr,
+            layer: layer as u32,
+            pass,
+            deps,
+        });
+        index
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn alloc(
+        &mut self,
+        tensor: &str,
+        layer: &Layer,
+        direction: Direction,
+        format: Buf,
+        matrix: [usize; 2],
+        group: usize,
+        lines: usize,
+    ) -> Operand {
+        let beats = self.hw.beats_per_line(format);
+        let addr = self.next_beat;
+        self.next_beat += lines as u64 * beats;
+        self.map.push(Region {
+            tensor: tensor.to_string(),
+            layer: layer.name.clone(),
+            direction,
+            format,
+            matrix,
+            group,
+            addr,
+            lines: lines as u64,
+            beats_per_line: beats,
+        });
+        Operand { addr, beats }
+    }
+
+    fn load(buf: Buf, at: usize, from: u64, lines: usize) -> Result<Instr, ScheduleError> {
+        Ok(Instr::Load {
+            buf,
+            buf_addr: lines16(at),
+            dram_addr: dram(from)?,
+            lines: lines16(lines),
+            wait: 0,
+            signal: 0,
+        })
+    }
+
+    fn store(buf: Buf, at: usize, to: u64, lines: usize) -> Result<Instr, ScheduleError> {
+        Ok(Instr::Store {
+            buf,
+            buf_addr: lines16(at),
+            dram_addr: dram(to)?,
+            lines: lines16(lines),
+            wait: 0,
+            signal: 0,
+        })
+    }
+
+    /// The tiles of one pass in their order, each with its loads, GEMMs and store.
+    fn tile_steps(
+        &self,
+        g: &GemmPass,
+        t: &Tiling,
+        room: Rooms,
+    ) -> Result<Vec<TileStep>, ScheduleError> {
+        let hw = self.hw;
+        let groups = g.groups;
+        let panel = |op: Operand, tile: usize, g0: usize| {
+            op.addr + ((tile * groups + g0) as u64) * op.beats
+        };
+        let mut steps = Vec::new();
+        let mut out_slot = 0usize;
+        let mut next_out = || {
+            let at = room.out.base + (out_slot % 2) * hw.rows;
+            out_slot += 1;
+            at
+        };
+        let gemm =
+            |act: usize, wgt: usize, n: usize, out: usize, first: bool, last: bool| Instr::Gemm {
+                mode: g.mode,
+                act_addr: lines16(act),
+                wgt_addr: lines16(wgt),
+                groups: lines16(n),
+                out_addr: lines16(out),
+                first,
+                last,
+                wait: 0,
+                signal: 0,
+            };
+        let finish = |rt: usize, ct: usize, out: usize, mut instrs: Vec<(Instr, Pass)>| {
+            let to = g.out.line(((rt * g.qt + ct) * hw.rows) as u64);
+            instrs.push((Self::store(Buf::Out, out, to, hw.rows)?, g.pass));
+            Ok::<_, ScheduleError>(TileStep {
+                ct,
+                rt,
+                out_addr: out,
+                instrs,
+            })
+        };
+        match t.order {
+            Order::AStationary | Order::BStationary => {
+                // A block of the stationary operand's panels stays in one half of its buffer
+                // while every panel of the other operand streams past it, double buffered.
+                let a_stays = t.order == Order::AStationary;
+                let a = (Buf::Act, room.act, g.a, g.pt);
+                let b = (Buf::Wgt, room.wgt, g.b, g.qt);
+                let (stay, flow) = if a_stays { (a, b) } else { (b, a) };
+                let mut streamed = 0usize;
+                for (half, first) in (0..stay.3).step_by(t.block).enumerate() {
+                    let block: Vec<usize> = (first..(first + t.block).min(stay.3)).collect();
+                    for f in 0..flow.3 {
+                        let f_at = flow.1.base + (streamed % 2) * groups;
+                        streamed += 1;
+                        for (j, &st) in block.iter().enumerate() {
+                            let mut instrs = Vec::new();
+                            if j == 0 {
+                                let load = Self::load(flow.0, f_at, panel(flow.2, f, 0), groups)?;
+                                instrs.push((load, g.pass));
+                            }
+                            let s_at = stay.1.base + (half % 2) * t.block * groups + j * groups;
+                            if f == 0 {
+                                let load = Self::load(stay.0, s_at, panel(stay.2, st, 0), groups)?;
+                                instrs.push((load, g.pass));
+                            }
+                            let (a_at, b_at, rt, ct) = if a_stays {
+                                (s_at, f_at, st, f)
+                            } else {
+                                (f_at, s_at, f, st)
+                            };
+                            let out = next_out();
+                            instrs.push((gemm(a_at, b_at, groups, out, true, true), g.pass));
+                            steps.push(finish(rt, ct, out, instrs)?);
+                        }
+                    }
+                }
+            }
+            Order::Split => {
+                let chunks = groups.div_ceil(t.chunk);
+                let mut slot = 0usize;
+                for ct in 0..g.qt {
+                    for rt in 0..g.pt {
+                        let mut instrs = Vec::new();
+                        let out = next_out();
+                        for c in 0..chunks {
+                            let g0 = c * t.chunk;
+                            let n = t.chunk.min(groups - g0);
+                            let a_at = room.act.base + (slot % 2) * t.chunk;
+                            let b_at = room.wgt.base + (slot % 2) * t.chunk;
+                            slot += 1;
+                            instrs
+                                .push((Self::load(Buf::Act, a_at, panel(g.a, rt, g0), n)?, g.pass));
+                            instrs
+                                .push((Self::load(Buf::Wgt, b_at, panel(g.b, ct, g0), n)?, g.pass));
+                            instrs
+                                .push((gemm(a_at, b_at, n, out, c == 0, c + 1 == chunks), g.pass));
+                        }
+                        steps.push(finish(rt, ct, out, instrs)?);
+                    }
+                }
+            }
+        }
+        Ok(steps)
+    }
+
+    fn tiling(
+        &mut self,
+        layer: &Layer,
+        g: &GemmPass,
+        room: Rooms,
+        limits: Limits,
+        index: usize,
+    ) -> Result<Tiling, ScheduleError> {
+        let shape = PassShape {
+            pt: g.pt,
+            qt: g.qt,
+            groups: g.groups,
+            a_beats: g.a.beats,
+            b_beats: g.b.beats,
+        };
+        if room.out.len < 2 * self.hw.rows {
+            return Err(layer_error(
+                index,
+                layer,
+                format!(
+                    "{}: the out buffer gives {} lines to this pass and needs 2 tiles of {} rows \
+                     (double buffering); raise system.out_lines",
+                    g.pass.name(),
+                    room.out.len,
+                    self.hw.rows
+                ),
+            ));
+        }
+        let room_lines = Room {
+            act: room.act.len,
+            wgt: room.wgt.len,
+        };
+        let t = tiling::choose(&shape, room_lines, limits)
+            .map_err(|m| layer_error(index, layer, format!("{}: {m}", g.pass.name())))?;
+        self.tilings.push(PassTiling {
+            layer: layer.name.clone(),
+            pass: g.pass,
+            tiling: t,
+            row_tiles: g.pt,
+            col_tiles: g.qt,
+            groups: g.groups,
+        });
+        Ok(t)
+    }
+}
+
+fn layer_error(index: usize, layer: &Layer, message: String) -> ScheduleError {
+    ScheduleError {
+        layer: Some((index, layer.name.clone())),
+        message,
+    }
+}
+
+/// The DRAM tensors of one layer.
+struct LayerTensors {
+    ff: GemmPass,
+    bp: GemmPass,
+    wu: GemmPass,
+    w32: Operand,
+    m_f: Operand,
+    w32_new: Operand,
+    w16_new: Operand,
+    m_f_new: Operand,
+    w_f_new: Operand,
+    w_b_new: Operand,
+}
+
+/// Builds the step of `net` on `hw`.
+pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, ScheduleError> {
+    let mut b = Builder {
+        hw,
+        ops: Vec::new(),
+        tracker: Tracker::new(hw),
+        map: Vec::new(),
+        next_beat: 0,
+        tilings: Vec::new(),
+        barrier: None,
+    };
+    // The SORE's two output slots at the top of wgt.
+    let sore_slot = net
+        .layers
+        .iter()
+        .filter(|l| l.sparsity == Sparsity::Sparse)
+        .map(|l| (l.cout.div_ceil(hw.cols) * hw.cols).div_ceil(hw.m))
+        .max()
+        .unwrap_or(0);
+    let gemm_wgt = hw.lines(Buf::Wgt).saturating_sub(2 * sore_slot);
+    if gemm_wgt < 2 {
+        return Err(ScheduleError {
+            layer: None,
+            message: format!(
+                "the wgt buffer ({} lines) cannot hold the SORE's two output slots of {} lines \
+                 (the widest layer's output channels, padded to whole blocks, over M) and GEMM operands; raise system.wgt_lines",
+                hw.lines(Buf::Wgt), sore_slot
+            ),
+        });
+    }
+    let full = Rooms {
+        act: Span {
+            base: 0,
+            len: hw.lines(Buf::Act),
+        },
+        wgt: Span {
+            base: 0,
+            len: gemm_wgt,
+        },
+        out: Span {
+            base: 0,
+            len: hw.lines(Buf::Out),
+        },
+    };
+    let largest_block = net.layers.iter().map(|l| hw.padded(l.k)).max().unwrap_or(0);
+    let weight_halves = 2 * largest_block <= hw.lines(Buf::Master);
+    let weight_room = if weight_halves {
+        hw.lines(Buf::Master) / 2
+    } else {
+        hw.lines(Buf::Master)
+    };
+    for (i, l) in net.layers.iter().enumerate() {
+        if hw.padded(l.k) > weight_room {
+            return Err(layer_error(
+                i,
+                l,
+                format!(
+                    "one output-channel block of its weights is Kp = {} lines and the master, \
+                     w16 and mask buffers hold {}; raise system.weight_lines to at least {}",
+                    hw.padded(l.k),
+                    hw.lines(Buf::Master),
+                    hw.padded(l.k)
+                ),
+            ));
+        }
+    }
+    let tensors: Vec<LayerTensors> = net
+        .layers
+        .iter()
+        .map(|l| layer_tensors(&mut b, l))
+        .collect();
+
+    for (i, l) in net.layers.iter().enumerate() {
+        let t = b.tiling(
+            l,
+            &tensors[i].ff,
+            full,
+            Limits {
+                max_columns_in_flight: None,
+            },
+            i,
+        )?;
+        for step in b.tile_steps(&tensors[i].ff, &t, full)? {
+            for (instr, pass) in step.instrs {
+                b.push(instr, i, pass);
+            }
+        }
+    }
+
+    let split = |s: Span| s.halves(opts.interleave);
+    let [bp_act, wu_act] = split(full.act);
+    let [bp_wgt, wu_wgt] = split(full.wgt);
+    let [bp_out, wu_out] = split(full.out);
+    let bp_room = Rooms {
+        act: bp_act,
+        wgt: bp_wgt,
+        out: bp_out,
+    };
+    let wu_room = Rooms {
+        act: wu_act,
+        wgt: wu_wgt,
+        out: wu_out,
+    };
+    let mut weight_chunk = 0usize;
+    let mut sore_use = 0usize;
+    for (i, l) in net.layers.iter().enumerate().rev() {
+        let lt = &tensors[i];
+        let kp = hw.padded(l.k);
+        let per_chunk = (weight_room / kp).max(1);
+        let t_bp = b.tiling(
+            l,
+            &lt.bp,
+            bp_room,
+            Limits {
+                max_columns_in_flight: None,
+            },
+            i,
+        )?;
+        let bp_steps = b.tile_steps(&lt.bp, &t_bp, bp_room)?;
+        let t_wu = b.tiling(
+            l,
+            &lt.wu,
+            wu_room,
+            Limits {
+                max_columns_in_flight: Some(per_chunk),
+            },
+            i,
+        )?;
+        let wu_tiles = b.tile_steps(&lt.wu, &t_wu, wu_room)?;
+        let chunk_of = |ct: usize| match t_wu.order {
+            Order::AStationary => 0,
+            Order::BStationary => ct / t_wu.block,
+            Order::Split => ct / per_chunk,
+        };
+        let ctx = WeightPhase {
+            hw,
+            layer: l,
+            lt,
+            kp,
+            sore_base: gemm_wgt,
+            sore_slot,
+        };
+        let wu_steps = weight_steps(
+            &ctx,
+            wu_tiles,
+            chunk_of,
+            weight_halves,
+            &mut weight_chunk,
+            &mut sore_use,
+        )?;
+        // Interleave: the pass with more tiles takes proportionally more turns.
+        let (nb, nw) = (bp_steps.len(), wu_steps.len());
+        let mut order: Vec<(usize, bool)> = Vec::with_capacity(nb + nw);
+        if opts.interleave {
+            let (mut ib, mut iw) = (0usize, 0usize);
+            while ib < nb || iw < nw {
+                // Take BP while its share of progress is behind WU's (cross-multiplied).
+                if iw >= nw || (ib < nb && ib * nw.max(1) <= iw * nb) {
+                    order.push((ib, true));
+                    ib += 1;
+                } else {
+                    order.push((iw, false));
+                    iw += 1;
+                }
+            }
+        } else {
+            order.extend((0..nb).map(|k| (k, true)));
+            order.extend((0..nw).map(|k| (k, false)));
+        }
+        let mut bp_steps: Vec<Option<Vec<(Instr, Pass)>>> =
+            bp_steps.into_iter().map(|s| Some(s.instrs)).collect();
+        let mut wu_steps: Vec<Option<Vec<(Instr, Pass)>>> =
+            wu_steps.into_iter().map(Some).collect();
+        let mut last = None;
+        for (k, is_bp) in order {
+            let instrs = if is_bp {
+                bp_steps[k].take()
+            } else {
+                wu_steps[k].take()
+            };
+            for (instr, pass) in instrs.unwrap_or_default() {
+                last = Some(b.push(instr, i, pass));
+            }
+        }
+        if !opts.pregen {
+            b.barrier = last;
+        }
+    }
+    Ok(Built {
+        ops: b.ops,
+        memory_map: b.map,
+        tilings: b.tilings,
+    })
+}
+
+fn layer_tensors(b: &mut Builder, l: &Layer) -> LayerTensors {
+    let hw = b.hw;
+    let sparse = l.sparsity == Sparsity::Sparse;
+    let mode = if sparse {
+        GemmMode::Sparse
+    } else {
+        GemmMode::Dense
+    };
+    // Formats as `engines::sat::lines` packs them: FF and BP group their reductions by the
+    // layer's mode, WU by N (dense); X^T and dW^T have Kp rows (zero rows past K), so that UPDATE
+    // writes every master and w16 line of a block, padding included, and PRUNE_F reads zeros
+    // there.
+    let (g, gd) = (hw.group(mode), hw.n);
+    let kp = hw.padded(l.k);
+    let (kg, cg, rg) = (l.k.div_ceil(g), l.cout.div_ceil(g), l.r.div_ceil(gd));
+    let (rt, kt, ct) = (
+        l.r.div_ceil(hw.rows),
+        l.k.div_ceil(hw.cols),
+        l.cout.div_ceil(hw.cols),
+    );
+    let kt_rows = kp.div_ceil(hw.rows);
+    use Direction::{Input, Output};
+    let x = b.alloc("x", l, Input, Buf::Act, [l.r, l.k], g, rt * kg);
+    let w_f = b.alloc("w_f", l, Input, Buf::Wgt, [l.k, l.cout], g, ct * kg);
+    let y = b.alloc(
+        "y",
+        l,
+        Output,
+        Buf::Out,
+        [l.r, l.cout],
+        0,
+        rt * ct * hw.rows,
+    );
+    let dy = b.alloc("dy", l, Input, Buf::Act, [l.r, l.cout], g, rt * cg);
+    let w_b = b.alloc("w_b", l, Input, Buf::Wgt, [l.cout, l.k], g, kt * cg);
+    let dx = b.alloc("dx", l, Output, Buf::Out, [l.r, l.k], 0, rt * kt * hw.rows);
+    let xt = b.alloc("x_t", l, Input, Buf::Act, [kp, l.r], gd, kt_rows * rg);
+    let dy_wu = b.alloc("dy_wu", l, Input, Buf::Wgt, [l.r, l.cout], gd, ct * rg);
+    let dwt = b.alloc(
+        "dw_t",
+        l,
+        Output,
+        Buf::Out,
+        [kp, l.cout],
+        0,
+        kt_rows * ct * hw.rows,
+    );
+    let w = [l.cout, l.k];
+    let w32 = b.alloc("w32", l, Input, Buf::Master, w, 0, ct * kp);
+    let m_f = b.alloc("m_f", l, Input, Buf::Mask, w, 0, ct * kp);
+    let w32_new = b.alloc("w32_new", l, Output, Buf::Master, w, 0, ct * kp);
+    let w16_new = b.alloc("w16_new", l, Output, Buf::W16, w, 0, ct * kp);
+    let (m_f_new, w_f_new, w_b_new) = if sparse {
+        (
+            b.alloc("m_f_new", l, Output, Buf::Mask, w, 0, ct * kp),
+            b.alloc("w_f_new", l, Output, Buf::Wgt, [l.k, l.cout], hw.m, ct * kg),
+            b.alloc("w_b_new", l, Output, Buf::Wgt, [l.cout, l.k], hw.m, kt * cg),
+        )
+    } else {
+        let none = Operand { addr: 0, beats: 0 };
+        (none, none, none)
+    };
+    LayerTensors {
+        ff: GemmPass {
+            pass: Pass::Ff,
+            mode,
+            pt: rt,
+            qt: ct,
+            groups: kg,
+            a: x,
+            b: w_f,
+            out: y,
+        },
+        bp: GemmPass {
+            pass: Pass::Bp,
+            mode,
+            pt: rt,
+            qt: kt,
+            groups: cg,
+            a: dy,
+            b: w_b,
+            out: dx,
+        },
+        wu: GemmPass {
+            pass: Pass::Wu,
+            mode: GemmMode::Dense,
+            pt: kt_rows,
+            qt: ct,
+            groups: rg,
+            a: xt,
+            b: dy_wu,
+            out: dwt,
+        },
+        w32,
+        m_f,
+        w32_new,
+        w16_new,
+        m_f_new,
+        w_f_new,
+        w_b_new,
+    }
+}
+
+struct WeightPhase<'a> {
+    hw: &'a Hardware,
+    layer: &'a Layer,
+    lt: &'a LayerTensors,
+    kp: usize,
+    sore_base: usize,
+    sore_slot: usize,
+}
+
+/// The WU tiles of a layer with the weight work woven in: before the first tile of a chunk of
+/// output-channel blocks, the chunk's W32 and M_F are loaded; after each tile, dW^T is stored and
+/// UPDATE runs on it; after a chunk's last tile, W32' and W16' are stored and PRUNE_F prunes each
+/// block. After the last chunk, PRUNE_B prunes every block of `cols` k's (reloading W16' and
+/// M_F' from DRAM when the layer did not fit one chunk).
+fn weight_steps(
+    ctx: &WeightPhase,
+    tiles: Vec<TileStep>,
+    chunk_of: impl Fn(usize) -> usize,
+    halves: bool,
+    chunk_counter: &mut usize,
+    sore_use: &mut usize,
+) -> Result<Vec<Vec<(Instr, Pass)>>, ScheduleError> {
+    let hw = ctx.hw;
+    let (kp, lt) = (ctx.kp, ctx.lt);
+    let sparse = ctx.layer.sparsity == Sparsity::Sparse;
+    let blocks = ctx.layer.cout.div_ceil(hw.cols);
+    // wgt lines FF and BP read per block: the PRUNE outputs beyond them are all-padding groups.
+    let kg = ctx.layer.k.div_ceil(hw.m);
+    let cg = ctx.layer.cout.div_ceil(hw.m);
+    let n_chunks = tiles.iter().map(|t| chunk_of(t.ct)).max().unwrap_or(0) + 1;
+    // Per chunk: its blocks, where its first and last tiles are.
+    let mut first_tile = vec![usize::MAX; n_chunks];
+    let mut last_tile = vec![0; n_chunks];
+    let mut chunk_blocks: Vec<Vec<usize>> = vec![Vec::new(); n_chunks];
+    for (k, t) in tiles.iter().enumerate() {
+        let c = chunk_of(t.ct);
+        first_tile[c] = first_tile[c].min(k);
+        last_tile[c] = k;
+        if !chunk_blocks[c].contains(&t.ct) {
+            chunk_blocks[c].push(t.ct);
+        }
+    }
+    let room = if halves {
+        hw.lines(Buf::Master) / 2
+    } else {
+        hw.lines(Buf::Master)
+    };
+    let mut bases = vec![0usize; n_chunks];
+    for base in bases.iter_mut() {
+        *base = if halves {
+            (*chunk_counter % 2) * room
+        } else {
+            0
+        };
+        *chunk_counter += 1;
+    }
+    let slot_of = |c: usize, ct: usize| {
+        let j = chunk_blocks[c].iter().position(|&x| x == ct).unwrap_or(0);
+        bases[c] + j * kp
+    };
+    let sore_slot = |use_: &mut usize| {
+        let at = ctx.sore_base + (*use_ % 2) * ctx.sore_slot;
+        *use_ += 1;
+        at
+    };
+    let load = Builder::load;
+    let store = Builder::store;
+    let mut steps = Vec::with_capacity(tiles.len() + 1);
+    for (k, t) in tiles.into_iter().enumerate() {
+        let c = chunk_of(t.ct);
+        let mut instrs = Vec::new();
+        if first_tile[c] == k {
+            for &cb in &chunk_blocks[c] {
+                let at = slot_of(c, cb);
+                let from = (cb * kp) as u64;
+                for (buf, tensor) in [(Buf::Master, lt.w32), (Buf::Mask, lt.m_f)] {
+                    instrs.push((load(buf, at, tensor.line(from), kp)?, Pass::Update));
+                }
+            }
+        }
+        instrs.extend(t.instrs);
+        let k0 = t.rt * hw.rows;
+        let lines = hw.rows.min(kp - k0);
+        let at = slot_of(c, t.ct) + k0;
+        instrs.push((
+            Instr::Update {
+                out_addr: lines16(t.out_addr),
+                master_addr: lines16(at),
+                w16_addr: lines16(at),
+                mask_addr: lines16(at),
+                lines: lines16(lines),
+                wait: 0,
+                signal: 0,
+            },
+            Pass::Update,
+        ));
+        if last_tile[c] == k {
+            for &cb in &chunk_blocks[c] {
+                let at = slot_of(c, cb);
+                let to = (cb * kp) as u64;
+                for (buf, tensor) in [(Buf::Master, lt.w32_new), (Buf::W16, lt.w16_new)] {
+                    instrs.push((store(buf, at, tensor.line(to), kp)?, Pass::Update));
+                }
+                if !sparse {
+                    continue;
+                }
+                // PRUNE_F in pieces of at most one SORE slot of output lines.
+                let piece = (ctx.sore_slot * hw.m).min(kp) / hw.m * hw.m;
+                let mut k0 = 0;
+                while k0 < kp {
+                    let n = piece.min(kp - k0);
+                    let wgt_at = sore_slot(sore_use);
+                    instrs.push((
+                        Instr::PruneF {
+                            w16_addr: lines16(at + k0),
+                            lines: lines16(n),
+                            wgt_addr: lines16(wgt_at),
+                            mask_addr: lines16(at + k0),
+                            wait: 0,
+                            signal: 0,
+                        },
+                        Pass::PruneF,
+                    ));
+                    let (g0, groups) = (k0 / hw.m, (n / hw.m).min(kg.saturating_sub(k0 / hw.m)));
+                    if groups > 0 {
+                        let wf = (cb * kg + g0) as u64;
+                        instrs.push((
+                            store(Buf::Wgt, wgt_at, lt.w_f_new.line(wf), groups)?,
+                            Pass::PruneF,
+                        ));
+                    }
+                    let mf = (cb * kp + k0) as u64;
+                    instrs.push((
+                        store(Buf::Mask, at + k0, lt.m_f_new.line(mf), n)?,
+                        Pass::PruneF,
+                    ));
+                    k0 += n;
+                }
+            }
+        }
+        steps.push(instrs);
+    }
+    if !sparse {
+        return Ok(steps);
+    }
+    let mut instrs = Vec::new();
+    let kblocks = ctx.layer.k.div_ceil(hw.cols);
+    let mut prune_b = |instrs: &mut Vec<(Instr, Pass)>, w16_at: usize, stride: usize, kb: usize| {
+        let wgt_at = sore_slot(sore_use);
+        instrs.push((
+            Instr::PruneB {
+                w16_addr: lines16(w16_at),
+                mask_addr: lines16(w16_at),
+                stride: lines16(stride),
+                blocks: lines16(blocks),
+                k_block: lines16(kb),
+                wgt_addr: lines16(wgt_at),
+                wait: 0,
+                signal: 0,
+            },
+            Pass::PruneB,
+        ));
+        let to = (kb * cg) as u64;
+        instrs.push((
+            store(Buf::Wgt, wgt_at, lt.w_b_new.line(to), cg)?,
+            Pass::PruneB,
+        ));
+        Ok::<_, ScheduleError>(())
+    };
+    if n_chunks == 1 {
+        // Every block is still in the weight buffers, block cb at bases[0] + cb * Kp.
+        for kb in 0..kblocks {
+            prune_b(&mut instrs, bases[0] + kb * hw.cols, kp, kb)?;
+        }
+    } else {
+        // Reload W16' and M_F' a few k blocks at a time, every output-channel block of them.
+        let per = (room / (blocks * hw.cols)).max(1).min(kblocks);
+        if blocks * hw.cols > room {
+            return Err(ScheduleError {
+                layer: None,
+                message: format!(
+                    "layer `{}`: PRUNE_B needs the {} lines of every output-channel block of one \
+                     k block in the weight buffers, which hold {}; raise system.weight_lines",
+                    ctx.layer.name,
+                    blocks * hw.cols,
+                    room
+                ),
+            });
+        }
+        let base = if halves {
+            (*chunk_counter % 2) * room
+        } else {
+            0
+        };
+        *chunk_counter += 1;
+        for kb0 in (0..kblocks).step_by(per) {
+            let nk = per.min(kblocks - kb0) * hw.cols;
+            let stride = per * hw.cols;
+            for cb in 0..blocks {
+                let from = (cb * kp + kb0 * hw.cols) as u64;
+                let at = base + cb * stride;
+                for (buf, tensor) in [(Buf::W16, lt.w16_new), (Buf::Mask, lt.m_f_new)] {
+                    instrs.push((load(buf, at, tensor.line(from), nk)?, Pass::PruneB));
+                }
+            }
+            for kb in kb0..kb0 + nk / hw.cols {
+                prune_b(&mut instrs, base + (kb - kb0) * hw.cols, stride, kb)?;
+            }
+        }
+    }
+    steps.push(instrs);
+    Ok(steps)
+}

@@ -1,0 +1,158 @@
+//! Scheduling the shipped networks: validated programs, tilings that fit, deterministic output,
+//! and the static check rejecting broken programs.
+
+use std::path::PathBuf;
+
+use coforge_scheduler::isa::{Buf, Engine, GemmMode, Instr};
+use coforge_scheduler::validate::validate_program;
+use coforge_scheduler::{
+    report, schedule, validate, EnginePattern, Hardware, Network, Options, Schedule,
+};
+
+fn hw(rows: usize, cols: usize, n: usize, m: usize) -> Hardware {
+    Hardware::with_defaults(rows, cols, n, m, |_| {})
+}
+
+fn network(file: &str, hw: &Hardware) -> Network {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../networks")
+        .join(file);
+    Network::load(&path, EnginePattern { n: hw.n, m: hw.m }).unwrap()
+}
+
+fn small(file: &str) -> (Schedule, Hardware) {
+    let hw = hw(4, 4, 2, 8);
+    let net = network(file, &hw);
+    (schedule(&net, &hw, Options::default()).unwrap(), hw)
+}
+
+#[test]
+fn shipped_small_networks_validate() {
+    for file in ["mlp.toml", "small-cnn-ci.toml"] {
+        let (s, _) = small(file);
+        validate(&s).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(matches!(s.instructions.last().unwrap().instr, Instr::End));
+        assert!(s.step_cycles_estimated > 0);
+        eprintln!(
+            "{file}: {} instructions, {} cycles",
+            s.instructions.len(),
+            s.step_cycles_estimated
+        );
+    }
+}
+
+#[test]
+fn resnet_macs_match_the_published_figures() {
+    let hw = hw(16, 16, 2, 8);
+    // Per 224 x 224 image, forward: ResNet-18 1.82 G, ResNet-50 4.1 G multiply-accumulates
+    // (convs and fc; torchvision's model cards say 1.81 and 4.09 GFLOPS counted as MACs).
+    for (file, low, high) in [
+        ("resnet18.toml", 1.80e9, 1.83e9),
+        ("resnet50.toml", 4.05e9, 4.15e9),
+    ] {
+        let net = network(file, &hw);
+        let per_image = net.forward_macs() as f64 / net.batch as f64;
+        assert!((low..high).contains(&per_image), "{file}: {per_image}");
+    }
+}
+
+#[test]
+fn schedules_are_deterministic() {
+    let (a, _) = small("small-cnn-ci.toml");
+    let (b, _) = small("small-cnn-ci.toml");
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
+    assert_eq!(report::gantt_svg(&a), report::gantt_svg(&b));
+    assert_eq!(report::layers_csv(&a), report::layers_csv(&b));
+    // And the JSON reads back to the same schedule.
+    let back: Schedule = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+    assert_eq!(back, a);
+}
+
+#[test]
+fn a_gemm_that_reads_before_its_load_is_rejected() {
+    let (mut s, _) = small("mlp.toml");
+    // Drop the wait of the first GEMM that waits for a load: it could read its act lines before
+    // they arrive.
+    let at = s
+        .instructions
+        .iter()
+        .position(|e| matches!(e.instr, Instr::Gemm { wait, .. } if wait != 0))
+        .unwrap();
+    if let Instr::Gemm { wait, .. } = &mut s.instructions[at].instr {
+        *wait = 0;
+    }
+    // Take the matching signals away too, so that the tokens still pair.
+    let err = validate(&s).unwrap_err();
+    assert_eq!(err.index, at, "{err}");
+    assert!(
+        err.to_string().contains("not ordered before it") || err.to_string().contains("token"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_gemm_moved_before_its_load_is_rejected_in_json() {
+    let (s, _) = small("mlp.toml");
+    let mut json: serde_json::Value = serde_json::to_value(&s).unwrap();
+    let instrs = json["instructions"].as_array_mut().unwrap();
+    let at = instrs.iter().position(|e| e["op"] == "gemm").unwrap();
+    let gemm = instrs.remove(at);
+    instrs.insert(0, gemm);
+    let edited: Schedule = serde_json::from_value(json).unwrap();
+    let err = validate(&edited).unwrap_err();
+    assert_eq!(err.index, 0, "{err}");
+    assert!(
+        err.to_string().contains("no earlier instruction writes"),
+        "{err}"
+    );
+}
+
+fn tokens(from: Engine, to: Engine) -> u16 {
+    coforge_scheduler::tokens::token(from, to)
+}
+
+/// Load act and wgt, a GEMM on them, then a load over the act lines the GEMM reads.
+fn reload_program(gemm_signals: bool, reload_waits: bool) -> Vec<Instr> {
+    let load = |buf, wait, signal| Instr::Load {
+        buf,
+        buf_addr: 0,
+        dram_addr: 0,
+        lines: 4,
+        wait,
+        signal,
+    };
+    let (d2s, s2d) = (
+        tokens(Engine::Dma, Engine::Stce),
+        tokens(Engine::Stce, Engine::Dma),
+    );
+    vec![
+        load(Buf::Act, 0, 0),
+        load(Buf::Wgt, 0, d2s),
+        Instr::Gemm {
+            mode: GemmMode::Sparse,
+            act_addr: 0,
+            wgt_addr: 0,
+            groups: 4,
+            out_addr: 0,
+            first: true,
+            last: true,
+            wait: d2s,
+            signal: if gemm_signals { s2d } else { 0 },
+        },
+        load(Buf::Act, if reload_waits { s2d } else { 0 }, 0),
+        Instr::End,
+    ]
+}
+
+#[test]
+fn an_overwrite_before_the_reader_is_done_is_rejected() {
+    let hw = hw(4, 4, 2, 8);
+    validate_program(&reload_program(true, true), &hw).unwrap();
+    let err = validate_program(&reload_program(false, false), &hw).unwrap_err();
+    assert_eq!(err.index, 3, "{err}");
+    assert!(err.to_string().contains("overwrites act line 0"), "{err}");
+    assert!(err.to_string().contains("instruction 2"), "{err}");
+}
