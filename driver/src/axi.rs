@@ -105,7 +105,7 @@ pub fn run(
     let rows = cfg.rows as usize;
     let expected = tiling.tiles() * rows;
     let mut sink = AxisSink::new(pins, ports::STCE_OUT)?
-        .with_stalls(stalls.rate, stalls.seed ^ 0x5eed_0f_a11)?
+        .with_stalls(stalls.rate, stalls.seed ^ 0x5eed_f0a1_1000)?
         .expect(expected);
     let reset = ResetPin {
         port: pins.input(ports::RESET_N)?,

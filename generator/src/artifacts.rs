@@ -26,6 +26,9 @@ pub struct TopInfo {
     #[serde(skip)]
     pub ports: Vec<Port>,
     pub filelist: String,
+    /// For an AXI wrapper (`engines::axi`), the engine top it wraps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wraps: Option<String>,
 }
 
 /// A rendered config: file names (relative to the output folder) and their contents.
@@ -258,6 +261,7 @@ pub fn render(cfg: &Config) -> Result<Rendered, RenderError> {
                 files: wrapper_files,
                 ports: wrapper.ports().to_vec(),
                 filelist: format!("{}.f", wrapper.name()),
+                wraps: Some(engine.top.clone()),
             });
             all.add(wrapper)?;
         }
@@ -269,6 +273,7 @@ pub fn render(cfg: &Config) -> Result<Rendered, RenderError> {
                 .ports()
                 .to_vec(),
             filelist: format!("{}.f", engine.top),
+            wraps: None,
             name: engine.top,
             role: engine.role,
         });

@@ -179,7 +179,7 @@ fn counter(
     b.clocked(
         clk,
         vec![when_else(
-            (rst.lor(clear)).clone(),
+            rst.lor(clear),
             vec![set(&c, Expr::zero(32))],
             vec![when(inc, vec![set(&c, c.add(&Expr::lit(1, 32)))])],
         )],
@@ -200,7 +200,7 @@ fn sticky(
     b.clocked(
         clk,
         vec![when_else(
-            (rst.lor(clear)).clone(),
+            rst.lor(clear),
             vec![set(&f, Expr::bit(false))],
             vec![when(raise, vec![set(&f, Expr::bit(true))])],
         )],
@@ -473,7 +473,7 @@ fn axis_slave(
 }
 
 /// An AXI4-Stream master `<prefix>_*` fed by a FIFO of `depth` words (`depth` a power of two).
-/// The engine side writes `data` (with `last`) when `write`; the caller guarantees room (the
+/// The engine side writes `beat` = `{tlast, tdata}` when `write`; the caller guarantees room (the
 /// credit rule). `TVALID` and `TDATA` are registers. Returns `(handshake, overflow, count)`:
 /// a word left on the bus this cycle, a write found the FIFO full, words in the FIFO memory.
 fn axis_master_fifo(
@@ -483,10 +483,9 @@ fn axis_master_fifo(
     prefix: &str,
     depth: u32,
     write: &Expr,
-    data: &Expr,
-    last: &Expr,
+    beat: &Expr,
 ) -> (Expr, Expr, Expr) {
-    let width = data.width();
+    let width = beat.width() - 1;
     let tdata = b.output(&format!("{prefix}_tdata"), width, "");
     let tvalid = b.output_reg(&format!("{prefix}_tvalid"), 1, "");
     let tready = b.input(&format!("{prefix}_tready"), 1, "");
@@ -509,13 +508,7 @@ fn axis_master_fifo(
     let full = count.eq(&Expr::lit(u64::from(depth), abits + 1));
     let overflow = b.name(&format!("{prefix}_overflow"), write.land(&full));
     let accept = write.land(&full.not());
-    b.memory_write(
-        clk,
-        &mem,
-        &accept,
-        &wptr,
-        &Expr::concat(vec![last.clone(), data.clone()]),
-    );
+    b.memory_write(clk, &mem, &accept, &wptr, beat);
     b.memory_read(clk, &mem, &word, &read, &rptr);
     b.drive(&format!("{prefix}_tdata"), word.slice(0, width));
     b.drive(&format!("{prefix}_tlast"), word.bit_at(width));
@@ -534,7 +527,7 @@ fn axis_master_fifo(
                 when(accept.clone(), vec![set(&wptr, wptr.add(&one(abits)))]),
                 when(read.clone(), vec![set(&rptr, rptr.add(&one(abits)))]),
                 when_else(
-                    (accept.land(&read.not())).clone(),
+                    accept.land(&read.not()),
                     vec![set(&count, count.add(&one(abits + 1)))],
                     vec![when(
                         read.land(&accept.not()),
@@ -634,8 +627,7 @@ pub fn stce_wrapper(cfg: &StceConfig, engine: &ModuleDef) -> ModuleDef {
         ports::STCE_OUT,
         depth,
         &eng_out_valid,
-        &row_data,
-        &eng_out_last,
+        &Expr::concat(vec![eng_out_last.clone(), row_data]),
     );
     let expected_row = b.reg("expected_row", index_bits(rows));
     b.describe("the row the engine should show next");
