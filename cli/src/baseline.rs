@@ -244,8 +244,7 @@ fn measure_cycles(
                     }
                 });
                 let pruned = sore::prune(&mut build(&spec)?, &p, &spec, w_bits.view(), Axis(1))?;
-                let estimated = sore::estimate_cycles(&p, pruned.stats.groups);
-                (pruned.stats.cycles, estimated)
+                (pruned.stats.cycles, pruned.stats.estimated_cycles)
             }
             Workload::Update { rows, cols, seed } => {
                 let train = engine.config.train.as_ref().context("[train]")?;
@@ -268,8 +267,7 @@ fn measure_cycles(
                     0.01,
                     2e-4,
                 )?;
-                let estimated = wuve::estimate_cycles(&p, updated.stats.elements);
-                (updated.stats.cycles, estimated)
+                (updated.stats.cycles, updated.stats.estimated_cycles)
             }
         };
         progress.step(&format!(

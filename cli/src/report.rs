@@ -106,9 +106,14 @@ pub struct TrainStepReport {
     pub bit_exact: bool,
     /// `y`, `dx`, `dw`, `w32`, `w16`, `mask_f`, `mask_b`, then the masks the step used.
     pub comparisons: Vec<Comparison>,
-    /// Measured engine cycles of this step per pass (`ff`, `bp`, `wu`, `update`, `prune`).
+    /// Measured engine cycles of this step per pass (`ff`, `bp`, `wu`, `update`, `prune`): each
+    /// operation from its engine taking the first input to showing the last result (`out_valid`).
     pub cycles: BTreeMap<String, u64>,
-    /// The offline schedule of the step (update and pruning overlapped with the tensor engine).
+    /// The engines' estimated cycles of the same operations per pass (`estimated_cycles` of
+    /// `engines::stce`, `sore`, `wuve`).
+    pub estimated_cycles: BTreeMap<String, u64>,
+    /// The offline schedule of the step (update and pruning overlapped with the tensor engine):
+    /// modelled from the measured per-operation cycles, with the same model over the estimates.
     pub schedule: StepSchedule,
     /// With a `[system]` config: cycles the system top (`sat_top`) ran this step's passes in
     /// `system_passes`, counted by its cycle counter from `start` to `done`, memory traffic
@@ -119,8 +124,8 @@ pub struct TrainStepReport {
     /// instruction, plus fetch and dispatch): an estimate, never measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_cycles_estimated: Option<u64>,
-    /// The passes the system top ran (`ff`, `bp`, `wu`; the update and pruning run on the
-    /// separate WUVE and SORE until they join the system top).
+    /// The passes the system top ran (`ff`, `bp`, `wu`, `update`; the pruning runs on the
+    /// separate SORE until it joins the system top).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system_passes: Option<Vec<&'static str>>,
     /// Busy cycles per engine of the system top (measured) and the memory beats it moved.
@@ -151,6 +156,8 @@ pub struct TrainReport {
     pub effective_macs: u64,
     /// Measured engine cycles per pass, summed over all steps.
     pub cycles: BTreeMap<String, u64>,
+    /// The engines' estimated cycles per pass, summed over all steps.
+    pub estimated_cycles: BTreeMap<String, u64>,
     #[serde(serialize_with = "short_f32")]
     pub lr: f32,
     #[serde(serialize_with = "short_f32")]

@@ -7,10 +7,12 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context};
 use clap::Args;
 use coforge_driver::compare::{compare, Comparison};
-use coforge_driver::sat::SatSystem;
+use coforge_driver::sat::{SatSystem, UpdateInputs};
 use coforge_generator::config::Config;
 use coforge_sim::MemoryTiming;
-use coforge_trainer::rtl::{cycles_per_pass, Engine, RtlBackend, StepCheck};
+use coforge_trainer::rtl::{
+    cycles_per_pass, estimated_cycles_per_pass, Engine, RtlBackend, StepCheck,
+};
 use coforge_trainer::schedule::schedule_step;
 use coforge_trainer::{pregenerate, train_step_state, Reference};
 use half::f16;
@@ -190,6 +192,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                         dy.view(),
                         &rtl_state.ff_weights,
                         &rtl_state.bp_weights,
+                        UpdateInputs {
+                            w32: &rtl_state.w32,
+                            mask_f: &rtl_state.mask_f,
+                            lr: cfg.lr,
+                            lambda: cfg.lambda,
+                        },
                         *timing,
                     )
                     .with_context(|| format!("step {step} on the system top"))?;
@@ -197,6 +205,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                     compare("system.y", g.y.view(), run.y.view())?,
                     compare("system.dx", g.dx.view(), run.dx.view())?,
                     compare("system.dw", g.dw.view(), run.dw.view())?,
+                    compare("system.w32", g.w32.view(), run.w32.view())?,
+                    compare("system.w16", g.next.w16.view(), run.w16.view())?,
                 ];
                 Some((compared, run.stats))
             }
@@ -240,7 +250,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let schedule = schedule_step(ops, stce_cfg.rows as usize);
         let on_top = system_stats.as_ref().map_or(String::new(), |s| {
             format!(
-                "; system top: FF, BP and WU in {} cycles measured ({} estimated)",
+                "; system top: FF, BP, WU and update in {} cycles measured ({} estimated)",
                 s.cycles, s.estimated_cycles
             )
         });
@@ -256,10 +266,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             bit_exact: exact,
             comparisons,
             cycles: cycles_per_pass(ops),
+            estimated_cycles: estimated_cycles_per_pass(ops),
             schedule,
             step_cycles_measured: system_stats.as_ref().map(|s| s.cycles),
             step_cycles_estimated: system_stats.as_ref().map(|s| s.estimated_cycles),
-            system_passes: system_stats.as_ref().map(|_| vec!["ff", "bp", "wu"]),
+            system_passes: system_stats
+                .as_ref()
+                .map(|_| vec!["ff", "bp", "wu", "update"]),
             system: system_stats,
         });
         (golden_state, rtl_state) = (g_next, r_next);
@@ -282,6 +295,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         dense_equivalent_macs: 3 * gemm * runs,
         effective_macs: (2 * gemm * n / m + gemm) * runs,
         cycles: rtl.cycles_per_pass(),
+        estimated_cycles: estimated_cycles_per_pass(&rtl.ops),
         lr: args.lr,
         lambda: args.lambda,
         config_hash: config.hash(),

@@ -249,7 +249,13 @@ fn train_on_a_system_config_reports_measured_step_cycles_beside_the_estimate() {
                 .iter()
                 .map(|c| c["tensor"].as_str().unwrap())
                 .collect();
-            for t in ["system.y", "system.dx", "system.dw"] {
+            for t in [
+                "system.y",
+                "system.dx",
+                "system.dw",
+                "system.w32",
+                "system.w16",
+            ] {
                 assert!(names.contains(&t), "{names:?}");
             }
         }
@@ -326,4 +332,28 @@ fn estimate_counts_cells_and_the_longest_path_per_top_and_writes_a_vivado_script
         row.is_some_and(|l| l.trim_end().ends_with(&format!(" {longest}"))),
         "{table}"
     );
+}
+
+#[test]
+fn int8x2_packing_halves_the_dsps_on_ultrascale_plus() {
+    // The same 2 x 2 engine with and without packing, through `coforge estimate --family xcup`.
+    let engine = "[stce]\nrows = 2\ncols = 2\nn = 2\nm = 4\n";
+    let mut dsps = Vec::new();
+    for extra in ["", "dsp_packing = \"int8x2\"\n"] {
+        let c = Case::new(&format!("{engine}{extra}"));
+        let (config, out) = (c.arg("c.toml"), c.arg("out"));
+        let o = coforge(
+            &[
+                "estimate", "--config", &config, "--family", "xcup", "--out", &out,
+            ],
+            &[],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(c.path("out/resources.json")).unwrap())
+                .unwrap();
+        dsps.push(r["tops"][0]["summary"]["dsps"].as_u64().unwrap());
+    }
+    // 4 PEs x 2 multipliers: 8 DSP48E2 unpacked, 4 packed.
+    assert_eq!(dsps, [8, 4]);
 }

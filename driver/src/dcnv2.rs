@@ -19,9 +19,6 @@ use rand_chacha::ChaCha8Rng;
 use sparse_kernels::deform::dcnv2::weight_matrix;
 use sparse_kernels::deform::{dcnv2_fixed, FixedFormat, Geometry};
 
-/// Cycles of reset before the streams start.
-pub const RESET_CYCLES: u64 = 2;
-
 /// One mode-B layer in torchvision's layouts (see `sparse_kernels::deform::dcnv2`).
 #[derive(Clone, Copy, Debug)]
 pub struct Layer<'a> {
@@ -242,7 +239,7 @@ pub fn run_engine(
     model.set(ohgt, sh.hout as u64);
     model.set(owid, sh.wout as u64);
     model.set(rst, 1);
-    for _ in 0..RESET_CYCLES {
+    for _ in 0..dcnv2::RESET_CYCLES {
         model.step().map_err(sim)?;
     }
     model.set(rst, 0);
@@ -376,7 +373,7 @@ pub fn run_engine(
             .with_stalls(pressure.stall_rate, pressure.seed ^ 3)
             .map_err(sim)?;
     }
-    let estimated = dcnv2::estimate_cycles(
+    let estimated = dcnv2::estimated_cycles(
         p,
         sh.h as u64,
         sh.w as u64,

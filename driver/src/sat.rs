@@ -346,11 +346,35 @@ pub fn check_program(
                     return bad(i, "reads or writes past the end of a buffer".into());
                 }
             }
-            Instr::PruneF { .. } | Instr::PruneB { .. } => {
+            Instr::PruneF {
+                w16_addr,
+                lines,
+                wgt_addr,
+                mask_addr,
+                ..
+            } => {
+                let n = u64::from(lines);
+                if lines == 0 || n % u64::from(geo.m) != 0 {
+                    return bad(
+                        i,
+                        format!(
+                            "prunes {lines} lines; use a positive multiple of M = {}",
+                            geo.m
+                        ),
+                    );
+                }
+                if !within(Buf::W16, w16_addr, n)
+                    || !within(Buf::Mask, mask_addr, n)
+                    || !within(Buf::Wgt, wgt_addr, n / u64::from(geo.m))
+                {
+                    return bad(i, "reads or writes past the end of a buffer".into());
+                }
+            }
+            Instr::PruneB { .. } => {
                 return bad(
                     i,
-                    "PRUNE_F and PRUNE_B are not in the system's RTL yet (the SORE is not \
-                     instantiated); prune on the host or on the separate SORE"
+                    "PRUNE_B is not in the system's RTL yet (no transposer); prune M_B on the \
+                     host or on the separate SORE"
                         .into(),
                 );
             }
@@ -373,6 +397,10 @@ pub struct GemmJob {
     pub c: usize,
     pub act: Lines,
     pub wgt: Lines,
+    /// `Some(kp)`: store the result in the weight-line layout (`Geometry::pack_weight` of its
+    /// transpose: tile (rt, ct) at lines `ct * kp + rt * rows`), as UPDATE reads dW^T; `kp`
+    /// must be a multiple of `rows` and at least `r`. `None`: the standard tile order.
+    pub weight_layout: Option<usize>,
 }
 
 /// Where a job's result lies in the DRAM image (standard tile order, `Geometry::unpack_out`).
@@ -406,7 +434,19 @@ pub fn gemm_program(
         let (rows, cols) = (geo.rows as usize, geo.cols as usize);
         let kg = geo.groups(job.k, job.mode);
         let (rt_n, ct_n) = (job.r.div_ceil(rows), job.c.div_ceil(cols));
-        let out_lines = geo.out_line_count(job.r, job.c);
+        let out_lines = match job.weight_layout {
+            Some(kp) => {
+                if kp % rows != 0 || kp < job.r {
+                    return Err(DriverError::Unsupported(format!(
+                        "GEMM {j}: the weight-line layout needs Kp = {kp} to be a multiple of \
+                         rows = {rows} and at least r = {}",
+                        job.r
+                    )));
+                }
+                ct_n * kp
+            }
+            None => geo.out_line_count(job.r, job.c),
+        };
         let fits = |at: usize, n: usize, depth: u32| at + n <= depth as usize;
         if !fits(act_at, job.act.count(), sys.act_lines)
             || !fits(wgt_at, job.wgt.count(), sys.wgt_lines)
@@ -447,7 +487,11 @@ pub fn gemm_program(
                     act_addr: (act_at + rt * kg) as u16,
                     wgt_addr: (wgt_at + ct * kg) as u16,
                     groups: kg as u16,
-                    out_addr: (out_at + t * rows) as u16,
+                    out_addr: (out_at
+                        + match job.weight_layout {
+                            Some(kp) => ct * kp + rt * rows,
+                            None => t * rows,
+                        }) as u16,
                     first: true,
                     last: true,
                     wait: if t == 0 { t_act | t_wgt } else { 0 },
@@ -485,7 +529,19 @@ pub struct LinearGemms {
     pub dx: ndarray::Array2<f32>,
     /// `dW = dY^T . X` (Cout x Cin), read back from the system's `dW^T` lines.
     pub dw: ndarray::Array2<f32>,
+    /// W32' and W16' after UPDATE (Cout x Cin).
+    pub w32: ndarray::Array2<f32>,
+    pub w16: ndarray::Array2<half::f16>,
     pub stats: RunStats,
+}
+
+/// What UPDATE needs besides dW: the master weights before the step, M_F, lr and lambda.
+#[derive(Clone, Copy, Debug)]
+pub struct UpdateInputs<'a> {
+    pub w32: &'a ndarray::Array2<f32>,
+    pub mask_f: &'a ndarray::Array2<u8>,
+    pub lr: f32,
+    pub lambda: f32,
 }
 
 /// A weight operand compressed along K as the system runs it: the hardware's N:M in sparse
@@ -522,7 +578,7 @@ fn bits16(a: ndarray::ArrayView2<half::f16>) -> Vec<u16> {
 }
 
 impl SatSystem {
-    /// Runs FF, BP and WU of one linear layer's step on the system top, in one program:
+    /// Runs FF, BP, WU and UPDATE of one linear layer's step on the system top, in one program:
     /// `x` (B x Cin), `dy` (B x Cout), and the compressed weight operands (`ff`: W_F^T along Cin,
     /// `bp`: W_B along Cout, as `sparse_kernels::bdwp::{ff_operand, bp_operand}` make them).
     /// Operands of the hardware's N:M run in sparse mode; N = M operands (dense training) run in
@@ -533,11 +589,17 @@ impl SatSystem {
         dy: ndarray::ArrayView2<half::f16>,
         ff: &sparse_kernels::nm::Compressed<half::f16>,
         bp: &sparse_kernels::nm::Compressed<half::f16>,
+        update: UpdateInputs,
         timing: MemoryTiming,
     ) -> Result<LinearGemms, DriverError> {
         let geo = self.geo;
         let ((b, cin), (db, cout)) = (x.dim(), dy.dim());
-        if db != b || ff.dense_dim() != (cin, cout) || bp.dense_dim() != (cout, cin) {
+        if db != b
+            || ff.dense_dim() != (cin, cout)
+            || bp.dense_dim() != (cout, cin)
+            || update.w32.dim() != (cout, cin)
+            || update.mask_f.dim() != (cout, cin)
+        {
             return Err(DriverError::Shape(format!(
                 "x is {b} x {cin}, dy {db} x {cout}, the FF operand {:?} and the BP operand {:?} \
                  (expected {cin} x {cout} and {cout} x {cin})",
@@ -545,6 +607,7 @@ impl SatSystem {
                 bp.dense_dim()
             )));
         }
+        let kp = geo.k_padded(cin);
         let xt = x.t().as_standard_layout().to_owned();
         let (ff_mode, ff_lines) = weight_operand(&geo, ff)?;
         let (bp_mode, bp_lines) = weight_operand(&geo, bp)?;
@@ -556,6 +619,7 @@ impl SatSystem {
                 c: cout,
                 act: geo.pack_act(&bits16(x), b, cin, ff_mode),
                 wgt: ff_lines,
+                weight_layout: None,
             },
             GemmJob {
                 mode: bp_mode,
@@ -564,6 +628,7 @@ impl SatSystem {
                 c: cin,
                 act: geo.pack_act(&bits16(dy), b, cout, bp_mode),
                 wgt: bp_lines,
+                weight_layout: None,
             },
             GemmJob {
                 mode: GemmMode::Dense,
@@ -572,13 +637,99 @@ impl SatSystem {
                 c: cout,
                 act: geo.pack_act(&bits16(xt.view()), cin, b, GemmMode::Dense),
                 wgt: geo.pack_wgt_dense(&bits16(dy), b, cout),
+                weight_layout: Some(kp),
             },
         ];
         let mut dram = DramImage::new(&geo);
         let sys = self.sys.clone();
-        let (program, regions) = gemm_program(&geo, &sys, &jobs, &mut dram)?;
-        // lr and lambda feed nothing until UPDATE is in the RTL.
-        let stats = self.run(&program, &mut dram, timing, 0.0, 0.0, 50_000_000)?;
+        let (mut program, regions) = gemm_program(&geo, &sys, &jobs, &mut dram)?;
+        // The update: dW^T lines are in `out` in the weight-line layout after the WU GEMMs.
+        // UPDATE reads them after their STORE (one reader of `out` at a time), with W32 and M_F
+        // loaded beside; then W32' and W16' are stored.
+        let wb = |a: &ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+        let master = geo.pack_weight(&wb(update.w32), cout, cin, Buf::Master);
+        let mask_bits: Vec<u32> = update.mask_f.iter().map(|&k| u32::from(k != 0)).collect();
+        let mask = geo.pack_weight(&mask_bits, cout, cin, Buf::Mask);
+        let lines = master.count();
+        if lines > sys.weight_lines as usize {
+            return Err(DriverError::Unsupported(format!(
+                "the layer's {lines} weight lines do not fit weight_lines = {}",
+                sys.weight_lines
+            )));
+        }
+        let master_at = dram.push(&geo, &master, Buf::Master);
+        let mask_at = dram.push(&geo, &mask, Buf::Mask);
+        let w32_out = dram.reserve(&geo, lines, Buf::Master);
+        let w16_out = dram.reserve(&geo, lines, Buf::W16);
+        const WU_STORED: u16 = 1 << 13;
+        const UPDATED: u16 = 1 << 12;
+        const MASTER_IN: u16 = 1 << 11;
+        const MASK_IN: u16 = 1 << 10;
+        program.pop(); // END
+        if let Some(Instr::Store { signal, .. }) = program.last_mut() {
+            *signal = WU_STORED;
+        }
+        let wu_out = match program
+            .iter()
+            .rev()
+            .find(|i| matches!(i, Instr::Gemm { .. }))
+        {
+            Some(Instr::Gemm { out_addr, .. }) => {
+                // The WU job's out region starts at its first tile: (rt, ct) = (0, 0).
+                let ct_n = cout.div_ceil(geo.cols as usize);
+                let rt_n = cin.div_ceil(geo.rows as usize);
+                let last = (ct_n - 1) * kp + (rt_n - 1) * geo.rows as usize;
+                out_addr - last as u16
+            }
+            _ => unreachable!("the program has the WU GEMMs"),
+        };
+        let n = lines as u16;
+        let load = |buf, dram_addr, signal| Instr::Load {
+            buf,
+            buf_addr: 0,
+            dram_addr,
+            lines: n,
+            wait: 0,
+            signal,
+        };
+        program.extend([
+            load(Buf::Master, master_at, MASTER_IN),
+            load(Buf::Mask, mask_at, MASK_IN),
+            Instr::Update {
+                out_addr: wu_out,
+                master_addr: 0,
+                w16_addr: 0,
+                mask_addr: 0,
+                lines: n,
+                wait: WU_STORED | MASTER_IN | MASK_IN,
+                signal: UPDATED,
+            },
+            Instr::Store {
+                buf: Buf::Master,
+                buf_addr: 0,
+                dram_addr: w32_out,
+                lines: n,
+                wait: UPDATED,
+                signal: 0,
+            },
+            Instr::Store {
+                buf: Buf::W16,
+                buf_addr: 0,
+                dram_addr: w16_out,
+                lines: n,
+                wait: 0,
+                signal: 0,
+            },
+            Instr::End,
+        ]);
+        let stats = self.run(
+            &program,
+            &mut dram,
+            timing,
+            update.lr,
+            update.lambda,
+            50_000_000,
+        )?;
         let result = |j: usize| {
             let job = &jobs[j];
             let lines = dram.lines(&geo, regions[j].dram_addr, regions[j].lines, Buf::Out);
@@ -589,10 +740,29 @@ impl SatSystem {
                 .collect();
             ndarray::Array2::from_shape_vec((job.r, job.c), v).expect("unpack_out gives r x c")
         };
+        let dw_lines = dram.lines(&geo, regions[2].dram_addr, regions[2].lines, Buf::Out);
+        let to_array = |v: Vec<u32>| {
+            ndarray::Array2::from_shape_vec((cout, cin), v).expect("unpack_weight gives cout x cin")
+        };
+        let f32s = |v: Vec<u32>| to_array(v).mapv(f32::from_bits);
+        let w16 = to_array(geo.unpack_weight(
+            &dram.lines(&geo, w16_out, lines, Buf::W16),
+            cout,
+            cin,
+            Buf::W16,
+        ))
+        .mapv(|b| half::f16::from_bits(b as u16));
         Ok(LinearGemms {
             y: result(0),
             dx: result(1),
-            dw: result(2).t().as_standard_layout().to_owned(),
+            dw: f32s(geo.unpack_weight(&dw_lines, cout, cin, Buf::Out)),
+            w32: f32s(geo.unpack_weight(
+                &dram.lines(&geo, w32_out, lines, Buf::Master),
+                cout,
+                cin,
+                Buf::Master,
+            )),
+            w16,
             stats,
         })
     }

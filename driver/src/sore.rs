@@ -4,28 +4,32 @@
 //! runs down a column), the groups are numbered lane by lane (row-major over the unpruned axis,
 //! then along the pruned axis), and dealt to the P lanes round-robin: round r gives group
 //! `r*P + p` to lane p. A round streams M values per lane in M cycles; rounds follow each other
-//! with no bubble, and each round's selections are read in the cycle after its last value (the
-//! first cycle of the next round). Lanes without a group in the last round are fed zeros and their
-//! output is dropped. Values travel as raw bit patterns (fp16 bits, or int8 two's complement in
+//! with no bubble (or with random ones, [`prune_with_gaps`]). The driver captures every cycle and
+//! takes the r-th selection the unit shows with `out_valid` as round r's, so `cycles` is the span
+//! the simulation observed, from the first value taken to the last selection shown;
+//! `estimated_cycles` is the unit's model ([`sore::estimated_cycles`]) beside it. Lanes without a
+//! group in the last round are fed zeros and their output is dropped. Values travel as raw bit patterns (fp16 bits, or int8 two's complement in
 //! the low 8 bits of a `u32`).
 //!
 //! The result has the layout of `sparse_kernels::nm::compress` (the pruned axis shrunk by N/M,
 //! kept values in increasing index order, each with its position in its group) plus the 0/1 mask
 //! of `sparse_kernels::nm::mask`.
 
-use crate::DriverError;
-use coforge_generator::engines::sore::{self, ports, MagnitudeRule, SoreParams, LATENCY};
+use crate::{expect_shown, idle_captured, shown, DriverError, Gaps};
+use coforge_generator::engines::sore::{self, ports, MagnitudeRule, SoreParams};
 use coforge_sim::{DesignSpec, Simulator, Stimulus, Trace};
 use ndarray::{Array2, ArrayView2, Axis};
-
-/// Reset cycles before the first value (not counted in the job's cycles).
-pub const RESET_CYCLES: u64 = 2;
 
 /// Cycle accounting of one pruning job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PruneStats {
-    /// From the first value driven to the read of the last selection, inclusive.
+    /// Measured: from the cycle the first value was taken to the cycle the unit showed the last
+    /// selection (`out_valid`), both counted.
     pub cycles: u64,
+    /// The unit's cycle model for the same job ([`sore::estimated_cycles`]), with no bubbles.
+    pub estimated_cycles: u64,
+    /// Idle input cycles (`in_valid` low) between the first value and the last.
+    pub bubbles: u64,
     /// Groups of M pruned.
     pub groups: u64,
 }
@@ -49,15 +53,6 @@ pub struct Pruned {
 pub fn design_spec(p: &SoreParams, top: &str) -> Result<DesignSpec, DriverError> {
     let design = sore::generate(p, top).map_err(|e| DriverError::Input(e.to_string()))?;
     Ok(crate::design::unit_spec(&design, top, ports::CLOCK))
-}
-
-/// Predicted cycles to prune `groups` groups: `ceil(groups / P)` rounds of M cycles, plus the
-/// latency to the last selection. Zero groups take zero cycles.
-pub fn estimate_cycles(p: &SoreParams, groups: u64) -> u64 {
-    if groups == 0 {
-        return 0;
-    }
-    groups.div_ceil(u64::from(p.lanes)) * u64::from(p.m) + LATENCY
 }
 
 fn port(stim: &Stimulus, name: &str) -> Result<usize, DriverError> {
@@ -91,7 +86,20 @@ pub fn prune(
     w_bits: ArrayView2<u32>,
     axis: Axis,
 ) -> Result<Pruned, DriverError> {
+    prune_with_gaps(sim, p, spec, w_bits, axis, Gaps::NONE)
+}
+
+/// [`prune`] with random bubbles in the input stream.
+pub fn prune_with_gaps(
+    sim: &mut dyn Simulator,
+    p: &SoreParams,
+    spec: &DesignSpec,
+    w_bits: ArrayView2<u32>,
+    axis: Axis,
+    gaps: Gaps,
+) -> Result<Pruned, DriverError> {
     p.validate().map_err(DriverError::Unsupported)?;
+    let mut random_bubbles = gaps.start()?;
     let (n, m, lanes) = (p.n as usize, p.m as usize, p.lanes as usize);
     let ax = match axis.0 {
         0 | 1 => axis.0,
@@ -157,7 +165,9 @@ pub fn prune(
         indices: Array2::zeros(packed_dim),
         mask: Array2::zeros((rows, cols)),
         stats: PruneStats {
-            cycles: estimate_cycles(p, groups as u64),
+            cycles: 0,
+            estimated_cycles: sore::estimated_cycles(p, groups as u64),
+            bubbles: 0,
             groups: groups as u64,
         },
     };
@@ -172,15 +182,25 @@ pub fn prune(
     let value_ports = (0..p.lanes)
         .map(|l| port(&stim, &ports::value(l)))
         .collect::<Result<Vec<_>, _>>()?;
-    stim.reserve(RESET_CYCLES as usize + rounds * m + 1);
+    // The unit shows a group's selection LATENCY cycles after its last value; the margin lets
+    // a slower unit show up as measured cycles above the estimate rather than as missing rounds.
+    let drain = 2 * sore::LATENCY + 16;
+    stim.reserve((sore::RESET_CYCLES + out.stats.estimated_cycles + drain) as usize);
     stim.set_id(reset, &[1]);
-    for _ in 0..RESET_CYCLES {
+    for _ in 0..sore::RESET_CYCLES {
         stim.step(false);
     }
     stim.set_id(reset, &[0]);
-    stim.set_id(valid, &[1]);
+    // Every cycle from the first value on is captured: selections are found by `out_valid`.
     for r in 0..rounds {
         for j in 0..m {
+            if r + j > 0 {
+                let idle = random_bubbles.before_beat();
+                stim.set_id(valid, &[0]);
+                idle_captured(&mut stim, idle);
+                out.stats.bubbles += idle;
+            }
+            stim.set_id(valid, &[1]);
             for (l, &vp) in value_ports.iter().enumerate() {
                 let k = r * lanes + l;
                 let v = if k < groups {
@@ -190,17 +210,14 @@ pub fn prune(
                 };
                 stim.set_id(vp, &[v]);
             }
-            // The previous round's selections are shown in this round's first cycle.
-            stim.step(j == 0 && r > 0);
+            stim.step(true);
         }
     }
     stim.set_id(valid, &[0]);
     for &vp in &value_ports {
         stim.set_id(vp, &[0]);
     }
-    stim.step(true);
-    debug_assert_eq!(stim.cycles(), RESET_CYCLES + out.stats.cycles);
-    debug_assert_eq!(stim.captures(), rounds);
+    idle_captured(&mut stim, drain);
 
     let trace = sim.run(&stim)?;
     extract(p, &trace, rounds, groups, &mut out, dense_at, packed_at)?;
@@ -216,35 +233,26 @@ fn extract(
     dense_at: impl Fn(usize, usize) -> (usize, usize),
     packed_at: impl Fn(usize, usize) -> (usize, usize),
 ) -> Result<(), DriverError> {
-    if trace.len() != rounds {
-        return Err(DriverError::Shape(format!(
-            "the simulator returned {} captures, the schedule expects {rounds}",
-            trace.len()
-        )));
-    }
+    let shown = shown(trace, ports::OUT_VALID)?;
+    expect_shown(&shown, rounds, "rounds of selections", trace.len())?;
+    out.stats.cycles = shown.last().map_or(0, |&last| last as u64 + 1);
     let out_port = |name: &str| {
         trace
             .port_id(name)
             .ok_or_else(|| DriverError::Unsupported(format!("the design has no output `{name}`")))
     };
-    let out_valid = out_port(ports::OUT_VALID)?;
     let lanes = p.lanes as usize;
     let (w, ib) = (p.value_bits, p.index_bits());
     let lane_ports = (0..p.lanes)
         .map(|l| Ok((out_port(&ports::values(l))?, out_port(&ports::indices(l))?)))
         .collect::<Result<Vec<_>, DriverError>>()?;
-    for r in 0..rounds {
-        if trace.get_id(r, out_valid)[0] != 1 {
-            return Err(DriverError::Unsupported(format!(
-                "out_valid is low where round {r}'s selections were expected"
-            )));
-        }
+    for (r, &capture) in shown.iter().enumerate() {
         for (l, &(vp, ip)) in lane_ports.iter().enumerate() {
             let k = r * lanes + l;
             if k >= groups {
                 break;
             }
-            let (vals, idxs) = (trace.get_id(r, vp), trace.get_id(r, ip));
+            let (vals, idxs) = (trace.get_id(capture, vp), trace.get_id(capture, ip));
             for t in 0..p.n {
                 let idx = field(idxs, t * ib, ib);
                 if idx >= p.m {
@@ -275,14 +283,5 @@ mod tests {
         assert_eq!(field(&words, 24, 16), 0x34de);
         assert_eq!(field(&words, 32, 4), 0x4);
         assert_eq!(field(&words, 60, 4), 0);
-    }
-
-    #[test]
-    fn cycle_model() {
-        let p = SoreParams::fp16(4, 2, 8);
-        assert_eq!(estimate_cycles(&p, 0), 0);
-        assert_eq!(estimate_cycles(&p, 1), 9);
-        assert_eq!(estimate_cycles(&p, 4), 9);
-        assert_eq!(estimate_cycles(&p, 5), 17);
     }
 }

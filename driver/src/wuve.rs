@@ -1,30 +1,35 @@
 //! The SR-STE weight update of a 2-D tensor on the weight-update vector engine (WUVE).
 //!
-//! Elements are streamed row-major, V at a time: cycle c gives element `c*V + v` to lane v, every
-//! cycle from the first to the last with no bubble. `lr` and `lambda` are held on their ports for
-//! the whole job. Each element's result is read [`LATENCY`] cycles after its input cycle, so the
-//! reads of the first elements overlap the inputs of the later ones; after the last input the
-//! driver drives `in_valid` low (and zeros on the lanes) while the pipeline drains. Lanes without
-//! an element in the last cycle are fed zeros and their output is dropped.
+//! Elements are streamed row-major, V at a time: input beat c gives element `c*V + v` to lane v,
+//! every cycle from the first to the last with no bubble (or with random ones,
+//! [`update_with_gaps`]). `lr` and `lambda` are held on their ports for the whole job. The driver
+//! captures every cycle and takes the c-th result beat the engine shows with `out_valid` as beat
+//! c's, so `cycles` is the span the simulation observed, from the first element taken to the last
+//! result shown; `estimated_cycles` is the engine's model ([`wuve::estimated_cycles`]) beside it.
+//! After the last input the driver drives `in_valid` low (and zeros on the lanes) while the
+//! pipeline drains. Lanes without an element in the last beat are fed zeros and their output is
+//! dropped.
 //!
 //! The result is `sparse_kernels::bdwp::update_element` applied to every element, and its fp16
 //! conversion (`sparse_kernels::fp::to_f16`), with every NaN canonical (`0x7FC00000` in fp32,
 //! `0x7E00` in fp16): the engine's NaN policy, see `coforge_generator::engines::wuve`.
 
-use crate::DriverError;
-use coforge_generator::engines::wuve::{self, ports, WuveParams, LATENCY};
+use crate::{expect_shown, idle_captured, shown, DriverError, Gaps};
+use coforge_generator::engines::wuve::{self, ports, WuveParams};
 use coforge_sim::{DesignSpec, Simulator, Stimulus};
 use half::f16;
 use ndarray::{Array2, ArrayView2};
 
-/// Reset cycles before the first element (not counted in the job's cycles).
-pub const RESET_CYCLES: u64 = 2;
-
 /// Cycle accounting of one update job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpdateStats {
-    /// From the first element driven to the read of the last result, inclusive.
+    /// Measured: from the cycle the first element was taken to the cycle the engine showed the
+    /// last result (`out_valid`), both counted.
     pub cycles: u64,
+    /// The engine's cycle model for the same job ([`wuve::estimated_cycles`]), with no bubbles.
+    pub estimated_cycles: u64,
+    /// Idle input cycles (`in_valid` low) between the first element and the last.
+    pub bubbles: u64,
     /// Elements updated.
     pub elements: u64,
 }
@@ -46,15 +51,6 @@ pub struct Updated {
 pub fn design_spec(p: &WuveParams, top: &str) -> Result<DesignSpec, DriverError> {
     let design = wuve::generate(p, top).map_err(|e| DriverError::Input(e.to_string()))?;
     Ok(crate::design::unit_spec(&design, top, ports::CLOCK))
-}
-
-/// Predicted cycles to update `elements` weights: `ceil(elements / V)` input cycles plus the
-/// latency to the last result. Zero elements take zero cycles.
-pub fn estimate_cycles(p: &WuveParams, elements: u64) -> u64 {
-    if elements == 0 {
-        return 0;
-    }
-    elements.div_ceil(u64::from(p.lanes)) + LATENCY
 }
 
 fn in_port(stim: &Stimulus, name: &str) -> Result<usize, DriverError> {
@@ -82,7 +78,24 @@ pub fn update(
     lr: f32,
     lambda: f32,
 ) -> Result<Updated, DriverError> {
+    update_with_gaps(sim, p, spec, w32, dw, keep, lr, lambda, Gaps::NONE)
+}
+
+/// [`update`] with random bubbles in the input stream.
+#[allow(clippy::too_many_arguments)]
+pub fn update_with_gaps(
+    sim: &mut dyn Simulator,
+    p: &WuveParams,
+    spec: &DesignSpec,
+    w32: ArrayView2<f32>,
+    dw: ArrayView2<f32>,
+    keep: ArrayView2<u8>,
+    lr: f32,
+    lambda: f32,
+    gaps: Gaps,
+) -> Result<Updated, DriverError> {
     p.validate().map_err(DriverError::Unsupported)?;
+    let mut random_bubbles = gaps.start()?;
     let dim = w32.dim();
     for (name, d) in [("dw", dw.dim()), ("keep", keep.dim())] {
         if d != dim {
@@ -97,7 +110,9 @@ pub fn update(
         w32: Array2::zeros(dim),
         w16: Array2::from_elem(dim, f16::ZERO),
         stats: UpdateStats {
-            cycles: estimate_cycles(p, elements as u64),
+            cycles: 0,
+            estimated_cycles: wuve::estimated_cycles(p, elements as u64),
+            bubbles: 0,
             elements: elements as u64,
         },
     };
@@ -110,7 +125,6 @@ pub fn update(
     let keep_flat: Vec<u8> = keep.iter().copied().collect();
 
     let rounds = elements.div_ceil(lanes);
-    let latency = LATENCY as usize;
     let mut stim = Stimulus::try_new(spec)?;
     let reset = in_port(&stim, ports::RESET)?;
     let valid = in_port(&stim, ports::VALID)?;
@@ -125,20 +139,29 @@ pub fn update(
             ))
         })
         .collect::<Result<Vec<_>, DriverError>>()?;
-    stim.reserve(RESET_CYCLES as usize + rounds + latency);
+    // The engine shows a result LATENCY cycles after its input; the margin lets a slower engine
+    // show up as measured cycles above the estimate rather than as missing results.
+    let drain = 2 * wuve::LATENCY + 16;
+    stim.reserve((wuve::RESET_CYCLES + out.stats.estimated_cycles + drain) as usize);
     stim.set_id(lr_port, &[lr.to_bits()]);
     stim.set_id(lambda_port, &[lambda.to_bits()]);
     stim.set_id(reset, &[1]);
-    for _ in 0..RESET_CYCLES {
+    for _ in 0..wuve::RESET_CYCLES {
         stim.step(false);
     }
     stim.set_id(reset, &[0]);
-    for c in 0..rounds + latency {
-        let feeding = c < rounds;
-        stim.set_id(valid, &[u32::from(feeding)]);
+    // Every cycle from the first element on is captured: results are found by `out_valid`.
+    for c in 0..rounds {
+        if c > 0 {
+            let idle = random_bubbles.before_beat();
+            stim.set_id(valid, &[0]);
+            idle_captured(&mut stim, idle);
+            out.stats.bubbles += idle;
+        }
+        stim.set_id(valid, &[1]);
         for (l, &(wp, dp, kp)) in lane_ports.iter().enumerate() {
             let k = c * lanes + l;
-            let (w, d, kb) = if feeding && k < elements {
+            let (w, d, kb) = if k < elements {
                 (
                     w_flat[k].to_bits(),
                     dw_flat[k].to_bits(),
@@ -151,25 +174,25 @@ pub fn update(
             stim.set_id(dp, &[d]);
             stim.set_id(kp, &[kb]);
         }
-        // Round r's results are shown in cycle r + LATENCY.
-        stim.step(c >= latency);
+        stim.step(true);
     }
-    debug_assert_eq!(stim.cycles(), RESET_CYCLES + out.stats.cycles);
-    debug_assert_eq!(stim.captures(), rounds);
+    stim.set_id(valid, &[0]);
+    for &(wp, dp, kp) in &lane_ports {
+        for port in [wp, dp, kp] {
+            stim.set_id(port, &[0]);
+        }
+    }
+    idle_captured(&mut stim, drain);
 
     let trace = sim.run(&stim)?;
-    if trace.len() != rounds {
-        return Err(DriverError::Shape(format!(
-            "the simulator returned {} captures, the schedule expects {rounds}",
-            trace.len()
-        )));
-    }
+    let shown = shown(&trace, ports::OUT_VALID)?;
+    expect_shown(&shown, rounds, "result beats", trace.len())?;
+    out.stats.cycles = shown.last().map_or(0, |&last| last as u64 + 1);
     let out_port = |name: &str| {
         trace
             .port_id(name)
             .ok_or_else(|| DriverError::Unsupported(format!("the design has no output `{name}`")))
     };
-    let out_valid = out_port(ports::OUT_VALID)?;
     let result_ports = (0..p.lanes)
         .map(|l| {
             Ok((
@@ -179,36 +202,16 @@ pub fn update(
         })
         .collect::<Result<Vec<_>, DriverError>>()?;
     let cols = dim.1;
-    for r in 0..rounds {
-        if trace.get_id(r, out_valid)[0] != 1 {
-            return Err(DriverError::Unsupported(format!(
-                "out_valid is low where round {r}'s results were expected"
-            )));
-        }
+    for (r, &capture) in shown.iter().enumerate() {
         for (l, &(wp, hp)) in result_ports.iter().enumerate() {
             let k = r * lanes + l;
             if k >= elements {
                 break;
             }
             let at = (k / cols, k % cols);
-            out.w32[at] = f32::from_bits(trace.get_id(r, wp)[0]);
-            out.w16[at] = f16::from_bits(trace.get_id(r, hp)[0] as u16);
+            out.w32[at] = f32::from_bits(trace.get_id(capture, wp)[0]);
+            out.w16[at] = f16::from_bits(trace.get_id(capture, hp)[0] as u16);
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cycle_model() {
-        let p = WuveParams { lanes: 4 };
-        assert_eq!(estimate_cycles(&p, 0), 0);
-        assert_eq!(estimate_cycles(&p, 1), 1 + LATENCY);
-        assert_eq!(estimate_cycles(&p, 4), 1 + LATENCY);
-        assert_eq!(estimate_cycles(&p, 5), 2 + LATENCY);
-        assert_eq!(estimate_cycles(&WuveParams { lanes: 1 }, 7), 7 + LATENCY);
-    }
 }

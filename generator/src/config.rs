@@ -54,6 +54,26 @@ pub enum Overflow {
     Saturate,
 }
 
+/// How the STCE maps multiplies onto DSP slices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DspPacking {
+    /// One multiplier per product.
+    #[default]
+    None,
+    /// int8 engines for UltraScale+ (DSP48E2, Yosys family `xcup`): the two PEs of rows 2k and
+    /// 2k+1 of a column share the weight, so one 27 x 18 multiply computes both products
+    /// (`sparse_kernels::int::packed_mul_pair`, after Xilinx WP486): half the DSPs. A 7-series
+    /// DSP48E1 (25 x 18) cannot take the 27-bit packed operand.
+    Int8x2,
+}
+
+impl DspPacking {
+    pub fn is_none(&self) -> bool {
+        *self == DspPacking::None
+    }
+}
+
 fn default_true() -> bool {
     true
 }
@@ -85,6 +105,10 @@ pub struct StceConfig {
     pub sparse: bool,
     #[serde(default)]
     pub overflow: Overflow,
+    /// `"int8x2"` packs two int8 multiplies that share a weight into one DSP48E2 (int8 only).
+    /// Left out of the resolved config when `"none"`, so that older configs keep their hash.
+    #[serde(default, skip_serializing_if = "DspPacking::is_none")]
+    pub dsp_packing: DspPacking,
     /// Name of the top-level module (and of its filelist).
     #[serde(default = "default_top")]
     pub top: String,
@@ -164,6 +188,20 @@ impl StceConfig {
                 "stce.weight_bits",
                 self.weight_bits.to_string(),
                 "weight_bits applies to int8 engines; fp16 engines take fp16 weights, so remove it",
+            );
+        }
+        if self.dsp_packing == DspPacking::Int8x2 && self.dtype != Dtype::Int8 {
+            return invalid(
+                "stce.dsp_packing",
+                "\"int8x2\"".into(),
+                "int8x2 packs int8 multiplies; an fp16 engine has no int8 products, so remove it",
+            );
+        }
+        if self.dsp_packing == DspPacking::Int8x2 && self.rows < 2 {
+            return invalid(
+                "stce.dsp_packing",
+                "\"int8x2\"".into(),
+                "int8x2 pairs the PEs of two rows that share a weight; use rows >= 2 or remove it",
             );
         }
         if self.dtype == Dtype::Fp16 && self.overflow != Overflow::Wrap {
@@ -869,6 +907,18 @@ mod tests {
                 "stce.weight_bits",
             ),
             ("[stce]\nrows=2\ncols=2\nn=2\nm=4\ntop=\"9x\"\n", "stce.top"),
+            (
+                "[stce]\nrows=2\ncols=2\nn=2\nm=4\ndtype=\"fp16\"\ndsp_packing=\"int8x2\"\n",
+                "stce.dsp_packing",
+            ),
+            (
+                "[stce]\nrows=1\ncols=2\nn=2\nm=4\ndsp_packing=\"int8x2\"\n",
+                "stce.dsp_packing",
+            ),
+            (
+                "[stce]\nrows=2\ncols=2\nn=2\nm=4\ndsp_packing=\"int4x4\"\n",
+                "dsp_packing",
+            ),
             (
                 "[stce]\nrows=2\ncols=2\nn=2\nm=4\ndtype=\"fp16\"\nweight_bits=4\n",
                 "stce.weight_bits",

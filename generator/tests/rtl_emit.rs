@@ -311,6 +311,15 @@ fn signed_shapes_decide_extension_comparison_and_shift() {
             sa.resize(16).mul(&sb.resize(16)),
             "{{8{a[7]}}, a} * {{8{b[7]}}, b}",
         ),
+        // A signed multiply prints with $signed (the same low bits), self-determined.
+        (
+            sa.resize(16).mul_signed(&sb.resize(16)),
+            "{$signed({{8{a[7]}}, a}) * $signed({{8{b[7]}}, b})}",
+        ),
+        (
+            sa.resize(16).mul_signed(&sb.resize(16)).add(&sa.resize(16)),
+            "{$signed({{8{a[7]}}, a}) * $signed({{8{b[7]}}, b})} + {{8{a[7]}}, a}",
+        ),
         (Expr::signed_lit(-1, 8), "8'hff"),
         (
             Expr::signed_lit(-128, 8).lt(&sa),

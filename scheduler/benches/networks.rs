@@ -18,16 +18,17 @@ use coforge_scheduler::{schedule, EnginePattern, Hardware, Network, Options, Spa
 
 const PATTERNS: [(usize, usize); 6] = [(2, 4), (4, 8), (2, 8), (1, 4), (1, 8), (1, 16)];
 
-fn hardware(rows: usize, big: bool, n: usize, m: usize, bytes_per_cycle: u32) -> Hardware {
+/// The bench's systems: the array of `configs/sat-4x4-2of8.toml` (or 32 x 32 for the ResNets)
+/// with buffers large enough for every layer's weight block (ResNet-50's 3x3 convs have
+/// Kp = 4608), the memory port of the `[system]` defaults (512-bit beats, 32 cycles latency)
+/// at `bytes_per_cycle`.
+fn hardware(rows: usize, n: usize, m: usize, bytes_per_cycle: u32) -> Hardware {
+    let big = rows > 4;
     Hardware::with_defaults(rows, rows, n, m, |s| {
-        if big {
-            s.act_lines = 4096;
-            s.wgt_lines = 4096;
-            s.out_lines = 1024;
-            s.weight_lines = 16384;
-        } else {
-            s.weight_lines = 4096;
-        }
+        s.act_lines = 4096;
+        s.wgt_lines = 4096;
+        s.out_lines = if big { 2048 } else { 512 };
+        s.weight_lines = if big { 16384 } else { 8192 };
         s.mem_bytes_per_cycle = bytes_per_cycle;
     })
 }
@@ -39,30 +40,29 @@ fn load(file: &str, hw: &Hardware) -> Network {
     Network::load(&path, EnginePattern { n: hw.n, m: hw.m }).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn cycles(net: &Network, hw: &Hardware) -> (u64, usize) {
-    let s = schedule(net, hw, Options::default()).unwrap_or_else(|e| panic!("{e}"));
+fn cycles(net: &Network, hw: &Hardware, opts: Options) -> (u64, usize) {
+    let s = schedule(net, hw, opts).unwrap_or_else(|e| panic!("{e}"));
     (s.step_cycles_estimated, s.instructions.len())
 }
 
-fn row(file: &str, rows: usize, big: bool, bytes_per_cycle: u32) {
+fn row(file: &str, rows: usize, bytes_per_cycle: u32) {
     let t0 = Instant::now();
     println!(
-        "\n{file} on a {rows}x{rows} array, {bytes_per_cycle} B/cycle memory ({}):",
-        if big {
-            "large buffers"
-        } else {
-            "default buffers"
-        }
+        "\n{file} on a {rows}x{rows} array, {bytes_per_cycle} B/cycle memory (buffers: act/wgt 4096, \
+         out {}, weight {} lines):",
+        if rows > 4 { 2048 } else { 512 },
+        if rows > 4 { 16384 } else { 8192 },
     );
     println!(
         "  {:<6} {:>14} {:>14} {:>9} {:>7} {:>10} {:>12}",
         "N:M", "dense cycles", "N:M cycles", "speedup", "ideal", "published", "instructions"
     );
+    let default = Options::default();
     for (n, m) in PATTERNS {
-        let hw = hardware(rows, big, n, m, bytes_per_cycle);
+        let hw = hardware(rows, n, m, bytes_per_cycle);
         let net = load(file, &hw);
-        let (dense, _) = cycles(&net.with_sparsity(Sparsity::Dense), &hw);
-        let (sparse, count) = cycles(&net, &hw);
+        let (dense, _) = cycles(&net.with_sparsity(Sparsity::Dense), &hw, default);
+        let (sparse, count) = cycles(&net, &hw, default);
         let ideal = 3.0 / (1.0 + 2.0 * n as f64 / m as f64);
         let published = if (n, m) == (2, 8) { "1.75x" } else { "-" };
         println!(
@@ -76,6 +76,34 @@ fn row(file: &str, rows: usize, big: bool, bytes_per_cycle: u32) {
             count
         );
     }
+    // The scheduler's two dataflow options at 2:8, each switched off alone.
+    let hw = hardware(rows, 2, 8, bytes_per_cycle);
+    let net = load(file, &hw);
+    let base = cycles(&net, &hw, default).0;
+    let no_interleave = cycles(
+        &net,
+        &hw,
+        Options {
+            interleave: false,
+            ..default
+        },
+    )
+    .0;
+    let no_pregen = cycles(
+        &net,
+        &hw,
+        Options {
+            pregen: false,
+            ..default
+        },
+    )
+    .0;
+    println!(
+        "  2:8 options: both on {base}; interleave off {no_interleave} ({:.3}x of both on); \
+         pre-generation off {no_pregen} ({:.3}x)",
+        no_interleave as f64 / base as f64,
+        no_pregen as f64 / base as f64
+    );
     println!("  (scheduled in {:.1} s)", t0.elapsed().as_secs_f64());
 }
 
@@ -87,22 +115,23 @@ fn main() {
     };
     println!(
         "Estimated BDWP training-step cycles (scheduler cost model; estimates, not measurements). \
-         The first layer of each network stays dense."
+         The first layer of each network stays dense; dense = the same network all dense on the \
+         same hardware."
     );
     if wanted("mlp") {
-        row("mlp.toml", 4, false, 64);
+        row("mlp.toml", 4, 64);
     }
     if wanted("small-cnn") {
-        row("small-cnn.toml", 4, false, 64);
+        row("small-cnn.toml", 4, 64);
     }
     if wanted("resnet18") {
-        row("resnet18.toml", 16, true, 64);
+        row("resnet18.toml", 32, 64);
     }
     if wanted("resnet50") {
-        row("resnet50.toml", 16, true, 64);
+        row("resnet50.toml", 32, 64);
     }
     if wanted("starved") {
-        println!("\nBandwidth-starved: the same small CNN with a 4 B/cycle memory port.");
-        row("small-cnn.toml", 4, false, 4);
+        println!("\nBandwidth-starved: the small CNN with a 4 B/cycle memory port.");
+        row("small-cnn.toml", 4, 4);
     }
 }

@@ -5,11 +5,18 @@
 //! 1. FF of every layer, first to last.
 //! 2. Last layer to first: BP (`dX`) and WU (`dW^T`) of the layer, their tiles alternating
 //!    (*interleave mapping*: both depend only on `dY`, so the STCE always has an independent tile
-//!    to run while another one's loads, fill and drain are in flight). Each WU tile is stored and,
-//!    on the WUVE, updated (W32 and W16) as soon as the STCE has written it.
+//!    to run while another one's loads are in flight). Interleaving gives each pass half of the
+//!    act, wgt and out lines, so a layer is interleaved only when its tilings in halves cost the
+//!    DMA no more load time than in whole buffers (recorded per pass as `interleaved`). Each WU
+//!    tile is stored and, on the WUVE, updated (W32 and W16) as soon as the STCE has written it.
 //! 3. When a chunk of the layer's output-channel blocks is updated, the SORE prunes it
 //!    (*pre-generation*: PRUNE_F for the next step's M_F and W_F, then PRUNE_B for M_B and W_B)
-//!    while the STCE goes on with the next layer's BP and WU.
+//!    while the STCE goes on with the next layer's BP and WU. The STOREs of the new weights are
+//!    queued and interleaved with the next layer's work, so that they do not hold back its
+//!    operand loads in the in-order DMA stream ([`Builder::push`]).
+//!
+//! Within a pass, operand LOADs are prefetched up to [`PREFETCH_STEPS`] tiles ahead
+//! (`hoist_loads`) and result tiles rotate through up to [`OUT_SLOTS`] out slots.
 //!
 //! The host (the harness) prepares each layer's X, dY, W32, M_F, W_F and W_B in DRAM in their line
 //! formats (it also does activations, im2col and the loss), so the layers of a step share nothing
@@ -18,8 +25,9 @@
 //! # Buffers
 //! - `act`, `wgt` (below the SORE's slots), `out`: the GEMM passes. FF and a layer's BP+WU pair
 //!   each get the whole buffers, or half each when BP and WU interleave.
-//! - the top `2 * S` wgt lines: two slots for the SORE's outputs (S = the largest `Coutp / M`, one
-//!   PRUNE_B's output), stored to DRAM from there.
+//! - the top `2 * S` wgt lines: two slots for the SORE's outputs (S = the most wgt lines one
+//!   PRUNE_B writes: a layer's output channels in whole `cols` blocks, over M), stored to DRAM
+//!   from there.
 //! - `master`, `w16`, `mask`: one chunk of a layer's weights (whole output-channel blocks of
 //!   `Kp` lines each), in two halves used in turn when every layer's block fits in half.
 //!
@@ -36,7 +44,7 @@ use crate::estimate::engine_index;
 use crate::hardware::Hardware;
 use crate::isa::{Buf, Engine, GemmMode, Instr};
 use crate::network::{Layer, Network, Sparsity};
-use crate::tiling::{self, Limits, Order, PassShape, Room, Tiling};
+use crate::tiling::{self, Limits, LoadCost, Order, PassShape, Room, Tiling};
 use crate::ScheduleError;
 
 /// What an instruction is for.
@@ -75,7 +83,8 @@ impl Pass {
 /// Scheduling choices (both on by default; off for comparisons).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Options {
-    /// Alternate the BP and WU tiles of a layer.
+    /// Alternate the BP and WU tiles of a layer, where that costs the DMA no more load time
+    /// than giving each pass the whole buffers (see [`build`]).
     pub interleave: bool,
     /// Let the SORE prune a layer while the STCE works on the next one; when off, a layer's
     /// backward pass starts only after the previous layer's pruning is done.
@@ -134,6 +143,8 @@ pub struct PassTiling {
     pub pass: Pass,
     #[serde(flatten)]
     pub tiling: Tiling,
+    /// BP and WU tiles alternate (each pass then has half of the act, wgt and out lines).
+    pub interleaved: bool,
     pub row_tiles: usize,
     pub col_tiles: usize,
     pub groups: usize,
@@ -148,6 +159,10 @@ pub struct Built {
 }
 
 const NONE: u32 = u32::MAX;
+
+/// Most result tiles in flight between the STCE and their STOREs (well below the 8-bit token
+/// counters' 255).
+const OUT_SLOTS: usize = 32;
 
 /// Per buffer line: the last writer and, per engine, the last reader since that write.
 #[derive(Clone, Copy)]
@@ -227,6 +242,8 @@ impl Tracker {
         deps.retain(|&d| d != NONE && d != index);
         deps.sort_unstable();
         deps.dedup();
+        // A GEMM gathers one entry per line it reads; keep only the distinct ones.
+        deps.shrink_to_fit();
         deps
     }
 }
@@ -308,8 +325,12 @@ struct Builder<'a> {
     map: Vec<Region>,
     next_beat: u64,
     tilings: Vec<PassTiling>,
-    /// An instruction the next pushed one must follow (pre-generation off).
+    /// An instruction the next GEMM must follow (pre-generation off).
     barrier: Option<u32>,
+    /// The weight phase's STOREs (W32', W16', M_F', W_F', W_B'), held back so that they do not
+    /// stand in the in-order DMA stream in front of the next layer's operand loads (see
+    /// [`Builder::push`]).
+    deferred: std::collections::VecDeque<(Instr, usize, Pass)>,
 }
 
 fn dram(addr: u64) -> Result<u32, ScheduleError> {
@@ -327,14 +348,59 @@ fn lines16(n: usize) -> u16 {
 }
 
 impl Builder<'_> {
+    /// Emits an instruction (its dependencies are those of this emission order), or, for a
+    /// weight-phase STORE with `defer`, queues it.
+    ///
+    /// Queued STOREs keep their meaning: before an instruction that writes lines a queued STORE
+    /// reads is emitted, that STORE (and every one queued before it) is emitted first. One
+    /// queued STORE is emitted after each GEMM that completes a tile, so the DMA interleaves
+    /// them with the next layer's loads and stores: *pre-generation* (the SORE and the DMA
+    /// finish layer l's weights while the STCE runs layer l - 1).
     fn push(&mut self, instr: Instr, layer: usize, pass: Pass) -> u32 {
+        let writes = accesses(&instr, self.hw).writes;
+        let overlaps = |queued: &Instr| {
+            accesses(queued, self.hw).reads.iter().any(|r| {
+                writes.iter().any(|w| {
+                    w.buf == r.buf && w.start < r.start + r.lines && r.start < w.start + w.lines
+                })
+            })
+        };
+        if let Some(last) = self.deferred.iter().rposition(|(q, _, _)| overlaps(q)) {
+            self.flush(last + 1);
+        }
+        let index = self.emit(instr, layer, pass);
+        if matches!(instr, Instr::Gemm { last: true, .. }) {
+            self.flush(1);
+        }
+        index
+    }
+
+    /// Queues a weight-phase STORE (or emits it at once without pre-generation).
+    fn push_store(&mut self, instr: Instr, layer: usize, pass: Pass, defer: bool) {
+        if defer {
+            self.deferred.push_back((instr, layer, pass));
+        } else {
+            self.push(instr, layer, pass);
+        }
+    }
+
+    /// Emits the first `n` queued STOREs.
+    fn flush(&mut self, n: usize) {
+        for _ in 0..n.min(self.deferred.len()) {
+            if let Some((instr, layer, pass)) = self.deferred.pop_front() {
+                self.emit(instr, layer, pass);
+            }
+        }
+    }
+
+    fn emit(&mut self, instr: Instr, layer: usize, pass: Pass) -> u32 {
         let index = self.ops.len() as u32;
         let engine = instr.engine().expect("the builder emits no END");
         let mut deps = self
             .tracker
             .record(index, engine, &accesses(&instr, self.hw));
-        if let Some(b) = self.barrier.take() {
-            deps.push(b);
+        if engine == Engine::Stce {
+            deps.extend(self.barrier.take());
         }
         self.ops.push(Op {
             instr,
@@ -408,9 +474,12 @@ impl Builder<'_> {
             op.addr + ((tile * groups + g0) as u64) * op.beats
         };
         let mut steps = Vec::new();
+        // Result tiles rotate through every tile slot of the pass's out lines (at most
+        // OUT_SLOTS), so the DMA can fall that many stores behind the STCE before it stalls it.
+        let out_slots = (room.out.len / hw.rows).clamp(2, OUT_SLOTS);
         let mut out_slot = 0usize;
         let mut next_out = || {
-            let at = room.out.base + (out_slot % 2) * hw.rows;
+            let at = room.out.base + (out_slot % out_slots) * hw.rows;
             out_slot += 1;
             at
         };
@@ -498,6 +567,7 @@ impl Builder<'_> {
                 }
             }
         }
+        hoist_loads(&mut steps, hw);
         Ok(steps)
     }
 
@@ -533,17 +603,78 @@ impl Builder<'_> {
             act: room.act.len,
             wgt: room.wgt.len,
         };
-        let t = tiling::choose(&shape, room_lines, limits)
-            .map_err(|m| layer_error(index, layer, format!("{}: {m}", g.pass.name())))?;
+        let sys = &self.hw.system;
+        let cost = LoadCost {
+            fixed: 2 + u64::from(sys.mem_latency),
+            cycles_per_beat: f64::from(sys.mem_bits / 8) / f64::from(sys.mem_bytes_per_cycle),
+        };
+        tiling::choose(&shape, room_lines, limits, cost)
+            .map_err(|m| layer_error(index, layer, format!("{}: {m}", g.pass.name())))
+    }
+
+    /// The DMA cycles of a tiling's operand loads on this system.
+    fn load_cycles(&self, t: &Tiling) -> f64 {
+        let sys = &self.hw.system;
+        t.load_cycles(LoadCost {
+            fixed: 2 + u64::from(sys.mem_latency),
+            cycles_per_beat: f64::from(sys.mem_bits / 8) / f64::from(sys.mem_bytes_per_cycle),
+        })
+    }
+
+    fn record_tiling(&mut self, layer: &Layer, g: &GemmPass, t: Tiling, interleaved: bool) {
         self.tilings.push(PassTiling {
             layer: layer.name.clone(),
             pass: g.pass,
             tiling: t,
+            interleaved,
             row_tiles: g.pt,
             col_tiles: g.qt,
             groups: g.groups,
         });
-        Ok(t)
+    }
+}
+
+/// Steps a LOAD may move ahead of the tile that first reads it.
+const PREFETCH_STEPS: usize = 8;
+
+/// Prefetch: moves each LOAD of a pass's tiles to the end of an earlier tile's step, as soon as
+/// the lines it fills are no longer used there (after the last step that touches them) and at
+/// most [`PREFETCH_STEPS`] steps ahead. The DMA, which runs in program order, then fetches the
+/// next operand panel while the STCE still works on the current one instead of after its
+/// stores. Moving a LOAD no earlier than the last use of its lines keeps what every GEMM reads.
+fn hoist_loads(steps: &mut [TileStep], hw: &Hardware) {
+    let mut last_use: Vec<Vec<Option<usize>>> =
+        Buf::ALL.iter().map(|&b| vec![None; hw.lines(b)]).collect();
+    let buf = |b: Buf| Buf::ALL.iter().position(|&x| x == b).unwrap_or(0);
+    for k in 0..steps.len() {
+        let instrs = std::mem::take(&mut steps[k].instrs);
+        let mut kept = Vec::with_capacity(instrs.len());
+        for (instr, pass) in instrs {
+            let acc = accesses(&instr, hw);
+            let spans = acc.reads.iter().chain(&acc.writes);
+            if let Instr::Load { buf: b, .. } = instr {
+                let w = &acc.writes[0];
+                let busy_until = last_use[buf(b)][w.start..w.start + w.lines]
+                    .iter()
+                    .flatten()
+                    .max()
+                    .copied();
+                let at = busy_until
+                    .map_or(0, |u| u + 1)
+                    .max(k.saturating_sub(PREFETCH_STEPS));
+                if at < k {
+                    // No step from `at` on touches these lines before step k.
+                    last_use[buf(b)][w.start..w.start + w.lines].fill(Some(at));
+                    steps[at].instrs.push((instr, pass));
+                    continue;
+                }
+            }
+            for sp in spans {
+                last_use[buf(sp.buf)][sp.start..sp.start + sp.lines].fill(Some(k));
+            }
+            kept.push((instr, pass));
+        }
+        steps[k].instrs = kept;
     }
 }
 
@@ -578,6 +709,7 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         next_beat: 0,
         tilings: Vec::new(),
         barrier: None,
+        deferred: Default::default(),
     };
     // The SORE's two output slots at the top of wgt.
     let sore_slot = net
@@ -633,6 +765,18 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
                 ),
             ));
         }
+        if hw.padded(l.k) > usize::from(u16::MAX) {
+            return Err(layer_error(
+                i,
+                l,
+                format!(
+                    "Kp = {} lines of one output-channel block do not fit the 16-bit line counts \
+                     of LOAD, STORE and UPDATE; split the layer (at most {} reduction elements)",
+                    hw.padded(l.k),
+                    u16::MAX
+                ),
+            ));
+        }
     }
     let tensors: Vec<LayerTensors> = net
         .layers
@@ -650,6 +794,7 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
             },
             i,
         )?;
+        b.record_tiling(l, &tensors[i].ff, t, false);
         for step in b.tile_steps(&tensors[i].ff, &t, full)? {
             for (instr, pass) in step.instrs {
                 b.push(instr, i, pass);
@@ -657,19 +802,22 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         }
     }
 
-    let split = |s: Span| s.halves(opts.interleave);
-    let [bp_act, wu_act] = split(full.act);
-    let [bp_wgt, wu_wgt] = split(full.wgt);
-    let [bp_out, wu_out] = split(full.out);
-    let bp_room = Rooms {
-        act: bp_act,
-        wgt: bp_wgt,
-        out: bp_out,
-    };
-    let wu_room = Rooms {
-        act: wu_act,
-        wgt: wu_wgt,
-        out: wu_out,
+    let rooms = |split: bool| {
+        let [bp_act, wu_act] = full.act.halves(split);
+        let [bp_wgt, wu_wgt] = full.wgt.halves(split);
+        let [bp_out, wu_out] = full.out.halves(split);
+        [
+            Rooms {
+                act: bp_act,
+                wgt: bp_wgt,
+                out: bp_out,
+            },
+            Rooms {
+                act: wu_act,
+                wgt: wu_wgt,
+                out: wu_out,
+            },
+        ]
     };
     let mut weight_chunk = 0usize;
     let mut sore_use = 0usize;
@@ -677,25 +825,36 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         let lt = &tensors[i];
         let kp = hw.padded(l.k);
         let per_chunk = (weight_room / kp).max(1);
-        let t_bp = b.tiling(
-            l,
-            &lt.bp,
-            bp_room,
-            Limits {
-                max_columns_in_flight: None,
-            },
-            i,
-        )?;
+        let bp_limits = Limits {
+            max_columns_in_flight: None,
+        };
+        let wu_limits = Limits {
+            max_columns_in_flight: Some(per_chunk),
+        };
+        let mut pair = |split: bool| -> Result<(Tiling, Tiling, [Rooms; 2]), ScheduleError> {
+            let [bp_room, wu_room] = rooms(split);
+            let t_bp = b.tiling(l, &lt.bp, bp_room, bp_limits, i)?;
+            let t_wu = b.tiling(l, &lt.wu, wu_room, wu_limits, i)?;
+            Ok((t_bp, t_wu, [bp_room, wu_room]))
+        };
+        // Interleaving halves each pass's buffers. It is used for a layer when the halves cost
+        // the DMA no more load time than whole buffers (the system is usually memory bound).
+        let whole = pair(false)?;
+        let halves = if opts.interleave {
+            pair(true).ok()
+        } else {
+            None
+        };
+        let cost = |p: &(Tiling, Tiling, [Rooms; 2])| b.load_cycles(&p.0) + b.load_cycles(&p.1);
+        let interleave = halves.as_ref().is_some_and(|h| cost(h) <= cost(&whole));
+        let (t_bp, t_wu, [bp_room, wu_room]) = if interleave {
+            halves.unwrap_or(whole)
+        } else {
+            whole
+        };
+        b.record_tiling(l, &lt.bp, t_bp, interleave);
+        b.record_tiling(l, &lt.wu, t_wu, interleave);
         let bp_steps = b.tile_steps(&lt.bp, &t_bp, bp_room)?;
-        let t_wu = b.tiling(
-            l,
-            &lt.wu,
-            wu_room,
-            Limits {
-                max_columns_in_flight: Some(per_chunk),
-            },
-            i,
-        )?;
         let wu_tiles = b.tile_steps(&lt.wu, &t_wu, wu_room)?;
         let chunk_of = |ct: usize| match t_wu.order {
             Order::AStationary => 0,
@@ -721,7 +880,7 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         // Interleave: the pass with more tiles takes proportionally more turns.
         let (nb, nw) = (bp_steps.len(), wu_steps.len());
         let mut order: Vec<(usize, bool)> = Vec::with_capacity(nb + nw);
-        if opts.interleave {
+        if interleave {
             let (mut ib, mut iw) = (0usize, 0usize);
             while ib < nb || iw < nw {
                 // Take BP while its share of progress is behind WU's (cross-multiplied).
@@ -741,7 +900,6 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
             bp_steps.into_iter().map(|s| Some(s.instrs)).collect();
         let mut wu_steps: Vec<Option<Vec<(Instr, Pass)>>> =
             wu_steps.into_iter().map(Some).collect();
-        let mut last = None;
         for (k, is_bp) in order {
             let instrs = if is_bp {
                 bp_steps[k].take()
@@ -749,13 +907,21 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
                 wu_steps[k].take()
             };
             for (instr, pass) in instrs.unwrap_or_default() {
-                last = Some(b.push(instr, i, pass));
+                let weight_store = matches!(instr, Instr::Store { buf, .. } if buf != Buf::Out);
+                if weight_store {
+                    b.push_store(instr, i, pass, opts.pregen);
+                } else {
+                    b.push(instr, i, pass);
+                }
             }
         }
         if !opts.pregen {
-            b.barrier = last;
+            // The next layer's GEMMs wait until this layer's weights are done.
+            b.barrier = b.ops.len().checked_sub(1).map(|l| l as u32);
         }
     }
+    let rest = b.deferred.len();
+    b.flush(rest);
     Ok(Built {
         ops: b.ops,
         memory_map: b.map,

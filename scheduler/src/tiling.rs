@@ -14,10 +14,12 @@
 //!   (GEMMs with `first`/`last` keep the sum in the PEs). Nothing is reused: every tile reads its A
 //!   and B chunks, double buffered.
 //!
-//! The search is exhaustive over the order and `bk` (1 to what fits). It minimizes the DRAM beats
-//! read for the operands (the stores of the results are the same for every choice); among equal
-//! traffic it takes A-stationary before B-stationary before Split, and the smallest block that
-//! reaches that traffic (fewer lines held, earlier first GEMM).
+//! The search is exhaustive over the order and `bk` (1 to what fits). It minimizes the DMA time of
+//! the operand loads, as `engines::sat::estimated_cycles` counts it: every LOAD pays a fixed
+//! overhead (the memory latency and two cycles), then its beats at the port's rate. So it weighs
+//! the DRAM beats moved against the number of loads (the stores of the results are the same for
+//! every choice). Among equal times it takes A-stationary before B-stationary before Split, and
+//! the smallest block that reaches that time (fewer lines held, earlier first GEMM).
 
 use serde::{Deserialize, Serialize};
 
@@ -41,8 +43,9 @@ pub struct Tiling {
     pub block: usize,
     /// Groups per GEMM instruction (all of them unless Split).
     pub chunk: usize,
-    /// DRAM beats read for the A and B operands.
+    /// DRAM beats read for the A and B operands, by how many LOADs.
     pub operand_beats: u64,
+    pub operand_loads: u64,
 }
 
 /// The shape of one pass as the tiler sees it.
@@ -56,6 +59,21 @@ pub struct PassShape {
     /// DRAM beats of one act line and of one wgt line.
     pub a_beats: u64,
     pub b_beats: u64,
+}
+
+/// What a LOAD costs the DMA engine: `fixed` cycles, then `cycles_per_beat` per beat.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoadCost {
+    pub fixed: u64,
+    pub cycles_per_beat: f64,
+}
+
+impl Tiling {
+    /// The DMA cycles of the operand loads.
+    pub fn load_cycles(&self, cost: LoadCost) -> f64 {
+        self.operand_loads as f64 * cost.fixed as f64
+            + self.operand_beats as f64 * cost.cycles_per_beat
+    }
 }
 
 /// Buffer lines a pass may use.
@@ -74,13 +92,13 @@ pub struct Limits {
 }
 
 /// The tiling with the least operand traffic that fits `room`, or why none does.
-pub fn choose(s: &PassShape, room: Room, limits: Limits) -> Result<Tiling, String> {
+pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Result<Tiling, String> {
     let a_total = (s.pt * s.groups) as u64 * s.a_beats;
     let b_total = (s.qt * s.groups) as u64 * s.b_beats;
     let in_flight_ok = |columns: usize| limits.max_columns_in_flight.is_none_or(|m| columns <= m);
     let mut best: Option<Tiling> = None;
     let mut consider = |t: Tiling| {
-        if best.is_none_or(|b| t.operand_beats < b.operand_beats) {
+        if best.is_none_or(|b| t.load_cycles(cost) < b.load_cycles(cost)) {
             best = Some(t);
         }
     };
@@ -91,6 +109,7 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits) -> Result<Tiling, Strin
                 block: bk,
                 chunk: s.groups,
                 operand_beats: a_total + s.pt.div_ceil(bk) as u64 * b_total,
+                operand_loads: (s.pt + s.pt.div_ceil(bk) * s.qt) as u64,
             });
         }
     }
@@ -102,6 +121,7 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits) -> Result<Tiling, Strin
                 block: bk,
                 chunk: s.groups,
                 operand_beats: b_total + s.qt.div_ceil(bk) as u64 * a_total,
+                operand_loads: (s.qt + s.qt.div_ceil(bk) * s.pt) as u64,
             });
         }
     }
@@ -113,6 +133,7 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits) -> Result<Tiling, Strin
             block: 1,
             chunk: s.groups.div_ceil(chunks),
             operand_beats: s.qt as u64 * a_total + s.pt as u64 * b_total,
+            operand_loads: (2 * s.pt * s.qt * chunks) as u64,
         });
     }
     best.ok_or_else(|| {
@@ -132,6 +153,11 @@ mod tests {
     const UNLIMITED: Limits = Limits {
         max_columns_in_flight: None,
     };
+    /// Beats only (no per-load overhead).
+    const BEATS: LoadCost = LoadCost {
+        fixed: 0,
+        cycles_per_beat: 1.0,
+    };
 
     #[test]
     fn picks_the_least_traffic_that_fits() {
@@ -143,20 +169,41 @@ mod tests {
             b_beats: 2,
         };
         // B (2 panels x 10 lines) fits twice in 40 wgt lines: read once, A once too.
-        let t = choose(&s, Room { act: 20, wgt: 40 }, UNLIMITED).unwrap();
+        let t = choose(&s, Room { act: 20, wgt: 40 }, UNLIMITED, BEATS).unwrap();
         assert_eq!((t.order, t.block), (Order::BStationary, 2));
         assert_eq!(t.operand_beats, 8 * 10 * 4 + 2 * 10 * 2);
         // Only one B panel pair fits: A-stationary with all 8 A panels would need 160 act lines;
         // 80 act lines hold 4 A panels twice: B is read twice.
-        let t = choose(&s, Room { act: 80, wgt: 20 }, UNLIMITED).unwrap();
+        let t = choose(&s, Room { act: 80, wgt: 20 }, UNLIMITED, BEATS).unwrap();
         assert_eq!((t.order, t.block), (Order::AStationary, 4));
         assert_eq!(t.operand_beats, 8 * 10 * 4 + 2 * (2 * 10 * 2));
         // Nothing fits whole: the reduction is split into chunks of at most 3 groups.
-        let t = choose(&s, Room { act: 6, wgt: 7 }, UNLIMITED).unwrap();
+        let t = choose(&s, Room { act: 6, wgt: 7 }, UNLIMITED, BEATS).unwrap();
         assert_eq!((t.order, t.chunk), (Order::Split, 3));
-        assert!(choose(&s, Room { act: 1, wgt: 7 }, UNLIMITED)
+        assert!(choose(&s, Room { act: 1, wgt: 7 }, UNLIMITED, BEATS)
             .unwrap_err()
             .contains("system.act_lines"));
+    }
+
+    #[test]
+    fn the_load_overhead_favors_fewer_larger_loads() {
+        // 16 A panels of 1 line, 1 B panel of 16 lines. By beats alone every order moves
+        // 32 beats; with 30 cycles per load, keeping the single B panel and streaming A (17
+        // loads) beats reloading B per A block.
+        let s = PassShape {
+            pt: 16,
+            qt: 1,
+            groups: 16,
+            a_beats: 1,
+            b_beats: 1,
+        };
+        let cost = LoadCost {
+            fixed: 30,
+            cycles_per_beat: 1.0,
+        };
+        let t = choose(&s, Room { act: 64, wgt: 64 }, UNLIMITED, cost).unwrap();
+        assert_eq!(t.order, Order::BStationary);
+        assert_eq!(t.operand_loads, 17);
     }
 
     #[test]
@@ -171,7 +218,7 @@ mod tests {
         let limits = Limits {
             max_columns_in_flight: Some(2),
         };
-        let t = choose(&s, Room { act: 100, wgt: 100 }, limits).unwrap();
+        let t = choose(&s, Room { act: 100, wgt: 100 }, limits, BEATS).unwrap();
         assert_eq!((t.order, t.block), (Order::BStationary, 2));
     }
 }

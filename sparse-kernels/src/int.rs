@@ -32,6 +32,39 @@ pub fn mac(acc: i32, a: i8, w: i8, policy: Overflow) -> i32 {
     add(acc, i32::from(a) * i32::from(w), policy)
 }
 
+/// Offset of the upper product's field in a packed multiply ([`packed_mul_pair`]).
+pub const PACK_SHIFT: u32 = 18;
+
+/// Two int8 products that share the operand `w`, from one wide multiply, as a DSP48E2 computes
+/// them (Xilinx WP486, "Deep Learning with INT8 Optimization on Xilinx Devices"): the pre-adder
+/// forms `x = (a_upper << 18) + a_lower` (27 bits), the 27 x 18 multiplier forms `P = x * w`, and
+/// the two products are read from P's fields. Returns `(a_upper * w, a_lower * w)`; the STCE's
+/// int8x2 packing (`dsp_packing = "int8x2"`) emits exactly these steps.
+///
+/// # The sign correction
+/// `P = a_upper*w * 2^18 + L` with `L = a_lower*w`. Since `|L| <= 2^14 < 2^17`, L is exact in the
+/// 18-bit lower field, as two's complement: `lower = sign_extend(P[17:0])`, and `P[17]` is 1
+/// exactly when `L < 0`. The upper field is `floor(P / 2^18) = a_upper*w + floor(L / 2^18)
+/// = a_upper*w - P[17]`: a negative lower product borrows one from the upper field. So
+///
+/// ```text
+/// upper = P[33:18] + P[17]     (16-bit add; a_upper*w is in [-16256, 16384], exact in 16 bits)
+/// lower = P[17:0]              (18-bit field, sign-extended)
+/// ```
+///
+/// That `+ P[17]` is WP486's correction of the upper product by the lower product's sign. The
+/// test `packed_mul_pair_is_exact_for_every_int8_triple` checks all 2^24 operand triples.
+pub fn packed_mul_pair(a_upper: i8, a_lower: i8, w: i8) -> (i32, i32) {
+    let x = (i64::from(a_upper) << PACK_SHIFT) + i64::from(a_lower);
+    let p = x * i64::from(w); // |p| < 2^33: exact, as in the DSP's 45-bit product
+    let field = |lo: u32, bits: u32| (p >> lo) & ((1i64 << bits) - 1);
+    let sign_extend = |v: i64, bits: u32| (v << (64 - bits)) >> (64 - bits);
+    let lower = sign_extend(field(0, PACK_SHIFT), PACK_SHIFT);
+    let correction = field(PACK_SHIFT - 1, 1);
+    let upper = sign_extend((field(PACK_SHIFT, 16) + correction) & 0xffff, 16);
+    (upper as i32, lower as i32)
+}
+
 /// Parameters of the CoDeNet-style requantizer (see [`requantize`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Requant {
@@ -103,6 +136,38 @@ pub fn check_int4<D: Dimension>(w: ArrayView<i8, D>, tensor: &str) -> Result<(),
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn packed_mul_pair_is_exact_for_every_int8_triple() {
+        // All 2^24 (a_upper, a_lower, w): every int8 pair against every int8 weight (int4
+        // weights are among them).
+        for w in i8::MIN..=i8::MAX {
+            for a_upper in i8::MIN..=i8::MAX {
+                for a_lower in i8::MIN..=i8::MAX {
+                    let want = (
+                        i32::from(a_upper) * i32::from(w),
+                        i32::from(a_lower) * i32::from(w),
+                    );
+                    assert_eq!(
+                        packed_mul_pair(a_upper, a_lower, w),
+                        want,
+                        "a_upper {a_upper}, a_lower {a_lower}, w {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_correction_is_what_makes_packing_exact() {
+        // Without `+ P[17]` the upper product is one too small whenever the lower one is
+        // negative: the borrow WP486's correction undoes.
+        let p = ((3i64 << PACK_SHIFT) + -5) * 7;
+        assert_eq!(p >> PACK_SHIFT, 3 * 7 - 1);
+        assert_eq!(packed_mul_pair(3, -5, 7), (21, -35));
+        assert_eq!(packed_mul_pair(-128, -128, -128), (16384, 16384));
+        assert_eq!(packed_mul_pair(127, -128, 127), (16129, -16256));
+    }
 
     #[test]
     fn product_of_min_values_is_exact() {

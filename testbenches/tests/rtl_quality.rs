@@ -3,7 +3,7 @@
 //! set, and identical to what `rtl-out/` ships.
 
 use coforge_generator::artifacts::{render, Rendered};
-use coforge_generator::config::{Config, DeformMode, Dtype};
+use coforge_generator::config::{Config, DeformMode, DspPacking, Dtype};
 use coforge_testbenches::{assert_lint_clean, cell_count, synth_xilinx_cells};
 use std::path::{Path, PathBuf};
 
@@ -128,7 +128,8 @@ fn generation_is_deterministic_and_defines_each_module_once() {
             .map(|(_, t)| t.lines().filter(|l| l.starts_with("module ")).count())
             .sum();
         assert_eq!(definitions, a.verilog.len(), "{stem}: one module per file");
-        // rows x cols PE instances share one definition.
+        // rows x cols PE instances share one definition (with int8x2 packing: one for the
+        // upper and one for the lower PE of each row pair, and one for an odd last row).
         let Some(stce) = &cfg.stce else { continue };
         let pes: Vec<&str> = a
             .verilog
@@ -136,17 +137,23 @@ fn generation_is_deterministic_and_defines_each_module_once() {
             .map(|(f, _)| f.trim_end_matches(".v"))
             .filter(|m| m.starts_with("stce_pe_"))
             .collect();
-        assert_eq!(pes.len(), 1, "{stem}: one PE definition");
+        let expected = match stce.dsp_packing {
+            DspPacking::None => 1,
+            DspPacking::Int8x2 => 2 + stce.rows as usize % 2,
+        };
+        assert_eq!(pes.len(), expected, "{stem}: PE definitions {pes:?}");
         let top = &a
             .verilog
             .iter()
             .find(|(f, _)| *f == format!("{}.v", stce.top))
             .unwrap()
             .1;
-        let pe_name = pes[0];
         let instances = top
             .lines()
-            .filter(|l| l.trim_start().starts_with(pe_name))
+            .filter(|l| {
+                let name = l.split_whitespace().next().unwrap_or("");
+                pes.contains(&name)
+            })
             .count();
         assert_eq!(instances as u32, stce.rows * stce.cols, "{stem}");
     }

@@ -66,7 +66,7 @@ fn system_buffers_are_block_ram() {
     );
 }
 
-use coforge_driver::sat::{RunStats, SatSystem};
+use coforge_driver::sat::{RunStats, SatSystem, UpdateInputs};
 use coforge_sim::MemoryTiming;
 use coforge_testbenches::{adversarial_f16, random_f16};
 use half::f16;
@@ -74,7 +74,7 @@ use ndarray::{Array2, ArrayView2};
 use sparse_kernels::bdwp::{self, BdwpConfig};
 use sparse_kernels::nm::NmPattern;
 
-/// FF, BP and WU of one BDWP step of a linear layer on the system top, compared bit for bit
+/// FF, BP, WU and UPDATE of one BDWP step of a linear layer on the system top, compared bit for bit
 /// with `sparse_kernels::bdwp::train_step`. Returns the measured figures.
 fn linear_step_on_system(
     system: &mut SatSystem,
@@ -88,14 +88,31 @@ fn linear_step_on_system(
     let golden = bdwp::train_step(x.view(), w32.view(), dy.view(), &cfg).unwrap();
     let ff = bdwp::ff_operand(&golden.used, &cfg).unwrap();
     let bp = bdwp::bp_operand(&golden.used, &cfg).unwrap();
+    let update = UpdateInputs {
+        w32,
+        mask_f: &golden.used.mask_f,
+        lr: cfg.lr,
+        lambda: cfg.lambda,
+    };
     let got = system
-        .linear_gemms(x.view(), dy.view(), &ff, &bp, timing)
+        .linear_gemms(x.view(), dy.view(), &ff, &bp, update, timing)
         .unwrap();
     let bits = |a: ArrayView2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
     for (name, got, want) in [
         ("y", bits(got.y.view()), bits(golden.y.view())),
         ("dx", bits(got.dx.view()), bits(golden.dx.view())),
         ("dw", bits(got.dw.view()), bits(golden.dw.view())),
+        ("w32", bits(got.w32.view()), bits(golden.w32.view())),
+        (
+            "w16",
+            got.w16.iter().map(|v| u32::from(v.to_bits())).collect(),
+            golden
+                .next
+                .w16
+                .iter()
+                .map(|v| u32::from(v.to_bits()))
+                .collect(),
+        ),
     ] {
         assert_eq!(got.len(), want.len(), "{name}");
         if let Some(i) = got.iter().zip(&want).position(|(g, w)| g != w) {
@@ -128,7 +145,10 @@ fn linear_step_gemms_are_bit_exact_and_cycles_are_measured() {
     // The two observations of the run agree, every engine did work, and the serial estimate
     // bounds the run (engines overlap, so measured <= serial).
     assert_eq!(stats.sim_cycles, stats.cycles + 1);
-    assert!(stats.busy["stce"] > 0 && stats.busy["dma"] > 0, "{stats:?}");
+    assert!(
+        stats.busy["stce"] > 0 && stats.busy["dma"] > 0 && stats.busy["wuve"] > 0,
+        "{stats:?}"
+    );
     assert!(stats.cycles <= stats.estimated_cycles, "{stats:?}");
 
     // Random latency and back-pressure: the same bits, different cycles.
@@ -292,4 +312,86 @@ fn update_on_the_wuve_is_bit_exact() {
             );
         }
     }
+}
+
+#[test]
+fn prune_f_on_the_sore_is_bit_exact() {
+    use coforge_driver::sat::DramImage;
+    use coforge_generator::engines::sat::isa::{Buf, Instr};
+    let cfg = shipped();
+    let mut system = SatSystem::new(&cfg).unwrap();
+    let geo = system.geo;
+    let sys = cfg.system.clone().unwrap();
+    // Cout = 8 (two cout blocks), K = 16 (two groups of M = 8); ties from the edge values.
+    let (cout, k) = (8usize, 16usize);
+    let w32 = adversarial_f16(cout, k, 41).mapv(|v| v.to_f32());
+    let bcfg = BdwpConfig::new(NmPattern::new(2, 8).unwrap(), 0.01);
+    let masks = bdwp::pregenerate(w32.view(), &bcfg).unwrap();
+    let ff = bdwp::ff_operand(&masks, &bcfg).unwrap();
+    let w16_bits: Vec<u32> = masks.w16.iter().map(|v| u32::from(v.to_bits())).collect();
+    let mut dram = DramImage::new(&geo);
+    let w16_lines = geo.pack_weight(&w16_bits, cout, k, Buf::W16);
+    let w16_at = dram.push(&geo, &w16_lines, Buf::W16);
+    let (kp, kg, blocks) = (geo.k_padded(k), geo.k_padded(k) / 8, cout.div_ceil(4));
+    let wgt_out = dram.reserve(&geo, blocks * kg, Buf::Wgt);
+    let mask_out = dram.reserve(&geo, blocks * kp, Buf::Mask);
+    let mut program = vec![Instr::Load {
+        buf: Buf::W16,
+        buf_addr: 0,
+        dram_addr: w16_at,
+        lines: w16_lines.count() as u16,
+        wait: 0,
+        signal: 1,
+    }];
+    for cb in 0..blocks {
+        program.push(Instr::PruneF {
+            w16_addr: (cb * kp) as u16,
+            lines: kp as u16,
+            wgt_addr: (cb * kg) as u16,
+            mask_addr: (cb * kp) as u16,
+            wait: if cb == 0 { 1 } else { 0 },
+            signal: if cb + 1 == blocks { 2 } else { 0 },
+        });
+    }
+    program.extend([
+        Instr::Store {
+            buf: Buf::Wgt,
+            buf_addr: 0,
+            dram_addr: wgt_out,
+            lines: (blocks * kg) as u16,
+            wait: 2,
+            signal: 0,
+        },
+        Instr::Store {
+            buf: Buf::Mask,
+            buf_addr: 0,
+            dram_addr: mask_out,
+            lines: (blocks * kp) as u16,
+            wait: 0,
+            signal: 0,
+        },
+        Instr::End,
+    ]);
+    let timing = MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle);
+    let stats = system
+        .run(&program, &mut dram, timing, 0.0, 0.0, 100_000)
+        .unwrap();
+    eprintln!("{stats:?}");
+    assert_eq!(stats.busy["sore"], 2 * (16 + 8 + 2));
+    let values: Vec<u16> = ff.values.iter().map(|v| v.to_bits()).collect();
+    let indices: Vec<u8> = ff.indices.iter().copied().collect();
+    let want = geo.pack_wgt_sparse(&values, &indices, k, cout);
+    assert_eq!(
+        dram.lines(&geo, wgt_out, blocks * kg, Buf::Wgt),
+        want,
+        "FF operand lines"
+    );
+    let mask = geo.unpack_weight(
+        &dram.lines(&geo, mask_out, blocks * kp, Buf::Mask),
+        cout,
+        k,
+        Buf::Mask,
+    );
+    let want_mask: Vec<u32> = masks.mask_f.iter().map(|&b| u32::from(b)).collect();
+    assert_eq!(mask, want_mask, "M_F");
 }

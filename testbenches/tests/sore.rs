@@ -1,8 +1,8 @@
 //! The online pruning unit (SORE), co-simulated with Verilator, bit-exact against
 //! `sparse_kernels::nm::{compress, mask}`: kept values, their indices and the mask.
 
-use coforge_driver::sore::{design_spec, estimate_cycles, prune};
-use coforge_driver::DriverError;
+use coforge_driver::sore::{design_spec, prune, prune_with_gaps};
+use coforge_driver::{DriverError, Gaps};
 use coforge_generator::engines::sore::{self, SoreParams};
 use coforge_generator::rtl::emit;
 use coforge_sim::{BuildOptions, DesignSpec, VerilatedModel, Verilator};
@@ -61,7 +61,12 @@ impl Unit {
         assert_eq!(got.mask, want_mask, "{ctx}: mask");
         let groups = (w.len() / pat.m()) as u64;
         assert_eq!(got.stats.groups, groups, "{ctx}");
-        assert_eq!(got.stats.cycles, estimate_cycles(&self.p, groups), "{ctx}");
+        // Measured from out_valid, against the unit's model: one cycle off either way fails.
+        assert_eq!(
+            got.stats.estimated_cycles,
+            sore::estimated_cycles(&self.p, groups)
+        );
+        assert_eq!(got.stats.cycles, got.stats.estimated_cycles, "{ctx}");
     }
 
     fn check_f16(&mut self, w: &Array2<f16>, axis: usize, what: &str) {
@@ -207,6 +212,34 @@ fn int8_2_of_4_three_lanes() {
         u.check_i8(&adversarial, axis, "int8 edge values");
         let random = Array2::from_shape_simple_fn(shape(4, axis, 7, 2), || rng.random::<i8>());
         u.check_i8(&random, axis, "int8 random");
+    }
+}
+
+/// Random bubbles on `in_valid` (the unit holds its state): the same selections, and the
+/// measured span grows by exactly the bubbles, since every bubble delays every later value.
+#[test]
+fn input_gaps_delay_selections_but_do_not_change_them() {
+    let mut u = Unit::new(SoreParams::fp16(3, 2, 8));
+    let w = random_f16(shape(8, 1, 7, 3), 90).mapv(|x| u32::from(x.to_bits()));
+    let steady = prune(&mut u.sim, &u.p, &u.spec, w.view(), Axis(1)).unwrap();
+    for (rate, seed) in [(0.2, 1), (0.6, 2)] {
+        let gappy = prune_with_gaps(
+            &mut u.sim,
+            &u.p,
+            &u.spec,
+            w.view(),
+            Axis(1),
+            Gaps { rate, seed },
+        )
+        .unwrap();
+        assert_eq!(
+            (&gappy.values, &gappy.indices, &gappy.mask),
+            (&steady.values, &steady.indices, &steady.mask),
+            "rate {rate}"
+        );
+        let (s, g) = (steady.stats, gappy.stats);
+        assert!(g.bubbles > 0, "rate {rate}");
+        assert_eq!(g.cycles, s.cycles + g.bubbles, "rate {rate}: {g:?}");
     }
 }
 

@@ -1,8 +1,9 @@
 //! The int8 STCE, co-simulated with Verilator, bit-exact against `sparse-kernels` across
 //! sparsity patterns, array shapes, partial tiles and adversarial values.
 
-use coforge_driver::stce::{run_with_gaps, Gaps, GemmJob, WeightStream};
+use coforge_driver::stce::{run_with_gaps, GemmJob, WeightStream};
 use coforge_driver::verify::{int8_gemm, Int8Outcome, Mode};
+use coforge_driver::Gaps;
 use coforge_generator::engines::stce;
 use coforge_sim::{BuildOptions, XInitial};
 use coforge_testbenches::{adversarial_i8, random_i8, Engine};
@@ -213,4 +214,53 @@ fn input_gaps_delay_results_but_do_not_change_them() {
             g.bubbles
         );
     }
+}
+
+/// int8x2 DSP packing (`dsp_packing = "int8x2"`): the results equal the reference bit for bit,
+/// with every operand at -128 and 127 (both signs of the lower product, so the WP486 correction
+/// is exercised both ways), in sparse and dense mode, on an odd number of rows (the last row
+/// unpacked), with saturation and with int4 weights.
+#[test]
+fn int8x2_dsp_packing_is_bit_exact_at_the_operand_edges() {
+    let e = Engine::stce(3, 2, 2, 4, "dsp_packing = \"int8x2\"");
+    // Activations and weights from {-128, 127} in a pattern that gives rows of a pair different
+    // signs, so each lower product is negative against some upper ones and positive against
+    // others.
+    let edge = |i: usize, j: usize, salt: usize| {
+        if (i * 7 + j * 3 + salt).is_multiple_of(3) {
+            -128i8
+        } else {
+            127
+        }
+    };
+    let a = Array2::from_shape_fn((7, 24), |(i, j)| edge(i, j, 1));
+    let b = Array2::from_shape_fn((24, 5), |(i, j)| edge(i, j, 2));
+    for mode in [Mode::Sparse, Mode::Dense] {
+        assert_exact(&run(&e, &a, &b, mode), &format!("edges {mode:?}"));
+    }
+    for (x, w) in [(-128i8, -128i8), (-128, 127), (127, -128), (127, 127)] {
+        let a = Array2::from_elem((4, 16), x);
+        let b = Array2::from_elem((16, 2), w);
+        let out = run(&e, &a, &b, Mode::Sparse);
+        assert_exact(&out, &format!("all {x} x {w}"));
+        // K = 16 at 2:4 keeps 8 products per output.
+        assert_eq!(out.rtl[[1, 0]], 8 * i32::from(x) * i32::from(w));
+    }
+    random_gemm(&e, 6, 40, 5, 71, Mode::Sparse);
+    let sat = Engine::stce(
+        2,
+        2,
+        4,
+        4,
+        "dsp_packing = \"int8x2\"\noverflow = \"saturate\"",
+    );
+    let a = adversarial_i8(4, 32, 72);
+    let b = adversarial_i8(32, 3, 73);
+    assert_exact(&run(&sat, &a, &b, Mode::Dense), "saturate");
+    let int4 = Engine::stce(2, 2, 1, 4, "dsp_packing = \"int8x2\"\nweight_bits = 4");
+    let b = Array2::from_shape_fn(
+        (32, 3),
+        |(i, j)| if (i + j).is_multiple_of(2) { -8i8 } else { 7 },
+    );
+    assert_exact(&run(&int4, &a, &b, Mode::Sparse), "int4 weights");
 }

@@ -44,7 +44,12 @@ pub struct OpRecord {
     pub layer: usize,
     pub pass: Pass,
     pub engine: Engine,
+    /// Measured: from the engine taking the operation's first input to its last result shown
+    /// with `out_valid`, as the driver observed it in co-simulation.
     pub cycles: u64,
+    /// The engine's cycle model for the same operation (`estimated_cycles` in its generator
+    /// module), beside the measured figure.
+    pub estimated_cycles: u64,
     /// GEMMs: multiplier slots used (effective MACs); SORE/WUVE: elements processed.
     pub work: u64,
     /// GEMMs: the output shape; SORE/WUVE: the tensor shape.
@@ -135,20 +140,22 @@ impl RtlBackend {
 
     /// Measured cycles per pass over all recorded operations.
     pub fn cycles_per_pass(&self) -> BTreeMap<String, u64> {
-        let mut out = BTreeMap::new();
-        for op in &self.ops {
-            *out.entry(format!("{:?}", op.pass).to_lowercase())
-                .or_insert(0) += op.cycles;
-        }
-        out
+        cycles_per_pass(&self.ops)
     }
 
-    fn record(&mut self, engine: Engine, cycles: u64, work: u64, shape: (usize, usize)) {
+    fn record(
+        &mut self,
+        engine: Engine,
+        (cycles, estimated_cycles): (u64, u64),
+        work: u64,
+        shape: (usize, usize),
+    ) {
         self.ops.push(OpRecord {
             layer: self.layer,
             pass: self.pass,
             engine,
             cycles,
+            estimated_cycles,
             work,
             shape,
         });
@@ -159,7 +166,7 @@ impl RtlBackend {
         let shape = run.c.dim();
         self.record(
             Engine::Stce,
-            run.stats.cycles,
+            (run.stats.cycles, run.stats.estimated_cycles),
             run.stats.effective_macs,
             shape,
         );
@@ -243,7 +250,8 @@ impl Backend for RtlBackend {
             raw16(w).view(),
             Axis(axis),
         )?;
-        self.record(Engine::Sore, p.stats.cycles, w.len() as u64, w.dim());
+        let cycles = (p.stats.cycles, p.stats.estimated_cycles);
+        self.record(Engine::Sore, cycles, w.len() as u64, w.dim());
         let compressed = Compressed {
             values: p.values.mapv(|v| f16::from_bits(v as u16)),
             indices: p.indices,
@@ -271,7 +279,8 @@ impl Backend for RtlBackend {
             lr,
             lambda,
         )?;
-        self.record(Engine::Wuve, u.stats.cycles, w32.len() as u64, w32.dim());
+        let cycles = (u.stats.cycles, u.stats.estimated_cycles);
+        self.record(Engine::Wuve, cycles, w32.len() as u64, w32.dim());
         Ok((u.w32, u.w16))
     }
 
@@ -286,10 +295,19 @@ impl Backend for RtlBackend {
 
 /// Measured cycles per pass (`ff`, `bp`, `wu`, `update`, `prune`) over `ops`.
 pub fn cycles_per_pass(ops: &[OpRecord]) -> BTreeMap<String, u64> {
+    per_pass(ops, |op| op.cycles)
+}
+
+/// The engines' estimated cycles per pass over `ops`, beside [`cycles_per_pass`].
+pub fn estimated_cycles_per_pass(ops: &[OpRecord]) -> BTreeMap<String, u64> {
+    per_pass(ops, |op| op.estimated_cycles)
+}
+
+fn per_pass(ops: &[OpRecord], figure: fn(&OpRecord) -> u64) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for op in ops {
         *out.entry(format!("{:?}", op.pass).to_lowercase())
-            .or_insert(0) += op.cycles;
+            .or_insert(0) += figure(op);
     }
     out
 }

@@ -1,5 +1,7 @@
-//! The offline step schedule: how a training step's engine work overlaps, computed from the
-//! cycles each engine measured in co-simulation.
+//! The offline step schedule: how a training step's engine work overlaps, modelled from the
+//! cycles each engine measured in co-simulation (`OpRecord::cycles`, observed from the engines'
+//! `out_valid`), and the same model over the engines' estimates (`OpRecord::estimated_cycles`)
+//! beside it.
 //!
 //! The tensor engine (STCE) runs the GEMMs back to back in program order. The weight-update
 //! engine (WUVE) and the pruning unit (SORE) run beside it:
@@ -25,8 +27,11 @@ pub struct StepSchedule {
     pub tensor_cycles: u64,
     pub update_cycles: u64,
     pub prune_cycles: u64,
-    /// The step with the update and pre-generation overlapped as described above.
+    /// Modelled: the step with the update and pre-generation overlapped as described above,
+    /// from the measured cycles of every operation.
     pub step_cycles: u64,
+    /// The same model over the engines' estimated cycles of every operation.
+    pub estimated_step_cycles: u64,
     /// Everything one after the other.
     pub sequential_cycles: u64,
     /// Update and pruning cycles that the tensor engine's work does not hide.
@@ -47,6 +52,14 @@ struct Layer {
 /// Schedules the operations of one step (as an `RtlBackend` recorded them). `array_rows` is the
 /// STCE's row count: the height of a row tile of dW.
 pub fn schedule_step(ops: &[OpRecord], array_rows: usize) -> StepSchedule {
+    StepSchedule {
+        estimated_step_cycles: model(ops, array_rows, |op| op.estimated_cycles).step_cycles,
+        ..model(ops, array_rows, |op| op.cycles)
+    }
+}
+
+/// The model over one figure of each operation (`cycles_of`); `estimated_step_cycles` is left 0.
+fn model(ops: &[OpRecord], array_rows: usize, cycles_of: fn(&OpRecord) -> u64) -> StepSchedule {
     let layers_n = ops.iter().map(|o| o.layer + 1).max().unwrap_or(0);
     let mut layers = vec![Layer::default(); layers_n];
     let mut t = 0u64;
@@ -58,13 +71,13 @@ pub fn schedule_step(ops: &[OpRecord], array_rows: usize) -> StepSchedule {
                     l.ff_offset = Some(t);
                 }
                 if op.pass == Pass::Wu {
-                    l.wu = Some((t, t + op.cycles));
+                    l.wu = Some((t, t + cycles_of(op)));
                     l.cout = op.shape.0;
                 }
-                t += op.cycles;
+                t += cycles_of(op);
             }
-            Engine::Wuve => l.update += op.cycles,
-            Engine::Sore => l.prune += op.cycles,
+            Engine::Wuve => l.update += cycles_of(op),
+            Engine::Sore => l.prune += cycles_of(op),
         }
     }
     let tensor = t;
@@ -105,6 +118,7 @@ pub fn schedule_step(ops: &[OpRecord], array_rows: usize) -> StepSchedule {
         update_cycles: update,
         prune_cycles: prune,
         step_cycles: step,
+        estimated_step_cycles: 0,
         sequential_cycles: tensor + update + prune,
         exposed_cycles: exposed,
         hidden_fraction: if update + prune == 0 {
@@ -131,6 +145,7 @@ mod tests {
             pass,
             engine,
             cycles,
+            estimated_cycles: cycles,
             work: 0,
             shape,
         }

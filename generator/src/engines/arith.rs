@@ -83,30 +83,120 @@ impl PeArith for IntMac {
                     .resize(PRODUCT_BITS)
                     .mul(&w.as_signed().resize(PRODUCT_BITS)),
             );
-            let addend = product.resize(ACC_BITS);
-            sum = match self.overflow {
-                Overflow::Wrap => b.name(&format!("{prefix}sum_{i}"), sum.add(&addend)),
-                Overflow::Saturate => {
-                    // A 33-bit sum overflows int32 exactly when its top two bits differ.
-                    let wide = b.name(
-                        &format!("{prefix}wide_sum_{i}"),
-                        sum.resize(ACC_BITS + 1).add(&addend.resize(ACC_BITS + 1)),
-                    );
-                    let overflowed = wide.bit_at(ACC_BITS).xor(&wide.bit_at(ACC_BITS - 1));
-                    let limit = Expr::mux(
-                        &wide.bit_at(ACC_BITS),
-                        &Expr::signed_lit(i32::MIN.into(), ACC_BITS),
-                        &Expr::signed_lit(i32::MAX.into(), ACC_BITS),
-                    );
-                    b.name(
-                        &format!("{prefix}sum_{i}"),
-                        Expr::mux(&overflowed, &limit, &wide.slice(0, ACC_BITS).as_signed()),
-                    )
-                }
-            };
+            sum = self.add(b, prefix, i, sum, &product);
         }
         sum.as_unsigned()
     }
+}
+
+impl IntMac {
+    /// `sum + product` (a signed product of any width up to 32 bits) under the overflow policy,
+    /// named `<prefix>sum_<i>`: addition i of the accumulation chain.
+    fn add(
+        &self,
+        b: &mut ModuleBuilder,
+        prefix: &str,
+        i: usize,
+        sum: Expr,
+        product: &Expr,
+    ) -> Expr {
+        let name = format!("{prefix}sum_{i}");
+        let name = name.as_str();
+        let addend = product.resize(ACC_BITS);
+        match self.overflow {
+            Overflow::Wrap => b.name(name, sum.add(&addend)),
+            Overflow::Saturate => {
+                // A 33-bit sum overflows int32 exactly when its top two bits differ.
+                let wide = b.name(
+                    &format!("{prefix}wide_sum_{i}"),
+                    sum.resize(ACC_BITS + 1).add(&addend.resize(ACC_BITS + 1)),
+                );
+                let overflowed = wide.bit_at(ACC_BITS).xor(&wide.bit_at(ACC_BITS - 1));
+                let limit = Expr::mux(
+                    &wide.bit_at(ACC_BITS),
+                    &Expr::signed_lit(i32::MIN.into(), ACC_BITS),
+                    &Expr::signed_lit(i32::MAX.into(), ACC_BITS),
+                );
+                b.name(
+                    name,
+                    Expr::mux(&overflowed, &limit, &wide.slice(0, ACC_BITS).as_signed()),
+                )
+            }
+        }
+    }
+
+    /// `acc + products[0] + products[1] + ...`, one addition at a time in the order given, of
+    /// signed products computed elsewhere (by [`packed_products`]); the same chain, names and
+    /// overflow policy as [`PeArith::accumulate`].
+    pub fn accumulate_products(
+        &self,
+        b: &mut ModuleBuilder,
+        prefix: &str,
+        acc: Expr,
+        products: &[Expr],
+    ) -> Expr {
+        let mut sum = acc.as_signed();
+        for (i, product) in products.iter().enumerate() {
+            sum = self.add(b, prefix, i, sum, product);
+        }
+        sum.as_unsigned()
+    }
+}
+
+/// Bits of the lower product's field in a packed multiply (`sparse_kernels::int::PACK_SHIFT`).
+pub const PACKED_LOWER_BITS: u32 = 18;
+/// Bits of the upper product read from a packed multiply.
+const PACKED_UPPER_BITS: u32 = 16;
+/// The pre-adder's width: `(a_upper << 18) + a_lower` of int8 values, as DSP48E2's 27-bit A/D.
+const PACKED_OPERAND_BITS: u32 = 27;
+/// The product bits read: the upper field ends at bit 33.
+const PACKED_PRODUCT_BITS: u32 = PACKED_LOWER_BITS + PACKED_UPPER_BITS;
+
+/// Two int8 products that share the weight `w`, from one multiply that a DSP48E2 holds (Xilinx
+/// WP486): `P = ((a_upper << 18) + a_lower) * w`, then
+///
+/// ```text
+/// upper = P[33:18] + P[17]     (16 bits: a_upper * w)
+/// lower = P[17:0]              (18 bits, signed: a_lower * w)
+/// ```
+///
+/// The `+ P[17]` is WP486's sign correction: a negative lower product borrows one from the upper
+/// field, and P[17] is set exactly when it is negative. The rule, its proof and an exhaustive
+/// test over every int8 triple are `sparse_kernels::int::packed_mul_pair`, which this emits step
+/// for step. Returns the signed `(upper, lower)` products; the multiply is written as a signed
+/// one so that synthesis maps the 27 x 8 product into one DSP (the operands are sign-extended to
+/// the 34 bits read, so the bits are exact whatever the signedness).
+pub fn packed_products(
+    b: &mut ModuleBuilder,
+    prefix: &str,
+    a_upper: &Expr,
+    a_lower: &Expr,
+    w: &Expr,
+) -> (Expr, Expr) {
+    let shifted = Expr::concat(vec![a_upper.clone(), Expr::zero(PACKED_LOWER_BITS)]).as_signed();
+    let operand = b.name(
+        &format!("{prefix}packed_operand"),
+        shifted
+            .resize(PACKED_OPERAND_BITS)
+            .add(&a_lower.as_signed().resize(PACKED_OPERAND_BITS)),
+    );
+    let p = b.name(
+        &format!("{prefix}packed_product"),
+        operand
+            .resize(PACKED_PRODUCT_BITS)
+            .mul_signed(&w.as_signed().resize(PACKED_PRODUCT_BITS)),
+    );
+    let lower = b.name(
+        &format!("{prefix}product_lower"),
+        p.slice(0, PACKED_LOWER_BITS),
+    );
+    let correction = p.bit_at(PACKED_LOWER_BITS - 1).zext(PACKED_UPPER_BITS);
+    let upper = b.name(
+        &format!("{prefix}product_upper"),
+        p.slice(PACKED_LOWER_BITS, PACKED_UPPER_BITS)
+            .add(&correction),
+    );
+    (upper.as_signed(), lower.as_signed())
 }
 
 /// fp16 activations x fp16 weights, fp32 accumulator (numerics.md, floating-point path).

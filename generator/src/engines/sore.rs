@@ -33,6 +33,9 @@
 //! - The outputs come straight from the slot registers, so they are valid only in the
 //!   `out_valid` cycle: the next group overwrites the slots from the following edge on.
 //! - Idle cycles (`in_valid` low) hold all state, so a group may also arrive with gaps.
+//! - No back-pressure: a selection is shown for exactly one cycle and must be taken then.
+//! - Reset: [`RESET_CYCLES`] cycles of `rst` high before the first value. [`estimated_cycles`]
+//!   is the cycle model of a job, and [`ports`] the port names; drivers use these.
 //!
 //! One port per lane, not one packed bus: Verilator 5.006 is slow on very wide packed ports.
 
@@ -155,8 +158,22 @@ impl SoreParams {
     }
 }
 
+/// Cycles of `rst` high before the first value.
+pub const RESET_CYCLES: u64 = 2;
+
 /// Cycles from the last value of a group to its `out_valid`.
 pub const LATENCY: u64 = 1;
+
+/// The cycle model of pruning `groups` groups of M, dealt round-robin to the P lanes, from the
+/// cycle the first value is taken to the cycle the last selection is shown, both counted, with
+/// no input bubbles: `ceil(groups / P)` rounds of M cycles, then [`LATENCY`]. Zero groups take
+/// zero cycles.
+pub fn estimated_cycles(p: &SoreParams, groups: u64) -> u64 {
+    if groups == 0 {
+        return 0;
+    }
+    groups.div_ceil(u64::from(p.lanes)) * u64::from(p.m) + LATENCY
+}
 
 /// Port names of the top module, shared with the driver that feeds it.
 pub mod ports {
@@ -434,6 +451,16 @@ mod tests {
             .modules()
             .map(|m| emit::module_file(m, "test"))
             .collect()
+    }
+
+    /// The model by hand: 2:8 with 4 lanes is 8 cycles a round, plus 1 to the last selection.
+    #[test]
+    fn cycle_model() {
+        let p = SoreParams::fp16(4, 2, 8);
+        assert_eq!(estimated_cycles(&p, 0), 0);
+        assert_eq!(estimated_cycles(&p, 1), 9);
+        assert_eq!(estimated_cycles(&p, 4), 9);
+        assert_eq!(estimated_cycles(&p, 5), 17);
     }
 
     #[test]

@@ -19,6 +19,15 @@
 //! in increasing K. So every output is the sum in increasing k, which is what
 //! `sparse_kernels::gemm` computes.
 //!
+//! # int8x2 DSP packing (`dsp_packing = "int8x2"`)
+//! PE(2k, c) and PE(2k+1, c) multiply by the same weights, one cycle apart. With packing, row
+//! 2k+1's activations enter the array one cycle early (one skew register fewer) and travel
+//! along row 2k's PEs, so PE(2k, c) holds both rows' activations of a group together with its
+//! weights: it computes each pair of products in one DSP multiply (`arith::packed_products`,
+//! after Xilinx WP486) and hands row 2k+1's products to PE(2k+1, c) through a register. PE(2k+1,
+//! c) therefore adds the same products in the same cycle as without packing: the protocol, the
+//! latency and the accumulation order are unchanged. An odd last row keeps plain PEs.
+//!
 //! # Port protocol (all synchronous to `clk`, reset `rst` synchronous and active high)
 //! [`RESET_CYCLES`], [`latency`], [`tile_spacing`], [`ports`] and [`estimated_cycles`] hold the
 //! same facts as code; drivers, the trainer, the CLI and benches use them rather than repeating
@@ -50,8 +59,8 @@
 //!   (One 32-bit port per column, not one packed port for the whole array: Verilator 5.006 is
 //!   slow on very wide packed ports, see the design notes.)
 
-use super::arith::{FpMac, IntMac, PeArith};
-use crate::config::{Dtype, StceConfig};
+use super::arith::{packed_products, FpMac, IntMac, PeArith, PACKED_LOWER_BITS};
+use crate::config::{DspPacking, Dtype, StceConfig};
 use crate::rtl::{
     case, index_bits, set, when, when_else, Design, DesignError, Expr, ModuleBuilder, ModuleDef,
     Stmt,
@@ -137,10 +146,56 @@ pub fn generate(cfg: &StceConfig) -> Result<Design, DesignError> {
     for leaf in arith.leaf_modules() {
         design.add(leaf)?;
     }
-    let pe = processing_element(cfg, arith.as_ref());
-    design.add(pe.clone())?;
-    design.add(array_top(cfg, &pe))?;
+    let pes = PeRole::ALL.map(|role| {
+        role.used_in(cfg)
+            .then(|| processing_element(cfg, arith.as_ref(), role))
+    });
+    for pe in pes.iter().flatten() {
+        design.add(pe.clone())?;
+    }
+    design.add(array_top(cfg, &pes))?;
     Ok(design)
+}
+
+/// A PE's part in int8x2 DSP packing (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PeRole {
+    /// Multiplies its own operands: every PE without packing, and an odd last row's.
+    Alone,
+    /// Row 2k with packing: multiplies its own and row 2k+1's activations by the shared weights.
+    Upper,
+    /// Row 2k+1 with packing: adds the products the PE above computed for it.
+    Lower,
+}
+
+impl PeRole {
+    const ALL: [PeRole; 3] = [PeRole::Alone, PeRole::Upper, PeRole::Lower];
+
+    /// The role of row `r`'s PEs.
+    fn of_row(cfg: &StceConfig, r: u32) -> PeRole {
+        let paired = cfg.dsp_packing == DspPacking::Int8x2 && r / 2 < cfg.rows / 2;
+        match (paired, r % 2) {
+            (false, _) => PeRole::Alone,
+            (true, 0) => PeRole::Upper,
+            (true, _) => PeRole::Lower,
+        }
+    }
+
+    fn used_in(self, cfg: &StceConfig) -> bool {
+        (0..cfg.rows).any(|r| PeRole::of_row(cfg, r) == self)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            PeRole::Alone => "",
+            PeRole::Upper => "_pack_upper",
+            PeRole::Lower => "_pack_lower",
+        }
+    }
 }
 
 /// The modules the engine defines besides its top, leaves first.
@@ -151,7 +206,11 @@ pub fn module_names(cfg: &StceConfig) -> Vec<String> {
         .iter()
         .map(|m| m.name().to_string())
         .collect();
-    names.push(pe_name(cfg, arith.as_ref()));
+    for role in PeRole::ALL {
+        if role.used_in(cfg) {
+            names.push(pe_name(cfg, arith.as_ref(), role));
+        }
+    }
     names
 }
 
@@ -166,11 +225,20 @@ fn arithmetic(cfg: &StceConfig) -> Box<dyn PeArith> {
 }
 
 /// The PE's name encodes every parameter its body depends on.
-fn pe_name(cfg: &StceConfig, arith: &dyn PeArith) -> String {
+fn pe_name(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> String {
+    let role = role.suffix();
     if cfg.has_sparse_mode() {
-        format!("stce_pe_{}_n{}_m{}", arith.tag(), cfg.n, cfg.m)
+        format!("stce_pe_{}_n{}_m{}{role}", arith.tag(), cfg.n, cfg.m)
     } else {
-        format!("stce_pe_{}_n{}_dense", arith.tag(), cfg.n)
+        format!("stce_pe_{}_n{}_dense{role}", arith.tag(), cfg.n)
+    }
+}
+
+/// The integer arithmetic of a packed engine (validated to be int8).
+fn int_mac(cfg: &StceConfig) -> IntMac {
+    IntMac {
+        wgt_bits: cfg.weight_bits,
+        overflow: cfg.overflow,
     }
 }
 
@@ -206,11 +274,15 @@ impl Shape {
     fn idx_bus(&self) -> u32 {
         self.n * self.idx
     }
+    /// Row 2k+1's N products, handed down by a packing PE.
+    fn products_bus(&self) -> u32 {
+        self.n * PACKED_LOWER_BITS
+    }
 }
 
-fn processing_element(cfg: &StceConfig, arith: &dyn PeArith) -> ModuleDef {
+fn processing_element(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> ModuleDef {
     let s = Shape::of(cfg);
-    let mut b = ModuleBuilder::new(pe_name(cfg, arith));
+    let mut b = ModuleBuilder::new(pe_name(cfg, arith, role));
     b.doc("STCE processing element (output-stationary).");
     if s.sparse {
         b.doc(format!(
@@ -224,13 +296,39 @@ fn processing_element(cfg: &StceConfig, arith: &dyn PeArith) -> ModuleDef {
             s.n, s.n
         ));
     }
+    match role {
+        PeRole::Alone => {}
+        PeRole::Upper => {
+            b.doc("int8x2 packing, upper PE: the row below's activations come along this row one");
+            b.doc("cycle early; each pair of products is one DSP multiply (WP486), and the row");
+            b.doc("below's products go down through out_products.");
+        }
+        PeRole::Lower => {
+            b.doc("int8x2 packing, lower PE: adds the products the PE above computed for it.");
+        }
+    }
     b.doc("Activations and flags pass right, weights pass down, each through one register.");
     let clk = b.input(ports::CLOCK, 1, "");
     let rst = b.input(ports::RESET, 1, "synchronous, active high");
     let in_valid = b.input("in_valid", 1, "a group is present");
     let in_first = b.input("in_first", 1, "first group of a tile: start a new sum");
     let in_last = b.input("in_last", 1, "last group of a tile: publish the sum");
-    let in_act = b.input("in_act", s.act_bus(), "activation lanes, from the left");
+    let in_act = (role != PeRole::Lower)
+        .then(|| b.input("in_act", s.act_bus(), "activation lanes, from the left"));
+    let in_act_lower = (role == PeRole::Upper).then(|| {
+        b.input(
+            "in_act_lower",
+            s.act_bus(),
+            "the row below's activation lanes, one cycle early",
+        )
+    });
+    let in_products = (role == PeRole::Lower).then(|| {
+        b.input(
+            "in_products",
+            s.products_bus(),
+            "this PE's products, from the PE above",
+        )
+    });
     let in_wgt = b.input("in_wgt", s.wgt_bus(), "weights, from above");
     let in_idx = s
         .sparse
@@ -238,33 +336,83 @@ fn processing_element(cfg: &StceConfig, arith: &dyn PeArith) -> ModuleDef {
     let out_valid = b.output_reg("out_valid", 1, "");
     let out_first = b.output_reg("out_first", 1, "");
     let out_last = b.output_reg("out_last", 1, "");
-    let out_act = b.output_reg("out_act", s.act_bus(), "to the right");
+    let out_act = in_act
+        .is_some()
+        .then(|| b.output_reg("out_act", s.act_bus(), "to the right"));
+    let out_act_lower = in_act_lower
+        .is_some()
+        .then(|| b.output_reg("out_act_lower", s.act_bus(), "to the right"));
     let out_wgt = b.output_reg("out_wgt", s.wgt_bus(), "downwards");
     let out_idx = s
         .sparse
         .then(|| b.output_reg("out_idx", s.idx_bus(), "downwards"));
+    let out_products = (role == PeRole::Upper).then(|| {
+        b.output_reg(
+            "out_products",
+            s.products_bus(),
+            "the row below's products, downwards",
+        )
+    });
     let result = b.output_reg("result", s.acc, "sum of the last finished tile");
 
     let acc = b.reg("acc", s.acc);
     b.describe("running sum of the current tile");
 
-    let mut pairs = Vec::with_capacity(s.n as usize);
-    for i in 0..s.n {
-        let activation = match &in_idx {
-            Some(idx_bus) => {
-                // M:1 selection: lane offset = index * act_bits (act_bits is a power of two).
-                let idx = b.name(&format!("idx_{i}"), idx_bus.slice(i * s.idx, s.idx));
-                let shift = s.act.trailing_zeros();
-                let offset = Expr::concat(vec![idx, Expr::zero(shift)]);
-                b.name(&format!("act_{i}"), in_act.dyn_slice(offset, s.act))
+    // Multiplier i's operands: activation idx[i] of a lane bus (M:1 selection in sparse mode;
+    // lane offset = index * act_bits, a power of two) and weight i. A lower PE multiplies
+    // nothing: its weights and indices only pass down.
+    let select =
+        |b: &mut ModuleBuilder, name: &str, bus: &Expr, idx: &Option<Expr>, i: u32| match idx {
+            Some(idx) => {
+                let offset = Expr::concat(vec![idx.clone(), Expr::zero(s.act.trailing_zeros())]);
+                b.name(name, bus.dyn_slice(offset, s.act))
             }
-            None => b.name(&format!("act_{i}"), in_act.slice(i * s.act, s.act)),
+            None => b.name(name, bus.slice(i * s.act, s.act)),
         };
-        let weight = b.name(&format!("wgt_{i}"), in_wgt.slice(i * s.wgt, s.wgt));
-        pairs.push((activation, weight));
+    let mut operands = Vec::with_capacity(s.n as usize);
+    if let Some(bus) = &in_act {
+        for i in 0..s.n {
+            let idx = in_idx
+                .as_ref()
+                .map(|idx_bus| b.name(&format!("idx_{i}"), idx_bus.slice(i * s.idx, s.idx)));
+            let activation = select(&mut b, &format!("act_{i}"), bus, &idx, i);
+            let lower = in_act_lower
+                .as_ref()
+                .map(|lower_bus| select(&mut b, &format!("act_lower_{i}"), lower_bus, &idx, i));
+            let weight = b.name(&format!("wgt_{i}"), in_wgt.slice(i * s.wgt, s.wgt));
+            operands.push((activation, lower, weight));
+        }
     }
     let sum_base = b.name("sum_base", Expr::mux(&in_first, &Expr::zero(s.acc), &acc));
-    let acc_next = arith.accumulate(&mut b, "", sum_base, &pairs);
+    let mut lower_products = Vec::new();
+    let acc_next = match role {
+        PeRole::Alone => {
+            let pairs: Vec<(Expr, Expr)> = operands.into_iter().map(|(a, _, w)| (a, w)).collect();
+            arith.accumulate(&mut b, "", sum_base, &pairs)
+        }
+        PeRole::Upper => {
+            let mut products = Vec::with_capacity(s.n as usize);
+            for (i, (a, a_lower, w)) in operands.iter().enumerate() {
+                let a_lower = a_lower
+                    .as_ref()
+                    .expect("an upper PE has the row below's lanes");
+                let (upper, lower) = packed_products(&mut b, &format!("mul_{i}_"), a, a_lower, w);
+                products.push(upper);
+                lower_products.push(lower.as_unsigned());
+            }
+            int_mac(cfg).accumulate_products(&mut b, "", sum_base, &products)
+        }
+        PeRole::Lower => {
+            let bus = in_products.clone().expect("a lower PE gets its products");
+            let products: Vec<Expr> = (0..s.n)
+                .map(|i| {
+                    bus.slice(i * PACKED_LOWER_BITS, PACKED_LOWER_BITS)
+                        .as_signed()
+                })
+                .collect();
+            int_mac(cfg).accumulate_products(&mut b, "", sum_base, &products)
+        }
+    };
 
     b.comment("Control and accumulator: reset, then one group per valid cycle.");
     b.clocked(
@@ -293,15 +441,27 @@ fn processing_element(cfg: &StceConfig, arith: &dyn PeArith) -> ModuleDef {
         )],
     );
     b.comment("Operand pipeline: data needs no reset, the valid flag qualifies it.");
-    let mut data = vec![set(&out_act, in_act), set(&out_wgt, in_wgt)];
+    let mut data = Vec::new();
+    if let (Some(out_act), Some(in_act)) = (out_act, in_act) {
+        data.push(set(&out_act, in_act));
+    }
+    if let (Some(out), Some(input)) = (out_act_lower, in_act_lower) {
+        data.push(set(&out, input));
+    }
+    data.push(set(&out_wgt, in_wgt));
     if let (Some(out_idx), Some(in_idx)) = (out_idx, in_idx) {
         data.push(set(&out_idx, in_idx));
+    }
+    if let Some(out_products) = out_products {
+        // Entry i at [18i +: 18], most significant part first in the concatenation.
+        lower_products.reverse();
+        data.push(set(&out_products, Expr::concat(lower_products)));
     }
     b.clocked(&clk, data);
     b.finish()
 }
 
-fn array_top(cfg: &StceConfig, pe: &ModuleDef) -> ModuleDef {
+fn array_top(cfg: &StceConfig, pes: &[Option<ModuleDef>; 3]) -> ModuleDef {
     let s = Shape::of(cfg);
     let (rows, cols) = (cfg.rows, cfg.cols);
     let mut b = ModuleBuilder::new(cfg.top.clone());
@@ -350,17 +510,24 @@ fn array_top(cfg: &StceConfig, pe: &ModuleDef) -> ModuleDef {
     for r in 0..rows {
         let mut ctrl = (valid.clone(), first.clone(), last.clone());
         let mut act = act_in[r as usize].clone();
+        // With packing, a lower row's activations enter one cycle early (see the module doc).
+        let act_delay = match PeRole::of_row(cfg, r) {
+            PeRole::Lower => r - 1,
+            PeRole::Alone | PeRole::Upper => r,
+        };
         for d in 1..=r {
             let v = b.reg(&format!("valid_row{r}_d{d}"), 1);
             let f = b.reg(&format!("first_row{r}_d{d}"), 1);
             let l = b.reg(&format!("last_row{r}_d{d}"), 1);
-            let a = b.reg(&format!("act_row{r}_d{d}"), s.act_bus());
             control_stmts.push((v.clone(), ctrl.0));
             control_stmts.push((f.clone(), ctrl.1));
             control_stmts.push((l.clone(), ctrl.2));
-            data_stmts.push(set(&a, act));
+            if d <= act_delay {
+                let a = b.reg(&format!("act_row{r}_d{d}"), s.act_bus());
+                data_stmts.push(set(&a, act));
+                act = a;
+            }
             ctrl = (v, f, l);
-            act = a;
         }
         row_heads.push((ctrl, act));
     }
@@ -399,14 +566,23 @@ fn array_top(cfg: &StceConfig, pe: &ModuleDef) -> ModuleDef {
     let mut results = vec![Vec::new(); cols as usize];
     let mut row_done = Vec::with_capacity(rows as usize);
     let mut from_above: Vec<(Expr, Option<Expr>)> = col_heads;
+    // Each row's activation chain; a packed lower row's runs along the row above.
+    let mut row_acts: Vec<Expr> = row_heads.iter().map(|(_, act)| act.clone()).collect();
+    // The products a packing PE hands to the PE below it, per column.
+    let mut products_from_above: Vec<Option<Expr>> = vec![None; cols as usize];
+    let east_name = |what: &str, r: u32, c: u32| match (c + 1 == cols, what) {
+        (true, "valid" | "last") => format!("{what}_r{r}_east"),
+        (true, _) => format!("unused_{what}_r{r}_east"),
+        (false, _) => format!("{what}_r{r}_c{}", c + 1),
+    };
     for r in 0..rows {
-        let ((mut v, mut f, mut l), mut act) = row_heads[r as usize].clone();
+        let role = PeRole::of_row(cfg, r);
+        let pe = pes[role.index()]
+            .as_ref()
+            .expect("the PE of every row's role is generated");
+        let ((mut v, mut f, mut l), _) = row_heads[r as usize].clone();
         for c in 0..cols {
-            let east = |what: &str| match (c + 1 == cols, what) {
-                (true, "valid" | "last") => format!("{what}_r{r}_east"),
-                (true, _) => format!("unused_{what}_r{r}_east"),
-                (false, _) => format!("{what}_r{r}_c{}", c + 1),
-            };
+            let east = |what: &str| east_name(what, r, c);
             let south = |what: &str| {
                 if r + 1 == rows {
                     format!("unused_{what}_c{c}_south")
@@ -417,7 +593,7 @@ fn array_top(cfg: &StceConfig, pe: &ModuleDef) -> ModuleDef {
             let out_v = b.wire(&east("valid"), 1);
             let out_f = b.wire(&east("first"), 1);
             let out_l = b.wire(&east("last"), 1);
-            let out_a = b.wire(&east("act"), s.act_bus());
+            let out_a = (role != PeRole::Lower).then(|| b.wire(&east("act"), s.act_bus()));
             let out_w = b.wire(&south("wgt"), s.wgt_bus());
             let out_i = s.sparse.then(|| b.wire(&south("idx"), s.idx_bus()));
             let res = b.wire(&format!("result_r{r}_c{c}"), s.acc);
@@ -428,21 +604,45 @@ fn array_top(cfg: &StceConfig, pe: &ModuleDef) -> ModuleDef {
                 ("in_valid", v),
                 ("in_first", f),
                 ("in_last", l),
-                ("in_act", act),
-                ("in_wgt", w_in.clone()),
-                ("out_valid", out_v.clone()),
-                ("out_first", out_f.clone()),
-                ("out_last", out_l.clone()),
-                ("out_act", out_a.clone()),
-                ("out_wgt", out_w.clone()),
-                ("result", res.clone()),
             ];
+            if out_a.is_some() {
+                conns.push(("in_act", row_acts[r as usize].clone()));
+            }
+            conns.push(("in_wgt", w_in.clone()));
+            conns.push(("out_valid", out_v.clone()));
+            conns.push(("out_first", out_f.clone()));
+            conns.push(("out_last", out_l.clone()));
+            if let Some(out_a) = &out_a {
+                conns.push(("out_act", out_a.clone()));
+                row_acts[r as usize] = out_a.clone();
+            }
+            conns.push(("out_wgt", out_w.clone()));
+            conns.push(("result", res.clone()));
             if let (Some(i_in), Some(out_i)) = (i_in, &out_i) {
                 conns.push(("in_idx", i_in.clone()));
                 conns.push(("out_idx", out_i.clone()));
             }
+            match role {
+                PeRole::Alone => {}
+                PeRole::Upper => {
+                    let below = (r + 1) as usize;
+                    let out_lower = b.wire(&east_name("act", r + 1, c), s.act_bus());
+                    let products = b.wire(&format!("products_r{}_c{c}", r + 1), s.products_bus());
+                    conns.push(("in_act_lower", row_acts[below].clone()));
+                    conns.push(("out_act_lower", out_lower.clone()));
+                    conns.push(("out_products", products.clone()));
+                    row_acts[below] = out_lower;
+                    products_from_above[c as usize] = Some(products);
+                }
+                PeRole::Lower => {
+                    let products = products_from_above[c as usize]
+                        .take()
+                        .expect("a lower PE sits below an upper one");
+                    conns.push(("in_products", products));
+                }
+            }
             b.instance(pe, &format!("pe_r{r}_c{c}"), conns);
-            (v, f, l, act) = (out_v, out_f, out_l, out_a);
+            (v, f, l) = (out_v, out_f, out_l);
             from_above[c as usize] = (out_w, out_i);
             results[c as usize].push(res);
         }

@@ -35,6 +35,9 @@
 //!   (`in_valid` low) are bubbles that travel down the pipeline (`out_valid` low 5 cycles later).
 //! - Data registers load only when their stage holds a valid element, so the outputs keep the last
 //!   result until the next one arrives. Only the valid bits are reset; data registers are not.
+//! - No back-pressure: a result is shown with `out_valid` for one cycle and must be taken then.
+//! - Reset: [`RESET_CYCLES`] cycles of `rst` high before the first element. [`estimated_cycles`]
+//!   is the cycle model of a job, and [`ports`] the port names; drivers use these.
 //!
 //! One port per lane, not one packed bus: Verilator 5.006 is slow on very wide packed ports.
 
@@ -51,9 +54,22 @@ pub struct WuveParams {
 /// The most lanes one engine may have.
 pub const MAX_LANES: u32 = 256;
 
+/// Cycles of `rst` high before the first element.
+pub const RESET_CYCLES: u64 = 2;
+
 /// Cycles from an element's input cycle to the cycle its result is shown (one per fp operation
 /// stage; the fp16 conversion shares the last stage with the final add).
 pub const LATENCY: u64 = 5;
+
+/// The cycle model of updating `elements` weights, V per cycle, from the cycle the first
+/// element is taken to the cycle the last result is shown, both counted, with no input
+/// bubbles: `ceil(elements / V)` input cycles, then [`LATENCY`]. Zero elements take zero cycles.
+pub fn estimated_cycles(p: &WuveParams, elements: u64) -> u64 {
+    if elements == 0 {
+        return 0;
+    }
+    elements.div_ceil(u64::from(p.lanes)) + LATENCY
+}
 
 /// fp32 `+1.0`.
 const ONE_F32: u64 = 0x3F80_0000;
@@ -356,6 +372,17 @@ mod tests {
             .modules()
             .map(|m| emit::module_file(m, "test"))
             .collect()
+    }
+
+    /// The model by hand: one beat of V elements per cycle, plus 5 to the last result.
+    #[test]
+    fn cycle_model() {
+        let p = WuveParams { lanes: 4 };
+        assert_eq!(estimated_cycles(&p, 0), 0);
+        assert_eq!(estimated_cycles(&p, 1), 6);
+        assert_eq!(estimated_cycles(&p, 4), 6);
+        assert_eq!(estimated_cycles(&p, 5), 7);
+        assert_eq!(estimated_cycles(&WuveParams { lanes: 1 }, 7), 12);
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub enum BinaryOp {
     Add,
     Sub,
     Mul,
+    /// A multiply of two signed operands, printed with `$signed` (see [`Expr::mul_signed`]).
+    MulSigned,
     And,
     Or,
     Xor,
@@ -107,7 +109,7 @@ impl BinaryOp {
         match self {
             BinaryOp::Add => "+",
             BinaryOp::Sub => "-",
-            BinaryOp::Mul => "*",
+            BinaryOp::Mul | BinaryOp::MulSigned => "*",
             BinaryOp::And => "&",
             BinaryOp::Or => "|",
             BinaryOp::Xor => "^",
@@ -392,6 +394,17 @@ impl Expr {
     pub fn mul(&self, b: &Expr) -> Expr {
         Expr::binary(BinaryOp::Mul, self, b)
     }
+    /// The same bits as [`Expr::mul`] of two signed operands (at equal width the low bits of a
+    /// product do not depend on signedness), printed as `{$signed(a) * $signed(b)}` so that
+    /// synthesis sees a signed multiplier and drops the sign-extension bits: Yosys then maps a
+    /// sign-extended 27 x 8 product into one DSP48E2 rather than a 35 x 35 array of them.
+    pub fn mul_signed(&self, b: &Expr) -> Expr {
+        assert!(
+            self.is_signed() && b.is_signed(),
+            "mul_signed of an unsigned operand: {self} * {b}"
+        );
+        Expr::binary(BinaryOp::MulSigned, self, b)
+    }
     pub fn and(&self, b: &Expr) -> Expr {
         Expr::binary(BinaryOp::And, self, b)
     }
@@ -491,12 +504,16 @@ impl Expr {
     fn precedence(&self) -> u8 {
         match self {
             Expr::Signed(e) => e.precedence(),
-            // Printed in braces: `{$signed(a) >>> b}`.
+            // Printed in braces: `{$signed(a) >>> b}`, `{$signed(a) * $signed(b)}`.
             Expr::Binary {
                 op: BinaryOp::Shr,
                 a,
                 ..
             } if a.is_signed() => 13,
+            Expr::Binary {
+                op: BinaryOp::MulSigned,
+                ..
+            } => 13,
             Expr::Mux { .. } => 1,
             Expr::Binary { op, .. } => match op {
                 BinaryOp::LogicOr => 2,
@@ -508,7 +525,7 @@ impl Expr {
                 BinaryOp::Lt => 8,
                 BinaryOp::Shl | BinaryOp::Shr => 9,
                 BinaryOp::Add | BinaryOp::Sub => 10,
-                BinaryOp::Mul => 11,
+                BinaryOp::Mul | BinaryOp::MulSigned => 11,
             },
             Expr::Unary { .. } => 12,
             _ => 13,
@@ -596,6 +613,16 @@ impl fmt::Display for Expr {
                 b.fmt_operand(f, 10)?;
                 write!(f, "}}")
             }
+            Expr::Binary {
+                op: BinaryOp::MulSigned,
+                a,
+                b,
+            } => write!(
+                f,
+                "{{$signed({}) * $signed({})}}",
+                a.as_unsigned(),
+                b.as_unsigned()
+            ),
             Expr::Binary {
                 op: BinaryOp::Lt,
                 a,

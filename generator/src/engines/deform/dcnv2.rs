@@ -67,7 +67,7 @@
 //! # Latency and throughput
 //! An item issued in cycle t shows its result from cycle t + 4 on. At most one item issues per
 //! cycle and one pixel loads per cycle, so a plane takes about `max(H * W, Hout * Wout * groups)`
-//! cycles; a back-pressured output stalls the whole pipeline. [`estimate_cycles`] is that model;
+//! cycles; a back-pressured output stalls the whole pipeline. [`estimated_cycles`] is that model;
 //! it is an estimate, kept beside the cycles the simulation measures.
 
 use crate::config::DeformConfig;
@@ -77,6 +77,9 @@ use crate::rtl::{index_bits, set, when, when_else, Design, Expr, ModuleBuilder, 
 pub const COORD_BITS: u32 = 16;
 /// Pipeline stages from issue to the result register.
 pub const LATENCY: u64 = 4;
+
+/// Cycles of `rst` high before anything else: the same as every deformable engine's.
+pub use super::RESET_CYCLES;
 
 /// Parameters of one DCNv2 engine (the `[deform]` config with `mode = "dcnv2"`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -268,7 +271,7 @@ impl Dcnv2Params {
 /// plane's first rows, then per plane the slower of the loader (one pixel per cycle) and the
 /// issue stage (one item per cycle), then the pipeline. An estimate: bubbles between planes and
 /// rows are not modelled.
-pub fn estimate_cycles(p: &Dcnv2Params, h: u64, w: u64, hout: u64, wout: u64, planes: u64) -> u64 {
+pub fn estimated_cycles(p: &Dcnv2Params, h: u64, w: u64, hout: u64, wout: u64, planes: u64) -> u64 {
     let per_plane = (h * w).max(hout * wout * p.groups() as u64);
     p.first_rows(h) * w + planes * per_plane + LATENCY
 }
