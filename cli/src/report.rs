@@ -124,8 +124,9 @@ pub struct TrainStepReport {
     /// instruction, plus fetch and dispatch): an estimate, never measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_cycles_estimated: Option<u64>,
-    /// The passes the system top ran (`ff`, `bp`, `wu`, `update`; the pruning runs on the
-    /// separate SORE until it joins the system top).
+    /// The passes the system top ran: `ff`, `bp`, `wu`, `update`, and for sparse training
+    /// `prune_f` (the next M_F and FF operand; M_B is pruned on the separate SORE until PRUNE_B
+    /// joins the system top).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system_passes: Option<Vec<&'static str>>,
     /// Busy cycles per engine of the system top (measured) and the memory beats it moved.

@@ -122,6 +122,20 @@ fn linear_step_on_system(
             );
         }
     }
+    match &got.next {
+        Some(next) => {
+            assert_eq!(next.mask_f, golden.next.mask_f, "next M_F");
+            let ff_next = bdwp::ff_operand(&golden.next, &cfg).unwrap();
+            let (k, c) = ff_next.dense_dim();
+            let values: Vec<u16> = ff_next.values.iter().map(|v| v.to_bits()).collect();
+            let indices: Vec<u8> = ff_next.indices.iter().copied().collect();
+            let geo = system.geo;
+            let want = geo.pack_wgt_sparse(&values, &indices, k, c);
+            assert_eq!(geo.k_padded(k), k, "the test keeps K a multiple of Kp");
+            assert_eq!(next.ff_lines, want, "next FF operand");
+        }
+        None => assert!(pattern.is_dense()),
+    }
     got.stats
 }
 
@@ -146,7 +160,10 @@ fn linear_step_gemms_are_bit_exact_and_cycles_are_measured() {
     // bounds the run (engines overlap, so measured <= serial).
     assert_eq!(stats.sim_cycles, stats.cycles + 1);
     assert!(
-        stats.busy["stce"] > 0 && stats.busy["dma"] > 0 && stats.busy["wuve"] > 0,
+        stats.busy["stce"] > 0
+            && stats.busy["dma"] > 0
+            && stats.busy["wuve"] > 0
+            && stats.busy["sore"] > 0,
         "{stats:?}"
     );
     assert!(stats.cycles <= stats.estimated_cycles, "{stats:?}");
