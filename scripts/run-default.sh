@@ -14,6 +14,9 @@ vectors=testbenches/vectors
 echo "== generate: configs/default.toml -> $out/rtl"
 $coforge gen --config configs/default.toml --out "$out/rtl"
 
+echo "== vivado: Vivado build and IP-packaging scripts (VCU1525 part, 200 MHz) -> $out/vivado"
+$coforge vivado --config configs/default.toml --clock-mhz 200 --out "$out/vivado"
+
 echo "== verify: a 2:8 GEMM on the engine, bit for bit against the reference -> $out/verify"
 $coforge verify --config configs/default.toml --out "$out/verify" --seed 1 --shape 16x64x16
 

@@ -62,6 +62,39 @@ pub struct VerifyReport {
     /// The `--waves` window asked for and the one recorded (clipped to the run); `null` without
     /// `--waves`.
     pub waves_window: Option<WaveWindow>,
+    /// With `--axi`: the same GEMM through the engine's AXI wrapper; `null` without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub axi: Option<AxiReport>,
+}
+
+/// `coforge verify --axi`: the GEMM through the AXI wrapper (`<top>_axi`) with AXI bus models.
+#[derive(Clone, Debug, Serialize)]
+pub struct AxiReport {
+    /// The wrapper's module name.
+    pub top: String,
+    /// Probability per cycle of a TVALID stall at the source and a TREADY stall at the sink.
+    pub stall_rate: f64,
+    pub stall_seed: u64,
+    /// The wrapper's result equals the reference's, bit for bit.
+    pub bit_exact: bool,
+    /// The wrapper's result equals the bare engine's, bit for bit.
+    pub same_bits_as_bare: bool,
+    /// Elements whose bits differ from the bare engine's.
+    pub differ_from_bare: usize,
+    /// Elements that differ from the reference.
+    pub mismatches: usize,
+    /// Measured: from the cycle the first input beat was taken to the cycle the last result row
+    /// was taken, both counted.
+    pub cycles: u64,
+    /// The engine's cycle model plus the wrapper's fixed latency, for a run without stalls.
+    pub estimated_cycles: u64,
+    /// Cycles without an input beat taken between the first beat and the last (source stalls
+    /// and back-pressure).
+    pub input_stall_cycles: u64,
+    /// The wrapper's CYCLES register: cycles it was busy.
+    pub wrapper_busy_cycles: u64,
+    /// The wrapper's OUT_STALLS register: cycles a result row waited for TREADY.
+    pub output_stall_cycles: u64,
 }
 
 /// One step of `coforge train`.
@@ -91,8 +124,9 @@ pub struct TrainStepReport {
     /// instruction, plus fetch and dispatch): an estimate, never measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_cycles_estimated: Option<u64>,
-    /// The passes the system top ran (`ff`, `bp`, `wu`, `update`; the pruning runs on the
-    /// separate SORE until it joins the system top).
+    /// The passes the system top ran: `ff`, `bp`, `wu`, `update`, and for sparse training
+    /// `prune_f` (the next M_F and FF operand; M_B is pruned on the separate SORE until PRUNE_B
+    /// joins the system top).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system_passes: Option<Vec<&'static str>>,
     /// Busy cycles per engine of the system top (measured) and the memory beats it moved.

@@ -208,6 +208,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                     compare("system.w32", g.w32.view(), run.w32.view())?,
                     compare("system.w16", g.next.w16.view(), run.w16.view())?,
                 ];
+                let mut compared = compared;
+                if let Some(next) = &run.next {
+                    compared.push(compare(
+                        "system.mask_f",
+                        g.next.mask_f.view(),
+                        next.mask_f.view(),
+                    )?);
+                }
                 Some((compared, run.stats))
             }
             None => None,
@@ -250,7 +258,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let schedule = schedule_step(ops, stce_cfg.rows as usize);
         let on_top = system_stats.as_ref().map_or(String::new(), |s| {
             format!(
-                "; system top: FF, BP, WU and update in {} cycles measured ({} estimated)",
+                "; system top: FF, BP, WU, update and (sparse) M_F pre-generation in {} cycles \
+                 measured ({} estimated)",
                 s.cycles, s.estimated_cycles
             )
         });
@@ -270,9 +279,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             schedule,
             step_cycles_measured: system_stats.as_ref().map(|s| s.cycles),
             step_cycles_estimated: system_stats.as_ref().map(|s| s.estimated_cycles),
-            system_passes: system_stats
-                .as_ref()
-                .map(|_| vec!["ff", "bp", "wu", "update"]),
+            system_passes: system_stats.as_ref().map(|_| {
+                let mut passes = vec!["ff", "bp", "wu", "update"];
+                if !pattern.is_dense() {
+                    passes.push("prune_f");
+                }
+                passes
+            }),
             system: system_stats,
         });
         (golden_state, rtl_state) = (g_next, r_next);

@@ -5,13 +5,20 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use coforge_driver::axi::{self, Stalls};
 use coforge_driver::compare::Bits;
+use coforge_driver::design::design_spec_of;
 use coforge_driver::mismatch_map::DiffMap;
+use coforge_driver::stce::GemmJob;
 use coforge_driver::verify::{
-    check_int4_weights, fp16_gemm, int8_gemm, reject_nan_operands, CorruptGolden, Mode, Outcome,
+    check_int4_weights, fp16_gemm, fp16_gemm_with, int8_gemm, int8_gemm_with, reject_nan_operands,
+    CorruptGolden, Mode, Outcome, Raw,
 };
+use coforge_generator::config::StceConfig;
 use coforge_generator::config::{DeformMode, Dtype};
+use coforge_generator::engines::axi as axi_rtl;
 use coforge_generator::engines::stce::estimated_cycles;
+use coforge_sim::{BuildOptions, Verilator};
 use half::f16;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -21,7 +28,7 @@ use crate::budget;
 use crate::engine::{self, Progress, SimArgs};
 use crate::junit::{self, Junit};
 use crate::output::OutputDir;
-use crate::report::{VerifyReport, COFORGE_VERSION};
+use crate::report::{AxiReport, VerifyReport, COFORGE_VERSION};
 use crate::tensor_io::{read_npy, NpyElement, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -79,6 +86,14 @@ pub struct VerifyArgs {
     pub mode: ModeArg,
     #[command(flatten)]
     pub sim: SimArgs,
+    /// Also run the same GEMM through the engine's AXI wrapper (`<top>_axi`) in closed loop
+    /// with AXI bus models (Verilator), and require the same bits as the bare engine
+    #[arg(long)]
+    pub axi: bool,
+    /// With --axi: the probability, per cycle, that the AXI4-Stream source holds TVALID low
+    /// and the sink holds TREADY low (0 <= R < 1)
+    #[arg(long, value_name = "R", requires = "axi", value_parser = parse_stall_rate)]
+    pub stall_rate: Option<f64>,
     /// Also write a JUnit XML report here (one test case per compared tensor), even when the
     /// comparison fails
     #[arg(long, value_name = "FILE")]
@@ -87,6 +102,18 @@ pub struct VerifyArgs {
     /// that the comparison catches and localizes a difference
     #[arg(long, value_name = "ROW,COL", value_parser = parse_index, hide = true)]
     pub corrupt_golden: Option<[usize; 2]>,
+}
+
+fn parse_stall_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..1.0).contains(&r) => Ok(r),
+        Ok(r) => Err(format!(
+            "{r} is outside 0 <= R < 1 (a stall probability per cycle)"
+        )),
+        Err(_) => Err(format!(
+            "`{s}` is not a number; give a probability such as 0.3"
+        )),
+    }
 }
 
 /// A shape given as sizes joined by `x`: three (a GEMM, or an image HxWxC) or four (HxWxCINxCOUT).
@@ -279,6 +306,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     if args.sim.waves.is_some() && args.sim.simulator != engine::SimulatorArg::Verilator {
         bail!("--waves is supported with --simulator verilator only");
     }
+    if args.axi && args.sim.simulator != engine::SimulatorArg::Verilator {
+        bail!("--axi runs closed loop, which needs --simulator verilator");
+    }
     let (operands, seed) = match (&args.a, &args.b) {
         (Some(pa), Some(pb)) => (Operands::read(cfg.dtype, pa, pb)?, None),
         _ => {
@@ -316,21 +346,35 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let corrupt = args.corrupt_golden.map(|index| CorruptGolden { index });
     let sim = ready.sim.as_mut();
     let tile = (cfg.rows as usize, cfg.cols as usize);
-    let (stats, c) = match &operands {
+    let (stats, c, bare_bits) = match &operands {
         Operands::Int8(a, b) => {
             let o = int8_gemm(sim, cfg, &engine.spec, a.view(), b.view(), mode, corrupt)?;
             stage(&mut out, a, &o, tile);
-            (o.stats, o.comparison)
+            (o.stats, o.comparison, o.rtl.mapv(Raw::to_raw))
         }
         Operands::Fp16(a, b) => {
             let o = fp16_gemm(sim, cfg, &engine.spec, a.view(), b.view(), mode, corrupt)?;
             stage(&mut out, a, &o, tile);
-            (o.stats, o.comparison)
+            (o.stats, o.comparison, o.rtl.mapv(Raw::to_raw))
         }
     };
     let (simulator, sim_version) = (ready.name, ready.version.clone());
     let waves_window = ready.finish();
     progress.step(&format!("simulated {} cycles on {simulator}", stats.cycles));
+    let axi_report = if args.axi {
+        let stalls = Stalls {
+            rate: args.stall_rate.unwrap_or(0.0),
+            seed: args.seed,
+        };
+        let r = run_through_axi(&engine, cfg, &operands, mode, corrupt, stalls, &bare_bits)?;
+        progress.step(&format!(
+            "through {}: {} cycles at stall rate {} ({} without the wrapper)",
+            r.top, r.cycles, r.stall_rate, stats.cycles
+        ));
+        Some(r)
+    } else {
+        None
+    };
 
     let waves = waves_window
         .as_ref()
@@ -360,6 +404,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         coforge_version: COFORGE_VERSION,
         waves,
         waves_window,
+        axi: axi_report,
     };
     out.write_json("report.json", &report)?;
     out.add("config.json", engine.config.resolved_json().into_bytes());
@@ -416,10 +461,77 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         c.mismatches,
         c.elements
     );
+    if let Some(a) = &report.axi {
+        println!(
+            "{}: through {} at stall rate {}: {} cycles (estimated {} without stalls), bare engine {} cycles",
+            if a.same_bits_as_bare { "SAME BITS" } else { "DIFFERENT BITS" },
+            a.top,
+            a.stall_rate,
+            a.cycles,
+            a.estimated_cycles,
+            stats.cycles
+        );
+    }
     if let Some(first) = &c.first_mismatch {
         bail!("{first}; see mismatch.svg in {}", args.out.display());
     }
+    if let Some(a) = report.axi.as_ref().filter(|a| !a.same_bits_as_bare) {
+        bail!(
+            "the AXI wrapper {} gave different bits from the bare engine ({} of {} elements \
+             differ); report.json has the details",
+            a.top,
+            a.differ_from_bare,
+            c.elements
+        );
+    }
     Ok(())
+}
+
+/// The same GEMM through the engine's AXI wrapper, compared with the bare engine's result.
+fn run_through_axi(
+    engine: &engine::LoadedEngine,
+    cfg: &StceConfig,
+    operands: &Operands,
+    mode: Mode,
+    corrupt: Option<CorruptGolden>,
+    stalls: Stalls,
+    bare: &Array2<u32>,
+) -> anyhow::Result<AxiReport> {
+    let top = axi_rtl::wrapper_name(&cfg.top);
+    let spec = design_spec_of(&engine.rendered, &top, axi_rtl::ports::CLOCK);
+    let mut model = Verilator::build(&spec, &BuildOptions::default())?.instantiate()?;
+    let mut counters = None;
+    let mut runner = |job: &GemmJob| {
+        let r = axi::run(&mut model, cfg, job, stalls)?;
+        counters = Some(r.counters);
+        Ok(r.run)
+    };
+    let (stats, c, bits) = match operands {
+        Operands::Int8(a, b) => {
+            let o = int8_gemm_with(&mut runner, cfg, a.view(), b.view(), mode, corrupt)?;
+            (o.stats, o.comparison, o.rtl.mapv(Raw::to_raw))
+        }
+        Operands::Fp16(a, b) => {
+            let o = fp16_gemm_with(&mut runner, cfg, a.view(), b.view(), mode, corrupt)?;
+            (o.stats, o.comparison, o.rtl.mapv(Raw::to_raw))
+        }
+    };
+    let counters = counters.expect("the job ran");
+    let differ = bits.iter().zip(bare).filter(|(x, y)| x != y).count();
+    Ok(AxiReport {
+        top,
+        stall_rate: stalls.rate,
+        stall_seed: stalls.seed,
+        bit_exact: c.bit_exact(),
+        same_bits_as_bare: differ == 0,
+        differ_from_bare: differ,
+        mismatches: c.mismatches,
+        cycles: stats.cycles,
+        estimated_cycles: stats.estimated_cycles,
+        input_stall_cycles: stats.bubbles,
+        wrapper_busy_cycles: u64::from(counters.cycles_busy),
+        output_stall_cycles: u64::from(counters.out_stalls),
+    })
 }
 
 /// One seeded GEMM of `shape` on a ready simulator of `engine`: its cycle statistics (measured,

@@ -75,7 +75,7 @@ fn bad_inputs_are_refused_and_nothing_is_written() {
     let tiny = write(
         dir.path(),
         "tiny.toml",
-        &SYSTEM.replace("[system]\n", "[system]\nact_lines = 2\n"),
+        &SYSTEM.replace("[system]\n", "[system]\nout_lines = 4\n"),
     );
     let no_system = write(
         dir.path(),
@@ -93,7 +93,7 @@ fn bad_inputs_are_refused_and_nothing_is_written() {
             &config,
             "output is empty",
         ),
-        ("buffers", format!("{head}{linear}"), &tiny, "system.act_lines"),
+        ("buffers", format!("{head}{linear}"), &tiny, "system.out_lines"),
         ("system", format!("{head}{linear}"), &no_system, "[system]"),
     ];
     for (name, text, config, needle) in cases {

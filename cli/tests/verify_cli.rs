@@ -258,6 +258,7 @@ fn train_on_a_system_config_reports_measured_step_cycles_beside_the_estimate() {
             ] {
                 assert!(names.contains(&t), "{names:?}");
             }
+            assert_eq!(names.contains(&"system.mask_f"), n != m, "{names:?}");
         }
     }
 }

@@ -91,8 +91,9 @@ fn regeneration_is_byte_identical_and_build_tcl_reads_each_filelist() {
         .filter(|(cmd, _)| cmd == "read_verilog")
         .map(|(_, n)| n.as_str())
         .collect();
-    let filelist = read(&dir, "stce_top.f");
-    assert_eq!(verilog, filelist.lines().collect::<Vec<_>>());
+    // Each top reads exactly its filelist: the engine, then its AXI wrapper.
+    let filelists = read(&dir, "stce_top.f") + &read(&dir, "stce_top_axi.f");
+    assert_eq!(verilog, filelists.lines().collect::<Vec<_>>());
     assert!(reads.contains(&("read_xdc".to_string(), "stce_top.xdc".to_string())));
     for step in [
         "synth_design -top $top -part $part",
@@ -112,9 +113,11 @@ fn regeneration_is_byte_identical_and_build_tcl_reads_each_filelist() {
     assert!(
         read(&dir, "stce_top.xdc").contains("create_clock -period 3.333 -name clk [get_ports clk]")
     );
+    assert!(read(&dir, "stce_top_axi.xdc")
+        .contains("create_clock -period 3.333 -name aclk [get_ports aclk]"));
     let package = read(&dir, "package_ip.tcl");
     let sources: Vec<String> = read_paths(&package).into_iter().map(|(_, n)| n).collect();
-    assert_eq!(sources, filelist.lines().collect::<Vec<_>>());
+    assert_eq!(sources, filelists.lines().collect::<Vec<_>>());
     for step in [
         "ipx::package_project",
         "ipx::infer_bus_interfaces $vlnv $core",

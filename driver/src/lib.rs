@@ -9,6 +9,7 @@
 //! - `wuve`: the SR-STE weight update (fp32 master weights and their fp16 copy) on the
 //!   weight-update vector engine, and its cycle model.
 
+pub mod axi;
 pub mod compare;
 pub mod dcnv2;
 pub mod deform;

@@ -346,11 +346,35 @@ pub fn check_program(
                     return bad(i, "reads or writes past the end of a buffer".into());
                 }
             }
-            Instr::PruneF { .. } | Instr::PruneB { .. } => {
+            Instr::PruneF {
+                w16_addr,
+                lines,
+                wgt_addr,
+                mask_addr,
+                ..
+            } => {
+                let n = u64::from(lines);
+                if lines == 0 || n % u64::from(geo.m) != 0 {
+                    return bad(
+                        i,
+                        format!(
+                            "prunes {lines} lines; use a positive multiple of M = {}",
+                            geo.m
+                        ),
+                    );
+                }
+                if !within(Buf::W16, w16_addr, n)
+                    || !within(Buf::Mask, mask_addr, n)
+                    || !within(Buf::Wgt, wgt_addr, n / u64::from(geo.m))
+                {
+                    return bad(i, "reads or writes past the end of a buffer".into());
+                }
+            }
+            Instr::PruneB { .. } => {
                 return bad(
                     i,
-                    "PRUNE_F and PRUNE_B are not in the system's RTL yet (the SORE is not \
-                     instantiated); prune on the host or on the separate SORE"
+                    "PRUNE_B is not in the system's RTL yet (no transposer); prune M_B on the \
+                     host or on the separate SORE"
                         .into(),
                 );
             }
@@ -508,7 +532,18 @@ pub struct LinearGemms {
     /// W32' and W16' after UPDATE (Cout x Cin).
     pub w32: ndarray::Array2<f32>,
     pub w16: ndarray::Array2<half::f16>,
+    /// Pre-generation on the SORE (sparse training): the next M_F and FF operand.
+    pub next: Option<NextOperand>,
     pub stats: RunStats,
+}
+
+/// What PRUNE_F made from the updated W16.
+#[derive(Clone, Debug)]
+pub struct NextOperand {
+    /// M_F of the next step (Cout x Cin).
+    pub mask_f: ndarray::Array2<u8>,
+    /// The next FF operand in wgt lines (`Geometry::pack_wgt_sparse` layout, K padded to Kp).
+    pub ff_lines: Lines,
 }
 
 /// What UPDATE needs besides dW: the master weights before the step, M_F, lr and lambda.
@@ -554,7 +589,8 @@ fn bits16(a: ndarray::ArrayView2<half::f16>) -> Vec<u16> {
 }
 
 impl SatSystem {
-    /// Runs FF, BP, WU and UPDATE of one linear layer's step on the system top, in one program:
+    /// Runs FF, BP, WU, UPDATE and (sparse training) PRUNE_F of one linear layer's step on the
+    /// system top, in one program:
     /// `x` (B x Cin), `dy` (B x Cout), and the compressed weight operands (`ff`: W_F^T along Cin,
     /// `bp`: W_B along Cout, as `sparse_kernels::bdwp::{ff_operand, bp_operand}` make them).
     /// Operands of the hardware's N:M run in sparse mode; N = M operands (dense training) run in
@@ -638,6 +674,8 @@ impl SatSystem {
         let w32_out = dram.reserve(&geo, lines, Buf::Master);
         let w16_out = dram.reserve(&geo, lines, Buf::W16);
         const WU_STORED: u16 = 1 << 13;
+        const PRUNE_GO: u16 = 1 << 9;
+        const PRUNED: u16 = 1 << 8;
         const UPDATED: u16 = 1 << 12;
         const MASTER_IN: u16 = 1 << 11;
         const MASK_IN: u16 = 1 << 10;
@@ -678,7 +716,7 @@ impl SatSystem {
                 mask_addr: 0,
                 lines: n,
                 wait: WU_STORED | MASTER_IN | MASK_IN,
-                signal: UPDATED,
+                signal: UPDATED | PRUNE_GO,
             },
             Instr::Store {
                 buf: Buf::Master,
@@ -688,16 +726,64 @@ impl SatSystem {
                 wait: UPDATED,
                 signal: 0,
             },
-            Instr::Store {
-                buf: Buf::W16,
+        ]);
+        // Pre-generation of the next FF operand and M_F (sparse training only): PRUNE_F per
+        // cout block on the updated W16, into wgt lines after this step's operands and over
+        // the mask lines UPDATE has finished with. W16 is stored after the SORE has read it
+        // (one reader of `w16` at a time).
+        let blocks = cout.div_ceil(geo.cols as usize);
+        let kg_next = kp / geo.m as usize;
+        let wgt_base: usize = jobs.iter().map(|j| j.wgt.count()).sum();
+        let sparse = !ff.pattern.is_dense();
+        let pregen = if sparse {
+            if wgt_base + blocks * kg_next > sys.wgt_lines as usize {
+                return Err(DriverError::Unsupported(format!(
+                    "the next FF operand ({} lines) does not fit the wgt buffer after this \
+                     step's operands",
+                    blocks * kg_next
+                )));
+            }
+            let wgt_next = dram.reserve(&geo, blocks * kg_next, Buf::Wgt);
+            let mask_next = dram.reserve(&geo, lines, Buf::Mask);
+            for cb in 0..blocks {
+                program.push(Instr::PruneF {
+                    w16_addr: (cb * kp) as u16,
+                    lines: kp as u16,
+                    wgt_addr: (wgt_base + cb * kg_next) as u16,
+                    mask_addr: (cb * kp) as u16,
+                    wait: if cb == 0 { PRUNE_GO } else { 0 },
+                    signal: if cb + 1 == blocks { PRUNED } else { 0 },
+                });
+            }
+            program.push(Instr::Store {
+                buf: Buf::Wgt,
+                buf_addr: wgt_base as u16,
+                dram_addr: wgt_next,
+                lines: (blocks * kg_next) as u16,
+                wait: PRUNED,
+                signal: 0,
+            });
+            program.push(Instr::Store {
+                buf: Buf::Mask,
                 buf_addr: 0,
-                dram_addr: w16_out,
+                dram_addr: mask_next,
                 lines: n,
                 wait: 0,
                 signal: 0,
-            },
-            Instr::End,
-        ]);
+            });
+            Some((wgt_next, mask_next))
+        } else {
+            None
+        };
+        program.push(Instr::Store {
+            buf: Buf::W16,
+            buf_addr: 0,
+            dram_addr: w16_out,
+            lines: n,
+            wait: if sparse { 0 } else { PRUNE_GO },
+            signal: 0,
+        });
+        program.push(Instr::End);
         let stats = self.run(
             &program,
             &mut dram,
@@ -739,6 +825,22 @@ impl SatSystem {
                 Buf::Master,
             )),
             w16,
+            next: pregen.map(|(wgt_next, mask_next)| {
+                let mask = geo.unpack_weight(
+                    &dram.lines(&geo, mask_next, lines, Buf::Mask),
+                    cout,
+                    cin,
+                    Buf::Mask,
+                );
+                NextOperand {
+                    mask_f: ndarray::Array2::from_shape_vec(
+                        (cout, cin),
+                        mask.into_iter().map(|b| b as u8).collect(),
+                    )
+                    .expect("unpack_weight gives cout x cin"),
+                    ff_lines: dram.lines(&geo, wgt_next, blocks * kg_next, Buf::Wgt),
+                }
+            }),
             stats,
         })
     }

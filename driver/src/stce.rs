@@ -65,16 +65,19 @@ impl CycleStats {
 }
 
 /// Geometry of a job on an engine.
-struct Tiling {
-    out_rows: usize,
-    out_cols: usize,
-    row_tiles: usize,
-    col_tiles: usize,
-    groups: usize,
+pub(crate) struct Tiling {
+    pub(crate) out_rows: usize,
+    pub(crate) out_cols: usize,
+    pub(crate) row_tiles: usize,
+    pub(crate) col_tiles: usize,
+    pub(crate) groups: usize,
+    /// Reduction elements per group: M in sparse mode, N in dense mode.
+    pub(crate) step: usize,
+    pub(crate) sparse: bool,
 }
 
 impl Tiling {
-    fn tiles(&self) -> usize {
+    pub(crate) fn tiles(&self) -> usize {
         self.row_tiles * self.col_tiles
     }
 }
@@ -99,7 +102,7 @@ pub struct Schedule {
     cols: usize,
 }
 
-fn pack(values: impl Iterator<Item = u32>, bits: u32, words: &mut Vec<u32>) {
+pub(crate) fn pack(values: impl Iterator<Item = u32>, bits: u32, words: &mut Vec<u32>) {
     words.clear();
     let mask = if bits == 32 {
         u32::MAX
@@ -130,17 +133,10 @@ fn port(stim: &Stimulus, name: &str) -> Result<usize, DriverError> {
     })
 }
 
-/// Compiles `job` for the engine `cfg` whose simulated design is `spec`, with `gaps`.
-pub fn schedule(
-    cfg: &StceConfig,
-    spec: &DesignSpec,
-    job: &GemmJob,
-    gaps: Gaps,
-) -> Result<Schedule, DriverError> {
-    let mut random_bubbles = gaps.start()?;
+/// Checks `job` against the engine `cfg` and returns its tiling.
+pub(crate) fn tiling(cfg: &StceConfig, job: &GemmJob) -> Result<Tiling, DriverError> {
     let (n, m) = (cfg.n as usize, cfg.m as usize);
     let (rows, cols) = (cfg.rows as usize, cfg.cols as usize);
-    let lanes = cfg.lanes() as usize;
     let (out_rows, k) = job.a.dim();
     let (sparse, step, out_cols) = match &job.weights {
         WeightStream::Sparse { values, indices } => {
@@ -184,14 +180,87 @@ pub fn schedule(
     if out_rows == 0 || out_cols == 0 {
         return Err(DriverError::Shape("the GEMM has no output elements".into()));
     }
-    let tiling = Tiling {
+    Ok(Tiling {
         out_rows,
         out_cols,
         row_tiles: out_rows.div_ceil(rows),
         col_tiles: out_cols.div_ceil(cols),
         groups: k / step,
-    };
+        step,
+        sparse,
+    })
+}
 
+/// The engine's data inputs for one group, packed as on its ports: `act[r]` for `act_row<r>`,
+/// `wgt[c]` for `wgt_col<c>`, `idx[c]` for `idx_col<c>` (filled on engines with a sparse mode).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GroupWords {
+    pub(crate) act: Vec<Vec<u32>>,
+    pub(crate) wgt: Vec<Vec<u32>>,
+    pub(crate) idx: Vec<Vec<u32>>,
+}
+
+/// Packs group `g` of tile (`tr`, `tc`) of `job` into `out`. Rows and columns past the GEMM's
+/// edge are zero (with indices 0..N-1).
+pub(crate) fn group_words(
+    cfg: &StceConfig,
+    job: &GemmJob,
+    tiling: &Tiling,
+    (tr, tc, g): (usize, usize, usize),
+    out: &mut GroupWords,
+) {
+    let (n, step) = (cfg.n as usize, tiling.step);
+    let (rows, cols) = (cfg.rows as usize, cfg.cols as usize);
+    let lanes = cfg.lanes() as usize;
+    out.act.resize(rows, Vec::new());
+    out.wgt.resize(cols, Vec::new());
+    out.idx
+        .resize(if cfg.has_sparse_mode() { cols } else { 0 }, Vec::new());
+    for (r, words) in out.act.iter_mut().enumerate() {
+        let row = tr * rows + r;
+        // Sparse: all M lanes of the group. Dense: N reduction indices in lanes 0..N-1 (the
+        // rest of a sparse engine's lanes stay zero).
+        let lane = |j: usize| -> u32 {
+            if row < tiling.out_rows && j < step {
+                job.a[[row, g * step + j]]
+            } else {
+                0
+            }
+        };
+        pack((0..lanes).map(lane), cfg.act_bits(), words);
+    }
+    let dense_indices: Vec<u32> = (0..n as u32).collect();
+    for c in 0..cols {
+        let col = tc * cols + c;
+        let (vals, idx): (Vec<u32>, Vec<u32>) = match &job.weights {
+            _ if col >= tiling.out_cols => (vec![0; n], dense_indices.clone()),
+            WeightStream::Sparse { values, indices } => (0..n)
+                .map(|i| (values[[g * n + i, col]], indices[[g * n + i, col]] as u32))
+                .unzip(),
+            WeightStream::Dense { values } => (
+                (0..n).map(|i| values[[g * n + i, col]]).collect(),
+                dense_indices.clone(),
+            ),
+        };
+        pack(vals.into_iter(), cfg.wgt_bits(), &mut out.wgt[c]);
+        if let Some(words) = out.idx.get_mut(c) {
+            pack(idx.into_iter(), cfg.index_bits(), words);
+        }
+    }
+}
+
+/// Compiles `job` for the engine `cfg` whose simulated design is `spec`, with `gaps`.
+pub fn schedule(
+    cfg: &StceConfig,
+    spec: &DesignSpec,
+    job: &GemmJob,
+    gaps: Gaps,
+) -> Result<Schedule, DriverError> {
+    let mut random_bubbles = gaps.start()?;
+    let tiling = tiling(cfg, job)?;
+    let (n, step, sparse) = (cfg.n as usize, tiling.step, tiling.sparse);
+    let (rows, cols) = (cfg.rows as usize, cfg.cols as usize);
+    let (out_rows, k, out_cols) = (tiling.out_rows, tiling.groups * step, tiling.out_cols);
     let mut stim = Stimulus::try_new(spec)?;
     let valid = port(&stim, ports::VALID)?;
     let first = port(&stim, ports::FIRST)?;
@@ -234,8 +303,7 @@ pub fn schedule(
         stim.step(true);
         *cycle += 1;
     };
-    let mut words = Vec::new();
-    let dense_indices: Vec<u32> = (0..n as u32).collect();
+    let mut group = GroupWords::default();
     for tr in 0..tiling.row_tiles {
         for tc in 0..tiling.col_tiles {
             for g in 0..tiling.groups {
@@ -253,37 +321,16 @@ pub fn schedule(
                 stim.set_id(valid, &[1]);
                 stim.set_id(first, &[(g == 0) as u32]);
                 stim.set_id(last, &[is_last as u32]);
-                for (r, &p) in act_ports.iter().enumerate() {
-                    let row = tr * rows + r;
-                    // Sparse: all M lanes of the group. Dense: N reduction indices in lanes
-                    // 0..N-1 (the rest of a sparse engine's lanes stay zero).
-                    let lane = |j: usize| -> u32 {
-                        if row < out_rows && j < step {
-                            job.a[[row, g * step + j]]
-                        } else {
-                            0
-                        }
-                    };
-                    pack((0..lanes).map(lane), cfg.act_bits(), &mut words);
-                    stim.set_id(p, &words);
+                group_words(cfg, job, &tiling, (tr, tc, g), &mut group);
+                for (&p, w) in act_ports.iter().zip(&group.act) {
+                    stim.set_id(p, w);
                 }
-                for c in 0..cols {
-                    let col = tc * cols + c;
-                    let (vals, idx): (Vec<u32>, Vec<u32>) = match &job.weights {
-                        _ if col >= out_cols => (vec![0; n], dense_indices.clone()),
-                        WeightStream::Sparse { values, indices } => (0..n)
-                            .map(|i| (values[[g * n + i, col]], indices[[g * n + i, col]] as u32))
-                            .unzip(),
-                        WeightStream::Dense { values } => (
-                            (0..n).map(|i| values[[g * n + i, col]]).collect(),
-                            dense_indices.clone(),
-                        ),
-                    };
-                    pack(vals.into_iter(), cfg.wgt_bits(), &mut words);
-                    stim.set_id(wgt_ports[c], &words);
-                    if let Some(p) = idx_ports[c] {
-                        pack(idx.into_iter(), cfg.index_bits(), &mut words);
-                        stim.set_id(p, &words);
+                for (&p, w) in wgt_ports.iter().zip(&group.wgt) {
+                    stim.set_id(p, w);
+                }
+                for (p, w) in idx_ports.iter().zip(&group.idx) {
+                    if let Some(p) = *p {
+                        stim.set_id(p, w);
                     }
                 }
                 first_group.get_or_insert(cycle);

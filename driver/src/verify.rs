@@ -3,7 +3,7 @@
 //! int8 and fp16 engines; only the number formats differ.
 
 use crate::compare::{compare, Bits, Comparison};
-use crate::stce::{self, CycleStats, GemmJob, WeightStream};
+use crate::stce::{self, CycleStats, GemmJob, GemmRun, WeightStream};
 use crate::DriverError;
 use coforge_generator::config::{Dtype, Overflow, StceConfig};
 use coforge_sim::{DesignSpec, Simulator};
@@ -126,6 +126,31 @@ where
     Ar::W: Raw + Magnitude,
     Ar::Acc: Raw + Bits,
 {
+    let mut runner = |job: &GemmJob| stce::run(sim, cfg, spec, job);
+    gemm_with(&mut runner, cfg, ar, a, b, mode, corrupt)
+}
+
+/// Runs a compiled job on some form of the engine: the bare engine ([`stce::run`]) or its AXI
+/// wrapper ([`crate::axi::run`]).
+pub type Runner<'a> = dyn FnMut(&GemmJob) -> Result<GemmRun, DriverError> + 'a;
+
+/// [`gemm_on_engine`] with the job run by `run`: the same operands, padding, golden result and
+/// comparison whichever form of the engine computes it.
+pub fn gemm_with<Ar>(
+    run: &mut Runner<'_>,
+    cfg: &StceConfig,
+    ar: &Ar,
+    a: ArrayView2<Ar::A>,
+    b: ArrayView2<Ar::W>,
+    mode: Mode,
+    corrupt: Option<CorruptGolden>,
+) -> Result<Outcome<Ar::W, Ar::Acc>, DriverError>
+where
+    Ar: MacArith,
+    Ar::A: Raw,
+    Ar::W: Raw + Magnitude,
+    Ar::Acc: Raw + Bits,
+{
     let (rows, k) = a.dim();
     if b.nrows() != k {
         return Err(DriverError::Shape(format!(
@@ -173,7 +198,7 @@ where
         a: raw(&a_p),
         weights,
     };
-    let run = stce::run(sim, cfg, spec, &job)?;
+    let run = run(&job)?;
     let rtl = run.c.mapv(Ar::Acc::from_raw);
 
     let mut comparison = compare("c", golden.view(), rtl.view())?;
@@ -211,6 +236,19 @@ pub fn int8_gemm(
     mode: Mode,
     corrupt: Option<CorruptGolden>,
 ) -> Result<Int8Outcome, DriverError> {
+    let mut runner = |job: &GemmJob| stce::run(sim, cfg, spec, job);
+    int8_gemm_with(&mut runner, cfg, a, b, mode, corrupt)
+}
+
+/// [`int8_gemm`] on the engine form that `run` drives (see [`gemm_with`]).
+pub fn int8_gemm_with(
+    run: &mut Runner<'_>,
+    cfg: &StceConfig,
+    a: ArrayView2<i8>,
+    b: ArrayView2<i8>,
+    mode: Mode,
+    corrupt: Option<CorruptGolden>,
+) -> Result<Int8Outcome, DriverError> {
     require(cfg, Dtype::Int8)?;
     if cfg.weight_bits == 4 {
         check_int4_weights(b)?;
@@ -219,7 +257,7 @@ pub fn int8_gemm(
         Overflow::Wrap => int::Overflow::Wrap,
         Overflow::Saturate => int::Overflow::Saturate,
     };
-    gemm_on_engine(sim, cfg, spec, &IntArith { overflow }, a, b, mode, corrupt)
+    gemm_with(run, cfg, &IntArith { overflow }, a, b, mode, corrupt)
 }
 
 /// int4 engines (`weight_bits = 4`) take weights in [-8, 7]; the error names the first one outside.
@@ -242,9 +280,22 @@ pub fn fp16_gemm(
     mode: Mode,
     corrupt: Option<CorruptGolden>,
 ) -> Result<Fp16Outcome, DriverError> {
+    let mut runner = |job: &GemmJob| stce::run(sim, cfg, spec, job);
+    fp16_gemm_with(&mut runner, cfg, a, b, mode, corrupt)
+}
+
+/// [`fp16_gemm`] on the engine form that `run` drives (see [`gemm_with`]).
+pub fn fp16_gemm_with(
+    run: &mut Runner<'_>,
+    cfg: &StceConfig,
+    a: ArrayView2<f16>,
+    b: ArrayView2<f16>,
+    mode: Mode,
+    corrupt: Option<CorruptGolden>,
+) -> Result<Fp16Outcome, DriverError> {
     require(cfg, Dtype::Fp16)?;
     reject_nan_operands(a, b)?;
-    gemm_on_engine(sim, cfg, spec, &Fp16Arith, a, b, mode, corrupt)
+    gemm_with(run, cfg, &Fp16Arith, a, b, mode, corrupt)
 }
 
 /// NaN operands are rejected (the contract's NaN rule, written once in `nm::reject_nan`).

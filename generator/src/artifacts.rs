@@ -3,6 +3,7 @@
 //! deterministic; writing is the caller's job.
 
 use crate::config::{Config, ConfigError, DeformConfig, Dtype, StceConfig};
+use crate::engines::axi;
 use crate::engines::deform;
 use crate::engines::sat;
 use crate::engines::sore::{self, SoreParams};
@@ -25,6 +26,9 @@ pub struct TopInfo {
     #[serde(skip)]
     pub ports: Vec<Port>,
     pub filelist: String,
+    /// For an AXI wrapper (`engines::axi`), the engine top it wraps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wraps: Option<String>,
 }
 
 /// A rendered config: file names (relative to the output folder) and their contents.
@@ -119,6 +123,16 @@ impl EnginePlan {
             EngineParams::Wuve(_) => wuve::module_names(),
             EngineParams::Deform(c) => deform::module_names(c),
             EngineParams::System(c) => sat::top::module_names(c),
+        }
+    }
+
+    /// The AXI wrapper of this engine's top (`<top>_axi`, see `engines::axi`), for the engines
+    /// that have one, given the engine's generated `design`.
+    pub fn axi_wrapper(&self, design: &Design) -> Option<ModuleDef> {
+        let engine = design.get(&self.top)?;
+        match &self.params {
+            EngineParams::Stce(c) => Some(axi::stce_wrapper(c, engine)),
+            _ => None,
         }
     }
 
@@ -229,23 +243,43 @@ pub fn render(cfg: &Config) -> Result<Rendered, RenderError> {
     let hash = cfg.hash();
     let mut all = Design::new();
     let mut tops = Vec::new();
-    for (name, role, design) in engines(cfg)? {
+    check_names(cfg)?;
+    let mut wrappers = Vec::new();
+    for engine in plan(cfg) {
+        let design = engine.generate()?;
         for m in design.modules() {
             // Modules shared by two engines are identical definitions, added once.
             all.add(m.clone())?;
         }
+        let files: Vec<String> = design.modules().map(emit::file_name).collect();
+        if let Some(wrapper) = engine.axi_wrapper(&design) {
+            let mut wrapper_files = files.clone();
+            wrapper_files.push(emit::file_name(&wrapper));
+            wrappers.push(TopInfo {
+                name: wrapper.name().to_string(),
+                role: "AXI wrapper",
+                files: wrapper_files,
+                ports: wrapper.ports().to_vec(),
+                filelist: format!("{}.f", wrapper.name()),
+                wraps: Some(engine.top.clone()),
+            });
+            all.add(wrapper)?;
+        }
         tops.push(TopInfo {
-            files: design.modules().map(emit::file_name).collect(),
+            files,
             ports: design
-                .get(&name)
+                .get(&engine.top)
                 .expect("design has its top")
                 .ports()
                 .to_vec(),
-            filelist: format!("{name}.f"),
-            name,
-            role,
+            filelist: format!("{}.f", engine.top),
+            wraps: None,
+            name: engine.top,
+            role: engine.role,
         });
     }
+    // The wrappers come after every engine top, so the primary top stays first.
+    tops.extend(wrappers);
     let verilog = emit::render_verilog(&all);
     let filelists = tops
         .iter()

@@ -6,4 +6,6 @@ cf_fp32_mul.v
 cf_fp32_to_fp16.v
 wuve_lane.v
 wuve_top.v
+sore_lane_fp16_n2_m8.v
+sore_top.v
 sat_top.v

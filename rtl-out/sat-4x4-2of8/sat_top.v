@@ -52,6 +52,7 @@ module sat_top (
     wire         fetch_is_store;
     wire         fetch_is_dma;
     wire         fetch_is_gemm;
+    wire         fetch_is_prune_f;
     wire         fetch_is_update;
     reg  [99:0]  dma_fifo0;
     reg  [99:0]  dma_fifo1;
@@ -83,6 +84,16 @@ module sat_top (
     wire         update_fifo_full;
     wire         update_fifo_push;
     wire [111:0] update_head;
+    reg  [95:0]  prune_fifo0;
+    reg  [95:0]  prune_fifo1;
+    reg  [95:0]  prune_fifo2;
+    reg  [95:0]  prune_fifo3;
+    reg  [1:0]   prune_fifo_wp;
+    reg  [1:0]   prune_fifo_rp;
+    reg  [2:0]   prune_fifo_count;
+    wire         prune_fifo_full;
+    wire         prune_fifo_push;
+    wire [95:0]  prune_head;
     wire         fetch_take;
     reg  [7:0]   token0;
     reg  [7:0]   token1;
@@ -101,14 +112,19 @@ module sat_top (
     reg  [7:0]   token14;
     reg  [7:0]   token15;
     reg          update_busy;
+    reg          prune_busy;
     reg          dma_busy;
     reg          gemm_busy;
     wire         dma_tokens_ok;
     wire         gemm_tokens_ok;
     wire         update_tokens_ok;
+    wire         prune_tokens_ok;
     wire         dma_start;
     wire         gemm_start;
     wire         update_start;
+    wire         prune_start;
+    reg  [15:0]  prune_signal;
+    wire         prune_finish;
     reg  [15:0]  update_signal;
     wire         update_finish;
     reg  [15:0]  dma_signal;
@@ -133,6 +149,9 @@ module sat_top (
     wire         dma_line_in;
     wire         dma_beat_out;
     reg  [511:0] dma_store_line;                         // the line being stored, shifted down one beat per accepted beat
+    wire         dma_read_ahead;
+    wire [15:0]  dma_read_line;
+    wire         dma_store_read;
     reg          gemm_drain;                             // 0: streaming groups; 1: reading the result rows out
     reg  [15:0]  gemm_group;
     reg  [15:0]  gemm_act_addr;
@@ -174,6 +193,31 @@ module sat_top (
     wire [31:0]  wuve_w32_next3;
     wire [15:0]  wuve_w16_next3;
     wire         update_writing;
+    reg  [15:0]  prune_lines;
+    reg  [15:0]  prune_read;                             // w16 lines read so far (one k of the cout block each)
+    reg  [15:0]  prune_group_base;                       // first k of the group whose mask lines are being written
+    reg  [15:0]  prune_wgt_line;                         // wgt lines written so far (one per group)
+    reg  [15:0]  prune_w16_addr;
+    reg  [15:0]  prune_wgt_addr;
+    reg  [15:0]  prune_mask_addr;
+    reg          sore_valid;
+    reg  [23:0]  prune_indices;                          // the last group's kept indices, every lane, expanded into M mask lines
+    reg          prune_mask_pending;
+    reg  [2:0]   prune_mask_line;
+    wire         prune_reading;
+    wire         sore_out_valid;
+    wire         prune_last_mask_line;
+    wire         prune_writing_mask;
+    wire [15:0]  prune_mask_k;
+    wire [31:0]  sore_values0;
+    wire [5:0]   sore_indices0;
+    wire [31:0]  sore_values1;
+    wire [5:0]   sore_indices1;
+    wire [31:0]  sore_values2;
+    wire [5:0]   sore_indices2;
+    wire [31:0]  sore_values3;
+    wire [5:0]   sore_indices3;
+    wire         prune_wgt_write;
     reg  [511:0] act_mem [0:511];
     wire         act_we;
     wire [8:0]   act_waddr;
@@ -210,7 +254,7 @@ module sat_top (
     wire [3:0]   mask_wdata;
     wire         mask_re;
     wire [8:0]   mask_raddr;
-    wire [231:0] unused_bits;
+    wire [316:0] unused_bits;
 
     always @(posedge clk) begin
         if (imem_we) begin
@@ -231,6 +275,7 @@ module sat_top (
     assign fetch_is_store = fetch_opcode == 8'd2;
     assign fetch_is_dma = fetch_opcode == 8'd1 || fetch_is_store;
     assign fetch_is_gemm = fetch_opcode == 8'd3;
+    assign fetch_is_prune_f = fetch_opcode == 8'h5;
     assign fetch_is_update = fetch_opcode == 8'h4;
     assign dma_fifo_full = dma_fifo_count == 3'h4;
     assign dma_fifo_push = fetch_phase && fetch_is_dma && ~dma_fifo_full;
@@ -289,15 +334,36 @@ module sat_top (
         end
     end
 
-    assign fetch_take = fetch_phase && (1'b0 || fetch_is_end || fetch_is_dma && ~dma_fifo_full || fetch_is_gemm && ~gemm_fifo_full || fetch_is_update && ~update_fifo_full || ~fetch_is_end && ~fetch_is_dma && ~fetch_is_gemm && ~fetch_is_update);
+    assign prune_fifo_full = prune_fifo_count == 3'h4;
+    assign prune_fifo_push = fetch_phase && fetch_is_prune_f && ~prune_fifo_full;
+    assign prune_head = (prune_fifo_rp == 2'd0) ? prune_fifo0 : (prune_fifo_rp == 2'd1) ? prune_fifo1 : (prune_fifo_rp == 2'd2) ? prune_fifo2 : (prune_fifo_rp == 2'd3) ? prune_fifo3 : 96'h0;
+
+    always @(posedge clk) begin
+        if (prune_fifo_push && prune_fifo_wp == 2'd0) begin
+            prune_fifo0 <= {fetch_word[39:24], fetch_word[23:8], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
+        end
+        if (prune_fifo_push && prune_fifo_wp == 2'd1) begin
+            prune_fifo1 <= {fetch_word[39:24], fetch_word[23:8], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
+        end
+        if (prune_fifo_push && prune_fifo_wp == 2'd2) begin
+            prune_fifo2 <= {fetch_word[39:24], fetch_word[23:8], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
+        end
+        if (prune_fifo_push && prune_fifo_wp == 2'd3) begin
+            prune_fifo3 <= {fetch_word[39:24], fetch_word[23:8], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
+        end
+    end
+
+    assign fetch_take = fetch_phase && (1'b0 || fetch_is_end || fetch_is_dma && ~dma_fifo_full || fetch_is_gemm && ~gemm_fifo_full || fetch_is_update && ~update_fifo_full || fetch_is_prune_f && ~prune_fifo_full || ~fetch_is_end && ~fetch_is_dma && ~fetch_is_gemm && ~fetch_is_update && ~fetch_is_prune_f);
     assign dma_tokens_ok = 1'b0 || (~dma_head[68] || token0 != 8'd0) && (~dma_head[69] || token1 != 8'd0) && (~dma_head[70] || token2 != 8'd0) && (~dma_head[71] || token3 != 8'd0) && (~dma_head[72] || token4 != 8'd0) && (~dma_head[73] || token5 != 8'd0) && (~dma_head[74] || token6 != 8'd0) && (~dma_head[75] || token7 != 8'd0) && (~dma_head[76] || token8 != 8'd0) && (~dma_head[77] || token9 != 8'd0) && (~dma_head[78] || token10 != 8'd0) && (~dma_head[79] || token11 != 8'd0) && (~dma_head[80] || token12 != 8'd0) && (~dma_head[81] || token13 != 8'd0) && (~dma_head[82] || token14 != 8'd0) && (~dma_head[83] || token15 != 8'd0);
     assign gemm_tokens_ok = 1'b0 || (~gemm_head[67] || token0 != 8'd0) && (~gemm_head[68] || token1 != 8'd0) && (~gemm_head[69] || token2 != 8'd0) && (~gemm_head[70] || token3 != 8'd0) && (~gemm_head[71] || token4 != 8'd0) && (~gemm_head[72] || token5 != 8'd0) && (~gemm_head[73] || token6 != 8'd0) && (~gemm_head[74] || token7 != 8'd0) && (~gemm_head[75] || token8 != 8'd0) && (~gemm_head[76] || token9 != 8'd0) && (~gemm_head[77] || token10 != 8'd0) && (~gemm_head[78] || token11 != 8'd0) && (~gemm_head[79] || token12 != 8'd0) && (~gemm_head[80] || token13 != 8'd0) && (~gemm_head[81] || token14 != 8'd0) && (~gemm_head[82] || token15 != 8'd0);
     assign update_tokens_ok = 1'b0 || (~update_head[80] || token0 != 8'd0) && (~update_head[81] || token1 != 8'd0) && (~update_head[82] || token2 != 8'd0) && (~update_head[83] || token3 != 8'd0) && (~update_head[84] || token4 != 8'd0) && (~update_head[85] || token5 != 8'd0) && (~update_head[86] || token6 != 8'd0) && (~update_head[87] || token7 != 8'd0) && (~update_head[88] || token8 != 8'd0) && (~update_head[89] || token9 != 8'd0) && (~update_head[90] || token10 != 8'd0) && (~update_head[91] || token11 != 8'd0) && (~update_head[92] || token12 != 8'd0) && (~update_head[93] || token13 != 8'd0) && (~update_head[94] || token14 != 8'd0) && (~update_head[95] || token15 != 8'd0);
+    assign prune_tokens_ok = 1'b0 || (~prune_head[64] || token0 != 8'd0) && (~prune_head[65] || token1 != 8'd0) && (~prune_head[66] || token2 != 8'd0) && (~prune_head[67] || token3 != 8'd0) && (~prune_head[68] || token4 != 8'd0) && (~prune_head[69] || token5 != 8'd0) && (~prune_head[70] || token6 != 8'd0) && (~prune_head[71] || token7 != 8'd0) && (~prune_head[72] || token8 != 8'd0) && (~prune_head[73] || token9 != 8'd0) && (~prune_head[74] || token10 != 8'd0) && (~prune_head[75] || token11 != 8'd0) && (~prune_head[76] || token12 != 8'd0) && (~prune_head[77] || token13 != 8'd0) && (~prune_head[78] || token14 != 8'd0) && (~prune_head[79] || token15 != 8'd0);
     assign dma_start = running && dma_fifo_count != 3'd0 && ~dma_busy && dma_tokens_ok;
     assign gemm_start = running && gemm_fifo_count != 3'd0 && ~gemm_busy && gemm_tokens_ok && ~dma_start;
     assign update_start = running && update_fifo_count != 3'd0 && ~update_busy && update_tokens_ok && ~dma_start && ~gemm_start;
-    assign tokens_taken = dma_start ? dma_head[83:68] : gemm_start ? gemm_head[82:67] : update_start ? update_head[95:80] : 16'h0;
-    assign engines_idle = dma_fifo_count == 3'd0 && gemm_fifo_count == 3'd0 && update_fifo_count == 3'd0 && ~dma_busy && ~gemm_busy && ~update_busy;
+    assign prune_start = running && prune_fifo_count != 3'd0 && ~prune_busy && prune_tokens_ok && ~dma_start && ~gemm_start && ~update_start;
+    assign tokens_taken = dma_start ? dma_head[83:68] : gemm_start ? gemm_head[82:67] : update_start ? update_head[95:80] : prune_start ? prune_head[79:64] : 16'h0;
+    assign engines_idle = dma_fifo_count == 3'd0 && gemm_fifo_count == 3'd0 && update_fifo_count == 3'd0 && prune_fifo_count == 3'd0 && ~dma_busy && ~gemm_busy && ~update_busy && ~prune_busy;
     assign program_finishing = running && end_seen && engines_idle;
 
     // Controller: fetch, FIFOs, tokens, counters and done.
@@ -323,6 +389,9 @@ module sat_top (
             update_fifo_wp <= 2'd0;
             update_fifo_rp <= 2'd0;
             update_fifo_count <= 3'd0;
+            prune_fifo_wp <= 2'd0;
+            prune_fifo_rp <= 2'd0;
+            prune_fifo_count <= 3'd0;
             token0 <= 8'd0;
             token1 <= 8'd0;
             token2 <= 8'd0;
@@ -361,6 +430,9 @@ module sat_top (
                 update_fifo_wp <= 2'd0;
                 update_fifo_rp <= 2'd0;
                 update_fifo_count <= 3'd0;
+                prune_fifo_wp <= 2'd0;
+                prune_fifo_rp <= 2'd0;
+                prune_fifo_count <= 3'd0;
                 token0 <= 8'd0;
                 token1 <= 8'd0;
                 token2 <= 8'd0;
@@ -400,6 +472,9 @@ module sat_top (
                     end
                     if (update_busy) begin
                         busy_wuve <= busy_wuve + 48'h1;
+                    end
+                    if (prune_busy) begin
+                        busy_sore <= busy_sore + 48'h1;
                     end
                     if (program_finishing) begin
                         running <= 1'b0;
@@ -444,22 +519,35 @@ module sat_top (
                             update_fifo_count <= update_fifo_count - 3'd1;
                         end
                     end
-                    token0 <= token0 + {7'd0, dma_finish && dma_signal[0]} + {7'd0, gemm_finish && gemm_signal[0]} + {7'd0, update_finish && update_signal[0]} - {7'd0, tokens_taken[0]};
-                    token1 <= token1 + {7'd0, dma_finish && dma_signal[1]} + {7'd0, gemm_finish && gemm_signal[1]} + {7'd0, update_finish && update_signal[1]} - {7'd0, tokens_taken[1]};
-                    token2 <= token2 + {7'd0, dma_finish && dma_signal[2]} + {7'd0, gemm_finish && gemm_signal[2]} + {7'd0, update_finish && update_signal[2]} - {7'd0, tokens_taken[2]};
-                    token3 <= token3 + {7'd0, dma_finish && dma_signal[3]} + {7'd0, gemm_finish && gemm_signal[3]} + {7'd0, update_finish && update_signal[3]} - {7'd0, tokens_taken[3]};
-                    token4 <= token4 + {7'd0, dma_finish && dma_signal[4]} + {7'd0, gemm_finish && gemm_signal[4]} + {7'd0, update_finish && update_signal[4]} - {7'd0, tokens_taken[4]};
-                    token5 <= token5 + {7'd0, dma_finish && dma_signal[5]} + {7'd0, gemm_finish && gemm_signal[5]} + {7'd0, update_finish && update_signal[5]} - {7'd0, tokens_taken[5]};
-                    token6 <= token6 + {7'd0, dma_finish && dma_signal[6]} + {7'd0, gemm_finish && gemm_signal[6]} + {7'd0, update_finish && update_signal[6]} - {7'd0, tokens_taken[6]};
-                    token7 <= token7 + {7'd0, dma_finish && dma_signal[7]} + {7'd0, gemm_finish && gemm_signal[7]} + {7'd0, update_finish && update_signal[7]} - {7'd0, tokens_taken[7]};
-                    token8 <= token8 + {7'd0, dma_finish && dma_signal[8]} + {7'd0, gemm_finish && gemm_signal[8]} + {7'd0, update_finish && update_signal[8]} - {7'd0, tokens_taken[8]};
-                    token9 <= token9 + {7'd0, dma_finish && dma_signal[9]} + {7'd0, gemm_finish && gemm_signal[9]} + {7'd0, update_finish && update_signal[9]} - {7'd0, tokens_taken[9]};
-                    token10 <= token10 + {7'd0, dma_finish && dma_signal[10]} + {7'd0, gemm_finish && gemm_signal[10]} + {7'd0, update_finish && update_signal[10]} - {7'd0, tokens_taken[10]};
-                    token11 <= token11 + {7'd0, dma_finish && dma_signal[11]} + {7'd0, gemm_finish && gemm_signal[11]} + {7'd0, update_finish && update_signal[11]} - {7'd0, tokens_taken[11]};
-                    token12 <= token12 + {7'd0, dma_finish && dma_signal[12]} + {7'd0, gemm_finish && gemm_signal[12]} + {7'd0, update_finish && update_signal[12]} - {7'd0, tokens_taken[12]};
-                    token13 <= token13 + {7'd0, dma_finish && dma_signal[13]} + {7'd0, gemm_finish && gemm_signal[13]} + {7'd0, update_finish && update_signal[13]} - {7'd0, tokens_taken[13]};
-                    token14 <= token14 + {7'd0, dma_finish && dma_signal[14]} + {7'd0, gemm_finish && gemm_signal[14]} + {7'd0, update_finish && update_signal[14]} - {7'd0, tokens_taken[14]};
-                    token15 <= token15 + {7'd0, dma_finish && dma_signal[15]} + {7'd0, gemm_finish && gemm_signal[15]} + {7'd0, update_finish && update_signal[15]} - {7'd0, tokens_taken[15]};
+                    if (prune_fifo_push) begin
+                        prune_fifo_wp <= prune_fifo_wp + 2'd1;
+                    end
+                    if (prune_start) begin
+                        prune_fifo_rp <= prune_fifo_rp + 2'd1;
+                    end
+                    if (prune_fifo_push && ~prune_start) begin
+                        prune_fifo_count <= prune_fifo_count + 3'd1;
+                    end else begin
+                        if (prune_start && ~prune_fifo_push) begin
+                            prune_fifo_count <= prune_fifo_count - 3'd1;
+                        end
+                    end
+                    token0 <= token0 + {7'd0, dma_finish && dma_signal[0]} + {7'd0, gemm_finish && gemm_signal[0]} + {7'd0, update_finish && update_signal[0]} + {7'd0, prune_finish && prune_signal[0]} - {7'd0, tokens_taken[0]};
+                    token1 <= token1 + {7'd0, dma_finish && dma_signal[1]} + {7'd0, gemm_finish && gemm_signal[1]} + {7'd0, update_finish && update_signal[1]} + {7'd0, prune_finish && prune_signal[1]} - {7'd0, tokens_taken[1]};
+                    token2 <= token2 + {7'd0, dma_finish && dma_signal[2]} + {7'd0, gemm_finish && gemm_signal[2]} + {7'd0, update_finish && update_signal[2]} + {7'd0, prune_finish && prune_signal[2]} - {7'd0, tokens_taken[2]};
+                    token3 <= token3 + {7'd0, dma_finish && dma_signal[3]} + {7'd0, gemm_finish && gemm_signal[3]} + {7'd0, update_finish && update_signal[3]} + {7'd0, prune_finish && prune_signal[3]} - {7'd0, tokens_taken[3]};
+                    token4 <= token4 + {7'd0, dma_finish && dma_signal[4]} + {7'd0, gemm_finish && gemm_signal[4]} + {7'd0, update_finish && update_signal[4]} + {7'd0, prune_finish && prune_signal[4]} - {7'd0, tokens_taken[4]};
+                    token5 <= token5 + {7'd0, dma_finish && dma_signal[5]} + {7'd0, gemm_finish && gemm_signal[5]} + {7'd0, update_finish && update_signal[5]} + {7'd0, prune_finish && prune_signal[5]} - {7'd0, tokens_taken[5]};
+                    token6 <= token6 + {7'd0, dma_finish && dma_signal[6]} + {7'd0, gemm_finish && gemm_signal[6]} + {7'd0, update_finish && update_signal[6]} + {7'd0, prune_finish && prune_signal[6]} - {7'd0, tokens_taken[6]};
+                    token7 <= token7 + {7'd0, dma_finish && dma_signal[7]} + {7'd0, gemm_finish && gemm_signal[7]} + {7'd0, update_finish && update_signal[7]} + {7'd0, prune_finish && prune_signal[7]} - {7'd0, tokens_taken[7]};
+                    token8 <= token8 + {7'd0, dma_finish && dma_signal[8]} + {7'd0, gemm_finish && gemm_signal[8]} + {7'd0, update_finish && update_signal[8]} + {7'd0, prune_finish && prune_signal[8]} - {7'd0, tokens_taken[8]};
+                    token9 <= token9 + {7'd0, dma_finish && dma_signal[9]} + {7'd0, gemm_finish && gemm_signal[9]} + {7'd0, update_finish && update_signal[9]} + {7'd0, prune_finish && prune_signal[9]} - {7'd0, tokens_taken[9]};
+                    token10 <= token10 + {7'd0, dma_finish && dma_signal[10]} + {7'd0, gemm_finish && gemm_signal[10]} + {7'd0, update_finish && update_signal[10]} + {7'd0, prune_finish && prune_signal[10]} - {7'd0, tokens_taken[10]};
+                    token11 <= token11 + {7'd0, dma_finish && dma_signal[11]} + {7'd0, gemm_finish && gemm_signal[11]} + {7'd0, update_finish && update_signal[11]} + {7'd0, prune_finish && prune_signal[11]} - {7'd0, tokens_taken[11]};
+                    token12 <= token12 + {7'd0, dma_finish && dma_signal[12]} + {7'd0, gemm_finish && gemm_signal[12]} + {7'd0, update_finish && update_signal[12]} + {7'd0, prune_finish && prune_signal[12]} - {7'd0, tokens_taken[12]};
+                    token13 <= token13 + {7'd0, dma_finish && dma_signal[13]} + {7'd0, gemm_finish && gemm_signal[13]} + {7'd0, update_finish && update_signal[13]} + {7'd0, prune_finish && prune_signal[13]} - {7'd0, tokens_taken[13]};
+                    token14 <= token14 + {7'd0, dma_finish && dma_signal[14]} + {7'd0, gemm_finish && gemm_signal[14]} + {7'd0, update_finish && update_signal[14]} + {7'd0, prune_finish && prune_signal[14]} - {7'd0, tokens_taken[14]};
+                    token15 <= token15 + {7'd0, dma_finish && dma_signal[15]} + {7'd0, gemm_finish && gemm_signal[15]} + {7'd0, update_finish && update_signal[15]} + {7'd0, prune_finish && prune_signal[15]} - {7'd0, tokens_taken[15]};
                     if (conflict_now) begin
                         conflict <= 1'b1;
                     end
@@ -479,6 +567,9 @@ module sat_top (
     assign dma_finish = dma_line_in && dma_last_line || dma_beat_out && dma_last_beat && dma_last_line;
     assign mem_wr_data = dma_store_line;
     assign mem_wr_addr = dma_waddr;
+    assign dma_read_ahead = dma_beat_out && dma_last_beat && ~dma_last_line;
+    assign dma_read_line = dma_read_ahead ? dma_line + 16'h1 : dma_line;
+    assign dma_store_read = dma_busy && dma_state == 3'd2 || dma_read_ahead;
 
     // DMA engine: LOAD (one read burst, lines assembled from beats) and STORE.
     always @(posedge clk) begin
@@ -510,7 +601,7 @@ module sat_top (
                 dma_waddr <= dma_waddr + 32'h1;
                 if (dma_last_beat) begin
                     dma_line <= dma_line + 16'h1;
-                    dma_state <= 3'd2;
+                    dma_state <= 3'd3;
                 end else begin
                     dma_beat <= dma_beat + 16'h1;
                     dma_store_line <= dma_store_line >> 10'h200;
@@ -667,6 +758,80 @@ module sat_top (
     );
 
     assign update_writing = update_busy && wuve_out_valid;
+    assign prune_reading = prune_busy && prune_read < prune_lines;
+    assign prune_last_mask_line = prune_mask_line == 3'h7;
+    assign prune_writing_mask = prune_busy && prune_mask_pending;
+    assign prune_mask_k = prune_group_base + {13'h0, prune_mask_line};
+    assign prune_finish = prune_writing_mask && prune_mask_k == prune_lines - 16'h1;
+
+    // PRUNE_F feeder: one w16 line (one k, every cout of the block) per cycle into the
+    // SORE; each group's selection is one wgt line, then M mask lines.
+    always @(posedge clk) begin
+        if (rst) begin
+            prune_busy <= 1'b0;
+            sore_valid <= 1'b0;
+            prune_mask_pending <= 1'b0;
+        end else begin
+            sore_valid <= prune_reading;
+            if (prune_reading) begin
+                prune_read <= prune_read + 16'h1;
+            end
+            if (prune_writing_mask) begin
+                prune_mask_line <= prune_mask_line + 3'd1;
+                if (prune_last_mask_line) begin
+                    prune_mask_pending <= 1'b0;
+                    prune_group_base <= prune_group_base + 16'h8;
+                end
+            end
+            if (prune_busy && sore_out_valid) begin
+                prune_mask_pending <= 1'b1;
+                prune_mask_line <= 3'd0;
+                prune_wgt_line <= prune_wgt_line + 16'h1;
+            end
+            if (prune_finish) begin
+                prune_busy <= 1'b0;
+            end
+            if (prune_start) begin
+                prune_busy <= 1'b1;
+                prune_read <= 16'h0;
+                prune_group_base <= 16'h0;
+                prune_wgt_line <= 16'h0;
+                prune_mask_pending <= 1'b0;
+                prune_w16_addr <= prune_head[15:0];
+                prune_lines <= prune_head[31:16];
+                prune_wgt_addr <= prune_head[47:32];
+                prune_mask_addr <= prune_head[63:48];
+                prune_signal <= prune_head[95:80];
+            end
+        end
+    end
+
+    sore_top sore (
+        .clk           (clk),
+        .rst           (rst),
+        .in_valid      (sore_valid),
+        .lane0_value   (w16_rdata[15:0]),
+        .lane1_value   (w16_rdata[31:16]),
+        .lane2_value   (w16_rdata[47:32]),
+        .lane3_value   (w16_rdata[63:48]),
+        .out_valid     (sore_out_valid),
+        .lane0_values  (sore_values0),
+        .lane1_values  (sore_values1),
+        .lane2_values  (sore_values2),
+        .lane3_values  (sore_values3),
+        .lane0_indices (sore_indices0),
+        .lane1_indices (sore_indices1),
+        .lane2_indices (sore_indices2),
+        .lane3_indices (sore_indices3)
+    );
+
+    always @(posedge clk) begin
+        if (sore_out_valid) begin
+            prune_indices <= {sore_indices3, sore_indices2, sore_indices1, sore_indices0};
+        end
+    end
+
+    assign prune_wgt_write = prune_busy && sore_out_valid;
     assign act_we = 1'b0 || dma_line_in && dma_buf == 3'd0;
     assign act_waddr = dma_buf_addr[8:0] + dma_line[8:0];
     assign act_wdata = mem_rd_data;
@@ -677,8 +842,8 @@ module sat_top (
         end
     end
 
-    assign act_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd0 || gemm_streaming;
-    assign act_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'd0) ? dma_buf_addr[8:0] + dma_line[8:0] : gemm_act_addr[8:0] + gemm_group[8:0];
+    assign act_re = 1'b0 || dma_store_read && dma_buf == 3'd0 || gemm_streaming;
+    assign act_raddr = (dma_store_read && dma_buf == 3'd0) ? dma_buf_addr[8:0] + dma_read_line[8:0] : gemm_act_addr[8:0] + gemm_group[8:0];
 
     always @(posedge clk) begin
         if (act_re) begin
@@ -686,9 +851,9 @@ module sat_top (
         end
     end
 
-    assign wgt_we = 1'b0 || dma_line_in && dma_buf == 3'd1;
-    assign wgt_waddr = dma_buf_addr[8:0] + dma_line[8:0];
-    assign wgt_wdata = mem_rd_data[151:0];
+    assign wgt_we = 1'b0 || dma_line_in && dma_buf == 3'd1 || prune_wgt_write;
+    assign wgt_waddr = (dma_line_in && dma_buf == 3'd1) ? dma_buf_addr[8:0] + dma_line[8:0] : prune_wgt_addr[8:0] + prune_wgt_line[8:0];
+    assign wgt_wdata = (dma_line_in && dma_buf == 3'd1) ? mem_rd_data[151:0] : {{sore_indices3[5:3], sore_values3[31:16]}, {sore_indices3[2:0], sore_values3[15:0]}, {sore_indices2[5:3], sore_values2[31:16]}, {sore_indices2[2:0], sore_values2[15:0]}, {sore_indices1[5:3], sore_values1[31:16]}, {sore_indices1[2:0], sore_values1[15:0]}, {sore_indices0[5:3], sore_values0[31:16]}, {sore_indices0[2:0], sore_values0[15:0]}};
 
     always @(posedge clk) begin
         if (wgt_we) begin
@@ -696,8 +861,8 @@ module sat_top (
         end
     end
 
-    assign wgt_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd1 || gemm_streaming;
-    assign wgt_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'd1) ? dma_buf_addr[8:0] + dma_line[8:0] : gemm_wgt_addr[8:0] + gemm_group[8:0];
+    assign wgt_re = 1'b0 || dma_store_read && dma_buf == 3'd1 || gemm_streaming;
+    assign wgt_raddr = (dma_store_read && dma_buf == 3'd1) ? dma_buf_addr[8:0] + dma_read_line[8:0] : gemm_wgt_addr[8:0] + gemm_group[8:0];
 
     always @(posedge clk) begin
         if (wgt_re) begin
@@ -715,8 +880,8 @@ module sat_top (
         end
     end
 
-    assign out_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd2 || update_reading;
-    assign out_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'd2) ? dma_buf_addr[8:0] + dma_line[8:0] : update_out_addr[8:0] + update_read[8:0];
+    assign out_re = 1'b0 || dma_store_read && dma_buf == 3'd2 || update_reading;
+    assign out_raddr = (dma_store_read && dma_buf == 3'd2) ? dma_buf_addr[8:0] + dma_read_line[8:0] : update_out_addr[8:0] + update_read[8:0];
 
     always @(posedge clk) begin
         if (out_re) begin
@@ -734,8 +899,8 @@ module sat_top (
         end
     end
 
-    assign master_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd3 || update_reading;
-    assign master_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'd3) ? dma_buf_addr[8:0] + dma_line[8:0] : update_master_addr[8:0] + update_read[8:0];
+    assign master_re = 1'b0 || dma_store_read && dma_buf == 3'd3 || update_reading;
+    assign master_raddr = (dma_store_read && dma_buf == 3'd3) ? dma_buf_addr[8:0] + dma_read_line[8:0] : update_master_addr[8:0] + update_read[8:0];
 
     always @(posedge clk) begin
         if (master_re) begin
@@ -753,8 +918,8 @@ module sat_top (
         end
     end
 
-    assign w16_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'h4;
-    assign w16_raddr = dma_buf_addr[8:0] + dma_line[8:0];
+    assign w16_re = 1'b0 || dma_store_read && dma_buf == 3'h4 || prune_reading;
+    assign w16_raddr = (dma_store_read && dma_buf == 3'h4) ? dma_buf_addr[8:0] + dma_read_line[8:0] : prune_w16_addr[8:0] + prune_read[8:0];
 
     always @(posedge clk) begin
         if (w16_re) begin
@@ -762,9 +927,9 @@ module sat_top (
         end
     end
 
-    assign mask_we = 1'b0 || dma_line_in && dma_buf == 3'h5;
-    assign mask_waddr = dma_buf_addr[8:0] + dma_line[8:0];
-    assign mask_wdata = mem_rd_data[3:0];
+    assign mask_we = 1'b0 || dma_line_in && dma_buf == 3'h5 || prune_writing_mask;
+    assign mask_waddr = (dma_line_in && dma_buf == 3'h5) ? dma_buf_addr[8:0] + dma_line[8:0] : prune_mask_addr[8:0] + prune_mask_k[8:0];
+    assign mask_wdata = (dma_line_in && dma_buf == 3'h5) ? mem_rd_data[3:0] : {1'b0 || prune_indices[20:18] == prune_mask_line || prune_indices[23:21] == prune_mask_line, 1'b0 || prune_indices[14:12] == prune_mask_line || prune_indices[17:15] == prune_mask_line, 1'b0 || prune_indices[8:6] == prune_mask_line || prune_indices[11:9] == prune_mask_line, 1'b0 || prune_indices[2:0] == prune_mask_line || prune_indices[5:3] == prune_mask_line};
 
     always @(posedge clk) begin
         if (mask_we) begin
@@ -772,8 +937,8 @@ module sat_top (
         end
     end
 
-    assign mask_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'h5 || update_reading;
-    assign mask_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'h5) ? dma_buf_addr[8:0] + dma_line[8:0] : update_mask_addr[8:0] + update_read[8:0];
+    assign mask_re = 1'b0 || dma_store_read && dma_buf == 3'h5 || update_reading;
+    assign mask_raddr = (dma_store_read && dma_buf == 3'h5) ? dma_buf_addr[8:0] + dma_read_line[8:0] : update_mask_addr[8:0] + update_read[8:0];
 
     always @(posedge clk) begin
         if (mask_re) begin
@@ -781,8 +946,8 @@ module sat_top (
         end
     end
 
-    assign conflict_now = 1'b0 || 1'b0 || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd0 && gemm_streaming) || 1'b0 || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd1 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd2 && gemm_reading_out) || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd2 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'd3 && update_writing) || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd3 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'h4 && update_writing) || 1'b0 || 1'b0 || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'h5 && update_reading);
-    assign unused_bits = {fetch_word[63:40], fetch_word[191:144], fetch_word[79:67], gemm_act_addr[15:9], gemm_wgt_addr[15:9], gemm_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], update_out_addr[15:9], update_master_addr[15:9], update_w16_addr[15:9], update_mask_addr[15:9], update_read[15:9], update_write[15:9]};
+    assign conflict_now = 1'b0 || 1'b0 || (1'b0 || dma_store_read && dma_buf == 3'd0 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd1 && prune_wgt_write) || (1'b0 || dma_store_read && dma_buf == 3'd1 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd2 && gemm_reading_out) || (1'b0 || dma_store_read && dma_buf == 3'd2 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'd3 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'd3 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'h4 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'h4 && prune_reading) || (1'b0 || dma_line_in && dma_buf == 3'h5 && prune_writing_mask) || (1'b0 || dma_store_read && dma_buf == 3'h5 && update_reading);
+    assign unused_bits = {fetch_word[63:40], fetch_word[191:144], fetch_word[79:67], dma_read_line, gemm_act_addr[15:9], gemm_wgt_addr[15:9], gemm_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], update_out_addr[15:9], update_master_addr[15:9], update_w16_addr[15:9], update_mask_addr[15:9], update_read[15:9], update_write[15:9], prune_w16_addr[15:9], prune_wgt_addr[15:9], prune_mask_addr[15:9], prune_read, prune_mask_k, prune_wgt_line};
 
 endmodule
 

@@ -18,7 +18,7 @@ use coforge_scheduler::{schedule, EnginePattern, Hardware, Network, Options, Spa
 
 const PATTERNS: [(usize, usize); 6] = [(2, 4), (4, 8), (2, 8), (1, 4), (1, 8), (1, 16)];
 
-/// The bench's systems: the array of `configs/sat-4x4-2of8.toml` (or 16 x 16 for the ResNets)
+/// The bench's systems: the array of `configs/sat-4x4-2of8.toml` (or 32 x 32 for the ResNets)
 /// with buffers large enough for every layer's weight block (ResNet-50's 3x3 convs have
 /// Kp = 4608), the memory port of the `[system]` defaults (512-bit beats, 32 cycles latency)
 /// at `bytes_per_cycle`.
@@ -125,10 +125,10 @@ fn main() {
         row("small-cnn.toml", 4, 64);
     }
     if wanted("resnet18") {
-        row("resnet18.toml", 16, 64);
+        row("resnet18.toml", 32, 64);
     }
     if wanted("resnet50") {
-        row("resnet50.toml", 16, 64);
+        row("resnet50.toml", 32, 64);
     }
     if wanted("starved") {
         println!("\nBandwidth-starved: the small CNN with a 4 B/cycle memory port.");

@@ -5,11 +5,18 @@
 //! 1. FF of every layer, first to last.
 //! 2. Last layer to first: BP (`dX`) and WU (`dW^T`) of the layer, their tiles alternating
 //!    (*interleave mapping*: both depend only on `dY`, so the STCE always has an independent tile
-//!    to run while another one's loads, fill and drain are in flight). Each WU tile is stored and,
-//!    on the WUVE, updated (W32 and W16) as soon as the STCE has written it.
+//!    to run while another one's loads are in flight). Interleaving gives each pass half of the
+//!    act, wgt and out lines, so a layer is interleaved only when its tilings in halves cost the
+//!    DMA no more load time than in whole buffers (recorded per pass as `interleaved`). Each WU
+//!    tile is stored and, on the WUVE, updated (W32 and W16) as soon as the STCE has written it.
 //! 3. When a chunk of the layer's output-channel blocks is updated, the SORE prunes it
 //!    (*pre-generation*: PRUNE_F for the next step's M_F and W_F, then PRUNE_B for M_B and W_B)
-//!    while the STCE goes on with the next layer's BP and WU.
+//!    while the STCE goes on with the next layer's BP and WU. The STOREs of the new weights are
+//!    queued and interleaved with the next layer's work, so that they do not hold back its
+//!    operand loads in the in-order DMA stream ([`Builder::push`]).
+//!
+//! Within a pass, operand LOADs are prefetched up to [`PREFETCH_STEPS`] tiles ahead
+//! (`hoist_loads`) and result tiles rotate through up to [`OUT_SLOTS`] out slots.
 //!
 //! The host (the harness) prepares each layer's X, dY, W32, M_F, W_F and W_B in DRAM in their line
 //! formats (it also does activations, im2col and the loss), so the layers of a step share nothing
@@ -18,8 +25,9 @@
 //! # Buffers
 //! - `act`, `wgt` (below the SORE's slots), `out`: the GEMM passes. FF and a layer's BP+WU pair
 //!   each get the whole buffers, or half each when BP and WU interleave.
-//! - the top `2 * S` wgt lines: two slots for the SORE's outputs (S = the largest `Coutp / M`, one
-//!   PRUNE_B's output), stored to DRAM from there.
+//! - the top `2 * S` wgt lines: two slots for the SORE's outputs (S = the most wgt lines one
+//!   PRUNE_B writes: a layer's output channels in whole `cols` blocks, over M), stored to DRAM
+//!   from there.
 //! - `master`, `w16`, `mask`: one chunk of a layer's weights (whole output-channel blocks of
 //!   `Kp` lines each), in two halves used in turn when every layer's block fits in half.
 //!
@@ -75,7 +83,8 @@ impl Pass {
 /// Scheduling choices (both on by default; off for comparisons).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Options {
-    /// Alternate the BP and WU tiles of a layer.
+    /// Alternate the BP and WU tiles of a layer, where that costs the DMA no more load time
+    /// than giving each pass the whole buffers (see [`build`]).
     pub interleave: bool,
     /// Let the SORE prune a layer while the STCE works on the next one; when off, a layer's
     /// backward pass starts only after the previous layer's pruning is done.
@@ -134,6 +143,8 @@ pub struct PassTiling {
     pub pass: Pass,
     #[serde(flatten)]
     pub tiling: Tiling,
+    /// BP and WU tiles alternate (each pass then has half of the act, wgt and out lines).
+    pub interleaved: bool,
     pub row_tiles: usize,
     pub col_tiles: usize,
     pub groups: usize,
@@ -231,6 +242,8 @@ impl Tracker {
         deps.retain(|&d| d != NONE && d != index);
         deps.sort_unstable();
         deps.dedup();
+        // A GEMM gathers one entry per line it reads; keep only the distinct ones.
+        deps.shrink_to_fit();
         deps
     }
 }
@@ -595,17 +608,29 @@ impl Builder<'_> {
             fixed: 2 + u64::from(sys.mem_latency),
             cycles_per_beat: f64::from(sys.mem_bits / 8) / f64::from(sys.mem_bytes_per_cycle),
         };
-        let t = tiling::choose(&shape, room_lines, limits, cost)
-            .map_err(|m| layer_error(index, layer, format!("{}: {m}", g.pass.name())))?;
+        tiling::choose(&shape, room_lines, limits, cost)
+            .map_err(|m| layer_error(index, layer, format!("{}: {m}", g.pass.name())))
+    }
+
+    /// The DMA cycles of a tiling's operand loads on this system.
+    fn load_cycles(&self, t: &Tiling) -> f64 {
+        let sys = &self.hw.system;
+        t.load_cycles(LoadCost {
+            fixed: 2 + u64::from(sys.mem_latency),
+            cycles_per_beat: f64::from(sys.mem_bits / 8) / f64::from(sys.mem_bytes_per_cycle),
+        })
+    }
+
+    fn record_tiling(&mut self, layer: &Layer, g: &GemmPass, t: Tiling, interleaved: bool) {
         self.tilings.push(PassTiling {
             layer: layer.name.clone(),
             pass: g.pass,
             tiling: t,
+            interleaved,
             row_tiles: g.pt,
             col_tiles: g.qt,
             groups: g.groups,
         });
-        Ok(t)
     }
 }
 
@@ -740,6 +765,18 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
                 ),
             ));
         }
+        if hw.padded(l.k) > usize::from(u16::MAX) {
+            return Err(layer_error(
+                i,
+                l,
+                format!(
+                    "Kp = {} lines of one output-channel block do not fit the 16-bit line counts \
+                     of LOAD, STORE and UPDATE; split the layer (at most {} reduction elements)",
+                    hw.padded(l.k),
+                    u16::MAX
+                ),
+            ));
+        }
     }
     let tensors: Vec<LayerTensors> = net
         .layers
@@ -757,6 +794,7 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
             },
             i,
         )?;
+        b.record_tiling(l, &tensors[i].ff, t, false);
         for step in b.tile_steps(&tensors[i].ff, &t, full)? {
             for (instr, pass) in step.instrs {
                 b.push(instr, i, pass);
@@ -764,19 +802,22 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         }
     }
 
-    let split = |s: Span| s.halves(opts.interleave);
-    let [bp_act, wu_act] = split(full.act);
-    let [bp_wgt, wu_wgt] = split(full.wgt);
-    let [bp_out, wu_out] = split(full.out);
-    let bp_room = Rooms {
-        act: bp_act,
-        wgt: bp_wgt,
-        out: bp_out,
-    };
-    let wu_room = Rooms {
-        act: wu_act,
-        wgt: wu_wgt,
-        out: wu_out,
+    let rooms = |split: bool| {
+        let [bp_act, wu_act] = full.act.halves(split);
+        let [bp_wgt, wu_wgt] = full.wgt.halves(split);
+        let [bp_out, wu_out] = full.out.halves(split);
+        [
+            Rooms {
+                act: bp_act,
+                wgt: bp_wgt,
+                out: bp_out,
+            },
+            Rooms {
+                act: wu_act,
+                wgt: wu_wgt,
+                out: wu_out,
+            },
+        ]
     };
     let mut weight_chunk = 0usize;
     let mut sore_use = 0usize;
@@ -784,25 +825,36 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         let lt = &tensors[i];
         let kp = hw.padded(l.k);
         let per_chunk = (weight_room / kp).max(1);
-        let t_bp = b.tiling(
-            l,
-            &lt.bp,
-            bp_room,
-            Limits {
-                max_columns_in_flight: None,
-            },
-            i,
-        )?;
+        let bp_limits = Limits {
+            max_columns_in_flight: None,
+        };
+        let wu_limits = Limits {
+            max_columns_in_flight: Some(per_chunk),
+        };
+        let mut pair = |split: bool| -> Result<(Tiling, Tiling, [Rooms; 2]), ScheduleError> {
+            let [bp_room, wu_room] = rooms(split);
+            let t_bp = b.tiling(l, &lt.bp, bp_room, bp_limits, i)?;
+            let t_wu = b.tiling(l, &lt.wu, wu_room, wu_limits, i)?;
+            Ok((t_bp, t_wu, [bp_room, wu_room]))
+        };
+        // Interleaving halves each pass's buffers. It is used for a layer when the halves cost
+        // the DMA no more load time than whole buffers (the system is usually memory bound).
+        let whole = pair(false)?;
+        let halves = if opts.interleave {
+            pair(true).ok()
+        } else {
+            None
+        };
+        let cost = |p: &(Tiling, Tiling, [Rooms; 2])| b.load_cycles(&p.0) + b.load_cycles(&p.1);
+        let interleave = halves.as_ref().is_some_and(|h| cost(h) <= cost(&whole));
+        let (t_bp, t_wu, [bp_room, wu_room]) = if interleave {
+            halves.unwrap_or(whole)
+        } else {
+            whole
+        };
+        b.record_tiling(l, &lt.bp, t_bp, interleave);
+        b.record_tiling(l, &lt.wu, t_wu, interleave);
         let bp_steps = b.tile_steps(&lt.bp, &t_bp, bp_room)?;
-        let t_wu = b.tiling(
-            l,
-            &lt.wu,
-            wu_room,
-            Limits {
-                max_columns_in_flight: Some(per_chunk),
-            },
-            i,
-        )?;
         let wu_tiles = b.tile_steps(&lt.wu, &t_wu, wu_room)?;
         let chunk_of = |ct: usize| match t_wu.order {
             Order::AStationary => 0,
@@ -828,7 +880,7 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         // Interleave: the pass with more tiles takes proportionally more turns.
         let (nb, nw) = (bp_steps.len(), wu_steps.len());
         let mut order: Vec<(usize, bool)> = Vec::with_capacity(nb + nw);
-        if opts.interleave {
+        if interleave {
             let (mut ib, mut iw) = (0usize, 0usize);
             while ib < nb || iw < nw {
                 // Take BP while its share of progress is behind WU's (cross-multiplied).

@@ -17,7 +17,7 @@
 //!   `mem_latency` at `mem_bytes_per_cycle`, as `estimated_cycles` assumes).
 
 use coforge_generator::engines::sat::{
-    estimated_cycles, DISPATCH_CYCLES, FETCH_CYCLES, FIFO_DEPTH,
+    estimated_cycles, DISPATCH_CYCLES, FETCH_CYCLES, FIFO_DEPTH, TOKEN_BITS,
 };
 
 use crate::hardware::Hardware;
@@ -49,6 +49,7 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
     let mut dispatches: [std::collections::VecDeque<u64>; 4] = Default::default();
     let mut signals: Vec<Vec<u64>> = vec![Vec::new(); 16];
     let mut taken = [0usize; 16];
+    let mut grants: Vec<Vec<u64>> = vec![Vec::new(); 16];
     for (i, instr) in program.iter().enumerate() {
         let Some(engine) = instr.engine() else {
             // END: done once every engine is idle.
@@ -81,6 +82,9 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
             taken[t] += 1;
             dispatch = dispatch.max(at);
         }
+        for t in (0..16).filter(|t| wait >> t & 1 == 1) {
+            grants[t].push(dispatch);
+        }
         let start = dispatch + DISPATCH_CYCLES;
         let end = start + cost(instr, hw);
         idle_at[e] = end;
@@ -93,7 +97,33 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
         }
         timings.push(Timing { start, end });
     }
+    check_token_counts(&signals, &grants)?;
     Ok(timings)
+}
+
+/// The tokens are `TOKEN_BITS`-bit counters: fails when the estimated run would have more
+/// signals outstanding on one token (given, not yet taken) than a counter holds.
+fn check_token_counts(signals: &[Vec<u64>], grants: &[Vec<u64>]) -> Result<(), String> {
+    let limit = (1usize << TOKEN_BITS) - 1;
+    for (t, (given, taken)) in signals.iter().zip(grants).enumerate() {
+        let (mut given, mut taken) = (given.clone(), taken.clone());
+        given.sort_unstable();
+        taken.sort_unstable();
+        // Outstanding just after each signal: signals up to it minus grants strictly before.
+        let mut g = 0;
+        for (k, &at) in given.iter().enumerate() {
+            while g < taken.len() && taken[g] < at {
+                g += 1;
+            }
+            if k + 1 - g.min(k + 1) > limit {
+                return Err(format!(
+                    "token {t} would hold more than {limit} signals at cycle {at} (its counter \
+                     has {TOKEN_BITS} bits)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Earliest start of every op when only its dependency edges and its engine's order hold it
@@ -123,4 +153,58 @@ pub(crate) fn ordinal(k: usize) -> String {
         _ => "th",
     };
     format!("{k}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isa::{Buf, GemmMode};
+    use crate::tokens::token;
+
+    fn program(loads: usize) -> Vec<Instr> {
+        let t = token(Engine::Dma, Engine::Stce);
+        let load = Instr::Load {
+            buf: Buf::Act,
+            buf_addr: 0,
+            dram_addr: 0,
+            lines: 1,
+            wait: 0,
+            signal: t,
+        };
+        let gemm = Instr::Gemm {
+            mode: GemmMode::Dense,
+            act_addr: 0,
+            wgt_addr: 0,
+            groups: 1,
+            out_addr: 0,
+            first: true,
+            last: true,
+            wait: t,
+            signal: 0,
+        };
+        let mut p = vec![load; loads];
+        p.extend(vec![gemm; loads]);
+        p.push(Instr::End);
+        p
+    }
+
+    #[test]
+    fn timing_follows_fetch_tokens_and_engine_order() {
+        let hw = Hardware::with_defaults(4, 4, 2, 8, |_| {});
+        let t = simulate(&program(2), &hw).unwrap();
+        let load = cost(&program(1)[0], &hw);
+        // Loads run back to back on the DMA; each GEMM starts after its load's signal.
+        assert_eq!(t[1].start, t[0].end + DISPATCH_CYCLES);
+        assert!(t[2].start > t[0].end && t[3].start >= t[2].end);
+        assert_eq!(t[0].end - t[0].start, load);
+        assert_eq!(t[4].end, t[3].end);
+    }
+
+    #[test]
+    fn more_outstanding_signals_than_a_token_counter_holds_are_refused() {
+        let hw = Hardware::with_defaults(4, 4, 2, 8, |_| {});
+        assert!(simulate(&program(200), &hw).is_ok());
+        let err = simulate(&program(300), &hw).unwrap_err();
+        assert!(err.contains("more than 255"), "{err}");
+    }
 }

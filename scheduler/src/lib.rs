@@ -87,6 +87,18 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// Reads a `schedule.json` (as `coforge schedule` wrote it, or edited by hand) and runs
+    /// [`validate`] on it, so that a program whose dependencies do not hold is refused before
+    /// anything runs it. The error names the file and, for a broken dependency, the instruction.
+    pub fn load(path: &std::path::Path) -> Result<Schedule, String> {
+        let at = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {at}: {e}"))?;
+        let s: Schedule = serde_json::from_str(&text)
+            .map_err(|e| format!("{at} is not a schedule written by coforge schedule: {e}"))?;
+        validate(&s).map_err(|e| format!("{at} does not hold its dependencies: {e}"))?;
+        Ok(s)
+    }
+
     /// The instruction words' contents in program order (what the controller runs).
     pub fn program(&self) -> Vec<Instr> {
         self.instructions.iter().map(|e| e.instr).collect()
@@ -99,25 +111,36 @@ pub fn schedule(net: &Network, hw: &Hardware, opts: Options) -> Result<Schedule,
     let asap = estimate::asap(&built.ops, hw);
     let mut order: Vec<usize> = (0..built.ops.len()).collect();
     order.sort_by_key(|&i| (asap[i].start, i));
+    drop(asap);
     let program = tokens::assign(&built.ops, &order);
+    // What each program position is for; the ops and their edges are no longer needed.
+    let meta: Vec<(usize, Pass)> = order
+        .iter()
+        .map(|&i| (built.ops[i].layer as usize, built.ops[i].pass))
+        .collect();
+    drop(order);
+    let build::Built {
+        ops,
+        memory_map,
+        tilings,
+    } = built;
+    drop(ops);
     let timings = estimate::simulate(&program, hw).map_err(|m| ScheduleError {
         layer: None,
         message: format!("internal error, the built program does not run: {m}"),
     })?;
+    let step_cycles_estimated = timings.last().map_or(0, |t| t.end);
     let instructions = program
         .iter()
         .zip(&timings)
         .enumerate()
-        .map(|(p, (instr, t))| {
-            let op = order.get(p).map(|&i| &built.ops[i]);
-            Entry {
-                instr: *instr,
-                engine: instr.engine(),
-                layer: op.map(|o| o.layer as usize),
-                pass: op.map(|o| o.pass),
-                start_estimated: t.start,
-                end_estimated: t.end,
-            }
+        .map(|(p, (instr, t))| Entry {
+            instr: *instr,
+            engine: instr.engine(),
+            layer: meta.get(p).map(|m| m.0),
+            pass: meta.get(p).map(|m| m.1),
+            start_estimated: t.start,
+            end_estimated: t.end,
         })
         .collect();
     Ok(Schedule {
@@ -126,10 +149,10 @@ pub fn schedule(net: &Network, hw: &Hardware, opts: Options) -> Result<Schedule,
         hardware: hw.clone(),
         options: opts,
         layers: net.layers.clone(),
-        step_cycles_estimated: timings.last().map_or(0, |t| t.end),
+        step_cycles_estimated,
         instructions,
-        memory_map: built.memory_map,
-        tilings: built.tilings,
+        memory_map,
+        tilings,
     })
 }
 

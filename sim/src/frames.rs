@@ -582,6 +582,13 @@ impl Pins {
         low_u64(&self.inputs[port.0.range()])
     }
 
+    /// The words an input will have in the next step (any width).
+    #[inline]
+    pub fn driven_words(&self, port: InputPort) -> &[u32] {
+        self.check(&port.0);
+        &self.inputs[port.0.range()]
+    }
+
     /// An output sampled by the last step, if it is at most 64 bits wide
     /// (panics otherwise: use [`Pins::get_words`]).
     #[inline]

@@ -141,6 +141,7 @@ mod testbench;
 mod tools;
 mod verilator;
 
+pub mod axi;
 pub use frames::{InputPort, OutputPort, Pins, Stimulus, Trace, TraceMismatch};
 pub use icarus::Icarus;
 pub use memory::{Memory, MemoryPortNames, MemoryTiming};

@@ -122,6 +122,20 @@ fn linear_step_on_system(
             );
         }
     }
+    match &got.next {
+        Some(next) => {
+            assert_eq!(next.mask_f, golden.next.mask_f, "next M_F");
+            let ff_next = bdwp::ff_operand(&golden.next, &cfg).unwrap();
+            let (k, c) = ff_next.dense_dim();
+            let values: Vec<u16> = ff_next.values.iter().map(|v| v.to_bits()).collect();
+            let indices: Vec<u8> = ff_next.indices.iter().copied().collect();
+            let geo = system.geo;
+            let want = geo.pack_wgt_sparse(&values, &indices, k, c);
+            assert_eq!(geo.k_padded(k), k, "the test keeps K a multiple of Kp");
+            assert_eq!(next.ff_lines, want, "next FF operand");
+        }
+        None => assert!(pattern.is_dense()),
+    }
     got.stats
 }
 
@@ -146,7 +160,10 @@ fn linear_step_gemms_are_bit_exact_and_cycles_are_measured() {
     // bounds the run (engines overlap, so measured <= serial).
     assert_eq!(stats.sim_cycles, stats.cycles + 1);
     assert!(
-        stats.busy["stce"] > 0 && stats.busy["dma"] > 0 && stats.busy["wuve"] > 0,
+        stats.busy["stce"] > 0
+            && stats.busy["dma"] > 0
+            && stats.busy["wuve"] > 0
+            && stats.busy["sore"] > 0,
         "{stats:?}"
     );
     assert!(stats.cycles <= stats.estimated_cycles, "{stats:?}");
@@ -312,4 +329,86 @@ fn update_on_the_wuve_is_bit_exact() {
             );
         }
     }
+}
+
+#[test]
+fn prune_f_on_the_sore_is_bit_exact() {
+    use coforge_driver::sat::DramImage;
+    use coforge_generator::engines::sat::isa::{Buf, Instr};
+    let cfg = shipped();
+    let mut system = SatSystem::new(&cfg).unwrap();
+    let geo = system.geo;
+    let sys = cfg.system.clone().unwrap();
+    // Cout = 8 (two cout blocks), K = 16 (two groups of M = 8); ties from the edge values.
+    let (cout, k) = (8usize, 16usize);
+    let w32 = adversarial_f16(cout, k, 41).mapv(|v| v.to_f32());
+    let bcfg = BdwpConfig::new(NmPattern::new(2, 8).unwrap(), 0.01);
+    let masks = bdwp::pregenerate(w32.view(), &bcfg).unwrap();
+    let ff = bdwp::ff_operand(&masks, &bcfg).unwrap();
+    let w16_bits: Vec<u32> = masks.w16.iter().map(|v| u32::from(v.to_bits())).collect();
+    let mut dram = DramImage::new(&geo);
+    let w16_lines = geo.pack_weight(&w16_bits, cout, k, Buf::W16);
+    let w16_at = dram.push(&geo, &w16_lines, Buf::W16);
+    let (kp, kg, blocks) = (geo.k_padded(k), geo.k_padded(k) / 8, cout.div_ceil(4));
+    let wgt_out = dram.reserve(&geo, blocks * kg, Buf::Wgt);
+    let mask_out = dram.reserve(&geo, blocks * kp, Buf::Mask);
+    let mut program = vec![Instr::Load {
+        buf: Buf::W16,
+        buf_addr: 0,
+        dram_addr: w16_at,
+        lines: w16_lines.count() as u16,
+        wait: 0,
+        signal: 1,
+    }];
+    for cb in 0..blocks {
+        program.push(Instr::PruneF {
+            w16_addr: (cb * kp) as u16,
+            lines: kp as u16,
+            wgt_addr: (cb * kg) as u16,
+            mask_addr: (cb * kp) as u16,
+            wait: if cb == 0 { 1 } else { 0 },
+            signal: if cb + 1 == blocks { 2 } else { 0 },
+        });
+    }
+    program.extend([
+        Instr::Store {
+            buf: Buf::Wgt,
+            buf_addr: 0,
+            dram_addr: wgt_out,
+            lines: (blocks * kg) as u16,
+            wait: 2,
+            signal: 0,
+        },
+        Instr::Store {
+            buf: Buf::Mask,
+            buf_addr: 0,
+            dram_addr: mask_out,
+            lines: (blocks * kp) as u16,
+            wait: 0,
+            signal: 0,
+        },
+        Instr::End,
+    ]);
+    let timing = MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle);
+    let stats = system
+        .run(&program, &mut dram, timing, 0.0, 0.0, 100_000)
+        .unwrap();
+    eprintln!("{stats:?}");
+    assert_eq!(stats.busy["sore"], 2 * (16 + 8 + 2));
+    let values: Vec<u16> = ff.values.iter().map(|v| v.to_bits()).collect();
+    let indices: Vec<u8> = ff.indices.iter().copied().collect();
+    let want = geo.pack_wgt_sparse(&values, &indices, k, cout);
+    assert_eq!(
+        dram.lines(&geo, wgt_out, blocks * kg, Buf::Wgt),
+        want,
+        "FF operand lines"
+    );
+    let mask = geo.unpack_weight(
+        &dram.lines(&geo, mask_out, blocks * kp, Buf::Mask),
+        cout,
+        k,
+        Buf::Mask,
+    );
+    let want_mask: Vec<u32> = masks.mask_f.iter().map(|&b| u32::from(b)).collect();
+    assert_eq!(mask, want_mask, "M_F");
 }

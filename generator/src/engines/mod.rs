@@ -1,6 +1,7 @@
 //! Engine generators: each turns a validated config into a `Design`.
 
 pub mod arith;
+pub mod axi;
 pub mod deform;
 pub mod fp;
 pub mod sat;

@@ -70,9 +70,10 @@
 //!     (`mem_rd_req_*`, `len` in beats); the beats are collected into lines and each line is
 //!     written when its last beat arrives. `cycles = 1 + mem_latency + ceil(L*B*mem_bits/8 /
 //!     mem_bytes_per_cycle) + 1`.
-//!   - STORE of L lines: per line, one cycle to read the buffer, one to latch the line, then its
-//!     B beats on the write channel (`mem_wr_*`, one address per beat). `cycles = L * (2 +
-//!     B * beat_cycles)` with `beat_cycles = ceil(mem_bits/8 / mem_bytes_per_cycle)`.
+//!   - STORE of L lines: one cycle to read the first line, then per line one cycle to latch it
+//!     and its B beats on the write channel (`mem_wr_*`, one address per beat); the next line
+//!     is read while the last beat of a line is accepted. `cycles = 1 + L * (1 + B *
+//!     beat_cycles)` with `beat_cycles = ceil(mem_bits/8 / mem_bytes_per_cycle)`.
 //! - **STCE** (`Stce`: GEMM), through the feeder: group g's act and wgt lines are read in cycle
 //!   g (of the instruction) and drive the array in cycle g + 1 (dense mode drives the indices
 //!   0..N-1). With `last`, result row r is written to `out[out_addr + r]` in cycle
@@ -83,8 +84,15 @@
 //!   its W32' and W16' are written to `master[master_addr + l]` and `w16[w16_addr + l]` in cycle
 //!   `l + 1 + wuve::LATENCY`. `cycles = L + 1 + wuve::LATENCY`. `lr` and `lambda` are the top's
 //!   ports. The update reads and writes `master` in place: its read and write ports are separate.
-//! - **SORE** (`Sore`: PRUNE_F, PRUNE_B): specified in [`isa`] and in the contract; not in the
-//!   RTL yet (the harness refuses programs that use them; the controller skips them).
+//! - **SORE** (`Sore`: PRUNE_F of L lines, L a multiple of M): w16 line l (reduction index
+//!   k = l of one cout block, lane c = cout c) is read in cycle l and enters the SORE
+//!   (`engines::sore`, `cols` lanes, groups of M along k) in cycle l + 1. When a group's
+//!   selection shows (`out_valid`, one cycle after its last value), it is written as one wgt
+//!   line (`wgt_addr + g`: lane c's N values and indices, the FF operand's line format), and
+//!   the next M cycles write its M mask lines (`mask_addr + g*M + j`: bit c set when lane c
+//!   kept position j). `cycles = L + M + 2`.
+//!   PRUNE_B (M_B along Cout through a transposer) is specified in [`isa`] but not in the RTL
+//!   yet: the harness refuses programs that use it and the controller skips it.
 pub mod isa;
 pub mod lines;
 pub mod top;
@@ -153,7 +161,9 @@ pub fn estimated_cycles(instr: &Instr, g: &Geometry, sys: &SystemConfig) -> u64 
             let bytes = u64::from(lines) * beats(buf) * u64::from(sys.mem_bits / 8);
             2 + u64::from(sys.mem_latency) + bytes.div_ceil(u64::from(sys.mem_bytes_per_cycle))
         }
-        Instr::Store { buf, lines, .. } => u64::from(lines) * (2 + beats(buf) * beat_cycles(sys)),
+        Instr::Store { buf, lines, .. } => {
+            1 + u64::from(lines) * (1 + beats(buf) * beat_cycles(sys))
+        }
         Instr::Gemm { groups, last, .. } => {
             if last {
                 u64::from(groups) + u64::from(g.cols) + u64::from(g.rows)
@@ -163,7 +173,7 @@ pub fn estimated_cycles(instr: &Instr, g: &Geometry, sys: &SystemConfig) -> u64 
         }
         Instr::Update { lines, .. } => u64::from(lines) + 1 + crate::engines::wuve::LATENCY,
         // Not in the RTL yet (see the module docs): one line per cycle plus the pipeline.
-        Instr::PruneF { lines, .. } => u64::from(lines) + 8,
+        Instr::PruneF { lines, .. } => u64::from(lines) + u64::from(g.m) + 2,
         Instr::PruneB { blocks, .. } => u64::from(blocks) * u64::from(g.m) + u64::from(g.cols) + 8,
         Instr::End => 0,
     }

@@ -4,7 +4,9 @@
 use super::isa::{self, Buf};
 use super::lines::Geometry;
 use super::{ports, COUNTER_BITS, FIFO_DEPTH, LEN_BITS, TOKEN_BITS};
+use crate::artifacts::sore_params;
 use crate::config::{Config, StceConfig, SystemConfig};
+use crate::engines::sore;
 use crate::engines::stce;
 use crate::engines::wuve::{self, WuveParams};
 use crate::rtl::{
@@ -17,6 +19,9 @@ pub fn module_names(cfg: &Config) -> Vec<String> {
     let stce_cfg = cfg.stce.as_ref().expect("a [system] config has [stce]");
     let mut names = stce::module_names(stce_cfg);
     names.extend(wuve::module_names());
+    if let Some(p) = sore_params(cfg) {
+        names.extend(sore::module_names(&p));
+    }
     names
 }
 
@@ -46,8 +51,18 @@ pub fn generate(cfg: &Config) -> Result<Design, DesignError> {
         .get(&train.wuve_top)
         .expect("the WUVE design has its top")
         .clone();
+    let sore_p = sore_params(cfg).expect("a [system] config has [train]");
+    for module in sore::generate(&sore_p, &train.sore_top)?.modules() {
+        design.add(module.clone())?;
+    }
+    let sore_def = design
+        .get(&train.sore_top)
+        .expect("the SORE design has its top")
+        .clone();
     let geo = Geometry::of(cfg).expect("a [system] config has a geometry");
-    design.add(system_top(stce_cfg, sys, &geo, &stce_def, &wuve_def))?;
+    design.add(system_top(
+        stce_cfg, sys, &geo, &stce_def, &wuve_def, &sore_def,
+    ))?;
     Ok(design)
 }
 
@@ -108,6 +123,7 @@ fn system_top(
     geo: &Geometry,
     stce_def: &ModuleDef,
     wuve_def: &ModuleDef,
+    sore_def: &ModuleDef,
 ) -> ModuleDef {
     let (rows, cols, n, m) = (geo.rows, geo.cols, geo.n, geo.m);
     let ib = geo.index_bits();
@@ -219,6 +235,10 @@ fn system_top(
         "fetch_is_gemm",
         opcode.eq(&lit(isa::opcode::GEMM as u64, 8)),
     );
+    let is_prune_f = b.name(
+        "fetch_is_prune_f",
+        opcode.eq(&lit(isa::opcode::PRUNE_F as u64, 8)),
+    );
     let is_update = b.name(
         "fetch_is_update",
         opcode.eq(&lit(isa::opcode::UPDATE as u64, 8)),
@@ -239,6 +259,15 @@ fn system_top(
         slot(1),
         slot(0).slice(0, 3),
         is_store.clone(),
+    ]);
+    // PRUNE_F payload: {signal, wait, mask, wgt, lines, w16}.
+    let prune_payload = Expr::concat(vec![
+        signal_field.clone(),
+        wait_field.clone(),
+        slot(3),
+        slot(2),
+        slot(1),
+        slot(0),
     ]);
     // UPDATE payload: {signal, wait, lines, mask, w16, master, out}.
     let update_payload = Expr::concat(vec![
@@ -297,7 +326,9 @@ fn system_top(
         fifo(&mut b, "gemm", gemm_payload, &is_gemm);
     let (_, upd_wp, upd_rp, upd_count, upd_full, upd_push, upd_head) =
         fifo(&mut b, "update", update_payload, &is_update);
-    // Opcodes the RTL does not run yet (PRUNE_F, PRUNE_B) are skipped (the harness
+    let (_, pf_wp, pf_rp, pf_count, pf_full, pf_push, pf_head) =
+        fifo(&mut b, "prune", prune_payload, &is_prune_f);
+    // The opcode the RTL does not run yet (PRUNE_B) is skipped (the harness
     // refuses programs with them).
     let fetch_take = b.name(
         "fetch_take",
@@ -306,7 +337,14 @@ fn system_top(
             is_dma.land(&dma_full.not()),
             is_gemm.land(&gemm_full.not()),
             is_update.land(&upd_full.not()),
-            all(&[is_end.not(), is_dma.not(), is_gemm.not(), is_update.not()]),
+            is_prune_f.land(&pf_full.not()),
+            all(&[
+                is_end.not(),
+                is_dma.not(),
+                is_gemm.not(),
+                is_update.not(),
+                is_prune_f.not(),
+            ]),
         ])),
     );
 
@@ -334,11 +372,15 @@ fn system_top(
     let upd_wait = upd_head.slice(16 * 5, 16);
     let upd_signal = upd_head.slice(16 * 6, 16);
     let upd_busy = b.reg("update_busy", 1);
+    let pf_wait = pf_head.slice(16 * 4, 16);
+    let pf_signal = pf_head.slice(16 * 5, 16);
+    let pf_busy = b.reg("prune_busy", 1);
     let dma_busy = b.reg("dma_busy", 1);
     let gemm_busy = b.reg("gemm_busy", 1);
     let dma_ok = tokens_ok(&mut b, "dma_tokens_ok", &dma_wait);
     let gemm_ok = tokens_ok(&mut b, "gemm_tokens_ok", &gemm_wait);
     let upd_ok = tokens_ok(&mut b, "update_tokens_ok", &upd_wait);
+    let pf_ok = tokens_ok(&mut b, "prune_tokens_ok", &pf_wait);
     let dma_start = b.name(
         "dma_start",
         all(&[
@@ -369,6 +411,20 @@ fn system_top(
             gemm_start.not(),
         ]),
     );
+    let pf_start = b.name(
+        "prune_start",
+        all(&[
+            running.clone(),
+            pf_count.ne(&Expr::zero(count_bits)),
+            pf_busy.not(),
+            pf_ok,
+            dma_start.not(),
+            gemm_start.not(),
+            upd_start.not(),
+        ]),
+    );
+    let pf_sig = b.reg("prune_signal", 16);
+    let pf_finish = b.wire("prune_finish", 1);
     let upd_sig = b.reg("update_signal", 16);
     let upd_finish = b.wire("update_finish", 1);
     let dma_sig = b.reg("dma_signal", 16);
@@ -383,7 +439,11 @@ fn system_top(
             &Expr::mux(
                 &gemm_start,
                 &gemm_wait,
-                &Expr::mux(&upd_start, &upd_wait, &Expr::zero(16)),
+                &Expr::mux(
+                    &upd_start,
+                    &upd_wait,
+                    &Expr::mux(&pf_start, &pf_wait, &Expr::zero(16)),
+                ),
             ),
         ),
     );
@@ -396,9 +456,11 @@ fn system_top(
             dma_count.eq(&Expr::zero(count_bits)),
             gemm_count.eq(&Expr::zero(count_bits)),
             upd_count.eq(&Expr::zero(count_bits)),
+            pf_count.eq(&Expr::zero(count_bits)),
             dma_busy.not(),
             gemm_busy.not(),
             upd_busy.not(),
+            pf_busy.not(),
         ]),
     );
     let finishing = b.name(
@@ -436,6 +498,7 @@ fn system_top(
         (&dma_wp, &dma_rp, &dma_count),
         (&gemm_wp, &gemm_rp, &gemm_count),
         (&upd_wp, &upd_rp, &upd_count),
+        (&pf_wp, &pf_rp, &pf_count),
     ] {
         clear.push(set(wp, Expr::zero(ptr_bits)));
         clear.push(set(rp, Expr::zero(ptr_bits)));
@@ -471,6 +534,10 @@ fn system_top(
             vec![set(&busy_wuve, busy_wuve.add(&lit(1, COUNTER_BITS)))],
         ),
         when(
+            pf_busy.clone(),
+            vec![set(&busy_sore, busy_sore.add(&lit(1, COUNTER_BITS)))],
+        ),
+        when(
             finishing.clone(),
             vec![set(&running, Expr::bit(false)), set(&done, Expr::bit(true))],
         ),
@@ -488,15 +555,21 @@ fn system_top(
     run.extend(fifo_update(
         &upd_wp, &upd_rp, &upd_count, &upd_push, &upd_start,
     ));
+    run.extend(fifo_update(&pf_wp, &pf_rp, &pf_count, &pf_push, &pf_start));
     for (i, t) in tokens.iter().enumerate() {
         let i = i as u32;
         let give_dma = one(dma_finish.land(&dma_sig.bit_at(i)));
         let give_gemm = one(gemm_finish.land(&gemm_sig.bit_at(i)));
         let give_upd = one(upd_finish.land(&upd_sig.bit_at(i)));
+        let give_pf = one(pf_finish.land(&pf_sig.bit_at(i)));
         let take = one(taken.bit_at(i));
         run.push(set(
             t,
-            t.add(&give_dma).add(&give_gemm).add(&give_upd).sub(&take),
+            t.add(&give_dma)
+                .add(&give_gemm)
+                .add(&give_upd)
+                .add(&give_pf)
+                .sub(&take),
         ));
     }
     let conflict_now = b.wire("conflict_now", 1);
@@ -588,6 +661,18 @@ fn system_top(
     b.describe("the line being stored, shifted down one beat per accepted beat");
     b.drive(ports::WR_DATA, sreg.slice(0, mem_bits));
     b.drive(ports::WR_ADDR, dma_waddr.clone());
+    // A STORE reads its next line while the last beat of the current one is accepted, so a
+    // line costs one latch cycle plus its beats.
+    let read_ahead = b.name(
+        "dma_read_ahead",
+        all(&[beat_out.clone(), last_beat.clone(), last_line.not()]),
+    );
+    let read_line = b.name(
+        "dma_read_line",
+        Expr::mux(&read_ahead, &dma_line.add(&lit(1, 16)), &dma_line),
+    );
+    let store_read = b.name("dma_store_read", in_state(STORE_READ).lor(&read_ahead));
+    unused.push(read_line.slice(0, 16));
     for buf in Buf::ALL {
         let bits = geo.line_bits(buf);
         let sel = dma_buf.eq(&lit(u64::from(buf.code()), 3));
@@ -596,12 +681,14 @@ fn system_top(
             .add(&dma_line.slice(0, abits(buf)));
         uses[buf.code() as usize].writers.push(PortUse {
             en: line_in.land(&sel),
-            addr: addr.clone(),
+            addr,
             data: Some(line_word.slice(0, bits)),
         });
         uses[buf.code() as usize].readers.push(PortUse {
-            en: in_state(STORE_READ).land(&sel),
-            addr,
+            en: store_read.land(&sel),
+            addr: dma_buf_addr
+                .slice(0, abits(buf))
+                .add(&read_line.slice(0, abits(buf))),
             data: None,
         });
     }
@@ -668,7 +755,7 @@ fn system_top(
                     last_beat.clone(),
                     vec![
                         set(&dma_line, dma_line.add(&lit(1, 16))),
-                        set(&dma_state, lit(STORE_READ, 3)),
+                        set(&dma_state, lit(STORE_LATCH, 3)),
                     ],
                     vec![
                         set(&dma_beat, dma_beat.add(&lit(1, 16))),
@@ -1013,6 +1100,170 @@ fn system_top(
         if used < 16 {
             unused.push(counter.slice(used, 16 - used));
         }
+    }
+
+    // ---------------------------------------------------------------- SORE (PRUNE_F)
+    let p_lines = b.reg("prune_lines", 16);
+    let p_read = b.reg("prune_read", 16);
+    b.describe("w16 lines read so far (one k of the cout block each)");
+    let p_group = b.reg("prune_group_base", 16);
+    b.describe("first k of the group whose mask lines are being written");
+    let p_wgt_line = b.reg("prune_wgt_line", 16);
+    b.describe("wgt lines written so far (one per group)");
+    let p_w16 = b.reg("prune_w16_addr", 16);
+    let p_wgt = b.reg("prune_wgt_addr", 16);
+    let p_mask = b.reg("prune_mask_addr", 16);
+    let p_valid = b.reg("sore_valid", 1);
+    let p_keep_idx = b.reg("prune_indices", cols * n * ib);
+    b.describe("the last group's kept indices, every lane, expanded into M mask lines");
+    let p_mask_pending = b.reg("prune_mask_pending", 1);
+    let j_bits = index_bits(m);
+    let p_j = b.reg("prune_mask_line", j_bits);
+    let p_reading = b.name("prune_reading", pf_busy.land(&p_read.lt(&p_lines)));
+    let s_out_valid = b.wire("sore_out_valid", 1);
+    let last_j = b.name(
+        "prune_last_mask_line",
+        p_j.eq(&lit(u64::from(m - 1), j_bits)),
+    );
+    let writing_mask = b.name("prune_writing_mask", pf_busy.land(&p_mask_pending));
+    let mask_k = b.name("prune_mask_k", p_group.add(&p_j.zext(16)));
+    b.drive(
+        "prune_finish",
+        writing_mask.land(&mask_k.eq(&p_lines.sub(&lit(1, 16)))),
+    );
+    let ph = |lo: u32| pf_head.slice(lo, 16);
+    b.comment("PRUNE_F feeder: one w16 line (one k, every cout of the block) per cycle into the");
+    b.comment("SORE; each group's selection is one wgt line, then M mask lines.");
+    b.clocked(
+        &clk,
+        vec![when_else(
+            rst.clone(),
+            vec![
+                set(&pf_busy, Expr::bit(false)),
+                set(&p_valid, Expr::bit(false)),
+                set(&p_mask_pending, Expr::bit(false)),
+            ],
+            vec![
+                set(&p_valid, p_reading.clone()),
+                when(
+                    p_reading.clone(),
+                    vec![set(&p_read, p_read.add(&lit(1, 16)))],
+                ),
+                when(
+                    writing_mask.clone(),
+                    vec![
+                        set(&p_j, p_j.add(&lit(1, j_bits))),
+                        when(
+                            last_j.clone(),
+                            vec![
+                                set(&p_mask_pending, Expr::bit(false)),
+                                set(&p_group, p_group.add(&lit(u64::from(m), 16))),
+                            ],
+                        ),
+                    ],
+                ),
+                when(
+                    pf_busy.land(&s_out_valid),
+                    vec![
+                        set(&p_mask_pending, Expr::bit(true)),
+                        set(&p_j, Expr::zero(j_bits)),
+                        set(&p_wgt_line, p_wgt_line.add(&lit(1, 16))),
+                    ],
+                ),
+                when(pf_finish.clone(), vec![set(&pf_busy, Expr::bit(false))]),
+                when(
+                    pf_start.clone(),
+                    vec![
+                        set(&pf_busy, Expr::bit(true)),
+                        set(&p_read, Expr::zero(16)),
+                        set(&p_group, Expr::zero(16)),
+                        set(&p_wgt_line, Expr::zero(16)),
+                        set(&p_mask_pending, Expr::bit(false)),
+                        set(&p_w16, ph(0)),
+                        set(&p_lines, ph(16)),
+                        set(&p_wgt, ph(32)),
+                        set(&p_mask, ph(48)),
+                        set(&pf_sig, pf_signal.clone()),
+                    ],
+                ),
+            ],
+        )],
+    );
+    uses[Buf::W16.code() as usize].readers.push(PortUse {
+        en: p_reading.clone(),
+        addr: at(&p_w16, &p_read, Buf::W16),
+        data: None,
+    });
+    let mut sconns: Vec<(String, Expr)> = vec![
+        (sore::ports::CLOCK.into(), clk.clone()),
+        (sore::ports::RESET.into(), rst.clone()),
+        (sore::ports::VALID.into(), p_valid.clone()),
+        (sore::ports::OUT_VALID.into(), s_out_valid.clone()),
+    ];
+    let mut wgt_slots = Vec::new();
+    let mut idx_all = Vec::new();
+    for c in 0..cols {
+        sconns.push((sore::ports::value(c), rdata_of(Buf::W16).slice(c * 16, 16)));
+        let vals = b.wire(&format!("sore_values{c}"), n * 16);
+        let idxs = b.wire(&format!("sore_indices{c}"), n * ib);
+        sconns.push((sore::ports::values(c), vals.clone()));
+        sconns.push((sore::ports::indices(c), idxs.clone()));
+        for i in 0..n {
+            wgt_slots.push(Expr::concat(vec![
+                idxs.slice(i * ib, ib),
+                vals.slice(i * 16, 16),
+            ]));
+        }
+        idx_all.push(idxs);
+    }
+    let sconn_refs: Vec<(&str, Expr)> = sconns
+        .iter()
+        .map(|(p, e)| (p.as_str(), e.clone()))
+        .collect();
+    b.instance(sore_def, "sore", sconn_refs);
+    b.clocked(
+        &clk,
+        vec![when(
+            s_out_valid.clone(),
+            vec![set(
+                &p_keep_idx,
+                Expr::concat(idx_all.into_iter().rev().collect()),
+            )],
+        )],
+    );
+    let p_wgt_write = b.name("prune_wgt_write", pf_busy.land(&s_out_valid));
+    uses[Buf::Wgt.code() as usize].writers.push(PortUse {
+        en: p_wgt_write,
+        addr: at(&p_wgt, &p_wgt_line, Buf::Wgt),
+        data: Some(Expr::concat(wgt_slots.into_iter().rev().collect())),
+    });
+    // Mask line j of the group: lane c keeps k = group + j when one of its N indices is j.
+    let j_as_index = if ib >= j_bits {
+        p_j.zext(ib)
+    } else {
+        p_j.slice(0, ib)
+    };
+    let mask_bits: Vec<Expr> = (0..cols)
+        .rev()
+        .map(|c| {
+            let hits: Vec<Expr> = (0..n)
+                .map(|i| p_keep_idx.slice((c * n + i) * ib, ib).eq(&j_as_index))
+                .collect();
+            any(&hits)
+        })
+        .collect();
+    uses[Buf::Mask.code() as usize].writers.push(PortUse {
+        en: writing_mask,
+        addr: at(&p_mask, &mask_k, Buf::Mask),
+        data: Some(Expr::concat(mask_bits)),
+    });
+    for (base, buf) in [(&p_w16, Buf::W16), (&p_wgt, Buf::Wgt), (&p_mask, Buf::Mask)] {
+        if abits(buf) < 16 {
+            unused.push(base.slice(abits(buf), 16 - abits(buf)));
+        }
+    }
+    for counter in [&p_read, &mask_k, &p_wgt_line] {
+        unused.push(counter.slice(0, 16));
     }
 
     // ---------------------------------------------------------------- buffer ports

@@ -1,0 +1,3 @@
+stce_pe_int8_n2_dense.v
+stce_top.v
+stce_top_axi.v

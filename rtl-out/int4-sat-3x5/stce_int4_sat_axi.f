@@ -1,0 +1,3 @@
+stce_pe_int8w4sat_n1_m4.v
+stce_int4_sat.v
+stce_int4_sat_axi.v

@@ -1,0 +1,4 @@
+stce_pe_int8_n2_m8_pack_upper.v
+stce_pe_int8_n2_m8_pack_lower.v
+stce_top.v
+stce_top_axi.v
