@@ -149,6 +149,9 @@ module sat_top (
     wire         dma_line_in;
     wire         dma_beat_out;
     reg  [511:0] dma_store_line;                         // the line being stored, shifted down one beat per accepted beat
+    wire         dma_read_ahead;
+    wire [15:0]  dma_read_line;
+    wire         dma_store_read;
     reg          gemm_drain;                             // 0: streaming groups; 1: reading the result rows out
     reg  [15:0]  gemm_group;
     reg  [15:0]  gemm_act_addr;
@@ -251,7 +254,7 @@ module sat_top (
     wire [3:0]   mask_wdata;
     wire         mask_re;
     wire [8:0]   mask_raddr;
-    wire [300:0] unused_bits;
+    wire [316:0] unused_bits;
 
     always @(posedge clk) begin
         if (imem_we) begin
@@ -564,6 +567,9 @@ module sat_top (
     assign dma_finish = dma_line_in && dma_last_line || dma_beat_out && dma_last_beat && dma_last_line;
     assign mem_wr_data = dma_store_line;
     assign mem_wr_addr = dma_waddr;
+    assign dma_read_ahead = dma_beat_out && dma_last_beat && ~dma_last_line;
+    assign dma_read_line = dma_read_ahead ? dma_line + 16'h1 : dma_line;
+    assign dma_store_read = dma_busy && dma_state == 3'd2 || dma_read_ahead;
 
     // DMA engine: LOAD (one read burst, lines assembled from beats) and STORE.
     always @(posedge clk) begin
@@ -595,7 +601,7 @@ module sat_top (
                 dma_waddr <= dma_waddr + 32'h1;
                 if (dma_last_beat) begin
                     dma_line <= dma_line + 16'h1;
-                    dma_state <= 3'd2;
+                    dma_state <= 3'd3;
                 end else begin
                     dma_beat <= dma_beat + 16'h1;
                     dma_store_line <= dma_store_line >> 10'h200;
@@ -836,8 +842,8 @@ module sat_top (
         end
     end
 
-    assign act_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd0 || gemm_streaming;
-    assign act_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'd0) ? dma_buf_addr[8:0] + dma_line[8:0] : gemm_act_addr[8:0] + gemm_group[8:0];
+    assign act_re = 1'b0 || dma_store_read && dma_buf == 3'd0 || gemm_streaming;
+    assign act_raddr = (dma_store_read && dma_buf == 3'd0) ? dma_buf_addr[8:0] + dma_read_line[8:0] : gemm_act_addr[8:0] + gemm_group[8:0];
 
     always @(posedge clk) begin
         if (act_re) begin
@@ -855,8 +861,8 @@ module sat_top (
         end
     end
 
-    assign wgt_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd1 || gemm_streaming;
-    assign wgt_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'd1) ? dma_buf_addr[8:0] + dma_line[8:0] : gemm_wgt_addr[8:0] + gemm_group[8:0];
+    assign wgt_re = 1'b0 || dma_store_read && dma_buf == 3'd1 || gemm_streaming;
+    assign wgt_raddr = (dma_store_read && dma_buf == 3'd1) ? dma_buf_addr[8:0] + dma_read_line[8:0] : gemm_wgt_addr[8:0] + gemm_group[8:0];
 
     always @(posedge clk) begin
         if (wgt_re) begin
@@ -874,8 +880,8 @@ module sat_top (
         end
     end
 
-    assign out_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd2 || update_reading;
-    assign out_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'd2) ? dma_buf_addr[8:0] + dma_line[8:0] : update_out_addr[8:0] + update_read[8:0];
+    assign out_re = 1'b0 || dma_store_read && dma_buf == 3'd2 || update_reading;
+    assign out_raddr = (dma_store_read && dma_buf == 3'd2) ? dma_buf_addr[8:0] + dma_read_line[8:0] : update_out_addr[8:0] + update_read[8:0];
 
     always @(posedge clk) begin
         if (out_re) begin
@@ -893,8 +899,8 @@ module sat_top (
         end
     end
 
-    assign master_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd3 || update_reading;
-    assign master_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'd3) ? dma_buf_addr[8:0] + dma_line[8:0] : update_master_addr[8:0] + update_read[8:0];
+    assign master_re = 1'b0 || dma_store_read && dma_buf == 3'd3 || update_reading;
+    assign master_raddr = (dma_store_read && dma_buf == 3'd3) ? dma_buf_addr[8:0] + dma_read_line[8:0] : update_master_addr[8:0] + update_read[8:0];
 
     always @(posedge clk) begin
         if (master_re) begin
@@ -912,8 +918,8 @@ module sat_top (
         end
     end
 
-    assign w16_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'h4 || prune_reading;
-    assign w16_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'h4) ? dma_buf_addr[8:0] + dma_line[8:0] : prune_w16_addr[8:0] + prune_read[8:0];
+    assign w16_re = 1'b0 || dma_store_read && dma_buf == 3'h4 || prune_reading;
+    assign w16_raddr = (dma_store_read && dma_buf == 3'h4) ? dma_buf_addr[8:0] + dma_read_line[8:0] : prune_w16_addr[8:0] + prune_read[8:0];
 
     always @(posedge clk) begin
         if (w16_re) begin
@@ -931,8 +937,8 @@ module sat_top (
         end
     end
 
-    assign mask_re = 1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'h5 || update_reading;
-    assign mask_raddr = (dma_busy && dma_state == 3'd2 && dma_buf == 3'h5) ? dma_buf_addr[8:0] + dma_line[8:0] : update_mask_addr[8:0] + update_read[8:0];
+    assign mask_re = 1'b0 || dma_store_read && dma_buf == 3'h5 || update_reading;
+    assign mask_raddr = (dma_store_read && dma_buf == 3'h5) ? dma_buf_addr[8:0] + dma_read_line[8:0] : update_mask_addr[8:0] + update_read[8:0];
 
     always @(posedge clk) begin
         if (mask_re) begin
@@ -940,8 +946,8 @@ module sat_top (
         end
     end
 
-    assign conflict_now = 1'b0 || 1'b0 || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd0 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd1 && prune_wgt_write) || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd1 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd2 && gemm_reading_out) || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd2 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'd3 && update_writing) || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'd3 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'h4 && update_writing) || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'h4 && prune_reading) || (1'b0 || dma_line_in && dma_buf == 3'h5 && prune_writing_mask) || (1'b0 || dma_busy && dma_state == 3'd2 && dma_buf == 3'h5 && update_reading);
-    assign unused_bits = {fetch_word[63:40], fetch_word[191:144], fetch_word[79:67], gemm_act_addr[15:9], gemm_wgt_addr[15:9], gemm_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], update_out_addr[15:9], update_master_addr[15:9], update_w16_addr[15:9], update_mask_addr[15:9], update_read[15:9], update_write[15:9], prune_w16_addr[15:9], prune_wgt_addr[15:9], prune_mask_addr[15:9], prune_read, prune_mask_k, prune_wgt_line};
+    assign conflict_now = 1'b0 || 1'b0 || (1'b0 || dma_store_read && dma_buf == 3'd0 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd1 && prune_wgt_write) || (1'b0 || dma_store_read && dma_buf == 3'd1 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd2 && gemm_reading_out) || (1'b0 || dma_store_read && dma_buf == 3'd2 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'd3 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'd3 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'h4 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'h4 && prune_reading) || (1'b0 || dma_line_in && dma_buf == 3'h5 && prune_writing_mask) || (1'b0 || dma_store_read && dma_buf == 3'h5 && update_reading);
+    assign unused_bits = {fetch_word[63:40], fetch_word[191:144], fetch_word[79:67], dma_read_line, gemm_act_addr[15:9], gemm_wgt_addr[15:9], gemm_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], update_out_addr[15:9], update_master_addr[15:9], update_w16_addr[15:9], update_mask_addr[15:9], update_read[15:9], update_write[15:9], prune_w16_addr[15:9], prune_wgt_addr[15:9], prune_mask_addr[15:9], prune_read, prune_mask_k, prune_wgt_line};
 
 endmodule
 

@@ -70,9 +70,10 @@
 //!     (`mem_rd_req_*`, `len` in beats); the beats are collected into lines and each line is
 //!     written when its last beat arrives. `cycles = 1 + mem_latency + ceil(L*B*mem_bits/8 /
 //!     mem_bytes_per_cycle) + 1`.
-//!   - STORE of L lines: per line, one cycle to read the buffer, one to latch the line, then its
-//!     B beats on the write channel (`mem_wr_*`, one address per beat). `cycles = L * (2 +
-//!     B * beat_cycles)` with `beat_cycles = ceil(mem_bits/8 / mem_bytes_per_cycle)`.
+//!   - STORE of L lines: one cycle to read the first line, then per line one cycle to latch it
+//!     and its B beats on the write channel (`mem_wr_*`, one address per beat); the next line
+//!     is read while the last beat of a line is accepted. `cycles = 1 + L * (1 + B *
+//!     beat_cycles)` with `beat_cycles = ceil(mem_bits/8 / mem_bytes_per_cycle)`.
 //! - **STCE** (`Stce`: GEMM), through the feeder: group g's act and wgt lines are read in cycle
 //!   g (of the instruction) and drive the array in cycle g + 1 (dense mode drives the indices
 //!   0..N-1). With `last`, result row r is written to `out[out_addr + r]` in cycle
@@ -160,7 +161,9 @@ pub fn estimated_cycles(instr: &Instr, g: &Geometry, sys: &SystemConfig) -> u64 
             let bytes = u64::from(lines) * beats(buf) * u64::from(sys.mem_bits / 8);
             2 + u64::from(sys.mem_latency) + bytes.div_ceil(u64::from(sys.mem_bytes_per_cycle))
         }
-        Instr::Store { buf, lines, .. } => u64::from(lines) * (2 + beats(buf) * beat_cycles(sys)),
+        Instr::Store { buf, lines, .. } => {
+            1 + u64::from(lines) * (1 + beats(buf) * beat_cycles(sys))
+        }
         Instr::Gemm { groups, last, .. } => {
             if last {
                 u64::from(groups) + u64::from(g.cols) + u64::from(g.rows)

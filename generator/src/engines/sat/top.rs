@@ -661,6 +661,18 @@ fn system_top(
     b.describe("the line being stored, shifted down one beat per accepted beat");
     b.drive(ports::WR_DATA, sreg.slice(0, mem_bits));
     b.drive(ports::WR_ADDR, dma_waddr.clone());
+    // A STORE reads its next line while the last beat of the current one is accepted, so a
+    // line costs one latch cycle plus its beats.
+    let read_ahead = b.name(
+        "dma_read_ahead",
+        all(&[beat_out.clone(), last_beat.clone(), last_line.not()]),
+    );
+    let read_line = b.name(
+        "dma_read_line",
+        Expr::mux(&read_ahead, &dma_line.add(&lit(1, 16)), &dma_line),
+    );
+    let store_read = b.name("dma_store_read", in_state(STORE_READ).lor(&read_ahead));
+    unused.push(read_line.slice(0, 16));
     for buf in Buf::ALL {
         let bits = geo.line_bits(buf);
         let sel = dma_buf.eq(&lit(u64::from(buf.code()), 3));
@@ -669,12 +681,14 @@ fn system_top(
             .add(&dma_line.slice(0, abits(buf)));
         uses[buf.code() as usize].writers.push(PortUse {
             en: line_in.land(&sel),
-            addr: addr.clone(),
+            addr,
             data: Some(line_word.slice(0, bits)),
         });
         uses[buf.code() as usize].readers.push(PortUse {
-            en: in_state(STORE_READ).land(&sel),
-            addr,
+            en: store_read.land(&sel),
+            addr: dma_buf_addr
+                .slice(0, abits(buf))
+                .add(&read_line.slice(0, abits(buf))),
             data: None,
         });
     }
@@ -741,7 +755,7 @@ fn system_top(
                     last_beat.clone(),
                     vec![
                         set(&dma_line, dma_line.add(&lit(1, 16))),
-                        set(&dma_state, lit(STORE_READ, 3)),
+                        set(&dma_state, lit(STORE_LATCH, 3)),
                     ],
                     vec![
                         set(&dma_beat, dma_beat.add(&lit(1, 16))),
