@@ -145,7 +145,14 @@ fn gen_writes_verilog_filelist_manifest_and_config_deterministically() {
         serde_json::from_str(&std::fs::read_to_string(c.path("gen/manifest.json")).unwrap())
             .unwrap();
     assert_eq!(manifest["top"], "stce_top");
-    assert_eq!(manifest["modules"].as_array().unwrap().len(), 2);
+    // The PE, the engine and its AXI wrapper, whose filelist adds its own file to the engine's.
+    assert_eq!(manifest["modules"].as_array().unwrap().len(), 3);
+    let wrapper = std::fs::read_to_string(c.path("gen/stce_top_axi.f")).unwrap();
+    assert_eq!(
+        wrapper,
+        "stce_pe_int8_n2_m4.v\nstce_top.v\nstce_top_axi.v\n"
+    );
+    assert_eq!(manifest["tops"][1]["wraps"], "stce_top");
     assert_eq!(manifest["config_hash"].as_str().unwrap().len(), 64);
     let first = std::fs::read(c.path("gen/stce_top.v")).unwrap();
     let o = coforge(&["gen", "--config", &config, "--out", &out], &[]);

@@ -52,6 +52,14 @@ pub struct AxiGemmRun {
     pub beats_out: u64,
 }
 
+/// An agent that does nothing: the watcher when none is given.
+struct Idle;
+
+impl Agent for Idle {
+    fn drive(&mut self, _cycle: u64, _pins: &mut Pins) {}
+    fn observe(&mut self, _cycle: u64, _pins: &Pins) {}
+}
+
 /// Copies `width` bits of `src` into `dst` from bit `lo` on.
 fn put_bits(dst: &mut [u32], lo: u32, src: &[u32], width: u32) {
     for i in 0..width {
@@ -92,6 +100,18 @@ pub fn run(
     job: &GemmJob,
     stalls: Stalls,
 ) -> Result<AxiGemmRun, DriverError> {
+    run_watched(model, cfg, job, stalls, None)
+}
+
+/// [`run`] with one more agent that sees every cycle, last (e.g. a `coforge_sim::Recorder`, so
+/// that another simulator can replay the run).
+pub fn run_watched(
+    model: &mut VerilatedModel,
+    cfg: &StceConfig,
+    job: &GemmJob,
+    stalls: Stalls,
+    watcher: Option<&mut dyn Agent>,
+) -> Result<AxiGemmRun, DriverError> {
     if !(0.0..1.0).contains(&stalls.rate) {
         return Err(DriverError::Input(format!(
             "a stall rate of {} is outside [0, 1)",
@@ -129,8 +149,13 @@ pub fn run(
     }
 
     model.set(reset.port, 0);
+    let mut idle = Idle;
+    let watcher: &mut dyn Agent = match watcher {
+        Some(w) => w,
+        None => &mut idle,
+    };
     for _ in 0..RESET_CYCLES {
-        model.cycle_with(&mut [&mut check_in, &mut check_out])?;
+        model.cycle_with(&mut [&mut check_in, &mut check_out, watcher])?;
     }
     model.set(reset.port, 1);
     let estimated_cycles = rtl_stce::estimated_cycles(
@@ -143,7 +168,13 @@ pub fn run(
     // A generous bound: every beat may wait for many stall cycles.
     let limit = 64 * (estimated_cycles + source.len() as u64 + expected as u64) + 1000;
     model.run_until_done(
-        &mut [&mut source, &mut sink, &mut check_in, &mut check_out],
+        &mut [
+            &mut source,
+            &mut sink,
+            &mut check_in,
+            &mut check_out,
+            watcher,
+        ],
         limit,
     )?;
     check_in.check()?;
@@ -159,7 +190,7 @@ pub fn run(
     ] {
         lite.read(addr);
     }
-    model.run_until_done(&mut [&mut lite as &mut dyn Agent], 1000)?;
+    model.run_until_done(&mut [&mut lite, watcher], 1000)?;
     lite.check()?;
     let reads: Vec<u32> = lite.reads().iter().map(|&(_, d)| d).collect();
     let counters = WrapperCounters {

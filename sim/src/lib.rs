@@ -145,7 +145,7 @@ pub mod axi;
 pub use frames::{InputPort, OutputPort, Pins, Stimulus, Trace, TraceMismatch};
 pub use icarus::Icarus;
 pub use memory::{Memory, MemoryPortNames, MemoryTiming};
-pub use testbench::{Agent, StreamSink, StreamSource};
+pub use testbench::{Agent, Recorder, StreamSink, StreamSource};
 pub use tools::ToolVersion;
 pub use verilator::{
     BuildCache, BuildOptions, CacheEntry, EntryState, Removed, VerilatedLib, VerilatedModel,

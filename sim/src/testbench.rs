@@ -17,8 +17,8 @@
 //! Only the Verilator backend runs closed loop; [`crate::Icarus`] runs a
 //! precomputed [`crate::Stimulus`] only.
 
-use crate::frames::{InputPort, OutputPort, Pins};
-use crate::{SimError, VerilatedModel};
+use crate::frames::{InputPort, OutputPort, Pins, Stimulus, Trace};
+use crate::{DesignSpec, PortDir, SimError, VerilatedModel};
 
 /// A bus-functional model: drives some inputs and watches some outputs, every
 /// cycle.
@@ -320,5 +320,88 @@ impl Agent for StreamSink {
 
     fn done(&self) -> bool {
         self.len() >= self.expected
+    }
+}
+
+/// A passive agent that records a closed-loop run: every cycle's inputs as a [`Stimulus`] (so
+/// another simulator, such as [`crate::Icarus`], can replay exactly the same cycles) and every
+/// cycle's outputs. Put it last among the agents, so it sees the inputs the others drove.
+pub struct Recorder {
+    inputs: Vec<(usize, InputPort)>,
+    outputs: Vec<(String, OutputPort)>,
+    stimulus: Stimulus,
+    sampled: Vec<Vec<u32>>,
+}
+
+impl Recorder {
+    /// A recorder for the design `spec` whose model exposes `pins`.
+    pub fn new(spec: &DesignSpec, pins: &Pins) -> Result<Self, SimError> {
+        let stimulus = Stimulus::try_new(spec)?;
+        let mut inputs = Vec::new();
+        let mut outputs = Vec::new();
+        for p in &spec.ports {
+            match p.dir {
+                PortDir::Input => {
+                    let id = stimulus
+                        .port_id(&p.name)
+                        .expect("the stimulus has the spec's ports");
+                    inputs.push((id, pins.input(&p.name)?));
+                }
+                PortDir::Output => outputs.push((p.name.clone(), pins.output(&p.name)?)),
+            }
+        }
+        Ok(Recorder {
+            inputs,
+            outputs,
+            stimulus,
+            sampled: Vec::new(),
+        })
+    }
+
+    /// The recorded inputs, one captured cycle per closed-loop cycle.
+    pub fn stimulus(&self) -> &Stimulus {
+        &self.stimulus
+    }
+
+    /// The first cycle (counted from the recording's start) and output where `trace`, a replay
+    /// of [`Recorder::stimulus`], differs from the recorded outputs in a bit the replay knows;
+    /// `None` if it never does.
+    pub fn first_difference(&self, trace: &Trace) -> Option<(usize, String)> {
+        for (cycle, frame) in self.sampled.iter().enumerate() {
+            let mut at = 0;
+            for (name, port) in &self.outputs {
+                let n = port.width().div_ceil(32) as usize;
+                let replayed = trace.words(cycle, name);
+                let unknown = trace.unknown_words(cycle, name);
+                // Bits the replaying simulator leaves unknown (X: registers without a reset
+                // before their first load) are not compared.
+                let differs = (0..n).any(|w| {
+                    let mask = !unknown.map_or(0, |u| u[w]);
+                    replayed[w] & mask != frame[at + w] & mask
+                });
+                if differs {
+                    return Some((cycle, name.clone()));
+                }
+                at += n;
+            }
+        }
+        (trace.len() != self.sampled.len()).then(|| (trace.len(), "(cycle count)".to_string()))
+    }
+}
+
+impl Agent for Recorder {
+    fn drive(&mut self, _cycle: u64, pins: &mut Pins) {
+        for (id, port) in &self.inputs {
+            self.stimulus.set_id(*id, pins.driven_words(*port));
+        }
+        self.stimulus.step(true);
+    }
+
+    fn observe(&mut self, _cycle: u64, pins: &Pins) {
+        let mut frame = Vec::new();
+        for (_, port) in &self.outputs {
+            frame.extend_from_slice(pins.get_words(*port));
+        }
+        self.sampled.push(frame);
     }
 }
