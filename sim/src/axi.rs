@@ -26,7 +26,7 @@
 //! so they keep the rule by construction.
 
 use crate::frames::{InputPort, OutputPort, Pins};
-use crate::testbench::{Agent, Coin};
+use crate::testbench::{Agent, StreamSink, StreamSource};
 use crate::SimError;
 use std::collections::VecDeque;
 
@@ -58,65 +58,40 @@ impl Pin {
     }
 }
 
-/// An AXI4-Stream source on the design's slave port `<prefix>_*`: offers its beats in order
-/// and holds each one (and `TVALID`) until the handshake. Before offering a beat it leaves
-/// `TVALID` low for a cycle with probability `stall_rate`, repeatedly, so stalls of any length
-/// occur.
+/// An AXI4-Stream source on the design's slave port `<prefix>_*`: a [`StreamSource`] on
+/// `TVALID`/`TREADY`/`TDATA` (beats in order, each held until the handshake) that also drives
+/// `TLAST` with the beat it offers. Before offering a beat it leaves `TVALID` low for a cycle
+/// with probability `stall_rate`, repeatedly, so stalls of any length occur.
 #[derive(Clone, Debug)]
 pub struct AxisSource {
-    tdata: InputPort,
-    tvalid: InputPort,
-    tready: OutputPort,
+    stream: StreamSource,
     tlast: InputPort,
-    words: usize,
-    beats: Vec<u32>,
     lasts: Vec<bool>,
-    next: usize,
-    offering: bool,
-    stalls: Coin,
-    accepted: Vec<u64>,
 }
 
 impl AxisSource {
     pub fn new(pins: &Pins, prefix: &str) -> Result<Self, SimError> {
-        let tdata = pins.input(&format!("{prefix}_tdata"))?;
         Ok(AxisSource {
-            words: tdata.width().div_ceil(32) as usize,
-            tdata,
-            tvalid: pins.input(&format!("{prefix}_tvalid"))?,
-            tready: pins.output(&format!("{prefix}_tready"))?,
+            stream: StreamSource::new(
+                pins,
+                &format!("{prefix}_tvalid"),
+                &format!("{prefix}_tready"),
+                &format!("{prefix}_tdata"),
+            )?,
             tlast: pins.input(&format!("{prefix}_tlast"))?,
-            beats: Vec::new(),
             lasts: Vec::new(),
-            next: 0,
-            offering: false,
-            stalls: Coin::new(0.0, 0, "")?,
-            accepted: Vec::new(),
         })
     }
 
     /// `TVALID` stalls at `rate` (`0 <= rate < 1`), seeded by `seed`.
     pub fn with_stalls(mut self, rate: f64, seed: u64) -> Result<Self, SimError> {
-        self.stalls = Coin::new(rate, seed, "AxisSource stall rate")?;
+        self.stream = self.stream.with_gaps(rate, seed)?;
         Ok(self)
     }
 
     /// Appends a beat given as little-endian words (missing high words are 0).
     pub fn push(&mut self, words: &[u32], last: bool) -> Result<(), SimError> {
-        if !self.tdata.fits(words) {
-            return Err(SimError::BadValue {
-                port: "AxisSource TDATA".into(),
-                reason: format!(
-                    "beat {} does not fit in {} bits",
-                    self.len(),
-                    self.tdata.width()
-                ),
-            });
-        }
-        let start = self.beats.len();
-        self.beats.resize(start + self.words, 0);
-        let k = words.len().min(self.words);
-        self.beats[start..start + k].copy_from_slice(&words[..k]);
+        self.stream.push_words(words)?;
         self.lasts.push(last);
         Ok(())
     }
@@ -131,94 +106,75 @@ impl AxisSource {
 
     /// Cycle numbers at whose rising edge each beat was taken, in order.
     pub fn accepted_cycles(&self) -> &[u64] {
-        &self.accepted
+        self.stream.accepted_cycles()
     }
 }
 
 impl Agent for AxisSource {
-    fn drive(&mut self, _cycle: u64, pins: &mut Pins) {
-        if !self.offering && self.next < self.len() {
-            self.offering = !self.stalls.flip();
-        }
-        pins.set(self.tvalid, self.offering as u64);
-        if self.offering {
-            let b = self.next * self.words;
-            pins.set_words(self.tdata, &self.beats[b..b + self.words]);
-            pins.set(self.tlast, self.lasts[self.next] as u64);
+    fn drive(&mut self, cycle: u64, pins: &mut Pins) {
+        self.stream.drive(cycle, pins);
+        if let Some(beat) = self.stream.offered() {
+            pins.set(self.tlast, self.lasts[beat] as u64);
         }
     }
 
     fn observe(&mut self, cycle: u64, pins: &Pins) {
-        if self.offering && pins.get(self.tready) & 1 == 1 {
-            self.accepted.push(cycle);
-            self.next += 1;
-            self.offering = false;
-        }
+        self.stream.observe(cycle, pins);
     }
 
     fn done(&self) -> bool {
-        self.next == self.len()
+        self.stream.done()
     }
 }
 
-/// An AXI4-Stream sink on the design's master port `<prefix>_*`: `TREADY` is low with
-/// probability `stall_rate` in each cycle. Records every beat, its `TLAST` and its cycle.
+/// An AXI4-Stream sink on the design's master port `<prefix>_*`: a [`StreamSink`] on
+/// `TVALID`/`TREADY`/`TDATA` (`TREADY` low with probability `stall_rate` in each cycle) that
+/// also records each beat's `TLAST`.
 #[derive(Clone, Debug)]
 pub struct AxisSink {
-    tdata: OutputPort,
-    tvalid: OutputPort,
-    tready: InputPort,
+    stream: StreamSink,
     tlast: OutputPort,
-    words: usize,
-    stalls: Coin,
-    ready_now: bool,
-    expected: usize,
-    beats: Vec<u32>,
     lasts: Vec<bool>,
-    cycles: Vec<u64>,
 }
 
 impl AxisSink {
     pub fn new(pins: &Pins, prefix: &str) -> Result<Self, SimError> {
-        let tdata = pins.output(&format!("{prefix}_tdata"))?;
         Ok(AxisSink {
-            words: tdata.width().div_ceil(32) as usize,
-            tdata,
-            tvalid: pins.output(&format!("{prefix}_tvalid"))?,
-            tready: pins.input(&format!("{prefix}_tready"))?,
+            stream: StreamSink::new(
+                pins,
+                &format!("{prefix}_tvalid"),
+                &format!("{prefix}_tready"),
+                &format!("{prefix}_tdata"),
+            )?,
             tlast: pins.output(&format!("{prefix}_tlast"))?,
-            stalls: Coin::new(0.0, 0, "")?,
-            ready_now: false,
-            expected: 0,
-            beats: Vec::new(),
             lasts: Vec::new(),
-            cycles: Vec::new(),
         })
     }
 
     /// `TREADY` stalls at `rate` (`0 <= rate < 1`), seeded by `seed`.
     pub fn with_stalls(mut self, rate: f64, seed: u64) -> Result<Self, SimError> {
-        self.stalls = Coin::new(rate, seed, "AxisSink stall rate")?;
+        self.stream = self.stream.with_stalls(rate, seed)?;
         Ok(self)
     }
 
     /// Done once `n` beats have arrived.
     pub fn expect(mut self, n: usize) -> Self {
-        self.expected = n;
+        self.stream = self.stream.expect(n);
+        self.lasts.reserve(n);
         self
     }
 
     pub fn len(&self) -> usize {
-        self.cycles.len()
+        self.stream.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cycles.is_empty()
+        self.stream.is_empty()
     }
 
     /// The words of beat `i`.
     pub fn beat(&self, i: usize) -> &[u32] {
-        &self.beats[i * self.words..(i + 1) * self.words]
+        self.stream.beat(i)
     }
 
     /// `TLAST` of every beat.
@@ -228,26 +184,25 @@ impl AxisSink {
 
     /// Cycle numbers at whose rising edge each beat was taken.
     pub fn cycles(&self) -> &[u64] {
-        &self.cycles
+        self.stream.cycles()
     }
 }
 
 impl Agent for AxisSink {
-    fn drive(&mut self, _cycle: u64, pins: &mut Pins) {
-        self.ready_now = !self.stalls.flip();
-        pins.set(self.tready, self.ready_now as u64);
+    fn drive(&mut self, cycle: u64, pins: &mut Pins) {
+        self.stream.drive(cycle, pins);
     }
 
     fn observe(&mut self, cycle: u64, pins: &Pins) {
-        if self.ready_now && pins.get(self.tvalid) & 1 == 1 {
-            self.beats.extend_from_slice(pins.get_words(self.tdata));
+        let before = self.stream.len();
+        self.stream.observe(cycle, pins);
+        if self.stream.len() > before {
             self.lasts.push(pins.get(self.tlast) & 1 == 1);
-            self.cycles.push(cycle);
         }
     }
 
     fn done(&self) -> bool {
-        self.len() >= self.expected
+        self.stream.done()
     }
 }
 

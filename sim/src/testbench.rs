@@ -198,6 +198,11 @@ impl StreamSource {
     pub fn accepted_cycles(&self) -> &[u64] {
         &self.accepted
     }
+
+    /// The index of the beat offered in this cycle, if any (valid once `drive` has run).
+    pub(crate) fn offered(&self) -> Option<usize> {
+        self.offering.then_some(self.next)
+    }
 }
 
 impl Agent for StreamSource {
