@@ -33,32 +33,13 @@ fn leaves(cfg: &DeformConfig) -> (ModuleDef, Rams) {
 
 pub(super) fn module_names(cfg: &DeformConfig) -> Vec<String> {
     let (quant, rams) = leaves(cfg);
-    [
-        Some(&quant),
-        Some(&rams.line),
-        Some(&rams.tap),
-        Some(&rams.quant),
-        rams.pw.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|m| m.name().to_string())
-    .collect()
+    rams.with(&quant).map(|m| m.name().to_string()).collect()
 }
 
 pub(super) fn generate(cfg: &DeformConfig) -> Result<Design, DesignError> {
     let (quant, rams) = leaves(cfg);
     let mut design = Design::new();
-    for leaf in [
-        Some(&quant),
-        Some(&rams.line),
-        Some(&rams.tap),
-        Some(&rams.quant),
-        rams.pw.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for leaf in rams.with(&quant) {
         design.add(leaf.clone())?;
     }
     design.add(top(cfg, &quant, &rams))?;
@@ -136,7 +117,21 @@ struct Rams {
     pw: Option<ModuleDef>,
 }
 
-/// `a >= b`, unsigned.
+impl Rams {
+    /// The engine's leaf modules, `quantizer` first, then the RAMs: what the top instantiates.
+    fn with<'a>(&'a self, quantizer: &'a ModuleDef) -> impl Iterator<Item = &'a ModuleDef> {
+        [
+            Some(quantizer),
+            Some(&self.line),
+            Some(&self.tap),
+            Some(&self.quant),
+            self.pw.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 /// One quantizer instance per lane (`<prefix>_quantizer<l>`, output `<prefix>_q<l>`): lane l takes
 /// `[24l +: 24]` of the sums and `[16l +: 16]` of the scales and biases. Returns the quantized
 /// pixel, lane l at `[8l +: 8]`.
@@ -168,6 +163,7 @@ fn quantizer_lanes(
     Expr::concat(qs)
 }
 
+/// `a >= b`, unsigned.
 fn ge(a: &Expr, b: &Expr) -> Expr {
     a.lt(b).not()
 }
