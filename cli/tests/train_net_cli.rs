@@ -240,3 +240,34 @@ fn a_dense_network_trains_bit_exact_with_measured_cycles() {
         assert!(out.join(f).exists(), "{f}");
     }
 }
+
+#[test]
+fn small_cnn_ci_trains_two_sparse_steps_bit_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = repo().join("networks/small-cnn-ci.toml");
+    let out = dir.path().join("out");
+    let o = train(&net, &shipped(), &out, &["--steps", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["bit_exact"], true);
+    let step = &report["steps"][1];
+    let passes = step["passes"].as_array().unwrap();
+    for pass in ["prune_f", "prune_b"] {
+        let p = passes
+            .iter()
+            .find(|p| p["layer"] == "fc" && p["pass"] == pass)
+            .unwrap_or_else(|| panic!("fc {pass} missing"));
+        assert!(p["busy_measured"]["sore"].as_u64().unwrap() > 0, "{p}");
+    }
+    // Sparse layers compare the new masks and compressed operands too.
+    let names: Vec<&str> = step["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["tensor"].as_str().unwrap())
+        .collect();
+    for t in ["fc.mask_f", "fc.w_f.values", "fc.w_b.indices", "conv1.y"] {
+        assert!(names.contains(&t), "{t} not compared: {names:?}");
+    }
+}

@@ -111,21 +111,44 @@ fn spans_are_inside_the_run(r: &NetworkStep) {
 }
 
 #[test]
-fn mlp_dense_steps_are_bit_exact_and_chain() {
+fn mlp_steps_are_bit_exact_and_chain_sparse_and_dense() {
     let cfg = shipped();
     let mut system = SatSystem::new(&cfg).unwrap();
-    let s = schedule(&cfg, "mlp", true);
-    let steps = train(&mut system, &s, 2, 1, timing(&cfg));
-    spans_are_inside_the_run(&steps[1]);
+    // 2:8: two steps, the second starting from the W32', M_F', W_F' and W_B' the first wrote.
+    let sparse = train(
+        &mut system,
+        &schedule(&cfg, "mlp", false),
+        2,
+        1,
+        timing(&cfg),
+    );
+    spans_are_inside_the_run(&sparse[1]);
+    assert!(sparse[0].run.stats.busy["sore"] > 0);
+    let dense = train(
+        &mut system,
+        &schedule(&cfg, "mlp", true),
+        1,
+        1,
+        timing(&cfg),
+    );
+    assert_eq!(dense[0].run.stats.busy["sore"], 0);
+    assert!(dense[0].run.stats.busy["stce"] > sparse[0].run.stats.busy["stce"]);
 }
 
 /// The small CNN at CI size: conv1's K = 27 and the head's 10 outputs are not multiples of the
 /// 4 x 4 array or of M = 8; conv layers take their X as im2col rows of a seeded image.
 #[test]
-fn small_cnn_ci_dense_steps_are_bit_exact_and_only_cycles_change_under_memory_noise() {
+fn small_cnn_ci_steps_are_bit_exact_and_only_cycles_change_under_memory_noise() {
     let cfg = shipped();
     let mut system = SatSystem::new(&cfg).unwrap();
-    let s = schedule(&cfg, "small-cnn-ci", true);
+    train(
+        &mut system,
+        &schedule(&cfg, "small-cnn-ci", true),
+        1,
+        4,
+        timing(&cfg),
+    );
+    let s = schedule(&cfg, "small-cnn-ci", false);
     let quiet = train(&mut system, &s, 1, 4, timing(&cfg));
     spans_are_inside_the_run(&quiet[0]);
     let noisy = MemoryTiming {
