@@ -132,6 +132,12 @@ impl EnginePlan {
         let engine = design.get(&self.top)?;
         match &self.params {
             EngineParams::Stce(c) => Some(axi::stce_wrapper(c, engine)),
+            EngineParams::Sore(p) => {
+                Some(axi::lane_wrapper(&axi::sore_engine(p, &self.top), engine))
+            }
+            EngineParams::Wuve(p) => {
+                Some(axi::lane_wrapper(&axi::wuve_engine(p, &self.top), engine))
+            }
             _ => None,
         }
     }
