@@ -10,7 +10,11 @@ use coforge_generator::engines::deform::ports;
 use coforge_sim::{BuildOptions, Verilator};
 use serde::Serialize;
 
+use ndarray::{Array3, Ix3};
+use sparse_kernels::deform::codenet::CodenetBlock;
+
 use crate::engine::{LoadedEngine, Progress};
+use crate::golden::deform::{read, CodenetFiles};
 use crate::output::OutputDir;
 use crate::verify::VerifyArgs;
 
@@ -34,10 +38,60 @@ struct Report<'a> {
     mode: &'a str,
     /// [H, W, C] or [H, W, Cin, Cout].
     shape: Vec<usize>,
-    seed: u64,
+    /// The seed of a seeded layer; null when the layer was read from files.
+    seed: Option<u64>,
+    /// ReLU in the quantizers (`--relu`).
+    relu: bool,
     config_hash: String,
     verilator_version: Option<String>,
     coforge_version: &'static str,
+}
+
+/// The layer given as files (`--x`, `--w`, `--dilation`, `--scale`, `--bias`, optional
+/// `--pw-*` and `--relu`: the names `verify` writes and a campaign's failures use), or `None`
+/// when none is given and the layer is seeded.
+fn given_layer(
+    args: &VerifyArgs,
+    stride: usize,
+) -> anyhow::Result<Option<(Array3<i8>, CodenetBlock)>> {
+    let optional = [
+        args.pw_w.is_some(),
+        args.pw_scale.is_some(),
+        args.pw_bias.is_some(),
+        args.relu,
+    ];
+    let (Some(x), Some(w), Some(dilation), Some(scale), Some(bias)) =
+        (&args.x, &args.w, &args.dilation, &args.scale, &args.bias)
+    else {
+        let any = [&args.x, &args.w, &args.dilation, &args.scale, &args.bias]
+            .iter()
+            .any(|f| f.is_some())
+            || optional.contains(&true);
+        if any {
+            bail!(
+                "a layer from files needs all of --x, --w, --dilation, --scale and --bias (and \
+                 --pw-w, --pw-scale, --pw-bias for a 1x1 front); give them all, or none for a \
+                 seeded layer"
+            );
+        }
+        return Ok(None);
+    };
+    if args.shape.is_some() {
+        bail!("--shape is for a seeded layer; a layer from files has the shape of its --x");
+    }
+    let block = CodenetFiles {
+        w,
+        dilation,
+        scale,
+        bias,
+        relu: args.relu,
+        pw_w: args.pw_w.as_deref(),
+        pw_scale: args.pw_scale.as_deref(),
+        pw_bias: args.pw_bias.as_deref(),
+    }
+    .read(stride)?;
+    let x = read::<i8, Ix3>(x, "x", "int8 [H, W, C]")?;
+    Ok(Some((x, block)))
 }
 
 fn layer_shape(dims: &[usize], pointwise: bool) -> anyhow::Result<(usize, usize, usize, usize)> {
@@ -60,22 +114,36 @@ pub fn verify(
         .deform("`coforge verify --engine deform`")
         .with_context(|| format!("config {}", args.config.display()))?;
     if args.a.is_some() || args.b.is_some() || args.corrupt_golden.is_some() {
-        bail!("--a, --b and --corrupt-golden are for the tensor engine; a [deform] engine takes --shape and --seed");
+        bail!(
+            "--a, --b and --corrupt-golden are for the tensor engine; a plain or CoDeNet engine \
+             takes --shape and --seed, or the layer's files (--x, --w, --dilation, --scale, --bias)"
+        );
     }
-    let default_shape: &[usize] = if cfg.has_pointwise() {
-        &[12, 12, 10, 10]
-    } else {
-        &[12, 12, 10]
+    if args.offset.is_some() || args.mask.is_some() {
+        bail!("--offset and --mask are inputs of a DCNv2 engine; this engine is {:?} (mode A), which takes --dilation", cfg.mode);
+    }
+    let (x, block, seed) = match given_layer(args, cfg.stride as usize)? {
+        Some((x, block)) => (x, block, None),
+        None => {
+            let default_shape: &[usize] = if cfg.has_pointwise() {
+                &[12, 12, 10, 10]
+            } else {
+                &[12, 12, 10]
+            };
+            let dims = args.shape.as_ref().map_or(default_shape, |d| &d.0[..]);
+            let shape = layer_shape(dims, cfg.has_pointwise())?;
+            let (x, block) = seeded_layer(cfg, shape, args.seed);
+            (x, block, Some(args.seed))
+        }
     };
-    let dims = args.shape.as_ref().map_or(default_shape, |d| &d.0[..]);
-    let shape = layer_shape(dims, cfg.has_pointwise())?;
-    let (x, block) = seeded_layer(cfg, shape, args.seed);
+    let cout = block.depthwise.as_ref().map_or(0, |d| d.w.dim().0);
+    let shape = (x.dim().0, x.dim().1, x.dim().2, cout);
     // Everything the engine cannot hold (an image wider than max_width, ...) fails here,
     // before anything is built or simulated.
     let layer = check(cfg, x.view(), &block)?;
     let mode = format!("{:?}", cfg.mode).to_lowercase();
     progress.step(&format!(
-        "engine `{}` ({mode}, {} lanes), layer {}x{}x{}{}, seed {}",
+        "engine `{}` ({mode}, {} lanes), layer {}x{}x{}{}, {}",
         cfg.top,
         cfg.lanes,
         shape.0,
@@ -86,7 +154,7 @@ pub fn verify(
         } else {
             String::new()
         },
-        args.seed
+        seed.map_or("from files".to_string(), |s| format!("seed {s}"))
     ));
     let spec = design_spec_of(&engine.rendered, &cfg.top, ports::CLOCK);
     let lib = Verilator::build(&spec, &BuildOptions::default())?;
@@ -103,7 +171,7 @@ pub fn verify(
     let dw = block
         .depthwise
         .as_ref()
-        .expect("seeded layers have a depthwise stage");
+        .expect("check() refuses a layer without a depthwise stage");
     out.add_npy("dilation.npy", dw.dilation.view());
     out.add_npy("w.npy", dw.w.view());
     out.add_npy("scale.npy", dw.quant.scale.view());
@@ -134,7 +202,8 @@ pub fn verify(
         } else {
             vec![shape.0, shape.1, shape.2]
         },
-        seed: args.seed,
+        seed,
+        relu: args.relu,
         config_hash: engine.config.hash(),
         verilator_version: Verilator::version().map(|v| v.text).ok(),
         coforge_version: env!("CARGO_PKG_VERSION"),

@@ -49,7 +49,7 @@ enum Command {
     /// Generate an engine's Verilog, filelist, manifest and resolved config
     Gen(gen::GenArgs),
     /// Run a GEMM on the generated engine in co-simulation and compare it bit for bit
-    Verify(verify::VerifyArgs),
+    Verify(Box<verify::VerifyArgs>),
     /// BDWP training steps on the RTL engines, every tensor compared bit for bit
     Train(train::TrainArgs),
     /// Yosys estimates (synth_xilinx cells and longest path) of every top; not Vivado results
@@ -74,7 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Golden(args) => golden::run(args),
         Command::Gen(args) => gen::run(args),
-        Command::Verify(args) => verify::run(args),
+        Command::Verify(args) => verify::run(*args),
         Command::Train(args) => train::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Vivado(args) => vivado::run(args),

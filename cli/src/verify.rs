@@ -63,7 +63,8 @@ pub struct VerifyArgs {
     /// Which engine of a config that has both a [stce] and a [deform] section
     #[arg(long, value_enum)]
     pub engine: Option<EngineArg>,
-    /// DCNv2 engine: activations, int8 [B, Cin, H, W]; needs --offset and --w
+    /// Deformable engine: activations; plain/CoDeNet int8 [H, W, C] (needs --w, --dilation,
+    /// --scale, --bias), DCNv2 int8 [B, Cin, H, W] (needs --offset and --w)
     #[arg(long)]
     pub x: Option<std::path::PathBuf>,
     /// DCNv2 engine: offsets in Q.f (the config's frac_bits), int16 or int32 [B, 2*G*K, Hout, Wout]
@@ -73,9 +74,31 @@ pub struct VerifyArgs {
     /// [B, G*K, Hout, Wout]
     #[arg(long)]
     pub mask: Option<std::path::PathBuf>,
-    /// DCNv2 engine: weights, int8 [Cout, Cin/groups, k, k]
+    /// Deformable engine: weights; plain/CoDeNet int8 [C, 3, 3] holding int4 values, DCNv2 int8
+    /// [Cout, Cin/groups, k, k]
     #[arg(long)]
     pub w: Option<std::path::PathBuf>,
+    /// Plain/CoDeNet engine: the dilation map, uint8 [Hout, Wout]
+    #[arg(long)]
+    pub dilation: Option<PathBuf>,
+    /// Plain/CoDeNet engine: depthwise quantizer scale, int16 [C]
+    #[arg(long)]
+    pub scale: Option<PathBuf>,
+    /// Plain/CoDeNet engine: depthwise quantizer bias, int16 [C]
+    #[arg(long)]
+    pub bias: Option<PathBuf>,
+    /// Plain/CoDeNet engine: ReLU in both quantizers
+    #[arg(long)]
+    pub relu: bool,
+    /// CoDeNet engine with a 1x1 front: its weights, int8 [Cout, Cin] holding int4 values
+    #[arg(long)]
+    pub pw_w: Option<PathBuf>,
+    /// CoDeNet engine with a 1x1 front: its scale, int16 [Cout]
+    #[arg(long)]
+    pub pw_scale: Option<PathBuf>,
+    /// CoDeNet engine with a 1x1 front: its bias, int16 [Cout]
+    #[arg(long)]
+    pub pw_bias: Option<PathBuf>,
     /// Activations A (M x K; int8 or float16, as the engine's dtype); needs --b
     #[arg(long, requires = "b")]
     pub a: Option<PathBuf>,
@@ -102,6 +125,29 @@ pub struct VerifyArgs {
     /// that the comparison catches and localizes a difference
     #[arg(long, value_name = "ROW,COL", value_parser = parse_index, hide = true)]
     pub corrupt_golden: Option<[usize; 2]>,
+}
+
+impl VerifyArgs {
+    /// The deformable engines' input flags that were given (for the rejection of flags that do
+    /// not apply to the engine being verified).
+    pub fn deformable_inputs(&self) -> Vec<&'static str> {
+        [
+            ("x", self.x.is_some()),
+            ("w", self.w.is_some()),
+            ("offset", self.offset.is_some()),
+            ("mask", self.mask.is_some()),
+            ("dilation", self.dilation.is_some()),
+            ("scale", self.scale.is_some()),
+            ("bias", self.bias.is_some()),
+            ("relu", self.relu),
+            ("pw-w", self.pw_w.is_some()),
+            ("pw-scale", self.pw_scale.is_some()),
+            ("pw-bias", self.pw_bias.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
+    }
 }
 
 fn parse_stall_rate(s: &str) -> Result<f64, String> {
@@ -281,8 +327,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         }
         return crate::deform::verify(&args, &engine, out, progress);
     }
-    if args.x.is_some() || args.offset.is_some() || args.mask.is_some() || args.w.is_some() {
-        bail!("--x, --offset, --mask and --w are the inputs of a DCNv2 engine; a GEMM takes --a and --b");
+    if let Some(flag) = args.deformable_inputs().first() {
+        bail!("--{flag} is an input of a deformable engine; a GEMM on the tensor engine takes --a and --b");
     }
     let cfg = engine
         .config

@@ -50,6 +50,13 @@ pub fn run(
     if args.a.is_some() || args.b.is_some() {
         bail!("--a and --b are GEMM operands; a deformable engine takes --x, --offset, [--mask] and --w");
     }
+    if let Some(flag) = args
+        .deformable_inputs()
+        .into_iter()
+        .find(|f| !["x", "w", "offset", "mask"].contains(f))
+    {
+        bail!("--{flag} is an input of a plain or CoDeNet engine; a DCNv2 engine takes --x, --offset, [--mask] and --w");
+    }
     let groups_g = deform.offset_groups.unwrap_or(1) as usize;
     let (mut t, seed) = match (&args.x, &args.offset, &args.w) {
         (Some(x), Some(off), Some(w)) => (

@@ -365,3 +365,101 @@ fn int8x2_packing_halves_the_dsps_on_ultrascale_plus() {
     // 4 PEs x 2 multipliers: 8 DSP48E2 unpacked, 4 packed.
     assert_eq!(dsps, [8, 4]);
 }
+
+/// A plain/CoDeNet layer given as files (the names `verify` writes and a campaign's failures
+/// use) replays bit for bit: the same golden and RTL bytes as the seeded run that wrote them,
+/// with a 1x1 front and `--relu`.
+#[test]
+fn a_codenet_layer_replays_from_its_files() {
+    let c = Case::new(
+        "[deform]\nmode = \"codenet\"\nlanes = 2\nmax_width = 8\nmax_dilation = 3\n\
+         max_channels = 6\npointwise = true\n",
+    );
+    let o = c.verify(&["--shape", "5x7x3x4", "--seed", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let seeded = c.path("seeded");
+    std::fs::rename(c.path("out"), &seeded).unwrap();
+    let file = |f: &str| seeded.join(f).display().to_string();
+    let inputs = [
+        ("--x", "x.npy"),
+        ("--w", "w.npy"),
+        ("--dilation", "dilation.npy"),
+        ("--scale", "scale.npy"),
+        ("--bias", "bias.npy"),
+        ("--pw-w", "pw_w.npy"),
+        ("--pw-scale", "pw_scale.npy"),
+        ("--pw-bias", "pw_bias.npy"),
+    ];
+    let mut args: Vec<String> = inputs
+        .iter()
+        .flat_map(|(flag, f)| [flag.to_string(), file(f)])
+        .collect();
+    args.push("--relu".into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = c.verify(&argv);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["golden.npy", "rtl.npy", "x.npy", "pw_w.npy"] {
+        assert_eq!(
+            std::fs::read(seeded.join(f)).unwrap(),
+            std::fs::read(c.path("out").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let r = c.report();
+    assert_eq!(r["bit_exact"], true);
+    assert_eq!(r["seed"], serde_json::Value::Null);
+    assert_eq!(r["relu"], true);
+    assert_eq!(r["shape"], serde_json::json!([5, 7, 3, 4]));
+
+    // Each mistake is named before anything is built, and nothing is written.
+    std::fs::remove_dir_all(c.path("out")).unwrap();
+    let partial = c.verify(&argv[..4]);
+    let wrong_dtype = c.verify(&[
+        "--x",
+        &file("x.npy"),
+        "--w",
+        &file("w.npy"),
+        "--dilation",
+        &file("dilation.npy"),
+        "--scale",
+        &file("scale.npy"),
+        "--bias",
+        &file("x.npy"),
+    ]);
+    let with_shape = {
+        let mut a = argv.clone();
+        a.extend(["--shape", "5x7x3x4"]);
+        c.verify(&a)
+    };
+    let dcnv2_flag = c.verify(&["--offset", &file("x.npy")]);
+    for (o, want) in [
+        (
+            partial,
+            "needs all of --x, --w, --dilation, --scale and --bias",
+        ),
+        (wrong_dtype, "(depthwise bias) must be int16, not int8"),
+        (with_shape, "--shape is for a seeded layer"),
+        (
+            dcnv2_flag,
+            "--offset and --mask are inputs of a DCNv2 engine",
+        ),
+    ] {
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{want}: {}", stderr(&o));
+        assert!(is_empty_or_missing(&c.path("out")));
+    }
+}
+
+#[test]
+fn deformable_inputs_are_refused_on_the_tensor_engine() {
+    let c = Case::new(SMALL);
+    std::fs::write(c.path("d.npy"), b"not read").unwrap();
+    let o = c.verify(&["--dilation", &c.arg("d.npy")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--dilation is an input of a deformable engine"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(is_empty_or_missing(&c.path("out")));
+}

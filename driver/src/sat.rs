@@ -242,8 +242,7 @@ pub fn estimate_program(program: &[Instr], geo: &Geometry, sys: &SystemConfig) -
 }
 
 /// Checks that the system can run `program` before anything is simulated: it fits the
-/// instruction memory, ends with END, uses only instructions the RTL runs, and every access is
-/// inside its buffer and the memory. The error names the instruction.
+/// instruction memory, ends with END, and every access is inside its buffer and the memory. The error names the instruction.
 pub fn check_program(
     program: &[Instr],
     geo: &Geometry,
@@ -370,13 +369,35 @@ pub fn check_program(
                     return bad(i, "reads or writes past the end of a buffer".into());
                 }
             }
-            Instr::PruneB { .. } => {
-                return bad(
-                    i,
-                    "PRUNE_B is not in the system's RTL yet (no transposer); prune M_B on the \
-                     host or on the separate SORE"
-                        .into(),
-                );
+            Instr::PruneB {
+                w16_addr,
+                mask_addr,
+                stride,
+                blocks,
+                wgt_addr,
+                ..
+            } => {
+                let (cols, m) = (u64::from(geo.cols), u64::from(geo.m));
+                // The stream (couts padded to whole groups) and the block offsets are 16-bit
+                // counters in the RTL.
+                let streamed = (u64::from(blocks) * cols).div_ceil(m) * m;
+                if blocks == 0 || streamed > u64::from(u16::MAX) {
+                    return bad(
+                        i,
+                        format!(
+                            "prunes {blocks} cout blocks; use 1 to {} (blocks * cols, rounded \
+                             up to M, must fit 16 bits)",
+                            (u64::from(u16::MAX) / cols).max(1) - 1
+                        ),
+                    );
+                }
+                let last = u64::from(blocks - 1) * u64::from(stride) + cols;
+                if u64::from(w16_addr) + last > depth(Buf::W16)
+                    || u64::from(mask_addr) + last > depth(Buf::Mask)
+                    || u64::from(wgt_addr) + streamed / m > depth(Buf::Wgt)
+                {
+                    return bad(i, "reads or writes past the end of a buffer".into());
+                }
             }
             Instr::End => {
                 if i + 1 != program.len() {

@@ -53,6 +53,8 @@ module sat_top (
     wire         fetch_is_dma;
     wire         fetch_is_gemm;
     wire         fetch_is_prune_f;
+    wire         fetch_is_prune_b;
+    wire         fetch_is_prune;
     wire         fetch_is_update;
     reg  [99:0]  dma_fifo0;
     reg  [99:0]  dma_fifo1;
@@ -84,16 +86,16 @@ module sat_top (
     wire         update_fifo_full;
     wire         update_fifo_push;
     wire [111:0] update_head;
-    reg  [95:0]  prune_fifo0;
-    reg  [95:0]  prune_fifo1;
-    reg  [95:0]  prune_fifo2;
-    reg  [95:0]  prune_fifo3;
+    reg  [112:0] prune_fifo0;
+    reg  [112:0] prune_fifo1;
+    reg  [112:0] prune_fifo2;
+    reg  [112:0] prune_fifo3;
     reg  [1:0]   prune_fifo_wp;
     reg  [1:0]   prune_fifo_rp;
     reg  [2:0]   prune_fifo_count;
     wire         prune_fifo_full;
     wire         prune_fifo_push;
-    wire [95:0]  prune_head;
+    wire [112:0] prune_head;
     wire         fetch_take;
     reg  [7:0]   token0;
     reg  [7:0]   token1;
@@ -193,6 +195,7 @@ module sat_top (
     wire [31:0]  wuve_w32_next3;
     wire [15:0]  wuve_w16_next3;
     wire         update_writing;
+    reg          prune_backward;                         // the SORE runs a PRUNE_B (else a PRUNE_F)
     reg  [15:0]  prune_lines;
     reg  [15:0]  prune_read;                             // w16 lines read so far (one k of the cout block each)
     reg  [15:0]  prune_group_base;                       // first k of the group whose mask lines are being written
@@ -209,6 +212,52 @@ module sat_top (
     wire         prune_last_mask_line;
     wire         prune_writing_mask;
     wire [15:0]  prune_mask_k;
+    wire         prune_b_finish;
+    reg  [15:0]  prune_b_blocks;
+    reg  [15:0]  prune_b_stride;
+    reg  [1:0]   prune_b_read_line;                      // line (k) of the block being read
+    reg  [15:0]  prune_b_read_block;
+    reg  [15:0]  prune_b_read_base;                      // rblock * stride: the block's first line
+    reg          prune_b_write_valid;                    // the line read last cycle is in the w16 and mask read registers
+    reg  [1:0]   prune_b_write_line;
+    reg          prune_b_write_columns;                  // the block being written goes into columns (odd block) rather than rows
+    reg  [15:0]  prune_b_written_blocks;
+    reg  [1:0]   prune_b_cout;                           // cout (within its block) streamed next
+    reg  [15:0]  prune_b_cout_block;
+    reg          prune_b_read_rows;                      // the block being streamed was written into columns, so its couts are rows
+    reg  [2:0]   prune_b_position;                       // position of the next streamed cout in its group of M
+    reg          prune_b_streamed;                       // every group (the couts, then zero padding to a whole group) has been streamed
+    reg          prune_b_sore_valid;
+    reg  [15:0]  prune_b_value0;
+    reg  [15:0]  prune_b_value1;
+    reg  [15:0]  prune_b_value2;
+    reg  [15:0]  prune_b_value3;
+    reg  [15:0]  transposer_r0_c0;
+    reg  [15:0]  transposer_r0_c1;
+    reg  [15:0]  transposer_r0_c2;
+    reg  [15:0]  transposer_r0_c3;
+    reg  [15:0]  transposer_r1_c0;
+    reg  [15:0]  transposer_r1_c1;
+    reg  [15:0]  transposer_r1_c2;
+    reg  [15:0]  transposer_r1_c3;
+    reg  [15:0]  transposer_r2_c0;
+    reg  [15:0]  transposer_r2_c1;
+    reg  [15:0]  transposer_r2_c2;
+    reg  [15:0]  transposer_r2_c3;
+    reg  [15:0]  transposer_r3_c0;
+    reg  [15:0]  transposer_r3_c1;
+    reg  [15:0]  transposer_r3_c2;
+    reg  [15:0]  transposer_r3_c3;
+    wire         prune_b_active;
+    wire         prune_b_reading;
+    wire         prune_b_streaming;
+    wire         prune_b_real_cout;
+    wire         prune_b_last_real_cout;
+    wire [15:0]  prune_b_masked0;
+    wire [15:0]  prune_b_masked1;
+    wire [15:0]  prune_b_masked2;
+    wire [15:0]  prune_b_masked3;
+    wire [15:0]  prune_b_line;
     wire [31:0]  sore_values0;
     wire [5:0]   sore_indices0;
     wire [31:0]  sore_values1;
@@ -254,7 +303,7 @@ module sat_top (
     wire [3:0]   mask_wdata;
     wire         mask_re;
     wire [8:0]   mask_raddr;
-    wire [316:0] unused_bits;
+    wire [332:0] unused_bits;
 
     always @(posedge clk) begin
         if (imem_we) begin
@@ -276,6 +325,8 @@ module sat_top (
     assign fetch_is_dma = fetch_opcode == 8'd1 || fetch_is_store;
     assign fetch_is_gemm = fetch_opcode == 8'd3;
     assign fetch_is_prune_f = fetch_opcode == 8'h5;
+    assign fetch_is_prune_b = fetch_opcode == 8'h6;
+    assign fetch_is_prune = fetch_is_prune_f || fetch_is_prune_b;
     assign fetch_is_update = fetch_opcode == 8'h4;
     assign dma_fifo_full = dma_fifo_count == 3'h4;
     assign dma_fifo_push = fetch_phase && fetch_is_dma && ~dma_fifo_full;
@@ -335,34 +386,34 @@ module sat_top (
     end
 
     assign prune_fifo_full = prune_fifo_count == 3'h4;
-    assign prune_fifo_push = fetch_phase && fetch_is_prune_f && ~prune_fifo_full;
-    assign prune_head = (prune_fifo_rp == 2'd0) ? prune_fifo0 : (prune_fifo_rp == 2'd1) ? prune_fifo1 : (prune_fifo_rp == 2'd2) ? prune_fifo2 : (prune_fifo_rp == 2'd3) ? prune_fifo3 : 96'h0;
+    assign prune_fifo_push = fetch_phase && fetch_is_prune && ~prune_fifo_full;
+    assign prune_head = (prune_fifo_rp == 2'd0) ? prune_fifo0 : (prune_fifo_rp == 2'd1) ? prune_fifo1 : (prune_fifo_rp == 2'd2) ? prune_fifo2 : (prune_fifo_rp == 2'd3) ? prune_fifo3 : 113'h0;
 
     always @(posedge clk) begin
         if (prune_fifo_push && prune_fifo_wp == 2'd0) begin
-            prune_fifo0 <= {fetch_word[39:24], fetch_word[23:8], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
+            prune_fifo0 <= {fetch_is_prune_b, fetch_word[39:24], fetch_word[23:8], fetch_word[159:144], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
         end
         if (prune_fifo_push && prune_fifo_wp == 2'd1) begin
-            prune_fifo1 <= {fetch_word[39:24], fetch_word[23:8], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
+            prune_fifo1 <= {fetch_is_prune_b, fetch_word[39:24], fetch_word[23:8], fetch_word[159:144], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
         end
         if (prune_fifo_push && prune_fifo_wp == 2'd2) begin
-            prune_fifo2 <= {fetch_word[39:24], fetch_word[23:8], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
+            prune_fifo2 <= {fetch_is_prune_b, fetch_word[39:24], fetch_word[23:8], fetch_word[159:144], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
         end
         if (prune_fifo_push && prune_fifo_wp == 2'd3) begin
-            prune_fifo3 <= {fetch_word[39:24], fetch_word[23:8], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
+            prune_fifo3 <= {fetch_is_prune_b, fetch_word[39:24], fetch_word[23:8], fetch_word[159:144], fetch_word[127:112], fetch_word[111:96], fetch_word[95:80], fetch_word[79:64]};
         end
     end
 
-    assign fetch_take = fetch_phase && (1'b0 || fetch_is_end || fetch_is_dma && ~dma_fifo_full || fetch_is_gemm && ~gemm_fifo_full || fetch_is_update && ~update_fifo_full || fetch_is_prune_f && ~prune_fifo_full || ~fetch_is_end && ~fetch_is_dma && ~fetch_is_gemm && ~fetch_is_update && ~fetch_is_prune_f);
+    assign fetch_take = fetch_phase && (1'b0 || fetch_is_end || fetch_is_dma && ~dma_fifo_full || fetch_is_gemm && ~gemm_fifo_full || fetch_is_update && ~update_fifo_full || fetch_is_prune && ~prune_fifo_full || ~fetch_is_end && ~fetch_is_dma && ~fetch_is_gemm && ~fetch_is_update && ~fetch_is_prune);
     assign dma_tokens_ok = 1'b0 || (~dma_head[68] || token0 != 8'd0) && (~dma_head[69] || token1 != 8'd0) && (~dma_head[70] || token2 != 8'd0) && (~dma_head[71] || token3 != 8'd0) && (~dma_head[72] || token4 != 8'd0) && (~dma_head[73] || token5 != 8'd0) && (~dma_head[74] || token6 != 8'd0) && (~dma_head[75] || token7 != 8'd0) && (~dma_head[76] || token8 != 8'd0) && (~dma_head[77] || token9 != 8'd0) && (~dma_head[78] || token10 != 8'd0) && (~dma_head[79] || token11 != 8'd0) && (~dma_head[80] || token12 != 8'd0) && (~dma_head[81] || token13 != 8'd0) && (~dma_head[82] || token14 != 8'd0) && (~dma_head[83] || token15 != 8'd0);
     assign gemm_tokens_ok = 1'b0 || (~gemm_head[67] || token0 != 8'd0) && (~gemm_head[68] || token1 != 8'd0) && (~gemm_head[69] || token2 != 8'd0) && (~gemm_head[70] || token3 != 8'd0) && (~gemm_head[71] || token4 != 8'd0) && (~gemm_head[72] || token5 != 8'd0) && (~gemm_head[73] || token6 != 8'd0) && (~gemm_head[74] || token7 != 8'd0) && (~gemm_head[75] || token8 != 8'd0) && (~gemm_head[76] || token9 != 8'd0) && (~gemm_head[77] || token10 != 8'd0) && (~gemm_head[78] || token11 != 8'd0) && (~gemm_head[79] || token12 != 8'd0) && (~gemm_head[80] || token13 != 8'd0) && (~gemm_head[81] || token14 != 8'd0) && (~gemm_head[82] || token15 != 8'd0);
     assign update_tokens_ok = 1'b0 || (~update_head[80] || token0 != 8'd0) && (~update_head[81] || token1 != 8'd0) && (~update_head[82] || token2 != 8'd0) && (~update_head[83] || token3 != 8'd0) && (~update_head[84] || token4 != 8'd0) && (~update_head[85] || token5 != 8'd0) && (~update_head[86] || token6 != 8'd0) && (~update_head[87] || token7 != 8'd0) && (~update_head[88] || token8 != 8'd0) && (~update_head[89] || token9 != 8'd0) && (~update_head[90] || token10 != 8'd0) && (~update_head[91] || token11 != 8'd0) && (~update_head[92] || token12 != 8'd0) && (~update_head[93] || token13 != 8'd0) && (~update_head[94] || token14 != 8'd0) && (~update_head[95] || token15 != 8'd0);
-    assign prune_tokens_ok = 1'b0 || (~prune_head[64] || token0 != 8'd0) && (~prune_head[65] || token1 != 8'd0) && (~prune_head[66] || token2 != 8'd0) && (~prune_head[67] || token3 != 8'd0) && (~prune_head[68] || token4 != 8'd0) && (~prune_head[69] || token5 != 8'd0) && (~prune_head[70] || token6 != 8'd0) && (~prune_head[71] || token7 != 8'd0) && (~prune_head[72] || token8 != 8'd0) && (~prune_head[73] || token9 != 8'd0) && (~prune_head[74] || token10 != 8'd0) && (~prune_head[75] || token11 != 8'd0) && (~prune_head[76] || token12 != 8'd0) && (~prune_head[77] || token13 != 8'd0) && (~prune_head[78] || token14 != 8'd0) && (~prune_head[79] || token15 != 8'd0);
+    assign prune_tokens_ok = 1'b0 || (~prune_head[80] || token0 != 8'd0) && (~prune_head[81] || token1 != 8'd0) && (~prune_head[82] || token2 != 8'd0) && (~prune_head[83] || token3 != 8'd0) && (~prune_head[84] || token4 != 8'd0) && (~prune_head[85] || token5 != 8'd0) && (~prune_head[86] || token6 != 8'd0) && (~prune_head[87] || token7 != 8'd0) && (~prune_head[88] || token8 != 8'd0) && (~prune_head[89] || token9 != 8'd0) && (~prune_head[90] || token10 != 8'd0) && (~prune_head[91] || token11 != 8'd0) && (~prune_head[92] || token12 != 8'd0) && (~prune_head[93] || token13 != 8'd0) && (~prune_head[94] || token14 != 8'd0) && (~prune_head[95] || token15 != 8'd0);
     assign dma_start = running && dma_fifo_count != 3'd0 && ~dma_busy && dma_tokens_ok;
     assign gemm_start = running && gemm_fifo_count != 3'd0 && ~gemm_busy && gemm_tokens_ok && ~dma_start;
     assign update_start = running && update_fifo_count != 3'd0 && ~update_busy && update_tokens_ok && ~dma_start && ~gemm_start;
     assign prune_start = running && prune_fifo_count != 3'd0 && ~prune_busy && prune_tokens_ok && ~dma_start && ~gemm_start && ~update_start;
-    assign tokens_taken = dma_start ? dma_head[83:68] : gemm_start ? gemm_head[82:67] : update_start ? update_head[95:80] : prune_start ? prune_head[79:64] : 16'h0;
+    assign tokens_taken = dma_start ? dma_head[83:68] : gemm_start ? gemm_head[82:67] : update_start ? update_head[95:80] : prune_start ? prune_head[95:80] : 16'h0;
     assign engines_idle = dma_fifo_count == 3'd0 && gemm_fifo_count == 3'd0 && update_fifo_count == 3'd0 && prune_fifo_count == 3'd0 && ~dma_busy && ~gemm_busy && ~update_busy && ~prune_busy;
     assign program_finishing = running && end_seen && engines_idle;
 
@@ -758,11 +809,11 @@ module sat_top (
     );
 
     assign update_writing = update_busy && wuve_out_valid;
-    assign prune_reading = prune_busy && prune_read < prune_lines;
+    assign prune_reading = prune_busy && ~prune_backward && prune_read < prune_lines;
     assign prune_last_mask_line = prune_mask_line == 3'h7;
     assign prune_writing_mask = prune_busy && prune_mask_pending;
     assign prune_mask_k = prune_group_base + {13'h0, prune_mask_line};
-    assign prune_finish = prune_writing_mask && prune_mask_k == prune_lines - 16'h1;
+    assign prune_finish = prune_writing_mask && prune_mask_k == prune_lines - 16'h1 || prune_b_finish;
 
     // PRUNE_F feeder: one w16 line (one k, every cout of the block) per cycle into the
     // SORE; each group's selection is one wgt line, then M mask lines.
@@ -784,7 +835,7 @@ module sat_top (
                 end
             end
             if (prune_busy && sore_out_valid) begin
-                prune_mask_pending <= 1'b1;
+                prune_mask_pending <= ~prune_backward;
                 prune_mask_line <= 3'd0;
                 prune_wgt_line <= prune_wgt_line + 16'h1;
             end
@@ -797,23 +848,160 @@ module sat_top (
                 prune_group_base <= 16'h0;
                 prune_wgt_line <= 16'h0;
                 prune_mask_pending <= 1'b0;
+                prune_backward <= prune_head[112];
                 prune_w16_addr <= prune_head[15:0];
                 prune_lines <= prune_head[31:16];
-                prune_wgt_addr <= prune_head[47:32];
-                prune_mask_addr <= prune_head[63:48];
-                prune_signal <= prune_head[95:80];
+                prune_wgt_addr <= prune_head[112] ? prune_head[79:64] : prune_head[47:32];
+                prune_mask_addr <= prune_head[112] ? prune_head[31:16] : prune_head[63:48];
+                prune_signal <= prune_head[111:96];
             end
         end
     end
 
+    assign prune_b_active = prune_busy && prune_backward;
+    assign prune_b_reading = prune_b_active && prune_b_read_block != prune_b_blocks;
+    assign prune_b_streaming = prune_b_active && ~prune_b_streamed && prune_b_written_blocks != 16'h0;
+    assign prune_b_real_cout = prune_b_cout_block != prune_b_blocks;
+    assign prune_b_last_real_cout = prune_b_cout_block == prune_b_blocks - 16'h1 && prune_b_cout == 2'd3;
+    assign prune_b_finish = prune_b_active && sore_out_valid && prune_b_streamed && ~prune_b_sore_valid;
+    assign prune_b_masked0 = mask_rdata[0] ? w16_rdata[15:0] : 16'h0;
+    assign prune_b_masked1 = mask_rdata[1] ? w16_rdata[31:16] : 16'h0;
+    assign prune_b_masked2 = mask_rdata[2] ? w16_rdata[47:32] : 16'h0;
+    assign prune_b_masked3 = mask_rdata[3] ? w16_rdata[63:48] : 16'h0;
+
+    // PRUNE_B feeder: w16 and mask lines of each cout block into the transposer, one
+    // cout (every k of the block) per cycle into the SORE, zero couts up to a whole group.
+    always @(posedge clk) begin
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd0 || prune_b_write_columns && prune_b_write_line == 2'd0)) begin
+            transposer_r0_c0 <= prune_b_write_columns ? prune_b_masked0 : prune_b_masked0;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd0 || prune_b_write_columns && prune_b_write_line == 2'd1)) begin
+            transposer_r0_c1 <= prune_b_write_columns ? prune_b_masked0 : prune_b_masked1;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd0 || prune_b_write_columns && prune_b_write_line == 2'd2)) begin
+            transposer_r0_c2 <= prune_b_write_columns ? prune_b_masked0 : prune_b_masked2;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd0 || prune_b_write_columns && prune_b_write_line == 2'd3)) begin
+            transposer_r0_c3 <= prune_b_write_columns ? prune_b_masked0 : prune_b_masked3;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd1 || prune_b_write_columns && prune_b_write_line == 2'd0)) begin
+            transposer_r1_c0 <= prune_b_write_columns ? prune_b_masked1 : prune_b_masked0;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd1 || prune_b_write_columns && prune_b_write_line == 2'd1)) begin
+            transposer_r1_c1 <= prune_b_write_columns ? prune_b_masked1 : prune_b_masked1;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd1 || prune_b_write_columns && prune_b_write_line == 2'd2)) begin
+            transposer_r1_c2 <= prune_b_write_columns ? prune_b_masked1 : prune_b_masked2;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd1 || prune_b_write_columns && prune_b_write_line == 2'd3)) begin
+            transposer_r1_c3 <= prune_b_write_columns ? prune_b_masked1 : prune_b_masked3;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd2 || prune_b_write_columns && prune_b_write_line == 2'd0)) begin
+            transposer_r2_c0 <= prune_b_write_columns ? prune_b_masked2 : prune_b_masked0;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd2 || prune_b_write_columns && prune_b_write_line == 2'd1)) begin
+            transposer_r2_c1 <= prune_b_write_columns ? prune_b_masked2 : prune_b_masked1;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd2 || prune_b_write_columns && prune_b_write_line == 2'd2)) begin
+            transposer_r2_c2 <= prune_b_write_columns ? prune_b_masked2 : prune_b_masked2;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd2 || prune_b_write_columns && prune_b_write_line == 2'd3)) begin
+            transposer_r2_c3 <= prune_b_write_columns ? prune_b_masked2 : prune_b_masked3;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd3 || prune_b_write_columns && prune_b_write_line == 2'd0)) begin
+            transposer_r3_c0 <= prune_b_write_columns ? prune_b_masked3 : prune_b_masked0;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd3 || prune_b_write_columns && prune_b_write_line == 2'd1)) begin
+            transposer_r3_c1 <= prune_b_write_columns ? prune_b_masked3 : prune_b_masked1;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd3 || prune_b_write_columns && prune_b_write_line == 2'd2)) begin
+            transposer_r3_c2 <= prune_b_write_columns ? prune_b_masked3 : prune_b_masked2;
+        end
+        if (prune_b_write_valid && (~prune_b_write_columns && prune_b_write_line == 2'd3 || prune_b_write_columns && prune_b_write_line == 2'd3)) begin
+            transposer_r3_c3 <= prune_b_write_columns ? prune_b_masked3 : prune_b_masked3;
+        end
+        if (prune_b_streaming) begin
+            prune_b_value0 <= prune_b_real_cout ? (prune_b_read_rows ? ((prune_b_cout == 2'd0) ? transposer_r0_c0 : (prune_b_cout == 2'd1) ? transposer_r1_c0 : (prune_b_cout == 2'd2) ? transposer_r2_c0 : (prune_b_cout == 2'd3) ? transposer_r3_c0 : 16'h0) : (prune_b_cout == 2'd0) ? transposer_r0_c0 : (prune_b_cout == 2'd1) ? transposer_r0_c1 : (prune_b_cout == 2'd2) ? transposer_r0_c2 : (prune_b_cout == 2'd3) ? transposer_r0_c3 : 16'h0) : 16'h0;
+        end
+        if (prune_b_streaming) begin
+            prune_b_value1 <= prune_b_real_cout ? (prune_b_read_rows ? ((prune_b_cout == 2'd0) ? transposer_r0_c1 : (prune_b_cout == 2'd1) ? transposer_r1_c1 : (prune_b_cout == 2'd2) ? transposer_r2_c1 : (prune_b_cout == 2'd3) ? transposer_r3_c1 : 16'h0) : (prune_b_cout == 2'd0) ? transposer_r1_c0 : (prune_b_cout == 2'd1) ? transposer_r1_c1 : (prune_b_cout == 2'd2) ? transposer_r1_c2 : (prune_b_cout == 2'd3) ? transposer_r1_c3 : 16'h0) : 16'h0;
+        end
+        if (prune_b_streaming) begin
+            prune_b_value2 <= prune_b_real_cout ? (prune_b_read_rows ? ((prune_b_cout == 2'd0) ? transposer_r0_c2 : (prune_b_cout == 2'd1) ? transposer_r1_c2 : (prune_b_cout == 2'd2) ? transposer_r2_c2 : (prune_b_cout == 2'd3) ? transposer_r3_c2 : 16'h0) : (prune_b_cout == 2'd0) ? transposer_r2_c0 : (prune_b_cout == 2'd1) ? transposer_r2_c1 : (prune_b_cout == 2'd2) ? transposer_r2_c2 : (prune_b_cout == 2'd3) ? transposer_r2_c3 : 16'h0) : 16'h0;
+        end
+        if (prune_b_streaming) begin
+            prune_b_value3 <= prune_b_real_cout ? (prune_b_read_rows ? ((prune_b_cout == 2'd0) ? transposer_r0_c3 : (prune_b_cout == 2'd1) ? transposer_r1_c3 : (prune_b_cout == 2'd2) ? transposer_r2_c3 : (prune_b_cout == 2'd3) ? transposer_r3_c3 : 16'h0) : (prune_b_cout == 2'd0) ? transposer_r3_c0 : (prune_b_cout == 2'd1) ? transposer_r3_c1 : (prune_b_cout == 2'd2) ? transposer_r3_c2 : (prune_b_cout == 2'd3) ? transposer_r3_c3 : 16'h0) : 16'h0;
+        end
+    end
+
+    always @(posedge clk) begin
+        if (rst) begin
+            prune_b_write_valid <= 1'b0;
+            prune_b_sore_valid <= 1'b0;
+        end else begin
+            prune_b_write_valid <= prune_b_reading;
+            prune_b_sore_valid <= prune_b_streaming;
+            if (prune_b_reading) begin
+                if (prune_b_read_line == 2'd3) begin
+                    prune_b_read_line <= 2'd0;
+                    prune_b_read_block <= prune_b_read_block + 16'h1;
+                    prune_b_read_base <= prune_b_read_base + prune_b_stride;
+                end else begin
+                    prune_b_read_line <= prune_b_read_line + 2'd1;
+                end
+            end
+            if (prune_b_write_valid) begin
+                if (prune_b_write_line == 2'd3) begin
+                    prune_b_write_line <= 2'd0;
+                    prune_b_write_columns <= ~prune_b_write_columns;
+                    prune_b_written_blocks <= prune_b_written_blocks + 16'h1;
+                end else begin
+                    prune_b_write_line <= prune_b_write_line + 2'd1;
+                end
+            end
+            if (prune_b_streaming) begin
+                prune_b_position <= (prune_b_position == 3'h7) ? 3'd0 : prune_b_position + 3'd1;
+                if (prune_b_position == 3'h7 && (~prune_b_real_cout || prune_b_last_real_cout)) begin
+                    prune_b_streamed <= 1'b1;
+                end
+                if (prune_b_real_cout) begin
+                    if (prune_b_cout == 2'd3) begin
+                        prune_b_cout <= 2'd0;
+                        prune_b_read_rows <= ~prune_b_read_rows;
+                        prune_b_cout_block <= prune_b_cout_block + 16'h1;
+                    end else begin
+                        prune_b_cout <= prune_b_cout + 2'd1;
+                    end
+                end
+            end
+            if (prune_start) begin
+                prune_b_blocks <= prune_head[63:48];
+                prune_b_stride <= prune_head[47:32];
+                prune_b_read_line <= 2'd0;
+                prune_b_read_block <= 16'h0;
+                prune_b_read_base <= 16'h0;
+                prune_b_write_line <= 2'd0;
+                prune_b_write_columns <= 1'b0;
+                prune_b_written_blocks <= 16'h0;
+                prune_b_cout <= 2'd0;
+                prune_b_read_rows <= 1'b0;
+                prune_b_cout_block <= 16'h0;
+                prune_b_position <= 3'd0;
+                prune_b_streamed <= 1'b0;
+            end
+        end
+    end
+
+    assign prune_b_line = prune_b_read_base + {14'h0, prune_b_read_line};
+
     sore_top sore (
         .clk           (clk),
         .rst           (rst),
-        .in_valid      (sore_valid),
-        .lane0_value   (w16_rdata[15:0]),
-        .lane1_value   (w16_rdata[31:16]),
-        .lane2_value   (w16_rdata[47:32]),
-        .lane3_value   (w16_rdata[63:48]),
+        .in_valid      (sore_valid || prune_b_sore_valid),
+        .lane0_value   (prune_backward ? prune_b_value0 : w16_rdata[15:0]),
+        .lane1_value   (prune_backward ? prune_b_value1 : w16_rdata[31:16]),
+        .lane2_value   (prune_backward ? prune_b_value2 : w16_rdata[47:32]),
+        .lane3_value   (prune_backward ? prune_b_value3 : w16_rdata[63:48]),
         .out_valid     (sore_out_valid),
         .lane0_values  (sore_values0),
         .lane1_values  (sore_values1),
@@ -918,8 +1106,8 @@ module sat_top (
         end
     end
 
-    assign w16_re = 1'b0 || dma_store_read && dma_buf == 3'h4 || prune_reading;
-    assign w16_raddr = (dma_store_read && dma_buf == 3'h4) ? dma_buf_addr[8:0] + dma_read_line[8:0] : prune_w16_addr[8:0] + prune_read[8:0];
+    assign w16_re = 1'b0 || dma_store_read && dma_buf == 3'h4 || prune_reading || prune_b_reading;
+    assign w16_raddr = (dma_store_read && dma_buf == 3'h4) ? dma_buf_addr[8:0] + dma_read_line[8:0] : prune_reading ? prune_w16_addr[8:0] + prune_read[8:0] : prune_w16_addr[8:0] + prune_b_line[8:0];
 
     always @(posedge clk) begin
         if (w16_re) begin
@@ -937,8 +1125,8 @@ module sat_top (
         end
     end
 
-    assign mask_re = 1'b0 || dma_store_read && dma_buf == 3'h5 || update_reading;
-    assign mask_raddr = (dma_store_read && dma_buf == 3'h5) ? dma_buf_addr[8:0] + dma_read_line[8:0] : update_mask_addr[8:0] + update_read[8:0];
+    assign mask_re = 1'b0 || dma_store_read && dma_buf == 3'h5 || update_reading || prune_b_reading;
+    assign mask_raddr = (dma_store_read && dma_buf == 3'h5) ? dma_buf_addr[8:0] + dma_read_line[8:0] : update_reading ? update_mask_addr[8:0] + update_read[8:0] : prune_mask_addr[8:0] + prune_b_line[8:0];
 
     always @(posedge clk) begin
         if (mask_re) begin
@@ -946,8 +1134,8 @@ module sat_top (
         end
     end
 
-    assign conflict_now = 1'b0 || 1'b0 || (1'b0 || dma_store_read && dma_buf == 3'd0 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd1 && prune_wgt_write) || (1'b0 || dma_store_read && dma_buf == 3'd1 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd2 && gemm_reading_out) || (1'b0 || dma_store_read && dma_buf == 3'd2 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'd3 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'd3 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'h4 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'h4 && prune_reading) || (1'b0 || dma_line_in && dma_buf == 3'h5 && prune_writing_mask) || (1'b0 || dma_store_read && dma_buf == 3'h5 && update_reading);
-    assign unused_bits = {fetch_word[63:40], fetch_word[191:144], fetch_word[79:67], dma_read_line, gemm_act_addr[15:9], gemm_wgt_addr[15:9], gemm_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], update_out_addr[15:9], update_master_addr[15:9], update_w16_addr[15:9], update_mask_addr[15:9], update_read[15:9], update_write[15:9], prune_w16_addr[15:9], prune_wgt_addr[15:9], prune_mask_addr[15:9], prune_read, prune_mask_k, prune_wgt_line};
+    assign conflict_now = 1'b0 || 1'b0 || (1'b0 || dma_store_read && dma_buf == 3'd0 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd1 && prune_wgt_write) || (1'b0 || dma_store_read && dma_buf == 3'd1 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd2 && gemm_reading_out) || (1'b0 || dma_store_read && dma_buf == 3'd2 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'd3 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'd3 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'h4 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'h4 && prune_reading || dma_store_read && dma_buf == 3'h4 && prune_b_reading || prune_reading && prune_b_reading) || (1'b0 || dma_line_in && dma_buf == 3'h5 && prune_writing_mask) || (1'b0 || dma_store_read && dma_buf == 3'h5 && update_reading || dma_store_read && dma_buf == 3'h5 && prune_b_reading || update_reading && prune_b_reading);
+    assign unused_bits = {fetch_word[63:40], fetch_word[191:160], fetch_word[79:67], fetch_word[143:128], dma_read_line, gemm_act_addr[15:9], gemm_wgt_addr[15:9], gemm_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], update_out_addr[15:9], update_master_addr[15:9], update_w16_addr[15:9], update_mask_addr[15:9], update_read[15:9], update_write[15:9], prune_b_line, prune_w16_addr[15:9], prune_wgt_addr[15:9], prune_mask_addr[15:9], prune_read, prune_mask_k, prune_wgt_line};
 
 endmodule
 

@@ -338,7 +338,6 @@ fn prune_f_on_the_sore_is_bit_exact() {
     let cfg = shipped();
     let mut system = SatSystem::new(&cfg).unwrap();
     let geo = system.geo;
-    let sys = cfg.system.clone().unwrap();
     // Cout = 8 (two cout blocks), K = 16 (two groups of M = 8); ties from the edge values.
     let (cout, k) = (8usize, 16usize);
     let w32 = adversarial_f16(cout, k, 41).mapv(|v| v.to_f32());
@@ -389,10 +388,7 @@ fn prune_f_on_the_sore_is_bit_exact() {
         },
         Instr::End,
     ]);
-    let timing = MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle);
-    let stats = system
-        .run(&program, &mut dram, timing, 0.0, 0.0, 100_000)
-        .unwrap();
+    let stats = run_pruning(&mut system, &program, &mut dram);
     eprintln!("{stats:?}");
     assert_eq!(stats.busy["sore"], 2 * (16 + 8 + 2));
     let values: Vec<u16> = ff.values.iter().map(|v| v.to_bits()).collect();
@@ -411,4 +407,217 @@ fn prune_f_on_the_sore_is_bit_exact() {
     );
     let want_mask: Vec<u32> = masks.mask_f.iter().map(|&b| u32::from(b)).collect();
     assert_eq!(mask, want_mask, "M_F");
+}
+
+/// Runs a pruning program (no update: lr = lambda = 0) with the config's fixed memory timing.
+fn run_pruning(
+    system: &mut SatSystem,
+    program: &[coforge_generator::engines::sat::isa::Instr],
+    dram: &mut coforge_driver::sat::DramImage,
+) -> RunStats {
+    let sys = &system.sys;
+    let timing = MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle);
+    system
+        .run(program, dram, timing, 0.0, 0.0, 100_000)
+        .unwrap()
+}
+
+/// PRUNE_B of every k block of `w16 (x) mask_f` (Cout x K) on the system top, compared with
+/// `sparse_kernels::nm` on that tensor padded with zero couts to whole streams (the weight
+/// lines' padding) and zero k's to whole k blocks: the lines must equal `pack_wgt_sparse` of
+/// the reference's selection along Cout. Returns the measured SORE busy cycles and their
+/// documented estimate.
+fn prune_b_on_system(
+    system: &mut SatSystem,
+    w16: &Array2<f16>,
+    mask_f: &Array2<u8>,
+) -> (RunStats, u64) {
+    use coforge_driver::sat::DramImage;
+    use coforge_generator::engines::sat::estimated_cycles;
+    use coforge_generator::engines::sat::isa::{Buf, Instr};
+    use ndarray::{s, Axis};
+    use sparse_kernels::nm;
+    let geo = system.geo;
+    let sys = system.sys.clone();
+    let (cols, m) = (geo.cols as usize, geo.m as usize);
+    let (cout, k) = w16.dim();
+    let kp = geo.k_padded(k);
+    let (blocks, kblocks) = (cout.div_ceil(cols), k.div_ceil(cols));
+    let streamed = (blocks * cols).div_ceil(m) * m;
+    let groups = streamed / m;
+    // Reference: S = W16 (x) M_F padded with zeros, M_B along Cout (axis 0), W_B compressed.
+    let s_real = nm::apply_mask(w16.view(), mask_f.view());
+    let mut s_pad = Array2::from_elem((streamed, kblocks * cols), f16::ZERO);
+    s_pad.slice_mut(s![..cout, ..k]).assign(&s_real);
+    let pattern = NmPattern::new(geo.n as usize, m).unwrap();
+    let mask_b = nm::mask(s_pad.view(), pattern, Axis(0)).unwrap();
+    let w_b = nm::compress_masked(s_pad.view(), mask_b.view(), pattern, Axis(0)).unwrap();
+    let values: Vec<u16> = w_b.values.iter().map(|v| v.to_bits()).collect();
+    let indices: Vec<u8> = w_b.indices.iter().copied().collect();
+    let want = geo.pack_wgt_sparse(&values, &indices, streamed, kblocks * cols);
+
+    let mut dram = DramImage::new(&geo);
+    let w16_bits: Vec<u32> = w16.iter().map(|v| u32::from(v.to_bits())).collect();
+    let mask_bits: Vec<u32> = mask_f.iter().map(|&b| u32::from(b)).collect();
+    let w16_lines = geo.pack_weight(&w16_bits, cout, k, Buf::W16);
+    let w16_at = dram.push(&geo, &w16_lines, Buf::W16);
+    let mask_at = dram.push(
+        &geo,
+        &geo.pack_weight(&mask_bits, cout, k, Buf::Mask),
+        Buf::Mask,
+    );
+    let wgt_out = dram.reserve(&geo, kblocks * groups, Buf::Wgt);
+    // The mask lines sit at another address than the w16 lines: the two operands are apart.
+    const MASK_AT: usize = 8;
+    let lines = w16_lines.count() as u16;
+    let mut program = vec![
+        Instr::Load {
+            buf: Buf::W16,
+            buf_addr: 0,
+            dram_addr: w16_at,
+            lines,
+            wait: 0,
+            signal: 1,
+        },
+        Instr::Load {
+            buf: Buf::Mask,
+            buf_addr: MASK_AT as u16,
+            dram_addr: mask_at,
+            lines,
+            wait: 0,
+            signal: 2,
+        },
+    ];
+    for kb in 0..kblocks {
+        program.push(Instr::PruneB {
+            w16_addr: (kb * cols) as u16,
+            mask_addr: (MASK_AT + kb * cols) as u16,
+            stride: kp as u16,
+            blocks: blocks as u16,
+            k_block: kb as u16,
+            wgt_addr: (kb * groups) as u16,
+            wait: if kb == 0 { 3 } else { 0 },
+            signal: if kb + 1 == kblocks { 4 } else { 0 },
+        });
+    }
+    program.extend([
+        Instr::Store {
+            buf: Buf::Wgt,
+            buf_addr: 0,
+            dram_addr: wgt_out,
+            lines: (kblocks * groups) as u16,
+            wait: 4,
+            signal: 0,
+        },
+        Instr::End,
+    ]);
+    let stats = run_pruning(system, &program, &mut dram);
+    let got = dram.lines(&geo, wgt_out, kblocks * groups, Buf::Wgt);
+    for l in 0..want.count() {
+        assert_eq!(
+            got.line(l),
+            want.line(l),
+            "W_B line {l} (k block {}, group {}) of Cout {cout} x K {k}",
+            l / groups,
+            l % groups
+        );
+    }
+    let estimate = program
+        .iter()
+        .filter(|i| matches!(i, Instr::PruneB { .. }))
+        .map(|i| estimated_cycles(i, &geo, &sys))
+        .sum();
+    (stats, estimate)
+}
+
+#[test]
+fn prune_b_on_the_sore_is_bit_exact_and_timed_as_documented() {
+    let cfg = shipped();
+    let mut system = SatSystem::new(&cfg).unwrap();
+    // 1. The BDWP path itself: M_F and W16 from `bdwp::pregenerate`, and the lines must be
+    //    `bdwp::bp_operand` packed (Cout = 16 and K = 16: no padding anywhere).
+    let (cout, k) = (16usize, 16usize);
+    let w32 = adversarial_f16(cout, k, 51).mapv(|v| v.to_f32());
+    let bcfg = BdwpConfig::new(NmPattern::new(2, 8).unwrap(), 0.01);
+    let masks = bdwp::pregenerate(w32.view(), &bcfg).unwrap();
+    let (stats, estimate) = prune_b_on_system(&mut system, &masks.w16, &masks.mask_f);
+    let bp = bdwp::bp_operand(&masks, &bcfg).unwrap();
+    let geo = system.geo;
+    let values: Vec<u16> = bp.values.iter().map(|v| v.to_bits()).collect();
+    let indices: Vec<u8> = bp.indices.iter().copied().collect();
+    assert_eq!(
+        geo.pack_wgt_sparse(&values, &indices, cout, k).count(),
+        2 * (k / 4)
+    );
+    eprintln!(
+        "PRUNE_B 16 x 16: sore busy measured {} cycles, estimated {estimate}",
+        stats.busy["sore"]
+    );
+    assert_eq!(stats.busy["sore"], estimate, "{stats:?}");
+
+    // 2. Cout = 10 and K = 10: neither a multiple of M (8) nor of cols (4). Values from a
+    //    small set (many ties, +0 and -0), one all-equal group (k = 3: +-1.5 over couts 0..8,
+    //    all kept), one k whose couts are all pruned by M_F (k = 5), and ties across the
+    //    blocks of the transposer.
+    let (cout, k) = (10usize, 10usize);
+    let set = [0.0f32, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5];
+    let mut state = 7u32;
+    let mut next = || {
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (state >> 16) as usize
+    };
+    let mut w16 = Array2::from_elem((cout, k), f16::ZERO);
+    let mut mask_f = Array2::from_elem((cout, k), 0u8);
+    for o in 0..cout {
+        for kk in 0..k {
+            w16[[o, kk]] = f16::from_f32(set[next() % set.len()]);
+            mask_f[[o, kk]] = u8::from(next() % 3 != 0);
+        }
+    }
+    for o in 0..8 {
+        w16[[o, 3]] = f16::from_f32(if o % 2 == 0 { 1.5 } else { -1.5 });
+        mask_f[[o, 3]] = 1;
+    }
+    for o in 0..cout {
+        mask_f[[o, 5]] = 0;
+    }
+    let (stats, estimate) = prune_b_on_system(&mut system, &w16, &mask_f);
+    eprintln!(
+        "PRUNE_B 10 x 10: sore busy measured {} cycles, estimated {estimate}",
+        stats.busy["sore"]
+    );
+    assert_eq!(stats.busy["sore"], estimate, "{stats:?}");
+}
+
+#[test]
+fn scheduled_networks_with_prune_b_pass_the_harness_check() {
+    use coforge_driver::sat::check_program;
+    use coforge_generator::engines::sat::isa::Instr;
+    use coforge_scheduler::{schedule, EnginePattern, Hardware, Network, Options};
+    let cfg = shipped();
+    let mut hw = Hardware::from_config(&cfg).unwrap();
+    // The shipped config's instruction memory (512) is sized for the CI programs; a whole
+    // network's step takes thousands of instructions.
+    hw.system.imem_depth = 1 << 14;
+    let geo = hw.geometry();
+    for file in ["mlp.toml", "small-cnn-ci.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../networks")
+            .join(file);
+        let net = Network::load(&path, EnginePattern { n: hw.n, m: hw.m }).unwrap();
+        let s = schedule(&net, &hw, Options::default()).unwrap();
+        let program = s.program();
+        assert!(
+            program.iter().any(|i| matches!(i, Instr::PruneB { .. })),
+            "{file}: no PRUNE_B"
+        );
+        let beats = s
+            .memory_map
+            .iter()
+            .map(|r| r.addr + r.lines * r.beats_per_line)
+            .max()
+            .unwrap();
+        check_program(&program, &geo, &hw.system, beats as usize)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
 }

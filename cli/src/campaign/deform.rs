@@ -45,12 +45,14 @@ pub(super) fn variants() -> anyhow::Result<Vec<Box<dyn Variant>>> {
     CONFIGS
         .iter()
         .map(|section| {
-            let full = Config::from_toml(&format!("[deform]\n{section}\n"), "campaign config")?;
+            let toml = format!("[deform]\n{section}\n");
+            let full = Config::from_toml(&toml, "campaign config")?;
             let cfg = full.deform("`coforge campaign --engine deform`")?.clone();
             let spec = design_spec_of(&render(&full)?, &cfg.top, ports::CLOCK);
             Ok(Box::new(DeformVariant {
                 model: Model::new(spec),
                 cfg,
+                toml,
             }) as Box<dyn Variant>)
         })
         .collect()
@@ -63,6 +65,8 @@ fn dcnv2_params(cfg: &DeformConfig) -> Option<Dcnv2Params> {
 struct DeformVariant {
     model: Model,
     cfg: DeformConfig,
+    /// The config file's text, written beside a failing case for its replay.
+    toml: String,
 }
 
 impl Variant for DeformVariant {
@@ -89,7 +93,7 @@ impl Variant for DeformVariant {
         case: u64,
         round: u64,
         rng: &mut ChaCha8Rng,
-        _out: &Path,
+        out: &Path,
     ) -> anyhow::Result<CaseResult> {
         let cfg = self.cfg.clone();
         let (sim, _) = self.model.get()?;
@@ -97,14 +101,21 @@ impl Variant for DeformVariant {
         let stall_rate = [0.0, 0.3, 0.9][rng.random_range(0..3)];
         let stem = format!("deform-case{case}");
         match dcnv2_params(&cfg) {
-            None => run_mode_a(sim, &cfg, rng, stall_rate, seed, &stem),
+            None => {
+                let mut r = run_mode_a(sim, &cfg, rng, stall_rate, seed, &stem, out)?;
+                if let Some(f) = &mut r.failure {
+                    f.files
+                        .push((format!("{stem}.toml"), self.toml.clone().into_bytes()));
+                }
+                Ok(r)
+            }
             Some(p) => run_dcnv2(sim, &p, round, rng, stall_rate, seed, &stem),
         }
     }
 }
 
 /// A random int16 quantizer per channel: uniform, or the int16 extremes (clamping).
-fn quantizer(rng: &mut ChaCha8Rng, c: usize) -> Quantizer {
+fn quantizer(rng: &mut ChaCha8Rng, c: usize, relu: bool) -> Quantizer {
     let param = |rng: &mut ChaCha8Rng, span: i16| match rng.random_range(0..4) {
         0 => [i16::MIN, i16::MAX, 0, 1, -1][rng.random_range(0..5)],
         _ => rng.random_range(-span..span),
@@ -112,7 +123,7 @@ fn quantizer(rng: &mut ChaCha8Rng, c: usize) -> Quantizer {
     Quantizer {
         scale: Array1::from_shape_simple_fn(c, || param(rng, 3000)),
         bias: Array1::from_shape_simple_fn(c, || param(rng, 200)),
-        relu: rng.random(),
+        relu,
     }
 }
 
@@ -123,6 +134,7 @@ fn run_mode_a(
     stall_rate: f64,
     seed: u64,
     stem: &str,
+    out: &Path,
 ) -> anyhow::Result<CaseResult> {
     let stride = cfg.stride as usize;
     let h = rng.random_range(1..=7);
@@ -138,6 +150,8 @@ fn run_mode_a(
     let dilation = Array2::from_shape_simple_fn((h.div_ceil(stride), w.div_ceil(stride)), || {
         rng.random_range(1..=dmax)
     });
+    // One ReLU flag for both quantizers, as the engine's `--relu` replay sets them.
+    let relu = rng.random();
     let wkind = kind(rng, 1, false);
     let depthwise = Depthwise {
         w: tensor(rng, (c, 9), wkind, draw_i4)
@@ -145,13 +159,13 @@ fn run_mode_a(
             .expect("c x 9 is c x 3 x 3"),
         dilation: dilation.clone(),
         stride,
-        quant: quantizer(rng, c),
+        quant: quantizer(rng, c, relu),
     };
     let pointwise = cfg.has_pointwise().then(|| {
         let wkind = kind(rng, 1, false);
         Pointwise {
             w: tensor(rng, (c, cin), wkind, draw_i4),
-            quant: quantizer(rng, c),
+            quant: quantizer(rng, c, relu),
         }
     });
     let mut files = vec![
@@ -197,8 +211,8 @@ fn run_mode_a(
             ),
             (None, None) => "not bit-exact".into(),
         },
+        replay: Some(mode_a_replay(out, stem, &files, relu)),
         files,
-        replay: None,
     });
     Ok(CaseResult {
         pattern: format!(
@@ -213,6 +227,24 @@ fn run_mode_a(
         elements: o.golden.len() as u64,
         failure,
     })
+}
+
+/// The `coforge verify` command that replays a failing mode-A case from its files in `out`
+/// (`{stem}-x.npy` for `--x`, `{stem}-pw-w.npy` for `--pw-w`, ...) and `{stem}.toml`.
+fn mode_a_replay(out: &Path, stem: &str, files: &[(String, Vec<u8>)], relu: bool) -> String {
+    let at = |f: &str| out.join(format!("{stem}{f}")).display().to_string();
+    let mut cmd = format!("coforge verify --config {}", at(".toml"));
+    for (name, _) in files {
+        let flag = name
+            .strip_prefix(&format!("{stem}-"))
+            .and_then(|n| n.strip_suffix(".npy"))
+            .expect("mode-A files are {stem}-{flag}.npy");
+        cmd += &format!(" --{flag} {}", out.join(name).display());
+    }
+    if relu {
+        cmd += " --relu";
+    }
+    cmd + &format!(" --out {}", at("-replay"))
 }
 
 /// int8 `[h, w, c]` pixels from one of the campaign's distributions.
@@ -309,4 +341,34 @@ fn run_dcnv2(
         elements: v.golden.len() as u64,
         failure,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The replay command names each file by the flag `coforge verify` reads it with.
+    #[test]
+    fn a_mode_a_replay_passes_every_file_by_its_flag() {
+        let names = [
+            "x", "dilation", "w", "scale", "bias", "pw-w", "pw-scale", "pw-bias",
+        ];
+        let files: Vec<(String, Vec<u8>)> = names
+            .iter()
+            .map(|n| (format!("deform-case3-{n}.npy"), Vec::new()))
+            .collect();
+        let out = Path::new("c");
+        let cmd = mode_a_replay(out, "deform-case3", &files, true);
+        let at = |f: &str| out.join(f).display().to_string();
+        assert!(cmd.starts_with(&format!(
+            "coforge verify --config {}",
+            at("deform-case3.toml")
+        )));
+        for n in names {
+            let arg = format!(" --{n} {}", at(&format!("deform-case3-{n}.npy")));
+            assert!(cmd.contains(&arg), "{arg} in {cmd}");
+        }
+        assert!(cmd.ends_with(&format!(" --relu --out {}", at("deform-case3-replay"))));
+        assert!(!mode_a_replay(out, "deform-case3", &files, false).contains("--relu"));
+    }
 }

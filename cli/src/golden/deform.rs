@@ -164,6 +164,45 @@ fn quantizer(scale: &Path, bias: &Path, relu: bool, stage: &str) -> anyhow::Resu
     })
 }
 
+/// The files of a CoDeNet block (`golden deform --mode codenet` and `verify` on a mode-A
+/// engine read the same ones, with the same flags and messages).
+pub(crate) struct CodenetFiles<'a> {
+    pub w: &'a Path,
+    pub dilation: &'a Path,
+    pub scale: &'a Path,
+    pub bias: &'a Path,
+    pub relu: bool,
+    pub pw_w: Option<&'a Path>,
+    pub pw_scale: Option<&'a Path>,
+    pub pw_bias: Option<&'a Path>,
+}
+
+impl CodenetFiles<'_> {
+    /// Reads the block; each error names the file, its role and the layout it needs.
+    pub(crate) fn read(&self, stride: usize) -> anyhow::Result<CodenetBlock> {
+        let pointwise = match (self.pw_w, self.pw_scale, self.pw_bias) {
+            (None, None, None) => None,
+            (Some(w), Some(s), Some(b)) => Some(Pointwise {
+                w: read::<i8, _>(w, "1x1 weights", "int8 [Cout, Cin]")?,
+                quant: quantizer(s, b, self.relu, "1x1")?,
+            }),
+            _ => bail!(
+                "the 1x1 front needs all of --pw-w, --pw-scale and --pw-bias, or none of them"
+            ),
+        };
+        let depthwise = Depthwise {
+            w: read::<i8, _>(self.w, "depthwise weights", "int8 [C, 3, 3]")?,
+            dilation: read::<u8, _>(self.dilation, "dilation map", "uint8 [Hout, Wout]")?,
+            stride,
+            quant: quantizer(self.scale, self.bias, self.relu, "depthwise")?,
+        };
+        Ok(CodenetBlock {
+            pointwise,
+            depthwise: Some(depthwise),
+        })
+    }
+}
+
 fn codenet_verb(a: &DeformArgs, mut out: OutputDir) -> anyhow::Result<()> {
     let mode = "codenet";
     reject(
@@ -196,29 +235,17 @@ fn codenet_verb(a: &DeformArgs, mut out: OutputDir) -> anyhow::Result<()> {
         Some("2") => 2,
         Some(s) => bail!("--stride {s} is not valid for --mode codenet: use 1 or 2"),
     };
-    let pointwise = match (&a.pw_w, &a.pw_scale, &a.pw_bias) {
-        (None, None, None) => None,
-        (Some(w), Some(s), Some(b)) => Some(Pointwise {
-            w: read::<i8, _>(w, "1x1 weights", "int8 [Cout, Cin]")?,
-            quant: quantizer(s, b, a.relu, "1x1")?,
-        }),
-        _ => bail!("the 1x1 front needs all of --pw-w, --pw-scale and --pw-bias, or none of them"),
-    };
-    let depthwise = Depthwise {
-        w: read::<i8, _>(&a.w, "depthwise weights", "int8 [C, 3, 3]")?,
-        dilation: read::<u8, _>(&dpath, "dilation map", "uint8 [Hout, Wout]")?,
-        stride,
-        quant: quantizer(
-            required(&a.scale, "scale", mode)?,
-            required(&a.bias, "bias", mode)?,
-            a.relu,
-            "depthwise",
-        )?,
-    };
-    let block = CodenetBlock {
-        pointwise,
-        depthwise: Some(depthwise),
-    };
+    let block = CodenetFiles {
+        w: &a.w,
+        dilation: &dpath,
+        scale: required(&a.scale, "scale", mode)?,
+        bias: required(&a.bias, "bias", mode)?,
+        relu: a.relu,
+        pw_w: a.pw_w.as_deref(),
+        pw_scale: a.pw_scale.as_deref(),
+        pw_bias: a.pw_bias.as_deref(),
+    }
+    .read(stride)?;
     let r = codenet::codenet_block(x4.view(), &block).with_context(|| {
         format!(
             "codenet layer failed (x = {}, w = {}, dilation = {})",

@@ -91,8 +91,24 @@
 //!   line (`wgt_addr + g`: lane c's N values and indices, the FF operand's line format), and
 //!   the next M cycles write its M mask lines (`mask_addr + g*M + j`: bit c set when lane c
 //!   kept position j). `cycles = L + M + 2`.
-//!   PRUNE_B (M_B along Cout through a transposer) is specified in [`isa`] but not in the RTL
-//!   yet: the harness refuses programs that use it and the controller skips it.
+//! - **SORE** (`Sore`: PRUNE_B of `blocks` cout blocks, one k block): M_B along Cout of
+//!   `W16 (x) M_F`, the BP operand `W_B` (Cout x K) compressed along Cout in the wgt line
+//!   format (line g = group g of M couts; lane j = k `k_block*cols + j`, its N values and
+//!   indices). In cycle `b*cols + j` (b < blocks, j < cols) it reads w16 line
+//!   `w16_addr + b*stride + j` and mask line `mask_addr + b*stride + j` (k = j of the block,
+//!   lane c = cout `b*cols + c`); the masked line (`mask ? w16 : +0`, as
+//!   `sparse_kernels::nm::apply_mask`) enters a `cols x cols` register transposer the next
+//!   cycle. From cycle `cols + 1` one cout per cycle (lane j = k j) leaves the transposer into
+//!   the SORE (the SORE's lanes are the k's, its groups run along Cout), couts `0 ..
+//!   blocks*cols` and then zero couts up to `Q = ceil(blocks*cols / M) * M`; a group's
+//!   selection is written as wgt line `wgt_addr + g` when it shows. `cycles = Q + cols + 3`.
+//!   Couts past the layer's Cout are the zero padding of the weight lines, so a last group
+//!   that is not whole selects as the reference does on W padded with zero rows (zeros tie
+//!   and go to the lower index: the real couts first). `k_block` is not read by the
+//!   hardware: it names the k block (the scheduler's destination of the lines). What PRUNE_B
+//!   reads and writes is `coforge_scheduler::access` (the scheduler derives its
+//!   dependencies from it): `cols` w16 and mask lines per block, `Q / M` wgt lines.
+//!   Only the SORE is shared with PRUNE_F (one selection unit; its FIFO runs both in order).
 pub mod isa;
 pub mod lines;
 pub mod top;
@@ -172,9 +188,12 @@ pub fn estimated_cycles(instr: &Instr, g: &Geometry, sys: &SystemConfig) -> u64 
             }
         }
         Instr::Update { lines, .. } => u64::from(lines) + 1 + crate::engines::wuve::LATENCY,
-        // Not in the RTL yet (see the module docs): one line per cycle plus the pipeline.
         Instr::PruneF { lines, .. } => u64::from(lines) + u64::from(g.m) + 2,
-        Instr::PruneB { blocks, .. } => u64::from(blocks) * u64::from(g.m) + u64::from(g.cols) + 8,
+        Instr::PruneB { blocks, .. } => {
+            let couts = u64::from(blocks) * u64::from(g.cols);
+            let m = u64::from(g.m);
+            couts.div_ceil(m) * m + u64::from(g.cols) + 3
+        }
         Instr::End => 0,
     }
 }

@@ -223,7 +223,7 @@ fn system_top(
     b.memory_read(&clk, &imem, &fetch_word, &fetch_re, &pc);
     let opcode = b.name("fetch_opcode", fetch_word.slice(0, 8));
     unused.push(fetch_word.slice(40, 24));
-    unused.push(fetch_word.slice(isa::SLOT0 + 5 * isa::SLOT_BITS, 3 * isa::SLOT_BITS));
+    unused.push(fetch_word.slice(isa::SLOT0 + 6 * isa::SLOT_BITS, 2 * isa::SLOT_BITS));
     let is_end = b.name("fetch_is_end", opcode.eq(&lit(isa::opcode::END as u64, 8)));
     let is_load = opcode.eq(&lit(isa::opcode::LOAD as u64, 8));
     let is_store = b.name(
@@ -239,6 +239,11 @@ fn system_top(
         "fetch_is_prune_f",
         opcode.eq(&lit(isa::opcode::PRUNE_F as u64, 8)),
     );
+    let is_prune_b = b.name(
+        "fetch_is_prune_b",
+        opcode.eq(&lit(isa::opcode::PRUNE_B as u64, 8)),
+    );
+    let is_prune = b.name("fetch_is_prune", is_prune_f.lor(&is_prune_b));
     let is_update = b.name(
         "fetch_is_update",
         opcode.eq(&lit(isa::opcode::UPDATE as u64, 8)),
@@ -260,10 +265,15 @@ fn system_top(
         slot(0).slice(0, 3),
         is_store.clone(),
     ]);
-    // PRUNE_F payload: {signal, wait, mask, wgt, lines, w16}.
+    // SORE payload: {is_prune_b, signal, wait, s5, s3, s2, s1, s0}. PRUNE_F: s0 w16, s1 lines,
+    // s2 wgt, s3 mask; PRUNE_B: s0 w16, s1 mask, s2 stride, s3 blocks, s5 wgt (s4, k_block,
+    // names the k block for the scheduler and is not needed by the hardware).
+    unused.push(slot(4));
     let prune_payload = Expr::concat(vec![
+        is_prune_b.clone(),
         signal_field.clone(),
         wait_field.clone(),
+        slot(5),
         slot(3),
         slot(2),
         slot(1),
@@ -327,9 +337,9 @@ fn system_top(
     let (_, upd_wp, upd_rp, upd_count, upd_full, upd_push, upd_head) =
         fifo(&mut b, "update", update_payload, &is_update);
     let (_, pf_wp, pf_rp, pf_count, pf_full, pf_push, pf_head) =
-        fifo(&mut b, "prune", prune_payload, &is_prune_f);
-    // The opcode the RTL does not run yet (PRUNE_B) is skipped (the harness
-    // refuses programs with them).
+        fifo(&mut b, "prune", prune_payload, &is_prune);
+    // An opcode outside the instruction set (the harness's `check_program` refuses it) is
+    // skipped rather than stalling fetch.
     let fetch_take = b.name(
         "fetch_take",
         fetch_phase.land(&any(&[
@@ -337,13 +347,13 @@ fn system_top(
             is_dma.land(&dma_full.not()),
             is_gemm.land(&gemm_full.not()),
             is_update.land(&upd_full.not()),
-            is_prune_f.land(&pf_full.not()),
+            is_prune.land(&pf_full.not()),
             all(&[
                 is_end.not(),
                 is_dma.not(),
                 is_gemm.not(),
                 is_update.not(),
-                is_prune_f.not(),
+                is_prune.not(),
             ]),
         ])),
     );
@@ -372,8 +382,8 @@ fn system_top(
     let upd_wait = upd_head.slice(16 * 5, 16);
     let upd_signal = upd_head.slice(16 * 6, 16);
     let upd_busy = b.reg("update_busy", 1);
-    let pf_wait = pf_head.slice(16 * 4, 16);
-    let pf_signal = pf_head.slice(16 * 5, 16);
+    let pf_wait = pf_head.slice(16 * 5, 16);
+    let pf_signal = pf_head.slice(16 * 6, 16);
     let pf_busy = b.reg("prune_busy", 1);
     let dma_busy = b.reg("dma_busy", 1);
     let gemm_busy = b.reg("gemm_busy", 1);
@@ -1102,7 +1112,9 @@ fn system_top(
         }
     }
 
-    // ---------------------------------------------------------------- SORE (PRUNE_F)
+    // ---------------------------------------------------------------- SORE (PRUNE_F, PRUNE_B)
+    let p_backward = b.reg("prune_backward", 1);
+    b.describe("the SORE runs a PRUNE_B (else a PRUNE_F)");
     let p_lines = b.reg("prune_lines", 16);
     let p_read = b.reg("prune_read", 16);
     b.describe("w16 lines read so far (one k of the cout block each)");
@@ -1119,7 +1131,10 @@ fn system_top(
     let p_mask_pending = b.reg("prune_mask_pending", 1);
     let j_bits = index_bits(m);
     let p_j = b.reg("prune_mask_line", j_bits);
-    let p_reading = b.name("prune_reading", pf_busy.land(&p_read.lt(&p_lines)));
+    let p_reading = b.name(
+        "prune_reading",
+        all(&[pf_busy.clone(), p_backward.not(), p_read.lt(&p_lines)]),
+    );
     let s_out_valid = b.wire("sore_out_valid", 1);
     let last_j = b.name(
         "prune_last_mask_line",
@@ -1127,9 +1142,12 @@ fn system_top(
     );
     let writing_mask = b.name("prune_writing_mask", pf_busy.land(&p_mask_pending));
     let mask_k = b.name("prune_mask_k", p_group.add(&p_j.zext(16)));
+    let pb_finish = b.wire("prune_b_finish", 1);
     b.drive(
         "prune_finish",
-        writing_mask.land(&mask_k.eq(&p_lines.sub(&lit(1, 16)))),
+        writing_mask
+            .land(&mask_k.eq(&p_lines.sub(&lit(1, 16))))
+            .lor(&pb_finish),
     );
     let ph = |lo: u32| pf_head.slice(lo, 16);
     b.comment("PRUNE_F feeder: one w16 line (one k, every cout of the block) per cycle into the");
@@ -1165,7 +1183,7 @@ fn system_top(
                 when(
                     pf_busy.land(&s_out_valid),
                     vec![
-                        set(&p_mask_pending, Expr::bit(true)),
+                        set(&p_mask_pending, p_backward.not()),
                         set(&p_j, Expr::zero(j_bits)),
                         set(&p_wgt_line, p_wgt_line.add(&lit(1, 16))),
                     ],
@@ -1179,10 +1197,14 @@ fn system_top(
                         set(&p_group, Expr::zero(16)),
                         set(&p_wgt_line, Expr::zero(16)),
                         set(&p_mask_pending, Expr::bit(false)),
+                        set(&p_backward, pf_head.bit_at(16 * 7)),
                         set(&p_w16, ph(0)),
                         set(&p_lines, ph(16)),
-                        set(&p_wgt, ph(32)),
-                        set(&p_mask, ph(48)),
+                        set(&p_wgt, Expr::mux(&pf_head.bit_at(16 * 7), &ph(64), &ph(32))),
+                        set(
+                            &p_mask,
+                            Expr::mux(&pf_head.bit_at(16 * 7), &ph(16), &ph(48)),
+                        ),
                         set(&pf_sig, pf_signal.clone()),
                     ],
                 ),
@@ -1194,16 +1216,224 @@ fn system_top(
         addr: at(&p_w16, &p_read, Buf::W16),
         data: None,
     });
+
+    // PRUNE_B: M_B along Cout of W16 (x) M_F for one k block. The SORE's lanes are the block's
+    // `cols` k's and its stream is the couts, so the (k, cout block) lines go through a
+    // cols x cols register transposer. Block b's line j (k = j, one value per cout lane) is
+    // written as row j when b is even and as column j when b is odd; cout c is then read as
+    // column c (b even) or row c (b odd). Reading cout c of block b frees exactly the row or
+    // column that line c of block b + 1 is written into in the same cycle, so one bank of
+    // registers streams one cout per cycle with no gap between blocks.
+    let pb_blocks = b.reg("prune_b_blocks", 16);
+    let pb_stride = b.reg("prune_b_stride", 16);
+    let cj_bits = index_bits(cols);
+    let last_cj = lit(u64::from(cols - 1), cj_bits);
+    let pb_rj = b.reg("prune_b_read_line", cj_bits);
+    b.describe("line (k) of the block being read");
+    let pb_rblock = b.reg("prune_b_read_block", 16);
+    let pb_rbase = b.reg("prune_b_read_base", 16);
+    b.describe("rblock * stride: the block's first line");
+    let pb_wv = b.reg("prune_b_write_valid", 1);
+    b.describe("the line read last cycle is in the w16 and mask read registers");
+    let pb_wj = b.reg("prune_b_write_line", cj_bits);
+    let pb_wcol = b.reg("prune_b_write_columns", 1);
+    b.describe("the block being written goes into columns (odd block) rather than rows");
+    let pb_wblock = b.reg("prune_b_written_blocks", 16);
+    let pb_qj = b.reg("prune_b_cout", cj_bits);
+    b.describe("cout (within its block) streamed next");
+    let pb_qblock = b.reg("prune_b_cout_block", 16);
+    let pb_qcol = b.reg("prune_b_read_rows", 1);
+    b.describe("the block being streamed was written into columns, so its couts are rows");
+    let pb_pos = b.reg("prune_b_position", j_bits);
+    b.describe("position of the next streamed cout in its group of M");
+    let pb_sdone = b.reg("prune_b_streamed", 1);
+    b.describe("every group (the couts, then zero padding to a whole group) has been streamed");
+    let pb_svalid = b.reg("prune_b_sore_valid", 1);
+    let pb_value: Vec<Expr> = (0..cols)
+        .map(|j| b.reg(&format!("prune_b_value{j}"), 16))
+        .collect();
+    let tr: Vec<Vec<Expr>> = (0..cols)
+        .map(|i| {
+            (0..cols)
+                .map(|j| b.reg(&format!("transposer_r{i}_c{j}"), 16))
+                .collect()
+        })
+        .collect();
+    let pb_active = b.name("prune_b_active", pf_busy.land(&p_backward));
+    let pb_reading = b.name("prune_b_reading", pb_active.land(&pb_rblock.ne(&pb_blocks)));
+    let pb_stream = b.name(
+        "prune_b_streaming",
+        all(&[
+            pb_active.clone(),
+            pb_sdone.not(),
+            pb_wblock.ne(&Expr::zero(16)),
+        ]),
+    );
+    let pb_real = b.name("prune_b_real_cout", pb_qblock.ne(&pb_blocks));
+    let pb_last_real = b.name(
+        "prune_b_last_real_cout",
+        pb_qblock
+            .eq(&pb_blocks.sub(&lit(1, 16)))
+            .land(&pb_qj.eq(&last_cj)),
+    );
+    let last_pos = pb_pos.eq(&lit(u64::from(m - 1), j_bits));
+    b.drive(
+        "prune_b_finish",
+        all(&[
+            pb_active.clone(),
+            s_out_valid.clone(),
+            pb_sdone.clone(),
+            pb_svalid.not(),
+        ]),
+    );
+    // W16 (x) M_F of the line in the read registers, lane c = cout c.
+    let masked: Vec<Expr> = (0..cols)
+        .map(|c| {
+            let v = rdata_of(Buf::W16).slice(c * 16, 16);
+            b.name(
+                &format!("prune_b_masked{c}"),
+                Expr::mux(&rdata_of(Buf::Mask).bit_at(c), &v, &Expr::zero(16)),
+            )
+        })
+        .collect();
+    let mut tr_stmts = Vec::new();
+    for i in 0..cols {
+        for j in 0..cols {
+            let as_row = pb_wcol.not().land(&pb_wj.eq(&lit(u64::from(i), cj_bits)));
+            let as_col = pb_wcol.land(&pb_wj.eq(&lit(u64::from(j), cj_bits)));
+            tr_stmts.push(when(
+                pb_wv.land(&as_row.lor(&as_col)),
+                vec![set(
+                    &tr[i as usize][j as usize],
+                    Expr::mux(&pb_wcol, &masked[i as usize], &masked[j as usize]),
+                )],
+            ));
+        }
+    }
+    for j in 0..cols as usize {
+        let column = Expr::select(&pb_qj, &tr[j]);
+        let row = Expr::select(&pb_qj, &tr.iter().map(|r| r[j].clone()).collect::<Vec<_>>());
+        let v = Expr::mux(&pb_qcol, &row, &column);
+        tr_stmts.push(when(
+            pb_stream.clone(),
+            vec![set(&pb_value[j], Expr::mux(&pb_real, &v, &Expr::zero(16)))],
+        ));
+    }
+    b.comment("PRUNE_B feeder: w16 and mask lines of each cout block into the transposer, one");
+    b.comment(
+        "cout (every k of the block) per cycle into the SORE, zero couts up to a whole group.",
+    );
+    b.clocked(&clk, tr_stmts);
+    let ph_b = |lo: u32| pf_head.slice(lo, 16);
+    // Steps a line-within-block counter (0 .. cols-1); `on_wrap` runs as a block ends.
+    let next_in_block = |j: &Expr, mut on_wrap: Vec<Stmt>| {
+        on_wrap.insert(0, set(j, Expr::zero(cj_bits)));
+        when_else(
+            j.eq(&last_cj),
+            on_wrap,
+            vec![set(j, j.add(&lit(1, cj_bits)))],
+        )
+    };
+    b.clocked(
+        &clk,
+        vec![when_else(
+            rst.clone(),
+            vec![
+                set(&pb_wv, Expr::bit(false)),
+                set(&pb_svalid, Expr::bit(false)),
+            ],
+            vec![
+                set(&pb_wv, pb_reading.clone()),
+                set(&pb_svalid, pb_stream.clone()),
+                when(
+                    pb_reading.clone(),
+                    vec![next_in_block(
+                        &pb_rj,
+                        vec![
+                            set(&pb_rblock, pb_rblock.add(&lit(1, 16))),
+                            set(&pb_rbase, pb_rbase.add(&pb_stride)),
+                        ],
+                    )],
+                ),
+                when(
+                    pb_wv.clone(),
+                    vec![next_in_block(
+                        &pb_wj,
+                        vec![
+                            set(&pb_wcol, pb_wcol.not()),
+                            set(&pb_wblock, pb_wblock.add(&lit(1, 16))),
+                        ],
+                    )],
+                ),
+                when(
+                    pb_stream.clone(),
+                    vec![
+                        set(
+                            &pb_pos,
+                            Expr::mux(&last_pos, &Expr::zero(j_bits), &pb_pos.add(&lit(1, j_bits))),
+                        ),
+                        when(
+                            last_pos.land(&pb_real.not().lor(&pb_last_real)),
+                            vec![set(&pb_sdone, Expr::bit(true))],
+                        ),
+                        when(
+                            pb_real.clone(),
+                            vec![next_in_block(
+                                &pb_qj,
+                                vec![
+                                    set(&pb_qcol, pb_qcol.not()),
+                                    set(&pb_qblock, pb_qblock.add(&lit(1, 16))),
+                                ],
+                            )],
+                        ),
+                    ],
+                ),
+                when(
+                    pf_start.clone(),
+                    vec![
+                        set(&pb_blocks, ph_b(48)),
+                        set(&pb_stride, ph_b(32)),
+                        set(&pb_rj, Expr::zero(cj_bits)),
+                        set(&pb_rblock, Expr::zero(16)),
+                        set(&pb_rbase, Expr::zero(16)),
+                        set(&pb_wj, Expr::zero(cj_bits)),
+                        set(&pb_wcol, Expr::bit(false)),
+                        set(&pb_wblock, Expr::zero(16)),
+                        set(&pb_qj, Expr::zero(cj_bits)),
+                        set(&pb_qcol, Expr::bit(false)),
+                        set(&pb_qblock, Expr::zero(16)),
+                        set(&pb_pos, Expr::zero(j_bits)),
+                        set(&pb_sdone, Expr::bit(false)),
+                    ],
+                ),
+            ],
+        )],
+    );
+    let pb_line = b.name("prune_b_line", pb_rbase.add(&pb_rj.zext(16)));
+    for (buf, base) in [(Buf::W16, &p_w16), (Buf::Mask, &p_mask)] {
+        uses[buf.code() as usize].readers.push(PortUse {
+            en: pb_reading.clone(),
+            addr: at(base, &pb_line, buf),
+            data: None,
+        });
+    }
+    unused.push(pb_line.clone());
+
     let mut sconns: Vec<(String, Expr)> = vec![
         (sore::ports::CLOCK.into(), clk.clone()),
         (sore::ports::RESET.into(), rst.clone()),
-        (sore::ports::VALID.into(), p_valid.clone()),
+        (sore::ports::VALID.into(), p_valid.lor(&pb_svalid)),
         (sore::ports::OUT_VALID.into(), s_out_valid.clone()),
     ];
     let mut wgt_slots = Vec::new();
     let mut idx_all = Vec::new();
     for c in 0..cols {
-        sconns.push((sore::ports::value(c), rdata_of(Buf::W16).slice(c * 16, 16)));
+        let value = Expr::mux(
+            &p_backward,
+            &pb_value[c as usize],
+            &rdata_of(Buf::W16).slice(c * 16, 16),
+        );
+        sconns.push((sore::ports::value(c), value));
         let vals = b.wire(&format!("sore_values{c}"), n * 16);
         let idxs = b.wire(&format!("sore_indices{c}"), n * ib);
         sconns.push((sore::ports::values(c), vals.clone()));
