@@ -25,7 +25,7 @@ pub enum Family {
 }
 
 impl Family {
-    fn yosys_name(self) -> &'static str {
+    pub(crate) fn yosys_name(self) -> &'static str {
         match self {
             Family::Xc7 => "xc7",
             Family::Xcup => "xcup",
@@ -58,14 +58,7 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
     let r = &loaded.rendered;
     let mut progress = Progress::new(r.tops.len() + 1);
     let version = yosys::version()?;
-    let work = tempfile::Builder::new()
-        .prefix("coforge-estimate-")
-        .tempdir()
-        .context("cannot create a work folder for Yosys")?;
-    for (name, text) in &r.verilog {
-        std::fs::write(work.path().join(name), text)
-            .with_context(|| format!("cannot write {name} for Yosys"))?;
-    }
+    let work = yosys::work_folder("estimate", &r.verilog)?;
     let mut tops = Vec::new();
     let mut rows = vec![TABLE_HEADER.map(String::from).to_vec()];
     let mut csv = String::from("top,cell,count\n");

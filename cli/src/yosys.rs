@@ -49,6 +49,19 @@ pub fn version() -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// A temporary work folder (`coforge-<verb>-...`) holding the Verilog `files` for Yosys.
+pub fn work_folder(verb: &str, files: &[(String, String)]) -> anyhow::Result<tempfile::TempDir> {
+    let work = tempfile::Builder::new()
+        .prefix(&format!("coforge-{verb}-"))
+        .tempdir()
+        .context("cannot create a work folder for Yosys")?;
+    for (name, text) in files {
+        std::fs::write(work.path().join(name), text)
+            .with_context(|| format!("cannot write {name} for Yosys"))?;
+    }
+    Ok(work)
+}
+
 /// What Yosys found for one top.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Synthesis {
