@@ -134,6 +134,12 @@ impl EnginePlan {
         match &self.params {
             EngineParams::Stce(c) if c.fp_pipeline => None,
             EngineParams::Stce(c) => Some(axi::stce_wrapper(c, engine)),
+            EngineParams::Sore(p) => {
+                Some(axi::lane_wrapper(&axi::sore_engine(p, &self.top), engine))
+            }
+            EngineParams::Wuve(p) => {
+                Some(axi::lane_wrapper(&axi::wuve_engine(p, &self.top), engine))
+            }
             _ => None,
         }
     }
