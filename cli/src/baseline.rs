@@ -289,14 +289,7 @@ fn measure_resources(
     engine: &LoadedEngine,
     progress: &mut Progress,
 ) -> anyhow::Result<Vec<TopResources>> {
-    let work = tempfile::Builder::new()
-        .prefix("coforge-baseline-")
-        .tempdir()
-        .context("cannot create a work folder for Yosys")?;
-    for (name, text) in &engine.rendered.verilog {
-        std::fs::write(work.path().join(name), text)
-            .with_context(|| format!("cannot write {name} for Yosys"))?;
-    }
+    let work = yosys::work_folder("baseline", &engine.rendered.verilog)?;
     let mut out = Vec::new();
     for top in engine.rendered.tops.iter().filter(|t| t.wraps.is_none()) {
         let syn = yosys::synthesize(work.path(), &top.files, &top.name, FAMILY, true)?;

@@ -1,7 +1,8 @@
 //! `coforge estimate`: resource estimates of every top of a config from `yosys synth_xilinx
 //! -flatten`, counted by cell type (LUTs, flip-flops, DSPs, block RAMs, carries), with the longest
-//! topological path (`ltp -noff`: cells on the longest flip-flop-to-flip-flop path, a logic-depth
-//! proxy) so that regressions show, beside a Vivado script for users who have Vivado. These are
+//! topological path (`ltp -noff` with the Xilinx flip-flops left out of the selection, so that
+//! they cut paths: nodes on the longest register-to-register path, a logic-depth proxy, see
+//! `yosys::synthesize`) so that regressions show, beside a Vivado script for users who have Vivado. These are
 //! Yosys estimates, not Vivado results; `coforge vivado` writes the full Vivado flow.
 
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ pub enum Family {
 }
 
 impl Family {
-    fn yosys_name(self) -> &'static str {
+    pub(crate) fn yosys_name(self) -> &'static str {
         match self {
             Family::Xc7 => "xc7",
             Family::Xcup => "xcup",
@@ -57,14 +58,7 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
     let r = &loaded.rendered;
     let mut progress = Progress::new(r.tops.len() + 1);
     let version = yosys::version()?;
-    let work = tempfile::Builder::new()
-        .prefix("coforge-estimate-")
-        .tempdir()
-        .context("cannot create a work folder for Yosys")?;
-    for (name, text) in &r.verilog {
-        std::fs::write(work.path().join(name), text)
-            .with_context(|| format!("cannot write {name} for Yosys"))?;
-    }
+    let work = yosys::work_folder("estimate", &r.verilog)?;
     let mut tops = Vec::new();
     let mut rows = vec![TABLE_HEADER.map(String::from).to_vec()];
     let mut csv = String::from("top,cell,count\n");
@@ -129,7 +123,7 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
     }
     let report = json!({
         "note": "Yosys synth_xilinx -flatten estimates, counted by cell type; not Vivado results; \
-                 longest_path counts cells on the longest path of `ltp -noff` (flip-flops cut \
+                 longest_path counts nodes on the longest path of `ltp -noff` (Xilinx flip-flops cut \
                  paths), a logic-depth proxy, not a timing figure",
         "family": args.family.yosys_name(),
         "yosys_version": version,

@@ -16,10 +16,12 @@ mod mlp;
 mod output;
 mod report;
 mod schedule;
+mod sweep;
 mod tensor_io;
 mod train;
 mod verify;
 mod verify_dcnv2;
+mod verify_lanes;
 mod vivado;
 mod yosys;
 
@@ -65,6 +67,9 @@ enum Command {
     Schedule(schedule::ScheduleArgs),
     /// Differential campaign: N seeded random cases on an engine's RTL against the reference
     Campaign(campaign::CampaignArgs),
+    /// Design-space sweep: scheduler cycles, Yosys estimates (cached) and optional co-simulation per
+    /// point of a grid, sharded for job arrays; `sweep merge` joins shards into a Pareto plot
+    Sweep(sweep::SweepArgs),
     /// The Verilator build cache: list, gc or clear it
     Cache(cache::CacheArgs),
 }
@@ -82,6 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Baseline(cmd) => baseline::run(cmd),
         Command::Schedule(args) => schedule::run(args),
         Command::Campaign(args) => campaign::run(args),
+        Command::Sweep(args) => sweep::run(args),
         Command::Cache(args) => cache::run(args),
     }
 }

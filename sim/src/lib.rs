@@ -149,7 +149,7 @@ pub use testbench::{Agent, Recorder, StreamSink, StreamSource};
 pub use tools::ToolVersion;
 pub use verilator::{
     BuildCache, BuildOptions, CacheEntry, EntryState, Removed, VerilatedLib, VerilatedModel,
-    Verilator, WaveOptions, XInitial, STALE_AFTER,
+    Verilator, WaveOptions, XInitial, STALE_AFTER, YOSYS_ESTIMATES_DIR,
 };
 
 /// The widest port supported. Wider buses should be split into several ports

@@ -30,6 +30,10 @@ use crate::{DesignSpec, SimError};
 /// A temporary directory untouched for this long belongs to a build that died.
 pub const STALE_AFTER: Duration = Duration::from_secs(3600);
 
+/// The folder of the cache directory that holds `coforge sweep`'s Yosys estimates (one JSON
+/// file per content hash). It is not a build: `list`, `gc` and `clear` leave it alone.
+pub const YOSYS_ESTIMATES_DIR: &str = "yosys";
+
 const STAMP: &str = "coforge.stamp";
 const STAMP_HEADER: &str = "coforge-sim cache entry 1";
 
@@ -463,7 +467,7 @@ impl BuildCache {
         };
         let mut out = Vec::new();
         for e in read.flatten() {
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) || e.file_name() == YOSYS_ESTIMATES_DIR {
                 continue;
             }
             out.push(self.describe(&e.path()));

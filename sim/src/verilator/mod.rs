@@ -20,7 +20,7 @@ mod ffi;
 mod model;
 mod shim;
 
-pub use cache::{BuildCache, CacheEntry, EntryState, Removed, STALE_AFTER};
+pub use cache::{BuildCache, CacheEntry, EntryState, Removed, STALE_AFTER, YOSYS_ESTIMATES_DIR};
 pub use ffi::VerilatedLib;
 pub use model::VerilatedModel;
 
