@@ -355,6 +355,12 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     if args.axi && args.sim.simulator != engine::SimulatorArg::Verilator {
         bail!("--axi runs closed loop, which needs --simulator verilator");
     }
+    if args.axi && cfg.fp_pipeline {
+        bail!(
+            "--axi: an STCE with fp_pipeline = true has no AXI wrapper (its stalls would move \
+             groups into other slots of the interleaved stream); run without --axi"
+        );
+    }
     let (operands, seed) = match (&args.a, &args.b) {
         (Some(pa), Some(pb)) => (Operands::read(cfg.dtype, pa, pb)?, None),
         _ => {
