@@ -92,6 +92,7 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
         let queued = match (instr, last_load) {
             (Instr::Load { buf, lines, .. }, Some((p_start, p_end, p_current)))
                 if engine == Engine::Dma
+                    && hw.system.read_requests > 1
                     && dispatch.max(p_start + 1).max(p_current) + 1 < p_end =>
             {
                 let at = dispatch.max(p_start + 1).max(p_current);
@@ -228,11 +229,15 @@ mod tests {
         let hw = Hardware::with_defaults(4, 4, 2, 8, |_| {});
         let t = simulate(&program(2), &hw).unwrap();
         let load = cost(&program(1)[0], &hw);
-        // The second load is queued behind the first (dispatched one fetch later, while the
-        // first awaits its data), so both pay the latency at once; each GEMM starts after its
-        // load's signal.
-        assert_eq!(t[1].start, t[0].start + FETCH_CYCLES);
-        assert_eq!(t[1].end, t[0].end + FETCH_CYCLES);
+        // One read request at a time: loads run back to back on the DMA.
+        assert_eq!(t[1].start, t[0].end + DISPATCH_CYCLES);
+        // Two: the second load is queued behind the first (dispatched one fetch later, while
+        // the first awaits its data), so both pay the latency at once.
+        let queued_hw = Hardware::with_defaults(4, 4, 2, 8, |s| s.read_requests = 2);
+        let q = simulate(&program(2), &queued_hw).unwrap();
+        assert_eq!(q[1].start, q[0].start + FETCH_CYCLES);
+        assert_eq!(q[1].end, q[0].end + FETCH_CYCLES);
+        // Each GEMM starts after its load's signal.
         assert!(t[2].start > t[0].end && t[3].start >= t[2].end);
         assert_eq!(t[0].end - t[0].start, load);
         assert_eq!(t[4].end, t[3].end);

@@ -67,7 +67,8 @@
 //! it; the scheduler adds dispatch ([`DISPATCH_CYCLES`]) and the token waits.
 //! - **DMA** (`Dma`: LOAD, STORE; one engine, so stores are serialized with everything on the
 //!   port, and loads with stores).
-//!   - Queued LOAD (outstanding reads): while a LOAD receives its data (its read request has
+//!   - Queued LOAD (outstanding reads, `[system] read_requests = 2`; the default 1 runs one
+//!     LOAD at a time): while a LOAD receives its data (its read request has
 //!     been accepted), the next instruction of the DMA, if it is a LOAD whose tokens are
 //!     available, is dispatched and issues its read request at once (not in the cycle the
 //!     current LOAD finishes; one LOAD queued at a time). The memory serves requests in order,

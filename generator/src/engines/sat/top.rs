@@ -746,6 +746,7 @@ fn system_top(
     b.drive(
         "dma_queue_load",
         all(&[
+            Expr::bit(sys.read_requests > 1),
             in_state(LOAD_DATA),
             rd_req_valid.not(),
             dma_next.not(),
