@@ -1,7 +1,8 @@
 //! `coforge estimate`: resource estimates of every top of a config from `yosys synth_xilinx
 //! -flatten`, counted by cell type (LUTs, flip-flops, DSPs, block RAMs, carries), with the longest
-//! topological path (`ltp -noff`: cells on the longest flip-flop-to-flip-flop path, a logic-depth
-//! proxy) so that regressions show, beside a Vivado script for users who have Vivado. These are
+//! topological path (`ltp -noff` with the Xilinx flip-flops left out of the selection, so that
+//! they cut paths: nodes on the longest register-to-register path, a logic-depth proxy, see
+//! `yosys::synthesize`) so that regressions show, beside a Vivado script for users who have Vivado. These are
 //! Yosys estimates, not Vivado results; `coforge vivado` writes the full Vivado flow.
 
 use std::collections::BTreeMap;
@@ -122,7 +123,7 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
     }
     let report = json!({
         "note": "Yosys synth_xilinx -flatten estimates, counted by cell type; not Vivado results; \
-                 longest_path counts cells on the longest path of `ltp -noff` (flip-flops cut \
+                 longest_path counts nodes on the longest path of `ltp -noff` (Xilinx flip-flops cut \
                  paths), a logic-depth proxy, not a timing figure",
         "family": args.family.yosys_name(),
         "yosys_version": version,

@@ -21,6 +21,7 @@ mod tensor_io;
 mod train;
 mod verify;
 mod verify_dcnv2;
+mod verify_lanes;
 mod vivado;
 mod yosys;
 

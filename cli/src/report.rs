@@ -65,6 +65,38 @@ pub struct VerifyReport {
     /// With `--axi`: the same GEMM through the engine's AXI wrapper; `null` without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub axi: Option<AxiReport>,
+    /// With `--axi` on a training config: a SORE and a WUVE job through their AXI wrappers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub axi_lanes: Vec<LaneAxiReport>,
+}
+
+/// `coforge verify --axi` on a training config: one job on a lane engine (SORE, WUVE), bare and
+/// through its AXI wrapper.
+#[derive(Clone, Debug, Serialize)]
+pub struct LaneAxiReport {
+    /// The wrapper's module name.
+    pub top: String,
+    /// What ran, e.g. `prune 9 x 16 along axis 1 (18 groups)`.
+    pub job: String,
+    pub stall_rate: f64,
+    pub stall_seed: u64,
+    /// The wrapper's results equal the bare engine's, bit for bit.
+    pub same_bits_as_bare: bool,
+    /// Result elements (values, indices and mask; w32 and w16) whose bits differ.
+    pub differ_from_bare: usize,
+    /// Measured: from the cycle the first beat was taken to the cycle the last result beat was
+    /// taken, both counted.
+    pub cycles: u64,
+    /// The engine's cycle model plus the wrapper's fixed latency, for a run without stalls.
+    pub estimated_cycles: u64,
+    /// Measured on the bare engine: first input taken to last `out_valid`.
+    pub bare_cycles: u64,
+    /// Cycles without an input beat taken between the first beat and the last.
+    pub input_stall_cycles: u64,
+    /// The wrapper's CYCLES register.
+    pub wrapper_busy_cycles: u64,
+    /// The wrapper's OUT_STALLS register.
+    pub output_stall_cycles: u64,
 }
 
 /// `coforge verify --axi`: the GEMM through the AXI wrapper (`<top>_axi`) with AXI bus models.

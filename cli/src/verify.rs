@@ -355,6 +355,12 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     if args.axi && args.sim.simulator != engine::SimulatorArg::Verilator {
         bail!("--axi runs closed loop, which needs --simulator verilator");
     }
+    if args.axi && cfg.fp_pipeline {
+        bail!(
+            "--axi: an STCE with fp_pipeline = true has no AXI wrapper (its stalls would move \
+             groups into other slots of the interleaved stream); run without --axi"
+        );
+    }
     let (operands, seed) = match (&args.a, &args.b) {
         (Some(pa), Some(pb)) => (Operands::read(cfg.dtype, pa, pb)?, None),
         _ => {
@@ -421,6 +427,22 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let axi_lanes = if args.axi {
+        let stalls = Stalls {
+            rate: args.stall_rate.unwrap_or(0.0),
+            seed: args.seed,
+        };
+        let lanes = crate::verify_lanes::run(&engine, stalls)?;
+        for r in &lanes {
+            progress.step(&format!(
+                "through {}: {}: {} cycles at stall rate {} ({} without the wrapper)",
+                r.top, r.job, r.cycles, r.stall_rate, r.bare_cycles
+            ));
+        }
+        lanes
+    } else {
+        Vec::new()
+    };
 
     let waves = waves_window
         .as_ref()
@@ -451,6 +473,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         waves,
         waves_window,
         axi: axi_report,
+        axi_lanes,
     };
     out.write_json("report.json", &report)?;
     out.add("config.json", engine.config.resolved_json().into_bytes());
@@ -518,8 +541,29 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             stats.cycles
         );
     }
+    for a in &report.axi_lanes {
+        println!(
+            "{}: through {} ({}) at stall rate {}: {} cycles (estimated {} without stalls), bare engine {} cycles",
+            if a.same_bits_as_bare { "SAME BITS" } else { "DIFFERENT BITS" },
+            a.top,
+            a.job,
+            a.stall_rate,
+            a.cycles,
+            a.estimated_cycles,
+            a.bare_cycles
+        );
+    }
     if let Some(first) = &c.first_mismatch {
         bail!("{first}; see mismatch.svg in {}", args.out.display());
+    }
+    if let Some(a) = report.axi_lanes.iter().find(|a| !a.same_bits_as_bare) {
+        bail!(
+            "the AXI wrapper {} gave different bits from the bare engine ({} elements differ \
+             in {}); report.json has the details",
+            a.top,
+            a.differ_from_bare,
+            a.job
+        );
     }
     if let Some(a) = report.axi.as_ref().filter(|a| !a.same_bits_as_bare) {
         bail!(

@@ -69,8 +69,9 @@ pub struct Synthesis {
     pub cells: BTreeMap<String, u64>,
     /// Cells by summary class ([`CLASSES`]).
     pub summary: BTreeMap<String, u64>,
-    /// Cells on the longest topological path (`ltp -noff`: flip-flops cut paths; LUTs, carries,
-    /// DSPs and I/O buffers count one each). A logic-depth proxy, not a timing figure.
+    /// Nodes on the longest topological path (`ltp -noff`, with Xilinx flip-flops, shift
+    /// registers and block RAMs left out so that they cut paths; LUTs, carries, DSPs and I/O
+    /// buffers count one each). A logic-depth proxy, not a timing figure.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub longest_path: Option<u64>,
 }
@@ -90,7 +91,12 @@ pub fn synthesize(
     if longest_path {
         // DSP48 accumulators feed back through the DSP cell, which ltp reports as a loop per bit
         // (and breaks); the warnings alone would be megabytes.
-        script += "; logger -nowarn \"Detected loop\"; tee -q -o ltp.txt ltp -noff";
+        // `ltp -noff` cuts paths only at Yosys's internal flip-flop types; after synth_xilinx
+        // the flip-flops are FDRE/FDSE cells (and shift registers SRL*, block RAMs RAMB*), which
+        // it would walk through as if they were logic. They are left out of the selection, so
+        // they cut paths as a register does.
+        script += "; logger -nowarn \"Detected loop\"; \
+                   tee -q -o ltp.txt ltp -noff t:FD* t:SRL* t:RAMB* %u %u %n";
     }
     let out = Command::new(binary())
         .args(["-q", "-p", &script])

@@ -51,3 +51,31 @@ fn bad_axi_options_are_refused() {
     );
     assert!(is_empty_or_missing(&c.path("out")));
 }
+
+#[test]
+fn verify_axi_on_a_training_config_runs_the_sore_and_wuve_wrappers_too() {
+    let c = Case::new(
+        "[stce]\nrows = 2\ncols = 2\ndtype = \"fp16\"\nn = 2\nm = 4\n\
+         [train]\nsore_lanes = 3\nwuve_lanes = 2\n",
+    );
+    let o = c.verify(&["--shape", "3x8x2", "--axi", "--stall-rate", "0.3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = c.report();
+    let lanes = r["axi_lanes"].as_array().expect("an axi_lanes section");
+    let tops: Vec<&str> = lanes.iter().map(|l| l["top"].as_str().unwrap()).collect();
+    assert_eq!(tops, ["sore_top_axi", "wuve_top_axi"]);
+    for l in lanes {
+        assert_eq!(l["same_bits_as_bare"], true, "{l}");
+        assert_eq!(l["differ_from_bare"], 0, "{l}");
+        let (wrapped, bare) = (
+            l["cycles"].as_u64().unwrap(),
+            l["bare_cycles"].as_u64().unwrap(),
+        );
+        assert!(wrapped > bare, "{l}");
+    }
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("SAME BITS: through wuve_top_axi"),
+        "{stdout}"
+    );
+}

@@ -7,14 +7,18 @@
 //! The groups are the same as the bare engine's ([`stce::group_words`]), so the bits must be the
 //! same too; only the cycles change with the stalls.
 
+use crate::sore::{PruneJob, Pruned};
 use crate::stce::{self, CycleStats, GemmJob, GemmRun, GroupWords};
+use crate::wuve::{UpdateJob, Updated};
 use crate::DriverError;
 use coforge_generator::config::StceConfig;
-use coforge_generator::engines::axi::{self as rtl_axi, ports, stce_regs};
+use coforge_generator::engines::axi::{self as rtl_axi, ports, regs, LaneEngine};
+use coforge_generator::engines::sore::SoreParams;
 use coforge_generator::engines::stce as rtl_stce;
+use coforge_generator::engines::wuve::WuveParams;
 use coforge_sim::axi::{AxiLiteMaster, AxisChecker, AxisSink, AxisSource, ResetPin};
 use coforge_sim::{Agent, Pins, VerilatedModel};
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2, Axis};
 
 /// Cycles `aresetn` is held low (Xilinx's minimum for AXI IP).
 pub const RESET_CYCLES: u64 = 16;
@@ -112,12 +116,7 @@ pub fn run_watched(
     stalls: Stalls,
     watcher: Option<&mut dyn Agent>,
 ) -> Result<AxiGemmRun, DriverError> {
-    if !(0.0..1.0).contains(&stalls.rate) {
-        return Err(DriverError::Input(format!(
-            "a stall rate of {} is outside [0, 1)",
-            stalls.rate
-        )));
-    }
+    check_rate(stalls)?;
     let tiling = stce::tiling(cfg, job)?;
     let pins: &Pins = model.pins();
     let mut source =
@@ -127,14 +126,6 @@ pub fn run_watched(
     let mut sink = AxisSink::new(pins, ports::STCE_OUT)?
         .with_stalls(stalls.rate, stalls.seed ^ 0x5eed_f0a1_1000)?
         .expect(expected);
-    let reset = ResetPin {
-        port: pins.input(ports::RESET_N)?,
-        active_low: true,
-    };
-    // The wrapper's outputs are defined from the second cycle of reset (its reset register).
-    let mut check_in = AxisChecker::new(pins, ports::STCE_IN)?.with_reset(reset, 1);
-    let mut check_out = AxisChecker::new(pins, ports::STCE_OUT)?.with_reset(reset, 1);
-    let mut lite = AxiLiteMaster::new(pins, ports::CTRL)?;
 
     let mut group = GroupWords::default();
     let mut words = Vec::new();
@@ -148,16 +139,6 @@ pub fn run_watched(
         }
     }
 
-    model.set(reset.port, 0);
-    let mut idle = Idle;
-    let watcher: &mut dyn Agent = match watcher {
-        Some(w) => w,
-        None => &mut idle,
-    };
-    for _ in 0..RESET_CYCLES {
-        model.cycle_with(&mut [&mut check_in, &mut check_out, watcher])?;
-    }
-    model.set(reset.port, 1);
     let estimated_cycles = rtl_stce::estimated_cycles(
         cfg,
         tiling.out_rows,
@@ -165,42 +146,14 @@ pub fn run_watched(
         tiling.out_cols,
         tiling.sparse,
     ) + rtl_axi::STCE_EXTRA_CYCLES;
-    // A generous bound: every beat may wait for many stall cycles.
-    let limit = 64 * (estimated_cycles + source.len() as u64 + expected as u64) + 1000;
-    model.run_until_done(
-        &mut [
-            &mut source,
-            &mut sink,
-            &mut check_in,
-            &mut check_out,
-            watcher,
-        ],
-        limit,
+    let (counters, beats_in, beats_out) = drive(
+        model,
+        &mut source,
+        &mut sink,
+        &[],
+        (estimated_cycles, expected),
+        watcher,
     )?;
-    check_in.check()?;
-    check_out.check()?;
-
-    for addr in [
-        stce_regs::STATUS,
-        stce_regs::CYCLES,
-        stce_regs::GROUPS,
-        stce_regs::ROWS,
-        stce_regs::OUT_STALLS,
-        stce_regs::INFO,
-    ] {
-        lite.read(addr);
-    }
-    model.run_until_done(&mut [&mut lite, watcher], 1000)?;
-    lite.check()?;
-    let reads: Vec<u32> = lite.reads().iter().map(|&(_, d)| d).collect();
-    let counters = WrapperCounters {
-        status: reads[0],
-        cycles_busy: reads[1],
-        groups: reads[2],
-        rows: reads[3],
-        out_stalls: reads[4],
-        info: reads[5],
-    };
     if counters.status & 0b110 != 0 {
         return Err(DriverError::Unsupported(format!(
             "the AXI wrapper raised an error flag: STATUS = {:#x} (bit 1 overflow, bit 2 row order)",
@@ -254,7 +207,302 @@ pub fn run_watched(
             },
         },
         counters,
-        beats_in: check_in.beats(),
-        beats_out: check_out.beats(),
+        beats_in,
+        beats_out,
     })
+}
+
+/// Resets the wrapper (`aresetn` low for [`RESET_CYCLES`]), writes `writes` over AXI4-Lite,
+/// runs `source` and `sink` to the end with protocol checkers on both streams (and `watcher`),
+/// then reads the common registers. Returns them and the beats each checker saw.
+fn drive(
+    model: &mut VerilatedModel,
+    source: &mut AxisSource,
+    sink: &mut AxisSink,
+    writes: &[(u64, u32)],
+    (estimated_cycles, expected): (u64, usize),
+    watcher: Option<&mut dyn Agent>,
+) -> Result<(WrapperCounters, u64, u64), DriverError> {
+    let pins: &Pins = model.pins();
+    let reset = ResetPin {
+        port: pins.input(ports::RESET_N)?,
+        active_low: true,
+    };
+    // The wrapper's outputs are defined from the second cycle of reset (its reset register).
+    let mut check_in = AxisChecker::new(pins, ports::IN)?.with_reset(reset, 1);
+    let mut check_out = AxisChecker::new(pins, ports::OUT)?.with_reset(reset, 1);
+    let mut lite = AxiLiteMaster::new(pins, ports::CTRL)?;
+    let mut idle = Idle;
+    let watcher: &mut dyn Agent = match watcher {
+        Some(w) => w,
+        None => &mut idle,
+    };
+    model.set(reset.port, 0);
+    for _ in 0..RESET_CYCLES {
+        model.cycle_with(&mut [&mut check_in, &mut check_out, watcher])?;
+    }
+    model.set(reset.port, 1);
+    for &(addr, data) in writes {
+        lite.write(addr, data);
+    }
+    model.run_until_done(&mut [&mut lite, watcher], 1000)?;
+    // A generous bound: every beat may wait for many stall cycles.
+    let limit = 64 * (estimated_cycles + (source.len() + expected) as u64) + 1000;
+    model.run_until_done(
+        &mut [source, sink, &mut check_in, &mut check_out, watcher],
+        limit,
+    )?;
+    check_in.check()?;
+    check_out.check()?;
+    for addr in [
+        regs::STATUS,
+        regs::CYCLES,
+        regs::BEATS_IN,
+        regs::BEATS_OUT,
+        regs::OUT_STALLS,
+        regs::INFO,
+    ] {
+        lite.read(addr);
+    }
+    model.run_until_done(&mut [&mut lite, watcher], 1000)?;
+    lite.check()?;
+    let reads: Vec<u32> = lite.reads().iter().map(|&(_, d)| d).collect();
+    let counters = WrapperCounters {
+        status: reads[0],
+        cycles_busy: reads[1],
+        groups: reads[2],
+        rows: reads[3],
+        out_stalls: reads[4],
+        info: reads[5],
+    };
+    Ok((counters, check_in.beats(), check_out.beats()))
+}
+
+/// One beat into a lane wrapper: per lane, its fields' values (little-endian words each, in
+/// the order of `LaneEngine::inputs`), or `None` for a null lane (`TKEEP` low on its bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaneBeat {
+    pub lanes: Vec<Option<Vec<Vec<u32>>>>,
+    pub last: bool,
+}
+
+/// What came out of a lane wrapper.
+#[derive(Clone, Debug)]
+pub struct LaneRun {
+    /// Per result beat, per lane, its fields (in the order of `LaneEngine::outputs`), or `None`
+    /// for a null lane.
+    pub results: Vec<Vec<Option<Vec<Vec<u32>>>>>,
+    /// `TLAST` of every result beat.
+    pub lasts: Vec<bool>,
+    /// Measured: from the cycle the first beat was taken to the cycle the last result was
+    /// taken, both counted.
+    pub cycles: u64,
+    /// Input cycles without a beat taken between the first and the last.
+    pub bubbles: u64,
+    pub counters: WrapperCounters,
+    pub beats_in: u64,
+    pub beats_out: u64,
+}
+
+/// Copies `width` bits of `words` from bit `lo` on, as little-endian words.
+fn take_bits(words: &[u32], lo: u32, width: u32) -> Vec<u32> {
+    (0..width.div_ceil(32))
+        .map(|i| get_bits(words, lo + 32 * i, (width - 32 * i).min(32)))
+        .collect()
+}
+
+/// Runs `beats` through a fresh-from-reset `model` of the wrapper of the lane engine `e`, with
+/// `params` written into its parameter registers first, and `stalls` on both streams;
+/// `engine_estimate` is the engine's own cycle model of the job, for the run's time limit.
+pub fn run_lanes(
+    model: &mut VerilatedModel,
+    e: &LaneEngine,
+    beats: &[LaneBeat],
+    params: &[u32],
+    stalls: Stalls,
+    engine_estimate: u64,
+) -> Result<LaneRun, DriverError> {
+    check_rate(stalls)?;
+    if params.len() != e.params.len() {
+        return Err(DriverError::Input(format!(
+            "the {} wrapper has {} parameter registers, {} values given",
+            e.kind,
+            e.params.len(),
+            params.len()
+        )));
+    }
+    let (inl, outl) = (e.in_layout(), e.out_layout());
+    let pins: &Pins = model.pins();
+    let mut source = AxisSource::new(pins, ports::IN)?.with_stalls(stalls.rate, stalls.seed)?;
+    let results = beats
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (i + 1) % e.beats_per_result as usize == 0);
+    let expected = results.count();
+    let mut sink = AxisSink::new(pins, ports::OUT)?
+        .with_stalls(stalls.rate, stalls.seed ^ 0x5eed_f0a1_1000)?
+        .expect(expected);
+    let mut words = Vec::new();
+    let mut keep = Vec::new();
+    for beat in beats {
+        words.clear();
+        words.resize(inl.data_bits().div_ceil(32) as usize, 0);
+        keep.clear();
+        keep.resize(inl.keep_bits().div_ceil(32) as usize, 0);
+        for (l, lane) in beat.lanes.iter().enumerate() {
+            let l = l as u32;
+            let Some(fields) = lane else { continue };
+            for (f, value) in fields.iter().enumerate() {
+                put_bits(&mut words, inl.lo(l, f), value, inl.fields[f].1);
+            }
+            let all = [u32::MAX; 4];
+            put_bits(&mut keep, l * inl.slot_bytes, &all, inl.slot_bytes);
+        }
+        source.push_kept(&words, &keep, beat.last)?;
+    }
+    let writes: Vec<(u64, u32)> = params
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (regs::PARAMS + 4 * i as u64, v))
+        .collect();
+    let estimated = engine_estimate + rtl_axi::LANE_EXTRA_CYCLES;
+    let (counters, beats_in, beats_out) = drive(
+        model,
+        &mut source,
+        &mut sink,
+        &writes,
+        (estimated, expected),
+        None,
+    )?;
+    if counters.status & 0b10110 != 0 {
+        return Err(DriverError::Unsupported(format!(
+            "the {} AXI wrapper raised an error flag: STATUS = {:#x} (bit 1 overflow, bit 2 \
+             result order, bit 4 TLAST inside a group)",
+            e.kind, counters.status
+        )));
+    }
+    let mut out = Vec::with_capacity(sink.len());
+    for i in 0..sink.len() {
+        let (data, keep) = (sink.beat(i), sink.keep(i));
+        let lanes = (0..e.lanes)
+            .map(|l| {
+                let kept = get_bits(keep, l * outl.slot_bytes, 1) == 1;
+                kept.then(|| {
+                    (0..e.outputs.len())
+                        .map(|f| take_bits(data, outl.lo(l, f), outl.fields[f].1))
+                        .collect()
+                })
+            })
+            .collect();
+        out.push(lanes);
+    }
+    let accepted = source.accepted_cycles();
+    let first_in = accepted.first().copied().unwrap_or(0);
+    let span_in = accepted.last().map_or(0, |last| last - first_in + 1);
+    let cycles = sink.cycles().last().map_or(0, |last| last - first_in + 1);
+    Ok(LaneRun {
+        results: out,
+        lasts: sink.lasts().to_vec(),
+        cycles,
+        bubbles: span_in - accepted.len() as u64,
+        counters,
+        beats_in,
+        beats_out,
+    })
+}
+
+fn check_rate(stalls: Stalls) -> Result<(), DriverError> {
+    if !(0.0..1.0).contains(&stalls.rate) {
+        return Err(DriverError::Input(format!(
+            "a stall rate of {} is outside [0, 1)",
+            stalls.rate
+        )));
+    }
+    Ok(())
+}
+
+/// [`crate::sore::prune`] through the SORE's AXI wrapper: round r's M beats carry the values of
+/// its groups (null lanes past the last group), `TLAST` on the job's last beat. `stats.cycles`
+/// is the wrapper run's measured span; `estimated_cycles` the unit's model plus
+/// [`rtl_axi::LANE_EXTRA_CYCLES`].
+pub fn prune(
+    model: &mut VerilatedModel,
+    p: &SoreParams,
+    top: &str,
+    w_bits: ArrayView2<u32>,
+    axis: Axis,
+    stalls: Stalls,
+) -> Result<(Pruned, LaneRun), DriverError> {
+    let (job, mut out) = PruneJob::new(p, w_bits, axis)?;
+    let e = rtl_axi::sore_engine(p, top);
+    let mut beats = Vec::with_capacity(job.rounds * job.m);
+    for r in 0..job.rounds {
+        for j in 0..job.m {
+            beats.push(LaneBeat {
+                lanes: (0..p.lanes as usize)
+                    .map(|l| job.value(w_bits, r, l, j).map(|v| vec![vec![v]]))
+                    .collect(),
+                last: r + 1 == job.rounds && j + 1 == job.m,
+            });
+        }
+    }
+    let run = run_lanes(model, &e, &beats, &[], stalls, out.stats.estimated_cycles)?;
+    job.extract(&mut out, |r, l| match &run.results[r][l] {
+        Some(f) => (&f[0][..], &f[1][..]),
+        None => (&[][..], &[][..]),
+    })?;
+    out.stats.cycles = run.cycles;
+    out.stats.bubbles = run.bubbles;
+    out.stats.estimated_cycles += rtl_axi::LANE_EXTRA_CYCLES;
+    Ok((out, run))
+}
+
+/// [`crate::wuve::update`] through the WUVE's AXI wrapper: `lr` and `lambda` written into its
+/// LR and LAMBDA registers, V elements per beat (null lanes past the last), `TLAST` on the last
+/// beat. Cycles as for [`prune`].
+#[allow(clippy::too_many_arguments)]
+pub fn update(
+    model: &mut VerilatedModel,
+    p: &WuveParams,
+    top: &str,
+    (w32, dw, keep): (ArrayView2<f32>, ArrayView2<f32>, ArrayView2<u8>),
+    lr: f32,
+    lambda: f32,
+    stalls: Stalls,
+) -> Result<(Updated, LaneRun), DriverError> {
+    let (job, mut out) = UpdateJob::new(p, w32, dw, keep)?;
+    let e = rtl_axi::wuve_engine(p, top);
+    let lanes = p.lanes as usize;
+    let rounds = job.elements().div_ceil(lanes);
+    let beats: Vec<LaneBeat> = (0..rounds)
+        .map(|c| LaneBeat {
+            lanes: (0..lanes)
+                .map(|l| {
+                    job.lane_input(c * lanes + l)
+                        .map(|(w, d, k)| vec![vec![w], vec![d], vec![k]])
+                })
+                .collect(),
+            last: c + 1 == rounds,
+        })
+        .collect();
+    let params = [lr.to_bits(), lambda.to_bits()];
+    let run = run_lanes(
+        model,
+        &e,
+        &beats,
+        &params,
+        stalls,
+        out.stats.estimated_cycles,
+    )?;
+    for (r, result) in run.results.iter().enumerate() {
+        for (l, lane) in result.iter().enumerate() {
+            if let Some(f) = lane {
+                job.place(&mut out, r * lanes + l, f[0][0], f[1][0]);
+            }
+        }
+    }
+    out.stats.cycles = run.cycles;
+    out.stats.bubbles = run.bubbles;
+    out.stats.estimated_cycles += rtl_axi::LANE_EXTRA_CYCLES;
+    Ok((out, run))
 }

@@ -72,6 +72,10 @@ pub struct RunStats {
     pub sim_cycles: u64,
     /// Busy cycles per engine (the top's counters).
     pub busy: BTreeMap<String, u64>,
+    /// Per engine, the sum of its instructions' `estimated_cycles` (an estimate, beside the
+    /// measured `busy`: with a memory that never stalls they differ only where the timing
+    /// model is wrong).
+    pub busy_estimated: BTreeMap<String, u64>,
     /// Beats the memory read and wrote.
     pub read_beats: u64,
     pub written_beats: u64,
@@ -225,6 +229,7 @@ impl SatSystem {
             // The cycle in which `done` was sampled high is not part of the run.
             sim_cycles: sim_cycles - 1,
             busy,
+            busy_estimated: estimate_busy(program, &self.geo, &self.sys),
             read_beats,
             written_beats,
             estimated_cycles: estimate_program(program, &self.geo, &self.sys),
@@ -239,6 +244,24 @@ pub fn estimate_program(program: &[Instr], geo: &Geometry, sys: &SystemConfig) -
         .iter()
         .map(|i| FETCH_CYCLES + DISPATCH_CYCLES + estimated_cycles(i, geo, sys))
         .sum()
+}
+
+/// Per engine, the sum of the estimated busy cycles of its instructions.
+pub fn estimate_busy(
+    program: &[Instr],
+    geo: &Geometry,
+    sys: &SystemConfig,
+) -> BTreeMap<String, u64> {
+    let mut busy: BTreeMap<String, u64> = Engine::ALL
+        .iter()
+        .map(|e| (e.name().to_string(), 0))
+        .collect();
+    for i in program {
+        if let Some(e) = i.engine() {
+            *busy.entry(e.name().to_string()).or_default() += estimated_cycles(i, geo, sys);
+        }
+    }
+    busy
 }
 
 /// Checks that the system can run `program` before anything is simulated: it fits the
@@ -556,6 +579,8 @@ pub struct LinearGemms {
     /// Pre-generation on the SORE (sparse training): the next M_F and FF operand.
     pub next: Option<NextOperand>,
     pub stats: RunStats,
+    /// The program that ran (for estimates of it, e.g. the scheduler's controller model).
+    pub program: Vec<Instr>,
 }
 
 /// What PRUNE_F made from the updated W16.
@@ -863,6 +888,7 @@ impl SatSystem {
                 }
             }),
             stats,
+            program,
         })
     }
 }

@@ -17,7 +17,7 @@
 
 use crate::{expect_shown, idle_captured, shown, DriverError, Gaps};
 use coforge_generator::engines::sore::{self, ports, MagnitudeRule, SoreParams};
-use coforge_sim::{DesignSpec, Simulator, Stimulus, Trace};
+use coforge_sim::{DesignSpec, Simulator, Stimulus};
 use ndarray::{Array2, ArrayView2, Axis};
 
 /// Cycle accounting of one pruning job.
@@ -64,7 +64,7 @@ fn port(stim: &Stimulus, name: &str) -> Result<usize, DriverError> {
 }
 
 /// Bits `[lo, lo + width)` of a little-endian word vector (width <= 32).
-fn field(words: &[u32], lo: u32, width: u32) -> u32 {
+pub(crate) fn field(words: &[u32], lo: u32, width: u32) -> u32 {
     let (w, off) = ((lo / 32) as usize, lo % 32);
     let mut v = u64::from(words.get(w).copied().unwrap_or(0)) >> off;
     if off + width > 32 {
@@ -98,84 +98,11 @@ pub fn prune_with_gaps(
     axis: Axis,
     gaps: Gaps,
 ) -> Result<Pruned, DriverError> {
-    p.validate().map_err(DriverError::Unsupported)?;
     let mut random_bubbles = gaps.start()?;
-    let (n, m, lanes) = (p.n as usize, p.m as usize, p.lanes as usize);
-    let ax = match axis.0 {
-        0 | 1 => axis.0,
-        a => {
-            return Err(DriverError::Shape(format!(
-                "axis {a} does not exist: a 2-D tensor is pruned along axis 0 or 1"
-            )))
-        }
-    };
-    let (rows, cols) = w_bits.dim();
-    let len = if ax == 0 { rows } else { cols };
-    let across = if ax == 0 { cols } else { rows };
-    if len % m != 0 {
-        return Err(DriverError::Shape(format!(
-            "axis {ax} has {len} entries, not a multiple of M = {m}; pad the tensor"
-        )));
-    }
-    let limit = if p.value_bits == 32 {
-        u32::MAX
-    } else {
-        (1u32 << p.value_bits) - 1
-    };
-    for ((r, c), &v) in w_bits.indexed_iter() {
-        if v > limit {
-            return Err(DriverError::Shape(format!(
-                "value {v:#x} at [{r}, {c}] does not fit {} bits",
-                p.value_bits
-            )));
-        }
-        if p.magnitude == MagnitudeRule::Fp16Bits && v & 0x7fff > 0x7c00 {
-            return Err(DriverError::Unsupported(format!(
-                "NaN ({v:#06x}) at [{r}, {c}]: N:M selection is defined for non-NaN values only"
-            )));
-        }
-    }
-
-    let per_line = len / m;
-    let groups = across * per_line;
-    // Element j of group k, and where kept entry t of group k goes in the compressed tensor.
-    let dense_at = |k: usize, j: usize| {
-        let (line, g) = (k / per_line, k % per_line);
-        if ax == 0 {
-            (g * m + j, line)
-        } else {
-            (line, g * m + j)
-        }
-    };
-    let packed_at = |k: usize, t: usize| {
-        let (line, g) = (k / per_line, k % per_line);
-        if ax == 0 {
-            (g * n + t, line)
-        } else {
-            (line, g * n + t)
-        }
-    };
-    let packed_dim = if ax == 0 {
-        (rows / m * n, cols)
-    } else {
-        (rows, cols / m * n)
-    };
-    let mut out = Pruned {
-        values: Array2::zeros(packed_dim),
-        indices: Array2::zeros(packed_dim),
-        mask: Array2::zeros((rows, cols)),
-        stats: PruneStats {
-            cycles: 0,
-            estimated_cycles: sore::estimated_cycles(p, groups as u64),
-            bubbles: 0,
-            groups: groups as u64,
-        },
-    };
-    if groups == 0 {
+    let (job, mut out) = PruneJob::new(p, w_bits, axis)?;
+    if job.groups == 0 {
         return Ok(out);
     }
-
-    let rounds = groups.div_ceil(lanes);
     let mut stim = Stimulus::try_new(spec)?;
     let reset = port(&stim, ports::RESET)?;
     let valid = port(&stim, ports::VALID)?;
@@ -192,8 +119,8 @@ pub fn prune_with_gaps(
     }
     stim.set_id(reset, &[0]);
     // Every cycle from the first value on is captured: selections are found by `out_valid`.
-    for r in 0..rounds {
-        for j in 0..m {
+    for r in 0..job.rounds {
+        for j in 0..job.m {
             if r + j > 0 {
                 let idle = random_bubbles.before_beat();
                 stim.set_id(valid, &[0]);
@@ -202,13 +129,7 @@ pub fn prune_with_gaps(
             }
             stim.set_id(valid, &[1]);
             for (l, &vp) in value_ports.iter().enumerate() {
-                let k = r * lanes + l;
-                let v = if k < groups {
-                    w_bits[dense_at(k, j)]
-                } else {
-                    0
-                };
-                stim.set_id(vp, &[v]);
+                stim.set_id(vp, &[job.value(w_bits, r, l, j).unwrap_or(0)]);
             }
             stim.step(true);
         }
@@ -220,55 +141,158 @@ pub fn prune_with_gaps(
     idle_captured(&mut stim, drain);
 
     let trace = sim.run(&stim)?;
-    extract(p, &trace, rounds, groups, &mut out, dense_at, packed_at)?;
-    Ok(out)
-}
-
-fn extract(
-    p: &SoreParams,
-    trace: &Trace,
-    rounds: usize,
-    groups: usize,
-    out: &mut Pruned,
-    dense_at: impl Fn(usize, usize) -> (usize, usize),
-    packed_at: impl Fn(usize, usize) -> (usize, usize),
-) -> Result<(), DriverError> {
-    let shown = shown(trace, ports::OUT_VALID)?;
-    expect_shown(&shown, rounds, "rounds of selections", trace.len())?;
+    let shown = shown(&trace, ports::OUT_VALID)?;
+    expect_shown(&shown, job.rounds, "rounds of selections", trace.len())?;
     out.stats.cycles = shown.last().map_or(0, |&last| last as u64 + 1);
     let out_port = |name: &str| {
         trace
             .port_id(name)
             .ok_or_else(|| DriverError::Unsupported(format!("the design has no output `{name}`")))
     };
-    let lanes = p.lanes as usize;
-    let (w, ib) = (p.value_bits, p.index_bits());
     let lane_ports = (0..p.lanes)
         .map(|l| Ok((out_port(&ports::values(l))?, out_port(&ports::indices(l))?)))
         .collect::<Result<Vec<_>, DriverError>>()?;
-    for (r, &capture) in shown.iter().enumerate() {
-        for (l, &(vp, ip)) in lane_ports.iter().enumerate() {
-            let k = r * lanes + l;
-            if k >= groups {
-                break;
+    job.extract(&mut out, |r, l| {
+        let (vp, ip) = lane_ports[l];
+        (trace.get_id(shown[r], vp), trace.get_id(shown[r], ip))
+    })?;
+    Ok(out)
+}
+
+/// One pruning job, checked: how its groups are dealt to the lanes (see the module docs), so
+/// that the bare unit and its AXI wrapper (`crate::axi`) are fed alike and read back alike.
+pub(crate) struct PruneJob {
+    p: SoreParams,
+    /// The pruned axis (0 or 1) and its number of groups per line.
+    ax: usize,
+    per_line: usize,
+    pub groups: usize,
+    pub rounds: usize,
+    pub m: usize,
+}
+
+impl PruneJob {
+    /// Checks the job (see [`prune`] for the errors) and makes its empty answer.
+    pub fn new(
+        p: &SoreParams,
+        w_bits: ArrayView2<u32>,
+        axis: Axis,
+    ) -> Result<(PruneJob, Pruned), DriverError> {
+        p.validate().map_err(DriverError::Unsupported)?;
+        let (n, m, lanes) = (p.n as usize, p.m as usize, p.lanes as usize);
+        let ax = match axis.0 {
+            0 | 1 => axis.0,
+            a => {
+                return Err(DriverError::Shape(format!(
+                    "axis {a} does not exist: a 2-D tensor is pruned along axis 0 or 1"
+                )))
             }
-            let (vals, idxs) = (trace.get_id(capture, vp), trace.get_id(capture, ip));
-            for t in 0..p.n {
-                let idx = field(idxs, t * ib, ib);
-                if idx >= p.m {
-                    return Err(DriverError::Unsupported(format!(
-                        "lane {l} returned index {idx} >= M = {} for group {k}",
-                        p.m
-                    )));
-                }
-                let at = packed_at(k, t as usize);
-                out.values[at] = field(vals, t * w, w);
-                out.indices[at] = idx as u8;
-                out.mask[dense_at(k, idx as usize)] = 1;
+        };
+        let (rows, cols) = w_bits.dim();
+        let len = if ax == 0 { rows } else { cols };
+        let across = if ax == 0 { cols } else { rows };
+        if len % m != 0 {
+            return Err(DriverError::Shape(format!(
+                "axis {ax} has {len} entries, not a multiple of M = {m}; pad the tensor"
+            )));
+        }
+        let limit = if p.value_bits == 32 {
+            u32::MAX
+        } else {
+            (1u32 << p.value_bits) - 1
+        };
+        for ((r, c), &v) in w_bits.indexed_iter() {
+            if v > limit {
+                return Err(DriverError::Shape(format!(
+                    "value {v:#x} at [{r}, {c}] does not fit {} bits",
+                    p.value_bits
+                )));
+            }
+            if p.magnitude == MagnitudeRule::Fp16Bits && v & 0x7fff > 0x7c00 {
+                return Err(DriverError::Unsupported(format!(
+                    "NaN ({v:#06x}) at [{r}, {c}]: N:M selection is defined for non-NaN values only"
+                )));
             }
         }
+        let per_line = len / m;
+        let groups = across * per_line;
+        let packed_dim = if ax == 0 {
+            (rows / m * n, cols)
+        } else {
+            (rows, cols / m * n)
+        };
+        let out = Pruned {
+            values: Array2::zeros(packed_dim),
+            indices: Array2::zeros(packed_dim),
+            mask: Array2::zeros((rows, cols)),
+            stats: PruneStats {
+                cycles: 0,
+                estimated_cycles: sore::estimated_cycles(p, groups as u64),
+                bubbles: 0,
+                groups: groups as u64,
+            },
+        };
+        let job = PruneJob {
+            p: *p,
+            ax,
+            per_line,
+            groups,
+            rounds: groups.div_ceil(lanes),
+            m,
+        };
+        Ok((job, out))
     }
-    Ok(())
+
+    /// Where element j of group k, or kept entry j of group k (`stride` N), sits.
+    fn at(&self, k: usize, j: usize, stride: usize) -> (usize, usize) {
+        let (line, g) = (k / self.per_line, k % self.per_line);
+        if self.ax == 0 {
+            (g * stride + j, line)
+        } else {
+            (line, g * stride + j)
+        }
+    }
+
+    /// The value lane `l` takes at position `j` of round `r`; `None` for a lane without a group
+    /// in that round.
+    pub fn value(&self, w_bits: ArrayView2<u32>, r: usize, l: usize, j: usize) -> Option<u32> {
+        let k = r * self.p.lanes as usize + l;
+        (k < self.groups).then(|| w_bits[self.at(k, j, self.m)])
+    }
+
+    /// Fills `out` from the selections: `selection(r, l)` is lane l's (values, indices) words of
+    /// round r.
+    pub fn extract<'a>(
+        &self,
+        out: &mut Pruned,
+        selection: impl Fn(usize, usize) -> (&'a [u32], &'a [u32]),
+    ) -> Result<(), DriverError> {
+        let p = &self.p;
+        let (w, ib) = (p.value_bits, p.index_bits());
+        for r in 0..self.rounds {
+            for l in 0..p.lanes as usize {
+                let k = r * p.lanes as usize + l;
+                if k >= self.groups {
+                    break;
+                }
+                let (vals, idxs) = selection(r, l);
+                for t in 0..p.n {
+                    let idx = field(idxs, t * ib, ib);
+                    if idx >= p.m {
+                        return Err(DriverError::Unsupported(format!(
+                            "lane {l} returned index {idx} >= M = {} for group {k}",
+                            p.m
+                        )));
+                    }
+                    let at = self.at(k, t as usize, p.n as usize);
+                    out.values[at] = field(vals, t * w, w);
+                    out.indices[at] = idx as u8;
+                    out.mask[self.at(k, idx as usize, self.m)] = 1;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

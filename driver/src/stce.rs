@@ -3,7 +3,9 @@
 //! The job is tiled into `rows x cols` output tiles (partial tiles are padded with zeros), and
 //! each tile streams its reduction groups. The driver only feeds: it keeps the engine's one
 //! input rule (a tile's last group at least [`stce::tile_spacing`] cycles after the previous
-//! one, see the protocol in `coforge_generator::engines::stce`) and may add random bubbles. The
+//! one, see the protocol in `coforge_generator::engines::stce`) and may add random bubbles. On
+//! an engine with several slots (the fp32 adder pipeline) cycle t is slot t mod slots's turn,
+//! and the driver deals the tiles to the slots as they free up. The
 //! results are whatever rows the engine shows with `out_valid`, in the order it shows them, and
 //! `cycles` is the span the simulation observed, from the first group taken to the last result
 //! row shown. The protocol's estimate stands beside it as `estimated_cycles`. Operands and
@@ -95,6 +97,9 @@ pub struct Schedule {
     tiling: Tiling,
     /// The first cycle after reset whose group the engine takes (counted in captures).
     first_group: usize,
+    /// The tiles (row tile, column tile) in the order their last groups went in: the order
+    /// the engine shows their results.
+    tile_order: Vec<(usize, usize)>,
     estimated_cycles: u64,
     bubbles: u64,
     effective_macs: u64,
@@ -289,12 +294,24 @@ pub fn schedule(
     stim.set_id(reset, &[0]);
 
     // Every cycle from here on is captured: the results are found by `out_valid`.
+    // Cycle t is slot t mod `slots`'s turn (`stce::slots`); a free slot takes the next tile of
+    // the grid (row-major) on its turn. With one slot this streams the tiles one after another.
     let spacing = stce::tile_spacing(cfg) as usize;
+    let slots = stce::slots(cfg) as usize;
+    let grid: Vec<(usize, usize)> = (0..tiling.row_tiles)
+        .flat_map(|tr| (0..tiling.col_tiles).map(move |tc| (tr, tc)))
+        .collect();
+    let mut dealt = 0;
+    // Per slot: the tile it works on and its next group.
+    let mut busy: Vec<Option<(usize, usize)>> = vec![None; slots];
+    let mut tile_order = Vec::with_capacity(grid.len());
     let mut cycle = 0usize;
     let mut first_group = None;
     let mut previous_last: Option<usize> = None;
     let mut bubbles = 0u64;
-    let bubble = |stim: &mut Stimulus, cycle: &mut usize| {
+    // Random bubbles still owed before the next group (drawn before every group but the first).
+    let mut owed: Option<u64> = None;
+    let bubble = |stim: &mut Stimulus, cycle: &mut usize, bubbles: &mut u64| {
         // The other inputs keep the previous group, with both flags set: a bubble must
         // ignore them all.
         stim.set_id(valid, &[0]);
@@ -302,45 +319,63 @@ pub fn schedule(
         stim.set_id(last, &[1]);
         stim.step(true);
         *cycle += 1;
+        *bubbles += 1;
     };
     let mut group = GroupWords::default();
-    for tr in 0..tiling.row_tiles {
-        for tc in 0..tiling.col_tiles {
-            for g in 0..tiling.groups {
-                let is_last = g + 1 == tiling.groups;
-                if first_group.is_some() {
-                    for _ in 0..random_bubbles.before_beat() {
-                        bubble(&mut stim, &mut cycle);
-                        bubbles += 1;
-                    }
-                }
-                while is_last && previous_last.is_some_and(|p| cycle - p < spacing) {
-                    bubble(&mut stim, &mut cycle);
-                    bubbles += 1;
-                }
-                stim.set_id(valid, &[1]);
-                stim.set_id(first, &[(g == 0) as u32]);
-                stim.set_id(last, &[is_last as u32]);
-                group_words(cfg, job, &tiling, (tr, tc, g), &mut group);
-                for (&p, w) in act_ports.iter().zip(&group.act) {
-                    stim.set_id(p, w);
-                }
-                for (&p, w) in wgt_ports.iter().zip(&group.wgt) {
-                    stim.set_id(p, w);
-                }
-                for (p, w) in idx_ports.iter().zip(&group.idx) {
-                    if let Some(p) = *p {
-                        stim.set_id(p, w);
-                    }
-                }
-                first_group.get_or_insert(cycle);
-                if is_last {
-                    previous_last = Some(cycle);
-                }
-                stim.step(true);
-                cycle += 1;
+    loop {
+        let slot = cycle % slots;
+        if busy[slot].is_none() && dealt < grid.len() {
+            busy[slot] = Some((dealt, 0));
+            dealt += 1;
+        }
+        let Some((tile, g)) = busy[slot] else {
+            if dealt == grid.len() && busy.iter().all(Option::is_none) {
+                break;
+            }
+            // A slot with no tile left to take.
+            bubble(&mut stim, &mut cycle, &mut bubbles);
+            continue;
+        };
+        if first_group.is_some() {
+            let n = owed.get_or_insert_with(|| random_bubbles.before_beat());
+            if *n > 0 {
+                *n -= 1;
+                bubble(&mut stim, &mut cycle, &mut bubbles);
+                continue;
             }
         }
+        let is_last = g + 1 == tiling.groups;
+        if is_last && previous_last.is_some_and(|p| cycle - p < spacing) {
+            bubble(&mut stim, &mut cycle, &mut bubbles);
+            continue;
+        }
+        owed = None;
+        stim.set_id(valid, &[1]);
+        stim.set_id(first, &[(g == 0) as u32]);
+        stim.set_id(last, &[is_last as u32]);
+        let (tr, tc) = grid[tile];
+        group_words(cfg, job, &tiling, (tr, tc, g), &mut group);
+        for (&p, w) in act_ports.iter().zip(&group.act) {
+            stim.set_id(p, w);
+        }
+        for (&p, w) in wgt_ports.iter().zip(&group.wgt) {
+            stim.set_id(p, w);
+        }
+        for (p, w) in idx_ports.iter().zip(&group.idx) {
+            if let Some(p) = *p {
+                stim.set_id(p, w);
+            }
+        }
+        first_group.get_or_insert(cycle);
+        if is_last {
+            previous_last = Some(cycle);
+            tile_order.push((tr, tc));
+            busy[slot] = None;
+        } else {
+            busy[slot] = Some((tile, g + 1));
+        }
+        stim.step(true);
+        cycle += 1;
     }
     stim.set_id(valid, &[0]);
     idle_captured(&mut stim, drain_cycles(cfg));
@@ -348,6 +383,7 @@ pub fn schedule(
     Ok(Schedule {
         stimulus: stim,
         first_group: first_group.unwrap_or(0),
+        tile_order,
         estimated_cycles,
         bubbles,
         effective_macs: (out_rows * out_cols * tiling.groups * n) as u64,
@@ -369,7 +405,8 @@ pub struct GemmRun {
 
 impl Schedule {
     /// Reassembles C from the rows the engine showed with `out_valid`: the i-th row shown is
-    /// row i mod rows of tile i / rows (tiles in input order, row-major over the tile grid).
+    /// row i mod rows of the (i / rows)-th tile whose last group went in (row-major over the
+    /// tile grid with one slot; with several, the slots' tiles interleave).
     pub fn extract(&self, trace: &Trace) -> Result<GemmRun, DriverError> {
         let out_port = |name: &str| {
             trace.port_id(name).ok_or_else(|| {
@@ -397,7 +434,7 @@ impl Schedule {
                      {last_seen}) where row {r} of tile {tile} was due"
                 )));
             }
-            let (tr, tc) = (tile / t.col_tiles, tile % t.col_tiles);
+            let (tr, tc) = self.tile_order[tile];
             let row = tr * self.rows + r;
             if row >= t.out_rows {
                 continue;

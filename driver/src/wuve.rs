@@ -94,36 +94,12 @@ pub fn update_with_gaps(
     lambda: f32,
     gaps: Gaps,
 ) -> Result<Updated, DriverError> {
-    p.validate().map_err(DriverError::Unsupported)?;
     let mut random_bubbles = gaps.start()?;
-    let dim = w32.dim();
-    for (name, d) in [("dw", dw.dim()), ("keep", keep.dim())] {
-        if d != dim {
-            return Err(DriverError::Shape(format!(
-                "{name} is {d:?} but w32 is {dim:?}; they must match element for element"
-            )));
-        }
-    }
-    let lanes = p.lanes as usize;
-    let elements = w32.len();
-    let mut out = Updated {
-        w32: Array2::zeros(dim),
-        w16: Array2::from_elem(dim, f16::ZERO),
-        stats: UpdateStats {
-            cycles: 0,
-            estimated_cycles: wuve::estimated_cycles(p, elements as u64),
-            bubbles: 0,
-            elements: elements as u64,
-        },
-    };
+    let (job, mut out) = UpdateJob::new(p, w32, dw, keep)?;
+    let (lanes, elements) = (p.lanes as usize, job.elements());
     if elements == 0 {
         return Ok(out);
     }
-    // Row-major element order, whatever the memory layout of the views.
-    let w_flat: Vec<f32> = w32.iter().copied().collect();
-    let dw_flat: Vec<f32> = dw.iter().copied().collect();
-    let keep_flat: Vec<u8> = keep.iter().copied().collect();
-
     let rounds = elements.div_ceil(lanes);
     let mut stim = Stimulus::try_new(spec)?;
     let reset = in_port(&stim, ports::RESET)?;
@@ -160,16 +136,7 @@ pub fn update_with_gaps(
         }
         stim.set_id(valid, &[1]);
         for (l, &(wp, dp, kp)) in lane_ports.iter().enumerate() {
-            let k = c * lanes + l;
-            let (w, d, kb) = if k < elements {
-                (
-                    w_flat[k].to_bits(),
-                    dw_flat[k].to_bits(),
-                    u32::from(keep_flat[k] != 0),
-                )
-            } else {
-                (0, 0, 0)
-            };
+            let (w, d, kb) = job.lane_input(c * lanes + l).unwrap_or((0, 0, 0));
             stim.set_id(wp, &[w]);
             stim.set_id(dp, &[d]);
             stim.set_id(kp, &[kb]);
@@ -201,17 +168,87 @@ pub fn update_with_gaps(
             ))
         })
         .collect::<Result<Vec<_>, DriverError>>()?;
-    let cols = dim.1;
     for (r, &capture) in shown.iter().enumerate() {
         for (l, &(wp, hp)) in result_ports.iter().enumerate() {
-            let k = r * lanes + l;
-            if k >= elements {
-                break;
-            }
-            let at = (k / cols, k % cols);
-            out.w32[at] = f32::from_bits(trace.get_id(capture, wp)[0]);
-            out.w16[at] = f16::from_bits(trace.get_id(capture, hp)[0] as u16);
+            job.place(
+                &mut out,
+                r * lanes + l,
+                trace.get_id(capture, wp)[0],
+                trace.get_id(capture, hp)[0],
+            );
         }
     }
     Ok(out)
+}
+
+/// One update job, checked, with its elements in row-major order: what the bare engine and its
+/// AXI wrapper (`crate::axi`) are fed, and where their results go.
+pub(crate) struct UpdateJob {
+    w32: Vec<f32>,
+    dw: Vec<f32>,
+    keep: Vec<u8>,
+    cols: usize,
+}
+
+impl UpdateJob {
+    /// Checks the shapes (see [`update`]) and makes the empty answer.
+    pub fn new(
+        p: &WuveParams,
+        w32: ArrayView2<f32>,
+        dw: ArrayView2<f32>,
+        keep: ArrayView2<u8>,
+    ) -> Result<(UpdateJob, Updated), DriverError> {
+        p.validate().map_err(DriverError::Unsupported)?;
+        let dim = w32.dim();
+        for (name, d) in [("dw", dw.dim()), ("keep", keep.dim())] {
+            if d != dim {
+                return Err(DriverError::Shape(format!(
+                    "{name} is {d:?} but w32 is {dim:?}; they must match element for element"
+                )));
+            }
+        }
+        let elements = w32.len();
+        let out = Updated {
+            w32: Array2::zeros(dim),
+            w16: Array2::from_elem(dim, f16::ZERO),
+            stats: UpdateStats {
+                cycles: 0,
+                estimated_cycles: wuve::estimated_cycles(p, elements as u64),
+                bubbles: 0,
+                elements: elements as u64,
+            },
+        };
+        // Row-major element order, whatever the memory layout of the views.
+        let job = UpdateJob {
+            w32: w32.iter().copied().collect(),
+            dw: dw.iter().copied().collect(),
+            keep: keep.iter().copied().collect(),
+            cols: dim.1,
+        };
+        Ok((job, out))
+    }
+
+    pub fn elements(&self) -> usize {
+        self.w32.len()
+    }
+
+    /// Element k's (w32 bits, dw bits, keep bit); `None` past the last element.
+    pub fn lane_input(&self, k: usize) -> Option<(u32, u32, u32)> {
+        (k < self.elements()).then(|| {
+            (
+                self.w32[k].to_bits(),
+                self.dw[k].to_bits(),
+                u32::from(self.keep[k] != 0),
+            )
+        })
+    }
+
+    /// Stores element k's results (ignored past the last element).
+    pub fn place(&self, out: &mut Updated, k: usize, w32_bits: u32, w16_bits: u32) {
+        if k < self.elements() {
+            let at = (k / self.cols, k % self.cols);
+            out.w32[at] = f32::from_bits(w32_bits);
+            out.w16[at] = f16::from_bits(w16_bits as u16);
+        }
+    }
 }

@@ -127,11 +127,19 @@ impl EnginePlan {
     }
 
     /// The AXI wrapper of this engine's top (`<top>_axi`, see `engines::axi`), for the engines
-    /// that have one, given the engine's generated `design`.
+    /// that have one, given the engine's generated `design`. An STCE with the fp32 adder
+    /// pipeline has none: the wrapper's stalls would move groups into other slots.
     pub fn axi_wrapper(&self, design: &Design) -> Option<ModuleDef> {
         let engine = design.get(&self.top)?;
         match &self.params {
+            EngineParams::Stce(c) if c.fp_pipeline => None,
             EngineParams::Stce(c) => Some(axi::stce_wrapper(c, engine)),
+            EngineParams::Sore(p) => {
+                Some(axi::lane_wrapper(&axi::sore_engine(p, &self.top), engine))
+            }
+            EngineParams::Wuve(p) => {
+                Some(axi::lane_wrapper(&axi::wuve_engine(p, &self.top), engine))
+            }
             _ => None,
         }
     }

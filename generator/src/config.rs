@@ -77,6 +77,9 @@ impl DspPacking {
 fn default_true() -> bool {
     true
 }
+fn is_false(value: &bool) -> bool {
+    !*value
+}
 fn default_weight_bits() -> u32 {
     8
 }
@@ -109,6 +112,12 @@ pub struct StceConfig {
     /// Left out of the resolved config when `"none"`, so that older configs keep their hash.
     #[serde(default, skip_serializing_if = "DspPacking::is_none")]
     pub dsp_packing: DspPacking,
+    /// fp16 engines: `true` registers the product and every fp32 add of the PE, so that no
+    /// path holds more than one adder; the PE then keeps N interleaved sums in its pipeline and
+    /// the array streams N tiles round-robin (`engines::stce`, "fp32 adder pipeline"). Left out
+    /// of the resolved config when `false`, so that older configs keep their hash.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fp_pipeline: bool,
     /// Name of the top-level module (and of its filelist).
     #[serde(default = "default_top")]
     pub top: String,
@@ -202,6 +211,14 @@ impl StceConfig {
                 "stce.dsp_packing",
                 "\"int8x2\"".into(),
                 "int8x2 pairs the PEs of two rows that share a weight; use rows >= 2 or remove it",
+            );
+        }
+        if self.fp_pipeline && self.dtype != Dtype::Fp16 {
+            return invalid(
+                "stce.fp_pipeline",
+                "true".into(),
+                "fp_pipeline pipelines the fp32 adders of an fp16 engine; an integer PE adds in \
+                 one cycle already, so remove it",
             );
         }
         if self.dtype == Dtype::Fp16 && self.overflow != Overflow::Wrap {
@@ -343,7 +360,18 @@ impl SystemConfig {
             return invalid(
                 "stce.dtype",
                 format!("{:?}", stce.dtype).to_lowercase(),
-                "a [system] section needs dtype = \"fp16\" (the system trains in fp16/fp32)".into(),
+                "a [system] section needs dtype = \"fp16\" (the system top trains in fp16/fp32)"
+                    .into(),
+            );
+        }
+        if stce.fp_pipeline {
+            return invalid(
+                "stce.fp_pipeline",
+                "true".into(),
+                "the system top streams one tile at a time into the STCE and does not feed the \
+                 interleaved tiles a pipelined PE needs; remove fp_pipeline from a [system] \
+                 config (the bare STCE and `coforge verify` take it)"
+                    .into(),
             );
         }
         for (key, lanes) in [
@@ -923,6 +951,14 @@ mod tests {
                 "[stce]\nrows=2\ncols=2\nn=2\nm=4\ndtype=\"fp16\"\nweight_bits=4\n",
                 "stce.weight_bits",
             ),
+            (
+                "[stce]\nrows=2\ncols=2\nn=2\nm=4\nfp_pipeline=true\n",
+                "stce.fp_pipeline",
+            ),
+            (
+                "[stce]\nrows=2\ncols=2\nn=2\nm=4\ndtype=\"fp16\"\nfp_pipeline=2\n",
+                "fp_pipeline",
+            ),
         ] {
             let err = Config::from_toml(toml, "t").unwrap_err().to_string();
             assert!(err.contains(key), "{err}");
@@ -974,6 +1010,12 @@ mod tests {
         let err = Config::from_toml(&lanes, "t").unwrap_err().to_string();
         assert!(
             err.contains("train.wuve_lanes") && err.contains("stce.cols"),
+            "{err}"
+        );
+        let pipelined = SYSTEM.replace("[train]\n", "fp_pipeline = true\n[train]\n");
+        let err = Config::from_toml(&pipelined, "t").unwrap_err().to_string();
+        assert!(
+            err.contains("stce.fp_pipeline") && err.contains("system top"),
             "{err}"
         );
         let int8 = SYSTEM.replace("dtype=\"fp16\"\n[train]\n", "");

@@ -38,7 +38,7 @@ module stce_top_axi (
     reg          rst;                                    // !aresetn, registered: the reset of the wrapper and the engine (active high)
     wire         in_pop;
     reg          s_axis_in_head_valid;
-    reg  [344:0] s_axis_in_head;                         // the beat offered to the engine: {tlast, tdata}
+    reg  [344:0] s_axis_in_head;                         // the beat offered to the engine
     reg          s_axis_in_skid_valid;
     reg  [344:0] s_axis_in_skid;                         // a beat taken while the head could not move
     wire         s_axis_in_take;
@@ -58,7 +58,7 @@ module stce_top_axi (
     reg  [3:0]   m_axis_out_wptr;
     reg  [3:0]   m_axis_out_rptr;
     reg  [4:0]   m_axis_out_count;                       // words in the FIFO memory (not counting the one on the bus)
-    reg  [128:0] m_axis_out_word;                        // the word on the bus: {tlast, tdata}
+    reg  [128:0] m_axis_out_word;                        // the word on the bus: {tlast, tkeep, tdata}
     wire         m_axis_out_handshake;
     wire         m_axis_out_read;
     wire         m_axis_out_overflow;
@@ -67,8 +67,8 @@ module stce_top_axi (
     wire         clear_counters;
     wire         busy;
     reg  [31:0]  count_cycles;
-    reg  [31:0]  count_groups;
-    reg  [31:0]  count_rows;
+    reg  [31:0]  count_beats_in;
+    reg  [31:0]  count_beats_out;
     reg  [31:0]  count_out_stalls;
     reg          error_overflow;
     reg          error_order;
@@ -241,20 +241,20 @@ module stce_top_axi (
 
     always @(posedge aclk) begin
         if (rst || clear_counters) begin
-            count_groups <= 32'h0;
+            count_beats_in <= 32'h0;
         end else begin
             if (issue) begin
-                count_groups <= count_groups + 32'h1;
+                count_beats_in <= count_beats_in + 32'h1;
             end
         end
     end
 
     always @(posedge aclk) begin
         if (rst || clear_counters) begin
-            count_rows <= 32'h0;
+            count_beats_out <= 32'h0;
         end else begin
             if (m_axis_out_handshake) begin
-                count_rows <= count_rows + 32'h1;
+                count_beats_out <= count_beats_out + 32'h1;
             end
         end
     end
@@ -341,10 +341,10 @@ module stce_top_axi (
                         s_axi_ctrl_rdata <= count_cycles;
                     end
                     6'd3: begin
-                        s_axi_ctrl_rdata <= count_groups;
+                        s_axi_ctrl_rdata <= count_beats_in;
                     end
                     6'h4: begin
-                        s_axi_ctrl_rdata <= count_rows;
+                        s_axi_ctrl_rdata <= count_beats_out;
                     end
                     6'h5: begin
                         s_axi_ctrl_rdata <= count_out_stalls;

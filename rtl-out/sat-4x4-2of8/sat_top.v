@@ -151,6 +151,7 @@ module sat_top (
     wire         dma_line_in;
     wire         dma_beat_out;
     reg  [511:0] dma_store_line;                         // the line being stored, shifted down one beat per accepted beat
+    wire         dma_store_next_line;
     wire         dma_read_ahead;
     wire [15:0]  dma_read_line;
     wire         dma_store_read;
@@ -618,8 +619,9 @@ module sat_top (
     assign dma_finish = dma_line_in && dma_last_line || dma_beat_out && dma_last_beat && dma_last_line;
     assign mem_wr_data = dma_store_line;
     assign mem_wr_addr = dma_waddr;
-    assign dma_read_ahead = dma_beat_out && dma_last_beat && ~dma_last_line;
-    assign dma_read_line = dma_read_ahead ? dma_line + 16'h1 : dma_line;
+    assign dma_store_next_line = dma_beat_out && dma_last_beat && ~dma_last_line;
+    assign dma_read_ahead = dma_busy && dma_state == 3'd3 && ~dma_last_line || dma_store_next_line && ~(dma_line + 16'h1 == dma_lines - 16'h1);
+    assign dma_read_line = (dma_busy && dma_state == 3'd2) ? dma_line : dma_line + ((dma_busy && dma_state == 3'd3) ? 16'h1 : 16'h2);
     assign dma_store_read = dma_busy && dma_state == 3'd2 || dma_read_ahead;
 
     // DMA engine: LOAD (one read burst, lines assembled from beats) and STORE.
@@ -652,7 +654,8 @@ module sat_top (
                 dma_waddr <= dma_waddr + 32'h1;
                 if (dma_last_beat) begin
                     dma_line <= dma_line + 16'h1;
-                    dma_state <= 3'd3;
+                    dma_beat <= 16'h0;
+                    dma_store_line <= (dma_buf == 3'd0) ? act_rdata : (dma_buf == 3'd1) ? {360'h0, wgt_rdata} : (dma_buf == 3'd2) ? {384'h0, out_rdata} : (dma_buf == 3'd3) ? {384'h0, master_rdata} : (dma_buf == 3'h4) ? {448'h0, w16_rdata} : (dma_buf == 3'h5) ? {508'h0, mask_rdata} : 512'h0;
                 end else begin
                     dma_beat <= dma_beat + 16'h1;
                     dma_store_line <= dma_store_line >> 10'h200;

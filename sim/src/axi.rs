@@ -32,29 +32,33 @@ use std::collections::VecDeque;
 
 /// One end of a port: driven by the testbench (a design input) or by the design (an output).
 #[derive(Clone, Copy, Debug)]
-enum Pin {
+pub(crate) enum Pin {
     In(InputPort),
     Out(OutputPort),
 }
 
 impl Pin {
-    fn find(pins: &Pins, name: &str) -> Result<Pin, SimError> {
+    pub(crate) fn find(pins: &Pins, name: &str) -> Result<Pin, SimError> {
         match pins.input(name) {
             Ok(p) => Ok(Pin::In(p)),
             Err(_) => pins.output(name).map(Pin::Out),
         }
     }
-    fn words<'a>(&self, pins: &'a Pins) -> &'a [u32] {
+    pub(crate) fn words<'a>(&self, pins: &'a Pins) -> &'a [u32] {
         match *self {
             Pin::Out(p) => pins.get_words(p),
             Pin::In(p) => pins.driven_words(p),
         }
     }
-    fn bit(&self, pins: &Pins) -> bool {
+    /// The value of a port of at most 64 bits.
+    pub(crate) fn value(&self, pins: &Pins) -> u64 {
         match *self {
-            Pin::Out(p) => pins.get(p) & 1 == 1,
-            Pin::In(p) => pins.driven(p) & 1 == 1,
+            Pin::Out(p) => pins.get(p),
+            Pin::In(p) => pins.driven(p),
         }
+    }
+    fn bit(&self, pins: &Pins) -> bool {
+        self.value(pins) & 1 == 1
     }
 }
 
@@ -67,6 +71,9 @@ pub struct AxisSource {
     stream: StreamSource,
     tlast: InputPort,
     lasts: Vec<bool>,
+    /// `TKEEP`, when the port has one, and each beat's value (all ones unless given).
+    tkeep: Option<InputPort>,
+    keeps: Vec<Vec<u32>>,
 }
 
 impl AxisSource {
@@ -80,6 +87,8 @@ impl AxisSource {
             )?,
             tlast: pins.input(&format!("{prefix}_tlast"))?,
             lasts: Vec::new(),
+            tkeep: pins.input(&format!("{prefix}_tkeep")).ok(),
+            keeps: Vec::new(),
         })
     }
 
@@ -89,10 +98,25 @@ impl AxisSource {
         Ok(self)
     }
 
-    /// Appends a beat given as little-endian words (missing high words are 0).
+    /// Appends a beat given as little-endian words (missing high words are 0), every byte kept.
     pub fn push(&mut self, words: &[u32], last: bool) -> Result<(), SimError> {
+        let all = self.tkeep.map(|k| {
+            let bits = k.width();
+            (0..bits.div_ceil(32))
+                .map(|i| match bits - 32 * i {
+                    b if b >= 32 => u32::MAX,
+                    b => (1u32 << b) - 1,
+                })
+                .collect::<Vec<u32>>()
+        });
+        self.push_kept(words, all.as_deref().unwrap_or(&[]), last)
+    }
+
+    /// Appends a beat with its `TKEEP` (little-endian words; ignored on a port without one).
+    pub fn push_kept(&mut self, words: &[u32], keep: &[u32], last: bool) -> Result<(), SimError> {
         self.stream.push_words(words)?;
         self.lasts.push(last);
+        self.keeps.push(keep.to_vec());
         Ok(())
     }
 
@@ -115,6 +139,9 @@ impl Agent for AxisSource {
         self.stream.drive(cycle, pins);
         if let Some(beat) = self.stream.offered() {
             pins.set(self.tlast, self.lasts[beat] as u64);
+            if let Some(k) = self.tkeep {
+                pins.set_words(k, &self.keeps[beat]);
+            }
         }
     }
 
@@ -135,6 +162,8 @@ pub struct AxisSink {
     stream: StreamSink,
     tlast: OutputPort,
     lasts: Vec<bool>,
+    tkeep: Option<OutputPort>,
+    keeps: Vec<Vec<u32>>,
 }
 
 impl AxisSink {
@@ -148,6 +177,8 @@ impl AxisSink {
             )?,
             tlast: pins.output(&format!("{prefix}_tlast"))?,
             lasts: Vec::new(),
+            tkeep: pins.output(&format!("{prefix}_tkeep")).ok(),
+            keeps: Vec::new(),
         })
     }
 
@@ -182,6 +213,11 @@ impl AxisSink {
         &self.lasts
     }
 
+    /// `TKEEP` of beat `i` (empty on a port without one).
+    pub fn keep(&self, i: usize) -> &[u32] {
+        &self.keeps[i]
+    }
+
     /// Cycle numbers at whose rising edge each beat was taken.
     pub fn cycles(&self) -> &[u64] {
         self.stream.cycles()
@@ -198,6 +234,10 @@ impl Agent for AxisSink {
         self.stream.observe(cycle, pins);
         if self.stream.len() > before {
             self.lasts.push(pins.get(self.tlast) & 1 == 1);
+            self.keeps.push(
+                self.tkeep
+                    .map_or(Vec::new(), |k| pins.get_words(k).to_vec()),
+            );
         }
     }
 
@@ -222,11 +262,12 @@ pub struct AxisChecker {
     tvalid: Pin,
     tready: Pin,
     tlast: Pin,
+    tkeep: Option<Pin>,
     reset: Option<ResetPin>,
     reset_grace: u64,
     reset_cycles: u64,
-    /// The beat offered in the previous cycle and not taken: (data, last).
-    pending: Option<(Vec<u32>, bool)>,
+    /// The beat offered in the previous cycle and not taken: (data, keep, last).
+    pending: Option<(Vec<u32>, Vec<u32>, bool)>,
     violation: Option<String>,
     beats: u64,
 }
@@ -239,6 +280,7 @@ impl AxisChecker {
             tvalid: Pin::find(pins, &format!("{prefix}_tvalid"))?,
             tready: Pin::find(pins, &format!("{prefix}_tready"))?,
             tlast: Pin::find(pins, &format!("{prefix}_tlast"))?,
+            tkeep: Pin::find(pins, &format!("{prefix}_tkeep")).ok(),
             reset: None,
             reset_grace: 0,
             reset_cycles: 0,
@@ -297,7 +339,8 @@ impl Agent for AxisChecker {
             self.reset_cycles = 0;
         }
         let data = self.tdata.words(pins).to_vec();
-        if let Some((old, old_last)) = self.pending.take() {
+        let keep = self.tkeep.map_or(Vec::new(), |k| k.words(pins).to_vec());
+        if let Some((old, old_keep, old_last)) = self.pending.take() {
             if !valid {
                 self.fail(format!(
                     "cycle {cycle}: TVALID dropped before the handshake of the beat offered \
@@ -309,6 +352,11 @@ impl Agent for AxisChecker {
                     "cycle {cycle}: TDATA changed while TVALID was high and TREADY low \
                      (was {old:08x?}, now {data:08x?})"
                 ));
+            } else if old_keep != keep {
+                self.fail(format!(
+                    "cycle {cycle}: TKEEP changed while TVALID was high and TREADY low \
+                     (was {old_keep:08x?}, now {keep:08x?})"
+                ));
             } else if old_last != last {
                 self.fail(format!(
                     "cycle {cycle}: TLAST changed while TVALID was high and TREADY low"
@@ -318,7 +366,7 @@ impl Agent for AxisChecker {
         if valid && ready {
             self.beats += 1;
         } else if valid {
-            self.pending = Some((data, last));
+            self.pending = Some((data, keep, last));
         }
     }
 }

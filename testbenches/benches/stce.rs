@@ -2,7 +2,8 @@
 //! co-simulation speed (Verilator at 16x16 and 32x32, Verilator against Icarus), and generation
 //! time and size for a 64x64 array.
 //!
-//! Run: `cargo bench -p coforge-testbenches --bench stce` (add `-- --quick` to skip 32x32).
+//! Run: `cargo bench -p coforge-testbenches --bench stce` (add `-- --quick` to skip 32x32, and
+//! `-- --speed` for the co-simulation speed alone).
 //! Speeds are medians of 3 runs; cycle counts are exact and come from bit-exact runs.
 
 use coforge_driver::verify::{int8_gemm, Mode};
@@ -118,19 +119,40 @@ fn sparse_vs_dense() {
 }
 
 fn speed(quick: bool) {
-    println!("\n## Co-simulation speed (median of 3 runs, 2:8 int8)\n");
-    println!("| array | build s | cycles/s, read-out only | cycles/s, capture every cycle |");
-    println!("|---|---|---|---|");
-    let sizes: &[u32] = if quick { &[16] } else { &[16, 32] };
-    for &s in sizes {
-        let e = Engine::stce(s, s, 2, 8, "");
+    println!("\n## Co-simulation speed (median of 3 runs, int8, one run of the bench)\n");
+    println!("| array | N:M | build s | cycles/s, read-out only | cycles/s, capture every cycle | / dense 16 x 16 (read-out only) |");
+    println!("|---|---|---|---|---|---|");
+    // The dense 16 x 16 engine (n = m = 1) first: the 2:8 arrays are compared with it, and the
+    // 32 x 32 array with the 2:8 16 x 16 one, as ratios from this one run.
+    let mut points = vec![(16, 1, 1), (16, 2, 8)];
+    if !quick {
+        points.push((32, 2, 8));
+    }
+    let mut quiet_of = Vec::new();
+    for (s, n, m) in points {
+        let e = Engine::stce(s, s, n, m, "");
         let t = Instant::now();
         let mut sim = e.verilator();
         let build = t.elapsed().as_secs_f64();
         let cycles = 200_000;
         let quiet = cycles_per_second(&mut sim, &random_stream(&e, cycles, false));
         let lock = cycles_per_second(&mut sim, &random_stream(&e, cycles, true));
-        println!("| {s} x {s} | {build:.1} | {quiet:.0} | {lock:.0} |");
+        let base = quiet_of.first().copied().unwrap_or(quiet);
+        println!(
+            "| {s} x {s} | {n}:{m} | {build:.1} | {quiet:.0} | {lock:.0} | {:.2} |",
+            quiet / base
+        );
+        quiet_of.push(quiet);
+    }
+    println!(
+        "\n2:8 16 x 16 / dense 16 x 16 = {:.2} (target >= 0.90)",
+        quiet_of[1] / quiet_of[0]
+    );
+    if let Some(big) = quiet_of.get(2) {
+        println!(
+            "2:8 32 x 32 / 2:8 16 x 16 = {:.3} (target >= 0.25, linear in the PE count)",
+            big / quiet_of[1]
+        );
     }
 
     println!("\n## Verilator against Icarus, 4 x 4 array, 2:8 int8, capture every cycle\n");
@@ -180,6 +202,9 @@ fn generation() {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     println!("# STCE benchmark (coforge {})", env!("CARGO_PKG_VERSION"));
+    if std::env::args().any(|a| a == "--speed") {
+        return speed(quick);
+    }
     sparse_vs_dense();
     speed(quick);
     generation();

@@ -3,7 +3,7 @@
 
 use super::fp;
 use crate::config::Overflow;
-use crate::rtl::{Expr, ModuleBuilder, ModuleDef};
+use crate::rtl::{set, when_else, Expr, ModuleBuilder, ModuleDef};
 
 /// One PE's multiply-accumulate step: `acc + a_0*w_0 + a_1*w_1 + ...`, with the additions done
 /// one at a time in the order given (increasing reduction index), which is the accumulation
@@ -203,10 +203,26 @@ pub fn packed_products(
 ///
 /// Each product is exact in fp32 (`cf_fp16_mul_exact`); each addition is one IEEE binary32
 /// round-to-nearest-even add (`cf_fp32_add`), chained in increasing index, so the PE computes
-/// `((acc + p0) + p1) + ...` exactly like `sparse_kernels::fp::mac` applied in order. The chain is
-/// combinational within the cycle: bit-exactness first; pipelining it (with outputs interleaved
-/// per PE to keep the order) is a timing optimization for later.
+/// `((acc + p0) + p1) + ...` exactly like `sparse_kernels::fp::mac` applied in order.
+/// [`PeArith::accumulate`] builds that chain combinationally, within one cycle;
+/// [`FpMac::pipelined`] registers the products and every add, for timing.
 pub struct FpMac;
+
+/// The fp32 bits of -0: the additive identity of IEEE round-to-nearest addition. For every x,
+/// x + (-0) = x exactly: for x nonzero, finite or infinite, the exact sum is x, which needs no
+/// rounding; for x = +0 the exact sum is zero and RNE gives +0 unless both operands are -0; for
+/// x = -0 it gives -0; a NaN x stays NaN (canonical, as every NaN the units produce). (+0 is no
+/// identity: -0 + +0 = +0.) `sparse_kernels::fp` checks the rule on its adder.
+pub const FP32_NEG_ZERO: u64 = 0x8000_0000;
+
+/// What [`FpMac::pipelined`] gives the PE: the last adder's sum and the flag that it completes
+/// a tile's sum this cycle.
+pub struct PipelineEnd {
+    /// High in the cycle the last adder adds the last group of a tile.
+    pub completes: Expr,
+    /// The last adder's output: the finished sum when `completes` is high.
+    pub sum: Expr,
+}
 
 impl PeArith for FpMac {
     fn tag(&self) -> String {
@@ -251,5 +267,98 @@ impl PeArith for FpMac {
 
     fn leaf_modules(&self) -> Vec<ModuleDef> {
         vec![fp::fp16_mul_exact(), fp::fp32_add()]
+    }
+}
+
+impl FpMac {
+    /// The pipelined MAC of `engines::stce` ("fp32 adder pipeline"): the N products of the group
+    /// taken this cycle are registered (stage 0), then adder i adds product i in stage i + 1,
+    /// each adder followed by a register `partial_sum_<i>`, so no path holds more than one
+    /// multiplier or one adder. Adder 0 adds to `partial_sum_<N-1>`, the sum the same slot left
+    /// N cycles earlier (or to +0 on a tile's first group): the N registers of the loop hold N
+    /// independent sums, one per slot, and each still adds its products one at a time in
+    /// increasing index, as [`PeArith::accumulate`] does.
+    ///
+    /// A bubble (`valid` low) must leave its slot's sum as it is: its products enter as -0
+    /// ([`FP32_NEG_ZERO`], which adds exactly nothing) and its flags are ignored.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pipelined(
+        &self,
+        b: &mut ModuleBuilder,
+        clk: &Expr,
+        rst: &Expr,
+        valid: &Expr,
+        first: &Expr,
+        last: &Expr,
+        pairs: &[(Expr, Expr)],
+    ) -> PipelineEnd {
+        let (mul, add) = (fp::fp16_mul_exact(), fp::fp32_add());
+        let n = pairs.len();
+        let neg_zero = Expr::lit(FP32_NEG_ZERO, 32);
+        // Stage 0: the products (a bubble's are -0) and the flags that matter.
+        let mut data = Vec::new();
+        let mut products = Vec::with_capacity(n);
+        for (i, (a, w)) in pairs.iter().enumerate() {
+            let product = b.wire(&format!("product_{i}"), 32);
+            b.instance(
+                &mul,
+                &format!("multiplier_{i}"),
+                vec![("a", a.clone()), ("b", w.clone()), ("p", product.clone())],
+            );
+            // Product i waits i more cycles, for adder i's stage.
+            let mut stage = Expr::mux(valid, &product, &neg_zero);
+            for d in 0..=i {
+                let reg = b.reg(&format!("product_{i}_d{d}"), 32);
+                data.push(set(&reg, stage));
+                stage = reg;
+            }
+            products.push(stage);
+        }
+        let starts = b.reg("starts_d0", 1);
+        b.describe("a tile's first group is in stage 1 (adder 0)");
+        let mut control = vec![(starts.clone(), valid.and(first))];
+        let mut completes = valid.and(last);
+        let mut completes_at = Vec::with_capacity(n);
+        for d in 0..n {
+            let reg = b.reg(&format!("completes_d{d}"), 1);
+            control.push((reg.clone(), completes));
+            completes = reg.clone();
+            completes_at.push(reg);
+        }
+        // The loop: adder i, then register partial_sum_<i>.
+        let partial: Vec<Expr> = (0..n)
+            .map(|i| b.reg(&format!("partial_sum_{i}"), 32))
+            .collect();
+        let loop_base = b.name(
+            "loop_base",
+            Expr::mux(&starts, &Expr::zero(32), &partial[n - 1]),
+        );
+        let mut sum = loop_base.clone();
+        for (i, product) in products.iter().enumerate() {
+            let addend = if i == 0 {
+                loop_base.clone()
+            } else {
+                partial[i - 1].clone()
+            };
+            sum = b.wire(&format!("sum_{i}"), 32);
+            b.instance(
+                &add,
+                &format!("adder_{i}"),
+                vec![("a", addend), ("b", product.clone()), ("s", sum.clone())],
+            );
+            control.push((partial[i].clone(), sum.clone()));
+        }
+        b.comment("fp32 adder pipeline: flags and partial sums, reset; products need none.");
+        let (reset, run): (Vec<_>, Vec<_>) = control
+            .into_iter()
+            .map(|(reg, next)| (set(&reg, Expr::zero(reg.width())), set(&reg, next)))
+            .unzip();
+        b.clocked(clk, vec![when_else(rst.clone(), reset, run)]);
+        b.comment("fp32 adder pipeline: products, each delayed to its adder's stage.");
+        b.clocked(clk, data);
+        PipelineEnd {
+            completes: completes_at[n - 1].clone(),
+            sum,
+        }
     }
 }

@@ -28,6 +28,24 @@
 //! c) therefore adds the same products in the same cycle as without packing: the protocol, the
 //! latency and the accumulation order are unchanged. An odd last row keeps plain PEs.
 //!
+//! # fp32 adder pipeline (`fp_pipeline = true`, fp16 engines)
+//! Without it, an fp16 PE adds its N products and its running sum through a chain of N
+//! combinational fp32 adders, in one cycle. With it, the PE registers its products (stage 0)
+//! and the output of every adder (`arith::FpMac::pipelined`), so no register-to-register path
+//! holds more than one multiplier or one adder. Adder 0 adds to the sum that left the last
+//! adder, N cycles after the group that made it: the loop holds N independent sums, one per
+//! *slot* ([`slots`] = N). Cycle t belongs to slot t mod N (counted from any cycle: the groups
+//! taken in cycles t and t + N are the same slot's), and each group continues its slot's sum,
+//! so the array works on N tiles at once, interleaved cycle by cycle. Each output still adds
+//! its products one at a time in increasing k, with separate RNE adds: the accumulation order
+//! is the same as above. A bubble leaves its slot's sum as it is (its products enter as -0,
+//! which adds exactly nothing); any slot may take a bubble in any cycle. The sum of a tile's
+//! last group is published [`pipeline_cycles`] = N cycles later than without the pipeline,
+//! which [`latency`] includes; everything else below holds as written, the tile-spacing rule
+//! included (it counts last groups of any slot). Drivers deal the tiles to the slots as they
+//! free up; [`estimated_cycles`] models that. Neither the system top nor the AXI wrapper feeds
+//! slots: a config with a `[system]` section rejects the option, and no wrapper is generated.
+//!
 //! # Port protocol (all synchronous to `clk`, reset `rst` synchronous and active high)
 //! [`RESET_CYCLES`], [`latency`], [`tile_spacing`], [`ports`] and [`estimated_cycles`] hold the
 //! same facts as code; drivers, the trainer, the CLI and benches use them rather than repeating
@@ -95,10 +113,32 @@ pub mod ports {
 pub const RESET_CYCLES: u64 = 2;
 
 /// Cycles from the cycle a tile's last group is taken to the cycle its result row 0 is shown
-/// (`out_valid`): the group crosses the `cols` columns of row 0, one register per PE. Row r
-/// follows r cycles later.
+/// (`out_valid`): the group crosses the `cols` columns of row 0, one register per PE, then (with
+/// the fp32 adder pipeline) the last PE's [`pipeline_cycles`]. Row r follows r cycles later.
 pub fn latency(cfg: &StceConfig) -> u64 {
-    u64::from(cfg.cols)
+    u64::from(cfg.cols) + pipeline_cycles(cfg)
+}
+
+/// Cycles a group spends in a PE's fp32 adder pipeline before its sum can be published: the
+/// product register and the N adders' registers but the last (whose input the result register
+/// takes), so N with `fp_pipeline`, 0 without.
+pub fn pipeline_cycles(cfg: &StceConfig) -> u64 {
+    if cfg.fp_pipeline {
+        u64::from(cfg.n)
+    } else {
+        0
+    }
+}
+
+/// Independent sums a PE keeps in flight: the groups taken in cycles t and t + slots belong to
+/// the same slot, and a group continues the sum its slot's previous group left. N with the fp32
+/// adder pipeline (the N registers of its loop), 1 without.
+pub fn slots(cfg: &StceConfig) -> u64 {
+    if cfg.fp_pipeline {
+        u64::from(cfg.n)
+    } else {
+        1
+    }
 }
 
 /// The fewest cycles between the cycles two consecutive tiles' last groups are taken:
@@ -123,6 +163,9 @@ pub fn groups_per_tile(cfg: &StceConfig, k: usize, sparse: bool) -> u64 {
 /// The tiles' last groups are [`tile_spacing`] or the tile length apart, whichever is more;
 /// the last tile's last group is followed by [`latency`] cycles to its first row and
 /// `rows - 1` more rows.
+///
+/// With several [`slots`], the tiles are dealt to the slots as they free up (see "fp32 adder
+/// pipeline" above) and [`last_group_of_last_tile`] finds when the last tile ends.
 pub fn estimated_cycles(
     cfg: &StceConfig,
     out_rows: usize,
@@ -133,8 +176,50 @@ pub fn estimated_cycles(
     let tiles =
         (out_rows.div_ceil(cfg.rows as usize) * out_cols.div_ceil(cfg.cols as usize)) as u64;
     let groups = groups_per_tile(cfg, k, sparse);
-    let spacing = groups.max(tile_spacing(cfg));
-    (tiles - 1) * spacing + groups + latency(cfg) + u64::from(cfg.rows) - 1
+    let last_group = if slots(cfg) == 1 {
+        (tiles - 1) * groups.max(tile_spacing(cfg)) + groups - 1
+    } else {
+        last_group_of_last_tile(tiles, groups, slots(cfg), tile_spacing(cfg))
+    };
+    last_group + latency(cfg) + u64::from(cfg.rows)
+}
+
+/// The cycle (from 0, the first group's) in which the last tile's last group is taken, when
+/// `tiles` tiles of `groups` groups stream through `slots` slots with no bubbles but those the
+/// [`tile_spacing`] rule needs: slot s takes cycles s, s + slots, ...; a free slot takes the
+/// next tile on its turn; a last group that would come less than `spacing` cycles after the
+/// previous last group waits for its slot's next turn. One event per tile: the slots' next
+/// last groups are compared, the earliest goes. With one slot this is the closed form of
+/// [`estimated_cycles`] (a test checks it).
+pub fn last_group_of_last_tile(tiles: u64, groups: u64, slots: u64, spacing: u64) -> u64 {
+    // The cycle each busy slot wants its current tile's last group in.
+    let mut wanted: Vec<u64> = (0..slots.min(tiles))
+        .map(|s| s + (groups - 1) * slots)
+        .collect();
+    let mut dealt = wanted.len() as u64;
+    let mut previous: Option<u64> = None;
+    while !wanted.is_empty() {
+        // The first turn of each slot at or after its wanted cycle that keeps the spacing.
+        let allowed = |want: u64| match previous {
+            Some(p) if want < p + spacing => want + (p + spacing - want).div_ceil(slots) * slots,
+            _ => want,
+        };
+        let (slot, cycle) = wanted
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| (i, allowed(w)))
+            .min_by_key(|&(_, c)| c)
+            .expect("a busy slot");
+        previous = Some(cycle);
+        if dealt < tiles {
+            // The slot's next turn starts the next tile.
+            wanted[slot] = cycle + groups * slots;
+            dealt += 1;
+        } else {
+            wanted.swap_remove(slot);
+        }
+    }
+    previous.expect("a GEMM has at least one tile")
 }
 
 /// Builds the whole engine; the returned design's last module is the top.
@@ -228,10 +313,16 @@ fn arithmetic(cfg: &StceConfig) -> Box<dyn PeArith> {
 /// The PE's name encodes every parameter its body depends on.
 fn pe_name(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> String {
     let role = role.suffix();
+    let pipeline = if cfg.fp_pipeline { "_pipe" } else { "" };
     if cfg.has_sparse_mode() {
-        format!("stce_pe_{}_n{}_m{}{role}", arith.tag(), cfg.n, cfg.m)
+        format!(
+            "stce_pe_{}_n{}_m{}{role}{pipeline}",
+            arith.tag(),
+            cfg.n,
+            cfg.m
+        )
     } else {
-        format!("stce_pe_{}_n{}_dense{role}", arith.tag(), cfg.n)
+        format!("stce_pe_{}_n{}_dense{role}{pipeline}", arith.tag(), cfg.n)
     }
 }
 
@@ -297,6 +388,12 @@ fn processing_element(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> Mo
             s.n, s.n
         ));
     }
+    if cfg.fp_pipeline {
+        b.doc(format!(
+            "fp32 adder pipeline: products and each add registered; {} interleaved sums (slots).",
+            s.n
+        ));
+    }
     match role {
         PeRole::Alone => {}
         PeRole::Upper => {
@@ -356,8 +453,12 @@ fn processing_element(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> Mo
     });
     let result = b.output_reg("result", s.acc, "sum of the last finished tile");
 
-    let acc = b.reg("acc", s.acc);
-    b.describe("running sum of the current tile");
+    // With the fp32 adder pipeline, the running sums live in the pipeline (`FpMac::pipelined`).
+    let acc = (!cfg.fp_pipeline).then(|| {
+        let acc = b.reg("acc", s.acc);
+        b.describe("running sum of the current tile");
+        acc
+    });
 
     // Multiplier i's operands: activation idx[i] of a lane bus (M:1 selection in sparse mode;
     // lane offset = index * act_bits, a power of two) and weight i. A lower PE multiplies
@@ -384,63 +485,77 @@ fn processing_element(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> Mo
             operands.push((activation, lower, weight));
         }
     }
-    let sum_base = b.name("sum_base", Expr::mux(&in_first, &Expr::zero(s.acc), &acc));
     let mut lower_products = Vec::new();
-    let acc_next = match role {
-        PeRole::Alone => {
-            let pairs: Vec<(Expr, Expr)> = operands.into_iter().map(|(a, _, w)| (a, w)).collect();
-            arith.accumulate(&mut b, "", sum_base, &pairs)
-        }
-        PeRole::Upper => {
-            let mut products = Vec::with_capacity(s.n as usize);
-            for (i, (a, a_lower, w)) in operands.iter().enumerate() {
-                let a_lower = a_lower
-                    .as_ref()
-                    .expect("an upper PE has the row below's lanes");
-                let (upper, lower) = packed_products(&mut b, &format!("mul_{i}_"), a, a_lower, w);
-                products.push(upper);
-                lower_products.push(lower.as_unsigned());
+    // The sum's registers: their reset, and their update in a cycle out of reset.
+    let (sum_reset, sum_update) = if cfg.fp_pipeline {
+        let pairs: Vec<(Expr, Expr)> = operands.into_iter().map(|(a, _, w)| (a, w)).collect();
+        let end = FpMac.pipelined(&mut b, &clk, &rst, &in_valid, &in_first, &in_last, &pairs);
+        (
+            vec![set(&result, Expr::zero(s.acc))],
+            vec![when(end.completes, vec![set(&result, end.sum)])],
+        )
+    } else {
+        let acc = acc.expect("a PE without the adder pipeline has an accumulator");
+        let sum_base = b.name("sum_base", Expr::mux(&in_first, &Expr::zero(s.acc), &acc));
+        let acc_next = match role {
+            PeRole::Alone => {
+                let pairs: Vec<(Expr, Expr)> =
+                    operands.into_iter().map(|(a, _, w)| (a, w)).collect();
+                arith.accumulate(&mut b, "", sum_base, &pairs)
             }
-            int_mac(cfg).accumulate_products(&mut b, "", sum_base, &products)
-        }
-        PeRole::Lower => {
-            let bus = in_products.clone().expect("a lower PE gets its products");
-            let products: Vec<Expr> = (0..s.n)
-                .map(|i| {
-                    bus.slice(i * PACKED_LOWER_BITS, PACKED_LOWER_BITS)
-                        .as_signed()
-                })
-                .collect();
-            int_mac(cfg).accumulate_products(&mut b, "", sum_base, &products)
-        }
-    };
-
-    b.comment("Control and accumulator: reset, then one group per valid cycle.");
-    b.clocked(
-        &clk,
-        vec![when_else(
-            rst.clone(),
+            PeRole::Upper => {
+                let mut products = Vec::with_capacity(s.n as usize);
+                for (i, (a, a_lower, w)) in operands.iter().enumerate() {
+                    let a_lower = a_lower
+                        .as_ref()
+                        .expect("an upper PE has the row below's lanes");
+                    let (upper, lower) =
+                        packed_products(&mut b, &format!("mul_{i}_"), a, a_lower, w);
+                    products.push(upper);
+                    lower_products.push(lower.as_unsigned());
+                }
+                int_mac(cfg).accumulate_products(&mut b, "", sum_base, &products)
+            }
+            PeRole::Lower => {
+                let bus = in_products.clone().expect("a lower PE gets its products");
+                let products: Vec<Expr> = (0..s.n)
+                    .map(|i| {
+                        bus.slice(i * PACKED_LOWER_BITS, PACKED_LOWER_BITS)
+                            .as_signed()
+                    })
+                    .collect();
+                int_mac(cfg).accumulate_products(&mut b, "", sum_base, &products)
+            }
+        };
+        (
             vec![
-                set(&out_valid, Expr::bit(false)),
-                set(&out_first, Expr::bit(false)),
-                set(&out_last, Expr::bit(false)),
                 set(&acc, Expr::zero(s.acc)),
                 set(&result, Expr::zero(s.acc)),
             ],
-            vec![
-                set(&out_valid, in_valid.clone()),
-                set(&out_first, in_first.clone()),
-                set(&out_last, in_last.clone()),
-                when(
-                    in_valid.clone(),
-                    vec![
-                        set(&acc, acc_next.clone()),
-                        when(in_last.clone(), vec![set(&result, acc_next)]),
-                    ],
-                ),
-            ],
-        )],
-    );
+            vec![when(
+                in_valid.clone(),
+                vec![
+                    set(&acc, acc_next.clone()),
+                    when(in_last.clone(), vec![set(&result, acc_next)]),
+                ],
+            )],
+        )
+    };
+
+    b.comment("Control and accumulator: reset, then one group per valid cycle.");
+    let mut reset = vec![
+        set(&out_valid, Expr::bit(false)),
+        set(&out_first, Expr::bit(false)),
+        set(&out_last, Expr::bit(false)),
+    ];
+    reset.extend(sum_reset);
+    let mut run = vec![
+        set(&out_valid, in_valid.clone()),
+        set(&out_first, in_first.clone()),
+        set(&out_last, in_last.clone()),
+    ];
+    run.extend(sum_update);
+    b.clocked(&clk, vec![when_else(rst.clone(), reset, run)]);
     b.comment("Operand pipeline: data needs no reset, the valid flag qualifies it.");
     let mut data = Vec::new();
     if let (Some(out_act), Some(in_act)) = (out_act, in_act) {
@@ -669,20 +784,34 @@ fn array_top(cfg: &StceConfig, pes: &[Option<ModuleDef>; 3]) -> ModuleDef {
             Expr::mux(&row_completes[r], &Expr::lit(r as u64, row_bits), &rest)
         });
     let last_row = row_completes[rows as usize - 1].clone();
+    // With the fp32 adder pipeline a PE publishes its sum `pipeline_cycles` after it takes the
+    // last group: the read-out flags wait as long.
+    let mut heads = [any, row_index, last_row];
+    let mut registers = Vec::new();
+    for d in 0..pipeline_cycles(cfg) {
+        for (what, head) in ["valid", "row", "last"].iter().zip(heads.iter_mut()) {
+            let delayed = b.reg(&format!("completes_{what}_d{d}"), head.width());
+            registers.push((delayed.clone(), std::mem::replace(head, delayed)));
+        }
+    }
+    let [any, row_index, last_row] = heads;
+    registers.extend([
+        (out_valid, any),
+        (out_row.clone(), row_index),
+        (out_last, last_row),
+    ]);
     b.clocked(
         &clk,
         vec![when_else(
             rst.clone(),
-            vec![
-                set(&out_valid, Expr::bit(false)),
-                set(&out_row, Expr::zero(row_bits)),
-                set(&out_last, Expr::bit(false)),
-            ],
-            vec![
-                set(&out_valid, any),
-                set(&out_row, row_index),
-                set(&out_last, last_row),
-            ],
+            registers
+                .iter()
+                .map(|(reg, _)| set(reg, Expr::zero(reg.width())))
+                .collect(),
+            registers
+                .into_iter()
+                .map(|(reg, next)| set(&reg, next))
+                .collect(),
         )],
     );
     let row = |r: usize| -> Vec<Stmt> {
@@ -699,4 +828,35 @@ fn array_top(cfg: &StceConfig, pes: &[Option<ModuleDef>; 3]) -> ModuleDef {
     let arms = (0..rows as usize).map(|r| (r as u64, row(r))).collect();
     b.combinational(vec![case(out_row, arms, zeros)]);
     b.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_slot_tile_events_give_the_closed_form() {
+        for tiles in 1..6 {
+            for groups in 1..12 {
+                for spacing in 1..9 {
+                    let closed = (tiles - 1) * groups.max(spacing) + groups - 1;
+                    assert_eq!(
+                        last_group_of_last_tile(tiles, groups, 1, spacing),
+                        closed,
+                        "{tiles} tiles of {groups} groups, spacing {spacing}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn slots_stagger_their_last_groups_by_the_spacing() {
+        // Two slots, spacing 4, tiles of 10 groups: the slots' last groups want cycles 18 and
+        // 19; 19 is too close, so slot 1 waits for cycle 23. Slot 0's next tile wants 18 + 20.
+        assert_eq!(last_group_of_last_tile(2, 10, 2, 4), 23);
+        assert_eq!(last_group_of_last_tile(3, 10, 2, 4), 38);
+        // One tile on two slots: just its groups, every other cycle.
+        assert_eq!(last_group_of_last_tile(1, 5, 2, 4), 8);
+    }
 }

@@ -9,8 +9,9 @@
 //!   pin). Hold `aresetn` low for at least 16 cycles (Xilinx's rule for AXI IP; the engine
 //!   needs only `stce::RESET_CYCLES`). From the second cycle of reset on, every `TVALID`,
 //!   `TREADY`, `AWREADY`, `WREADY`, `ARREADY`, `BVALID` and `RVALID` of the wrapper is low.
-//! - `s_axis_<name>_tdata/_tvalid/_tready/_tlast`: AXI4-Stream slaves, `m_axis_<name>_...`:
-//!   masters. Every byte of every beat is valid, so there is no `TKEEP` (Xilinx treats a
+//! - `s_axis_in_tdata/_tkeep/_tvalid/_tready/_tlast`: the AXI4-Stream slave, `m_axis_out_...`:
+//!   the master. `TKEEP` is there only where a beat can be partial (the lane engines' last
+//!   beat of a job); the STCE's beats are always whole, so it has none (Xilinx treats a
 //!   missing `TKEEP` as all ones).
 //! - `s_axi_ctrl_*`: an AXI4-Lite slave (`awaddr awvalid awready wdata wstrb wvalid wready
 //!   bresp bvalid bready araddr arvalid arready rdata rresp rvalid rready`) with 32-bit
@@ -46,18 +47,35 @@
 //!   Other groups are issued as soon as they arrive. A slow sink therefore stalls the input
 //!   stream, never the engine, and no row is ever dropped; `STATUS.overflow` would say so.
 //!
+//! - Registers: the common map below, where a beat in is a group and a beat out a result
+//!   row; STATUS bits 1 overflow, 2 order (the engine showed a row out of order); INFO is
+//!   rows \| cols << 8 \| N << 16 \| M << 24.
+//!
+//! # The lane wrappers (SORE, WUVE: [`lane_wrapper`])
+//! Described in `lanes`: a slot of whole bytes per lane in every beat, `TKEEP` per lane, one
+//! result beat per completed result, the same credit rule; the WUVE's `lr` and `lambda` are
+//! parameter registers.
+//!
+//! # The common register map (every wrapper; [`regs`])
 //! | offset | register | access | meaning |
 //! |---|---|---|---|
-//! | 0x00 | CONTROL | write | bit 0: clear the counters (reads 0) |
-//! | 0x04 | STATUS | read | bit 0 busy (a group or a row is inside the wrapper), bit 1 overflow (sticky: a row arrived at a full FIFO; the credit rule makes this impossible), bit 2 order (sticky: the engine showed a row out of order) |
+//! | 0x00 | CONTROL | write | bit 0: clear the counters and sticky flags (reads 0) |
+//! | 0x04 | STATUS | read | bit 0 busy (a beat or a result is inside the wrapper); bits 1.. the wrapper's sticky flags, bit 1 always overflow (a result arrived at a full FIFO; the credit rule makes this impossible) and bit 2 order |
 //! | 0x08 | CYCLES | read | cycles with the wrapper busy since the last clear |
-//! | 0x0C | GROUPS | read | groups handed to the engine |
-//! | 0x10 | ROWS | read | result rows handed out on `m_axis_out` |
-//! | 0x14 | OUT_STALLS | read | cycles a result row waited for `m_axis_out_tready` |
-//! | 0x18 | INFO | read | rows \| cols << 8 \| N << 16 \| M << 24 of the engine |
+//! | 0x0C | BEATS_IN | read | beats handed to the engine |
+//! | 0x10 | BEATS_OUT | read | result beats handed out on `m_axis_out` |
+//! | 0x14 | OUT_STALLS | read | cycles a result beat waited for `m_axis_out_tready` |
+//! | 0x18 | INFO | read | the engine's shape (per wrapper) |
+//! | 0x1C.. | parameters | read/write | the wrapper's run-time parameters, in order |
 //!
 //! The closed-loop bus models that drive these wrappers in simulation are written once, in
 //! Rust, in `coforge_sim::axi` (not in the C++ shim).
+
+mod lanes;
+
+pub use lanes::{
+    lane_wrapper, sore_engine, wuve_engine, LaneEngine, LaneField, LaneLayout, LANE_EXTRA_CYCLES,
+};
 
 use super::stce;
 use crate::config::StceConfig;
@@ -70,10 +88,14 @@ use std::collections::{BTreeMap, BTreeSet};
 pub mod ports {
     pub const CLOCK: &str = "aclk";
     pub const RESET_N: &str = "aresetn";
-    /// The STCE's input stream (`s_axis_in_*`).
-    pub const STCE_IN: &str = "s_axis_in";
-    /// The STCE's result stream (`m_axis_out_*`).
-    pub const STCE_OUT: &str = "m_axis_out";
+    /// Every wrapper's input stream (`s_axis_in_*`).
+    pub const IN: &str = "s_axis_in";
+    /// Every wrapper's result stream (`m_axis_out_*`).
+    pub const OUT: &str = "m_axis_out";
+    /// The STCE's input stream.
+    pub const STCE_IN: &str = IN;
+    /// The STCE's result stream.
+    pub const STCE_OUT: &str = OUT;
     /// The AXI4-Lite control slave (`s_axi_ctrl_*`).
     pub const CTRL: &str = "s_axi_ctrl";
 }
@@ -81,15 +103,27 @@ pub mod ports {
 /// Byte address width of the AXI4-Lite register space (64 registers).
 pub const CTRL_ADDR_BITS: u32 = 8;
 
-/// Register offsets of the STCE wrapper (bytes), as in the table of the module docs.
-pub mod stce_regs {
+/// Register offsets every wrapper has (bytes), as in the common register map of the module docs.
+pub mod regs {
     pub const CONTROL: u64 = 0x00;
     pub const STATUS: u64 = 0x04;
     pub const CYCLES: u64 = 0x08;
-    pub const GROUPS: u64 = 0x0C;
-    pub const ROWS: u64 = 0x10;
+    pub const BEATS_IN: u64 = 0x0C;
+    pub const BEATS_OUT: u64 = 0x10;
     pub const OUT_STALLS: u64 = 0x14;
     pub const INFO: u64 = 0x18;
+    /// The first run-time parameter register; parameter i is at `PARAMS + 4*i`.
+    pub const PARAMS: u64 = 0x1C;
+    /// STATUS bit 0: a beat or a result is inside the wrapper.
+    pub const STATUS_BUSY: u32 = 1;
+}
+
+/// Register offsets of the STCE wrapper (bytes): the common map, where a beat in is a group and
+/// a beat out a result row.
+pub mod stce_regs {
+    pub use super::regs::{CONTROL, CYCLES, INFO, OUT_STALLS, STATUS};
+    pub const GROUPS: u64 = super::regs::BEATS_IN;
+    pub const ROWS: u64 = super::regs::BEATS_OUT;
 }
 
 /// Cycles the STCE wrapper adds to the engine's own (`stce::estimated_cycles`) when no stream
@@ -387,40 +421,44 @@ fn axi_lite_slave(
     values
 }
 
-/// An AXI4-Stream slave `<prefix>_*` behind a two-entry skid buffer. `TREADY` is a register
-/// (low only while the skid entry is full), so it does not depend on anything driven in the
-/// same cycle. Returns `(valid, data, last)` of the head beat; the head leaves when `pop`
-/// (a wire the caller drives later, high only with `valid`) is high.
+/// An AXI4-Stream slave `<prefix>_*` (`tdata` of `width` bits, `tkeep` of `keep_bytes` bits
+/// when that is not 0, `tvalid`, `tready`, `tlast`) behind a two-entry skid buffer. `TREADY`
+/// is a register (low only while the skid entry is full), so it does not depend on anything
+/// driven in the same cycle. `payload(b, tdata, tkeep, tlast)` picks what a beat carries
+/// inward (and names the bits it leaves unused). Returns `(valid, payload)` of the head beat;
+/// the head leaves when `pop` (a wire the caller drives later, high only with `valid`) is
+/// high.
 fn axis_slave(
     b: &mut ModuleBuilder,
     clk: &Expr,
     rst: &Expr,
     prefix: &str,
-    width: u32,
-    used: u32,
+    (width, keep_bytes): (u32, u32),
+    payload: impl FnOnce(&mut ModuleBuilder, &Expr, Option<&Expr>, &Expr) -> Expr,
     pop: &Expr,
-) -> (Expr, Expr, Expr) {
+) -> (Expr, Expr) {
     let tdata = b.input(&format!("{prefix}_tdata"), width, "");
+    let tkeep = (keep_bytes > 0).then(|| {
+        b.input(
+            &format!("{prefix}_tkeep"),
+            keep_bytes,
+            "one bit per byte of TDATA",
+        )
+    });
     let tvalid = b.input(&format!("{prefix}_tvalid"), 1, "");
-    let tready = b.output(
+    b.output(
         &format!("{prefix}_tready"),
         1,
         "a register: the skid entry is empty",
     );
     let tlast = b.input(&format!("{prefix}_tlast"), 1, "");
-    let _ = tready;
-    if used < width {
-        b.name(
-            &format!("{prefix}_unused_pad"),
-            tdata.slice(used, width - used),
-        );
-    }
-    let beat = Expr::concat(vec![tlast, tdata.slice(0, used)]);
+    let beat = payload(b, &tdata, tkeep.as_ref(), &tlast);
+    let bits = beat.width();
     let head_valid = b.reg(&format!("{prefix}_head_valid"), 1);
-    let head = b.reg(&format!("{prefix}_head"), used + 1);
-    b.describe("the beat offered to the engine: {tlast, tdata}");
+    let head = b.reg(&format!("{prefix}_head"), bits);
+    b.describe("the beat offered to the engine");
     let skid_valid = b.reg(&format!("{prefix}_skid_valid"), 1);
-    let skid = b.reg(&format!("{prefix}_skid"), used + 1);
+    let skid = b.reg(&format!("{prefix}_skid"), bits);
     b.describe("a beat taken while the head could not move");
     b.drive(
         &format!("{prefix}_tready"),
@@ -467,15 +505,15 @@ fn axis_slave(
             vec![when(take, vec![set(&skid, beat)])],
         )],
     );
-    let data = head.slice(0, used);
-    let last = head.bit_at(used);
-    (head_valid, data, last)
+    (head_valid, head)
 }
 
 /// An AXI4-Stream master `<prefix>_*` fed by a FIFO of `depth` words (`depth` a power of two).
-/// The engine side writes `beat` = `{tlast, tdata}` when `write`; the caller guarantees room (the
-/// credit rule). `TVALID` and `TDATA` are registers. Returns `(handshake, overflow, count)`:
-/// a word left on the bus this cycle, a write found the FIFO full, words in the FIFO memory.
+/// The engine side writes a beat (`data`, `keep` when the stream has `TKEEP`, `last`) when
+/// `write`; the caller guarantees room (the credit rule). `TVALID`, `TDATA`, `TKEEP` and `TLAST`
+/// are registers. Returns `(handshake, overflow, count)`: a word left on the bus this cycle, a
+/// write found the FIFO full, words in the FIFO memory.
+#[allow(clippy::too_many_arguments)]
 fn axis_master_fifo(
     b: &mut ModuleBuilder,
     clk: &Expr,
@@ -483,22 +521,34 @@ fn axis_master_fifo(
     prefix: &str,
     depth: u32,
     write: &Expr,
-    beat: &Expr,
+    (data, keep, last): (&Expr, Option<&Expr>, &Expr),
 ) -> (Expr, Expr, Expr) {
-    let width = beat.width() - 1;
-    let tdata = b.output(&format!("{prefix}_tdata"), width, "");
+    let width = data.width();
+    let keep_bytes = keep.map_or(0, Expr::width);
+    b.output(&format!("{prefix}_tdata"), width, "");
+    if keep_bytes > 0 {
+        b.output(
+            &format!("{prefix}_tkeep"),
+            keep_bytes,
+            "one bit per byte of TDATA",
+        );
+    }
     let tvalid = b.output_reg(&format!("{prefix}_tvalid"), 1, "");
     let tready = b.input(&format!("{prefix}_tready"), 1, "");
-    let tlast = b.output(&format!("{prefix}_tlast"), 1, "");
-    let _ = (tdata, tlast);
+    b.output(&format!("{prefix}_tlast"), 1, "");
+    let mut parts = vec![last.clone()];
+    parts.extend(keep.cloned());
+    parts.push(data.clone());
+    let beat = &Expr::concat(parts);
+    let word_bits = beat.width();
     let abits = index_bits(depth);
-    let mem = b.memory(&format!("{prefix}_fifo"), width + 1, depth);
+    let mem = b.memory(&format!("{prefix}_fifo"), word_bits, depth);
     let wptr = b.reg(&format!("{prefix}_wptr"), abits);
     let rptr = b.reg(&format!("{prefix}_rptr"), abits);
     let count = b.reg(&format!("{prefix}_count"), abits + 1);
     b.describe("words in the FIFO memory (not counting the one on the bus)");
-    let word = b.reg(&format!("{prefix}_word"), width + 1);
-    b.describe("the word on the bus: {tlast, tdata}");
+    let word = b.reg(&format!("{prefix}_word"), word_bits);
+    b.describe("the word on the bus: {tlast, tkeep, tdata}");
     let handshake = b.name(&format!("{prefix}_handshake"), tvalid.land(&tready));
     let nonempty = count.ne(&Expr::zero(abits + 1));
     let read = b.name(
@@ -511,7 +561,10 @@ fn axis_master_fifo(
     b.memory_write(clk, &mem, &accept, &wptr, beat);
     b.memory_read(clk, &mem, &word, &read, &rptr);
     b.drive(&format!("{prefix}_tdata"), word.slice(0, width));
-    b.drive(&format!("{prefix}_tlast"), word.bit_at(width));
+    if keep_bytes > 0 {
+        b.drive(&format!("{prefix}_tkeep"), word.slice(width, keep_bytes));
+    }
+    b.drive(&format!("{prefix}_tlast"), word.bit_at(word_bits - 1));
     let one = |w| Expr::lit(1, w);
     b.clocked(
         clk,
@@ -566,8 +619,24 @@ pub fn stce_wrapper(cfg: &StceConfig, engine: &ModuleDef) -> ModuleDef {
     let fields = stce_in_layout(cfg);
     let used: u32 = fields.iter().map(|(_, _, w)| w).sum();
     let pop = b.wire("in_pop", 1);
-    let (head_valid, head, head_last) =
-        axis_slave(&mut b, &clk, &rst, ports::STCE_IN, in_width, used, &pop);
+    let (head_valid, head_beat) = axis_slave(
+        &mut b,
+        &clk,
+        &rst,
+        ports::STCE_IN,
+        (in_width, 0),
+        |b, tdata, _, tlast| {
+            if used < in_width {
+                b.name(
+                    &format!("{}_unused_pad", ports::STCE_IN),
+                    tdata.slice(used, in_width - used),
+                );
+            }
+            Expr::concat(vec![tlast.clone(), tdata.slice(0, used)])
+        },
+        &pop,
+    );
+    let (head, head_last) = (head_beat.slice(0, used), head_beat.bit_at(used));
 
     // Credits and pacing for last groups.
     let depth = stce_fifo_depth(cfg);
@@ -627,7 +696,7 @@ pub fn stce_wrapper(cfg: &StceConfig, engine: &ModuleDef) -> ModuleDef {
         ports::STCE_OUT,
         depth,
         &eng_out_valid,
-        &Expr::concat(vec![eng_out_last.clone(), row_data]),
+        (&row_data, None, &eng_out_last),
     );
     let expected_row = b.reg("expected_row", index_bits(rows));
     b.describe("the row the engine should show next");
@@ -680,60 +749,108 @@ pub fn stce_wrapper(cfg: &StceConfig, engine: &ModuleDef) -> ModuleDef {
     );
 
     // Control and status.
-    let clear = b.wire("clear_counters", 1);
     let in_flight = credits.ne(&Expr::lit(u64::from(depth), cbits));
-    let busy = b.name(
-        "busy",
-        head_valid
-            .lor(&in_flight)
-            .lor(&fifo_count.ne(&Expr::zero(fifo_count.width()))),
-    );
-    let cycles = counter(&mut b, &clk, &rst, "count_cycles", busy.clone(), &clear);
-    let groups = counter(&mut b, &clk, &rst, "count_groups", issue.clone(), &clear);
-    let rows_out = counter(
+    let busy = head_valid
+        .lor(&in_flight)
+        .lor(&fifo_count.ne(&Expr::zero(fifo_count.width())));
+    control_block(
         &mut b,
         &clk,
         &rst,
-        "count_rows",
-        out_handshake.clone(),
-        &clear,
+        Activity {
+            busy,
+            beat_in: issue,
+            beat_out: out_handshake,
+            out_stream: ports::STCE_OUT,
+            flags: vec![("error_overflow", overflow_now), ("error_order", order_now)],
+            info: rows | cols << 8 | cfg.n << 16 | cfg.m << 24,
+        },
+        &[],
     );
-    let out_tvalid = Expr::sig(format!("{}_tvalid", ports::STCE_OUT), 1);
-    let out_tready = Expr::sig(format!("{}_tready", ports::STCE_OUT), 1);
+    b.finish()
+}
+
+/// What a wrapper's AXI4-Lite block reports (the common registers of the module docs).
+struct Activity {
+    /// A beat or a result is inside the wrapper (counted in CYCLES).
+    busy: Expr,
+    /// A beat went into the engine this cycle (counted in BEATS_IN).
+    beat_in: Expr,
+    /// A beat left on the output stream this cycle (counted in BEATS_OUT).
+    beat_out: Expr,
+    /// The output stream's prefix (OUT_STALLS counts its `TVALID && !TREADY` cycles).
+    out_stream: &'static str,
+    /// STATUS bits 1, 2, ...: sticky flags, each with the condition that raises it.
+    flags: Vec<(&'static str, Expr)>,
+    /// The INFO register.
+    info: u32,
+}
+
+/// A run-time parameter register of a wrapper: the host writes it (register `PARAMS + 4*i`)
+/// and the wrapper drives the engine port of the same meaning from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamReg {
+    /// The register's name in the register map (lower case in the Verilog).
+    pub name: &'static str,
+    pub width: u32,
+    pub reset: u64,
+}
+
+/// The AXI4-Lite block every wrapper has: CONTROL, STATUS, CYCLES, BEATS_IN, BEATS_OUT,
+/// OUT_STALLS, INFO, then the wrapper's `params` from [`regs::PARAMS`] on. Returns the
+/// parameter registers' values, in order.
+fn control_block(
+    b: &mut ModuleBuilder,
+    clk: &Expr,
+    rst: &Expr,
+    a: Activity,
+    params: &[ParamReg],
+) -> Vec<Expr> {
+    let clear = b.wire("clear_counters", 1);
+    let busy = b.name("busy", a.busy);
+    let cycles = counter(b, clk, rst, "count_cycles", busy.clone(), &clear);
+    let beats_in = counter(b, clk, rst, "count_beats_in", a.beat_in, &clear);
+    let beats_out = counter(b, clk, rst, "count_beats_out", a.beat_out, &clear);
+    let out_tvalid = Expr::sig(format!("{}_tvalid", a.out_stream), 1);
+    let out_tready = Expr::sig(format!("{}_tready", a.out_stream), 1);
     let stalls = counter(
-        &mut b,
-        &clk,
-        &rst,
+        b,
+        clk,
+        rst,
         "count_out_stalls",
         out_tvalid.land(&out_tready.not()),
         &clear,
     );
-    let overflow = sticky(&mut b, &clk, &rst, "error_overflow", overflow_now, &clear);
-    let order = sticky(&mut b, &clk, &rst, "error_order", order_now, &clear);
-    let status = Expr::concat(vec![order, overflow, busy]);
-    let info = Expr::lit(
-        u64::from(rows) | u64::from(cols) << 8 | u64::from(cfg.n) << 16 | u64::from(cfg.m) << 24,
-        32,
+    let mut status = vec![busy];
+    for (name, raise) in a.flags {
+        status.push(sticky(b, clk, rst, name, raise, &clear));
+    }
+    status.reverse();
+    let mut regs = vec![
+        LiteReg::Pulse {
+            name: "control_clear".into(),
+        },
+        LiteReg::Status(Expr::concat(status)),
+        LiteReg::Status(cycles),
+        LiteReg::Status(beats_in),
+        LiteReg::Status(beats_out),
+        LiteReg::Status(stalls),
+        LiteReg::Status(Expr::lit(u64::from(a.info), 32)),
+    ];
+    regs.extend(params.iter().map(|p| LiteReg::Param {
+        name: format!("param_{}", p.name),
+        width: p.width,
+        reset: p.reset,
+    }));
+    let values = axi_lite_slave(b, clk, rst, regs);
+    b.drive(
+        "clear_counters",
+        values[0].clone().expect("CONTROL is a pulse register"),
     );
-    let values = axi_lite_slave(
-        &mut b,
-        &clk,
-        &rst,
-        vec![
-            LiteReg::Pulse {
-                name: "control_clear".into(),
-            },
-            LiteReg::Status(status),
-            LiteReg::Status(cycles),
-            LiteReg::Status(groups),
-            LiteReg::Status(rows_out),
-            LiteReg::Status(stalls),
-            LiteReg::Status(info),
-        ],
-    );
-    let pulse = values[0].clone().expect("CONTROL is a pulse register");
-    b.drive("clear_counters", pulse);
-    b.finish()
+    values[7..]
+        .iter()
+        .map(|v| v.clone().expect("a parameter register"))
+        .collect()
 }
 
 /// `TREADY -> TVALID` (and `BREADY -> BVALID`, `RREADY -> RVALID`) combinational paths of a

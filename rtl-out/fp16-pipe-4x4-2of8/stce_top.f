@@ -1,0 +1,4 @@
+cf_fp16_mul_exact.v
+cf_fp32_add.v
+stce_pe_fp16_n2_m8_pipe.v
+stce_top.v
