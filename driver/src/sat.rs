@@ -17,6 +17,8 @@ use coforge_sim::{
 };
 
 use crate::design::design_spec_of;
+
+pub mod network;
 use crate::DriverError;
 
 /// The external memory's contents, in beats of `mem_bits`.
@@ -170,6 +172,23 @@ impl SatSystem {
         lambda: f32,
         max_cycles: u64,
     ) -> Result<RunStats, DriverError> {
+        self.run_observed(program, dram, timing, lr, lambda, max_cycles, &mut |_| {})
+    }
+
+    /// [`SatSystem::run`], handing `observe` the top's busy counters (in [`Engine::ALL`] order)
+    /// after every simulated cycle from `start` on: what [`network::Timeline`] turns into each
+    /// instruction's measured busy span.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_observed(
+        &mut self,
+        program: &[Instr],
+        dram: &mut DramImage,
+        timing: MemoryTiming,
+        lr: f32,
+        lambda: f32,
+        max_cycles: u64,
+        observe: &mut dyn FnMut(&[u64; 4]),
+    ) -> Result<RunStats, DriverError> {
         check_program(program, &self.geo, &self.sys, dram.beats())?;
         let p = &self.ports;
         let m = &mut self.model;
@@ -189,9 +208,17 @@ impl SatSystem {
         m.set(p.lambda, u64::from(lambda.to_bits()));
         let mut mem = Memory::new(m.pins(), &NAMES, dram.beats(), timing)?;
         mem.load(0, &dram.words)?;
+        let busy_now = |m: &VerilatedModel| {
+            let mut b = [0u64; 4];
+            for (slot, &(_, port)) in b.iter_mut().zip(&p.busy) {
+                *slot = m.get(port);
+            }
+            b
+        };
         m.set(p.start, 1);
         m.cycle_with(&mut [&mut mem])?;
         m.set(p.start, 0);
+        observe(&busy_now(m));
         let mut sim_cycles = 1;
         loop {
             if m.get(p.done) & 1 == 1 {
@@ -204,6 +231,7 @@ impl SatSystem {
                 )));
             }
             m.cycle_with(&mut [&mut mem])?;
+            observe(&busy_now(m));
             sim_cycles += 1;
         }
         if m.get(p.conflict) & 1 == 1 {
