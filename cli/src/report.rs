@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use coforge_driver::compare::{Comparison, Mismatch};
+use coforge_driver::sat::network::PassCycles;
 use coforge_trainer::schedule::StepSchedule;
 use serde::{Serialize, Serializer};
 
@@ -313,4 +314,51 @@ mod tests {
             serde_json::json!({"ran": false, "reason": "x"})
         );
     }
+}
+
+/// `report.json` of `coforge train --net`: whole-network training steps on the system top.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetTrainReport {
+    /// Every tensor of every layer and step equals the reference's, bit for bit.
+    pub bit_exact: bool,
+    pub network: String,
+    pub batch: usize,
+    /// The engine's N:M (dense layers run in its dense mode).
+    pub pattern: String,
+    /// Per layer, `[R, K, Cout]` as lowered (im2col for a conv).
+    pub layers: BTreeMap<String, [usize; 3]>,
+    pub seed: u64,
+    pub lr: f32,
+    pub lambda: f32,
+    /// The memory model: cycles to the first read beat, and bytes per cycle.
+    pub mem_latency: u32,
+    pub mem_bytes_per_cycle: u32,
+    /// Instructions of the step's program.
+    pub instructions: usize,
+    pub steps: Vec<NetStepReport>,
+    pub config_hash: String,
+    pub coforge_version: &'static str,
+}
+
+/// One step of `coforge train --net`.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetStepReport {
+    pub step: usize,
+    pub bit_exact: bool,
+    /// Measured: the top's cycle counter from `start` to `done`, memory traffic included.
+    pub step_cycles_measured: u64,
+    /// The scheduler's estimate of the same span (its cost model, `schedule.json`).
+    pub step_cycles_estimated: u64,
+    /// Measured: the top's busy counter of each engine (`dma`, `stce`, `wuve`, `sore`).
+    pub busy_measured: BTreeMap<String, u64>,
+    /// Beats the memory model served and took.
+    pub read_beats: u64,
+    pub written_beats: u64,
+    /// Per layer and pass (`ff`, `bp`, `wu`, `update`, `prune_f`, `prune_b`): the measured span
+    /// and busy cycles beside the scheduler's estimates (fields documented at
+    /// `coforge_driver::sat::network::PassCycles`).
+    pub passes: Vec<PassCycles>,
+    /// Every tensor of every layer: `<layer>.<tensor>` (y, dx, dw, w32, w16, and for sparse
+    /// layers mask_f and the new compressed operands' values and indices).
+    pub comparisons: Vec<Comparison>,
 }

@@ -24,36 +24,59 @@ use crate::engine::Progress;
 use crate::golden::{expect_f16, expect_f32, stage_step};
 use crate::junit::{self, Junit};
 use crate::output::OutputDir;
+mod network;
+
 use crate::report::{LayerShape, TrainReport, TrainStepReport, COFORGE_VERSION};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Training engine config (TOML): an fp16 [stce] and a [train] section
+    /// Training engine config (TOML): an fp16 [stce] and a [train] section (and [system] for
+    /// `--net`)
     #[arg(long)]
     pub config: PathBuf,
+    /// A network file (networks/*.toml): train the whole network on the system top (`sat_top`)
+    /// with the scheduler's program, instead of one linear layer from --x --w --dy
+    #[arg(long, conflicts_with_all = ["x", "w", "dy", "n", "m", "junit", "corrupt_golden"])]
+    pub net: Option<PathBuf>,
+    /// With --net: run this schedule.json (as `coforge schedule` wrote it, or edited by hand)
+    /// instead of scheduling the network; it is checked (dependencies, the config's system,
+    /// the network's layers) before anything is built
+    #[arg(long, requires = "net", value_name = "FILE")]
+    pub schedule: Option<PathBuf>,
+    /// With --net: the seed of every input the host draws (X, dY per step and layer; W32 once)
+    #[arg(long, default_value_t = 1, requires = "net")]
+    pub seed: u64,
+    /// With --net: a folder of per-layer .npy inputs that replace the seeded ones:
+    /// `<layer>.x.npy` (float16, R x K: im2col rows for a conv), `<layer>.dy.npy` (float16,
+    /// R x Cout), `<layer>.w32.npy` (float32, Cout x K); each is optional, and a given X or dY is
+    /// used by every step
+    #[arg(long, requires = "net", value_name = "DIR")]
+    pub inputs: Option<PathBuf>,
     /// Activations X (float16, B x Cin)
-    #[arg(long)]
-    pub x: PathBuf,
+    #[arg(long, required_unless_present = "net")]
+    pub x: Option<PathBuf>,
     /// fp32 master weights W (float32, Cout x Cin)
-    #[arg(long)]
-    pub w: PathBuf,
+    #[arg(long, required_unless_present = "net")]
+    pub w: Option<PathBuf>,
     /// Output gradient dY (float16, B x Cout); every step takes the same dY
-    #[arg(long)]
-    pub dy: PathBuf,
+    #[arg(long, required_unless_present = "net")]
+    pub dy: Option<PathBuf>,
     /// N of N:M: the engine's N, or N = M to train dense on the same hardware
-    #[arg(long)]
-    pub n: usize,
+    #[arg(long, required_unless_present = "net")]
+    pub n: Option<usize>,
     /// M of N:M: the engine's M (or any M = N for dense training)
-    #[arg(long)]
-    pub m: usize,
-    #[arg(long, allow_negative_numbers = true)]
-    pub lr: f32,
+    #[arg(long, required_unless_present = "net")]
+    pub m: Option<usize>,
+    /// Learning rate (required without --net; 0.01 with it)
+    #[arg(long, allow_negative_numbers = true, required_unless_present = "net")]
+    pub lr: Option<f32>,
     /// Decay on pruned weights (SR-STE λ)
     #[arg(long = "lambda", default_value_t = DEFAULT_LAMBDA, allow_negative_numbers = true)]
     pub lambda: f32,
     #[arg(long, default_value_t = 1)]
     pub steps: usize,
     /// Output folder: the last step's RTL tensors (names as `golden train-step`) and report.json
+    /// (with --net: golden and rtl .npy of every tensor of every layer and step)
     #[arg(long)]
     pub out: PathBuf,
     /// Also write a JUnit XML report here (one test case per tensor and step), even when a
@@ -68,25 +91,40 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    if let Some(net) = args.net.clone() {
+        return network::run(&args, &net);
+    }
     let mut progress = Progress::new(3 + args.steps);
     ensure!(args.steps >= 1, "--steps must be at least 1");
+    // clap requires these without --net.
+    let missing = |flag: &str| anyhow::anyhow!("{flag} is required without --net");
+    let (x_path, w_path, dy_path) = (
+        args.x.clone().ok_or_else(|| missing("--x"))?,
+        args.w.clone().ok_or_else(|| missing("--w"))?,
+        args.dy.clone().ok_or_else(|| missing("--dy"))?,
+    );
+    let (arg_n, arg_m) = (
+        args.n.ok_or_else(|| missing("--n"))?,
+        args.m.ok_or_else(|| missing("--m"))?,
+    );
+    let lr = args.lr.ok_or_else(|| missing("--lr"))?;
     let mut out = OutputDir::create(&args.out)?;
     let config = Config::load(&args.config)?;
-    let pattern = NmPattern::new(args.n, args.m)?;
+    let pattern = NmPattern::new(arg_n, arg_m)?;
     let stce_cfg = config
         .stce("`coforge train`")
         .with_context(|| format!("config {}", args.config.display()))?;
     let (hw_n, hw_m) = (stce_cfg.n as usize, stce_cfg.m as usize);
-    if !pattern.is_dense() && (args.n, args.m) != (hw_n, hw_m) {
+    if !pattern.is_dense() && (arg_n, arg_m) != (hw_n, hw_m) {
         bail!(
             "the engine in {} is built for {hw_n}:{hw_m}; train with --n {hw_n} --m {hw_m}, \
              or with N = M for dense training on the same hardware",
             args.config.display()
         );
     }
-    let x = expect_f16(&args.x, "X, B x Cin")?;
-    let w = expect_f32(&args.w, "W, Cout x Cin")?;
-    let dy = expect_f16(&args.dy, "dY, B x Cout")?;
+    let x = expect_f16(&x_path, "X, B x Cin")?;
+    let w = expect_f32(&w_path, "W, Cout x Cin")?;
+    let dy = expect_f16(&dy_path, "dY, B x Cout")?;
     let ((b, cin), cout) = (x.dim(), w.nrows());
     // Each step keeps the golden and the RTL tensors: activations and gradients (f32), the weights
     // in three forms, their gradient, and four masks per side.
@@ -106,7 +144,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     let cfg = BdwpConfig {
         pattern,
-        lr: args.lr,
+        lr,
         lambda: args.lambda,
         mask_b_source: MaskBSource::ForwardMasked,
     };
@@ -299,7 +337,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let report = TrainReport {
         bit_exact: steps.iter().all(|s| s.bit_exact),
         steps,
-        pattern: format!("{}:{}", args.n, args.m),
+        pattern: format!("{arg_n}:{arg_m}"),
         shape: LayerShape {
             batch: b as u64,
             cin: cin as u64,
@@ -309,7 +347,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         effective_macs: (2 * gemm * n / m + gemm) * runs,
         cycles: rtl.cycles_per_pass(),
         estimated_cycles: estimated_cycles_per_pass(&rtl.ops),
-        lr: args.lr,
+        lr,
         lambda: args.lambda,
         config_hash: config.hash(),
         verilator_version: rtl.verilator_version.clone(),
@@ -328,14 +366,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let properties = vec![
             ("config".to_string(), args.config.display().to_string()),
             ("config_hash".to_string(), config.hash()),
-            ("pattern".to_string(), format!("{}:{}", args.n, args.m)),
+            ("pattern".to_string(), format!("{arg_n}:{arg_m}")),
             (
                 "inputs".to_string(),
                 format!(
                     "x={} w={} dy={}",
-                    args.x.display(),
-                    args.w.display(),
-                    args.dy.display()
+                    x_path.display(),
+                    w_path.display(),
+                    dy_path.display()
                 ),
             ),
             (

@@ -188,3 +188,53 @@ fn bad_parts_clocks_and_configs_are_refused_with_nothing_written() {
         assert!(is_empty_or_missing(&c.path("out")), "{extra:?} wrote files");
     }
 }
+
+#[test]
+fn package_ip_packages_every_wrapper_of_a_training_config_byte_identically() {
+    let c = Case::new(
+        "[stce]\nrows = 2\ncols = 2\ndtype = \"fp16\"\nn = 2\nm = 4\n\
+         [train]\nsore_lanes = 2\nwuve_lanes = 2\n",
+    );
+    let config = c.arg("c.toml");
+    let (a, b) = (c.arg("a"), c.arg("b"));
+    for out in [&a, &b] {
+        let o = vivado(&config, out, &["--clock-mhz", "250"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(
+        contents(&c.path("a")),
+        contents(&c.path("b")),
+        "two generations differ"
+    );
+    let dir = c.path("a");
+    let package = read(&dir, "package_ip.tcl");
+    let sources: Vec<String> = read_paths(&package).into_iter().map(|(_, n)| n).collect();
+    let mut filelists = String::new();
+    for top in ["stce_top", "sore_top", "wuve_top"] {
+        filelists += &read(&dir, &format!("{top}.f"));
+    }
+    for top in ["stce_top_axi", "sore_top_axi", "wuve_top_axi"] {
+        assert!(
+            package.contains(&format!("package_top {top}")),
+            "package_ip.tcl does not package {top}"
+        );
+        filelists += &read(&dir, &format!("{top}.f"));
+        // Interface inference needs Xilinx's names on the wrapper's ports.
+        let verilog = read(&dir, &format!("{top}.v"));
+        for port in [
+            "s_axis_in_tdata",
+            "m_axis_out_tready",
+            "s_axi_ctrl_awaddr",
+            "aresetn",
+        ] {
+            assert!(verilog.contains(port), "{top} has no port {port}");
+        }
+    }
+    assert_eq!(sources, filelists.lines().collect::<Vec<_>>());
+    for (_, name) in read_paths(&package) {
+        assert!(dir.join(&name).is_file(), "{name}: not in the folder");
+    }
+    // The lane wrappers' streams can end with a partial beat: they carry TKEEP.
+    assert!(read(&dir, "sore_top_axi.v").contains("s_axis_in_tkeep"));
+    assert!(read(&dir, "wuve_top_axi.v").contains("m_axis_out_tkeep"));
+}

@@ -17,6 +17,8 @@ use coforge_sim::{
 };
 
 use crate::design::design_spec_of;
+
+pub mod network;
 use crate::DriverError;
 
 /// The external memory's contents, in beats of `mem_bits`.
@@ -72,6 +74,10 @@ pub struct RunStats {
     pub sim_cycles: u64,
     /// Busy cycles per engine (the top's counters).
     pub busy: BTreeMap<String, u64>,
+    /// Per engine, the sum of its instructions' `estimated_cycles` (an estimate, beside the
+    /// measured `busy`: with a memory that never stalls they differ only where the timing
+    /// model is wrong).
+    pub busy_estimated: BTreeMap<String, u64>,
     /// Beats the memory read and wrote.
     pub read_beats: u64,
     pub written_beats: u64,
@@ -166,6 +172,23 @@ impl SatSystem {
         lambda: f32,
         max_cycles: u64,
     ) -> Result<RunStats, DriverError> {
+        self.run_observed(program, dram, timing, lr, lambda, max_cycles, &mut |_| {})
+    }
+
+    /// [`SatSystem::run`], handing `observe` the top's busy counters (in [`Engine::ALL`] order)
+    /// after every simulated cycle from `start` on: what [`network::Timeline`] turns into each
+    /// instruction's measured busy span.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_observed(
+        &mut self,
+        program: &[Instr],
+        dram: &mut DramImage,
+        timing: MemoryTiming,
+        lr: f32,
+        lambda: f32,
+        max_cycles: u64,
+        observe: &mut dyn FnMut(&[u64; 4]),
+    ) -> Result<RunStats, DriverError> {
         check_program(program, &self.geo, &self.sys, dram.beats())?;
         let p = &self.ports;
         let m = &mut self.model;
@@ -185,9 +208,17 @@ impl SatSystem {
         m.set(p.lambda, u64::from(lambda.to_bits()));
         let mut mem = Memory::new(m.pins(), &NAMES, dram.beats(), timing)?;
         mem.load(0, &dram.words)?;
+        let busy_now = |m: &VerilatedModel| {
+            let mut b = [0u64; 4];
+            for (slot, &(_, port)) in b.iter_mut().zip(&p.busy) {
+                *slot = m.get(port);
+            }
+            b
+        };
         m.set(p.start, 1);
         m.cycle_with(&mut [&mut mem])?;
         m.set(p.start, 0);
+        observe(&busy_now(m));
         let mut sim_cycles = 1;
         loop {
             if m.get(p.done) & 1 == 1 {
@@ -200,6 +231,7 @@ impl SatSystem {
                 )));
             }
             m.cycle_with(&mut [&mut mem])?;
+            observe(&busy_now(m));
             sim_cycles += 1;
         }
         if m.get(p.conflict) & 1 == 1 {
@@ -225,6 +257,7 @@ impl SatSystem {
             // The cycle in which `done` was sampled high is not part of the run.
             sim_cycles: sim_cycles - 1,
             busy,
+            busy_estimated: estimate_busy(program, &self.geo, &self.sys),
             read_beats,
             written_beats,
             estimated_cycles: estimate_program(program, &self.geo, &self.sys),
@@ -239,6 +272,24 @@ pub fn estimate_program(program: &[Instr], geo: &Geometry, sys: &SystemConfig) -
         .iter()
         .map(|i| FETCH_CYCLES + DISPATCH_CYCLES + estimated_cycles(i, geo, sys))
         .sum()
+}
+
+/// Per engine, the sum of the estimated busy cycles of its instructions.
+pub fn estimate_busy(
+    program: &[Instr],
+    geo: &Geometry,
+    sys: &SystemConfig,
+) -> BTreeMap<String, u64> {
+    let mut busy: BTreeMap<String, u64> = Engine::ALL
+        .iter()
+        .map(|e| (e.name().to_string(), 0))
+        .collect();
+    for i in program {
+        if let Some(e) = i.engine() {
+            *busy.entry(e.name().to_string()).or_default() += estimated_cycles(i, geo, sys);
+        }
+    }
+    busy
 }
 
 /// Checks that the system can run `program` before anything is simulated: it fits the
@@ -556,6 +607,8 @@ pub struct LinearGemms {
     /// Pre-generation on the SORE (sparse training): the next M_F and FF operand.
     pub next: Option<NextOperand>,
     pub stats: RunStats,
+    /// The program that ran (for estimates of it, e.g. the scheduler's controller model).
+    pub program: Vec<Instr>,
 }
 
 /// What PRUNE_F made from the updated W16.
@@ -863,6 +916,7 @@ impl SatSystem {
                 }
             }),
             stats,
+            program,
         })
     }
 }

@@ -14,7 +14,7 @@ module sat_top (
     input  wire [31:0]  lr,                              // fp32 learning rate, held for the run
     input  wire [31:0]  lambda,                          // fp32 decay of pruned weights, held for the run
     input  wire         imem_we,                         // write the instruction memory (while idle)
-    input  wire [8:0]   imem_addr,
+    input  wire [12:0]  imem_addr,
     input  wire [191:0] imem_data,                       // one instruction word
     output reg          mem_rd_req_valid,                // read request
     input  wire         mem_rd_req_ready,
@@ -42,10 +42,10 @@ module sat_top (
     reg  [3:0]   mask_rdata;                             // read port of the mask buffer
     reg          running;                                // between start and done
     reg          end_seen;                               // END has been fetched
-    reg  [8:0]   pc;
+    reg  [12:0]  pc;
     reg          fetch_phase;                            // 0: read the instruction memory; 1: the word is in fetch_word
     reg  [191:0] fetch_word;
-    reg  [191:0] imem [0:511];
+    reg  [191:0] imem [0:8191];
     wire         fetch_re;
     wire [7:0]   fetch_opcode;
     wire         fetch_is_end;
@@ -151,6 +151,7 @@ module sat_top (
     wire         dma_line_in;
     wire         dma_beat_out;
     reg  [511:0] dma_store_line;                         // the line being stored, shifted down one beat per accepted beat
+    wire         dma_store_next_line;
     wire         dma_read_ahead;
     wire [15:0]  dma_read_line;
     wire         dma_store_read;
@@ -285,25 +286,25 @@ module sat_top (
     wire [127:0] out_wdata;
     wire         out_re;
     wire [8:0]   out_raddr;
-    reg  [127:0] master_mem [0:511];
+    reg  [127:0] master_mem [0:4095];
     wire         master_we;
-    wire [8:0]   master_waddr;
+    wire [11:0]  master_waddr;
     wire [127:0] master_wdata;
     wire         master_re;
-    wire [8:0]   master_raddr;
-    reg  [63:0]  w16_mem [0:511];
+    wire [11:0]  master_raddr;
+    reg  [63:0]  w16_mem [0:4095];
     wire         w16_we;
-    wire [8:0]   w16_waddr;
+    wire [11:0]  w16_waddr;
     wire [63:0]  w16_wdata;
     wire         w16_re;
-    wire [8:0]   w16_raddr;
-    reg  [3:0]   mask_mem [0:511];
+    wire [11:0]  w16_raddr;
+    reg  [3:0]   mask_mem [0:4095];
     wire         mask_we;
-    wire [8:0]   mask_waddr;
+    wire [11:0]  mask_waddr;
     wire [3:0]   mask_wdata;
     wire         mask_re;
-    wire [8:0]   mask_raddr;
-    wire [332:0] unused_bits;
+    wire [11:0]  mask_raddr;
+    wire [293:0] unused_bits;
 
     always @(posedge clk) begin
         if (imem_we) begin
@@ -422,7 +423,7 @@ module sat_top (
         if (rst) begin
             running <= 1'b0;
             end_seen <= 1'b0;
-            pc <= 9'h0;
+            pc <= 13'h0;
             fetch_phase <= 1'b0;
             done <= 1'b0;
             conflict <= 1'b0;
@@ -463,7 +464,7 @@ module sat_top (
             if (start && ~running) begin
                 running <= 1'b0;
                 end_seen <= 1'b0;
-                pc <= 9'h0;
+                pc <= 13'h0;
                 fetch_phase <= 1'b0;
                 done <= 1'b0;
                 conflict <= 1'b0;
@@ -511,7 +512,7 @@ module sat_top (
                         if (fetch_is_end) begin
                             end_seen <= 1'b1;
                         end else begin
-                            pc <= pc + 9'h1;
+                            pc <= pc + 13'h1;
                         end
                     end
                     cycle_count <= cycle_count + 48'h1;
@@ -618,8 +619,9 @@ module sat_top (
     assign dma_finish = dma_line_in && dma_last_line || dma_beat_out && dma_last_beat && dma_last_line;
     assign mem_wr_data = dma_store_line;
     assign mem_wr_addr = dma_waddr;
-    assign dma_read_ahead = dma_beat_out && dma_last_beat && ~dma_last_line;
-    assign dma_read_line = dma_read_ahead ? dma_line + 16'h1 : dma_line;
+    assign dma_store_next_line = dma_beat_out && dma_last_beat && ~dma_last_line;
+    assign dma_read_ahead = dma_busy && dma_state == 3'd3 && ~dma_last_line || dma_store_next_line && ~(dma_line + 16'h1 == dma_lines - 16'h1);
+    assign dma_read_line = (dma_busy && dma_state == 3'd2) ? dma_line : dma_line + ((dma_busy && dma_state == 3'd3) ? 16'h1 : 16'h2);
     assign dma_store_read = dma_busy && dma_state == 3'd2 || dma_read_ahead;
 
     // DMA engine: LOAD (one read burst, lines assembled from beats) and STORE.
@@ -652,7 +654,8 @@ module sat_top (
                 dma_waddr <= dma_waddr + 32'h1;
                 if (dma_last_beat) begin
                     dma_line <= dma_line + 16'h1;
-                    dma_state <= 3'd3;
+                    dma_beat <= 16'h0;
+                    dma_store_line <= (dma_buf == 3'd0) ? act_rdata : (dma_buf == 3'd1) ? {360'h0, wgt_rdata} : (dma_buf == 3'd2) ? {384'h0, out_rdata} : (dma_buf == 3'd3) ? {384'h0, master_rdata} : (dma_buf == 3'h4) ? {448'h0, w16_rdata} : (dma_buf == 3'h5) ? {508'h0, mask_rdata} : 512'h0;
                 end else begin
                     dma_beat <= dma_beat + 16'h1;
                     dma_store_line <= dma_store_line >> 10'h200;
@@ -1078,7 +1081,7 @@ module sat_top (
     end
 
     assign master_we = 1'b0 || dma_line_in && dma_buf == 3'd3 || update_writing;
-    assign master_waddr = (dma_line_in && dma_buf == 3'd3) ? dma_buf_addr[8:0] + dma_line[8:0] : update_master_addr[8:0] + update_write[8:0];
+    assign master_waddr = (dma_line_in && dma_buf == 3'd3) ? dma_buf_addr[11:0] + dma_line[11:0] : update_master_addr[11:0] + update_write[11:0];
     assign master_wdata = (dma_line_in && dma_buf == 3'd3) ? mem_rd_data[127:0] : {wuve_w32_next3, wuve_w32_next2, wuve_w32_next1, wuve_w32_next0};
 
     always @(posedge clk) begin
@@ -1088,7 +1091,7 @@ module sat_top (
     end
 
     assign master_re = 1'b0 || dma_store_read && dma_buf == 3'd3 || update_reading;
-    assign master_raddr = (dma_store_read && dma_buf == 3'd3) ? dma_buf_addr[8:0] + dma_read_line[8:0] : update_master_addr[8:0] + update_read[8:0];
+    assign master_raddr = (dma_store_read && dma_buf == 3'd3) ? dma_buf_addr[11:0] + dma_read_line[11:0] : update_master_addr[11:0] + update_read[11:0];
 
     always @(posedge clk) begin
         if (master_re) begin
@@ -1097,7 +1100,7 @@ module sat_top (
     end
 
     assign w16_we = 1'b0 || dma_line_in && dma_buf == 3'h4 || update_writing;
-    assign w16_waddr = (dma_line_in && dma_buf == 3'h4) ? dma_buf_addr[8:0] + dma_line[8:0] : update_w16_addr[8:0] + update_write[8:0];
+    assign w16_waddr = (dma_line_in && dma_buf == 3'h4) ? dma_buf_addr[11:0] + dma_line[11:0] : update_w16_addr[11:0] + update_write[11:0];
     assign w16_wdata = (dma_line_in && dma_buf == 3'h4) ? mem_rd_data[63:0] : {wuve_w16_next3, wuve_w16_next2, wuve_w16_next1, wuve_w16_next0};
 
     always @(posedge clk) begin
@@ -1107,7 +1110,7 @@ module sat_top (
     end
 
     assign w16_re = 1'b0 || dma_store_read && dma_buf == 3'h4 || prune_reading || prune_b_reading;
-    assign w16_raddr = (dma_store_read && dma_buf == 3'h4) ? dma_buf_addr[8:0] + dma_read_line[8:0] : prune_reading ? prune_w16_addr[8:0] + prune_read[8:0] : prune_w16_addr[8:0] + prune_b_line[8:0];
+    assign w16_raddr = (dma_store_read && dma_buf == 3'h4) ? dma_buf_addr[11:0] + dma_read_line[11:0] : prune_reading ? prune_w16_addr[11:0] + prune_read[11:0] : prune_w16_addr[11:0] + prune_b_line[11:0];
 
     always @(posedge clk) begin
         if (w16_re) begin
@@ -1116,7 +1119,7 @@ module sat_top (
     end
 
     assign mask_we = 1'b0 || dma_line_in && dma_buf == 3'h5 || prune_writing_mask;
-    assign mask_waddr = (dma_line_in && dma_buf == 3'h5) ? dma_buf_addr[8:0] + dma_line[8:0] : prune_mask_addr[8:0] + prune_mask_k[8:0];
+    assign mask_waddr = (dma_line_in && dma_buf == 3'h5) ? dma_buf_addr[11:0] + dma_line[11:0] : prune_mask_addr[11:0] + prune_mask_k[11:0];
     assign mask_wdata = (dma_line_in && dma_buf == 3'h5) ? mem_rd_data[3:0] : {1'b0 || prune_indices[20:18] == prune_mask_line || prune_indices[23:21] == prune_mask_line, 1'b0 || prune_indices[14:12] == prune_mask_line || prune_indices[17:15] == prune_mask_line, 1'b0 || prune_indices[8:6] == prune_mask_line || prune_indices[11:9] == prune_mask_line, 1'b0 || prune_indices[2:0] == prune_mask_line || prune_indices[5:3] == prune_mask_line};
 
     always @(posedge clk) begin
@@ -1126,7 +1129,7 @@ module sat_top (
     end
 
     assign mask_re = 1'b0 || dma_store_read && dma_buf == 3'h5 || update_reading || prune_b_reading;
-    assign mask_raddr = (dma_store_read && dma_buf == 3'h5) ? dma_buf_addr[8:0] + dma_read_line[8:0] : update_reading ? update_mask_addr[8:0] + update_read[8:0] : prune_mask_addr[8:0] + prune_b_line[8:0];
+    assign mask_raddr = (dma_store_read && dma_buf == 3'h5) ? dma_buf_addr[11:0] + dma_read_line[11:0] : update_reading ? update_mask_addr[11:0] + update_read[11:0] : prune_mask_addr[11:0] + prune_b_line[11:0];
 
     always @(posedge clk) begin
         if (mask_re) begin
@@ -1135,7 +1138,7 @@ module sat_top (
     end
 
     assign conflict_now = 1'b0 || 1'b0 || (1'b0 || dma_store_read && dma_buf == 3'd0 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd1 && prune_wgt_write) || (1'b0 || dma_store_read && dma_buf == 3'd1 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd2 && gemm_reading_out) || (1'b0 || dma_store_read && dma_buf == 3'd2 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'd3 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'd3 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'h4 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'h4 && prune_reading || dma_store_read && dma_buf == 3'h4 && prune_b_reading || prune_reading && prune_b_reading) || (1'b0 || dma_line_in && dma_buf == 3'h5 && prune_writing_mask) || (1'b0 || dma_store_read && dma_buf == 3'h5 && update_reading || dma_store_read && dma_buf == 3'h5 && prune_b_reading || update_reading && prune_b_reading);
-    assign unused_bits = {fetch_word[63:40], fetch_word[191:160], fetch_word[79:67], fetch_word[143:128], dma_read_line, gemm_act_addr[15:9], gemm_wgt_addr[15:9], gemm_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], update_out_addr[15:9], update_master_addr[15:9], update_w16_addr[15:9], update_mask_addr[15:9], update_read[15:9], update_write[15:9], prune_b_line, prune_w16_addr[15:9], prune_wgt_addr[15:9], prune_mask_addr[15:9], prune_read, prune_mask_k, prune_wgt_line};
+    assign unused_bits = {fetch_word[63:40], fetch_word[191:160], fetch_word[79:67], fetch_word[143:128], dma_read_line, gemm_act_addr[15:9], gemm_wgt_addr[15:9], gemm_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:12], dma_line[15:12], dma_buf_addr[15:12], dma_line[15:12], dma_buf_addr[15:12], dma_line[15:12], update_out_addr[15:9], update_master_addr[15:12], update_w16_addr[15:12], update_mask_addr[15:12], update_read[15:12], update_write[15:12], prune_b_line, prune_w16_addr[15:12], prune_wgt_addr[15:9], prune_mask_addr[15:12], prune_read, prune_mask_k, prune_wgt_line};
 
 endmodule
 

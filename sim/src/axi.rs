@@ -32,29 +32,33 @@ use std::collections::VecDeque;
 
 /// One end of a port: driven by the testbench (a design input) or by the design (an output).
 #[derive(Clone, Copy, Debug)]
-enum Pin {
+pub(crate) enum Pin {
     In(InputPort),
     Out(OutputPort),
 }
 
 impl Pin {
-    fn find(pins: &Pins, name: &str) -> Result<Pin, SimError> {
+    pub(crate) fn find(pins: &Pins, name: &str) -> Result<Pin, SimError> {
         match pins.input(name) {
             Ok(p) => Ok(Pin::In(p)),
             Err(_) => pins.output(name).map(Pin::Out),
         }
     }
-    fn words<'a>(&self, pins: &'a Pins) -> &'a [u32] {
+    pub(crate) fn words<'a>(&self, pins: &'a Pins) -> &'a [u32] {
         match *self {
             Pin::Out(p) => pins.get_words(p),
             Pin::In(p) => pins.driven_words(p),
         }
     }
-    fn bit(&self, pins: &Pins) -> bool {
+    /// The value of a port of at most 64 bits.
+    pub(crate) fn value(&self, pins: &Pins) -> u64 {
         match *self {
-            Pin::Out(p) => pins.get(p) & 1 == 1,
-            Pin::In(p) => pins.driven(p) & 1 == 1,
+            Pin::Out(p) => pins.get(p),
+            Pin::In(p) => pins.driven(p),
         }
+    }
+    fn bit(&self, pins: &Pins) -> bool {
+        self.value(pins) & 1 == 1
     }
 }
 

@@ -142,6 +142,7 @@ mod tools;
 mod verilator;
 
 pub mod axi;
+pub mod axi4;
 pub use frames::{InputPort, OutputPort, Pins, Stimulus, Trace, TraceMismatch};
 pub use icarus::Icarus;
 pub use memory::{Memory, MemoryPortNames, MemoryTiming};

@@ -68,12 +68,16 @@
 //! - **DMA** (`Dma`: LOAD, STORE; one engine, so loads and stores are serialized on the port).
 //!   - LOAD of L lines of buffer b (B = beats per line): one read request of `L*B` beats
 //!     (`mem_rd_req_*`, `len` in beats); the beats are collected into lines and each line is
-//!     written when its last beat arrives. `cycles = 1 + mem_latency + ceil(L*B*mem_bits/8 /
-//!     mem_bytes_per_cycle) + 1`.
-//!   - STORE of L lines: one cycle to read the first line, then per line one cycle to latch it
-//!     and its B beats on the write channel (`mem_wr_*`, one address per beat); the next line
-//!     is read while the last beat of a line is accepted. `cycles = 1 + L * (1 + B *
-//!     beat_cycles)` with `beat_cycles = ceil(mem_bits/8 / mem_bytes_per_cycle)`.
+//!     written when its last beat arrives. The request is valid from the first busy cycle, the
+//!     memory's first beat comes `mem_latency` cycles after it is accepted and the next ones
+//!     every `beat_cycles`, so `cycles = mem_latency + 1 + (L*B - 1) * beat_cycles`.
+//!   - STORE of L lines: one cycle to read the first line and one to latch it, then the B
+//!     beats of each line on the write channel (`mem_wr_*`, one address per beat) back to
+//!     back: line n + 1 is read when line n is latched, waits in the buffer's read register
+//!     and is latched in the cycle the last beat of line n is accepted (this relies on the
+//!     one-reader-per-buffer rule below). `cycles = 3 + (L*B - 1) * beat_cycles` with
+//!     `beat_cycles = ceil(mem_bits/8 / mem_bytes_per_cycle)` (the memory model's rate; a
+//!     beat that finds the rate's budget short costs up to `beat_cycles - 1` more).
 //! - **STCE** (`Stce`: GEMM), through the feeder: group g's act and wgt lines are read in cycle
 //!   g (of the instruction) and drive the array in cycle g + 1 (dense mode drives the indices
 //!   0..N-1). With `last`, result row r is written to `out[out_addr + r]` in cycle
@@ -173,12 +177,14 @@ pub fn beat_cycles(sys: &SystemConfig) -> u64 {
 pub fn estimated_cycles(instr: &Instr, g: &Geometry, sys: &SystemConfig) -> u64 {
     let beats = |buf: Buf| u64::from(g.beats_per_line(buf));
     match *instr {
+        // The last beat moves `(beats - 1) * beat_cycles` cycles after the first one.
         Instr::Load { buf, lines, .. } => {
-            let bytes = u64::from(lines) * beats(buf) * u64::from(sys.mem_bits / 8);
-            2 + u64::from(sys.mem_latency) + bytes.div_ceil(u64::from(sys.mem_bytes_per_cycle))
+            let rest = (u64::from(lines) * beats(buf)).saturating_sub(1) * beat_cycles(sys);
+            u64::from(sys.mem_latency) + 1 + rest
         }
         Instr::Store { buf, lines, .. } => {
-            1 + u64::from(lines) * (1 + beats(buf) * beat_cycles(sys))
+            let rest = (u64::from(lines) * beats(buf)).saturating_sub(1) * beat_cycles(sys);
+            3 + rest
         }
         Instr::Gemm { groups, last, .. } => {
             if last {

@@ -671,15 +671,28 @@ fn system_top(
     b.describe("the line being stored, shifted down one beat per accepted beat");
     b.drive(ports::WR_DATA, sreg.slice(0, mem_bits));
     b.drive(ports::WR_ADDR, dma_waddr.clone());
-    // A STORE reads its next line while the last beat of the current one is accepted, so a
-    // line costs one latch cycle plus its beats.
+    // A STORE reads line n + 1 in the cycle it latches line n into the shift register; the
+    // line then waits in the buffer's read register (no other engine reads that buffer while
+    // the STORE runs: one reader per buffer) and is latched in the cycle the last beat of line
+    // n is accepted. So lines follow each other with no gap: a line costs only its beats.
+    let next_latch = b.name(
+        "dma_store_next_line",
+        all(&[beat_out.clone(), last_beat.clone(), last_line.not()]),
+    );
+    let second_last = dma_line.add(&lit(1, 16)).eq(&dma_lines.sub(&lit(1, 16)));
     let read_ahead = b.name(
         "dma_read_ahead",
-        all(&[beat_out.clone(), last_beat.clone(), last_line.not()]),
+        in_state(STORE_LATCH)
+            .land(&last_line.not())
+            .lor(&next_latch.land(&second_last.not())),
     );
     let read_line = b.name(
         "dma_read_line",
-        Expr::mux(&read_ahead, &dma_line.add(&lit(1, 16)), &dma_line),
+        Expr::mux(
+            &in_state(STORE_READ),
+            &dma_line,
+            &dma_line.add(&Expr::mux(&in_state(STORE_LATCH), &lit(1, 16), &lit(2, 16))),
+        ),
     );
     let store_read = b.name("dma_store_read", in_state(STORE_READ).lor(&read_ahead));
     unused.push(read_line.slice(0, 16));
@@ -752,7 +765,7 @@ fn system_top(
         when(
             in_state(STORE_LATCH),
             vec![
-                set(&sreg, latched),
+                set(&sreg, latched.clone()),
                 set(&dma_beat, Expr::zero(16)),
                 set(&dma_state, lit(STORE_SEND, 3)),
             ],
@@ -765,7 +778,8 @@ fn system_top(
                     last_beat.clone(),
                     vec![
                         set(&dma_line, dma_line.add(&lit(1, 16))),
-                        set(&dma_state, lit(STORE_LATCH, 3)),
+                        set(&dma_beat, Expr::zero(16)),
+                        set(&sreg, latched.clone()),
                     ],
                     vec![
                         set(&dma_beat, dma_beat.add(&lit(1, 16))),

@@ -1,0 +1,273 @@
+//! `coforge train --net`: whole-network steps on the system top. Bad input of every kind exits
+//! 1 naming the problem before anything is built, and writes nothing; a hand-edited schedule
+//! that reads a tile before it is written is refused naming the instruction; a run writes the
+//! golden and RTL tensors and a report with measured cycles beside the scheduler's estimates.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+mod common;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn shipped() -> PathBuf {
+    repo().join("configs/sat-4x4-2of8.toml")
+}
+
+fn coforge(args: &[&str]) -> Output {
+    common::coforge(args, &[])
+}
+
+fn train(net: &Path, config: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--net",
+        net.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    coforge(&args)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Exit 1, an error naming `needle`, and no output folder.
+fn refused(o: &Output, out: &Path, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(needle), "expected `{needle}` in: {err}");
+    assert!(!out.exists(), "a refused run wrote {}", out.display());
+}
+
+const TINY_DENSE: &str = "name = \"tiny\"\nbatch = 3\nnm = \"dense\"\n[[layer]]\nname = \"a\"\n\
+                          kind = \"linear\"\nin = 12\nout = 5\n[[layer]]\nname = \"b\"\n\
+                          kind = \"linear\"\nin = 5\nout = 6\n";
+
+#[test]
+fn bad_input_is_refused_before_building_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mlp = repo().join("networks/mlp.toml");
+    let cases: Vec<(Vec<String>, PathBuf, PathBuf, &str)> = vec![
+        (
+            vec![],
+            dir.path().join("missing.toml"),
+            shipped(),
+            "missing.toml",
+        ),
+        (
+            vec![],
+            write(
+                dir.path(),
+                "kind.toml",
+                "name = \"x\"\nbatch = 2\n[[layer]]\nkind = \"pool\"\n",
+            ),
+            shipped(),
+            "pool",
+        ),
+        (
+            vec![],
+            write(
+                dir.path(),
+                "zero.toml",
+                "name = \"x\"\nbatch = 2\n[[layer]]\nkind = \"linear\"\nin = 0\nout = 4\n",
+            ),
+            shipped(),
+            "layer 0",
+        ),
+        (
+            vec!["--steps".into(), "0".into()],
+            mlp.clone(),
+            shipped(),
+            "--steps",
+        ),
+        (
+            vec![],
+            mlp.clone(),
+            write(
+                dir.path(),
+                "nosys.toml",
+                "[stce]\nrows = 4\ncols = 4\nn = 2\nm = 8\ndtype = \"fp16\"\n[train]\n",
+            ),
+            "[system]",
+        ),
+        (
+            vec![],
+            mlp.clone(),
+            write(
+                dir.path(),
+                "small-imem.toml",
+                "[stce]\nrows = 4\ncols = 4\nn = 2\nm = 8\ndtype = \"fp16\"\n[train]\n\
+                 [system]\nimem_depth = 512\n",
+            ),
+            "imem_depth",
+        ),
+    ];
+    for (extra, net, config, needle) in &cases {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        refused(&train(net, config, &out, &extra), &out, needle);
+    }
+    // .npy inputs of the wrong shape, and a file that is no input of the network.
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir(&inputs).unwrap();
+    let npy = |name: &str, rows: usize, cols: usize| {
+        let a = ndarray::Array2::<f32>::zeros((rows, cols));
+        let p = inputs.join(name);
+        ndarray_npy_write(&p, &a);
+    };
+    let tiny = write(dir.path(), "tiny.toml", TINY_DENSE);
+    npy("a.w32.npy", 5, 11);
+    let o = train(
+        &tiny,
+        &shipped(),
+        &out,
+        &["--inputs", inputs.to_str().unwrap()],
+    );
+    refused(&o, &out, "a.w32.npy is 5 x 11");
+    std::fs::remove_file(inputs.join("a.w32.npy")).unwrap();
+    npy("fc9.w32.npy", 64, 32);
+    let o = train(
+        &tiny,
+        &shipped(),
+        &out,
+        &["--inputs", inputs.to_str().unwrap()],
+    );
+    refused(&o, &out, "fc9.w32.npy");
+    // --out that is a file.
+    let file = write(dir.path(), "a-file", "x");
+    let o = train(&mlp, &shipped(), &file, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+/// Writes a float32 `.npy` (version 1.0, little endian, C order).
+fn ndarray_npy_write(path: &Path, a: &ndarray::Array2<f32>) {
+    let header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+        a.nrows(),
+        a.ncols()
+    );
+    let mut h = header.into_bytes();
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(b' ');
+    }
+    h.push(b'\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    bytes.extend(h);
+    for v in a.iter() {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_hand_edited_schedule_that_reads_before_the_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = repo().join("networks/small-cnn-ci.toml");
+    let sched = dir.path().join("sched");
+    let o = coforge(&[
+        "schedule",
+        "--net",
+        net.to_str().unwrap(),
+        "--config",
+        shipped().to_str().unwrap(),
+        "--out",
+        sched.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let path = sched.join("schedule.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // Move the first GEMM to the front: it reads act and wgt lines no instruction wrote yet.
+    let instrs = json["instructions"].as_array_mut().unwrap();
+    let at = instrs.iter().position(|e| e["op"] == "gemm").unwrap();
+    let gemm = instrs.remove(at);
+    instrs.insert(0, gemm);
+    let edited = write(dir.path(), "edited.json", &json.to_string());
+    let out = dir.path().join("out");
+    let o = train(
+        &net,
+        &shipped(),
+        &out,
+        &["--schedule", edited.to_str().unwrap()],
+    );
+    refused(&o, &out, "instruction 0");
+}
+
+#[test]
+fn a_dense_network_trains_bit_exact_with_measured_cycles() {
+    let dir = tempfile::tempdir().unwrap();
+    // Cin 12, Cout 5 and 6, batch 3: nothing a multiple of the 4 x 4 array or of M = 8.
+    let net = write(dir.path(), "tiny.toml", TINY_DENSE);
+    let out = dir.path().join("out");
+    let o = train(&net, &shipped(), &out, &["--steps", "2", "--seed", "5"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["bit_exact"], true);
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    for s in steps {
+        assert!(s["step_cycles_measured"].as_u64().unwrap() > 0);
+        assert!(s["step_cycles_estimated"].as_u64().unwrap() > 0);
+        let passes = s["passes"].as_array().unwrap();
+        for pass in ["ff", "bp", "wu", "update"] {
+            for layer in ["a", "b"] {
+                let p = passes
+                    .iter()
+                    .find(|p| p["layer"] == layer && p["pass"] == pass)
+                    .unwrap_or_else(|| panic!("{layer} {pass} missing"));
+                assert!(p["cycles_measured"].as_u64().unwrap() > 0, "{p}");
+            }
+        }
+        assert_eq!(s["comparisons"].as_array().unwrap().len(), 10);
+    }
+    for f in [
+        "step1.a.y.golden.npy",
+        "step1.b.w16.rtl.npy",
+        "schedule.json",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+}
+
+#[test]
+fn small_cnn_ci_trains_two_sparse_steps_bit_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = repo().join("networks/small-cnn-ci.toml");
+    let out = dir.path().join("out");
+    let o = train(&net, &shipped(), &out, &["--steps", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["bit_exact"], true);
+    let step = &report["steps"][1];
+    let passes = step["passes"].as_array().unwrap();
+    for pass in ["prune_f", "prune_b"] {
+        let p = passes
+            .iter()
+            .find(|p| p["layer"] == "fc" && p["pass"] == pass)
+            .unwrap_or_else(|| panic!("fc {pass} missing"));
+        assert!(p["busy_measured"]["sore"].as_u64().unwrap() > 0, "{p}");
+    }
+    // Sparse layers compare the new masks and compressed operands too.
+    let names: Vec<&str> = step["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["tensor"].as_str().unwrap())
+        .collect();
+    for t in ["fc.mask_f", "fc.w_f.values", "fc.w_b.indices", "conv1.y"] {
+        assert!(names.contains(&t), "{t} not compared: {names:?}");
+    }
+}

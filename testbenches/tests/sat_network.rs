@@ -1,0 +1,172 @@
+//! Whole-network BDWP training steps on the SAT system top (`coforge_driver::sat::network`):
+//! the scheduler's program for a shipped network runs in Verilator against the memory model,
+//! and every tensor of every layer is compared bit for bit with the reference.
+
+use std::path::{Path, PathBuf};
+
+use coforge_driver::sat::network::{seeded_f16, seeded_x, NetworkStep, NetworkTrainer};
+use coforge_driver::sat::SatSystem;
+use coforge_generator::config::Config;
+use coforge_scheduler::{schedule_network, Options, Schedule, Sparsity};
+use coforge_sim::MemoryTiming;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn shipped() -> Config {
+    Config::load(&repo("configs/sat-4x4-2of8.toml")).expect("shipped config is valid")
+}
+
+/// The schedule of `net`; with `dense`, every layer trained dense on the same hardware.
+fn schedule(cfg: &Config, net: &str, dense: bool) -> Schedule {
+    let path = repo(&format!("networks/{net}.toml"));
+    let s = schedule_network(
+        &path,
+        cfg,
+        &repo("configs/sat-4x4-2of8.toml"),
+        Options::default(),
+    )
+    .expect("the shipped network schedules on the shipped config");
+    if !dense {
+        return s;
+    }
+    let hw = coforge_scheduler::Hardware::from_config(cfg).unwrap();
+    let network = coforge_scheduler::Network::load(
+        &path,
+        coforge_scheduler::EnginePattern { n: hw.n, m: hw.m },
+    )
+    .unwrap()
+    .with_sparsity(Sparsity::Dense);
+    let s = coforge_scheduler::schedule(&network, &hw, Options::default()).unwrap();
+    coforge_scheduler::validate(&s).unwrap();
+    s
+}
+
+/// Runs `steps` steps and asserts every tensor of every layer is bit-exact; returns the steps.
+fn train(
+    system: &mut SatSystem,
+    s: &Schedule,
+    steps: u64,
+    seed: u64,
+    timing: MemoryTiming,
+) -> Vec<NetworkStep> {
+    let w32 = s
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| seeded_f16(l.cout, l.k, seed, 3, 0, i as u64).mapv(|v| v.to_f32() * 0.5))
+        .collect();
+    let mut trainer = NetworkTrainer::new(s, w32, 0.01, 2e-4).unwrap();
+    let mut out = Vec::new();
+    for step in 0..steps {
+        let inputs = s
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                (
+                    seeded_x(l, s.batch, seed, step, i as u64),
+                    seeded_f16(l.r, l.cout, seed, 2, step, i as u64),
+                )
+            })
+            .collect();
+        let r = trainer.step(system, inputs, timing).unwrap();
+        if let Some(bad) = r.first_mismatch() {
+            panic!(
+                "step {step}: {} of {} elements differ; {}",
+                bad.comparison.mismatches,
+                bad.comparison.elements,
+                bad.comparison.first_mismatch.as_ref().unwrap()
+            );
+        }
+        eprintln!(
+            "{} step {step}: {} cycles measured, {} estimated; busy {:?}; {} tensors bit-exact",
+            s.network,
+            r.run.stats.cycles,
+            s.step_cycles_estimated,
+            r.run.stats.busy,
+            r.checked.len()
+        );
+        out.push(r);
+    }
+    out
+}
+
+fn timing(cfg: &Config) -> MemoryTiming {
+    let sys = cfg.system.as_ref().unwrap();
+    MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle)
+}
+
+/// Every instruction's busy span was observed, inside the run.
+fn spans_are_inside_the_run(r: &NetworkStep) {
+    for (i, span) in r.run.timeline.spans.iter().enumerate() {
+        if let Some(span) = span {
+            assert!(
+                span.end > span.start && span.end <= r.run.stats.sim_cycles + 1,
+                "instruction {i}: {span:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn mlp_steps_are_bit_exact_and_chain_sparse_and_dense() {
+    let cfg = shipped();
+    let mut system = SatSystem::new(&cfg).unwrap();
+    // 2:8: two steps, the second starting from the W32', M_F', W_F' and W_B' the first wrote.
+    let sparse = train(
+        &mut system,
+        &schedule(&cfg, "mlp", false),
+        2,
+        1,
+        timing(&cfg),
+    );
+    spans_are_inside_the_run(&sparse[1]);
+    assert!(sparse[0].run.stats.busy["sore"] > 0);
+    let dense = train(
+        &mut system,
+        &schedule(&cfg, "mlp", true),
+        1,
+        1,
+        timing(&cfg),
+    );
+    assert_eq!(dense[0].run.stats.busy["sore"], 0);
+    assert!(dense[0].run.stats.busy["stce"] > sparse[0].run.stats.busy["stce"]);
+}
+
+/// The small CNN at CI size: conv1's K = 27 and the head's 10 outputs are not multiples of the
+/// 4 x 4 array or of M = 8; conv layers take their X as im2col rows of a seeded image.
+#[test]
+fn small_cnn_ci_steps_are_bit_exact_and_only_cycles_change_under_memory_noise() {
+    let cfg = shipped();
+    let mut system = SatSystem::new(&cfg).unwrap();
+    train(
+        &mut system,
+        &schedule(&cfg, "small-cnn-ci", true),
+        1,
+        4,
+        timing(&cfg),
+    );
+    let s = schedule(&cfg, "small-cnn-ci", false);
+    let quiet = train(&mut system, &s, 1, 4, timing(&cfg));
+    spans_are_inside_the_run(&quiet[0]);
+    let noisy = MemoryTiming {
+        extra_latency: 40,
+        stall_rate: 0.3,
+        seed: 11,
+        ..timing(&cfg)
+    };
+    let slow = train(&mut system, &s, 1, 4, noisy);
+    let (q, n) = (&quiet[0], &slow[0]);
+    assert!(
+        n.run.stats.cycles > q.run.stats.cycles,
+        "random latency and back-pressure cost cycles"
+    );
+    assert_eq!(n.run.stats.busy["stce"], q.run.stats.busy["stce"]);
+    for (a, b) in q.checked.iter().zip(&n.checked) {
+        assert_eq!(a.comparison, b.comparison);
+        let same = a.pair.rtl_bits() == b.pair.rtl_bits();
+        assert!(same, "{}.{} changed under memory noise", a.layer, a.tensor);
+    }
+}
