@@ -322,6 +322,19 @@ pub fn run_lanes(
     stalls: Stalls,
     engine_estimate: u64,
 ) -> Result<LaneRun, DriverError> {
+    run_lanes_watched(model, e, beats, params, (stalls, engine_estimate), None)
+}
+
+/// [`run_lanes`] with one more agent that sees every cycle, last (e.g. a
+/// `coforge_sim::Recorder`, so that another simulator can replay the run).
+pub fn run_lanes_watched(
+    model: &mut VerilatedModel,
+    e: &LaneEngine,
+    beats: &[LaneBeat],
+    params: &[u32],
+    (stalls, engine_estimate): (Stalls, u64),
+    watcher: Option<&mut dyn Agent>,
+) -> Result<LaneRun, DriverError> {
     check_rate(stalls)?;
     if params.len() != e.params.len() {
         return Err(DriverError::Input(format!(
@@ -372,7 +385,7 @@ pub fn run_lanes(
         &mut sink,
         &writes,
         (estimated, expected),
-        None,
+        watcher,
     )?;
     if counters.status & 0b10110 != 0 {
         return Err(DriverError::Unsupported(format!(

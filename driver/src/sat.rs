@@ -75,8 +75,9 @@ pub struct RunStats {
     /// Busy cycles per engine (the top's counters).
     pub busy: BTreeMap<String, u64>,
     /// Per engine, the sum of its instructions' `estimated_cycles` (an estimate, beside the
-    /// measured `busy`: with a memory that never stalls they differ only where the timing
-    /// model is wrong).
+    /// measured `busy`): serial, so for the DMA an upper bound when a queued LOAD's request
+    /// overlaps the burst before it (`engines::sat`, DMA); the scheduler's controller model
+    /// (`coforge_scheduler::estimate::simulate`) has the overlap.
     pub busy_estimated: BTreeMap<String, u64>,
     /// Beats the memory read and wrote.
     pub read_beats: u64,

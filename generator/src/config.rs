@@ -303,6 +303,9 @@ fn default_mem_latency() -> u32 {
 fn default_mem_bytes_per_cycle() -> u32 {
     64
 }
+fn default_read_requests() -> u32 {
+    1
+}
 
 /// The SAT system top (`engines::sat`): the fp16 STCE, SORE and WUVE of `[stce]`/`[train]`
 /// with on-chip buffers (block RAM, one line per address), a DMA engine on one external memory
@@ -347,6 +350,12 @@ pub struct SystemConfig {
     /// Sustained bytes per cycle of the memory (read and write share it; memory model).
     #[serde(default = "default_mem_bytes_per_cycle")]
     pub mem_bytes_per_cycle: u32,
+    /// Read requests the DMA may have outstanding on the memory port: 1, or 2 to queue a LOAD
+    /// behind a LOAD (its request overlaps the current burst; `engines::sat`, DMA). Default 1:
+    /// the harness's per-instruction timeline (`driver::sat::network`) needs an idle cycle
+    /// between two instructions of an engine, which a queued LOAD does not leave.
+    #[serde(default = "default_read_requests")]
+    pub read_requests: u32,
 }
 
 /// Largest buffer depth: buffer addresses are 16-bit instruction fields.
@@ -407,6 +416,13 @@ impl SystemConfig {
                     ),
                 );
             }
+        }
+        if !(1..=2).contains(&self.read_requests) {
+            return invalid(
+                "system.read_requests",
+                self.read_requests.to_string(),
+                "use 1 (one LOAD at a time) or 2 (a LOAD queued behind a LOAD)".into(),
+            );
         }
         if !self.mem_bits.is_multiple_of(32) || !(32..=1024).contains(&self.mem_bits) {
             return invalid(

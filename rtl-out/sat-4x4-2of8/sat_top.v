@@ -121,6 +121,7 @@ module sat_top (
     wire         gemm_tokens_ok;
     wire         update_tokens_ok;
     wire         prune_tokens_ok;
+    wire         dma_queue_load;
     wire         dma_start;
     wire         gemm_start;
     wire         update_start;
@@ -155,6 +156,11 @@ module sat_top (
     wire         dma_read_ahead;
     wire [15:0]  dma_read_line;
     wire         dma_store_read;
+    reg          dma_next;                               // a LOAD is queued behind the current one (its read request issued early)
+    reg  [2:0]   dma_next_buf;
+    reg  [15:0]  dma_next_buf_addr;
+    reg  [15:0]  dma_next_lines;
+    reg  [15:0]  dma_next_signal;
     reg          gemm_drain;                             // 0: streaming groups; 1: reading the result rows out
     reg  [15:0]  gemm_group;
     reg  [15:0]  gemm_act_addr;
@@ -410,7 +416,7 @@ module sat_top (
     assign gemm_tokens_ok = 1'b0 || (~gemm_head[67] || token0 != 8'd0) && (~gemm_head[68] || token1 != 8'd0) && (~gemm_head[69] || token2 != 8'd0) && (~gemm_head[70] || token3 != 8'd0) && (~gemm_head[71] || token4 != 8'd0) && (~gemm_head[72] || token5 != 8'd0) && (~gemm_head[73] || token6 != 8'd0) && (~gemm_head[74] || token7 != 8'd0) && (~gemm_head[75] || token8 != 8'd0) && (~gemm_head[76] || token9 != 8'd0) && (~gemm_head[77] || token10 != 8'd0) && (~gemm_head[78] || token11 != 8'd0) && (~gemm_head[79] || token12 != 8'd0) && (~gemm_head[80] || token13 != 8'd0) && (~gemm_head[81] || token14 != 8'd0) && (~gemm_head[82] || token15 != 8'd0);
     assign update_tokens_ok = 1'b0 || (~update_head[80] || token0 != 8'd0) && (~update_head[81] || token1 != 8'd0) && (~update_head[82] || token2 != 8'd0) && (~update_head[83] || token3 != 8'd0) && (~update_head[84] || token4 != 8'd0) && (~update_head[85] || token5 != 8'd0) && (~update_head[86] || token6 != 8'd0) && (~update_head[87] || token7 != 8'd0) && (~update_head[88] || token8 != 8'd0) && (~update_head[89] || token9 != 8'd0) && (~update_head[90] || token10 != 8'd0) && (~update_head[91] || token11 != 8'd0) && (~update_head[92] || token12 != 8'd0) && (~update_head[93] || token13 != 8'd0) && (~update_head[94] || token14 != 8'd0) && (~update_head[95] || token15 != 8'd0);
     assign prune_tokens_ok = 1'b0 || (~prune_head[80] || token0 != 8'd0) && (~prune_head[81] || token1 != 8'd0) && (~prune_head[82] || token2 != 8'd0) && (~prune_head[83] || token3 != 8'd0) && (~prune_head[84] || token4 != 8'd0) && (~prune_head[85] || token5 != 8'd0) && (~prune_head[86] || token6 != 8'd0) && (~prune_head[87] || token7 != 8'd0) && (~prune_head[88] || token8 != 8'd0) && (~prune_head[89] || token9 != 8'd0) && (~prune_head[90] || token10 != 8'd0) && (~prune_head[91] || token11 != 8'd0) && (~prune_head[92] || token12 != 8'd0) && (~prune_head[93] || token13 != 8'd0) && (~prune_head[94] || token14 != 8'd0) && (~prune_head[95] || token15 != 8'd0);
-    assign dma_start = running && dma_fifo_count != 3'd0 && ~dma_busy && dma_tokens_ok;
+    assign dma_start = running && dma_fifo_count != 3'd0 && (~dma_busy || dma_queue_load) && dma_tokens_ok;
     assign gemm_start = running && gemm_fifo_count != 3'd0 && ~gemm_busy && gemm_tokens_ok && ~dma_start;
     assign update_start = running && update_fifo_count != 3'd0 && ~update_busy && update_tokens_ok && ~dma_start && ~gemm_start;
     assign prune_start = running && prune_fifo_count != 3'd0 && ~prune_busy && prune_tokens_ok && ~dma_start && ~gemm_start && ~update_start;
@@ -623,11 +629,13 @@ module sat_top (
     assign dma_read_ahead = dma_busy && dma_state == 3'd3 && ~dma_last_line || dma_store_next_line && ~(dma_line + 16'h1 == dma_lines - 16'h1);
     assign dma_read_line = (dma_busy && dma_state == 3'd2) ? dma_line : dma_line + ((dma_busy && dma_state == 3'd3) ? 16'h1 : 16'h2);
     assign dma_store_read = dma_busy && dma_state == 3'd2 || dma_read_ahead;
+    assign dma_queue_load = 1'b0 && (dma_busy && dma_state == 3'd1) && ~mem_rd_req_valid && ~dma_next && ~dma_finish && ~dma_head[0];
 
     // DMA engine: LOAD (one read burst, lines assembled from beats) and STORE.
     always @(posedge clk) begin
         if (rst) begin
             dma_busy <= 1'b0;
+            dma_next <= 1'b0;
             mem_rd_req_valid <= 1'b0;
         end else begin
             if (mem_rd_req_valid && mem_rd_req_ready) begin
@@ -662,9 +670,30 @@ module sat_top (
                 end
             end
             if (dma_finish) begin
-                dma_busy <= 1'b0;
+                if (dma_next) begin
+                    dma_next <= 1'b0;
+                    dma_buf <= dma_next_buf;
+                    dma_buf_addr <= dma_next_buf_addr;
+                    dma_lines <= dma_next_lines;
+                    dma_line <= 16'h0;
+                    dma_beat <= 16'h0;
+                    dma_signal <= dma_next_signal;
+                    dma_state <= (mem_rd_req_valid && ~mem_rd_req_ready) ? 3'd0 : 3'd1;
+                end else begin
+                    dma_busy <= 1'b0;
+                end
             end
-            if (dma_start) begin
+            if (dma_start && dma_busy) begin
+                dma_next <= 1'b1;
+                dma_next_buf <= dma_head[3:1];
+                dma_next_buf_addr <= dma_head[19:4];
+                dma_next_lines <= dma_head[67:52];
+                dma_next_signal <= dma_head[99:84];
+                mem_rd_req_valid <= 1'b1;
+                mem_rd_req_addr <= dma_head[51:20];
+                mem_rd_req_len <= {16'h0, dma_head[67:52]} * ((dma_head[3:1] == 3'd0) ? 32'h1 : (dma_head[3:1] == 3'd1) ? 32'h1 : (dma_head[3:1] == 3'd2) ? 32'h1 : (dma_head[3:1] == 3'd3) ? 32'h1 : (dma_head[3:1] == 3'h4) ? 32'h1 : (dma_head[3:1] == 3'h5) ? 32'h1 : 32'h0);
+            end
+            if (dma_start && ~dma_busy) begin
                 dma_busy <= 1'b1;
                 dma_buf <= dma_head[3:1];
                 dma_buf_addr <= dma_head[19:4];

@@ -10,6 +10,11 @@
 //!   token in `wait` is above zero; it starts `DISPATCH_CYCLES` later and keeps the engine busy
 //!   for `engines::sat::estimated_cycles`, the system's own formula (the one description of an
 //!   instruction's timing). It signals its tokens when it completes, at the end of that time.
+//! - The DMA's queued LOAD: a LOAD right behind a LOAD on the DMA may be dispatched while that
+//!   LOAD receives its data (from the cycle after its read request is accepted, which the
+//!   model takes as its first cycle, until the cycle before it finishes). Its request then
+//!   overlaps the burst, and its own burst follows at the memory's rate: its last beat is
+//!   `max(start + mem_latency, previous last beat + beat_cycles) + (beats - 1) * beat_cycles`.
 //! - A token's k-th wait is granted by its k-th signal (one signalling engine per token, which
 //!   is how [`crate::tokens`] assigns them).
 //! - Not modelled: the fixed dispatch priority when two engines could start in the same cycle
@@ -17,7 +22,7 @@
 //!   `mem_latency` at `mem_bytes_per_cycle`, as `estimated_cycles` assumes).
 
 use coforge_generator::engines::sat::{
-    estimated_cycles, DISPATCH_CYCLES, FETCH_CYCLES, FIFO_DEPTH, TOKEN_BITS,
+    beat_cycles, estimated_cycles, DISPATCH_CYCLES, FETCH_CYCLES, FIFO_DEPTH, TOKEN_BITS,
 };
 
 use crate::hardware::Hardware;
@@ -50,6 +55,8 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
     let mut signals: Vec<Vec<u64>> = vec![Vec::new(); 16];
     let mut taken = [0usize; 16];
     let mut grants: Vec<Vec<u64>> = vec![Vec::new(); 16];
+    // The last DMA instruction when it was a LOAD: (start, end, first cycle as the current one).
+    let mut last_load: Option<(u64, u64, u64)> = None;
     for (i, instr) in program.iter().enumerate() {
         let Some(engine) = instr.engine() else {
             // END: done once every engine is idle.
@@ -66,7 +73,7 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
             0
         };
         fetched = (fetched + FETCH_CYCLES).max(room_at);
-        let mut dispatch = fetched.max(idle_at[e]);
+        let mut dispatch = fetched;
         let (wait, signal) = instr.tokens();
         for t in (0..16).filter(|t| wait >> t & 1 == 1) {
             let k = taken[t];
@@ -82,11 +89,40 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
             taken[t] += 1;
             dispatch = dispatch.max(at);
         }
+        let queued = match (instr, last_load) {
+            (Instr::Load { buf, lines, .. }, Some((p_start, p_end, p_current)))
+                if engine == Engine::Dma
+                    && hw.system.read_requests > 1
+                    && dispatch.max(p_start + 1).max(p_current) + 1 < p_end =>
+            {
+                let at = dispatch.max(p_start + 1).max(p_current);
+                let start = at + DISPATCH_CYCLES;
+                let bc = beat_cycles(&hw.system);
+                let beats = u64::from(*lines) * hw.beats_per_line(*buf);
+                let first = (start + u64::from(hw.system.mem_latency)).max(p_end - 1 + bc);
+                Some((at, start, first + beats.saturating_sub(1) * bc + 1, p_end))
+            }
+            _ => None,
+        };
+        let (start, end) = match queued {
+            Some((at, start, end, current)) => {
+                dispatch = at;
+                last_load = Some((start, end, current));
+                (start, end)
+            }
+            None => {
+                dispatch = dispatch.max(idle_at[e]);
+                let start = dispatch + DISPATCH_CYCLES;
+                let end = start + cost(instr, hw);
+                if engine == Engine::Dma {
+                    last_load = matches!(instr, Instr::Load { .. }).then_some((start, end, start));
+                }
+                (start, end)
+            }
+        };
         for t in (0..16).filter(|t| wait >> t & 1 == 1) {
             grants[t].push(dispatch);
         }
-        let start = dispatch + DISPATCH_CYCLES;
-        let end = start + cost(instr, hw);
         idle_at[e] = end;
         queue.push_back(dispatch);
         if queue.len() > depth {
@@ -193,8 +229,15 @@ mod tests {
         let hw = Hardware::with_defaults(4, 4, 2, 8, |_| {});
         let t = simulate(&program(2), &hw).unwrap();
         let load = cost(&program(1)[0], &hw);
-        // Loads run back to back on the DMA; each GEMM starts after its load's signal.
+        // One read request at a time: loads run back to back on the DMA.
         assert_eq!(t[1].start, t[0].end + DISPATCH_CYCLES);
+        // Two: the second load is queued behind the first (dispatched one fetch later, while
+        // the first awaits its data), so both pay the latency at once.
+        let queued_hw = Hardware::with_defaults(4, 4, 2, 8, |s| s.read_requests = 2);
+        let q = simulate(&program(2), &queued_hw).unwrap();
+        assert_eq!(q[1].start, q[0].start + FETCH_CYCLES);
+        assert_eq!(q[1].end, q[0].end + FETCH_CYCLES);
+        // Each GEMM starts after its load's signal.
         assert!(t[2].start > t[0].end && t[3].start >= t[2].end);
         assert_eq!(t[0].end - t[0].start, load);
         assert_eq!(t[4].end, t[3].end);

@@ -65,7 +65,19 @@
 //! A `cycles` figure below is from the cycle an engine starts an instruction to the cycle it is
 //! idle again (its busy cycles), with a memory that never stalls. [`estimated_cycles`] computes
 //! it; the scheduler adds dispatch ([`DISPATCH_CYCLES`]) and the token waits.
-//! - **DMA** (`Dma`: LOAD, STORE; one engine, so loads and stores are serialized on the port).
+//! - **DMA** (`Dma`: LOAD, STORE; one engine, so stores are serialized with everything on the
+//!   port, and loads with stores).
+//!   - Queued LOAD (outstanding reads, `[system] read_requests = 2`; the default 1 runs one
+//!     LOAD at a time): while a LOAD receives its data (its read request has
+//!     been accepted), the next instruction of the DMA, if it is a LOAD whose tokens are
+//!     available, is dispatched and issues its read request at once (not in the cycle the
+//!     current LOAD finishes; one LOAD queued at a time). The memory serves requests in order,
+//!     so its burst follows the current one without paying the latency again; it becomes the
+//!     current LOAD when that one finishes. A STORE waits until the DMA is idle. The memory
+//!     port's signals are unchanged, but the port now has up to two read requests outstanding
+//!     (an AXI wrapper must accept that, or limit it to one). `estimated_cycles` below is a
+//!     LOAD on its own; the scheduler's controller model (`coforge_scheduler::estimate`) has
+//!     the overlap.
 //!   - LOAD of L lines of buffer b (B = beats per line): one read request of `L*B` beats
 //!     (`mem_rd_req_*`, `len` in beats); the beats are collected into lines and each line is
 //!     written when its last beat arrives. The request is valid from the first busy cycle, the

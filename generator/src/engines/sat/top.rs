@@ -391,12 +391,15 @@ fn system_top(
     let gemm_ok = tokens_ok(&mut b, "gemm_tokens_ok", &gemm_wait);
     let upd_ok = tokens_ok(&mut b, "update_tokens_ok", &upd_wait);
     let pf_ok = tokens_ok(&mut b, "prune_tokens_ok", &pf_wait);
+    // A LOAD may also be dispatched while the DMA is receiving an earlier LOAD's data (its
+    // read request then overlaps that burst): `dma_queue_load`, driven by the DMA engine.
+    let dma_queue_load = b.wire("dma_queue_load", 1);
     let dma_start = b.name(
         "dma_start",
         all(&[
             running.clone(),
             dma_count.ne(&Expr::zero(count_bits)),
-            dma_busy.not(),
+            dma_busy.not().lor(&dma_queue_load),
             dma_ok,
         ]),
     );
@@ -732,6 +735,25 @@ fn system_top(
     let head_buf = head_field(1, 3);
     let head_lines = head_field(4 + 16 * 3, 16);
     let head_dram = head_field(4 + 16, 32);
+    // One queued LOAD: dispatched while the current LOAD receives its data, once that LOAD's
+    // request has been accepted, and not in the cycle the current LOAD finishes.
+    let dma_next = b.reg("dma_next", 1);
+    b.describe("a LOAD is queued behind the current one (its read request issued early)");
+    let next_buf = b.reg("dma_next_buf", 3);
+    let next_buf_addr = b.reg("dma_next_buf_addr", 16);
+    let next_lines = b.reg("dma_next_lines", 16);
+    let next_sig = b.reg("dma_next_signal", 16);
+    b.drive(
+        "dma_queue_load",
+        all(&[
+            Expr::bit(sys.read_requests > 1),
+            in_state(LOAD_DATA),
+            rd_req_valid.not(),
+            dma_next.not(),
+            dma_finish.not(),
+            head_is_store.not(),
+        ]),
+    );
     let latched = Expr::select(
         &dma_buf,
         &Buf::ALL
@@ -791,9 +813,51 @@ fn system_top(
                 ),
             ],
         ),
-        when(dma_finish.clone(), vec![set(&dma_busy, Expr::bit(false))]),
         when(
-            dma_start.clone(),
+            dma_finish.clone(),
+            vec![when_else(
+                dma_next.clone(),
+                vec![
+                    // The queued LOAD becomes the current one; its request may still wait.
+                    set(&dma_next, Expr::bit(false)),
+                    set(&dma_buf, next_buf.clone()),
+                    set(&dma_buf_addr, next_buf_addr.clone()),
+                    set(&dma_lines, next_lines.clone()),
+                    set(&dma_line, Expr::zero(16)),
+                    set(&dma_beat, Expr::zero(16)),
+                    set(&dma_sig, next_sig.clone()),
+                    set(
+                        &dma_state,
+                        Expr::mux(
+                            &rd_req_valid.land(&rd_req_ready.not()),
+                            &lit(LOAD_REQ, 3),
+                            &lit(LOAD_DATA, 3),
+                        ),
+                    ),
+                ],
+                vec![set(&dma_busy, Expr::bit(false))],
+            )],
+        ),
+        when(
+            dma_start.land(&dma_busy),
+            vec![
+                set(&dma_next, Expr::bit(true)),
+                set(&next_buf, head_buf.clone()),
+                set(&next_buf_addr, head_field(4, 16)),
+                set(&next_lines, head_lines.clone()),
+                set(&next_sig, dma_signal.clone()),
+                set(&rd_req_valid, Expr::bit(true)),
+                set(&rd_req_addr, head_dram.clone()),
+                set(
+                    &rd_req_len,
+                    head_lines
+                        .zext(LEN_BITS)
+                        .mul(&beats_of(&head_buf, LEN_BITS)),
+                ),
+            ],
+        ),
+        when(
+            dma_start.land(&dma_busy.not()),
             vec![
                 set(&dma_busy, Expr::bit(true)),
                 set(&dma_buf, head_buf.clone()),
@@ -826,6 +890,7 @@ fn system_top(
             rst.clone(),
             vec![
                 set(&dma_busy, Expr::bit(false)),
+                set(&dma_next, Expr::bit(false)),
                 set(&rd_req_valid, Expr::bit(false)),
             ],
             dma_run,
