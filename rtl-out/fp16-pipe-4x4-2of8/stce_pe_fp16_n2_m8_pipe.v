@@ -37,14 +37,76 @@ module stce_pe_fp16_n2_m8_pipe (
     wire [31:0] product_1;
     reg  [31:0] product_1_d0;
     reg  [31:0] product_1_d1;
-    reg         starts_d0;                               // a tile's first group is in stage 1 (adder 0)
+    reg  [31:0] product_1_d2;
+    reg  [31:0] product_1_d3;
+    reg         starts_d0;
     reg         completes_d0;
     reg         completes_d1;
+    reg         completes_d2;
+    reg         completes_d3;
+    reg         completes_d4;
+    reg         completes_d5;
     reg  [31:0] partial_sum_0;
     reg  [31:0] partial_sum_1;
     wire [31:0] loop_base;
-    wire [31:0] sum_0;
-    wire [31:0] sum_1;
+    wire        adder_0_is_nan;
+    wire        adder_0_is_inf;
+    wire        adder_0_inf_sign;
+    wire        adder_0_zero_sign;
+    wire        adder_0_eff_sub;
+    wire        adder_0_res_sign;
+    wire [7:0]  adder_0_larger_exp;
+    wire [23:0] adder_0_larger_sig;
+    wire [26:0] adder_0_smaller_aligned;
+    reg         adder_0_is_nan_q0;
+    reg         adder_0_is_inf_q0;
+    reg         adder_0_inf_sign_q0;
+    reg         adder_0_zero_sign_q0;
+    reg         adder_0_eff_sub_q0;
+    reg         adder_0_res_sign_q0;
+    reg  [7:0]  adder_0_larger_exp_q0;
+    reg  [23:0] adder_0_larger_sig_q0;
+    reg  [26:0] adder_0_smaller_aligned_q0;
+    wire [27:0] adder_0_sum;
+    wire [4:0]  adder_0_lshift;
+    reg         adder_0_is_nan_q1;
+    reg         adder_0_is_inf_q1;
+    reg         adder_0_inf_sign_q1;
+    reg         adder_0_zero_sign_q1;
+    reg         adder_0_res_sign_q1;
+    reg  [7:0]  adder_0_larger_exp_q1;
+    reg  [27:0] adder_0_sum_q1;
+    reg  [4:0]  adder_0_lshift_q1;
+    wire [31:0] adder_0_s;
+    wire        adder_1_is_nan;
+    wire        adder_1_is_inf;
+    wire        adder_1_inf_sign;
+    wire        adder_1_zero_sign;
+    wire        adder_1_eff_sub;
+    wire        adder_1_res_sign;
+    wire [7:0]  adder_1_larger_exp;
+    wire [23:0] adder_1_larger_sig;
+    wire [26:0] adder_1_smaller_aligned;
+    reg         adder_1_is_nan_q0;
+    reg         adder_1_is_inf_q0;
+    reg         adder_1_inf_sign_q0;
+    reg         adder_1_zero_sign_q0;
+    reg         adder_1_eff_sub_q0;
+    reg         adder_1_res_sign_q0;
+    reg  [7:0]  adder_1_larger_exp_q0;
+    reg  [23:0] adder_1_larger_sig_q0;
+    reg  [26:0] adder_1_smaller_aligned_q0;
+    wire [27:0] adder_1_sum;
+    wire [4:0]  adder_1_lshift;
+    reg         adder_1_is_nan_q1;
+    reg         adder_1_is_inf_q1;
+    reg         adder_1_inf_sign_q1;
+    reg         adder_1_zero_sign_q1;
+    reg         adder_1_res_sign_q1;
+    reg  [7:0]  adder_1_larger_exp_q1;
+    reg  [27:0] adder_1_sum_q1;
+    reg  [4:0]  adder_1_lshift_q1;
+    wire [31:0] adder_1_s;
 
     assign idx_0 = in_idx[2:0];
     assign act_0 = in_act[{idx_0, 4'd0} +: 16];
@@ -67,40 +129,140 @@ module stce_pe_fp16_n2_m8_pipe (
 
     assign loop_base = starts_d0 ? 32'h0 : partial_sum_1;
 
-    cf_fp32_add adder_0 (
-        .a (loop_base),
-        .b (product_0_d0),
-        .s (sum_0)
+    cf_fp32_add_align adder_0_align_stage (
+        .a               (loop_base),
+        .b               (product_0_d0),
+        .is_nan          (adder_0_is_nan),
+        .is_inf          (adder_0_is_inf),
+        .inf_sign        (adder_0_inf_sign),
+        .zero_sign       (adder_0_zero_sign),
+        .eff_sub         (adder_0_eff_sub),
+        .res_sign        (adder_0_res_sign),
+        .larger_exp      (adder_0_larger_exp),
+        .larger_sig      (adder_0_larger_sig),
+        .smaller_aligned (adder_0_smaller_aligned)
     );
 
-    cf_fp32_add adder_1 (
-        .a (partial_sum_0),
-        .b (product_1_d1),
-        .s (sum_1)
+    cf_fp32_add_sum adder_0_sum_stage (
+        .eff_sub         (adder_0_eff_sub_q0),
+        .larger_exp      (adder_0_larger_exp_q0),
+        .larger_sig      (adder_0_larger_sig_q0),
+        .smaller_aligned (adder_0_smaller_aligned_q0),
+        .sum             (adder_0_sum),
+        .lshift          (adder_0_lshift)
     );
 
-    // fp32 adder pipeline: flags and partial sums, reset; products need none.
+    cf_fp32_add_round adder_0_round_stage (
+        .is_nan     (adder_0_is_nan_q1),
+        .is_inf     (adder_0_is_inf_q1),
+        .inf_sign   (adder_0_inf_sign_q1),
+        .zero_sign  (adder_0_zero_sign_q1),
+        .res_sign   (adder_0_res_sign_q1),
+        .larger_exp (adder_0_larger_exp_q1),
+        .sum        (adder_0_sum_q1),
+        .lshift     (adder_0_lshift_q1),
+        .s          (adder_0_s)
+    );
+
+    cf_fp32_add_align adder_1_align_stage (
+        .a               (partial_sum_0),
+        .b               (product_1_d3),
+        .is_nan          (adder_1_is_nan),
+        .is_inf          (adder_1_is_inf),
+        .inf_sign        (adder_1_inf_sign),
+        .zero_sign       (adder_1_zero_sign),
+        .eff_sub         (adder_1_eff_sub),
+        .res_sign        (adder_1_res_sign),
+        .larger_exp      (adder_1_larger_exp),
+        .larger_sig      (adder_1_larger_sig),
+        .smaller_aligned (adder_1_smaller_aligned)
+    );
+
+    cf_fp32_add_sum adder_1_sum_stage (
+        .eff_sub         (adder_1_eff_sub_q0),
+        .larger_exp      (adder_1_larger_exp_q0),
+        .larger_sig      (adder_1_larger_sig_q0),
+        .smaller_aligned (adder_1_smaller_aligned_q0),
+        .sum             (adder_1_sum),
+        .lshift          (adder_1_lshift)
+    );
+
+    cf_fp32_add_round adder_1_round_stage (
+        .is_nan     (adder_1_is_nan_q1),
+        .is_inf     (adder_1_is_inf_q1),
+        .inf_sign   (adder_1_inf_sign_q1),
+        .zero_sign  (adder_1_zero_sign_q1),
+        .res_sign   (adder_1_res_sign_q1),
+        .larger_exp (adder_1_larger_exp_q1),
+        .sum        (adder_1_sum_q1),
+        .lshift     (adder_1_lshift_q1),
+        .s          (adder_1_s)
+    );
+
+    // fp32 adder pipeline: flags, reset.
     always @(posedge clk) begin
         if (rst) begin
             starts_d0 <= 1'b0;
             completes_d0 <= 1'b0;
             completes_d1 <= 1'b0;
-            partial_sum_0 <= 32'h0;
-            partial_sum_1 <= 32'h0;
+            completes_d2 <= 1'b0;
+            completes_d3 <= 1'b0;
+            completes_d4 <= 1'b0;
+            completes_d5 <= 1'b0;
         end else begin
             starts_d0 <= in_valid & in_first;
             completes_d0 <= in_valid & in_last;
             completes_d1 <= completes_d0;
-            partial_sum_0 <= sum_0;
-            partial_sum_1 <= sum_1;
+            completes_d2 <= completes_d1;
+            completes_d3 <= completes_d2;
+            completes_d4 <= completes_d3;
+            completes_d5 <= completes_d4;
         end
     end
 
-    // fp32 adder pipeline: products, each delayed to its adder's stage.
+    // fp32 adder pipeline: products and sums between stages; the flags qualify them.
     always @(posedge clk) begin
         product_0_d0 <= in_valid ? product_0 : 32'h80000000;
         product_1_d0 <= in_valid ? product_1 : 32'h80000000;
         product_1_d1 <= product_1_d0;
+        product_1_d2 <= product_1_d1;
+        product_1_d3 <= product_1_d2;
+        adder_0_is_nan_q0 <= adder_0_is_nan;
+        adder_0_is_inf_q0 <= adder_0_is_inf;
+        adder_0_inf_sign_q0 <= adder_0_inf_sign;
+        adder_0_zero_sign_q0 <= adder_0_zero_sign;
+        adder_0_eff_sub_q0 <= adder_0_eff_sub;
+        adder_0_res_sign_q0 <= adder_0_res_sign;
+        adder_0_larger_exp_q0 <= adder_0_larger_exp;
+        adder_0_larger_sig_q0 <= adder_0_larger_sig;
+        adder_0_smaller_aligned_q0 <= adder_0_smaller_aligned;
+        adder_0_is_nan_q1 <= adder_0_is_nan_q0;
+        adder_0_is_inf_q1 <= adder_0_is_inf_q0;
+        adder_0_inf_sign_q1 <= adder_0_inf_sign_q0;
+        adder_0_zero_sign_q1 <= adder_0_zero_sign_q0;
+        adder_0_res_sign_q1 <= adder_0_res_sign_q0;
+        adder_0_larger_exp_q1 <= adder_0_larger_exp_q0;
+        adder_0_sum_q1 <= adder_0_sum;
+        adder_0_lshift_q1 <= adder_0_lshift;
+        partial_sum_0 <= adder_0_s;
+        adder_1_is_nan_q0 <= adder_1_is_nan;
+        adder_1_is_inf_q0 <= adder_1_is_inf;
+        adder_1_inf_sign_q0 <= adder_1_inf_sign;
+        adder_1_zero_sign_q0 <= adder_1_zero_sign;
+        adder_1_eff_sub_q0 <= adder_1_eff_sub;
+        adder_1_res_sign_q0 <= adder_1_res_sign;
+        adder_1_larger_exp_q0 <= adder_1_larger_exp;
+        adder_1_larger_sig_q0 <= adder_1_larger_sig;
+        adder_1_smaller_aligned_q0 <= adder_1_smaller_aligned;
+        adder_1_is_nan_q1 <= adder_1_is_nan_q0;
+        adder_1_is_inf_q1 <= adder_1_is_inf_q0;
+        adder_1_inf_sign_q1 <= adder_1_inf_sign_q0;
+        adder_1_zero_sign_q1 <= adder_1_zero_sign_q0;
+        adder_1_res_sign_q1 <= adder_1_res_sign_q0;
+        adder_1_larger_exp_q1 <= adder_1_larger_exp_q0;
+        adder_1_sum_q1 <= adder_1_sum;
+        adder_1_lshift_q1 <= adder_1_lshift;
+        partial_sum_1 <= adder_1_s;
     end
 
     // Control and accumulator: reset, then one group per valid cycle.
@@ -114,8 +276,8 @@ module stce_pe_fp16_n2_m8_pipe (
             out_valid <= in_valid;
             out_first <= in_first;
             out_last <= in_last;
-            if (completes_d1) begin
-                result <= sum_1;
+            if (completes_d5) begin
+                result <= adder_1_s;
             end
         end
     end

@@ -1,4 +1,6 @@
 cf_fp16_mul_exact.v
-cf_fp32_add.v
+cf_fp32_add_align.v
+cf_fp32_add_sum.v
+cf_fp32_add_round.v
 stce_pe_fp16_n2_m8_pipe.v
 stce_top.v

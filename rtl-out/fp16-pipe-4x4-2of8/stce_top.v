@@ -190,6 +190,18 @@ module stce_top (
     reg          completes_valid_d1;
     reg  [1:0]   completes_row_d1;
     reg          completes_last_d1;
+    reg          completes_valid_d2;
+    reg  [1:0]   completes_row_d2;
+    reg          completes_last_d2;
+    reg          completes_valid_d3;
+    reg  [1:0]   completes_row_d3;
+    reg          completes_last_d3;
+    reg          completes_valid_d4;
+    reg  [1:0]   completes_row_d4;
+    reg          completes_last_d4;
+    reg          completes_valid_d5;
+    reg  [1:0]   completes_row_d5;
+    reg          completes_last_d5;
 
     // Row skew, control: reset so that no phantom group enters the array.
     always @(posedge clk) begin
@@ -563,6 +575,18 @@ module stce_top (
             completes_valid_d1 <= 1'b0;
             completes_row_d1 <= 2'd0;
             completes_last_d1 <= 1'b0;
+            completes_valid_d2 <= 1'b0;
+            completes_row_d2 <= 2'd0;
+            completes_last_d2 <= 1'b0;
+            completes_valid_d3 <= 1'b0;
+            completes_row_d3 <= 2'd0;
+            completes_last_d3 <= 1'b0;
+            completes_valid_d4 <= 1'b0;
+            completes_row_d4 <= 2'd0;
+            completes_last_d4 <= 1'b0;
+            completes_valid_d5 <= 1'b0;
+            completes_row_d5 <= 2'd0;
+            completes_last_d5 <= 1'b0;
             out_valid <= 1'b0;
             out_row <= 2'd0;
             out_last <= 1'b0;
@@ -573,9 +597,21 @@ module stce_top (
             completes_valid_d1 <= completes_valid_d0;
             completes_row_d1 <= completes_row_d0;
             completes_last_d1 <= completes_last_d0;
-            out_valid <= completes_valid_d1;
-            out_row <= completes_row_d1;
-            out_last <= completes_last_d1;
+            completes_valid_d2 <= completes_valid_d1;
+            completes_row_d2 <= completes_row_d1;
+            completes_last_d2 <= completes_last_d1;
+            completes_valid_d3 <= completes_valid_d2;
+            completes_row_d3 <= completes_row_d2;
+            completes_last_d3 <= completes_last_d2;
+            completes_valid_d4 <= completes_valid_d3;
+            completes_row_d4 <= completes_row_d3;
+            completes_last_d4 <= completes_last_d3;
+            completes_valid_d5 <= completes_valid_d4;
+            completes_row_d5 <= completes_row_d4;
+            completes_last_d5 <= completes_last_d4;
+            out_valid <= completes_valid_d5;
+            out_row <= completes_row_d5;
+            out_last <= completes_last_d5;
         end
     end
 

@@ -35,6 +35,12 @@ struct Dut {
 
 impl Dut {
     fn new(def: ModuleDef) -> Dut {
+        Dut::with_leaves(def, Vec::new())
+    }
+
+    /// A unit that instantiates other external modules (`leaves`), such as `cf_fp32_add` its
+    /// stages.
+    fn with_leaves(def: ModuleDef, leaves: Vec<ModuleDef>) -> Dut {
         let ModuleDef::External(ext) = def else {
             panic!("the fp units are external modules")
         };
@@ -70,10 +76,17 @@ impl Dut {
             .collect();
         let spec = DesignSpec {
             top: top.clone(),
-            sources: vec![
-                (format!("{}.v", ext.name), ext.source.clone()),
-                (format!("{top}.v"), wrapper),
-            ],
+            sources: leaves
+                .iter()
+                .map(|leaf| match leaf {
+                    ModuleDef::External(l) => (format!("{}.v", l.name), l.source.clone()),
+                    ModuleDef::Generated(_) => panic!("the fp units' leaves are external"),
+                })
+                .chain([
+                    (format!("{}.v", ext.name), ext.source.clone()),
+                    (format!("{top}.v"), wrapper),
+                ])
+                .collect(),
             ports,
             clock: "clk".into(),
         };
@@ -306,7 +319,7 @@ fn fp16_mul_exact() {
 
 #[test]
 fn fp32_add() {
-    let mut dut = Dut::new(fp::fp32_add());
+    let mut dut = Dut::with_leaves(fp::fp32_add(), fp::fp32_add_stages().to_vec());
     let mut rng = ChaCha8Rng::seed_from_u64(3201);
 
     // Named edge cases, each also with swapped operands and with both signs flipped.

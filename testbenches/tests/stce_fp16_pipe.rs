@@ -31,7 +31,7 @@ fn run(e: &Engine, a: &Array2<f16>, b: &Array2<f16>, mode: Mode, gaps: Gaps) -> 
 #[test]
 fn bit_exact_sparse_and_dense_with_partial_tiles_edges_and_bubbles() {
     let e = pipelined(2, 2, 2, 8);
-    assert_eq!(stce::slots(e.cfg()), 2);
+    assert_eq!(stce::slots(e.cfg()), 6, "3 stages per adder, 2 adders");
     // 5 x 40 x 3 on a 2 x 2 array: partial tiles in both directions, 5 groups of 8 (sparse) or
     // 20 of 2 (dense) per tile.
     for seed in 0..2 {
@@ -57,9 +57,9 @@ fn bit_exact_sparse_and_dense_with_partial_tiles_edges_and_bubbles() {
 
 #[test]
 fn bit_exact_on_a_dense_engine_with_four_slots() {
-    // N = 4: four adders, four sums in flight per PE.
+    // N = 4: four adders of three stages, twelve sums in flight per PE.
     let e = pipelined(2, 3, 4, 4);
-    assert_eq!(stce::slots(e.cfg()), 4);
+    assert_eq!(stce::slots(e.cfg()), 12, "3 stages per adder, 4 adders");
     let (a, b) = (adversarial_f16(7, 36, 1), adversarial_f16(36, 8, 2));
     run(&e, &a, &b, Mode::Dense, Gaps::NONE);
     run(&e, &a, &b, Mode::Dense, Gaps { rate: 0.5, seed: 3 });

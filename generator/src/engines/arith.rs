@@ -3,7 +3,7 @@
 
 use super::fp;
 use crate::config::Overflow;
-use crate::rtl::{set, when_else, Expr, ModuleBuilder, ModuleDef};
+use crate::rtl::{set, when_else, Dir, Expr, ModuleBuilder, ModuleDef};
 
 /// One PE's multiply-accumulate step: `acc + a_0*w_0 + a_1*w_1 + ...`, with the additions done
 /// one at a time in the order given (increasing reduction index), which is the accumulation
@@ -206,7 +206,10 @@ pub fn packed_products(
 /// `((acc + p0) + p1) + ...` exactly like `sparse_kernels::fp::mac` applied in order.
 /// [`PeArith::accumulate`] builds that chain combinationally, within one cycle;
 /// [`FpMac::pipelined`] registers the products and every add, for timing.
-pub struct FpMac;
+pub struct FpMac {
+    /// The PE is [`FpMac::pipelined`]: it instantiates the adder's stages, not `cf_fp32_add`.
+    pub pipelined: bool,
+}
 
 /// The fp32 bits of -0: the additive identity of IEEE round-to-nearest addition. For every x,
 /// x + (-0) = x exactly: for x nonzero, finite or infinite, the exact sum is x, which needs no
@@ -266,18 +269,26 @@ impl PeArith for FpMac {
     }
 
     fn leaf_modules(&self) -> Vec<ModuleDef> {
-        vec![fp::fp16_mul_exact(), fp::fp32_add()]
+        let mut leaves = vec![fp::fp16_mul_exact()];
+        if self.pipelined {
+            leaves.extend(fp::fp32_add_stages());
+        } else {
+            leaves.extend(fp::fp32_add_leaves());
+        }
+        leaves
     }
 }
 
 impl FpMac {
-    /// The pipelined MAC of `engines::stce` ("fp32 adder pipeline"): the N products of the group
-    /// taken this cycle are registered (stage 0), then adder i adds product i in stage i + 1,
-    /// each adder followed by a register `partial_sum_<i>`, so no path holds more than one
-    /// multiplier or one adder. Adder 0 adds to `partial_sum_<N-1>`, the sum the same slot left
-    /// N cycles earlier (or to +0 on a tile's first group): the N registers of the loop hold N
-    /// independent sums, one per slot, and each still adds its products one at a time in
-    /// increasing index, as [`PeArith::accumulate`] does.
+    /// The pipelined MAC of `engines::stce` ("fp32 adder pipeline"). The N products of the group
+    /// taken this cycle are registered (stage 0, `product_<i>_d0`). Adder i is `cf_fp32_add`'s
+    /// three stages ([`FP32_ADD_STAGES`], `fp::fp32_add_stages`) with a register after each,
+    /// the last one `partial_sum_<i>`, so no register-to-register path holds more than one
+    /// multiplier or one adder stage. Adder 0 adds to `partial_sum_<N-1>`, the sum the same slot
+    /// left 3N cycles earlier (or to +0 on a tile's first group): the 3N registers of the loop
+    /// hold 3N independent sums, one per slot, and each still adds its products one at a time
+    /// in increasing index, with whole RNE adds, as [`PeArith::accumulate`] does. Product i
+    /// waits in registers until adder i's first stage.
     ///
     /// A bubble (`valid` low) must leave its slot's sum as it is: its products enter as -0
     /// ([`FP32_NEG_ZERO`], which adds exactly nothing) and its flags are ignored.
@@ -292,11 +303,20 @@ impl FpMac {
         last: &Expr,
         pairs: &[(Expr, Expr)],
     ) -> PipelineEnd {
-        let (mul, add) = (fp::fp16_mul_exact(), fp::fp32_add());
+        let mul = fp::fp16_mul_exact();
+        let stages = fp::fp32_add_stages();
+        let depth = stages.len();
         let n = pairs.len();
         let neg_zero = Expr::lit(FP32_NEG_ZERO, 32);
-        // Stage 0: the products (a bubble's are -0) and the flags that matter.
+        // Registers without reset (data: the flags qualify it), and with.
         let mut data = Vec::new();
+        let mut control = Vec::new();
+        let delay = |b: &mut ModuleBuilder, list: &mut Vec<_>, name: String, value: Expr| {
+            let reg = b.reg(&name, value.width());
+            list.push((reg.clone(), value));
+            reg
+        };
+        // Stage 0: the products (a bubble's are -0), each delayed to its adder's first stage.
         let mut products = Vec::with_capacity(n);
         for (i, (a, w)) in pairs.iter().enumerate() {
             let product = b.wire(&format!("product_{i}"), 32);
@@ -305,27 +325,18 @@ impl FpMac {
                 &format!("multiplier_{i}"),
                 vec![("a", a.clone()), ("b", w.clone()), ("p", product.clone())],
             );
-            // Product i waits i more cycles, for adder i's stage.
             let mut stage = Expr::mux(valid, &product, &neg_zero);
-            for d in 0..=i {
-                let reg = b.reg(&format!("product_{i}_d{d}"), 32);
-                data.push(set(&reg, stage));
-                stage = reg;
+            for d in 0..=i * depth {
+                stage = delay(b, &mut data, format!("product_{i}_d{d}"), stage);
             }
             products.push(stage);
         }
-        let starts = b.reg("starts_d0", 1);
-        b.describe("a tile's first group is in stage 1 (adder 0)");
-        let mut control = vec![(starts.clone(), valid.and(first))];
+        let starts = delay(b, &mut control, "starts_d0".into(), valid.and(first));
         let mut completes = valid.and(last);
-        let mut completes_at = Vec::with_capacity(n);
-        for d in 0..n {
-            let reg = b.reg(&format!("completes_d{d}"), 1);
-            control.push((reg.clone(), completes));
-            completes = reg.clone();
-            completes_at.push(reg);
+        for d in 0..n * depth {
+            completes = delay(b, &mut control, format!("completes_d{d}"), completes);
         }
-        // The loop: adder i, then register partial_sum_<i>.
+        // The loop: adder i's stages, a register after each; the last is partial_sum_<i>.
         let partial: Vec<Expr> = (0..n)
             .map(|i| b.reg(&format!("partial_sum_{i}"), 32))
             .collect();
@@ -340,25 +351,80 @@ impl FpMac {
             } else {
                 partial[i - 1].clone()
             };
-            sum = b.wire(&format!("sum_{i}"), 32);
-            b.instance(
-                &add,
-                &format!("adder_{i}"),
-                vec![("a", addend), ("b", product.clone()), ("s", sum.clone())],
-            );
-            control.push((partial[i].clone(), sum.clone()));
+            // The values between stages, by port name.
+            let mut values: Vec<(String, Expr)> =
+                vec![("a".into(), addend), ("b".into(), product.clone())];
+            for (k, stage) in stages.iter().enumerate() {
+                let mut conns = Vec::new();
+                let mut outputs = Vec::new();
+                for port in stage.ports() {
+                    let name = port.name.as_str();
+                    if port.dir == Dir::Input {
+                        let (_, value) = values
+                            .iter()
+                            .find(|(v, _)| v == name)
+                            .expect("an earlier stage names every input");
+                        conns.push((name, value.clone()));
+                    } else {
+                        let wire = b.wire(&format!("adder_{i}_{name}"), port.width);
+                        conns.push((name, wire.clone()));
+                        outputs.push((port.name.clone(), wire));
+                    }
+                }
+                b.instance(
+                    stage,
+                    &format!("adder_{i}_{}_stage", stage_role(stage)),
+                    conns,
+                );
+                values.extend(outputs);
+                if k + 1 == depth {
+                    break;
+                }
+                // Register what a later stage reads.
+                let later = &stages[k + 1..];
+                values = values
+                    .into_iter()
+                    .filter(|(v, _)| {
+                        later.iter().any(|st| {
+                            st.ports()
+                                .iter()
+                                .any(|p| p.dir == Dir::Input && p.name == *v)
+                        })
+                    })
+                    .map(|(v, value)| {
+                        let reg = delay(b, &mut data, format!("adder_{i}_{v}_q{k}"), value);
+                        (v, reg)
+                    })
+                    .collect();
+            }
+            let (_, s) = values
+                .into_iter()
+                .find(|(v, _)| v == "s")
+                .expect("the last stage gives the sum");
+            data.push((partial[i].clone(), s.clone()));
+            sum = s;
         }
-        b.comment("fp32 adder pipeline: flags and partial sums, reset; products need none.");
+        b.comment("fp32 adder pipeline: flags, reset.");
         let (reset, run): (Vec<_>, Vec<_>) = control
             .into_iter()
             .map(|(reg, next)| (set(&reg, Expr::zero(reg.width())), set(&reg, next)))
             .unzip();
         b.clocked(clk, vec![when_else(rst.clone(), reset, run)]);
-        b.comment("fp32 adder pipeline: products, each delayed to its adder's stage.");
-        b.clocked(clk, data);
-        PipelineEnd {
-            completes: completes_at[n - 1].clone(),
-            sum,
-        }
+        b.comment("fp32 adder pipeline: products and sums between stages; the flags qualify them.");
+        b.clocked(
+            clk,
+            data.into_iter()
+                .map(|(reg, next)| set(&reg, next))
+                .collect(),
+        );
+        PipelineEnd { completes, sum }
     }
+}
+
+/// Registers per fp32 add in [`FpMac::pipelined`]: one after each of `cf_fp32_add`'s stages.
+pub const FP32_ADD_STAGES: u32 = 3;
+
+/// `align`, `sum` or `round`: a stage module's name after `cf_fp32_add_`.
+fn stage_role(stage: &ModuleDef) -> &str {
+    stage.name().trim_start_matches("cf_fp32_add_")
 }

@@ -45,7 +45,8 @@ pub fn fp16_mul_exact() -> ModuleDef {
     )
 }
 
-/// `cf_fp32_add`: fp32 `s = a + b`, round to nearest even, subnormals kept.
+/// `cf_fp32_add`: fp32 `s = a + b`, round to nearest even, subnormals kept. It chains the three
+/// stages of [`fp32_add_stages`], which a design that uses it must hold too ([`fp32_add_leaves`]).
 pub fn fp32_add() -> ModuleDef {
     external(
         "cf_fp32_add",
@@ -56,6 +57,87 @@ pub fn fp32_add() -> ModuleDef {
         ],
         include_str!("../../rtl/fp/cf_fp32_add.v"),
     )
+}
+
+/// The three stages of `cf_fp32_add`, in order: align (`cf_fp32_add_align`), add and count the
+/// leading zeros (`cf_fp32_add_sum`), normalize and round (`cf_fp32_add_round`). Each stage's
+/// inputs are named like the outputs of the stages before it that produce them, so a pipeline
+/// connects them by name (`arith::FpMac::pipelined`); `cf_fp32_add` connects them by wires.
+pub fn fp32_add_stages() -> [ModuleDef; 3] {
+    use Dir::{Input, Output};
+    let ports = |list: &[(&str, Dir, u32, &str)]| -> Vec<Port> {
+        list.iter()
+            .map(|&(name, dir, width, doc)| port(name, dir, width, doc))
+            .collect()
+    };
+    [
+        external(
+            "cf_fp32_add_align",
+            ports(&[
+                ("a", Input, 32, "fp32 operand"),
+                ("b", Input, 32, "fp32 operand"),
+                ("is_nan", Output, 1, "the result is NaN (canonical)"),
+                ("is_inf", Output, 1, "otherwise, the result is inf"),
+                ("inf_sign", Output, 1, "the sign of that inf"),
+                ("zero_sign", Output, 1, "sign of an exact zero sum"),
+                ("eff_sub", Output, 1, "the magnitudes subtract"),
+                ("res_sign", Output, 1, "sign of a nonzero finite sum"),
+                ("larger_exp", Output, 8, "effective exponent of the larger"),
+                ("larger_sig", Output, 24, "significand of the larger"),
+                (
+                    "smaller_aligned",
+                    Output,
+                    27,
+                    "aligned smaller, guard, round, sticky",
+                ),
+            ]),
+            include_str!("../../rtl/fp/cf_fp32_add_align.v"),
+        ),
+        external(
+            "cf_fp32_add_sum",
+            ports(&[
+                ("eff_sub", Input, 1, "the magnitudes subtract"),
+                ("larger_exp", Input, 8, "effective exponent of the larger"),
+                ("larger_sig", Input, 24, "significand of the larger"),
+                (
+                    "smaller_aligned",
+                    Input,
+                    27,
+                    "aligned smaller, guard, round, sticky",
+                ),
+                (
+                    "sum",
+                    Output,
+                    28,
+                    "carry, significand, guard, round, sticky",
+                ),
+                ("lshift", Output, 5, "left shift of a sum without carry-out"),
+            ]),
+            include_str!("../../rtl/fp/cf_fp32_add_sum.v"),
+        ),
+        external(
+            "cf_fp32_add_round",
+            ports(&[
+                ("is_nan", Input, 1, "the result is NaN (canonical)"),
+                ("is_inf", Input, 1, "otherwise, the result is inf"),
+                ("inf_sign", Input, 1, "the sign of that inf"),
+                ("zero_sign", Input, 1, "sign of an exact zero sum"),
+                ("res_sign", Input, 1, "sign of a nonzero finite sum"),
+                ("larger_exp", Input, 8, "effective exponent of the larger"),
+                ("sum", Input, 28, "carry, significand, guard, round, sticky"),
+                ("lshift", Input, 5, "left shift of a sum without carry-out"),
+                ("s", Output, 32, "fp32 sum, RNE"),
+            ]),
+            include_str!("../../rtl/fp/cf_fp32_add_round.v"),
+        ),
+    ]
+}
+
+/// `cf_fp32_add` with the stages it instantiates, stages first: what a design adds to use it.
+pub fn fp32_add_leaves() -> Vec<ModuleDef> {
+    let mut leaves = fp32_add_stages().to_vec();
+    leaves.push(fp32_add());
+    leaves
 }
 
 /// `cf_fp32_mul`: fp32 `p = a * b`, round to nearest even, subnormals kept.
@@ -83,9 +165,12 @@ pub fn fp32_to_fp16() -> ModuleDef {
     )
 }
 
-/// All four units, for designs (and lint runs) that want the whole set.
+/// All four units with the adder's stages, for designs (and lint runs) that want the whole set.
 pub fn all() -> Vec<ModuleDef> {
-    vec![fp16_mul_exact(), fp32_add(), fp32_mul(), fp32_to_fp16()]
+    let mut units = vec![fp16_mul_exact()];
+    units.extend(fp32_add_leaves());
+    units.extend([fp32_mul(), fp32_to_fp16()]);
+    units
 }
 
 #[cfg(test)]

@@ -31,16 +31,17 @@
 //! # fp32 adder pipeline (`fp_pipeline = true`, fp16 engines)
 //! Without it, an fp16 PE adds its N products and its running sum through a chain of N
 //! combinational fp32 adders, in one cycle. With it, the PE registers its products (stage 0)
-//! and the output of every adder (`arith::FpMac::pipelined`), so no register-to-register path
-//! holds more than one multiplier or one adder. Adder 0 adds to the sum that left the last
-//! adder, N cycles after the group that made it: the loop holds N independent sums, one per
-//! *slot* ([`slots`] = N). Cycle t belongs to slot t mod N (counted from any cycle: the groups
-//! taken in cycles t and t + N are the same slot's), and each group continues its slot's sum,
-//! so the array works on N tiles at once, interleaved cycle by cycle. Each output still adds
+//! and each of the three stages of every adder (align | add | normalize and round, the stage
+//! modules of `cf_fp32_add`; `arith::FpMac::pipelined`), so no register-to-register path holds
+//! more than one multiplier or one adder stage. Adder 0 adds to the sum that left the last
+//! adder, 3N cycles after the group that made it: the loop holds 3N independent sums, one per
+//! *slot* ([`slots`] = 3N). Cycle t belongs to slot t mod 3N (counted from any cycle: the
+//! groups taken in cycles t and t + 3N are the same slot's), and each group continues its
+//! slot's sum, so the array works on 3N tiles at once, interleaved cycle by cycle. Each output still adds
 //! its products one at a time in increasing k, with separate RNE adds: the accumulation order
 //! is the same as above. A bubble leaves its slot's sum as it is (its products enter as -0,
 //! which adds exactly nothing); any slot may take a bubble in any cycle. The sum of a tile's
-//! last group is published [`pipeline_cycles`] = N cycles later than without the pipeline,
+//! last group is published [`pipeline_cycles`] = 3N cycles later than without the pipeline,
 //! which [`latency`] includes; everything else below holds as written, the tile-spacing rule
 //! included (it counts last groups of any slot). Drivers deal the tiles to the slots as they
 //! free up; [`estimated_cycles`] models that. Neither the system top nor the AXI wrapper feeds
@@ -78,7 +79,7 @@
 //!   (One 32-bit port per column, not one packed port for the whole array: Verilator 5.006 is
 //!   slow on very wide packed ports, see the design notes.)
 
-use super::arith::{packed_products, FpMac, IntMac, PeArith, PACKED_LOWER_BITS};
+use super::arith::{packed_products, FpMac, IntMac, PeArith, FP32_ADD_STAGES, PACKED_LOWER_BITS};
 use crate::config::{DspPacking, Dtype, StceConfig};
 use crate::rtl::{
     case, index_bits, set, when, when_else, Design, DesignError, Expr, ModuleBuilder, ModuleDef,
@@ -120,22 +121,22 @@ pub fn latency(cfg: &StceConfig) -> u64 {
 }
 
 /// Cycles a group spends in a PE's fp32 adder pipeline before its sum can be published: the
-/// product register and the N adders' registers but the last (whose input the result register
-/// takes), so N with `fp_pipeline`, 0 without.
+/// product register and the registers after each of the N adders' 3 stages but the last (whose
+/// input the result register takes), so 3N with `fp_pipeline`, 0 without.
 pub fn pipeline_cycles(cfg: &StceConfig) -> u64 {
     if cfg.fp_pipeline {
-        u64::from(cfg.n)
+        u64::from(cfg.n * FP32_ADD_STAGES)
     } else {
         0
     }
 }
 
 /// Independent sums a PE keeps in flight: the groups taken in cycles t and t + slots belong to
-/// the same slot, and a group continues the sum its slot's previous group left. N with the fp32
-/// adder pipeline (the N registers of its loop), 1 without.
+/// the same slot, and a group continues the sum its slot's previous group left. 3N with the
+/// fp32 adder pipeline (the registers of its loop: 3 per adder), 1 without.
 pub fn slots(cfg: &StceConfig) -> u64 {
     if cfg.fp_pipeline {
-        u64::from(cfg.n)
+        u64::from(cfg.n * FP32_ADD_STAGES)
     } else {
         1
     }
@@ -306,7 +307,9 @@ fn arithmetic(cfg: &StceConfig) -> Box<dyn PeArith> {
             wgt_bits: cfg.weight_bits,
             overflow: cfg.overflow,
         }),
-        Dtype::Fp16 => Box::new(FpMac),
+        Dtype::Fp16 => Box::new(FpMac {
+            pipelined: cfg.fp_pipeline,
+        }),
     }
 }
 
@@ -489,7 +492,8 @@ fn processing_element(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> Mo
     // The sum's registers: their reset, and their update in a cycle out of reset.
     let (sum_reset, sum_update) = if cfg.fp_pipeline {
         let pairs: Vec<(Expr, Expr)> = operands.into_iter().map(|(a, _, w)| (a, w)).collect();
-        let end = FpMac.pipelined(&mut b, &clk, &rst, &in_valid, &in_first, &in_last, &pairs);
+        let end = FpMac { pipelined: true }
+            .pipelined(&mut b, &clk, &rst, &in_valid, &in_first, &in_last, &pairs);
         (
             vec![set(&result, Expr::zero(s.acc))],
             vec![when(end.completes, vec![set(&result, end.sum)])],

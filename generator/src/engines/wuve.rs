@@ -126,7 +126,7 @@ pub fn generate(p: &WuveParams, top: &str) -> Result<Design, DesignError> {
     }
     let mut design = Design::new();
     let [mul, add, to16] = fp_units();
-    for unit in [&mul, &add, &to16] {
+    for unit in fp::fp32_add_stages().iter().chain([&mul, &add, &to16]) {
         design.add(unit.clone())?;
     }
     let lane = lane_module(&mul, &add, &to16);
@@ -135,14 +135,19 @@ pub fn generate(p: &WuveParams, top: &str) -> Result<Design, DesignError> {
     Ok(design)
 }
 
-/// The fp units a lane instantiates: multiplier, adder, fp32-to-fp16 conversion.
+/// The fp units a lane instantiates: multiplier, adder (whose stages the design holds too),
+/// fp32-to-fp16 conversion.
 fn fp_units() -> [ModuleDef; 3] {
     [fp::fp32_mul(), fp::fp32_add(), fp::fp32_to_fp16()]
 }
 
 /// The modules the engine defines besides its top, leaves first.
 pub fn module_names() -> Vec<String> {
-    let mut names: Vec<String> = fp_units().iter().map(|m| m.name().to_string()).collect();
+    let mut names: Vec<String> = fp::fp32_add_stages()
+        .iter()
+        .chain(&fp_units())
+        .map(|m| m.name().to_string())
+        .collect();
     names.push(LANE_MODULE.to_string());
     names
 }
@@ -393,6 +398,9 @@ mod tests {
         assert_eq!(
             names,
             [
+                "cf_fp32_add_align",
+                "cf_fp32_add_sum",
+                "cf_fp32_add_round",
                 "cf_fp32_mul",
                 "cf_fp32_add",
                 "cf_fp32_to_fp16",
