@@ -79,3 +79,18 @@ fn verify_axi_on_a_training_config_runs_the_sore_and_wuve_wrappers_too() {
         "{stdout}"
     );
 }
+
+#[test]
+fn verify_axi_refuses_the_pipelined_fp16_engine() {
+    // Its wrapper's stalls would move groups into other slots: no wrapper, a clear error.
+    let c = Case::new(
+        "[stce]\nrows = 1\ncols = 1\ndtype = \"fp16\"\nn = 2\nm = 4\nfp_pipeline = true\n",
+    );
+    let o = c.verify(&["--axi"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("fp_pipeline") && stderr(&o).contains("without --axi"),
+        "{}",
+        stderr(&o)
+    );
+}
