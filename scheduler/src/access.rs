@@ -1,7 +1,8 @@
 //! Which buffer lines each instruction reads and writes: the one description of an instruction's
 //! data effects, from which the builder derives its dependencies and [`crate::validate`] checks a
-//! schedule. DRAM is not tracked: one DMA engine runs every LOAD and STORE in program order, so
-//! a STORE and a later LOAD of the same beats can never pass each other.
+//! schedule. DRAM is not tracked here: one DMA engine runs every LOAD and STORE in program order,
+//! so a STORE and a later LOAD of the same beats can never pass each other; the builder keeps
+//! that program order right when it defers STOREs (`Builder::push`).
 
 use crate::hardware::Hardware;
 use crate::isa::{Buf, Instr};

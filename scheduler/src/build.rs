@@ -343,6 +343,28 @@ fn dram(addr: u64) -> Result<u32, ScheduleError> {
     })
 }
 
+/// The DRAM beats a LOAD reads or a STORE writes.
+fn dram_beats(instr: &Instr, hw: &Hardware) -> Option<std::ops::Range<u64>> {
+    match *instr {
+        Instr::Load {
+            buf,
+            dram_addr,
+            lines,
+            ..
+        }
+        | Instr::Store {
+            buf,
+            dram_addr,
+            lines,
+            ..
+        } => {
+            let start = u64::from(dram_addr);
+            Some(start..start + u64::from(lines) * hw.beats_per_line(buf))
+        }
+        _ => None,
+    }
+}
+
 fn lines16(n: usize) -> u16 {
     u16::try_from(n).expect("buffer addresses and line counts fit the buffers (16 bits)")
 }
@@ -352,18 +374,27 @@ impl Builder<'_> {
     /// weight-phase STORE with `defer`, queues it.
     ///
     /// Queued STOREs keep their meaning: before an instruction that writes lines a queued STORE
-    /// reads is emitted, that STORE (and every one queued before it) is emitted first. One
+    /// reads, or a LOAD or STORE of DRAM beats a queued STORE writes (the PRUNE_B reload reads
+    /// back the W16' and M_F' just stored), is emitted, that STORE (and every one queued before
+    /// it) is emitted first. The DMA then runs them in that order, so the LOAD reads what the
+    /// STORE wrote. One
     /// queued STORE is emitted after each GEMM that completes a tile, so the DMA interleaves
     /// them with the next layer's loads and stores: *pre-generation* (the SORE and the DMA
     /// finish layer l's weights while the STCE runs layer l - 1).
     fn push(&mut self, instr: Instr, layer: usize, pass: Pass) -> u32 {
         let writes = accesses(&instr, self.hw).writes;
+        let beats = dram_beats(&instr, self.hw);
         let overlaps = |queued: &Instr| {
-            accesses(queued, self.hw).reads.iter().any(|r| {
+            let lines = accesses(queued, self.hw).reads.iter().any(|r| {
                 writes.iter().any(|w| {
                     w.buf == r.buf && w.start < r.start + r.lines && r.start < w.start + w.lines
                 })
-            })
+            });
+            let dram = match (&beats, dram_beats(queued, self.hw)) {
+                (Some(a), Some(b)) => a.start < b.end && b.start < a.end,
+                _ => false,
+            };
+            lines || dram
         };
         if let Some(last) = self.deferred.iter().rposition(|(q, _, _)| overlaps(q)) {
             self.flush(last + 1);

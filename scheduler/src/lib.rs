@@ -202,7 +202,12 @@ pub fn schedule_network(
 }
 
 /// The static dependency check of a schedule's program (see [`validate`]): every buffer read is
-/// ordered after the write it reads, and no write overtakes a reader or writer of the line.
+/// ordered after the write it reads, and no write overtakes a reader or writer of the line; and
+/// in DRAM, every LOAD of a step's output region (a tensor the step writes, such as the W16' a
+/// PRUNE_B reload reads back) comes after the STOREs that wrote those beats, in the one DMA's
+/// program order.
 pub fn validate(s: &Schedule) -> Result<(), ValidateError> {
-    validate::validate_program(&s.program(), &s.hardware)
+    let program = s.program();
+    validate::validate_program(&program, &s.hardware)?;
+    validate::validate_dram(&program, &s.hardware, &s.memory_map)
 }

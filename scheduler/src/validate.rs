@@ -19,6 +19,7 @@
 //! its instructions are before this one), so the check is linear in the program's accesses.
 
 use crate::access::{accesses, Lines};
+use crate::build::{Direction, Region};
 use crate::estimate::{engine_index, ordinal};
 use crate::hardware::Hardware;
 use crate::isa::{Buf, Instr};
@@ -275,4 +276,71 @@ pub fn validate_program(program: &[Instr], hw: &Hardware) -> Result<(), Validate
         }
     }
     token_error.map_or(Ok(()), Err)
+}
+
+/// Checks that every LOAD of beats of an output region of `map` (a tensor the step writes) comes
+/// after STOREs that wrote each of those beats, in program order (the DMA runs LOADs and STOREs
+/// in program order). Input regions hold what the host wrote before the step.
+pub fn validate_dram(
+    program: &[Instr],
+    hw: &Hardware,
+    map: &[Region],
+) -> Result<(), ValidateError> {
+    let outputs: Vec<std::ops::Range<u64>> = map
+        .iter()
+        .filter(|r| r.direction == Direction::Output)
+        .map(|r| r.addr..r.addr + r.lines * r.beats_per_line)
+        .collect();
+    // Beats stored so far, as sorted disjoint ranges.
+    let mut stored: Vec<std::ops::Range<u64>> = Vec::new();
+    for (i, instr) in program.iter().enumerate() {
+        let (load, buf, at, lines) = match *instr {
+            Instr::Load {
+                buf,
+                dram_addr,
+                lines,
+                ..
+            } => (true, buf, dram_addr, lines),
+            Instr::Store {
+                buf,
+                dram_addr,
+                lines,
+                ..
+            } => (false, buf, dram_addr, lines),
+            _ => continue,
+        };
+        let start = u64::from(at);
+        let beats = start..start + u64::from(lines) * hw.beats_per_line(buf);
+        if !load {
+            stored.push(beats);
+            stored.sort_by_key(|r| r.start);
+            let mut merged: Vec<std::ops::Range<u64>> = Vec::with_capacity(stored.len());
+            for r in stored.drain(..) {
+                match merged.last_mut() {
+                    Some(m) if r.start <= m.end => m.end = m.end.max(r.end),
+                    _ => merged.push(r),
+                }
+            }
+            stored = merged;
+            continue;
+        }
+        for out in &outputs {
+            let (lo, hi) = (beats.start.max(out.start), beats.end.min(out.end));
+            if lo >= hi {
+                continue;
+            }
+            let covered = stored.iter().any(|s| s.start <= lo && hi <= s.end);
+            if !covered {
+                return Err(ValidateError {
+                    index: i,
+                    instr: describe(instr),
+                    message: format!(
+                        "loads DRAM beats {lo}..{hi} of a tensor the step writes before a STORE \
+                         wrote them (it would read the previous contents)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }

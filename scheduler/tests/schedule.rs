@@ -213,3 +213,47 @@ mod random {
         }
     }
 }
+
+/// A layer whose weights do not fit the weight buffers at once is pruned along Cout (PRUNE_B)
+/// from W16' and M_F' reloaded from DRAM: those LOADs must come after the deferred STOREs that
+/// wrote them (once they did not, and the system top read stale weights).
+#[test]
+fn a_prune_b_reload_reads_what_the_step_stored() {
+    let hw = Hardware::with_defaults(4, 4, 2, 8, |s| s.weight_lines = 256);
+    let net = network("mlp.toml", &hw);
+    let s = schedule(&net, &hw, Options::default()).unwrap();
+    let reloads = s
+        .instructions
+        .iter()
+        .filter(|e| {
+            e.pass == Some(coforge_scheduler::Pass::PruneB) && matches!(e.instr, Instr::Load { .. })
+        })
+        .count();
+    assert!(reloads > 0, "the MLP's fc2 must need a reload on 256 lines");
+    validate(&s).unwrap();
+}
+
+#[test]
+fn a_load_of_an_output_before_its_store_is_rejected() {
+    let (s, hw) = small("mlp.toml");
+    let out = s
+        .memory_map
+        .iter()
+        .find(|r| r.direction == coforge_scheduler::Direction::Output)
+        .unwrap();
+    let load = Instr::Load {
+        buf: out.format,
+        buf_addr: 0,
+        dram_addr: out.addr as u32,
+        lines: 1,
+        wait: 0,
+        signal: 0,
+    };
+    let err = coforge_scheduler::validate::validate_dram(&[load, Instr::End], &hw, &s.memory_map)
+        .unwrap_err();
+    assert_eq!(err.index, 0);
+    assert!(
+        err.to_string().contains("before a STORE wrote them"),
+        "{err}"
+    );
+}
