@@ -119,10 +119,11 @@ fn a_top_named_like_a_generated_module_is_refused_before_generation() {
             }
         }
     }
-    // One PE in each int8 config; in the training one, 3 tops x 8 names (the STCE's fp16
-    // multiplier, adder and PE, the SORE lane, the WUVE's three fp units and lane; the adder
-    // is shared and listed by both engines).
-    assert_eq!(checked, 1 + 1 + 1 + 3 * 8);
+    // One PE in each int8 config; in the training one, 3 tops x 14 names (the STCE's fp16
+    // multiplier, adder with its three stages (align, sum, round) and PE, the SORE lane, the
+    // WUVE's three fp units, the adder's stages and lane; the adder and its stages are shared
+    // and listed by both engines).
+    assert_eq!(checked, 1 + 1 + 1 + 3 * 14);
 }
 
 #[test]
