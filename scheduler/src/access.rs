@@ -131,3 +131,25 @@ pub fn accesses(instr: &Instr, hw: &Hardware) -> Accesses {
     }
     a
 }
+
+/// The DRAM beats a LOAD reads or a STORE writes.
+pub fn dram_beats(instr: &Instr, hw: &Hardware) -> Option<std::ops::Range<u64>> {
+    match *instr {
+        Instr::Load {
+            buf,
+            dram_addr,
+            lines,
+            ..
+        }
+        | Instr::Store {
+            buf,
+            dram_addr,
+            lines,
+            ..
+        } => {
+            let start = u64::from(dram_addr);
+            Some(start..start + u64::from(lines) * hw.beats_per_line(buf))
+        }
+        _ => None,
+    }
+}

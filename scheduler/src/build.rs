@@ -39,7 +39,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::{accesses, Accesses};
+use crate::access::{accesses, dram_beats, Accesses};
 use crate::estimate::engine_index;
 use crate::hardware::Hardware;
 use crate::isa::{Buf, Engine, GemmMode, Instr};
@@ -341,28 +341,6 @@ fn dram(addr: u64) -> Result<u32, ScheduleError> {
              STORE; use a smaller batch"
         ),
     })
-}
-
-/// The DRAM beats a LOAD reads or a STORE writes.
-fn dram_beats(instr: &Instr, hw: &Hardware) -> Option<std::ops::Range<u64>> {
-    match *instr {
-        Instr::Load {
-            buf,
-            dram_addr,
-            lines,
-            ..
-        }
-        | Instr::Store {
-            buf,
-            dram_addr,
-            lines,
-            ..
-        } => {
-            let start = u64::from(dram_addr);
-            Some(start..start + u64::from(lines) * hw.beats_per_line(buf))
-        }
-        _ => None,
-    }
 }
 
 fn lines16(n: usize) -> u16 {

@@ -6,9 +6,10 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::access::dram_beats;
 use crate::build::Pass;
 use crate::estimate::cost;
-use crate::isa::{Engine, Instr};
+use crate::isa::Engine;
 use crate::network::Sparsity;
 use crate::Schedule;
 
@@ -61,12 +62,7 @@ pub fn pass_reports(s: &Schedule) -> Vec<PassReport> {
                 .sum();
             let dram_beats = entries
                 .iter()
-                .map(|e| match e.instr {
-                    Instr::Load { buf, lines, .. } | Instr::Store { buf, lines, .. } => {
-                        u64::from(lines) * hw.beats_per_line(buf)
-                    }
-                    _ => 0,
-                })
+                .map(|e| dram_beats(&e.instr, hw).map_or(0, |b| b.end - b.start))
                 .sum();
             let gemm = matches!(pass, Pass::Ff | Pass::Bp | Pass::Wu);
             out.push(PassReport {

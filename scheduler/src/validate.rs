@@ -18,7 +18,7 @@
 //! The ordering relation is kept as a vector clock per instruction (for each engine, how many of
 //! its instructions are before this one), so the check is linear in the program's accesses.
 
-use crate::access::{accesses, Lines};
+use crate::access::{accesses, dram_beats, Lines};
 use crate::build::{Direction, Region};
 use crate::estimate::{engine_index, ordinal};
 use crate::hardware::Hardware;
@@ -294,23 +294,10 @@ pub fn validate_dram(
     // Beats stored so far, as sorted disjoint ranges.
     let mut stored: Vec<std::ops::Range<u64>> = Vec::new();
     for (i, instr) in program.iter().enumerate() {
-        let (load, buf, at, lines) = match *instr {
-            Instr::Load {
-                buf,
-                dram_addr,
-                lines,
-                ..
-            } => (true, buf, dram_addr, lines),
-            Instr::Store {
-                buf,
-                dram_addr,
-                lines,
-                ..
-            } => (false, buf, dram_addr, lines),
-            _ => continue,
+        let Some(beats) = dram_beats(instr, hw) else {
+            continue;
         };
-        let start = u64::from(at);
-        let beats = start..start + u64::from(lines) * hw.beats_per_line(buf);
+        let load = matches!(instr, Instr::Load { .. });
         if !load {
             stored.push(beats);
             stored.sort_by_key(|r| r.start);

@@ -100,17 +100,16 @@ impl Variant for DeformVariant {
         let seed = rng.random();
         let stall_rate = [0.0, 0.3, 0.9][rng.random_range(0..3)];
         let stem = format!("deform-case{case}");
-        match dcnv2_params(&cfg) {
-            None => {
-                let mut r = run_mode_a(sim, &cfg, rng, stall_rate, seed, &stem, out)?;
-                if let Some(f) = &mut r.failure {
-                    f.files
-                        .push((format!("{stem}.toml"), self.toml.clone().into_bytes()));
-                }
-                Ok(r)
-            }
-            Some(p) => run_dcnv2(sim, &p, round, rng, stall_rate, seed, &stem),
+        let mut r = match dcnv2_params(&cfg) {
+            None => run_mode_a(sim, &cfg, rng, stall_rate, seed, &stem, out)?,
+            Some(p) => run_dcnv2(sim, &p, round, rng, stall_rate, seed, &stem, out)?,
+        };
+        // The replay command names the engine's config, written beside the case's files.
+        if let Some(f) = &mut r.failure {
+            f.files
+                .push((format!("{stem}.toml"), self.toml.clone().into_bytes()));
         }
+        Ok(r)
     }
 }
 
@@ -211,7 +210,7 @@ fn run_mode_a(
             ),
             (None, None) => "not bit-exact".into(),
         },
-        replay: Some(mode_a_replay(out, stem, &files, relu)),
+        replay: Some(verify_replay(out, stem, &files, relu)),
         files,
     });
     Ok(CaseResult {
@@ -229,16 +228,17 @@ fn run_mode_a(
     })
 }
 
-/// The `coforge verify` command that replays a failing mode-A case from its files in `out`
-/// (`{stem}-x.npy` for `--x`, `{stem}-pw-w.npy` for `--pw-w`, ...) and `{stem}.toml`.
-fn mode_a_replay(out: &Path, stem: &str, files: &[(String, Vec<u8>)], relu: bool) -> String {
+/// The `coforge verify` command that replays a failing case from its files in `out`
+/// (`{stem}-x.npy` for `--x`, `{stem}-pw-w.npy` for `--pw-w`, `{stem}-offset.npy` for
+/// `--offset`, ...) and its config `{stem}.toml`.
+fn verify_replay(out: &Path, stem: &str, files: &[(String, Vec<u8>)], relu: bool) -> String {
     let at = |f: &str| out.join(format!("{stem}{f}")).display().to_string();
     let mut cmd = format!("coforge verify --config {}", at(".toml"));
     for (name, _) in files {
         let flag = name
             .strip_prefix(&format!("{stem}-"))
             .and_then(|n| n.strip_suffix(".npy"))
-            .expect("mode-A files are {stem}-{flag}.npy");
+            .expect("a case's files are {stem}-{flag}.npy");
         cmd += &format!(" --{flag} {}", out.join(name).display());
     }
     if relu {
@@ -258,6 +258,7 @@ fn tensor3(rng: &mut ChaCha8Rng, (h, w, c): (usize, usize, usize)) -> Array3<i8>
         .expect("h*w x c is h x w x c")
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_dcnv2(
     sim: &mut coforge_sim::VerilatedModel,
     p: &Dcnv2Params,
@@ -266,6 +267,7 @@ fn run_dcnv2(
     stall_rate: f64,
     seed: u64,
     stem: &str,
+    out: &Path,
 ) -> anyhow::Result<CaseResult> {
     let k = p.kernel as usize;
     let with_mask = round.is_multiple_of(2);
@@ -321,16 +323,8 @@ fn run_dcnv2(
             m.golden,
             m.rtl
         ),
+        replay: Some(verify_replay(out, stem, &files, false)),
         files,
-        replay: Some(format!(
-            "coforge verify --config <a dcnv2 config> --x {stem}-x.npy --offset \
-             {stem}-offset.npy --w {stem}-w.npy{}",
-            if with_mask {
-                format!(" --mask {stem}-mask.npy")
-            } else {
-                String::new()
-            }
-        )),
     });
     Ok(CaseResult {
         pattern: if with_mask {
@@ -349,7 +343,7 @@ mod tests {
 
     /// The replay command names each file by the flag `coforge verify` reads it with.
     #[test]
-    fn a_mode_a_replay_passes_every_file_by_its_flag() {
+    fn a_replay_passes_every_file_by_its_flag() {
         let names = [
             "x", "dilation", "w", "scale", "bias", "pw-w", "pw-scale", "pw-bias",
         ];
@@ -358,7 +352,7 @@ mod tests {
             .map(|n| (format!("deform-case3-{n}.npy"), Vec::new()))
             .collect();
         let out = Path::new("c");
-        let cmd = mode_a_replay(out, "deform-case3", &files, true);
+        let cmd = verify_replay(out, "deform-case3", &files, true);
         let at = |f: &str| out.join(f).display().to_string();
         assert!(cmd.starts_with(&format!(
             "coforge verify --config {}",
@@ -369,6 +363,6 @@ mod tests {
             assert!(cmd.contains(&arg), "{arg} in {cmd}");
         }
         assert!(cmd.ends_with(&format!(" --relu --out {}", at("deform-case3-replay"))));
-        assert!(!mode_a_replay(out, "deform-case3", &files, false).contains("--relu"));
+        assert!(!verify_replay(out, "deform-case3", &files, false).contains("--relu"));
     }
 }
