@@ -463,3 +463,30 @@ fn deformable_inputs_are_refused_on_the_tensor_engine() {
     );
     assert!(is_empty_or_missing(&c.path("out")));
 }
+
+#[test]
+fn plain_and_codenet_inputs_are_refused_on_a_dcnv2_engine() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/deform-dcnv2.toml");
+    let c = Case::new("");
+    std::fs::write(c.path("d.npy"), b"not read").unwrap();
+    let out = c.arg("out");
+    let o = coforge(
+        &[
+            "verify",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            &out,
+            "--dilation",
+            &c.arg("d.npy"),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--dilation is an input of a plain or CoDeNet engine"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(is_empty_or_missing(&c.path("out")));
+}
