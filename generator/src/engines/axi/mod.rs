@@ -56,6 +56,11 @@
 //! result beat per completed result, the same credit rule; the WUVE's `lr` and `lambda` are
 //! parameter registers.
 //!
+//! # The deformable-convolution wrappers ([`deform_wrapper`])
+//! Described in `deform`: an AXI4-Stream port per engine stream (the engines already take
+//! back-pressure, so no credit rule), `TLAST` on a job's last result, START and the layer's
+//! sizes as parameter registers.
+//!
 //! # The common register map (every wrapper; [`regs`])
 //! | offset | register | access | meaning |
 //! |---|---|---|---|
@@ -71,8 +76,13 @@
 //! The closed-loop bus models that drive these wrappers in simulation are written once, in
 //! Rust, in `coforge_sim::axi` (not in the C++ shim).
 
+mod deform;
 mod lanes;
 
+pub use deform::{
+    deform_engine, deform_ports, deform_regs, deform_wrapper, stream_layout, DeformEngine,
+    DeformStream, Extent, Start, DEFORM_EXTRA_CYCLES,
+};
 pub use lanes::{
     lane_wrapper, sore_engine, wuve_engine, LaneEngine, LaneField, LaneLayout, LANE_EXTRA_CYCLES,
 };
@@ -335,17 +345,19 @@ fn axi_lite_slave(
         )],
     );
     // The register write happens in the cycle AWREADY/WREADY are high (the handshake cycle).
+    // A register narrower than 32 bits takes the low bits of the bytes it overlaps.
     let strobe = |word: &Expr, old: &Expr, width: u32| -> Expr {
-        let bytes: Vec<Expr> = (0..4)
+        let bytes: Vec<Expr> = (0..width.div_ceil(8))
             .map(|i| {
+                let bits = (width - 8 * i).min(8);
                 Expr::mux(
                     &wstrb.bit_at(i),
-                    &word.slice(8 * i, 8),
-                    &old.zext(32).slice(8 * i, 8),
+                    &word.slice(8 * i, bits),
+                    &old.slice(8 * i, bits),
                 )
             })
             .collect();
-        Expr::concat(bytes.into_iter().rev().collect()).slice(0, width)
+        Expr::concat(bytes.into_iter().rev().collect())
     };
     let mut values = Vec::new();
     let mut reads = Vec::new();
@@ -794,6 +806,8 @@ pub struct ParamReg {
     pub name: &'static str,
     pub width: u32,
     pub reset: u64,
+    /// A START-like register: reads 0, a write with bit 0 set makes a one-cycle pulse.
+    pub pulse: bool,
 }
 
 /// The AXI4-Lite block every wrapper has: CONTROL, STATUS, CYCLES, BEATS_IN, BEATS_OUT,
@@ -837,10 +851,15 @@ fn control_block(
         LiteReg::Status(stalls),
         LiteReg::Status(Expr::lit(u64::from(a.info), 32)),
     ];
-    regs.extend(params.iter().map(|p| LiteReg::Param {
-        name: format!("param_{}", p.name),
-        width: p.width,
-        reset: p.reset,
+    regs.extend(params.iter().map(|p| match p.pulse {
+        true => LiteReg::Pulse {
+            name: format!("param_{}", p.name),
+        },
+        false => LiteReg::Param {
+            name: format!("param_{}", p.name),
+            width: p.width,
+            reset: p.reset,
+        },
     }));
     let values = axi_lite_slave(b, clk, rst, regs);
     b.drive(
