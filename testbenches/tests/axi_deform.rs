@@ -12,8 +12,8 @@ use coforge_generator::config::DeformConfig;
 use coforge_generator::engines::axi::{deform_regs, ports, wrapper_name};
 use coforge_generator::engines::deform::dcnv2::Dcnv2Params;
 use coforge_sim::axi::{AxisChecker, ResetPin};
-use coforge_sim::{Agent, BuildOptions, InputPort, Pins, VerilatedModel, Verilator};
-use coforge_testbenches::Engine;
+use coforge_sim::{BuildOptions, VerilatedModel, Verilator};
+use coforge_testbenches::{BrokenSource, Engine};
 
 fn wrapper_model(e: &Engine, top: &str) -> VerilatedModel {
     let spec = design_spec_of(&e.rendered, &wrapper_name(top), ports::CLOCK);
@@ -212,27 +212,6 @@ fn dcnv2_im2col_layer_through_the_wrapper_gives_the_bare_bits_under_stalls() {
     );
 }
 
-/// A master that breaks the AXI4-Stream rules on `s_axis_in`: TVALID always high and TDATA
-/// changing every cycle, whether or not the beat was taken.
-struct BrokenSource {
-    tdata: InputPort,
-    tvalid: InputPort,
-    cycles: u64,
-}
-
-impl Agent for BrokenSource {
-    fn drive(&mut self, cycle: u64, pins: &mut Pins) {
-        pins.set(self.tvalid, 1);
-        pins.set_words(self.tdata, &[cycle as u32]);
-    }
-    fn observe(&mut self, _cycle: u64, _pins: &Pins) {
-        self.cycles += 1;
-    }
-    fn done(&self) -> bool {
-        self.cycles >= 50
-    }
-}
-
 #[test]
 fn protocol_checker_fails_a_broken_source_on_a_deformable_wrapper() {
     // Before START the wrapper holds its input beats (TREADY falls once the skid buffer is
@@ -248,11 +227,7 @@ fn protocol_checker_fails_a_broken_source_on_a_deformable_wrapper() {
     let mut checker = AxisChecker::new(pins, ports::IN)
         .unwrap()
         .with_reset(reset, 1);
-    let mut broken = BrokenSource {
-        tdata: pins.input("s_axis_in_tdata").unwrap(),
-        tvalid: pins.input("s_axis_in_tvalid").unwrap(),
-        cycles: 0,
-    };
+    let mut broken = BrokenSource::new(pins, ports::IN, 50);
     model.set(reset.port, 0);
     for _ in 0..16 {
         model.cycle_with(&mut [&mut checker]).unwrap();
