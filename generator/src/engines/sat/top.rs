@@ -394,6 +394,11 @@ fn system_top(
     // A LOAD may also be dispatched while the DMA is receiving an earlier LOAD's data (its
     // read request then overlaps that burst): `dma_queue_load`, driven by the DMA engine.
     let dma_queue_load = b.wire("dma_queue_load", 1);
+    // Engines start in the same cycle unless they wait on a common token; then the fixed
+    // priority DMA, STCE, WUVE, SORE decides and the later engine starts a cycle after.
+    let shares_token = |higher_start: &Expr, higher_wait: &Expr, wait: &Expr| {
+        higher_start.land(&higher_wait.and(wait).any())
+    };
     let dma_start = b.name(
         "dma_start",
         all(&[
@@ -410,7 +415,7 @@ fn system_top(
             gemm_count.ne(&Expr::zero(count_bits)),
             gemm_busy.not(),
             gemm_ok,
-            dma_start.not(),
+            shares_token(&dma_start, &dma_wait, &gemm_wait).not(),
         ]),
     );
     let upd_start = b.name(
@@ -420,8 +425,8 @@ fn system_top(
             upd_count.ne(&Expr::zero(count_bits)),
             upd_busy.not(),
             upd_ok,
-            dma_start.not(),
-            gemm_start.not(),
+            shares_token(&dma_start, &dma_wait, &upd_wait).not(),
+            shares_token(&gemm_start, &gemm_wait, &upd_wait).not(),
         ]),
     );
     let pf_start = b.name(
@@ -431,9 +436,9 @@ fn system_top(
             pf_count.ne(&Expr::zero(count_bits)),
             pf_busy.not(),
             pf_ok,
-            dma_start.not(),
-            gemm_start.not(),
-            upd_start.not(),
+            shares_token(&dma_start, &dma_wait, &pf_wait).not(),
+            shares_token(&gemm_start, &gemm_wait, &pf_wait).not(),
+            shares_token(&upd_start, &upd_wait, &pf_wait).not(),
         ]),
     );
     let pf_sig = b.reg("prune_signal", 16);
@@ -444,21 +449,15 @@ fn system_top(
     let gemm_sig = b.reg("gemm_signal", 16);
     let dma_finish = b.wire("dma_finish", 1);
     let gemm_finish = b.wire("gemm_finish", 1);
+    // The engines that start in one cycle wait on disjoint tokens, so each token is taken at
+    // most once per cycle.
+    let taken_by = |start: &Expr, wait: &Expr| Expr::mux(start, wait, &Expr::zero(16));
     let taken = b.name(
         "tokens_taken",
-        Expr::mux(
-            &dma_start,
-            &dma_wait,
-            &Expr::mux(
-                &gemm_start,
-                &gemm_wait,
-                &Expr::mux(
-                    &upd_start,
-                    &upd_wait,
-                    &Expr::mux(&pf_start, &pf_wait, &Expr::zero(16)),
-                ),
-            ),
-        ),
+        taken_by(&dma_start, &dma_wait)
+            .or(&taken_by(&gemm_start, &gemm_wait))
+            .or(&taken_by(&upd_start, &upd_wait))
+            .or(&taken_by(&pf_start, &pf_wait)),
     );
     let one = |e: Expr| Expr::concat(vec![Expr::zero(TOKEN_BITS - 1), e]);
 
