@@ -116,7 +116,7 @@ pub struct SatSystem {
 }
 
 enum Bus {
-    Native(TopPorts),
+    Native(Box<TopPorts>),
     Axi(AxiMemory),
 }
 
@@ -168,7 +168,7 @@ impl SatSystem {
             geo,
             sys,
             model,
-            bus: Bus::Native(ports),
+            bus: Bus::Native(Box::new(ports)),
         })
     }
 

@@ -163,7 +163,11 @@ fn the_wrapper_is_lint_clean_and_synthesizes() {
     let decls: Vec<String> = ports
         .iter()
         .map(|p| {
-            let dir = if p.dir == Dir::Input { "input" } else { "output" };
+            let dir = if p.dir == Dir::Input {
+                "input"
+            } else {
+                "output"
+            };
             format!("{dir} wire [{}:0] {}", p.width - 1, p.name)
         })
         .collect();
@@ -172,8 +176,10 @@ fn the_wrapper_is_lint_clean_and_synthesizes() {
         decls.join(", ")
     );
     let wrapper_file = format!("{top}.v");
-    let mut only_wrapper: Vec<(String, String)> =
-        files.into_iter().filter(|(f, _)| *f == wrapper_file).collect();
+    let mut only_wrapper: Vec<(String, String)> = files
+        .into_iter()
+        .filter(|(f, _)| *f == wrapper_file)
+        .collect();
     only_wrapper.push((format!("{system}_stub.v"), stub));
     let cells = synth_xilinx_cells(&only_wrapper, &top, "1x1 system's wrapper, 64-bit port");
     assert!(cell_count(&cells, "FDRE") > 0, "{cells:?}");

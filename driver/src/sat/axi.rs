@@ -157,7 +157,8 @@ impl SatSystem {
         let mut sim_cycles = 0u64;
         let status = loop {
             lite.read(regs::STATUS);
-            sim_cycles += m.run_until_done(&mut [&mut lite, &mut mem, &mut checker], LITE_CYCLES)?;
+            sim_cycles +=
+                m.run_until_done(&mut [&mut lite, &mut mem, &mut checker], LITE_CYCLES)?;
             let status = lite.take_reads()[0].1;
             if status & regs::DONE != 0 {
                 break status;
@@ -196,7 +197,12 @@ impl SatSystem {
                     .into(),
             ));
         }
-        let mut counters = vec![regs::CYCLES_LO, regs::CYCLES_HI, regs::SAT_CYCLES_LO, regs::SAT_CYCLES_HI];
+        let mut counters = vec![
+            regs::CYCLES_LO,
+            regs::CYCLES_HI,
+            regs::SAT_CYCLES_LO,
+            regs::SAT_CYCLES_HI,
+        ];
         for i in 0..Engine::ALL.len() as u64 {
             counters.extend([regs::BUSY + 8 * i, regs::BUSY + 8 * i + 4]);
         }
@@ -206,7 +212,11 @@ impl SatSystem {
         m.run_until_done(&mut [&mut lite, &mut mem, &mut checker], 16 * LITE_CYCLES)?;
         lite.check()?;
         checker.check()?;
-        let reads: Vec<u64> = lite.take_reads().iter().map(|&(_, v)| u64::from(v)).collect();
+        let reads: Vec<u64> = lite
+            .take_reads()
+            .iter()
+            .map(|&(_, v)| u64::from(v))
+            .collect();
         let wide = |i: usize| reads[2 * i] | reads[2 * i + 1] << 32;
         let bytes = mem.bytes();
         for (i, w) in dram.words.iter_mut().enumerate() {

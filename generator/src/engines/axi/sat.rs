@@ -300,7 +300,14 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
     for e in &busy {
         lite.extend(split(e));
     }
-    for name in ["mem_base_lo", "mem_base_hi", "prog_addr", "prog_len", "lr", "lambda"] {
+    for name in [
+        "mem_base_lo",
+        "mem_base_hi",
+        "prog_addr",
+        "prog_len",
+        "lr",
+        "lambda",
+    ] {
         lite.push(param(name));
     }
     lite.push(LiteReg::Status(lit(
@@ -328,7 +335,12 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
         ]),
     );
     let mut unused = vec![base_lo.slice(0, size), rlast];
-    let byte_addr = |beat: &Expr| base.add(&Expr::concat(vec![beat.zext(ADDR_BITS - size), Expr::zero(size)]));
+    let byte_addr = |beat: &Expr| {
+        base.add(&Expr::concat(vec![
+            beat.zext(ADDR_BITS - size),
+            Expr::zero(size),
+        ]))
+    };
 
     // ---------------------------------------------------------------- sequencer
     const IDLE: u64 = 0;
@@ -432,9 +444,7 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
             vec![
                 set(
                     &in_flight,
-                    in_flight
-                        .add(&close.zext(8))
-                        .sub(&b_take.zext(8)),
+                    in_flight.add(&close.zext(8)).sub(&b_take.zext(8)),
                 ),
                 when_else(
                     accept.clone(),
@@ -445,10 +455,7 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
                         when_else(
                             extend.clone(),
                             vec![set(&w_count, w_count.add(&lit(1, cbits)))],
-                            vec![
-                                set(&w_start, wr_addr.clone()),
-                                set(&w_count, lit(1, cbits)),
-                            ],
+                            vec![set(&w_start, wr_addr.clone()), set(&w_count, lit(1, cbits))],
                         ),
                     ],
                     vec![when(push.clone(), vec![set(&hold_valid, Expr::bit(false))])],
