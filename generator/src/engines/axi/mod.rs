@@ -72,6 +72,7 @@
 //! Rust, in `coforge_sim::axi` (not in the C++ shim).
 
 mod lanes;
+pub mod sat;
 
 pub use lanes::{
     lane_wrapper, sore_engine, wuve_engine, LaneEngine, LaneField, LaneLayout, LANE_EXTRA_CYCLES,
