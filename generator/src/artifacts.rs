@@ -143,7 +143,10 @@ impl EnginePlan {
             EngineParams::Deform(c) => {
                 Some(axi::deform_wrapper(&axi::deform_engine(c, engine), engine))
             }
-            EngineParams::System(_) => None,
+            EngineParams::System(c) => c
+                .system
+                .as_ref()
+                .and_then(|sys| axi::sat::sat_wrapper(sys, engine)),
         }
     }
 

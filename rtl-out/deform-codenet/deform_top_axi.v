@@ -368,7 +368,7 @@ module deform_top_axi (
             if (param_start) begin
                 running <= 1'b1;
             end else begin
-                if (m_axis_out_handshake && m_axis_out_tlast || eng_done && (m_axis_out_count == 3'd0 && ~m_axis_out_tvalid) && ~param_start) begin
+                if (m_axis_out_handshake && m_axis_out_tlast || eng_done && ~param_start) begin
                     running <= 1'b0;
                 end
             end
@@ -376,7 +376,7 @@ module deform_top_axi (
         end
     end
 
-    assign busy = running || s_axis_prm_head_valid || s_axis_in_head_valid || s_axis_dil_head_valid;
+    assign busy = running || (m_axis_out_tvalid && ~m_axis_out_tready || m_axis_out_handshake) || s_axis_prm_head_valid || s_axis_in_head_valid || s_axis_dil_head_valid || m_axis_out_count != 3'd0;
 
     always @(posedge aclk) begin
         if (rst || clear_counters) begin

@@ -329,7 +329,7 @@ module deform_top_axi (
         end
     end
 
-    assign busy = running || s_axis_in_head_valid || s_axis_off_head_valid;
+    assign busy = running || (m_axis_out_tvalid && ~m_axis_out_tready || m_axis_out_handshake) || s_axis_in_head_valid || s_axis_off_head_valid || m_axis_out_count != 3'd0;
 
     always @(posedge aclk) begin
         if (rst || clear_counters) begin

@@ -59,8 +59,8 @@
 //! the job starts from there.
 
 use super::{
-    axis_master_fifo, axis_slave, control_block, ports, reset_register, wrapper_name, Activity,
-    ParamReg,
+    axis_master_fifo, axis_slave, control_block, ports, reserve_param, reset_register,
+    wrapper_name, Activity, ParamReg,
 };
 use crate::config::{DeformConfig, DeformMode};
 use crate::engines::deform::{self, dcnv2};
@@ -373,7 +373,10 @@ pub fn stream_layout(s: &DeformStream, engine: &ModuleDef) -> (Vec<(&'static str
 
 /// The AXI wrapper `<top>_axi` of the deformable engine `e`, whose generated top is `engine`.
 pub fn deform_wrapper(e: &DeformEngine, engine: &ModuleDef) -> ModuleDef {
-    let mut b = ModuleBuilder::new(wrapper_name(&e.top));
+    ModuleBuilder::build(wrapper_name(&e.top), |b| deform_wrapper_body(b, e, engine))
+}
+
+fn deform_wrapper_body<'id>(b: &mut ModuleBuilder<'id>, e: &DeformEngine, engine: &ModuleDef) {
     b.doc(format!(
         "AXI wrapper of the deformable {} `{}`: an AXI4-Stream port per engine stream, \
          AXI4-Lite control, status and layer registers.",
@@ -381,14 +384,33 @@ pub fn deform_wrapper(e: &DeformEngine, engine: &ModuleDef) -> ModuleDef {
     ));
     b.doc("Beat layouts, job order and register map: the generator's `engines::axi::deform`.");
     let clk = b.input(ports::CLOCK, 1, "");
-    let rst = reset_register(&mut b, &clk);
+    let rst = reset_register(b, &clk);
     let one = |w| Expr::lit(1, w);
 
+    // The parameter registers, reserved here so that the engine and the job order read them.
+    let mut lite = Vec::new();
+    let mut param_values = Vec::new();
+    for (_, p) in &e.params {
+        let (value, reg) = reserve_param(b, p);
+        lite.push(reg);
+        param_values.push(value);
+    }
+    let param = |name: &str| -> Expr<'id> {
+        let i = e
+            .params
+            .iter()
+            .position(|(_, p)| p.name == name)
+            .unwrap_or_else(|| panic!("a parameter register `{name}`"));
+        param_values[i].clone()
+    };
+    let start = e
+        .params
+        .iter()
+        .position(|(_, p)| p.pulse)
+        .map(|i| param_values[i].clone())
+        .expect("a START register");
+
     // Job state: `running` from START to the job's last result; the engine's reset.
-    let params: Vec<ParamReg> = e.params.iter().map(|(_, p)| *p).collect();
-    let param = |p: &ParamReg| Expr::sig(format!("param_{}", p.name), p.width);
-    let start_reg = params.iter().find(|p| p.pulse).expect("a START register");
-    let start = param(start_reg);
     let running = b.reg("running", 1);
     b.describe("a job runs: from START to its last result leaving (or the engine's done)");
     let eng_rst = match e.start {
@@ -411,7 +433,7 @@ pub fn deform_wrapper(e: &DeformEngine, engine: &ModuleDef) -> ModuleDef {
     let flowing = b.name("job_flowing", running.land(&eng_rst.not()));
 
     // Input streams: a skid buffer each, the head handed to the engine.
-    let mut conn: Vec<(String, Expr)> = vec![
+    let mut conn: Vec<(String, Expr<'id>)> = vec![
         (e.clock.into(), clk.clone()),
         (e.reset.into(), eng_rst.clone()),
     ];
@@ -422,7 +444,7 @@ pub fn deform_wrapper(e: &DeformEngine, engine: &ModuleDef) -> ModuleDef {
         let used: u32 = fields.iter().map(|f| f.2).sum();
         let pop = b.wire(&format!("{}_pop", s.axis), 1);
         let (head_valid, head) = axis_slave(
-            &mut b,
+            b,
             &clk,
             &rst,
             s.axis,
@@ -445,7 +467,7 @@ pub fn deform_wrapper(e: &DeformEngine, engine: &ModuleDef) -> ModuleDef {
         };
         let offer = b.name(&format!("eng_{}", s.valid), offer);
         let take = b.name(&format!("{}_take_engine", s.axis), offer.land(&ready));
-        b.drive(&format!("{}_pop", s.axis), take.clone());
+        b.drive(&pop, take.clone());
         conn.push((s.valid.into(), offer));
         conn.push((s.ready.into(), ready));
         for (name, lo, w) in fields {
@@ -456,13 +478,12 @@ pub fn deform_wrapper(e: &DeformEngine, engine: &ModuleDef) -> ModuleDef {
         }
         heads.push(head_valid);
     }
-    match e.start {
-        Start::Port(port) => conn.push((port.into(), start.clone())),
-        Start::Restart => {}
+    if let Start::Port(port) = e.start {
+        conn.push((port.into(), start.clone()));
     }
-    for (port, p) in &e.params {
+    for ((port, _), value) in e.params.iter().zip(&param_values) {
         if let Some(port) = port {
-            conn.push(((*port).into(), param(p)));
+            conn.push(((*port).into(), value.clone()));
         }
     }
 
@@ -507,7 +528,8 @@ pub fn deform_wrapper(e: &DeformEngine, engine: &ModuleDef) -> ModuleDef {
     if !unused.is_empty() {
         b.name("engine_unused", Expr::concat(unused));
     }
-    let conn_ref: Vec<(&str, Expr)> = conn.iter().map(|(n, x)| (n.as_str(), x.clone())).collect();
+    let conn_ref: Vec<(&str, Expr<'id>)> =
+        conn.iter().map(|(n, x)| (n.as_str(), x.clone())).collect();
     b.instance(engine, "engine", conn_ref);
 
     // The job's result order: item, column, row, pass. TLAST on the last of all.
@@ -518,32 +540,23 @@ pub fn deform_wrapper(e: &DeformEngine, engine: &ModuleDef) -> ModuleDef {
         let item = b.reg("result_item", w);
         b.describe("the next result's item within its output pixel");
         let last = item.eq(&Expr::lit(u64::from(e.items_per_pixel - 1), w));
-        counters.push((item, Expr::zero(w), one(w), last.clone()));
+        counters.push((item, one(w), last.clone()));
         last_of_all.push(last);
     }
     for (ext, what) in e.order.iter().zip(["column", "row", "pass"]) {
-        let limit = params
-            .iter()
-            .find(|p| p.name == ext.limit)
-            .map(param)
-            .expect("the order's limits are parameter registers");
+        let limit = param(ext.limit);
         let w = limit.width() + 1;
         let pos = b.reg(&format!("result_{what}"), w);
         b.describe(&format!(
             "the next result's {what}, in steps of {} (below `{}`)",
             ext.step, ext.limit
         ));
-        let next = pos.add(&Expr::lit(u64::from(ext.step), w));
+        let step = Expr::lit(u64::from(ext.step), w);
         let last = b.name(
             &format!("result_last_{what}"),
-            next.lt(&limit.zext(w)).not(),
+            pos.add(&step).lt(&limit.zext(w)).not(),
         );
-        counters.push((
-            pos,
-            Expr::zero(w),
-            Expr::lit(u64::from(ext.step), w),
-            last.clone(),
-        ));
+        counters.push((pos, step, last.clone()));
         last_of_all.push(last);
     }
     let result_last = b.name(
@@ -556,21 +569,22 @@ pub fn deform_wrapper(e: &DeformEngine, engine: &ModuleDef) -> ModuleDef {
     // Odometer: a level advances when every inner level is at its last position.
     let mut advance = Vec::new();
     let mut carry = result.clone();
-    for (pos, zero, step, last) in &counters {
+    for (pos, step, last) in &counters {
+        let zero = Expr::zero(pos.width());
         advance.push(when(
             carry.clone(),
-            vec![set(pos, Expr::mux(last, zero, &pos.add(step)))],
+            vec![set(pos, Expr::mux(last, &zero, &pos.add(step)))],
         ));
         carry = carry.land(last);
     }
     let clear = counters
         .iter()
-        .map(|(pos, zero, _, _)| set(pos, zero.clone()))
+        .map(|(pos, _, _)| set(pos, Expr::zero(pos.width())))
         .collect();
     b.clocked(&clk, vec![when_else(rst.lor(&start), clear, advance)]);
 
-    let (out_handshake, overflow_now, fifo_count) = axis_master_fifo(
-        &mut b,
+    let out = axis_master_fifo(
+        b,
         &clk,
         &rst,
         ports::OUT,
@@ -578,17 +592,13 @@ pub fn deform_wrapper(e: &DeformEngine, engine: &ModuleDef) -> ModuleDef {
         &result,
         (&out_data, None, &result_last),
     );
-    let fbits = fifo_count.width();
-    let out_last = Expr::sig(format!("{}_tlast", ports::OUT), 1);
-    let job_end = out_handshake.land(&out_last);
-    let mut stop = job_end.clone();
-    if let Some(done) = &eng_done {
-        // A layer the engine refuses ends at once, with no result.
-        let drained = fifo_count
-            .eq(&Expr::zero(fbits))
-            .land(&Expr::sig(format!("{}_tvalid", ports::OUT), 1).not());
-        stop = stop.lor(&done.land(&drained).land(&start.not()));
-    }
+    let fbits = out.count.width();
+    let job_end = out.handshake.land(&out.last);
+    // Mode A's done also ends a layer the engine refused, which gives no result.
+    let stop = match &eng_done {
+        Some(done) => job_end.lor(&done.land(&start.not())),
+        None => job_end.clone(),
+    };
     b.clocked(
         &clk,
         vec![when_else(
@@ -605,36 +615,35 @@ pub fn deform_wrapper(e: &DeformEngine, engine: &ModuleDef) -> ModuleDef {
                 ),
                 set(
                     &eng_out_ready,
-                    fifo_count.lt(&Expr::lit(u64::from(FIFO_DEPTH - 1), fbits)),
+                    out.count.lt(&Expr::lit(u64::from(FIFO_DEPTH - 1), fbits)),
                 ),
             ],
         )],
     );
 
-    // Control and status.
-    let busy = heads.iter().fold(running.clone(), |a, h| a.lor(h));
-    let beat_in = pixel_take.expect("an s_axis_in stream");
-    let values = control_block(
-        &mut b,
+    // Control and status: busy while a job runs or a beat is inside (TVALID is high exactly
+    // when the bus word waits or leaves).
+    let out_valid = out.stall.lor(&out.handshake);
+    let busy = heads
+        .iter()
+        .fold(running.lor(&out_valid), |a, h| a.lor(h))
+        .lor(&out.count.ne(&Expr::zero(fbits)));
+    control_block(
+        b,
         &clk,
         &rst,
         Activity {
             busy,
-            beat_in,
-            beat_out: out_handshake,
-            out_stream: ports::OUT,
+            beat_in: pixel_take.expect("an s_axis_in stream"),
+            beat_out: out.handshake,
+            out_stall: out.stall,
             flags: vec![
-                ("error_overflow", overflow_now),
+                ("error_overflow", out.overflow),
                 ("error_engine", eng_error),
                 ("done", job_end),
             ],
             info: e.info,
         },
-        &params,
+        lite,
     );
-    // The parameter registers were referenced by name above; their widths must match.
-    for (v, p) in values.iter().zip(&params) {
-        assert_eq!(v.width(), p.width, "parameter register {}", p.name);
-    }
-    b.finish()
 }
