@@ -106,8 +106,7 @@ mod tests {
                 sore_unit
             );
             let wuve_unit =
-                crate::wuve::design_spec(&wuve::WuveParams::of(&train), &train.wuve_top)
-                    .unwrap();
+                crate::wuve::design_spec(&wuve::WuveParams::of(&train), &train.wuve_top).unwrap();
             assert_eq!(
                 design_spec_of(&rendered, &train.wuve_top, wuve::ports::CLOCK),
                 wuve_unit

@@ -17,8 +17,9 @@
 //!   `max(start + mem_latency, previous last beat + beat_cycles) + (beats - 1) * beat_cycles`.
 //! - A token's k-th wait is granted by its k-th signal (one signalling engine per token, which
 //!   is how [`crate::tokens`] assigns them).
-//! - Not modelled: the fixed dispatch priority when two engines could start in the same cycle
-//!   (at most one cycle each time), and a memory that stalls (the model's memory answers after
+//! - Not modelled: the fixed dispatch priority when two engines that wait on a common token
+//!   could start in the same cycle (at most one cycle each time; engines with disjoint `wait`
+//!   masks start together), and a memory that stalls (the model's memory answers after
 //!   `mem_latency` at `mem_bytes_per_cycle`, as `estimated_cycles` assumes).
 
 use coforge_generator::engines::sat::{

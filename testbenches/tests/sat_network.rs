@@ -98,6 +98,25 @@ fn timing(cfg: &Config) -> MemoryTiming {
     MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle)
 }
 
+/// With the memory the scheduler models (fixed latency and rate), every layer's every pass
+/// takes within 1% of the scheduler's estimate (the issue asks for 5%): the estimate follows
+/// the controller's fetch, FIFO, token and dispatch rules, and a change to either side that
+/// breaks the agreement fails here.
+fn passes_match_the_estimate(s: &Schedule, r: &NetworkStep) {
+    let passes = coforge_driver::sat::network::pass_cycles(s, &r.run.timeline);
+    assert!(!passes.is_empty());
+    for p in passes {
+        assert!(
+            p.estimate_error.abs() <= 0.01,
+            "{} {}: {} cycles measured, {} estimated",
+            p.layer,
+            p.pass,
+            p.cycles_measured,
+            p.cycles_estimated
+        );
+    }
+}
+
 /// Every instruction's busy span was observed, inside the run.
 fn spans_are_inside_the_run(r: &NetworkStep) {
     for (i, span) in r.run.timeline.spans.iter().enumerate() {
@@ -123,6 +142,7 @@ fn mlp_steps_are_bit_exact_and_chain_sparse_and_dense() {
         timing(&cfg),
     );
     spans_are_inside_the_run(&sparse[1]);
+    passes_match_the_estimate(&schedule(&cfg, "mlp", false), &sparse[0]);
     assert!(sparse[0].run.stats.busy["sore"] > 0);
     let dense = train(
         &mut system,
@@ -151,6 +171,7 @@ fn small_cnn_ci_steps_are_bit_exact_and_only_cycles_change_under_memory_noise() 
     let s = schedule(&cfg, "small-cnn-ci", false);
     let quiet = train(&mut system, &s, 1, 4, timing(&cfg));
     spans_are_inside_the_run(&quiet[0]);
+    passes_match_the_estimate(&s, &quiet[0]);
     let noisy = MemoryTiming {
         extra_latency: 40,
         stall_rate: 0.3,

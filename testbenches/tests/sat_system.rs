@@ -336,7 +336,10 @@ fn linear_step_with_the_pipelined_wuve_is_bit_exact_and_timed() {
         stats.busy["wuve"],
         base.busy["wuve"]
     );
-    assert!(stats.busy["wuve"] > base.busy["wuve"], "{stats:?} vs {base:?}");
+    assert!(
+        stats.busy["wuve"] > base.busy["wuve"],
+        "{stats:?} vs {base:?}"
+    );
     for engine in ["dma", "stce", "sore"] {
         assert_eq!(stats.busy[engine], base.busy[engine], "{engine}");
     }

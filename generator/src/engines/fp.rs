@@ -152,13 +152,13 @@ pub fn fp32_add_leaves() -> Vec<ModuleDef> {
 ///
 /// # Panics
 /// If a stage reads a port that neither `inputs` nor an earlier stage gives (a caller bug).
-pub fn instantiate_stages(
-    b: &mut ModuleBuilder,
+pub fn instantiate_stages<'id>(
+    b: &mut ModuleBuilder<'id>,
     prefix: &str,
     stages: &[ModuleDef],
-    inputs: Vec<(String, Expr)>,
-    mut between: impl FnMut(&mut ModuleBuilder, usize, String, Expr) -> Expr,
-) -> Vec<(String, Expr)> {
+    inputs: Vec<(String, Expr<'id>)>,
+    mut between: impl FnMut(&mut ModuleBuilder<'id>, usize, String, Expr<'id>) -> Expr<'id>,
+) -> Vec<(String, Expr<'id>)> {
     let mut values = inputs;
     let mut outputs = Vec::new();
     for (k, stage) in stages.iter().enumerate() {
@@ -305,31 +305,35 @@ pub fn fp32_to_fp16() -> ModuleDef {
 /// (`cf_fp32_to_fp16_round`). Named for [`instantiate_stages`] like [`fp32_add_stages`].
 pub fn fp32_to_fp16_stages() -> [ModuleDef; 2] {
     use Dir::{Input, Output};
-    let between = [
-        ("sign", 1, "sign of the input"),
-        ("is_nan", 1, "the result is NaN (canonical)"),
-        ("too_big", 1, "otherwise, the result is inf"),
-        ("is_norm", 1, "otherwise, the result is normal"),
-        ("norm_mag", 15, "the rounded normal result"),
-        ("sub_k", 10, "the subnormal result before rounding"),
-        ("sub_guard", 1, "its guard bit"),
-        ("sub_sticky", 1, "anything below the guard bit"),
-    ];
-    let with = |dir: Dir, first: Option<(&str, Dir, u32, &str)>, last: Option<(&str, Dir, u32, &str)>| {
-        let mut list: Vec<(&str, Dir, u32, &str)> = first.into_iter().collect();
-        list.extend(between.iter().map(|&(name, width, doc)| (name, dir, width, doc)));
-        list.extend(last);
-        ports(&list)
-    };
     [
         external(
             "cf_fp32_to_fp16_shift",
-            with(Output, Some(("x", Input, 32, "fp32 value")), None),
+            ports(&[
+                ("x", Input, 32, "fp32 value"),
+                ("sign", Output, 1, "sign of the input"),
+                ("is_nan", Output, 1, "the result is NaN (canonical)"),
+                ("too_big", Output, 1, "otherwise, the result is inf"),
+                ("is_norm", Output, 1, "otherwise, the result is normal"),
+                ("norm_mag", Output, 15, "the rounded normal result"),
+                ("sub_k", Output, 10, "the subnormal result before rounding"),
+                ("sub_guard", Output, 1, "its guard bit"),
+                ("sub_sticky", Output, 1, "anything below the guard bit"),
+            ]),
             include_str!("../../rtl/fp/cf_fp32_to_fp16_shift.v"),
         ),
         external(
             "cf_fp32_to_fp16_round",
-            with(Input, None, Some(("h", Output, 16, "fp16 value, RNE"))),
+            ports(&[
+                ("sign", Input, 1, "sign of the input"),
+                ("is_nan", Input, 1, "the result is NaN (canonical)"),
+                ("too_big", Input, 1, "otherwise, the result is inf"),
+                ("is_norm", Input, 1, "otherwise, the result is normal"),
+                ("norm_mag", Input, 15, "the rounded normal result"),
+                ("sub_k", Input, 10, "the subnormal result before rounding"),
+                ("sub_guard", Input, 1, "its guard bit"),
+                ("sub_sticky", Input, 1, "anything below the guard bit"),
+                ("h", Output, 16, "fp16 value, RNE"),
+            ]),
             include_str!("../../rtl/fp/cf_fp32_to_fp16_round.v"),
         ),
     ]

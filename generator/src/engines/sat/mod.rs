@@ -48,9 +48,10 @@
 //!   engine ([`FIFO_DEPTH`] entries each); fetch stalls only while that FIFO is full. END stops
 //!   fetching.
 //! - Dispatch: an idle engine takes the head of its FIFO when every token in its `wait` mask is
-//!   above zero, and decrements those tokens. At most one engine starts per cycle, in the fixed
-//!   priority DMA, STCE, WUVE, SORE (so two engines never take the same token). An instruction
-//!   starts in the cycle after its dispatch.
+//!   above zero, and decrements those tokens. Several engines start in one cycle when their
+//!   `wait` masks are disjoint; an engine that shares a waited token with a higher-priority
+//!   engine starting in that cycle (priority DMA, STCE, WUVE, SORE) waits a cycle, so a token is
+//!   taken at most once per cycle. An instruction starts in the cycle after its dispatch.
 //! - Completion: the engine increments every token in `signal` when the instruction is complete
 //!   (LOAD: its last line is written into the buffer; STORE: its last beat is accepted by the
 //!   memory; GEMM: its last result line is written into `out` (or its last group is consumed, for
