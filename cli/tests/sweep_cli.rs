@@ -306,7 +306,13 @@ fn the_lanes_axis_sets_the_fp16_points_lanes() {
         ]
     );
     let csv = s.read("out", "sweep.csv");
-    assert!(csv.lines().nth(2).unwrap().contains(",fp16,2,2,2,8,none,2,"), "{csv}");
+    assert!(
+        csv.lines()
+            .nth(2)
+            .unwrap()
+            .contains(",fp16,2,2,2,8,none,2,"),
+        "{csv}"
+    );
 }
 
 fn resources(v: &serde_json::Value) -> serde_json::Value {

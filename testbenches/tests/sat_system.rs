@@ -240,17 +240,29 @@ fn random_w32(cout: usize, cin: usize, seed: u64) -> Array2<f32> {
     random_f16(cout, cin, seed).mapv(|v| v.to_f32() * 1.5)
 }
 
+/// The memory of a config's `[system]` at its nominal latency and rate.
+fn nominal_timing(cfg: &Config) -> MemoryTiming {
+    let sys = cfg.system.as_ref().unwrap();
+    MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle)
+}
+
+/// The one-layer step's X, dY and W32: B = 5 (not a multiple of the array (4) nor of the dense
+/// group (N = 2)), Cin = 16, Cout = 8.
+fn linear_step_inputs() -> (Array2<f16>, Array2<f16>, Array2<f32>) {
+    (
+        random_f16(5, 16, 1),
+        adversarial_f16(5, 8, 2),
+        random_w32(8, 16, 3),
+    )
+}
+
 #[test]
 fn linear_step_gemms_are_bit_exact_and_cycles_are_measured() {
     // Queued LOADs on (the shipped config runs one LOAD at a time: the conv test below).
     let cfg = shipped_with_queued_loads();
     let mut system = SatSystem::new(&cfg).unwrap();
-    let sys = cfg.system.clone().unwrap();
-    let timing = MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle);
-    // B = 5: not a multiple of the array (4) nor of the dense group (N = 2); Cin = 16, Cout = 8.
-    let x = random_f16(5, 16, 1);
-    let dy = adversarial_f16(5, 8, 2);
-    let w32 = random_w32(8, 16, 3);
+    let timing = nominal_timing(&cfg);
+    let (x, dy, w32) = linear_step_inputs();
     let pattern = NmPattern::new(2, 8).unwrap();
     let (stats, model) = linear_step_on_system(&mut system, &x, &w32, &dy, pattern, timing);
     report_step("2:8", &stats, &model);
@@ -315,11 +327,8 @@ fn linear_step_with_the_pipelined_wuve_is_bit_exact_and_timed() {
     let cfg = shipped_with_pipelined_wuve();
     let mut system = SatSystem::new(&cfg).unwrap();
     assert!(system.geo.wuve_pipeline);
-    let sys = cfg.system.clone().unwrap();
-    let timing = MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle);
-    let x = random_f16(5, 16, 1);
-    let dy = adversarial_f16(5, 8, 2);
-    let w32 = random_w32(8, 16, 3);
+    let timing = nominal_timing(&cfg);
+    let (x, dy, w32) = linear_step_inputs();
     let pattern = NmPattern::new(2, 8).unwrap();
     let (stats, model) = linear_step_on_system(&mut system, &x, &w32, &dy, pattern, timing);
     report_step("2:8, pipelined WUVE", &stats, &model);

@@ -265,7 +265,9 @@ impl Space {
                 let id = p.id();
                 if let Some(first) = seen.insert(id.clone(), g) {
                     let place = if first == g {
-                        format!("twice in grid {g} (lanes = \"cols\" and its number are one engine)")
+                        format!(
+                            "twice in grid {g} (lanes = \"cols\" and its number are one engine)"
+                        )
                     } else {
                         format!("in grid {first} and again in grid {g}")
                     };
@@ -466,9 +468,11 @@ fn grid_points(g: &GridFile) -> Result<Vec<Point>, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     if lanes.iter().any(Option::is_some) && !dtypes.contains(&Dtype::Fp16) {
-        return Err("lanes sets the SORE and WUVE lanes of fp16 points, and this grid has none; \
+        return Err(
+            "lanes sets the SORE and WUVE lanes of fp16 points, and this grid has none; \
                     remove lanes or add dtype = [\"fp16\"]"
-            .to_string());
+                .to_string(),
+        );
     }
     let mut points = Vec::new();
     for &dtype in &dtypes {

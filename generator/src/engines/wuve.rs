@@ -224,6 +224,37 @@ fn lane_module_name(p: &WuveParams) -> &'static str {
     }
 }
 
+/// The ports of a lane module, the same in both lanes.
+struct LanePorts<'id> {
+    clk: Expr<'id>,
+    rst: Expr<'id>,
+    lr: Expr<'id>,
+    lambda: Expr<'id>,
+    in_valid: Expr<'id>,
+    in_w32: Expr<'id>,
+    in_dw: Expr<'id>,
+    in_keep: Expr<'id>,
+    out_valid: Expr<'id>,
+    out_w32: Expr<'id>,
+    out_w16: Expr<'id>,
+}
+
+fn lane_ports<'id>(b: &mut ModuleBuilder<'id>) -> LanePorts<'id> {
+    LanePorts {
+        clk: b.input(ports::CLOCK, 1, ""),
+        rst: b.input(ports::RESET, 1, "synchronous, active high"),
+        lr: b.input(ports::LR, 32, "fp32 learning rate, held for the job"),
+        lambda: b.input(ports::LAMBDA, 32, "fp32 decay of pruned weights, held"),
+        in_valid: b.input("in_valid", 1, "an element is present"),
+        in_w32: b.input("in_w32", 32, "fp32 master weight"),
+        in_dw: b.input("in_dw", 32, "fp32 gradient"),
+        in_keep: b.input("in_keep", 1, "forward mask bit: 1 = kept"),
+        out_valid: b.output_reg("out_valid", 1, "an updated weight is shown"),
+        out_w32: b.output_reg("out_w32", 32, "fp32 updated master weight"),
+        out_w16: b.output_reg("out_w16", 16, "fp16 of the updated weight, RNE"),
+    }
+}
+
 fn lane_module(mul: &ModuleDef, add: &ModuleDef, to16: &ModuleDef) -> ModuleDef {
     ModuleBuilder::build(LANE_MODULE, |b| {
         b.doc(
@@ -234,17 +265,19 @@ fn lane_module(mul: &ModuleDef, add: &ModuleDef, to16: &ModuleDef) -> ModuleDef 
             "element per cycle, results shown {LATENCY} cycles after their input cycle."
         ));
         b.doc("Protocol: see the generator's `engines::wuve` documentation (coforge).");
-        let clk = b.input(ports::CLOCK, 1, "");
-        let rst = b.input(ports::RESET, 1, "synchronous, active high");
-        let lr = b.input(ports::LR, 32, "fp32 learning rate, held for the job");
-        let lambda = b.input(ports::LAMBDA, 32, "fp32 decay of pruned weights, held");
-        let in_valid = b.input("in_valid", 1, "an element is present");
-        let in_w32 = b.input("in_w32", 32, "fp32 master weight");
-        let in_dw = b.input("in_dw", 32, "fp32 gradient");
-        let in_keep = b.input("in_keep", 1, "forward mask bit: 1 = kept");
-        let out_valid = b.output_reg("out_valid", 1, "an updated weight is shown");
-        let out_w32 = b.output_reg("out_w32", 32, "fp32 updated master weight");
-        let out_w16 = b.output_reg("out_w16", 16, "fp16 of the updated weight, RNE");
+        let LanePorts {
+            clk,
+            rst,
+            lr,
+            lambda,
+            in_valid,
+            in_w32,
+            in_dw,
+            in_keep,
+            out_valid,
+            out_w32,
+            out_w16,
+        } = lane_ports(b);
 
         // Valid bit of each pipeline register stage 1..4 (stage 5 is `out_valid`).
         let v: Vec<Expr> = (1..=4).map(|s| b.reg(&format!("s{s}_valid"), 1)).collect();
@@ -488,17 +521,19 @@ fn pipelined_lane<'id>(
          {PIPELINED_LATENCY} cycles after their input cycle."
     ));
     b.doc("Protocol: see the generator's `engines::wuve` documentation (coforge).");
-    let clk = b.input(ports::CLOCK, 1, "");
-    let rst = b.input(ports::RESET, 1, "synchronous, active high");
-    let lr = b.input(ports::LR, 32, "fp32 learning rate, held for the job");
-    let lambda = b.input(ports::LAMBDA, 32, "fp32 decay of pruned weights, held");
-    let in_valid = b.input("in_valid", 1, "an element is present");
-    let in_w32 = b.input("in_w32", 32, "fp32 master weight");
-    let in_dw = b.input("in_dw", 32, "fp32 gradient");
-    let in_keep = b.input("in_keep", 1, "forward mask bit: 1 = kept");
-    let out_valid = b.output_reg("out_valid", 1, "an updated weight is shown");
-    let out_w32 = b.output_reg("out_w32", 32, "fp32 updated master weight");
-    let out_w16 = b.output_reg("out_w16", 16, "fp16 of the updated weight, RNE");
+    let LanePorts {
+        clk,
+        rst,
+        lr,
+        lambda,
+        in_valid,
+        in_w32,
+        in_dw,
+        in_keep,
+        out_valid,
+        out_w32,
+        out_w16,
+    } = lane_ports(b);
 
     let last = PIPELINED_LATENCY as usize - 1;
     let mut valid = vec![in_valid.clone()];
