@@ -219,12 +219,12 @@ fn no_wrapper_valid_depends_combinationally_on_its_ready() {
 #[test]
 fn the_ready_to_valid_check_finds_a_combinational_path() {
     use coforge_generator::rtl::ModuleBuilder;
-    let mut b = ModuleBuilder::new("bad_master");
-    let ready = b.input("m_axis_x_tready", 1, "");
-    let want = b.input("want", 1, "");
-    b.output("m_axis_x_tvalid", 1, "");
-    b.drive("m_axis_x_tvalid", ready.land(&want));
-    let bad = b.finish();
+    let bad = ModuleBuilder::build("bad_master", |b| {
+        let ready = b.input("m_axis_x_tready", 1, "");
+        let want = b.input("want", 1, "");
+        let m_axis_x_tvalid = b.output("m_axis_x_tvalid", 1, "");
+        b.drive(&m_axis_x_tvalid, ready.land(&want));
+    });
     let paths = ready_to_valid_paths(&bad, &BTreeMap::new());
     assert_eq!(
         paths,

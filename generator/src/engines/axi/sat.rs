@@ -122,11 +122,11 @@ pub fn has_wrapper(sys: &SystemConfig) -> bool {
     sys.mem_bits.is_power_of_two()
 }
 
-fn lit(v: u64, w: u32) -> Expr {
+fn lit<'id>(v: u64, w: u32) -> Expr<'id> {
     Expr::lit(v, w)
 }
 
-fn min(a: &Expr, b: &Expr) -> Expr {
+fn min<'id>(a: &Expr<'id>, b: &Expr<'id>) -> Expr<'id> {
     Expr::mux(&a.lt(b), a, b)
 }
 
@@ -135,15 +135,15 @@ fn min(a: &Expr, b: &Expr) -> Expr {
 /// leaves when `ready` is high. `write` pushes `data`; the caller keeps it low when `full`.
 /// Returns `(full, count)`: `count` words in the memory, not counting the head.
 #[allow(clippy::too_many_arguments)]
-fn head_fifo(
-    b: &mut ModuleBuilder,
-    clk: &Expr,
-    rst: &Expr,
+fn head_fifo<'id>(
+    b: &mut ModuleBuilder<'id>,
+    clk: &Expr<'id>,
+    rst: &Expr<'id>,
     name: &str,
     depth: u32,
-    (write, data): (&Expr, &Expr),
-    (valid, word, ready): (&Expr, &Expr, &Expr),
-) -> (Expr, Expr) {
+    (write, data): (&Expr<'id>, &Expr<'id>),
+    (valid, word, ready): (&Expr<'id>, &Expr<'id>, &Expr<'id>),
+) -> (Expr<'id>, Expr<'id>) {
     let abits = index_bits(depth);
     let mem = b.memory(&format!("{name}_fifo"), data.width(), depth);
     let wptr = b.reg(&format!("{name}_wptr"), abits);
@@ -198,6 +198,13 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
     if !has_wrapper(sys) {
         return None;
     }
+    Some(ModuleBuilder::build(super::wrapper_name(&sys.top), |b| {
+        sat_wrapper_body(b, sys, engine)
+    }))
+}
+
+/// The contents of [`sat_wrapper`]'s module, described with its builder.
+fn sat_wrapper_body<'id>(b: &mut ModuleBuilder<'id>, sys: &SystemConfig, engine: &ModuleDef) {
     let width = sys.mem_bits;
     let bytes = u64::from(width / 8);
     let size = bytes.trailing_zeros();
@@ -205,7 +212,6 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
     let bpi = beats_per_instruction(sys);
     let pc_bits = index_bits(sys.imem_depth);
     let word_bits = isa::WORD_BITS;
-    let mut b = ModuleBuilder::new(super::wrapper_name(&sys.top));
     b.doc(format!(
         "AXI wrapper of the SAT system top `{}`: an AXI4 master on the {width}-bit memory \
          port (INCR bursts) and AXI4-Lite control; the program is fetched from the memory.",
@@ -213,41 +219,41 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
     ));
     b.doc("Bursts, ordering and register map: the generator's `engines::axi::sat`.");
     let clk = b.input(super::ports::CLOCK, 1, "");
-    let rst = reset_register(&mut b, &clk);
+    let rst = reset_register(b, &clk);
 
     // ---------------------------------------------------------------- AXI4 master ports
     let p = |s: &str| format!("{MEM}_{s}");
     let araddr = b.output_reg(&p("araddr"), ADDR_BITS, "byte address");
     let arlen = b.output_reg(&p("arlen"), 8, "beats - 1");
-    b.output(&p("arsize"), 3, "the bus width");
-    b.output(&p("arburst"), 2, "INCR");
+    let arsize = b.output(&p("arsize"), 3, "the bus width");
+    let arburst = b.output(&p("arburst"), 2, "INCR");
     let arvalid = b.output_reg(&p("arvalid"), 1, "");
     let arready = b.input(&p("arready"), 1, "");
     let rdata = b.input(&p("rdata"), width, "");
     let rresp = b.input(&p("rresp"), 2, "");
     let rlast = b.input(&p("rlast"), 1, "not needed: bursts are counted");
     let rvalid = b.input(&p("rvalid"), 1, "");
-    b.output(&p("rready"), 1, "");
-    b.output(&p("awaddr"), ADDR_BITS, "byte address");
-    b.output(&p("awlen"), 8, "beats - 1");
-    b.output(&p("awsize"), 3, "the bus width");
-    b.output(&p("awburst"), 2, "INCR");
+    let rready_port = b.output(&p("rready"), 1, "");
+    let awaddr = b.output(&p("awaddr"), ADDR_BITS, "byte address");
+    let awlen = b.output(&p("awlen"), 8, "beats - 1");
+    let awsize = b.output(&p("awsize"), 3, "the bus width");
+    let awburst = b.output(&p("awburst"), 2, "INCR");
     let awvalid = b.output_reg(&p("awvalid"), 1, "");
     let awready = b.input(&p("awready"), 1, "");
-    b.output(&p("wdata"), width, "");
-    b.output(&p("wstrb"), width / 8, "all ones");
-    b.output(&p("wlast"), 1, "");
+    let wdata = b.output(&p("wdata"), width, "");
+    let wstrb = b.output(&p("wstrb"), width / 8, "all ones");
+    let wlast = b.output(&p("wlast"), 1, "");
     let wvalid = b.output_reg(&p("wvalid"), 1, "");
     let wready = b.input(&p("wready"), 1, "");
     let bresp = b.input(&p("bresp"), 2, "");
     let bvalid = b.input(&p("bvalid"), 1, "");
-    b.output(&p("bready"), 1, "always high");
-    for ch in ["ar", "aw"] {
-        b.drive(&p(&format!("{ch}size")), lit(u64::from(size), 3));
-        b.drive(&p(&format!("{ch}burst")), lit(1, 2));
+    let bready = b.output(&p("bready"), 1, "always high");
+    for (size_port, burst_port) in [(&arsize, &arburst), (&awsize, &awburst)] {
+        b.drive(size_port, lit(u64::from(size), 3));
+        b.drive(burst_port, lit(1, 2));
     }
-    b.drive(&p("wstrb"), Expr::zero(width / 8).not());
-    b.drive(&p("bready"), Expr::bit(true));
+    b.drive(&wstrb, Expr::zero(width / 8).not());
+    b.drive(&bready, Expr::bit(true));
 
     // ---------------------------------------------------------------- the system top's ports
     let sat_start = b.reg("sat_start", 1);
@@ -278,16 +284,11 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
     let status = b.wire("status", 6);
     let cycles = b.reg("count_cycles", COUNTER_BITS);
     b.describe("cycles from START to DONE");
-    let split = |e: &Expr| {
+    let split = |e: &Expr<'id>| {
         vec![
             LiteReg::Status(e.slice(0, 32)),
             LiteReg::Status(e.slice(32, COUNTER_BITS - 32)),
         ]
-    };
-    let param = |name: &str| LiteReg::Param {
-        name: format!("param_{name}"),
-        width: 32,
-        reset: 0,
     };
     let mut lite = vec![
         LiteReg::Pulse {
@@ -308,20 +309,21 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
         "lr",
         "lambda",
     ] {
-        lite.push(param(name));
+        let (_, reg) = b.reserve_reg(&format!("param_{name}"), 32);
+        lite.push(LiteReg::Param { reg, reset: 0 });
     }
     lite.push(LiteReg::Status(lit(
         u64::from(width) | u64::from(bpi) << 16,
         32,
     )));
     assert_eq!(lite.len() as u64 - 1, regs::INFO / 4, "the register map");
-    let values = axi_lite_slave(&mut b, &clk, &rst, lite);
+    let values = axi_lite_slave(b, &clk, &rst, lite);
     let reg = |off: u64| {
         values[(off / 4) as usize]
             .clone()
             .expect("a parameter or pulse register")
     };
-    b.drive("start_word", reg(regs::CONTROL));
+    b.drive(&start_word, reg(regs::CONTROL));
     let (base_lo, base_hi) = (reg(regs::MEM_BASE_LO), reg(regs::MEM_BASE_HI));
     let (prog_addr, prog_len) = (reg(regs::PROG_ADDR), reg(regs::PROG_LEN));
     let (lr, lambda) = (reg(regs::LR), reg(regs::LAMBDA));
@@ -335,7 +337,7 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
         ]),
     );
     let mut unused = vec![base_lo.slice(0, size), rlast];
-    let byte_addr = |beat: &Expr| {
+    let byte_addr = |beat: &Expr<'id>| {
         base.add(&Expr::concat(vec![
             beat.zext(ADDR_BITS - size),
             Expr::zero(size),
@@ -379,10 +381,7 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
             .land(&cmd_full.not())
             .land(&in_flight.ne(&lit(MAX_WRITES_IN_FLIGHT, 8))),
     );
-    b.drive(
-        "sat_wr_ready",
-        rst.not().land(&hold_valid.not().lor(&push_ok)),
-    );
+    b.drive(&wr_ready, rst.not().land(&hold_valid.not().lor(&push_ok)));
     let accept = b.name("wr_accept", wr_valid.land(&wr_ready));
     let push = b.name("wr_push", hold_valid.land(&push_ok));
     // The 4 KiB page ends after the held beat when the next beat would start a page.
@@ -405,7 +404,7 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
     let aw_word = b.reg("aw_word", cmd.width());
     b.describe("the AW channel's head: {awlen, awaddr}");
     let (cmd_full_now, cmd_count) = head_fifo(
-        &mut b,
+        b,
         &clk,
         &rst,
         "wr_cmd",
@@ -413,13 +412,13 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
         (&close, &cmd),
         (&awvalid, &aw_word, &awready),
     );
-    b.drive("wr_cmd_full", cmd_full_now);
-    b.drive(&p("awaddr"), aw_word.slice(0, ADDR_BITS));
-    b.drive(&p("awlen"), aw_word.slice(ADDR_BITS, 8));
+    b.drive(&cmd_full, cmd_full_now);
+    b.drive(&awaddr, aw_word.slice(0, ADDR_BITS));
+    b.drive(&awlen, aw_word.slice(ADDR_BITS, 8));
     let w_word = b.reg("w_word", width + 1);
     b.describe("the W channel's head: {wlast, wdata}");
     let (data_full_now, data_count) = head_fifo(
-        &mut b,
+        b,
         &clk,
         &rst,
         "wr_data",
@@ -427,9 +426,9 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
         (&push, &Expr::concat(vec![close.clone(), hold_data.clone()])),
         (&wvalid, &w_word, &wready),
     );
-    b.drive("wr_data_full", data_full_now);
-    b.drive(&p("wdata"), w_word.slice(0, width));
-    b.drive(&p("wlast"), w_word.bit_at(width));
+    b.drive(&data_full, data_full_now);
+    b.drive(&wdata, w_word.slice(0, width));
+    b.drive(&wlast, w_word.bit_at(width));
     unused.push(cmd_count);
     unused.push(data_count);
     let b_take = bvalid.clone();
@@ -484,7 +483,7 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
     b.describe("beats of the request not yet asked for");
     let req_take = b.name("rd_req_take", req_valid.land(&sp_busy.not()));
     b.drive(
-        "sat_rd_req_ready",
+        &rd_req_ready,
         sp_busy.not().land(&fetching.not()).land(&rst.not()),
     );
     let cap = page_beats.min(MAX_BURST);
@@ -557,8 +556,8 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
         )],
     );
     let rready = b.name("rd_ready", fetching.lor(&rd_ready));
-    b.drive(&p("rready"), rready.clone());
-    b.drive("sat_rd_valid", rvalid.land(&fetching.not()));
+    b.drive(&rready_port, rready.clone());
+    b.drive(&rd_valid, rvalid.land(&fetching.not()));
     let r_take = b.name("rd_take", rvalid.land(&rready));
 
     // ---------------------------------------------------------------- program fetch
@@ -600,9 +599,9 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
         (fetch_beat_in.land(&last), next.slice(0, word_bits))
     };
     let word_done = b.name("fetch_word_done", word_done);
-    b.drive("imem_we", word_done.clone());
-    b.drive("imem_addr", fetch_count.slice(0, pc_bits));
-    b.drive("imem_data", word);
+    b.drive(&imem_we, word_done.clone());
+    b.drive(&imem_addr, fetch_count.slice(0, pc_bits));
+    b.drive(&imem_data, word);
     if pc_bits < 32 {
         unused.push(fetch_count.slice(pc_bits, 32 - pc_bits));
     }
@@ -620,7 +619,7 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
     );
     let clear = go.clone();
     let read_error = sticky(
-        &mut b,
+        b,
         &clk,
         &rst,
         "error_read",
@@ -628,24 +627,17 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
         &clear,
     );
     let write_error = sticky(
-        &mut b,
+        b,
         &clk,
         &rst,
         "error_write",
         bvalid.land(&bresp.ne(&Expr::zero(2))),
         &clear,
     );
-    let program_error = sticky(
-        &mut b,
-        &clk,
-        &rst,
-        "error_program",
-        go.land(&too_long),
-        &clear,
-    );
+    let program_error = sticky(b, &clk, &rst, "error_program", go.land(&too_long), &clear);
     let busy_now = phase.ne(&lit(IDLE, 2));
     b.drive(
-        "status",
+        &status,
         Expr::concat(vec![
             program_error,
             write_error,
@@ -748,11 +740,10 @@ pub fn sat_wrapper(sys: &SystemConfig, engine: &ModuleDef) -> Option<ModuleDef> 
     let conn_ref: Vec<(&str, Expr)> = conn.iter().map(|(n, e)| (n.as_str(), e.clone())).collect();
     b.instance(engine, "system", conn_ref);
     b.name("unused_bits", Expr::concat(unused));
-    Some(b.finish())
 }
 
 /// `a && b && ...` of one-bit expressions.
-fn all(terms: &[Expr]) -> Expr {
+fn all<'id>(terms: &[Expr<'id>]) -> Expr<'id> {
     terms
         .iter()
         .skip(1)
