@@ -184,6 +184,7 @@ pub fn wuve_engine(p: &WuveParams, top: &str) -> LaneEngine {
         name,
         width: 32,
         reset: 0,
+        pulse: false,
     };
     LaneEngine {
         top: top.to_string(),

@@ -71,9 +71,14 @@
 //! The closed-loop bus models that drive these wrappers in simulation are written once, in
 //! Rust, in `coforge_sim::axi` (not in the C++ shim).
 
+mod deform;
 mod lanes;
 pub mod sat;
 
+pub use deform::{
+    deform_engine, deform_ports, deform_regs, deform_wrapper, stream_layout, DeformEngine,
+    DeformStream, Extent, Start, DEFORM_EXTRA_CYCLES,
+};
 pub use lanes::{
     lane_wrapper, sore_engine, wuve_engine, LaneEngine, LaneField, LaneLayout, LANE_EXTRA_CYCLES,
 };
@@ -254,6 +259,8 @@ pub enum LiteReg<'id> {
     Param { reg: Reserved<'id>, reset: u64 },
     /// Reads 0; a write of a word with bit 0 set makes a one-cycle pulse.
     Pulse { name: String },
+    /// A [`LiteReg::Pulse`] whose register is reserved ahead, like a `Param`'s.
+    ReservedPulse { reg: Reserved<'id> },
 }
 
 /// An AXI4-Lite slave over `regs` (register i at byte 4·i). Returns, per register, the
@@ -335,17 +342,19 @@ fn axi_lite_slave<'id>(
         )],
     );
     // The register write happens in the cycle AWREADY/WREADY are high (the handshake cycle).
+    // A register narrower than 32 bits takes the low bits of the bytes it overlaps.
     let strobe = |word: &Expr<'id>, old: &Expr<'id>, width: u32| -> Expr<'id> {
-        let bytes: Vec<Expr> = (0..4)
+        let bytes: Vec<Expr> = (0..width.div_ceil(8))
             .map(|i| {
+                let bits = (width - 8 * i).min(8);
                 Expr::mux(
                     &wstrb.bit_at(i),
-                    &word.slice(8 * i, 8),
-                    &old.zext(32).slice(8 * i, 8),
+                    &word.slice(8 * i, bits),
+                    &old.slice(8 * i, bits),
                 )
             })
             .collect();
-        Expr::concat(bytes.into_iter().rev().collect()).slice(0, width)
+        Expr::concat(bytes.into_iter().rev().collect())
     };
     let mut values = Vec::new();
     let mut reads = Vec::new();
@@ -373,9 +382,13 @@ fn axi_lite_slave<'id>(
                 reads.push((i as u64, r.zext(32)));
                 values.push(Some(r));
             }
-            LiteReg::Pulse { name } => {
+            LiteReg::Pulse { .. } | LiteReg::ReservedPulse { .. } => {
                 let hit = b.name(&hit_name, hit_expr);
-                let r = b.reg(&name, 1);
+                let r = match reg {
+                    LiteReg::ReservedPulse { reg } => b.place(reg),
+                    LiteReg::Pulse { name } => b.reg(&name, 1),
+                    _ => unreachable!("a pulse register"),
+                };
                 b.clocked(
                     clk,
                     vec![when_else(
@@ -820,19 +833,22 @@ pub struct ParamReg {
     pub name: &'static str,
     pub width: u32,
     pub reset: u64,
+    /// A START-like register: reads 0, a write with bit 0 set makes a one-cycle pulse.
+    pub pulse: bool,
 }
 
 /// Reserves the parameter register of `p` (`param_<name>`): its value, and the [`LiteReg`]
 /// that [`control_block`] declares.
 fn reserve_param<'id>(b: &mut ModuleBuilder<'id>, p: &ParamReg) -> (Expr<'id>, LiteReg<'id>) {
     let (value, reg) = b.reserve_reg(&format!("param_{}", p.name), p.width);
-    (
-        value,
-        LiteReg::Param {
+    let lite = match p.pulse {
+        true => LiteReg::ReservedPulse { reg },
+        false => LiteReg::Param {
             reg,
             reset: p.reset,
         },
-    )
+    };
+    (value, lite)
 }
 
 /// The AXI4-Lite block every wrapper has: CONTROL, STATUS, CYCLES, BEATS_IN, BEATS_OUT,
