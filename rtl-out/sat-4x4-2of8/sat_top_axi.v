@@ -544,7 +544,7 @@ module sat_top_axi (
     end
 
     always @(posedge aclk) begin
-        if (rst || go) begin
+        if (rst || go && ~(32'h2000 < param_prog_len)) begin
             error_program <= 1'b0;
         end else begin
             if (go && 32'h2000 < param_prog_len) begin

@@ -566,7 +566,15 @@ fn sat_wrapper_body<'id>(b: &mut ModuleBuilder<'id>, sys: &SystemConfig, engine:
         bvalid.land(&bresp.ne(&Expr::zero(2))),
         &clear,
     );
-    let program_error = sticky(b, &clk, &rst, "error_program", go.land(&too_long), &clear);
+    // START both clears and raises this one: a clear would win over a raise in one cycle.
+    let program_error = sticky(
+        b,
+        &clk,
+        &rst,
+        "error_program",
+        go.land(&too_long),
+        &go.land(&too_long.not()),
+    );
     let busy_now = phase.ne(&lit(IDLE, 2));
     b.drive(
         &status,
