@@ -38,6 +38,9 @@ pub struct WrapperStats {
     /// Beats the checkers saw on `s_axis_in` and `m_axis_out`.
     pub beats_in: u64,
     pub beats_out: u64,
+    /// Cycles without a pixel beat taken between the first and the last (source stalls and
+    /// back-pressure).
+    pub input_stall_cycles: u64,
 }
 
 /// The wrapper's description and its engine's module, generated from `cfg` (cheap), so that
@@ -228,6 +231,16 @@ fn run_job(
         .expect("an s_axis_in port")]
     .beats();
     let beats_out = checkers[checkers.len() - 1].beats();
+    let pixel_source = &sources[job
+        .streams
+        .iter()
+        .position(|(p, _)| *p == ports::IN)
+        .expect("pixels on s_axis_in")];
+    let accepted = pixel_source.accepted_cycles();
+    let input_stall_cycles = match (accepted.first(), accepted.last()) {
+        (Some(a), Some(b)) => b - a + 1 - accepted.len() as u64,
+        _ => 0,
+    };
     Ok(Taken {
         beats: (0..sink.len()).map(|i| sink.beat(i).to_vec()).collect(),
         cycles,
@@ -238,6 +251,7 @@ fn run_job(
             counters,
             beats_in,
             beats_out,
+            input_stall_cycles,
         },
     })
 }
