@@ -150,7 +150,7 @@ impl VerifyArgs {
     }
 }
 
-fn parse_stall_rate(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_stall_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if (0.0..1.0).contains(&r) => Ok(r),
         Ok(r) => Err(format!(
