@@ -119,11 +119,13 @@ fn mode_a(toml: &str, shape: (usize, usize, usize, usize), info: u32, what: &str
     );
 }
 
+const CODENET: &str = "[deform]\nmode = \"codenet\"\nlanes = 2\nmax_width = 8\n\
+                       max_dilation = 2\nmax_channels = 6\n";
+
 #[test]
 fn codenet_layer_through_the_wrapper_gives_the_bare_bits_under_stalls() {
     mode_a(
-        "[deform]\nmode = \"codenet\"\nlanes = 2\nmax_width = 8\nmax_dilation = 2\n\
-         max_channels = 6\n",
+        CODENET,
         (5, 6, 3, 3),
         2 | 3 << 8 | 1 << 16 | 1 << 24,
         "codenet",
@@ -243,5 +245,22 @@ fn protocol_checker_fails_a_broken_source_on_a_deformable_wrapper() {
     assert!(
         msg.contains("s_axis_in") && msg.contains("TDATA changed"),
         "{msg}"
+    );
+}
+
+#[test]
+fn a_dilation_beyond_the_engine_raises_the_wrappers_error_flag() {
+    // The engine's sticky error reaches STATUS bit 2, and the driver refuses the results.
+    let e = Engine::from_toml(CODENET);
+    let cfg: DeformConfig = e.config.deform.clone().unwrap();
+    let (x, mut block) = seeded_layer(&cfg, (5, 6, 3, 3), 11);
+    block.depthwise.as_mut().unwrap().dilation[[2, 3]] = 3;
+    let mut model = wrapper_model(&e, &cfg.top);
+    let err = deform_layer(&mut model, &cfg, x.view(), &block, Stalls::NONE)
+        .expect_err("max_dilation is 2")
+        .to_string();
+    assert!(
+        err.contains("error flag") && err.contains("bit 2") && err.contains("dilation"),
+        "{err}"
     );
 }
