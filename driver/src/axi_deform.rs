@@ -109,6 +109,7 @@ fn run_job(
     (e, engine): (&DeformEngine, &ModuleDef),
     job: &Job,
     stalls: Stalls,
+    watcher: Option<&mut dyn Agent>,
 ) -> Result<Taken, DriverError> {
     check_rate(stalls)?;
     let pins = model.pins();
@@ -141,22 +142,28 @@ fn run_job(
         .with_stalls(stalls.rate, seed(99))?
         .expect(job.results);
     let mut idle = Idle;
+    let watcher: &mut dyn Agent = match watcher {
+        Some(w) => w,
+        None => &mut idle,
+    };
     {
         let mut agents: Vec<&mut dyn Agent> =
             checkers.iter_mut().map(|c| c as &mut dyn Agent).collect();
+        agents.push(&mut *watcher);
         hold_reset(model, &mut agents)?;
     }
     let limit = 64 * (job.estimated_cycles + job.results as u64) + 1000;
     if let Some(prm) = prm.as_mut() {
         let mut agents: Vec<&mut dyn Agent> = vec![prm];
         agents.extend(checkers.iter_mut().map(|c| c as &mut dyn Agent));
+        agents.push(&mut *watcher);
         model.run_until_done(&mut agents, 64 * job.params.len() as u64 + 1000)?;
         // One more cycle, so that the finished source drives TVALID low.
         model.cycle_with(&mut agents)?;
         // The last words leave the skid buffer once the engine takes them: wait for STATUS busy
         // to fall before the layer starts.
         let mut polls = 0;
-        while lite_ops(model, &[LiteOp::Read { addr: regs::STATUS }], &mut idle)?[0]
+        while lite_ops(model, &[LiteOp::Read { addr: regs::STATUS }], &mut *watcher)?[0]
             & regs::STATUS_BUSY
             != 0
         {
@@ -171,21 +178,22 @@ fn run_job(
     let mut writes = job.registers.clone();
     writes.push((regs::CONTROL, 1));
     writes.push((deform_regs::START, 1));
-    lite_ops(model, &writes_of(&writes), &mut idle)?;
+    lite_ops(model, &writes_of(&writes), &mut *watcher)?;
     {
         let mut agents: Vec<&mut dyn Agent> = vec![&mut sink];
         agents.extend(sources.iter_mut().map(|s| s as &mut dyn Agent));
         agents.extend(checkers.iter_mut().map(|c| c as &mut dyn Agent));
+        agents.push(&mut *watcher);
         model.run_until_done(&mut agents, limit)?;
     }
     // A few more cycles so that the last result's flags reach STATUS.
     for _ in 0..4 {
-        model.cycle_with(&mut [])?;
+        model.cycle_with(&mut [&mut *watcher])?;
     }
     for c in &checkers {
         c.check()?;
     }
-    let counters = read_counters(model, &mut idle)?;
+    let counters = read_counters(model, &mut *watcher)?;
     if counters.status & deform_regs::STATUS_ERROR != 0 {
         return Err(DriverError::Unsupported(format!(
             "the {} raised its error flag (STATUS = {:#x}, bit 2): {}",
@@ -266,6 +274,18 @@ pub fn deform_layer(
     block: &CodenetBlock,
     stalls: Stalls,
 ) -> Result<(Outcome, WrapperStats), DriverError> {
+    deform_layer_watched(model, cfg, (x, block), stalls, None)
+}
+
+/// [`deform_layer`] with one more agent that sees every cycle, last (e.g. a
+/// `coforge_sim::Recorder`, so that another simulator can replay the run).
+pub fn deform_layer_watched(
+    model: &mut VerilatedModel,
+    cfg: &DeformConfig,
+    (x, block): (ArrayView3<i8>, &CodenetBlock),
+    stalls: Stalls,
+    watcher: Option<&mut dyn Agent>,
+) -> Result<(Outcome, WrapperStats), DriverError> {
     if cfg.mode == DeformMode::Dcnv2 {
         return Err(DriverError::Unsupported(
             "a DCNv2 engine runs a DCNv2 layer (dcnv2_engine)".into(),
@@ -316,6 +336,7 @@ pub fn deform_layer(
             estimated_cycles: estimated,
         },
         stalls,
+        watcher,
     )?;
     let mut o = job.outcome(
         cfg,
@@ -367,6 +388,7 @@ pub fn dcnv2_engine(
             estimated_cycles: estimated,
         },
         stalls,
+        None,
     )?;
     let mut run = job.run(
         &p,
