@@ -100,6 +100,22 @@ pub struct LaneAxiReport {
     pub output_stall_cycles: u64,
 }
 
+impl LaneAxiReport {
+    /// The summary line `coforge verify` prints for the job.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "{}: through {} ({}) at stall rate {}: {} cycles (estimated {} without stalls), bare engine {} cycles",
+            if self.same_bits_as_bare { "SAME BITS" } else { "DIFFERENT BITS" },
+            self.top,
+            self.job,
+            self.stall_rate,
+            self.cycles,
+            self.estimated_cycles,
+            self.bare_cycles
+        )
+    }
+}
+
 /// `coforge verify --axi`: the GEMM through the AXI wrapper (`<top>_axi`) with AXI bus models.
 #[derive(Clone, Debug, Serialize)]
 pub struct AxiReport {
