@@ -343,7 +343,6 @@ module wuve_top_axi (
     assign order_now = eng_out_valid != result_tag19[5];
     assign m_axis_out_handshake = m_axis_out_tvalid && m_axis_out_tready;
     assign m_axis_out_read = m_axis_out_count != 6'd0 && (~m_axis_out_tvalid || m_axis_out_handshake);
-    assign m_axis_out_overflow = eng_out_valid && m_axis_out_count == 6'h20;
 
     always @(posedge aclk) begin
         if (eng_out_valid && ~(m_axis_out_count == 6'h20)) begin
@@ -356,10 +355,6 @@ module wuve_top_axi (
             m_axis_out_word <= m_axis_out_fifo[m_axis_out_rptr];
         end
     end
-
-    assign m_axis_out_tdata = m_axis_out_word[191:0];
-    assign m_axis_out_tkeep = m_axis_out_word[215:192];
-    assign m_axis_out_tlast = m_axis_out_word[216];
 
     always @(posedge aclk) begin
         if (rst) begin
@@ -390,6 +385,11 @@ module wuve_top_axi (
             end
         end
     end
+
+    assign m_axis_out_overflow = eng_out_valid && m_axis_out_count == 6'h20;
+    assign m_axis_out_tdata = m_axis_out_word[191:0];
+    assign m_axis_out_tkeep = m_axis_out_word[215:192];
+    assign m_axis_out_tlast = m_axis_out_word[216];
 
     always @(posedge aclk) begin
         if (rst) begin
