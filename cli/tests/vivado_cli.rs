@@ -146,6 +146,10 @@ fn the_default_part_follows_the_engine_and_part_overrides_it() {
     let build = read(&c.path("deform"), "build.tcl");
     assert!(build.contains("set part xczu3eg-sbva484-1-e"), "{build}");
     assert!(build.contains("Ultra96"));
+    // The deformable engine's AXI wrapper is built and packaged like every other top.
+    let package = read(&c.path("deform"), "package_ip.tcl");
+    assert!(build.contains("deform_top_axi"), "{build}");
+    assert!(package.contains("deform_top_axi"), "{package}");
     let out = c.arg("given");
     let o = vivado(
         &c.arg("c.toml"),

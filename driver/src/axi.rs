@@ -16,7 +16,7 @@ use coforge_generator::engines::axi::{self as rtl_axi, ports, regs, LaneEngine};
 use coforge_generator::engines::sore::SoreParams;
 use coforge_generator::engines::stce as rtl_stce;
 use coforge_generator::engines::wuve::WuveParams;
-use coforge_sim::axi::{AxiLiteMaster, AxisChecker, AxisSink, AxisSource, ResetPin};
+use coforge_sim::axi::{AxiLiteMaster, AxisChecker, AxisSink, AxisSource, LiteOp, ResetPin};
 use coforge_sim::{Agent, Pins, VerilatedModel};
 use ndarray::{Array2, ArrayView2, Axis};
 
@@ -57,7 +57,7 @@ pub struct AxiGemmRun {
 }
 
 /// An agent that does nothing: the watcher when none is given.
-struct Idle;
+pub(crate) struct Idle;
 
 impl Agent for Idle {
     fn drive(&mut self, _cycle: u64, _pins: &mut Pins) {}
@@ -65,7 +65,7 @@ impl Agent for Idle {
 }
 
 /// Copies `width` bits of `src` into `dst` from bit `lo` on.
-fn put_bits(dst: &mut [u32], lo: u32, src: &[u32], width: u32) {
+pub(crate) fn put_bits(dst: &mut [u32], lo: u32, src: &[u32], width: u32) {
     for i in 0..width {
         if src[(i / 32) as usize] >> (i % 32) & 1 == 1 {
             let at = lo + i;
@@ -75,7 +75,7 @@ fn put_bits(dst: &mut [u32], lo: u32, src: &[u32], width: u32) {
 }
 
 /// `width <= 32` bits of `src` from bit `lo` on.
-fn get_bits(src: &[u32], lo: u32, width: u32) -> u32 {
+pub(crate) fn get_bits(src: &[u32], lo: u32, width: u32) -> u32 {
     (0..width).fold(0, |v, i| {
         let at = lo + i;
         v | (src[(at / 32) as usize] >> (at % 32) & 1) << i
@@ -224,28 +224,17 @@ fn drive(
     watcher: Option<&mut dyn Agent>,
 ) -> Result<(WrapperCounters, u64, u64), DriverError> {
     let pins: &Pins = model.pins();
-    let reset = ResetPin {
-        port: pins.input(ports::RESET_N)?,
-        active_low: true,
-    };
+    let reset = reset_pin(pins)?;
     // The wrapper's outputs are defined from the second cycle of reset (its reset register).
     let mut check_in = AxisChecker::new(pins, ports::IN)?.with_reset(reset, 1);
     let mut check_out = AxisChecker::new(pins, ports::OUT)?.with_reset(reset, 1);
-    let mut lite = AxiLiteMaster::new(pins, ports::CTRL)?;
     let mut idle = Idle;
     let watcher: &mut dyn Agent = match watcher {
         Some(w) => w,
         None => &mut idle,
     };
-    model.set(reset.port, 0);
-    for _ in 0..RESET_CYCLES {
-        model.cycle_with(&mut [&mut check_in, &mut check_out, watcher])?;
-    }
-    model.set(reset.port, 1);
-    for &(addr, data) in writes {
-        lite.write(addr, data);
-    }
-    model.run_until_done(&mut [&mut lite, watcher], 1000)?;
+    hold_reset(model, &mut [&mut check_in, &mut check_out, watcher])?;
+    lite_ops(model, &writes_of(writes), watcher)?;
     // A generous bound: every beat may wait for many stall cycles.
     let limit = 64 * (estimated_cycles + (source.len() + expected) as u64) + 1000;
     model.run_until_done(
@@ -254,28 +243,83 @@ fn drive(
     )?;
     check_in.check()?;
     check_out.check()?;
-    for addr in [
+    let counters = read_counters(model, watcher)?;
+    Ok((counters, check_in.beats(), check_out.beats()))
+}
+
+/// The wrapper's `aresetn`, for the checkers.
+pub(crate) fn reset_pin(pins: &Pins) -> Result<ResetPin, DriverError> {
+    Ok(ResetPin {
+        port: pins.input(ports::RESET_N)?,
+        active_low: true,
+    })
+}
+
+/// Holds `aresetn` low for [`RESET_CYCLES`] cycles with `agents` watching, then releases it.
+pub(crate) fn hold_reset(
+    model: &mut VerilatedModel,
+    agents: &mut [&mut dyn Agent],
+) -> Result<(), DriverError> {
+    let reset = reset_pin(model.pins())?;
+    model.set(reset.port, 0);
+    for _ in 0..RESET_CYCLES {
+        model.cycle_with(agents)?;
+    }
+    model.set(reset.port, 1);
+    Ok(())
+}
+
+/// AXI4-Lite writes of `(address, data)` pairs.
+pub(crate) fn writes_of(writes: &[(u64, u32)]) -> Vec<LiteOp> {
+    writes
+        .iter()
+        .map(|&(addr, data)| LiteOp::Write { addr, data })
+        .collect()
+}
+
+/// Runs `ops` on the wrapper's AXI4-Lite port, in order; returns the data of the reads.
+pub(crate) fn lite_ops(
+    model: &mut VerilatedModel,
+    ops: &[LiteOp],
+    watcher: &mut dyn Agent,
+) -> Result<Vec<u32>, DriverError> {
+    let mut lite = AxiLiteMaster::new(model.pins(), ports::CTRL)?;
+    for op in ops {
+        match *op {
+            LiteOp::Write { addr, data } => lite.write(addr, data),
+            LiteOp::Read { addr } => lite.read(addr),
+        }
+    }
+    model.run_until_done(&mut [&mut lite, watcher], 1000 + 16 * ops.len() as u64)?;
+    lite.check()?;
+    Ok(lite.reads().iter().map(|&(_, d)| d).collect())
+}
+
+/// Reads the common registers.
+pub(crate) fn read_counters(
+    model: &mut VerilatedModel,
+    watcher: &mut dyn Agent,
+) -> Result<WrapperCounters, DriverError> {
+    let ops: Vec<LiteOp> = [
         regs::STATUS,
         regs::CYCLES,
         regs::BEATS_IN,
         regs::BEATS_OUT,
         regs::OUT_STALLS,
         regs::INFO,
-    ] {
-        lite.read(addr);
-    }
-    model.run_until_done(&mut [&mut lite, watcher], 1000)?;
-    lite.check()?;
-    let reads: Vec<u32> = lite.reads().iter().map(|&(_, d)| d).collect();
-    let counters = WrapperCounters {
+    ]
+    .into_iter()
+    .map(|addr| LiteOp::Read { addr })
+    .collect();
+    let reads = lite_ops(model, &ops, watcher)?;
+    Ok(WrapperCounters {
         status: reads[0],
         cycles_busy: reads[1],
         groups: reads[2],
         rows: reads[3],
         out_stalls: reads[4],
         info: reads[5],
-    };
-    Ok((counters, check_in.beats(), check_out.beats()))
+    })
 }
 
 /// One beat into a lane wrapper: per lane, its fields' values (little-endian words each, in
@@ -424,7 +468,7 @@ pub fn run_lanes_watched(
     })
 }
 
-fn check_rate(stalls: Stalls) -> Result<(), DriverError> {
+pub(crate) fn check_rate(stalls: Stalls) -> Result<(), DriverError> {
     if !(0.0..1.0).contains(&stalls.rate) {
         return Err(DriverError::Input(format!(
             "a stall rate of {} is outside [0, 1)",

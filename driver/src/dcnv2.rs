@@ -62,6 +62,7 @@ pub struct EngineRun {
 }
 
 /// The layer's shape, checked against the engine.
+#[derive(Clone, Debug)]
 struct Shape {
     b: usize,
     cin: usize,
@@ -189,6 +190,217 @@ pub struct Pressure {
     pub seed: u64,
 }
 
+/// A layer as the engine's beats (the same on the bare engine and through its AXI wrapper):
+/// pixels, offsets and (depthwise) weights, plane by plane.
+#[derive(Clone, Debug)]
+pub struct PlaneJob {
+    sh: Shape,
+    /// Per plane: image, offset group, and the channel of each lane (none: a padding lane).
+    planes: Vec<(usize, usize, Vec<Option<usize>>)>,
+    pub pixels: Vec<Vec<u32>>,
+    pub offsets: Vec<Vec<u32>>,
+    /// Depthwise only.
+    pub weights: Vec<Vec<u32>>,
+}
+
+impl PlaneJob {
+    /// The beats of `layer` on engine `p`, after checking that the engine can run it.
+    pub fn new(p: &Dcnv2Params, layer: &Layer) -> Result<PlaneJob, DriverError> {
+        let sh = check(p, layer)?;
+        let lanes = p.lanes as usize;
+        let k = sh.k;
+        let fmt_mask_one = 1i64 << p.mask_bits;
+        if let Some(m) = &layer.mask {
+            let want = (sh.b, sh.groups_g * k, sh.hout, sh.wout);
+            if m.dim() != want {
+                return Err(DriverError::Shape(format!(
+                    "mask is {:?} but must be [B, G*K, Hout, Wout] = {want:?}",
+                    m.dim()
+                )));
+            }
+            if let Some((idx, v)) = m
+                .indexed_iter()
+                .find(|(_, &v)| !(0..=fmt_mask_one).contains(&i64::from(v)))
+            {
+                return Err(DriverError::Input(format!(
+                    "mask{idx:?} = {v} is outside Q0.{} (0..={fmt_mask_one})",
+                    p.mask_bits
+                )));
+            }
+        }
+        // Planes in order: image, offset group, beat of `lanes` channels within the group.
+        let mut planes: Vec<(usize, usize, Vec<Option<usize>>)> = Vec::new();
+        for n in 0..sh.b {
+            for g in 0..sh.groups_g {
+                for beat in 0..sh.beats_per_group {
+                    let chans = (0..lanes)
+                        .map(|l| {
+                            let local = beat * lanes + l;
+                            (local < sh.cg).then_some(g * sh.cg + local)
+                        })
+                        .collect();
+                    planes.push((n, g, chans));
+                }
+            }
+        }
+        let px_words = p.pixel_beat_bits().div_ceil(32) as usize;
+        let off_bits = p.offset_bits();
+        let entry = p.tap_entry_bits();
+        let off_words = p.offset_beat_bits().div_ceil(32) as usize;
+        let (mut pixels, mut offsets, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+        for (n, g, chans) in &planes {
+            for y in 0..sh.h {
+                for x in 0..sh.w {
+                    let mut buf = vec![0; px_words];
+                    for (l, c) in chans.iter().enumerate() {
+                        if let Some(c) = c {
+                            put(
+                                &mut buf,
+                                8 * l as u32,
+                                8,
+                                layer.x[[*n, *c, y, x]] as u8 as u64,
+                            );
+                        }
+                    }
+                    pixels.push(buf);
+                }
+            }
+            for oy in 0..sh.hout {
+                for ox in 0..sh.wout {
+                    let mut buf = vec![0; off_words];
+                    for tap in 0..k {
+                        let lo = tap as u32 * entry;
+                        let dy = layer.offset[[*n, g * 2 * k + 2 * tap, oy, ox]];
+                        let dx = layer.offset[[*n, g * 2 * k + 2 * tap + 1, oy, ox]];
+                        let m = layer
+                            .mask
+                            .as_ref()
+                            .map_or(fmt_mask_one, |m| i64::from(m[[*n, g * k + tap, oy, ox]]));
+                        put(&mut buf, lo, off_bits, saturate(dy, off_bits));
+                        put(&mut buf, lo + off_bits, off_bits, saturate(dx, off_bits));
+                        put(&mut buf, lo + 2 * off_bits, p.mask_bits + 1, m as u64);
+                    }
+                    offsets.push(buf);
+                }
+            }
+            if p.depthwise {
+                for tap in 0..k {
+                    let mut buf = vec![0; px_words];
+                    for (l, c) in chans.iter().enumerate() {
+                        if let Some(c) = c {
+                            let wv =
+                                layer.w[[*c, 0, tap / p.kernel as usize, tap % p.kernel as usize]];
+                            put(&mut buf, 8 * l as u32, 8, wv as u8 as u64);
+                        }
+                    }
+                    weights.push(buf);
+                }
+            }
+        }
+        Ok(PlaneJob {
+            sh,
+            planes,
+            pixels,
+            offsets,
+            weights,
+        })
+    }
+
+    /// `[H, W, Hout, Wout]` of the layer.
+    pub fn sizes(&self) -> [usize; 4] {
+        [self.sh.h, self.sh.w, self.sh.hout, self.sh.wout]
+    }
+
+    pub fn planes(&self) -> usize {
+        self.planes.len()
+    }
+
+    /// Result beats: per plane, one per output pixel (depthwise) or per work item (im2col).
+    pub fn out_beats(&self, p: &Dcnv2Params) -> usize {
+        let per_pixel = if p.depthwise { 1 } else { p.groups() as usize };
+        self.planes.len() * self.sh.hout * self.sh.wout * per_pixel
+    }
+
+    /// The engine's cycle model of the job.
+    pub fn estimated_cycles(&self, p: &Dcnv2Params) -> u64 {
+        let sh = &self.sh;
+        dcnv2::estimated_cycles(
+            p,
+            sh.h as u64,
+            sh.w as u64,
+            sh.hout as u64,
+            sh.wout as u64,
+            self.planes.len() as u64,
+        )
+    }
+
+    /// What the result beats `beats` (`out_data` words, in order) taken at `cycles` give;
+    /// `cycles` of the run are measured from `first_in`, the first input beat's cycle.
+    pub fn run(
+        &self,
+        p: &Dcnv2Params,
+        layer: &Layer,
+        beats: &dyn Fn(usize) -> Vec<u32>,
+        cycles: &[u64],
+        (first_in, fault): (u64, Option<OffsetFault>),
+    ) -> EngineRun {
+        let sh = &self.sh;
+        let (lanes, k, t_slots) = (p.lanes as usize, sh.k, p.taps_per_cycle as usize);
+        let groups = p.groups() as usize;
+        let last_out = cycles.last().copied().unwrap_or(first_in);
+        let (b, hout, wout) = (sh.b, sh.hout, sh.wout);
+        let mut sums = Array4::zeros((0, 0, 0, 0));
+        let mut columns = Array2::zeros((0, 0));
+        let mut result_cycle = Array4::zeros((b, sh.cin, hout, wout));
+        if p.depthwise {
+            sums = Array4::zeros((b, sh.cin, hout, wout));
+        } else {
+            columns = Array2::zeros((b * hout * wout, sh.cin * k));
+        }
+        let mut beat = 0;
+        for (n, _, chans) in &self.planes {
+            for oy in 0..hout {
+                for ox in 0..wout {
+                    for t in 0..(if p.depthwise { 1 } else { groups }) {
+                        let words = beats(beat);
+                        let cycle = cycles[beat];
+                        beat += 1;
+                        for (l, c) in chans.iter().enumerate() {
+                            let Some(c) = *c else { continue };
+                            result_cycle[[*n, c, oy, ox]] = cycle;
+                            if p.depthwise {
+                                sums[[*n, c, oy, ox]] =
+                                    get(&words, 32 * l as u32, 32) as u32 as i32;
+                            } else {
+                                for r in 0..t_slots {
+                                    let tap = t * t_slots + r;
+                                    if tap < k {
+                                        let v =
+                                            get(&words, 8 * (r * lanes + l) as u32, 8) as u8 as i8;
+                                        columns[[(n * hout + oy) * wout + ox, c * k + tap]] = v;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let per_output = if p.depthwise { k } else { sh.cin * k };
+        let cout = layer.w.dim().0;
+        EngineRun {
+            sums,
+            columns,
+            cycles: last_out + 1 - first_in,
+            estimated_cycles: self.estimated_cycles(p),
+            planes: self.planes.len() as u64,
+            macs: (b * cout * hout * wout * per_output) as u64,
+            result_cycle,
+            fault,
+        }
+    }
+}
+
 /// Runs the layer's planes through the engine and collects what it gives.
 pub fn run_engine(
     model: &mut VerilatedModel,
@@ -196,28 +408,7 @@ pub fn run_engine(
     layer: &Layer,
     pressure: Pressure,
 ) -> Result<EngineRun, DriverError> {
-    let sh = check(p, layer)?;
-    let lanes = p.lanes as usize;
-    let (k, t_slots, groups) = (sh.k, p.taps_per_cycle as usize, p.groups() as usize);
-    let fmt_mask_one = 1i64 << p.mask_bits;
-    if let Some(m) = &layer.mask {
-        let want = (sh.b, sh.groups_g * k, sh.hout, sh.wout);
-        if m.dim() != want {
-            return Err(DriverError::Shape(format!(
-                "mask is {:?} but must be [B, G*K, Hout, Wout] = {want:?}",
-                m.dim()
-            )));
-        }
-        if let Some((idx, v)) = m
-            .indexed_iter()
-            .find(|(_, &v)| !(0..=fmt_mask_one).contains(&i64::from(v)))
-        {
-            return Err(DriverError::Input(format!(
-                "mask{idx:?} = {v} is outside Q0.{} (0..={fmt_mask_one})",
-                p.mask_bits
-            )));
-        }
-    }
+    let job = PlaneJob::new(p, layer)?;
     let sim = |e: coforge_sim::SimError| DriverError::Sim(e);
     let pin = |name: &str| model.input(name).map_err(sim);
     let (rst, hgt, wid, ohgt, owid) = (
@@ -234,10 +425,9 @@ pub fn run_engine(
         out(ports::ERROR_OUT_X)?,
         out(ports::ERROR_TAP)?,
     );
-    model.set(hgt, sh.h as u64);
-    model.set(wid, sh.w as u64);
-    model.set(ohgt, sh.hout as u64);
-    model.set(owid, sh.wout as u64);
+    for (port, v) in [hgt, wid, ohgt, owid].into_iter().zip(job.sizes()) {
+        model.set(port, v as u64);
+    }
     model.set(rst, 1);
     for _ in 0..dcnv2::RESET_CYCLES {
         model.step().map_err(sim)?;
@@ -245,30 +435,32 @@ pub fn run_engine(
     model.set(rst, 0);
 
     let pins = model.pins();
-    let mut pixels = StreamSource::new(
-        pins,
+    let source = |valid, ready, data, beats: &[Vec<u32>]| -> Result<StreamSource, DriverError> {
+        let mut s = StreamSource::new(pins, valid, ready, data).map_err(sim)?;
+        for b in beats {
+            s.push_words(b).map_err(sim)?;
+        }
+        Ok(s)
+    };
+    let mut pixels = source(
         ports::PIXEL_VALID,
         ports::PIXEL_READY,
         ports::PIXEL_DATA,
-    )
-    .map_err(sim)?;
-    let mut offsets = StreamSource::new(
-        pins,
+        &job.pixels,
+    )?;
+    let mut offsets = source(
         ports::OFFSET_VALID,
         ports::OFFSET_READY,
         ports::OFFSET_DATA,
-    )
-    .map_err(sim)?;
+        &job.offsets,
+    )?;
     let mut weights = if p.depthwise {
-        Some(
-            StreamSource::new(
-                pins,
-                ports::WEIGHT_VALID,
-                ports::WEIGHT_READY,
-                ports::WEIGHT_DATA,
-            )
-            .map_err(sim)?,
-        )
+        Some(source(
+            ports::WEIGHT_VALID,
+            ports::WEIGHT_READY,
+            ports::WEIGHT_DATA,
+            &job.weights,
+        )?)
     } else {
         None
     };
@@ -280,86 +472,6 @@ pub fn run_engine(
             .with_gaps(pressure.gap_rate, pressure.seed ^ 2)
             .map_err(sim)?;
     }
-
-    // Planes in order: image, offset group, beat of `lanes` channels within the group.
-    let mut planes: Vec<(usize, usize, Vec<Option<usize>>)> = Vec::new();
-    for n in 0..sh.b {
-        for g in 0..sh.groups_g {
-            for beat in 0..sh.beats_per_group {
-                let chans = (0..lanes)
-                    .map(|l| {
-                        let local = beat * lanes + l;
-                        (local < sh.cg).then_some(g * sh.cg + local)
-                    })
-                    .collect();
-                planes.push((n, g, chans));
-            }
-        }
-    }
-    let px_words = p.pixel_beat_bits().div_ceil(32) as usize;
-    let off_bits = p.offset_bits();
-    let entry = p.tap_entry_bits();
-    let off_words = p.offset_beat_bits().div_ceil(32) as usize;
-    let mut buf = Vec::new();
-    for (n, g, chans) in &planes {
-        for y in 0..sh.h {
-            for x in 0..sh.w {
-                buf.clear();
-                buf.resize(px_words, 0);
-                for (l, c) in chans.iter().enumerate() {
-                    if let Some(c) = c {
-                        put(
-                            &mut buf,
-                            8 * l as u32,
-                            8,
-                            layer.x[[*n, *c, y, x]] as u8 as u64,
-                        );
-                    }
-                }
-                pixels.push_words(&buf).map_err(sim)?;
-            }
-        }
-        for oy in 0..sh.hout {
-            for ox in 0..sh.wout {
-                buf.clear();
-                buf.resize(off_words, 0);
-                for tap in 0..k {
-                    let lo = tap as u32 * entry;
-                    let dy = layer.offset[[*n, g * 2 * k + 2 * tap, oy, ox]];
-                    let dx = layer.offset[[*n, g * 2 * k + 2 * tap + 1, oy, ox]];
-                    let m = layer
-                        .mask
-                        .as_ref()
-                        .map_or(fmt_mask_one, |m| i64::from(m[[*n, g * k + tap, oy, ox]]));
-                    put(&mut buf, lo, off_bits, saturate(dy, off_bits));
-                    put(&mut buf, lo + off_bits, off_bits, saturate(dx, off_bits));
-                    put(&mut buf, lo + 2 * off_bits, p.mask_bits + 1, m as u64);
-                }
-                offsets.push_words(&buf).map_err(sim)?;
-            }
-        }
-        if let Some(ws) = weights.as_mut() {
-            for tap in 0..k {
-                buf.clear();
-                buf.resize(px_words, 0);
-                for (l, c) in chans.iter().enumerate() {
-                    if let Some(c) = c {
-                        let wv = layer.w[[*c, 0, tap / p.kernel as usize, tap % p.kernel as usize]];
-                        put(&mut buf, 8 * l as u32, 8, wv as u8 as u64);
-                    }
-                }
-                ws.push_words(&buf).map_err(sim)?;
-            }
-        }
-    }
-    let pixel_items = sh.hout * sh.wout;
-    let beats_per_plane = if p.depthwise {
-        pixel_items
-    } else {
-        pixel_items * groups
-    };
-    let expected = planes.len() * beats_per_plane;
-    let pins = model.pins();
     let mut sink = StreamSink::new(
         pins,
         ports::RESULT_VALID,
@@ -367,21 +479,13 @@ pub fn run_engine(
         ports::RESULT_DATA,
     )
     .map_err(sim)?
-    .expect(expected);
+    .expect(job.out_beats(p));
     if pressure.stall_rate > 0.0 {
         sink = sink
             .with_stalls(pressure.stall_rate, pressure.seed ^ 3)
             .map_err(sim)?;
     }
-    let estimated = dcnv2::estimated_cycles(
-        p,
-        sh.h as u64,
-        sh.w as u64,
-        sh.hout as u64,
-        sh.wout as u64,
-        planes.len() as u64,
-    );
-    let limit = 16 * estimated + 10_000;
+    let limit = 16 * job.estimated_cycles(p) + 10_000;
     {
         let mut agents: Vec<&mut dyn coforge_sim::Agent> =
             vec![&mut pixels, &mut offsets, &mut sink];
@@ -399,7 +503,6 @@ pub fn run_engine(
         out_x: model.get(err_x) as usize,
         tap: model.get(err_tap) as usize,
     });
-
     let first_in = [
         pixels.accepted_cycles().first(),
         offsets.accepted_cycles().first(),
@@ -410,57 +513,13 @@ pub fn run_engine(
     .min()
     .copied()
     .unwrap_or(0);
-    let last_out = sink.cycles().last().copied().unwrap_or(first_in);
-    let cycles = last_out + 1 - first_in;
-
-    let (b, hout, wout) = (sh.b, sh.hout, sh.wout);
-    let mut sums = Array4::zeros((0, 0, 0, 0));
-    let mut columns = Array2::zeros((0, 0));
-    let mut result_cycle = Array4::zeros((b, sh.cin, hout, wout));
-    if p.depthwise {
-        sums = Array4::zeros((b, sh.cin, hout, wout));
-    } else {
-        columns = Array2::zeros((b * hout * wout, sh.cin * k));
-    }
-    let mut beat = 0;
-    for (n, _, chans) in &planes {
-        for oy in 0..hout {
-            for ox in 0..wout {
-                for t in 0..(if p.depthwise { 1 } else { groups }) {
-                    let words = sink.beat(beat);
-                    let cycle = sink.cycles()[beat];
-                    beat += 1;
-                    for (l, c) in chans.iter().enumerate() {
-                        let Some(c) = *c else { continue };
-                        result_cycle[[*n, c, oy, ox]] = cycle;
-                        if p.depthwise {
-                            sums[[*n, c, oy, ox]] = get(words, 32 * l as u32, 32) as u32 as i32;
-                        } else {
-                            for r in 0..t_slots {
-                                let tap = t * t_slots + r;
-                                if tap < k {
-                                    let v = get(words, 8 * (r * lanes + l) as u32, 8) as u8 as i8;
-                                    columns[[(n * hout + oy) * wout + ox, c * k + tap]] = v;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let per_output = if p.depthwise { k } else { sh.cin * k };
-    let cout = layer.w.dim().0;
-    Ok(EngineRun {
-        sums,
-        columns,
-        cycles,
-        estimated_cycles: estimated,
-        planes: planes.len() as u64,
-        macs: (b * cout * hout * wout * per_output) as u64,
-        result_cycle,
-        fault,
-    })
+    Ok(job.run(
+        p,
+        layer,
+        &|i| sink.beat(i).to_vec(),
+        sink.cycles(),
+        (first_in, fault),
+    ))
 }
 
 /// The cycles of the STCE pass of a full conv.
@@ -562,6 +621,22 @@ pub fn verify_layer(
     stce: Option<StceStage>,
     pressure: Pressure,
 ) -> Result<Verified, DriverError> {
+    verify_layer_with(
+        &mut |layer| run_engine(model, p, layer, pressure),
+        p,
+        layer,
+        stce,
+    )
+}
+
+/// [`verify_layer`] with the deformable engine run by `engine` (the bare engine, or its AXI
+/// wrapper).
+pub fn verify_layer_with(
+    engine: &mut dyn FnMut(&Layer) -> Result<EngineRun, DriverError>,
+    p: &Dcnv2Params,
+    layer: &Layer,
+    stce: Option<StceStage>,
+) -> Result<Verified, DriverError> {
     let fmt = FixedFormat::new(p.frac_bits, p.mask_bits, p.zero_point)
         .map_err(|e| DriverError::Unsupported(e.to_string()))?;
     let golden = dcnv2_fixed(
@@ -573,7 +648,7 @@ pub fn verify_layer(
         &fmt,
     )
     .map_err(|e| DriverError::Input(e.to_string()))?;
-    let run = run_engine(model, p, layer, pressure)?;
+    let run = engine(layer)?;
     if let Some(fault) = run.fault {
         return Err(DriverError::Input(describe_fault(p, layer, fault)));
     }

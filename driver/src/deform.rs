@@ -229,6 +229,195 @@ fn pack(values: impl Iterator<Item = i64>, bits: u32, words: &mut Vec<u32>) {
     }
 }
 
+/// One layer as beats: what goes into the engine's streams (the same on the bare engine and
+/// through its AXI wrapper) and the reference it must match.
+#[derive(Clone, Debug)]
+pub struct LayerJob {
+    pub layer: Layer,
+    /// Parameter words in load order: `(prm_target, prm_addr, prm_data words)`.
+    pub params: Vec<(u32, u64, Vec<u32>)>,
+    /// Pixel beats (`in_data` words), pass by pass.
+    pub pixels: Vec<Vec<u32>>,
+    /// Dilation beats (CoDeNet; empty on a plain engine), once per pass.
+    pub dilations: Vec<u64>,
+    pub relu: bool,
+    /// ReLU in the 1x1 quantizer (with the front).
+    pub relu_pw: Option<bool>,
+    /// The reference's int8 `[Hout, Wout, C]`.
+    pub golden: Array3<i8>,
+    /// Output channels C.
+    pub channels: usize,
+    /// Multiply-adds of the layer.
+    pub macs: u64,
+}
+
+impl LayerJob {
+    /// The beats of the layer `x` (int8 `[H, W, Cin]`) through `block` on `cfg`'s engine; a
+    /// layer the engine cannot hold is rejected.
+    pub fn new(
+        cfg: &DeformConfig,
+        x: ArrayView3<i8>,
+        block: &CodenetBlock,
+    ) -> Result<LayerJob, DriverError> {
+        let layer = check(cfg, x, block)?;
+        let dw = block.depthwise.as_ref().expect("checked");
+        let golden4 = codenet_block(x.insert_axis(Axis(0)), block)
+            .map_err(|e| DriverError::Input(e.to_string()))?
+            .y;
+        let golden = golden4.index_axis(Axis(0), 0).to_owned();
+        let lanes = cfg.lanes as usize;
+        let (h, w, cin) = x.dim();
+        let c = dw.w.dim().0;
+        let (groups, in_groups) = (layer.groups as usize, layer.in_groups as usize);
+        let lane_or_zero =
+            |g: usize, l: usize, n: usize| (g * lanes + l < n).then_some(g * lanes + l);
+        let mut params = Vec::new();
+        let mut load = |target: u32, addr: usize, values: &mut dyn Iterator<Item = i64>, bits| {
+            let mut words = Vec::new();
+            pack(values, bits, &mut words);
+            params.push((target, addr as u64, words));
+        };
+        for g in 0..groups {
+            for t in 0..9 {
+                let mut it = (0..lanes).map(|l| {
+                    lane_or_zero(g, l, c).map_or(0, |ch| i64::from(dw.w[[ch, t / 3, t % 3]]))
+                });
+                load(param_target::DW_TAP0 + t as u32, g, &mut it, 4);
+            }
+            let mut it = (0..lanes)
+                .map(|l| lane_or_zero(g, l, c).map_or(0, |ch| i64::from(dw.quant.scale[ch])));
+            load(param_target::DW_SCALE, g, &mut it, 16);
+            let mut it = (0..lanes)
+                .map(|l| lane_or_zero(g, l, c).map_or(0, |ch| i64::from(dw.quant.bias[ch])));
+            load(param_target::DW_BIAS, g, &mut it, 16);
+            if let Some(pw) = &block.pointwise {
+                let mut it = (0..lanes)
+                    .map(|l| lane_or_zero(g, l, c).map_or(0, |ch| i64::from(pw.quant.scale[ch])));
+                load(param_target::PW_SCALE, g, &mut it, 16);
+                let mut it = (0..lanes)
+                    .map(|l| lane_or_zero(g, l, c).map_or(0, |ch| i64::from(pw.quant.bias[ch])));
+                load(param_target::PW_BIAS, g, &mut it, 16);
+                for o in 0..lanes {
+                    for gin in 0..in_groups {
+                        let mut it = (0..lanes).map(|i| {
+                            match (lane_or_zero(g, o, c), lane_or_zero(gin, i, cin)) {
+                                (Some(co), Some(ci)) => i64::from(pw.w[[co, ci]]),
+                                _ => 0,
+                            }
+                        });
+                        let addr = g * cfg.max_groups() as usize + gin;
+                        load(param_target::PW_LANE0 + o as u32, addr, &mut it, 4);
+                    }
+                }
+            }
+        }
+        let mut pixels = Vec::with_capacity(groups * h * w * in_groups);
+        for g in 0..groups {
+            for y in 0..h {
+                for xx in 0..w {
+                    for gin in 0..in_groups {
+                        // With the 1x1 front a pixel is its input groups; without, group g.
+                        let src = if block.pointwise.is_some() { gin } else { g };
+                        let it = (0..lanes).map(|l| {
+                            lane_or_zero(src, l, cin).map_or(0, |ch| i64::from(x[[y, xx, ch]]))
+                        });
+                        let mut words = Vec::new();
+                        pack(it, 8, &mut words);
+                        pixels.push(words);
+                    }
+                }
+            }
+        }
+        let dilations = if cfg.mode == DeformMode::Codenet {
+            (0..groups)
+                .flat_map(|_| dw.dilation.iter().map(|&d| u64::from(d)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (hout, wout) = dw.dilation.dim();
+        let macs =
+            (hout * wout * c * 9 + block.pointwise.as_ref().map_or(0, |_| h * w * c * cin)) as u64;
+        Ok(LayerJob {
+            layer,
+            params,
+            pixels,
+            dilations,
+            relu: dw.quant.relu,
+            relu_pw: block.pointwise.as_ref().map(|p| p.quant.relu),
+            golden,
+            channels: c,
+            macs,
+        })
+    }
+
+    /// Output beats: one per output pixel per pass.
+    pub fn out_beats(&self) -> usize {
+        let (hout, wout, _) = self.golden.dim();
+        self.layer.groups as usize * hout * wout
+    }
+
+    /// The outcome of the result beats `beats` (`out_data` words, in order) taken at `cycles`
+    /// (since reset), with the first pixel beat taken at `first_in`.
+    pub fn outcome(
+        &self,
+        cfg: &DeformConfig,
+        beats: &dyn Fn(usize) -> Vec<u32>,
+        cycles: &[u64],
+        first_in: u64,
+        (fault, load_cycles): (Option<DilationFault>, u64),
+    ) -> Result<Outcome, DriverError> {
+        let lanes = cfg.lanes as usize;
+        let (hout, wout, c) = self.golden.dim();
+        let mut rtl = Array3::<i8>::zeros((hout, wout, c));
+        let mut result_cycle = Array3::<u64>::zeros((hout, wout, c));
+        // Pass g, output raster order, lane l is channel g * lanes + l.
+        for (k, &cycle) in cycles.iter().enumerate() {
+            let (g, p) = (k / (hout * wout), k % (hout * wout));
+            let beat = beats(k);
+            for l in 0..lanes {
+                let ch = g * lanes + l;
+                if ch < c {
+                    let v = (beat[l / 4] >> (8 * (l % 4))) as u8 as i8;
+                    rtl[[p / wout, p % wout, ch]] = v;
+                    result_cycle[[p / wout, p % wout, ch]] = cycle;
+                }
+            }
+        }
+        let last_out = *cycles.last().expect("at least one result");
+        let golden = &self.golden;
+        let flat = |a: &Array3<i8>| {
+            a.view()
+                .into_shape_with_order((hout * wout, c))
+                .expect("contiguous")
+                .to_owned()
+        };
+        let comparison: Comparison = compare("y", flat(golden).view(), flat(&rtl).view())?;
+        let first_mismatch = comparison.first_mismatch.as_ref().map(|m| {
+            let (p, ch) = (m.index[0], m.index[1]);
+            let (oy, ox) = (p / wout, p % wout);
+            FirstMismatch {
+                tensor: "y",
+                index: [oy, ox, ch],
+                golden: golden[[oy, ox, ch]],
+                rtl: rtl[[oy, ox, ch]],
+                cycle: result_cycle[[oy, ox, ch]],
+            }
+        });
+        Ok(Outcome {
+            golden: golden.clone(),
+            rtl,
+            mismatches: comparison.mismatches,
+            first_mismatch,
+            cycles: last_out - first_in + 1,
+            estimated_cycles: estimated_cycles(cfg, &self.layer),
+            macs: self.macs,
+            fault,
+            load_cycles,
+        })
+    }
+}
+
 /// Runs the layer `x` (int8 `[H, W, Cin]`) through `block` on the engine and compares the result
 /// with the reference bit for bit. A layer the engine cannot hold is rejected before simulating.
 pub fn run_layer(
@@ -238,17 +427,10 @@ pub fn run_layer(
     block: &CodenetBlock,
     pressure: Pressure,
 ) -> Result<Outcome, DriverError> {
-    let layer = check(cfg, x, block)?;
+    let job = LayerJob::new(cfg, x, block)?;
     let dw = block.depthwise.as_ref().expect("checked");
-    let golden4 = codenet_block(x.insert_axis(Axis(0)), block)
-        .map_err(|e| DriverError::Input(e.to_string()))?
-        .y;
-    let golden = golden4.index_axis(Axis(0), 0).to_owned();
-    let lanes = cfg.lanes as usize;
-    let (h, w, cin) = x.dim();
-    let c = dw.w.dim().0;
     let (hout, wout) = dw.dilation.dim();
-    let (groups, in_groups) = (layer.groups as usize, layer.in_groups as usize);
+    let (h, w) = (job.layer.height, job.layer.width);
     let sim = |e: SimError| DriverError::Sim(e);
 
     // Reset.
@@ -267,61 +449,17 @@ pub fn run_layer(
         model.input(ports::PRM_DATA).map_err(sim)?,
     );
     let prm_ready = model.output(ports::PRM_READY).map_err(sim)?;
-    let mut words = Vec::new();
-    let mut load_cycles = 0u64;
-    let mut load = |model: &mut VerilatedModel,
-                    target: u32,
-                    addr: usize,
-                    values: &mut dyn Iterator<Item = i64>,
-                    bits: u32|
-     -> Result<(), DriverError> {
-        pack(values, bits, &mut words);
+    for (target, addr, words) in &job.params {
         model.set(prm_valid, 1);
-        model.set(prm_target, u64::from(target));
-        model.set(prm_addr, addr as u64);
-        model.pins_mut().set_words(prm_data, &words);
+        model.set(prm_target, u64::from(*target));
+        model.set(prm_addr, *addr);
+        model.pins_mut().set_words(prm_data, words);
         if model.get(prm_ready) & 1 != 1 {
             return Err(DriverError::Unsupported(
                 "the engine is not ready for parameters".into(),
             ));
         }
         model.step().map_err(sim)?;
-        load_cycles += 1;
-        Ok(())
-    };
-    let lane_or_zero = |g: usize, l: usize, n: usize| (g * lanes + l < n).then_some(g * lanes + l);
-    for g in 0..groups {
-        for t in 0..9 {
-            let mut it = (0..lanes)
-                .map(|l| lane_or_zero(g, l, c).map_or(0, |ch| i64::from(dw.w[[ch, t / 3, t % 3]])));
-            load(model, param_target::DW_TAP0 + t as u32, g, &mut it, 4)?;
-        }
-        let mut it =
-            (0..lanes).map(|l| lane_or_zero(g, l, c).map_or(0, |ch| i64::from(dw.quant.scale[ch])));
-        load(model, param_target::DW_SCALE, g, &mut it, 16)?;
-        let mut it =
-            (0..lanes).map(|l| lane_or_zero(g, l, c).map_or(0, |ch| i64::from(dw.quant.bias[ch])));
-        load(model, param_target::DW_BIAS, g, &mut it, 16)?;
-        if let Some(pw) = &block.pointwise {
-            let mut it = (0..lanes)
-                .map(|l| lane_or_zero(g, l, c).map_or(0, |ch| i64::from(pw.quant.scale[ch])));
-            load(model, param_target::PW_SCALE, g, &mut it, 16)?;
-            let mut it = (0..lanes)
-                .map(|l| lane_or_zero(g, l, c).map_or(0, |ch| i64::from(pw.quant.bias[ch])));
-            load(model, param_target::PW_BIAS, g, &mut it, 16)?;
-            for o in 0..lanes {
-                for gin in 0..in_groups {
-                    let mut it = (0..lanes).map(|i| {
-                        match (lane_or_zero(g, o, c), lane_or_zero(gin, i, cin)) {
-                            (Some(co), Some(ci)) => i64::from(pw.w[[co, ci]]),
-                            _ => 0,
-                        }
-                    });
-                    let addr = g * cfg.max_groups() as usize + gin;
-                    load(model, param_target::PW_LANE0 + o as u32, addr, &mut it, 4)?;
-                }
-            }
-        }
     }
     model.set(prm_valid, 0);
 
@@ -331,13 +469,13 @@ pub fn run_layer(
         model.set(p, v);
         Ok(())
     };
-    set(model, ports::HEIGHT, h as u64)?;
-    set(model, ports::WIDTH, w as u64)?;
-    set(model, ports::GROUPS, groups as u64)?;
-    set(model, ports::RELU, u64::from(dw.quant.relu))?;
-    if let Some(pw) = &block.pointwise {
-        set(model, ports::IN_GROUPS, in_groups as u64)?;
-        set(model, ports::RELU_PW, u64::from(pw.quant.relu))?;
+    set(model, ports::HEIGHT, u64::from(h))?;
+    set(model, ports::WIDTH, u64::from(w))?;
+    set(model, ports::GROUPS, u64::from(job.layer.groups))?;
+    set(model, ports::RELU, u64::from(job.relu))?;
+    if let Some(relu_pw) = job.relu_pw {
+        set(model, ports::IN_GROUPS, u64::from(job.layer.in_groups))?;
+        set(model, ports::RELU_PW, u64::from(relu_pw))?;
     }
     set(model, ports::START, 1)?;
     model.step().map_err(sim)?;
@@ -347,44 +485,29 @@ pub fn run_layer(
     let pins = model.pins();
     let mut pixels =
         StreamSource::new(pins, ports::IN_VALID, ports::IN_READY, ports::IN_DATA).map_err(sim)?;
-    for g in 0..groups {
-        for y in 0..h {
-            for xx in 0..w {
-                for gin in 0..in_groups {
-                    // With the 1x1 front a pixel is its input groups; without, group g itself.
-                    let src = if block.pointwise.is_some() { gin } else { g };
-                    let it = (0..lanes).map(|l| {
-                        lane_or_zero(src, l, cin).map_or(0, |ch| i64::from(x[[y, xx, ch]]))
-                    });
-                    pack(it, 8, &mut words);
-                    pixels.push_words(&words).map_err(sim)?;
-                }
-            }
-        }
+    for words in &job.pixels {
+        pixels.push_words(words).map_err(sim)?;
     }
     let mut dilations = if cfg.mode == DeformMode::Codenet {
         let mut s = StreamSource::new(pins, ports::DIL_VALID, ports::DIL_READY, ports::DIL_DATA)
             .map_err(sim)?;
-        for _ in 0..groups {
-            for &d in dw.dilation.iter() {
-                s.push(u64::from(d)).map_err(sim)?;
-            }
+        for &d in &job.dilations {
+            s.push(d).map_err(sim)?;
         }
         Some(s)
     } else {
         None
     };
-    let out_beats = groups * hout * wout;
     let mut sink = StreamSink::new(pins, ports::OUT_VALID, ports::OUT_READY, ports::OUT_DATA)
         .map_err(sim)?
         .with_stalls(pressure.stall_rate, pressure.seed)
         .map_err(sim)?
-        .expect(out_beats);
+        .expect(job.out_beats());
     let mut error = FlagMonitor {
         port: pins.output(ports::ERROR).map_err(sim)?,
         first: None,
     };
-    let estimated = estimated_cycles(cfg, &layer);
+    let estimated = estimated_cycles(cfg, &job.layer);
     let budget = 64 + 8 * estimated + (estimated as f64 * 4.0 / (1.0 - pressure.stall_rate)) as u64;
     {
         let mut agents: Vec<&mut dyn Agent> = vec![&mut pixels, &mut sink, &mut error];
@@ -394,25 +517,10 @@ pub fn run_layer(
         model.run_until_done(&mut agents, budget).map_err(sim)?;
     }
 
-    // Results: pass g, output raster order, lane l is channel g * lanes + l.
-    let mut rtl = Array3::<i8>::zeros((hout, wout, c));
-    let mut result_cycle = Array3::<u64>::zeros((hout, wout, c));
-    for (k, &cycle) in sink.cycles().iter().enumerate() {
-        let (g, p) = (k / (hout * wout), k % (hout * wout));
-        let beat = sink.beat(k);
-        for l in 0..lanes {
-            if let Some(ch) = lane_or_zero(g, l, c) {
-                let v = (beat[l / 4] >> (8 * (l % 4))) as u8 as i8;
-                rtl[[p / wout, p % wout, ch]] = v;
-                result_cycle[[p / wout, p % wout, ch]] = cycle;
-            }
-        }
-    }
     let first_in = *pixels
         .accepted_cycles()
         .first()
         .expect("at least one pixel");
-    let last_out = *sink.cycles().last().expect("at least one result");
     let fault = error.first.map(|flag_cycle| {
         // The flag rises in the cycle after the offending dilation was taken.
         let taken = dilations
@@ -433,37 +541,13 @@ pub fn run_layer(
             max_dilation: cfg.dmax(),
         }
     });
-    let flat = |a: &Array3<i8>| {
-        a.view()
-            .into_shape_with_order((hout * wout, c))
-            .expect("contiguous")
-            .to_owned()
-    };
-    let comparison: Comparison = compare("y", flat(&golden).view(), flat(&rtl).view())?;
-    let first_mismatch = comparison.first_mismatch.as_ref().map(|m| {
-        let (p, ch) = (m.index[0], m.index[1]);
-        let (oy, ox) = (p / wout, p % wout);
-        FirstMismatch {
-            tensor: "y",
-            index: [oy, ox, ch],
-            golden: golden[[oy, ox, ch]],
-            rtl: rtl[[oy, ox, ch]],
-            cycle: result_cycle[[oy, ox, ch]],
-        }
-    });
-    let macs =
-        (hout * wout * c * 9 + block.pointwise.as_ref().map_or(0, |_| h * w * c * cin)) as u64;
-    Ok(Outcome {
-        golden,
-        rtl,
-        mismatches: comparison.mismatches,
-        first_mismatch,
-        cycles: last_out - first_in + 1,
-        estimated_cycles: estimated,
-        macs,
-        fault,
-        load_cycles,
-    })
+    job.outcome(
+        cfg,
+        &|k| sink.beat(k).to_vec(),
+        sink.cycles(),
+        first_in,
+        (fault, job.params.len() as u64),
+    )
 }
 
 /// A seeded mode-A layer for `cfg` (ChaCha8, so a seed reproduces it anywhere): uniform int8

@@ -10,6 +10,7 @@
 //!   weight-update vector engine, and its cycle model.
 
 pub mod axi;
+pub mod axi_deform;
 pub mod compare;
 pub mod dcnv2;
 pub mod deform;

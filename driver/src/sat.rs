@@ -18,8 +18,10 @@ use coforge_sim::{
 
 use crate::design::design_spec_of;
 
+pub mod axi;
 pub mod network;
 use crate::DriverError;
+pub use axi::{AxiMemory, AxiRunStats};
 
 /// The external memory's contents, in beats of `mem_bits`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +66,7 @@ impl DramImage {
 }
 
 /// What the simulation measured in one run.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct RunStats {
     /// The top's cycle counter: cycles from `start` to `done`.
     pub cycles: u64,
@@ -85,6 +87,9 @@ pub struct RunStats {
     /// The sum of the per-instruction estimates plus fetch and dispatch (an estimate, for
     /// comparison beside the measured `cycles`).
     pub estimated_cycles: u64,
+    /// Through the AXI wrapper (`sat_top_axi`): what its registers and the AXI4 memory said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub axi: Option<AxiRunStats>,
 }
 
 struct TopPorts {
@@ -101,12 +106,18 @@ struct TopPorts {
     busy: Vec<(Engine, OutputPort)>,
 }
 
-/// The system top of one config, built for Verilator.
+/// The system top of one config, built for Verilator: bare (`sat_top`, its native memory
+/// port on [`Memory`]) or through its AXI wrapper (`sat_top_axi`, [`axi`]).
 pub struct SatSystem {
     pub geo: Geometry,
     pub sys: SystemConfig,
     model: VerilatedModel,
-    ports: TopPorts,
+    bus: Bus,
+}
+
+enum Bus {
+    Native(Box<TopPorts>),
+    Axi(AxiMemory),
 }
 
 const NAMES: MemoryPortNames<'static> = MemoryPortNames {
@@ -157,8 +168,13 @@ impl SatSystem {
             geo,
             sys,
             model,
-            ports,
+            bus: Bus::Native(Box::new(ports)),
         })
+    }
+
+    /// True when the runs go through the AXI wrapper ([`SatSystem::new_axi`]).
+    pub fn is_axi(&self) -> bool {
+        matches!(self.bus, Bus::Axi(_))
     }
 
     /// Runs `program` on `dram` (updated in place with what the system wrote) and returns the
@@ -178,7 +194,8 @@ impl SatSystem {
 
     /// [`SatSystem::run`], handing `observe` the top's busy counters (in [`Engine::ALL`] order)
     /// after every simulated cycle from `start` on: what [`network::Timeline`] turns into each
-    /// instruction's measured busy span.
+    /// instruction's measured busy span. Through the AXI wrapper the counters are registers
+    /// read once at the end, so `observe` is not called.
     #[allow(clippy::too_many_arguments)]
     pub fn run_observed(
         &mut self,
@@ -191,7 +208,13 @@ impl SatSystem {
         observe: &mut dyn FnMut(&[u64; 4]),
     ) -> Result<RunStats, DriverError> {
         check_program(program, &self.geo, &self.sys, dram.beats())?;
-        let p = &self.ports;
+        let p = match &self.bus {
+            Bus::Native(p) => p,
+            &Bus::Axi(memory) => {
+                // The AXI4-Lite registers are read at the end, not every cycle.
+                return self.run_axi(program, dram, timing, (lr, lambda), max_cycles, memory);
+            }
+        };
         let m = &mut self.model;
         // Reset, then write the program.
         m.set(p.rst, 1);
@@ -262,6 +285,7 @@ impl SatSystem {
             read_beats,
             written_beats,
             estimated_cycles: estimate_program(program, &self.geo, &self.sys),
+            axi: None,
         })
     }
 }

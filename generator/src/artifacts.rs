@@ -140,7 +140,13 @@ impl EnginePlan {
             EngineParams::Wuve(p) => {
                 Some(axi::lane_wrapper(&axi::wuve_engine(p, &self.top), engine))
             }
-            _ => None,
+            EngineParams::Deform(c) => {
+                Some(axi::deform_wrapper(&axi::deform_engine(c, engine), engine))
+            }
+            EngineParams::System(c) => c
+                .system
+                .as_ref()
+                .and_then(|sys| axi::sat::sat_wrapper(sys, engine)),
         }
     }
 

@@ -21,17 +21,18 @@ fn assert_snapshot(actual: &str, expected: &str) {
 
 #[test]
 fn ports_and_declarations_align_and_carry_their_comments() {
-    let mut b = ModuleBuilder::new("decls");
-    b.doc("What the module does, one line.");
-    b.input("clk", 1, "");
-    b.input("data_in", 16, "a documented input");
-    b.output("flag", 1, "");
-    b.output_reg("count", 8, "a register port");
-    b.wire("scratch", 3);
-    b.reg("state", 2);
-    b.describe("a documented register");
+    let def = ModuleBuilder::build("decls", |b| {
+        b.doc("What the module does, one line.");
+        b.input("clk", 1, "");
+        b.input("data_in", 16, "a documented input");
+        b.output("flag", 1, "");
+        b.output_reg("count", 8, "a register port");
+        b.wire("scratch", 3);
+        b.reg("state", 2);
+        b.describe("a documented register");
+    });
     assert_snapshot(
-        &text(&b.finish()),
+        &text(&def),
         r#"// snapshot
 //
 // What the module does, one line.
@@ -56,18 +57,19 @@ endmodule
 
 #[test]
 fn assignments_group_and_comments_stay_with_their_item() {
-    let mut b = ModuleBuilder::new("assigns");
-    let a = b.input("a", 4, "");
-    let y = b.output("y", 4, "");
-    let z = b.output("z", 1, "");
-    b.comment("Two assignments, kept together.");
-    let t = b.name("t", a.not());
-    b.drive("y", t.add(&a));
-    b.comment("A second group.");
-    b.drive("z", a.any());
-    let _ = (y, z);
+    let def = ModuleBuilder::build("assigns", |b| {
+        let a = b.input("a", 4, "");
+        let y = b.output("y", 4, "");
+        let z = b.output("z", 1, "");
+        b.comment("Two assignments, kept together.");
+        let t = b.name("t", a.not());
+        b.drive(&y, t.add(&a));
+        b.comment("A second group.");
+        b.drive(&z, a.any());
+        let _ = (y, z);
+    });
     assert_snapshot(
-        &text(&b.finish()),
+        &text(&def),
         r#"// snapshot
 //
 `default_nettype none
@@ -96,21 +98,22 @@ endmodule
 
 #[test]
 fn a_clocked_process_prints_nested_ifs_with_nonblocking_assignments() {
-    let mut b = ModuleBuilder::new("counter");
-    let clk = b.input("clk", 1, "");
-    let rst = b.input("rst", 1, "");
-    let en = b.input("en", 1, "");
-    let count = b.output_reg("count", 4, "");
-    b.clocked(
-        &clk,
-        vec![when_else(
-            rst,
-            vec![set(&count, Expr::zero(4))],
-            vec![when(en, vec![set(&count, count.add(&Expr::lit(1, 4)))])],
-        )],
-    );
+    let def = ModuleBuilder::build("counter", |b| {
+        let clk = b.input("clk", 1, "");
+        let rst = b.input("rst", 1, "");
+        let en = b.input("en", 1, "");
+        let count = b.output_reg("count", 4, "");
+        b.clocked(
+            &clk,
+            vec![when_else(
+                rst,
+                vec![set(&count, Expr::zero(4))],
+                vec![when(en, vec![set(&count, count.add(&Expr::lit(1, 4)))])],
+            )],
+        );
+    });
     assert_snapshot(
-        &text(&b.finish()),
+        &text(&def),
         r#"// snapshot
 //
 `default_nettype none
@@ -141,17 +144,18 @@ endmodule
 
 #[test]
 fn a_combinational_case_prints_blocking_assignments_and_a_default() {
-    let mut b = ModuleBuilder::new("decoder");
-    let sel = b.input("sel", 2, "");
-    let a = b.input("a", 8, "");
-    let y = b.output_reg("y", 8, "");
-    b.combinational(vec![case(
-        sel,
-        vec![(0, vec![set(&y, a.clone())]), (2, vec![set(&y, a.not())])],
-        vec![set(&y, Expr::zero(8))],
-    )]);
+    let def = ModuleBuilder::build("decoder", |b| {
+        let sel = b.input("sel", 2, "");
+        let a = b.input("a", 8, "");
+        let y = b.output_reg("y", 8, "");
+        b.combinational(vec![case(
+            sel,
+            vec![(0, vec![set(&y, a.clone())]), (2, vec![set(&y, a.not())])],
+            vec![set(&y, Expr::zero(8))],
+        )]);
+    });
     assert_snapshot(
-        &text(&b.finish()),
+        &text(&def),
         r#"// snapshot
 //
 `default_nettype none
@@ -203,12 +207,13 @@ fn leaf() -> ModuleDef {
 
 #[test]
 fn an_instance_prints_named_aligned_connections() {
-    let mut b = ModuleBuilder::new("wrapper");
-    let x = b.input("x", 4, "");
-    let y = b.output("y", 4, "");
-    b.instance(&leaf(), "u_leaf", vec![("y", y), ("a", x)]);
+    let def = ModuleBuilder::build("wrapper", |b| {
+        let x = b.input("x", 4, "");
+        let y = b.output("y", 4, "");
+        b.instance(&leaf(), "u_leaf", vec![("y", y), ("a", x)]);
+    });
     assert_snapshot(
-        &text(&b.finish()),
+        &text(&def),
         r#"// snapshot
 //
 `default_nettype none
@@ -241,100 +246,106 @@ fn an_external_module_is_included_verbatim_under_the_header() {
 
 #[test]
 fn expressions_print_only_the_parentheses_they_need() {
-    let a = Expr::sig("a", 8);
-    let b = Expr::sig("b", 8);
-    let c = Expr::sig("c", 8);
-    let s = Expr::sig("s", 1);
-    let i = Expr::sig("i", 3);
-    for (e, text) in [
-        (Expr::bit(true), "1'b1"),
-        (Expr::lit(3, 4), "4'd3"),
-        (Expr::lit(255, 8), "8'hff"),
-        (a.slice(0, 4), "a[3:0]"),
-        (a.bit_at(5), "a[5]"),
-        (a.slice(2, 4).slice(1, 2), "a[4:3]"),
-        (a.dyn_slice(i.clone(), 2), "a[i +: 2]"),
-        (a.dyn_slice(i.clone(), 1), "a[i]"),
-        (Expr::concat(vec![a.clone(), b.clone()]), "{a, b}"),
-        (s.repeat(4), "{4{s}}"),
-        (a.sext(12), "{{4{a[7]}}, a}"),
-        (a.zext(12), "{4'd0, a}"),
-        (a.sub(&b.sub(&c)), "a - (b - c)"),
-        (a.sub(&b).sub(&c), "a - b - c"),
-        (a.add(&b.mul(&c)), "a + b * c"),
-        (a.add(&b).mul(&c), "(a + b) * c"),
-        (a.and(&b).or(&c), "a & b | c"),
-        (a.xor(&b).not(), "~(a ^ b)"),
-        (a.eq(&b).land(&s), "a == b && s"),
-        (a.lt(&b).lor(&a.ne(&c)), "a < b || a != c"),
-        (a.shl(&i), "a << i"),
-        (a.shr(&i), "a >> i"),
-        (a.all(), "&a"),
-        (Expr::mux(&s, &a, &b), "s ? a : b"),
-        (
-            Expr::mux(&a.eq(&b), &a, &Expr::mux(&s, &b, &c)),
-            "(a == b) ? a : s ? b : c",
-        ),
-        (
-            Expr::select(&i, &[a.clone(), b.clone()]),
-            "(i == 3'd0) ? a : (i == 3'd1) ? b : 8'd0",
-        ),
-    ] {
-        assert_eq!(e.to_string(), text);
-    }
+    ModuleBuilder::build("exprs", |m| {
+        let a = m.input("a", 8, "");
+        let b = m.input("b", 8, "");
+        let c = m.input("c", 8, "");
+        let s = m.input("s", 1, "");
+        let i = m.input("i", 3, "");
+        for (e, text) in [
+            (Expr::bit(true), "1'b1"),
+            (Expr::lit(3, 4), "4'd3"),
+            (Expr::lit(255, 8), "8'hff"),
+            (a.slice(0, 4), "a[3:0]"),
+            (a.bit_at(5), "a[5]"),
+            (a.slice(2, 4).slice(1, 2), "a[4:3]"),
+            (a.dyn_slice(i.clone(), 2), "a[i +: 2]"),
+            (a.dyn_slice(i.clone(), 1), "a[i]"),
+            (Expr::concat(vec![a.clone(), b.clone()]), "{a, b}"),
+            (s.repeat(4), "{4{s}}"),
+            (a.sext(12), "{{4{a[7]}}, a}"),
+            (a.zext(12), "{4'd0, a}"),
+            (a.sub(&b.sub(&c)), "a - (b - c)"),
+            (a.sub(&b).sub(&c), "a - b - c"),
+            (a.add(&b.mul(&c)), "a + b * c"),
+            (a.add(&b).mul(&c), "(a + b) * c"),
+            (a.and(&b).or(&c), "a & b | c"),
+            (a.xor(&b).not(), "~(a ^ b)"),
+            (a.eq(&b).land(&s), "a == b && s"),
+            (a.lt(&b).lor(&a.ne(&c)), "a < b || a != c"),
+            (a.shl(&i), "a << i"),
+            (a.shr(&i), "a >> i"),
+            (a.all(), "&a"),
+            (Expr::mux(&s, &a, &b), "s ? a : b"),
+            (
+                Expr::mux(&a.eq(&b), &a, &Expr::mux(&s, &b, &c)),
+                "(a == b) ? a : s ? b : c",
+            ),
+            (
+                Expr::select(&i, &[a.clone(), b.clone()]),
+                "(i == 3'd0) ? a : (i == 3'd1) ? b : 8'd0",
+            ),
+        ] {
+            assert_eq!(e.to_string(), text);
+        }
+    });
 }
 
 #[test]
 fn signed_shapes_decide_extension_comparison_and_shift() {
-    let a = Expr::sig("a", 8);
-    let b = Expr::sig("b", 8);
-    let i = Expr::sig("i", 3);
-    let (sa, sb) = (a.as_signed(), b.as_signed());
-    assert!(sa.is_signed() && !a.is_signed());
-    assert!(sa.add(&sb).is_signed() && sa.resize(12).is_signed());
-    assert!(!sa.as_unsigned().is_signed() && !sa.lt(&sb).is_signed());
-    for (e, text) in [
-        // Extension follows the type: sign for signed, zero for unsigned.
-        (sa.resize(12), "{{4{a[7]}}, a}"),
-        (a.resize(12), "{4'd0, a}"),
-        // Comparison: signed only when both sides are.
-        (sa.lt(&sb), "$signed(a) < $signed(b)"),
-        (sa.gt(&sb), "$signed(b) < $signed(a)"),
-        (a.lt(&b), "a < b"),
-        (sa.add(&sb).lt(&sb), "$signed({a + b}) < $signed(b)"),
-        // Right shift: arithmetic for signed, self-determined so no context can undo it.
-        (sa.shr(&i), "{$signed(a) >>> i}"),
-        (sa.shr(&i).add(&sb), "{$signed(a) >>> i} + b"),
-        (a.shr(&i), "a >> i"),
-        // Arithmetic prints on equal widths: the low bits do not depend on signedness.
-        (
-            sa.resize(16).mul(&sb.resize(16)),
-            "{{8{a[7]}}, a} * {{8{b[7]}}, b}",
-        ),
-        // A signed multiply prints with $signed (the same low bits), self-determined.
-        (
-            sa.resize(16).mul_signed(&sb.resize(16)),
-            "{$signed({{8{a[7]}}, a}) * $signed({{8{b[7]}}, b})}",
-        ),
-        (
-            sa.resize(16).mul_signed(&sb.resize(16)).add(&sa.resize(16)),
-            "{$signed({{8{a[7]}}, a}) * $signed({{8{b[7]}}, b})} + {{8{a[7]}}, a}",
-        ),
-        (Expr::signed_lit(-1, 8), "8'hff"),
-        (
-            Expr::signed_lit(-128, 8).lt(&sa),
-            "$signed(8'h80) < $signed(a)",
-        ),
-    ] {
-        assert_eq!(e.to_string(), text);
-    }
+    ModuleBuilder::build("exprs", |m| {
+        let a = m.input("a", 8, "");
+        let b = m.input("b", 8, "");
+        let i = m.input("i", 3, "");
+        let (sa, sb) = (a.as_signed(), b.as_signed());
+        assert!(sa.is_signed() && !a.is_signed());
+        assert!(sa.add(&sb).is_signed() && sa.resize(12).is_signed());
+        assert!(!sa.as_unsigned().is_signed() && !sa.lt(&sb).is_signed());
+        for (e, text) in [
+            // Extension follows the type: sign for signed, zero for unsigned.
+            (sa.resize(12), "{{4{a[7]}}, a}"),
+            (a.resize(12), "{4'd0, a}"),
+            // Comparison: signed only when both sides are.
+            (sa.lt(&sb), "$signed(a) < $signed(b)"),
+            (sa.gt(&sb), "$signed(b) < $signed(a)"),
+            (a.lt(&b), "a < b"),
+            (sa.add(&sb).lt(&sb), "$signed({a + b}) < $signed(b)"),
+            // Right shift: arithmetic for signed, self-determined so no context can undo it.
+            (sa.shr(&i), "{$signed(a) >>> i}"),
+            (sa.shr(&i).add(&sb), "{$signed(a) >>> i} + b"),
+            (a.shr(&i), "a >> i"),
+            // Arithmetic prints on equal widths: the low bits do not depend on signedness.
+            (
+                sa.resize(16).mul(&sb.resize(16)),
+                "{{8{a[7]}}, a} * {{8{b[7]}}, b}",
+            ),
+            // A signed multiply prints with $signed (the same low bits), self-determined.
+            (
+                sa.resize(16).mul_signed(&sb.resize(16)),
+                "{$signed({{8{a[7]}}, a}) * $signed({{8{b[7]}}, b})}",
+            ),
+            (
+                sa.resize(16).mul_signed(&sb.resize(16)).add(&sa.resize(16)),
+                "{$signed({{8{a[7]}}, a}) * $signed({{8{b[7]}}, b})} + {{8{a[7]}}, a}",
+            ),
+            (Expr::signed_lit(-1, 8), "8'hff"),
+            (
+                Expr::signed_lit(-128, 8).lt(&sa),
+                "$signed(8'h80) < $signed(a)",
+            ),
+        ] {
+            assert_eq!(e.to_string(), text);
+        }
+    });
 }
 
 #[test]
 #[should_panic(expected = "differ in signedness")]
 fn mixing_signed_and_unsigned_operands_is_refused() {
-    let a = Expr::sig("a", 8);
-    let _ = a.as_signed().lt(&a);
+    ModuleBuilder::build("exprs", |m| {
+        let a = m.input("a", 8, "");
+        let _ = a.as_signed().lt(&a);
+    });
 }
 
 #[test]
@@ -345,22 +356,22 @@ fn signed_constants_are_range_checked() {
 
 /// A line buffer: one write port and two registered read ports (one always enabled).
 pub fn two_port_ram() -> ModuleDef {
-    let mut b = ModuleBuilder::new("ram_1w2r");
-    let clk = b.input("clk", 1, "");
-    let we = b.input("we", 1, "");
-    let waddr = b.input("waddr", 10, "");
-    let wdata = b.input("wdata", 8, "");
-    let re = b.input("re", 1, "");
-    let raddr = b.input("raddr", 10, "");
-    let raddr_b = b.input("raddr_b", 10, "");
-    let rdata = b.output_reg("rdata", 8, "");
-    let rdata_b = b.output_reg("rdata_b", 8, "");
-    let line = b.memory("line", 8, 1000);
-    b.describe("no reset: block RAM");
-    b.memory_write(&clk, &line, &we, &waddr, &wdata);
-    b.memory_read(&clk, &line, &rdata, &re, &raddr);
-    b.memory_read(&clk, &line, &rdata_b, &Expr::bit(true), &raddr_b);
-    b.finish()
+    ModuleBuilder::build("ram_1w2r", |b| {
+        let clk = b.input("clk", 1, "");
+        let we = b.input("we", 1, "");
+        let waddr = b.input("waddr", 10, "");
+        let wdata = b.input("wdata", 8, "");
+        let re = b.input("re", 1, "");
+        let raddr = b.input("raddr", 10, "");
+        let raddr_b = b.input("raddr_b", 10, "");
+        let rdata = b.output_reg("rdata", 8, "");
+        let rdata_b = b.output_reg("rdata_b", 8, "");
+        let line = b.memory("line", 8, 1000);
+        b.describe("no reset: block RAM");
+        b.memory_write(&clk, &line, &we, &waddr, &wdata);
+        b.memory_read(&clk, &line, &rdata, &re, &raddr);
+        b.memory_read(&clk, &line, &rdata_b, &Expr::bit(true), &raddr_b);
+    })
 }
 
 #[test]
@@ -408,99 +419,95 @@ endmodule
     );
 }
 
-/// A module with a clock, a 2-bit address `a` and a 4-bit word `d`, for the refusals below.
-fn fixture() -> (ModuleBuilder, Expr, Expr, Expr) {
-    let mut b = ModuleBuilder::new("m");
-    let clk = b.input("clk", 1, "");
-    let a = b.input("a", 2, "");
-    let d = b.input("d", 4, "");
-    (b, clk, a, d)
+/// Module `m` with a clock, a 2-bit address `a` and a 4-bit word `d`, the rest described by
+/// `body`, for the refusals below.
+fn module_m(
+    body: impl for<'id> FnOnce(&mut ModuleBuilder<'id>, Expr<'id>, Expr<'id>, Expr<'id>),
+) -> ModuleDef {
+    ModuleBuilder::build("m", |b| {
+        let clk = b.input("clk", 1, "");
+        let a = b.input("a", 2, "");
+        let d = b.input("d", 4, "");
+        body(b, clk, a, d)
+    })
 }
 
 #[test]
 #[should_panic(expected = "`mem` has two drivers")]
 fn a_memory_has_one_write_port() {
-    let (mut b, clk, a, d) = fixture();
-    let mem = b.memory("mem", 4, 4);
-    b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
-    b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
-    b.finish();
+    module_m(|b, clk, a, d| {
+        let mem = b.memory("mem", 4, 4);
+        b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
+        b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
+    });
 }
 
 #[test]
 #[should_panic(expected = "has 1 write and 3 read ports")]
 fn a_memory_has_at_most_two_read_ports() {
-    let (mut b, clk, a, d) = fixture();
-    let mem = b.memory("mem", 4, 4);
-    b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
-    for i in 0..3 {
-        let q = b.reg(&format!("q{i}"), 4);
-        b.memory_read(&clk, &mem, &q, &Expr::bit(true), &a);
-    }
-    b.finish();
+    module_m(|b, clk, a, d| {
+        let mem = b.memory("mem", 4, 4);
+        b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
+        for i in 0..3 {
+            let q = b.reg(&format!("q{i}"), 4);
+            b.memory_read(&clk, &mem, &q, &Expr::bit(true), &a);
+        }
+    });
 }
 
-/// Ports written by hand (`set_word`, `Expr::MemRead`) are held to the same template.
+/// Ports written by hand (`set_word`, `Memory::read`) are held to the same template.
 #[test]
 fn hand_written_ports_are_the_same_template() {
-    let (mut b, clk, a, d) = fixture();
-    let q = b.output_reg("q", 4, "");
-    let mem = b.memory("mem", 4, 4);
-    b.clocked(&clk, vec![set_word(&mem, a.clone(), d)]);
-    let read = Expr::MemRead {
-        mem: mem.name.clone(),
-        index: Box::new(a),
-        width: 4,
-    };
-    b.clocked(&clk, vec![set(&q, read)]);
-    let by_hand = text(&b.finish());
-    let (mut b, clk, a, d) = fixture();
-    let q = b.output_reg("q", 4, "");
-    let mem = b.memory("mem", 4, 4);
-    b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
-    b.memory_read(&clk, &mem, &q, &Expr::bit(true), &a);
-    assert_eq!(by_hand, text(&b.finish()));
+    let by_hand = module_m(|b, clk, a, d| {
+        let q = b.output_reg("q", 4, "");
+        let mem = b.memory("mem", 4, 4);
+        b.clocked(&clk, vec![set_word(&mem, a.clone(), d)]);
+        b.clocked(&clk, vec![set(&q, mem.read(&a))]);
+    });
+    let by_ports = module_m(|b, clk, a, d| {
+        let q = b.output_reg("q", 4, "");
+        let mem = b.memory("mem", 4, 4);
+        b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
+        b.memory_read(&clk, &mem, &q, &Expr::bit(true), &a);
+    });
+    assert_eq!(text(&by_hand), text(&by_ports));
 }
 
 #[test]
 #[should_panic(expected = "asynchronous read")]
 fn an_asynchronous_read_is_refused() {
-    let (mut b, clk, a, d) = fixture();
-    let q = b.output("q", 4, "");
-    let mem = b.memory("mem", 4, 4);
-    b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
-    let read = Expr::MemRead {
-        mem: mem.name.clone(),
-        index: Box::new(a),
-        width: 4,
-    };
-    b.drive("q", read);
-    let _ = q;
-    b.finish();
+    module_m(|b, clk, a, d| {
+        let q = b.output("q", 4, "");
+        let mem = b.memory("mem", 4, 4);
+        b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
+        b.drive(&q, mem.read(&a));
+    });
 }
 
 #[test]
 #[should_panic(expected = "takes a 3-bit address")]
 fn memory_addresses_are_width_checked() {
-    let (mut b, clk, a, d) = fixture();
-    let mem = b.memory("mem", 4, 5);
-    b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
+    module_m(|b, clk, a, d| {
+        let mem = b.memory("mem", 4, 5);
+        b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
+    });
 }
 
 #[test]
 #[should_panic(expected = "not a register")]
 fn a_read_port_loads_a_register() {
-    let (mut b, clk, a, _) = fixture();
-    let q = b.output("q", 4, "");
-    let mem = b.memory("mem", 4, 4);
-    b.memory_read(&clk, &mem, &q, &Expr::bit(true), &a);
+    module_m(|b, clk, a, _| {
+        let q = b.output("q", 4, "");
+        let mem = b.memory("mem", 4, 4);
+        b.memory_read(&clk, &mem, &q, &Expr::bit(true), &a);
+    });
 }
 
 #[test]
 #[should_panic(expected = "needs one write port and one or two read ports")]
 fn a_memory_without_a_read_port_is_refused() {
-    let (mut b, clk, a, d) = fixture();
-    let mem = b.memory("mem", 4, 4);
-    b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
-    b.finish();
+    module_m(|b, clk, a, d| {
+        let mem = b.memory("mem", 4, 4);
+        b.memory_write(&clk, &mem, &Expr::bit(true), &a, &d);
+    });
 }

@@ -22,23 +22,26 @@ pub fn design() -> Result<Design, LeafError> {
             .expect("the leaf's module names are its own");
     }
     let black_box = leaf.last().expect("repair returns the top last");
-    let mut b = ModuleBuilder::new(TOP);
-    b.doc("The requantize-and-ReLU stage after the STCE: one int32 accumulator in, one int8 out");
-    b.doc("a cycle later (cf_requant_relu, a rust-hdl leaf, instantiated as a black box).");
-    let clk = b.input("clk", 1, "");
-    let rst = b.input("rst", 1, "synchronous reset, active high");
-    let mut connections = Vec::new();
-    for p in black_box.ports() {
-        let doc = p.doc.clone().unwrap_or_default();
-        let signal = match (p.name.as_str(), p.dir) {
-            ("clock", _) => clk.clone(),
-            ("reset", _) => rst.clone(),
-            (_, Dir::Input) => b.input(&p.name, p.width, &doc),
-            (_, Dir::Output) => b.output(&p.name, p.width, &doc),
-        };
-        connections.push((p.name.as_str(), signal));
-    }
-    b.instance(black_box, "requant", connections);
-    design.add(b.finish()).expect("one stage");
+    let stage = ModuleBuilder::build(TOP, |b| {
+        b.doc(
+            "The requantize-and-ReLU stage after the STCE: one int32 accumulator in, one int8 out",
+        );
+        b.doc("a cycle later (cf_requant_relu, a rust-hdl leaf, instantiated as a black box).");
+        let clk = b.input("clk", 1, "");
+        let rst = b.input("rst", 1, "synchronous reset, active high");
+        let mut connections = Vec::new();
+        for p in black_box.ports() {
+            let doc = p.doc.clone().unwrap_or_default();
+            let signal = match (p.name.as_str(), p.dir) {
+                ("clock", _) => clk.clone(),
+                ("reset", _) => rst.clone(),
+                (_, Dir::Input) => b.input(&p.name, p.width, &doc),
+                (_, Dir::Output) => b.output(&p.name, p.width, &doc),
+            };
+            connections.push((p.name.as_str(), signal));
+        }
+        b.instance(black_box, "requant", connections);
+    });
+    design.add(stage).expect("one stage");
     Ok(design)
 }

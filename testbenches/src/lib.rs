@@ -5,7 +5,7 @@ use coforge_driver::design::design_spec;
 use coforge_generator::artifacts::{render, Rendered};
 use coforge_generator::config::{Config, StceConfig};
 use coforge_generator::engines::stce::ports;
-use coforge_sim::{BuildOptions, DesignSpec, VerilatedModel, Verilator};
+use coforge_sim::{Agent, BuildOptions, DesignSpec, InputPort, Pins, VerilatedModel, Verilator};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -197,4 +197,45 @@ pub fn run_in_both_simulators(
         .and_then(|mut sim| sim.run(stim))
         .unwrap_or_else(|e| panic!("Icarus run failed: {e}"));
     [(verilator, "verilator"), (icarus, "icarus")]
+}
+
+/// A master that breaks the AXI4-Stream rules on a wrapper's slave port `<prefix>_*`: TVALID
+/// always high (and TLAST) and TDATA changing every cycle, whether or not the beat was taken,
+/// for `cycles` cycles. The protocol checker must catch it once the wrapper stops taking beats.
+pub struct BrokenSource {
+    tdata: InputPort,
+    tvalid: InputPort,
+    tlast: InputPort,
+    cycles: u64,
+    limit: u64,
+}
+
+impl BrokenSource {
+    pub fn new(pins: &Pins, prefix: &str, cycles: u64) -> BrokenSource {
+        let port = |s: &str| {
+            pins.input(&format!("{prefix}_{s}"))
+                .unwrap_or_else(|e| panic!("{prefix}_{s}: {e}"))
+        };
+        BrokenSource {
+            tdata: port("tdata"),
+            tvalid: port("tvalid"),
+            tlast: port("tlast"),
+            cycles: 0,
+            limit: cycles,
+        }
+    }
+}
+
+impl Agent for BrokenSource {
+    fn drive(&mut self, cycle: u64, pins: &mut Pins) {
+        pins.set(self.tvalid, 1);
+        pins.set(self.tlast, 1);
+        pins.set_words(self.tdata, &[cycle as u32]);
+    }
+    fn observe(&mut self, _cycle: u64, _pins: &Pins) {
+        self.cycles += 1;
+    }
+    fn done(&self) -> bool {
+        self.cycles >= self.limit
+    }
 }

@@ -10,8 +10,8 @@ use coforge_generator::config::Config;
 use coforge_generator::engines::axi::{ports, ready_to_valid_paths, wrapper_name};
 use coforge_generator::rtl::ModuleDef;
 use coforge_sim::axi::{AxisChecker, ResetPin};
-use coforge_sim::{Agent, BuildOptions, InputPort, OutputPort, Pins, VerilatedModel, Verilator};
-use coforge_testbenches::{random_i8, synth_xilinx_cells, Engine};
+use coforge_sim::{BuildOptions, VerilatedModel, Verilator};
+use coforge_testbenches::{random_i8, synth_xilinx_cells, BrokenSource, Engine};
 use std::collections::BTreeMap;
 
 fn wrapper_model(engine: &Engine) -> VerilatedModel {
@@ -104,29 +104,6 @@ fn wrapper_gives_the_engines_bits_under_random_stalls_and_more_cycles_with_more_
     );
 }
 
-/// A master that breaks the AXI4-Stream rules: TVALID always high and TDATA changing every
-/// cycle, whether or not the beat was taken.
-struct BrokenSource {
-    tdata: InputPort,
-    tvalid: InputPort,
-    tlast: InputPort,
-    cycles: u64,
-}
-
-impl Agent for BrokenSource {
-    fn drive(&mut self, cycle: u64, pins: &mut Pins) {
-        pins.set(self.tvalid, 1);
-        pins.set(self.tlast, 1);
-        pins.set_words(self.tdata, &[cycle as u32]);
-    }
-    fn observe(&mut self, _cycle: u64, _pins: &Pins) {
-        self.cycles += 1;
-    }
-    fn done(&self) -> bool {
-        self.cycles >= 200
-    }
-}
-
 #[test]
 fn protocol_checker_fails_a_source_that_changes_tdata_before_the_handshake() {
     let engine = Engine::stce(2, 2, 2, 4, "");
@@ -139,13 +116,7 @@ fn protocol_checker_fails_a_source_that_changes_tdata_before_the_handshake() {
     let mut checker = AxisChecker::new(pins, ports::STCE_IN)
         .unwrap()
         .with_reset(reset, 1);
-    let mut broken = BrokenSource {
-        tdata: pins.input("s_axis_in_tdata").unwrap(),
-        tvalid: pins.input("s_axis_in_tvalid").unwrap(),
-        tlast: pins.input("s_axis_in_tlast").unwrap(),
-        cycles: 0,
-    };
-    let _unused: Option<OutputPort> = None;
+    let mut broken = BrokenSource::new(pins, ports::STCE_IN, 200);
     model.set(reset.port, 0);
     for _ in 0..axi::RESET_CYCLES {
         model.cycle_with(&mut [&mut checker]).unwrap();
@@ -219,12 +190,12 @@ fn no_wrapper_valid_depends_combinationally_on_its_ready() {
 #[test]
 fn the_ready_to_valid_check_finds_a_combinational_path() {
     use coforge_generator::rtl::ModuleBuilder;
-    let mut b = ModuleBuilder::new("bad_master");
-    let ready = b.input("m_axis_x_tready", 1, "");
-    let want = b.input("want", 1, "");
-    b.output("m_axis_x_tvalid", 1, "");
-    b.drive("m_axis_x_tvalid", ready.land(&want));
-    let bad = b.finish();
+    let bad = ModuleBuilder::build("bad_master", |b| {
+        let ready = b.input("m_axis_x_tready", 1, "");
+        let want = b.input("want", 1, "");
+        let m_axis_x_tvalid = b.output("m_axis_x_tvalid", 1, "");
+        b.drive(&m_axis_x_tvalid, ready.land(&want));
+    });
     let paths = ready_to_valid_paths(&bad, &BTreeMap::new());
     assert_eq!(
         paths,

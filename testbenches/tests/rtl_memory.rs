@@ -14,25 +14,25 @@ use rand_chacha::ChaCha8Rng;
 /// A memory of `depth` words of `width` bits with one write port and `reads` (1 or 2) read
 /// ports; read port 0 has an enable, port 1 reads every cycle.
 fn ram(name: &str, width: u32, depth: u32, reads: u32) -> ModuleDef {
-    let mut b = ModuleBuilder::new(name);
-    let clk = b.input("clk", 1, "");
-    let addr_bits = coforge_generator::rtl::index_bits(depth);
-    let we = b.input("we", 1, "");
-    let waddr = b.input("waddr", addr_bits, "");
-    let wdata = b.input("wdata", width, "");
-    let mem = b.memory("mem", width, depth);
-    b.memory_write(&clk, &mem, &we, &waddr, &wdata);
-    for port in 0..reads {
-        let enable = if port == 0 {
-            b.input("re0", 1, "")
-        } else {
-            Expr::bit(true)
-        };
-        let raddr = b.input(&format!("raddr{port}"), addr_bits, "");
-        let rdata = b.output_reg(&format!("rdata{port}"), width, "");
-        b.memory_read(&clk, &mem, &rdata, &enable, &raddr);
-    }
-    b.finish()
+    ModuleBuilder::build(name, |b| {
+        let clk = b.input("clk", 1, "");
+        let addr_bits = coforge_generator::rtl::index_bits(depth);
+        let we = b.input("we", 1, "");
+        let waddr = b.input("waddr", addr_bits, "");
+        let wdata = b.input("wdata", width, "");
+        let mem = b.memory("mem", width, depth);
+        b.memory_write(&clk, &mem, &we, &waddr, &wdata);
+        for port in 0..reads {
+            let enable = if port == 0 {
+                b.input("re0", 1, "")
+            } else {
+                Expr::bit(true)
+            };
+            let raddr = b.input(&format!("raddr{port}"), addr_bits, "");
+            let rdata = b.output_reg(&format!("rdata{port}"), width, "");
+            b.memory_read(&clk, &mem, &rdata, &enable, &raddr);
+        }
+    })
 }
 
 fn files(def: &ModuleDef) -> Vec<(String, String)> {

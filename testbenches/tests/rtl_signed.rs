@@ -11,34 +11,34 @@ use rand_chacha::ChaCha8Rng;
 
 /// Combinational signed operations on 8-bit `a`, `b` and a 3-bit shift `i`.
 fn signed_ops() -> ModuleDef {
-    let mut b = ModuleBuilder::new("signed_ops");
-    // The simulators need a clock; `unused_*` tells Verilator the logic does not use it.
-    b.input("unused_clk", 1, "");
-    let a = b.input("a", 8, "").as_signed();
-    let bb = b.input("b", 8, "").as_signed();
-    let i = b.input("i", 3, "");
-    b.output("lt", 1, "");
-    b.output("gt", 1, "");
-    b.output("shr", 8, "");
-    b.output("sum", 16, "");
-    b.output("product", 16, "");
-    let pick = b.output_reg("pick", 8, "");
-    b.drive("lt", a.lt(&bb));
-    b.drive("gt", a.gt(&bb));
-    // Inside a wider unsigned expression, the arithmetic shift must stay arithmetic.
-    let shifted = a.shr(&i).add(&Expr::signed_lit(0, 8));
-    b.drive("shr", shifted.as_unsigned());
-    b.drive("sum", a.resize(16).add(&bb.resize(16)).as_unsigned());
-    b.drive("product", a.resize(16).mul(&bb.resize(16)).as_unsigned());
-    b.combinational(vec![case(
-        i.clone(),
-        vec![
-            (0, vec![set(&pick, a.as_unsigned())]),
-            (5, vec![set(&pick, bb.as_unsigned())]),
-        ],
-        vec![set(&pick, Expr::lit(0x5a, 8))],
-    )]);
-    b.finish()
+    ModuleBuilder::build("signed_ops", |b| {
+        // The simulators need a clock; `unused_*` tells Verilator the logic does not use it.
+        b.input("unused_clk", 1, "");
+        let a = b.input("a", 8, "").as_signed();
+        let bb = b.input("b", 8, "").as_signed();
+        let i = b.input("i", 3, "");
+        let lt = b.output("lt", 1, "");
+        let gt = b.output("gt", 1, "");
+        let shr = b.output("shr", 8, "");
+        let sum = b.output("sum", 16, "");
+        let product = b.output("product", 16, "");
+        let pick = b.output_reg("pick", 8, "");
+        b.drive(&lt, a.lt(&bb));
+        b.drive(&gt, a.gt(&bb));
+        // Inside a wider unsigned expression, the arithmetic shift must stay arithmetic.
+        let shifted = a.shr(&i).add(&Expr::signed_lit(0, 8));
+        b.drive(&shr, shifted.as_unsigned());
+        b.drive(&sum, a.resize(16).add(&bb.resize(16)).as_unsigned());
+        b.drive(&product, a.resize(16).mul(&bb.resize(16)).as_unsigned());
+        b.combinational(vec![case(
+            i.clone(),
+            vec![
+                (0, vec![set(&pick, a.as_unsigned())]),
+                (5, vec![set(&pick, bb.as_unsigned())]),
+            ],
+            vec![set(&pick, Expr::lit(0x5a, 8))],
+        )]);
+    })
 }
 
 fn files(def: &ModuleDef) -> Vec<(String, String)> {

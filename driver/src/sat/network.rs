@@ -449,7 +449,14 @@ impl SatSystem {
             u64::MAX,
             &mut |busy| runs.sample(busy),
         )?;
-        let timeline = runs.timeline(program)?;
+        // Through the AXI wrapper the busy counters are read once, at the end: no spans.
+        let timeline = if self.is_axi() {
+            Timeline {
+                spans: vec![None; program.len()],
+            }
+        } else {
+            runs.timeline(program)?
+        };
         let read = |layer: &str, tensor: &str| {
             let r = find(layer, tensor)?;
             Ok::<_, DriverError>(dram.lines(&geo, r.addr as u32, r.lines as usize, r.format))

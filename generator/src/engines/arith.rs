@@ -16,13 +16,13 @@ pub trait PeArith {
     fn acc_bits(&self) -> u32;
     /// Emits the chain into `b` (naming intermediate wires `<prefix>...`) and returns the new
     /// accumulator value.
-    fn accumulate(
+    fn accumulate<'id>(
         &self,
-        b: &mut ModuleBuilder,
+        b: &mut ModuleBuilder<'id>,
         prefix: &str,
-        acc: Expr,
-        pairs: &[(Expr, Expr)],
-    ) -> Expr;
+        acc: Expr<'id>,
+        pairs: &[(Expr<'id>, Expr<'id>)],
+    ) -> Expr<'id>;
     /// Leaf modules that `accumulate` instantiates, to be added to the design.
     fn leaf_modules(&self) -> Vec<ModuleDef> {
         Vec::new()
@@ -65,13 +65,13 @@ impl PeArith for IntMac {
         ACC_BITS
     }
 
-    fn accumulate(
+    fn accumulate<'id>(
         &self,
-        b: &mut ModuleBuilder,
+        b: &mut ModuleBuilder<'id>,
         prefix: &str,
-        acc: Expr,
-        pairs: &[(Expr, Expr)],
-    ) -> Expr {
+        acc: Expr<'id>,
+        pairs: &[(Expr<'id>, Expr<'id>)],
+    ) -> Expr<'id> {
         // Activations, weights and sums are two's complement: every widening below is a sign
         // extension because the operands are signed, not because it is written so.
         let mut sum = acc.as_signed();
@@ -92,14 +92,14 @@ impl PeArith for IntMac {
 impl IntMac {
     /// `sum + product` (a signed product of any width up to 32 bits) under the overflow policy,
     /// named `<prefix>sum_<i>`: addition i of the accumulation chain.
-    fn add(
+    fn add<'id>(
         &self,
-        b: &mut ModuleBuilder,
+        b: &mut ModuleBuilder<'id>,
         prefix: &str,
         i: usize,
-        sum: Expr,
-        product: &Expr,
-    ) -> Expr {
+        sum: Expr<'id>,
+        product: &Expr<'id>,
+    ) -> Expr<'id> {
         let name = format!("{prefix}sum_{i}");
         let name = name.as_str();
         let addend = product.resize(ACC_BITS);
@@ -128,13 +128,13 @@ impl IntMac {
     /// `acc + products[0] + products[1] + ...`, one addition at a time in the order given, of
     /// signed products computed elsewhere (by [`packed_products`]); the same chain, names and
     /// overflow policy as [`PeArith::accumulate`].
-    pub fn accumulate_products(
+    pub fn accumulate_products<'id>(
         &self,
-        b: &mut ModuleBuilder,
+        b: &mut ModuleBuilder<'id>,
         prefix: &str,
-        acc: Expr,
-        products: &[Expr],
-    ) -> Expr {
+        acc: Expr<'id>,
+        products: &[Expr<'id>],
+    ) -> Expr<'id> {
         let mut sum = acc.as_signed();
         for (i, product) in products.iter().enumerate() {
             sum = self.add(b, prefix, i, sum, product);
@@ -166,13 +166,13 @@ const PACKED_PRODUCT_BITS: u32 = PACKED_LOWER_BITS + PACKED_UPPER_BITS;
 /// for step. Returns the signed `(upper, lower)` products; the multiply is written as a signed
 /// one so that synthesis maps the 27 x 8 product into one DSP (the operands are sign-extended to
 /// the 34 bits read, so the bits are exact whatever the signedness).
-pub fn packed_products(
-    b: &mut ModuleBuilder,
+pub fn packed_products<'id>(
+    b: &mut ModuleBuilder<'id>,
     prefix: &str,
-    a_upper: &Expr,
-    a_lower: &Expr,
-    w: &Expr,
-) -> (Expr, Expr) {
+    a_upper: &Expr<'id>,
+    a_lower: &Expr<'id>,
+    w: &Expr<'id>,
+) -> (Expr<'id>, Expr<'id>) {
     let shifted = Expr::concat(vec![a_upper.clone(), Expr::zero(PACKED_LOWER_BITS)]).as_signed();
     let operand = b.name(
         &format!("{prefix}packed_operand"),
@@ -220,11 +220,11 @@ pub const FP32_NEG_ZERO: u64 = 0x8000_0000;
 
 /// What [`FpMac::pipelined`] gives the PE: the last adder's sum and the flag that it completes
 /// a tile's sum this cycle.
-pub struct PipelineEnd {
+pub struct PipelineEnd<'id> {
     /// High in the cycle the last adder adds the last group of a tile.
-    pub completes: Expr,
+    pub completes: Expr<'id>,
     /// The last adder's output: the finished sum when `completes` is high.
-    pub sum: Expr,
+    pub sum: Expr<'id>,
 }
 
 impl PeArith for FpMac {
@@ -241,13 +241,13 @@ impl PeArith for FpMac {
         32
     }
 
-    fn accumulate(
+    fn accumulate<'id>(
         &self,
-        b: &mut ModuleBuilder,
+        b: &mut ModuleBuilder<'id>,
         prefix: &str,
-        acc: Expr,
-        pairs: &[(Expr, Expr)],
-    ) -> Expr {
+        acc: Expr<'id>,
+        pairs: &[(Expr<'id>, Expr<'id>)],
+    ) -> Expr<'id> {
         let (mul, add) = (fp::fp16_mul_exact(), fp::fp32_add());
         let mut sum = acc;
         for (i, (a, w)) in pairs.iter().enumerate() {
@@ -293,16 +293,16 @@ impl FpMac {
     /// A bubble (`valid` low) must leave its slot's sum as it is: its products enter as -0
     /// ([`FP32_NEG_ZERO`], which adds exactly nothing) and its flags are ignored.
     #[allow(clippy::too_many_arguments)]
-    pub fn pipelined(
+    pub fn pipelined<'id>(
         &self,
-        b: &mut ModuleBuilder,
-        clk: &Expr,
-        rst: &Expr,
-        valid: &Expr,
-        first: &Expr,
-        last: &Expr,
-        pairs: &[(Expr, Expr)],
-    ) -> PipelineEnd {
+        b: &mut ModuleBuilder<'id>,
+        clk: &Expr<'id>,
+        rst: &Expr<'id>,
+        valid: &Expr<'id>,
+        first: &Expr<'id>,
+        last: &Expr<'id>,
+        pairs: &[(Expr<'id>, Expr<'id>)],
+    ) -> PipelineEnd<'id> {
         let mul = fp::fp16_mul_exact();
         let stages = fp::fp32_add_stages();
         let depth = stages.len();
@@ -311,11 +311,12 @@ impl FpMac {
         // Registers without reset (data: the flags qualify it), and with.
         let mut data = Vec::new();
         let mut control = Vec::new();
-        let delay = |b: &mut ModuleBuilder, list: &mut Vec<_>, name: String, value: Expr| {
-            let reg = b.reg(&name, value.width());
-            list.push((reg.clone(), value));
-            reg
-        };
+        let delay =
+            |b: &mut ModuleBuilder<'id>, list: &mut Vec<_>, name: String, value: Expr<'id>| {
+                let reg = b.reg(&name, value.width());
+                list.push((reg.clone(), value));
+                reg
+            };
         // Stage 0: the products (a bubble's are -0), each delayed to its adder's first stage.
         let mut products = Vec::with_capacity(n);
         for (i, (a, w)) in pairs.iter().enumerate() {

@@ -216,7 +216,12 @@ pub fn module_names(p: &SoreParams) -> Vec<String> {
 }
 
 /// The magnitude key of `value` (named `<name>`).
-fn magnitude(b: &mut ModuleBuilder, rule: MagnitudeRule, name: &str, value: &Expr) -> Expr {
+fn magnitude<'id>(
+    b: &mut ModuleBuilder<'id>,
+    rule: MagnitudeRule,
+    name: &str,
+    value: &Expr<'id>,
+) -> Expr<'id> {
     match rule {
         MagnitudeRule::Fp16Bits => b.name(name, value.slice(0, rule.key_bits())),
         MagnitudeRule::Int8Abs => {
@@ -230,214 +235,209 @@ fn magnitude(b: &mut ModuleBuilder, rule: MagnitudeRule, name: &str, value: &Exp
 fn lane_module(p: &SoreParams) -> ModuleDef {
     let (n, m, w) = (p.n, p.m, p.value_bits);
     let ib = p.index_bits();
-    let mut b = ModuleBuilder::new(p.lane_module());
-    b.doc(format!(
+    ModuleBuilder::build(p.lane_module(), |b| {
+        b.doc(format!(
         "SORE lane: keeps the {n} largest of every {m} streamed {} values (ties to the lower index).",
         p.magnitude.tag()
     ));
-    b.doc("One value per valid cycle; a group's selection is shown, with out_valid, in the cycle");
-    b.doc("after its last value (latency 1), while the next group already streams in.");
-    b.doc("Protocol: see the generator's `engines::sore` documentation (coforge).");
-    let clk = b.input(ports::CLOCK, 1, "");
-    let rst = b.input(ports::RESET, 1, "synchronous, active high");
-    let in_valid = b.input("in_valid", 1, "a value is present");
-    let in_value = b.input("in_value", w, "the value at the current position");
-    let out_valid = b.output_reg("out_valid", 1, "a group's selection is shown");
-    let out_values = b.output("out_values", n * w, "slot i at [i*W +: W]");
-    let out_indices = b.output("out_indices", n * ib, "slot i at [i*IB +: IB]");
+        b.doc(
+            "One value per valid cycle; a group's selection is shown, with out_valid, in the cycle",
+        );
+        b.doc("after its last value (latency 1), while the next group already streams in.");
+        b.doc("Protocol: see the generator's `engines::sore` documentation (coforge).");
+        let clk = b.input(ports::CLOCK, 1, "");
+        let rst = b.input(ports::RESET, 1, "synchronous, active high");
+        let in_valid = b.input("in_valid", 1, "a value is present");
+        let in_value = b.input("in_value", w, "the value at the current position");
+        let out_valid = b.output_reg("out_valid", 1, "a group's selection is shown");
+        let out_values = b.output("out_values", n * w, "slot i at [i*W +: W]");
+        let out_indices = b.output("out_indices", n * ib, "slot i at [i*IB +: IB]");
 
-    let pos = b.reg("pos", ib);
-    b.describe("position of in_value within its group");
-    let vals: Vec<Expr> = (0..n)
-        .map(|i| b.reg(&format!("slot{i}_value"), w))
-        .collect();
-    let idxs: Vec<Expr> = (0..n)
-        .map(|i| b.reg(&format!("slot{i}_index"), ib))
-        .collect();
+        let pos = b.reg("pos", ib);
+        b.describe("position of in_value within its group");
+        let vals: Vec<Expr> = (0..n)
+            .map(|i| b.reg(&format!("slot{i}_value"), w))
+            .collect();
+        let idxs: Vec<Expr> = (0..n)
+            .map(|i| b.reg(&format!("slot{i}_index"), ib))
+            .collect();
 
-    let last = b.name("last_pos", pos.eq(&Expr::lit((m - 1) as u64, ib)));
-    let pos_next = if m == 1 {
-        Expr::zero(ib)
-    } else {
-        Expr::mux(&last, &Expr::zero(ib), &pos.add(&Expr::lit(1, ib)))
-    };
+        let last = b.name("last_pos", pos.eq(&Expr::lit((m - 1) as u64, ib)));
+        let pos_next = if m == 1 {
+            Expr::zero(ib)
+        } else {
+            Expr::mux(&last, &Expr::zero(ib), &pos.add(&Expr::lit(1, ib)))
+        };
 
-    // shift[i]: slot i takes slot i+1 (the last slot takes the new value). Only when N < M.
-    let shift: Option<Vec<Expr>> = (n < m).then(|| {
-        b.comment(
+        // shift[i]: slot i takes slot i+1 (the last slot takes the new value). Only when N < M.
+        let shift: Option<Vec<Expr>> = (n < m).then(|| {
+            b.comment(
             "Worst slot: smallest magnitude, the highest slot among equals (tree, left = lower).",
         );
-        let new_mag = magnitude(&mut b, p.magnitude, "new_mag", &in_value);
-        let sb = index_bits(n);
-        let mut level: Vec<(Expr, Expr)> = (0..n)
-            .map(|i| {
-                let mag = magnitude(
-                    &mut b,
-                    p.magnitude,
-                    &format!("slot{i}_mag"),
-                    &vals[i as usize],
-                );
-                (mag, Expr::lit(i as u64, sb))
-            })
-            .collect();
-        let mut depth = 0;
-        while level.len() > 1 {
-            let mut next = Vec::with_capacity(level.len().div_ceil(2));
-            for (k, pair) in level.chunks(2).enumerate() {
-                match pair {
-                    [(lm, ls), (rm, rs)] => {
-                        // Keep the left (lower) slot only if it is strictly smaller.
-                        let left = b.name(&format!("worst_d{depth}_{k}_left"), lm.lt(rm));
-                        let mag =
-                            b.name(&format!("worst_d{depth}_{k}_mag"), Expr::mux(&left, lm, rm));
-                        let slot = b.name(
-                            &format!("worst_d{depth}_{k}_slot"),
-                            Expr::mux(&left, ls, rs),
-                        );
-                        next.push((mag, slot));
+            let new_mag = magnitude(b, p.magnitude, "new_mag", &in_value);
+            let sb = index_bits(n);
+            let mut level: Vec<(Expr, Expr)> = (0..n)
+                .map(|i| {
+                    let mag = magnitude(b, p.magnitude, &format!("slot{i}_mag"), &vals[i as usize]);
+                    (mag, Expr::lit(i as u64, sb))
+                })
+                .collect();
+            let mut depth = 0;
+            while level.len() > 1 {
+                let mut next = Vec::with_capacity(level.len().div_ceil(2));
+                for (k, pair) in level.chunks(2).enumerate() {
+                    match pair {
+                        [(lm, ls), (rm, rs)] => {
+                            // Keep the left (lower) slot only if it is strictly smaller.
+                            let left = b.name(&format!("worst_d{depth}_{k}_left"), lm.lt(rm));
+                            let mag = b
+                                .name(&format!("worst_d{depth}_{k}_mag"), Expr::mux(&left, lm, rm));
+                            let slot = b.name(
+                                &format!("worst_d{depth}_{k}_slot"),
+                                Expr::mux(&left, ls, rs),
+                            );
+                            next.push((mag, slot));
+                        }
+                        [single] => next.push(single.clone()),
+                        _ => unreachable!(),
                     }
-                    [single] => next.push(single.clone()),
-                    _ => unreachable!(),
                 }
+                level = next;
+                depth += 1;
             }
-            level = next;
-            depth += 1;
-        }
-        let (worst_mag, worst_slot) = level.pop().expect("n >= 1");
-        let full = b.name("full", Expr::lit((n - 1) as u64, ib).lt(&pos));
-        let replace = b.name(
-            "replace",
-            in_valid.land(&full).land(&worst_mag.lt(&new_mag)),
+            let (worst_mag, worst_slot) = level.pop().expect("n >= 1");
+            let full = b.name("full", Expr::lit((n - 1) as u64, ib).lt(&pos));
+            let replace = b.name(
+                "replace",
+                in_valid.land(&full).land(&worst_mag.lt(&new_mag)),
+            );
+            (0..n)
+                .map(|i| {
+                    if i + 1 == n {
+                        replace.clone()
+                    } else {
+                        // Slot i moves when the worst slot is at or below it: worst_slot < i + 1.
+                        let below = worst_slot.lt(&Expr::lit((i + 1) as u64, sb));
+                        b.name(&format!("shift{i}"), replace.land(&below))
+                    }
+                })
+                .collect()
+        });
+
+        b.comment("Control: the position counter and the result flag.");
+        b.clocked(
+            &clk,
+            vec![when_else(
+                rst.clone(),
+                vec![set(&pos, Expr::zero(ib)), set(&out_valid, Expr::bit(false))],
+                vec![
+                    set(&out_valid, in_valid.land(&last)),
+                    when(in_valid.clone(), vec![set(&pos, pos_next)]),
+                ],
+            )],
         );
-        (0..n)
-            .map(|i| {
-                if i + 1 == n {
-                    replace.clone()
-                } else {
-                    // Slot i moves when the worst slot is at or below it: worst_slot < i + 1.
-                    let below = worst_slot.lt(&Expr::lit((i + 1) as u64, sb));
-                    b.name(&format!("shift{i}"), replace.land(&below))
+
+        b.comment(
+            "Slots: append while filling, else drop the worst and shift the later ones down.",
+        );
+        let mut data = Vec::new();
+        for i in 0..n {
+            let iu = i as usize;
+            let append = in_valid.land(&pos.eq(&Expr::lit(i as u64, ib)));
+            let fill = vec![
+                set(&vals[iu], in_value.clone()),
+                set(&idxs[iu], pos.clone()),
+            ];
+            match &shift {
+                None => data.push(when(append, fill)),
+                Some(shift) => {
+                    let (from_val, from_idx) = if i + 1 == n {
+                        (in_value.clone(), pos.clone())
+                    } else {
+                        (vals[iu + 1].clone(), idxs[iu + 1].clone())
+                    };
+                    data.push(when_else(
+                        append,
+                        fill,
+                        vec![when(
+                            shift[iu].clone(),
+                            vec![set(&vals[iu], from_val), set(&idxs[iu], from_idx)],
+                        )],
+                    ));
                 }
-            })
-            .collect()
-    });
-
-    b.comment("Control: the position counter and the result flag.");
-    b.clocked(
-        &clk,
-        vec![when_else(
-            rst.clone(),
-            vec![set(&pos, Expr::zero(ib)), set(&out_valid, Expr::bit(false))],
-            vec![
-                set(&out_valid, in_valid.land(&last)),
-                when(in_valid.clone(), vec![set(&pos, pos_next)]),
-            ],
-        )],
-    );
-
-    b.comment("Slots: append while filling, else drop the worst and shift the later ones down.");
-    let mut data = Vec::new();
-    for i in 0..n {
-        let iu = i as usize;
-        let append = in_valid.land(&pos.eq(&Expr::lit(i as u64, ib)));
-        let fill = vec![
-            set(&vals[iu], in_value.clone()),
-            set(&idxs[iu], pos.clone()),
-        ];
-        match &shift {
-            None => data.push(when(append, fill)),
-            Some(shift) => {
-                let (from_val, from_idx) = if i + 1 == n {
-                    (in_value.clone(), pos.clone())
-                } else {
-                    (vals[iu + 1].clone(), idxs[iu + 1].clone())
-                };
-                data.push(when_else(
-                    append,
-                    fill,
-                    vec![when(
-                        shift[iu].clone(),
-                        vec![set(&vals[iu], from_val), set(&idxs[iu], from_idx)],
-                    )],
-                ));
             }
         }
-    }
-    b.clocked(&clk, data);
+        b.clocked(&clk, data);
 
-    b.comment("Outputs straight from the slots: valid in the out_valid cycle.");
-    let name_of = |e: &Expr| match e {
-        Expr::Ref { name, .. } => name.clone(),
-        _ => unreachable!(),
-    };
-    b.drive(
-        &name_of(&out_values),
-        Expr::concat(vals.iter().rev().cloned().collect()),
-    );
-    b.drive(
-        &name_of(&out_indices),
-        Expr::concat(idxs.iter().rev().cloned().collect()),
-    );
-    b.finish()
+        b.comment("Outputs straight from the slots: valid in the out_valid cycle.");
+        b.drive(
+            &out_values,
+            Expr::concat(vals.iter().rev().cloned().collect()),
+        );
+        b.drive(
+            &out_indices,
+            Expr::concat(idxs.iter().rev().cloned().collect()),
+        );
+    })
 }
 
 fn top_module(p: &SoreParams, top: &str, lane: &ModuleDef) -> ModuleDef {
-    let mut b = ModuleBuilder::new(top);
-    b.doc(format!(
+    ModuleBuilder::build(top, |b| {
+        b.doc(format!(
         "SORE online pruning unit: {} lanes, each keeping {} of every {} {} values (ties to the lower index).",
         p.lanes,
         p.n,
         p.m,
         p.magnitude.tag()
     ));
-    b.doc(format!(
+        b.doc(format!(
         "Latency {LATENCY} cycle from a group's last value to out_valid; one group per lane every {} cycles.",
         p.m
     ));
-    b.doc("Protocol: see the generator's `engines::sore` documentation (coforge).");
-    let clk = b.input(ports::CLOCK, 1, "");
-    let rst = b.input(ports::RESET, 1, "synchronous, active high");
-    let valid = b.input(ports::VALID, 1, "every lane takes its value this cycle");
-    let values_in: Vec<Expr> = (0..p.lanes)
-        .map(|l| b.input(&ports::value(l), p.value_bits, ""))
-        .collect();
-    let out_valid = b.output(ports::OUT_VALID, 1, "every lane shows a selection");
-    let values_out: Vec<Expr> = (0..p.lanes)
-        .map(|l| b.output(&ports::values(l), p.values_bits(), "slot i at [i*W +: W]"))
-        .collect();
-    let indices_out: Vec<Expr> = (0..p.lanes)
-        .map(|l| {
-            b.output(
-                &ports::indices(l),
-                p.indices_bits(),
-                "slot i at [i*IB +: IB]",
-            )
-        })
-        .collect();
+        b.doc("Protocol: see the generator's `engines::sore` documentation (coforge).");
+        let clk = b.input(ports::CLOCK, 1, "");
+        let rst = b.input(ports::RESET, 1, "synchronous, active high");
+        let valid = b.input(ports::VALID, 1, "every lane takes its value this cycle");
+        let values_in: Vec<Expr> = (0..p.lanes)
+            .map(|l| b.input(&ports::value(l), p.value_bits, ""))
+            .collect();
+        let out_valid = b.output(ports::OUT_VALID, 1, "every lane shows a selection");
+        let values_out: Vec<Expr> = (0..p.lanes)
+            .map(|l| b.output(&ports::values(l), p.values_bits(), "slot i at [i*W +: W]"))
+            .collect();
+        let indices_out: Vec<Expr> = (0..p.lanes)
+            .map(|l| {
+                b.output(
+                    &ports::indices(l),
+                    p.indices_bits(),
+                    "slot i at [i*IB +: IB]",
+                )
+            })
+            .collect();
 
-    // All lanes advance in lockstep, so lane 0's flag speaks for all; the other lanes' flags are
-    // left unconnected on purpose (`unused_*` tells readers and Verilator so).
-    for l in 0..p.lanes {
-        let lane_valid = if l == 0 {
-            out_valid.clone()
-        } else {
-            b.wire(&format!("unused_out_valid_lane{l}"), 1)
-        };
-        b.instance(
-            lane,
-            &format!("lane{l}"),
-            vec![
-                (ports::CLOCK, clk.clone()),
-                (ports::RESET, rst.clone()),
-                ("in_valid", valid.clone()),
-                ("in_value", values_in[l as usize].clone()),
-                ("out_valid", lane_valid),
-                ("out_values", values_out[l as usize].clone()),
-                ("out_indices", indices_out[l as usize].clone()),
-            ],
-        );
-    }
-    b.finish()
+        // All lanes advance in lockstep, so lane 0's flag speaks for all; the other lanes' flags are
+        // left unconnected on purpose (`unused_*` tells readers and Verilator so).
+        for l in 0..p.lanes {
+            let lane_valid = if l == 0 {
+                out_valid.clone()
+            } else {
+                b.wire(&format!("unused_out_valid_lane{l}"), 1)
+            };
+            b.instance(
+                lane,
+                &format!("lane{l}"),
+                vec![
+                    (ports::CLOCK, clk.clone()),
+                    (ports::RESET, rst.clone()),
+                    ("in_valid", valid.clone()),
+                    ("in_value", values_in[l as usize].clone()),
+                    ("out_valid", lane_valid),
+                    ("out_values", values_out[l as usize].clone()),
+                    ("out_indices", indices_out[l as usize].clone()),
+                ],
+            );
+        }
+    })
 }
 
 #[cfg(test)]

@@ -376,8 +376,19 @@ impl Shape {
 }
 
 fn processing_element(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> ModuleDef {
+    ModuleBuilder::build(pe_name(cfg, arith, role), |b| {
+        processing_element_body(b, cfg, arith, role)
+    })
+}
+
+/// The contents of [`processing_element`]'s module, described with its builder.
+fn processing_element_body<'id>(
+    b: &mut ModuleBuilder<'id>,
+    cfg: &StceConfig,
+    arith: &dyn PeArith,
+    role: PeRole,
+) {
     let s = Shape::of(cfg);
-    let mut b = ModuleBuilder::new(pe_name(cfg, arith, role));
     b.doc("STCE processing element (output-stationary).");
     if s.sparse {
         b.doc(format!(
@@ -466,24 +477,27 @@ fn processing_element(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> Mo
     // Multiplier i's operands: activation idx[i] of a lane bus (M:1 selection in sparse mode;
     // lane offset = index * act_bits, a power of two) and weight i. A lower PE multiplies
     // nothing: its weights and indices only pass down.
-    let select =
-        |b: &mut ModuleBuilder, name: &str, bus: &Expr, idx: &Option<Expr>, i: u32| match idx {
-            Some(idx) => {
-                let offset = Expr::concat(vec![idx.clone(), Expr::zero(s.act.trailing_zeros())]);
-                b.name(name, bus.dyn_slice(offset, s.act))
-            }
-            None => b.name(name, bus.slice(i * s.act, s.act)),
-        };
+    let select = |b: &mut ModuleBuilder<'id>,
+                  name: &str,
+                  bus: &Expr<'id>,
+                  idx: &Option<Expr<'id>>,
+                  i: u32| match idx {
+        Some(idx) => {
+            let offset = Expr::concat(vec![idx.clone(), Expr::zero(s.act.trailing_zeros())]);
+            b.name(name, bus.dyn_slice(offset, s.act))
+        }
+        None => b.name(name, bus.slice(i * s.act, s.act)),
+    };
     let mut operands = Vec::with_capacity(s.n as usize);
     if let Some(bus) = &in_act {
         for i in 0..s.n {
             let idx = in_idx
                 .as_ref()
                 .map(|idx_bus| b.name(&format!("idx_{i}"), idx_bus.slice(i * s.idx, s.idx)));
-            let activation = select(&mut b, &format!("act_{i}"), bus, &idx, i);
+            let activation = select(b, &format!("act_{i}"), bus, &idx, i);
             let lower = in_act_lower
                 .as_ref()
-                .map(|lower_bus| select(&mut b, &format!("act_lower_{i}"), lower_bus, &idx, i));
+                .map(|lower_bus| select(b, &format!("act_lower_{i}"), lower_bus, &idx, i));
             let weight = b.name(&format!("wgt_{i}"), in_wgt.slice(i * s.wgt, s.wgt));
             operands.push((activation, lower, weight));
         }
@@ -493,7 +507,7 @@ fn processing_element(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> Mo
     let (sum_reset, sum_update) = if cfg.fp_pipeline {
         let pairs: Vec<(Expr, Expr)> = operands.into_iter().map(|(a, _, w)| (a, w)).collect();
         let end = FpMac { pipelined: true }
-            .pipelined(&mut b, &clk, &rst, &in_valid, &in_first, &in_last, &pairs);
+            .pipelined(b, &clk, &rst, &in_valid, &in_first, &in_last, &pairs);
         (
             vec![set(&result, Expr::zero(s.acc))],
             vec![when(end.completes, vec![set(&result, end.sum)])],
@@ -505,7 +519,7 @@ fn processing_element(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> Mo
             PeRole::Alone => {
                 let pairs: Vec<(Expr, Expr)> =
                     operands.into_iter().map(|(a, _, w)| (a, w)).collect();
-                arith.accumulate(&mut b, "", sum_base, &pairs)
+                arith.accumulate(b, "", sum_base, &pairs)
             }
             PeRole::Upper => {
                 let mut products = Vec::with_capacity(s.n as usize);
@@ -513,12 +527,11 @@ fn processing_element(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> Mo
                     let a_lower = a_lower
                         .as_ref()
                         .expect("an upper PE has the row below's lanes");
-                    let (upper, lower) =
-                        packed_products(&mut b, &format!("mul_{i}_"), a, a_lower, w);
+                    let (upper, lower) = packed_products(b, &format!("mul_{i}_"), a, a_lower, w);
                     products.push(upper);
                     lower_products.push(lower.as_unsigned());
                 }
-                int_mac(cfg).accumulate_products(&mut b, "", sum_base, &products)
+                int_mac(cfg).accumulate_products(b, "", sum_base, &products)
             }
             PeRole::Lower => {
                 let bus = in_products.clone().expect("a lower PE gets its products");
@@ -528,7 +541,7 @@ fn processing_element(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> Mo
                             .as_signed()
                     })
                     .collect();
-                int_mac(cfg).accumulate_products(&mut b, "", sum_base, &products)
+                int_mac(cfg).accumulate_products(b, "", sum_base, &products)
             }
         };
         (
@@ -578,260 +591,260 @@ fn processing_element(cfg: &StceConfig, arith: &dyn PeArith, role: PeRole) -> Mo
         data.push(set(&out_products, Expr::concat(lower_products)));
     }
     b.clocked(&clk, data);
-    b.finish()
 }
 
 fn array_top(cfg: &StceConfig, pes: &[Option<ModuleDef>; 3]) -> ModuleDef {
     let s = Shape::of(cfg);
     let (rows, cols) = (cfg.rows, cfg.cols);
-    let mut b = ModuleBuilder::new(cfg.top.clone());
-    b.doc(format!(
-        "STCE: {rows} x {cols} output-stationary systolic array, {} multipliers per PE, {}.",
-        s.n,
-        if s.sparse {
-            format!(
-                "N:M sparse mode with M = {} (dense mode: indices 0..N-1)",
-                cfg.m
-            )
-        } else {
-            "dense".to_string()
-        }
-    ));
-    b.doc("Protocol: see the generator's `engines::stce` documentation (coforge).");
-    let clk = b.input(ports::CLOCK, 1, "");
-    let rst = b.input(ports::RESET, 1, "synchronous, active high");
-    let valid = b.input(ports::VALID, 1, "a group is driven this cycle");
-    let first = b.input(ports::FIRST, 1, "first group of a tile");
-    let last = b.input(ports::LAST, 1, "last group of a tile");
-    let act_in: Vec<Expr> = (0..rows)
-        .map(|r| b.input(&ports::act_row(r), s.act_bus(), ""))
-        .collect();
-    let wgt_in: Vec<Expr> = (0..cols)
-        .map(|c| b.input(&ports::wgt_col(c), s.wgt_bus(), ""))
-        .collect();
-    let idx_in: Vec<Option<Expr>> = (0..cols)
-        .map(|c| {
-            s.sparse
-                .then(|| b.input(&ports::idx_col(c), s.idx_bus(), ""))
-        })
-        .collect();
-    let out_valid = b.output_reg(ports::OUT_VALID, 1, "a result row is shown this cycle");
-    let out_row = b.output_reg(ports::OUT_ROW, index_bits(rows), "which row of its tile");
-    let out_last = b.output_reg(ports::OUT_LAST, 1, "the tile's last row");
-    let res_out: Vec<Expr> = (0..cols)
-        .map(|c| b.output_reg(&ports::res_col(c), s.acc, "result of PE(out_row, c)"))
-        .collect();
-
-    // Skew: row r enters r cycles late and column c enters c cycles late, so that PE(r, c)
-    // sees matching operands at t + r + c.
-    let mut control_stmts = Vec::new();
-    let mut data_stmts = Vec::new();
-    let mut row_heads = Vec::new();
-    for r in 0..rows {
-        let mut ctrl = (valid.clone(), first.clone(), last.clone());
-        let mut act = act_in[r as usize].clone();
-        // With packing, a lower row's activations enter one cycle early (see the module doc).
-        let act_delay = match PeRole::of_row(cfg, r) {
-            PeRole::Lower => r - 1,
-            PeRole::Alone | PeRole::Upper => r,
-        };
-        for d in 1..=r {
-            let v = b.reg(&format!("valid_row{r}_d{d}"), 1);
-            let f = b.reg(&format!("first_row{r}_d{d}"), 1);
-            let l = b.reg(&format!("last_row{r}_d{d}"), 1);
-            control_stmts.push((v.clone(), ctrl.0));
-            control_stmts.push((f.clone(), ctrl.1));
-            control_stmts.push((l.clone(), ctrl.2));
-            if d <= act_delay {
-                let a = b.reg(&format!("act_row{r}_d{d}"), s.act_bus());
-                data_stmts.push(set(&a, act));
-                act = a;
+    ModuleBuilder::build(cfg.top.clone(), |b| {
+        b.doc(format!(
+            "STCE: {rows} x {cols} output-stationary systolic array, {} multipliers per PE, {}.",
+            s.n,
+            if s.sparse {
+                format!(
+                    "N:M sparse mode with M = {} (dense mode: indices 0..N-1)",
+                    cfg.m
+                )
+            } else {
+                "dense".to_string()
             }
-            ctrl = (v, f, l);
-        }
-        row_heads.push((ctrl, act));
-    }
-    let mut col_heads = Vec::new();
-    for c in 0..cols {
-        let mut wgt = wgt_in[c as usize].clone();
-        let mut idx = idx_in[c as usize].clone();
-        for d in 1..=c {
-            let w = b.reg(&format!("wgt_col{c}_d{d}"), s.wgt_bus());
-            data_stmts.push(set(&w, wgt));
-            wgt = w;
-            if let Some(i) = idx {
-                let q = b.reg(&format!("idx_col{c}_d{d}"), s.idx_bus());
-                data_stmts.push(set(&q, i));
-                idx = Some(q);
-            }
-        }
-        col_heads.push((wgt, idx));
-    }
-    if !control_stmts.is_empty() {
-        b.comment("Row skew, control: reset so that no phantom group enters the array.");
-        let (reset, run): (Vec<_>, Vec<_>) = control_stmts
-            .into_iter()
-            .map(|(reg, next)| (set(&reg, Expr::bit(false)), set(&reg, next)))
-            .unzip();
-        b.clocked(&clk, vec![when_else(rst.clone(), reset, run)]);
-    }
-    if !data_stmts.is_empty() {
-        b.comment("Row and column skew, data.");
-        b.clocked(&clk, data_stmts);
-    }
+        ));
+        b.doc("Protocol: see the generator's `engines::stce` documentation (coforge).");
+        let clk = b.input(ports::CLOCK, 1, "");
+        let rst = b.input(ports::RESET, 1, "synchronous, active high");
+        let valid = b.input(ports::VALID, 1, "a group is driven this cycle");
+        let first = b.input(ports::FIRST, 1, "first group of a tile");
+        let last = b.input(ports::LAST, 1, "last group of a tile");
+        let act_in: Vec<Expr> = (0..rows)
+            .map(|r| b.input(&ports::act_row(r), s.act_bus(), ""))
+            .collect();
+        let wgt_in: Vec<Expr> = (0..cols)
+            .map(|c| b.input(&ports::wgt_col(c), s.wgt_bus(), ""))
+            .collect();
+        let idx_in: Vec<Option<Expr>> = (0..cols)
+            .map(|c| {
+                s.sparse
+                    .then(|| b.input(&ports::idx_col(c), s.idx_bus(), ""))
+            })
+            .collect();
+        let out_valid = b.output_reg(ports::OUT_VALID, 1, "a result row is shown this cycle");
+        let out_row = b.output_reg(ports::OUT_ROW, index_bits(rows), "which row of its tile");
+        let out_last = b.output_reg(ports::OUT_LAST, 1, "the tile's last row");
+        let res_out: Vec<Expr> = (0..cols)
+            .map(|c| b.output_reg(&ports::res_col(c), s.acc, "result of PE(out_row, c)"))
+            .collect();
 
-    // The array. Wires named `unused_*` are the east and south edges, where operands leave the
-    // array; the name tells readers (and Verilator's UNUSED check) that dropping them is meant.
-    // The valid and last flags entering row r's last PE say that row r of a tile completes at
-    // the coming edge.
-    let mut results = vec![Vec::new(); cols as usize];
-    let mut row_completes = Vec::with_capacity(rows as usize);
-    let mut from_above: Vec<(Expr, Option<Expr>)> = col_heads;
-    // Each row's activation chain; a packed lower row's runs along the row above.
-    let mut row_acts: Vec<Expr> = row_heads.iter().map(|(_, act)| act.clone()).collect();
-    // The products a packing PE hands to the PE below it, per column.
-    let mut products_from_above: Vec<Option<Expr>> = vec![None; cols as usize];
-    let east_name = |what: &str, r: u32, c: u32| {
-        if c + 1 == cols {
-            format!("unused_{what}_r{r}_east")
-        } else {
-            format!("{what}_r{r}_c{}", c + 1)
-        }
-    };
-    for r in 0..rows {
-        let role = PeRole::of_row(cfg, r);
-        let pe = pes[role.index()]
-            .as_ref()
-            .expect("the PE of every row's role is generated");
-        let ((mut v, mut f, mut l), _) = row_heads[r as usize].clone();
-        for c in 0..cols {
-            let east = |what: &str| east_name(what, r, c);
-            let south = |what: &str| {
-                if r + 1 == rows {
-                    format!("unused_{what}_c{c}_south")
-                } else {
-                    format!("{what}_r{}_c{c}", r + 1)
-                }
+        // Skew: row r enters r cycles late and column c enters c cycles late, so that PE(r, c)
+        // sees matching operands at t + r + c.
+        let mut control_stmts = Vec::new();
+        let mut data_stmts = Vec::new();
+        let mut row_heads = Vec::new();
+        for r in 0..rows {
+            let mut ctrl = (valid.clone(), first.clone(), last.clone());
+            let mut act = act_in[r as usize].clone();
+            // With packing, a lower row's activations enter one cycle early (see the module doc).
+            let act_delay = match PeRole::of_row(cfg, r) {
+                PeRole::Lower => r - 1,
+                PeRole::Alone | PeRole::Upper => r,
             };
-            let out_v = b.wire(&east("valid"), 1);
-            let out_f = b.wire(&east("first"), 1);
-            let out_l = b.wire(&east("last"), 1);
-            let out_a = (role != PeRole::Lower).then(|| b.wire(&east("act"), s.act_bus()));
-            let out_w = b.wire(&south("wgt"), s.wgt_bus());
-            let out_i = s.sparse.then(|| b.wire(&south("idx"), s.idx_bus()));
-            let res = b.wire(&format!("result_r{r}_c{c}"), s.acc);
-            let (w_in, i_in) = &from_above[c as usize];
-            if c + 1 == cols {
-                let completes = v.and(&l);
-                row_completes.push(b.name(&format!("row_completes_r{r}"), completes));
-            }
-            let mut conns = vec![
-                (ports::CLOCK, clk.clone()),
-                (ports::RESET, rst.clone()),
-                ("in_valid", v),
-                ("in_first", f),
-                ("in_last", l),
-            ];
-            if out_a.is_some() {
-                conns.push(("in_act", row_acts[r as usize].clone()));
-            }
-            conns.push(("in_wgt", w_in.clone()));
-            conns.push(("out_valid", out_v.clone()));
-            conns.push(("out_first", out_f.clone()));
-            conns.push(("out_last", out_l.clone()));
-            if let Some(out_a) = &out_a {
-                conns.push(("out_act", out_a.clone()));
-                row_acts[r as usize] = out_a.clone();
-            }
-            conns.push(("out_wgt", out_w.clone()));
-            conns.push(("result", res.clone()));
-            if let (Some(i_in), Some(out_i)) = (i_in, &out_i) {
-                conns.push(("in_idx", i_in.clone()));
-                conns.push(("out_idx", out_i.clone()));
-            }
-            match role {
-                PeRole::Alone => {}
-                PeRole::Upper => {
-                    let below = (r + 1) as usize;
-                    let out_lower = b.wire(&east_name("act", r + 1, c), s.act_bus());
-                    let products = b.wire(&format!("products_r{}_c{c}", r + 1), s.products_bus());
-                    conns.push(("in_act_lower", row_acts[below].clone()));
-                    conns.push(("out_act_lower", out_lower.clone()));
-                    conns.push(("out_products", products.clone()));
-                    row_acts[below] = out_lower;
-                    products_from_above[c as usize] = Some(products);
+            for d in 1..=r {
+                let v = b.reg(&format!("valid_row{r}_d{d}"), 1);
+                let f = b.reg(&format!("first_row{r}_d{d}"), 1);
+                let l = b.reg(&format!("last_row{r}_d{d}"), 1);
+                control_stmts.push((v.clone(), ctrl.0));
+                control_stmts.push((f.clone(), ctrl.1));
+                control_stmts.push((l.clone(), ctrl.2));
+                if d <= act_delay {
+                    let a = b.reg(&format!("act_row{r}_d{d}"), s.act_bus());
+                    data_stmts.push(set(&a, act));
+                    act = a;
                 }
-                PeRole::Lower => {
-                    let products = products_from_above[c as usize]
-                        .take()
-                        .expect("a lower PE sits below an upper one");
-                    conns.push(("in_products", products));
+                ctrl = (v, f, l);
+            }
+            row_heads.push((ctrl, act));
+        }
+        let mut col_heads = Vec::new();
+        for c in 0..cols {
+            let mut wgt = wgt_in[c as usize].clone();
+            let mut idx = idx_in[c as usize].clone();
+            for d in 1..=c {
+                let w = b.reg(&format!("wgt_col{c}_d{d}"), s.wgt_bus());
+                data_stmts.push(set(&w, wgt));
+                wgt = w;
+                if let Some(i) = idx {
+                    let q = b.reg(&format!("idx_col{c}_d{d}"), s.idx_bus());
+                    data_stmts.push(set(&q, i));
+                    idx = Some(q);
                 }
             }
-            b.instance(pe, &format!("pe_r{r}_c{c}"), conns);
-            (v, f, l) = (out_v, out_f, out_l);
-            from_above[c as usize] = (out_w, out_i);
-            results[c as usize].push(res);
+            col_heads.push((wgt, idx));
         }
-    }
-
-    b.comment("Read-out: row r of a tile is shown in the cycle after its last PE takes the");
-    b.comment("tile's last group. The tile spacing rule keeps at most one row completing per");
-    b.comment("cycle. The row index is a register, so the result multiplexer's select is one.");
-    let any = row_completes[1..]
-        .iter()
-        .fold(row_completes[0].clone(), |acc, d| acc.or(d));
-    let row_bits = out_row.width();
-    let row_index = (0..rows as usize)
-        .rev()
-        .fold(Expr::zero(row_bits), |rest, r| {
-            Expr::mux(&row_completes[r], &Expr::lit(r as u64, row_bits), &rest)
-        });
-    let last_row = row_completes[rows as usize - 1].clone();
-    // With the fp32 adder pipeline a PE publishes its sum `pipeline_cycles` after it takes the
-    // last group: the read-out flags wait as long.
-    let mut heads = [any, row_index, last_row];
-    let mut registers = Vec::new();
-    for d in 0..pipeline_cycles(cfg) {
-        for (what, head) in ["valid", "row", "last"].iter().zip(heads.iter_mut()) {
-            let delayed = b.reg(&format!("completes_{what}_d{d}"), head.width());
-            registers.push((delayed.clone(), std::mem::replace(head, delayed)));
-        }
-    }
-    let [any, row_index, last_row] = heads;
-    registers.extend([
-        (out_valid, any),
-        (out_row.clone(), row_index),
-        (out_last, last_row),
-    ]);
-    b.clocked(
-        &clk,
-        vec![when_else(
-            rst.clone(),
-            registers
-                .iter()
-                .map(|(reg, _)| set(reg, Expr::zero(reg.width())))
-                .collect(),
-            registers
+        if !control_stmts.is_empty() {
+            b.comment("Row skew, control: reset so that no phantom group enters the array.");
+            let (reset, run): (Vec<_>, Vec<_>) = control_stmts
                 .into_iter()
-                .map(|(reg, next)| set(&reg, next))
-                .collect(),
-        )],
-    );
-    let row = |r: usize| -> Vec<Stmt> {
-        res_out
+                .map(|(reg, next)| (set(&reg, Expr::bit(false)), set(&reg, next)))
+                .unzip();
+            b.clocked(&clk, vec![when_else(rst.clone(), reset, run)]);
+        }
+        if !data_stmts.is_empty() {
+            b.comment("Row and column skew, data.");
+            b.clocked(&clk, data_stmts);
+        }
+
+        // The array. Wires named `unused_*` are the east and south edges, where operands leave the
+        // array; the name tells readers (and Verilator's UNUSED check) that dropping them is meant.
+        // The valid and last flags entering row r's last PE say that row r of a tile completes at
+        // the coming edge.
+        let mut results = vec![Vec::new(); cols as usize];
+        let mut row_completes = Vec::with_capacity(rows as usize);
+        let mut from_above: Vec<(Expr, Option<Expr>)> = col_heads;
+        // Each row's activation chain; a packed lower row's runs along the row above.
+        let mut row_acts: Vec<Expr> = row_heads.iter().map(|(_, act)| act.clone()).collect();
+        // The products a packing PE hands to the PE below it, per column.
+        let mut products_from_above: Vec<Option<Expr>> = vec![None; cols as usize];
+        let east_name = |what: &str, r: u32, c: u32| {
+            if c + 1 == cols {
+                format!("unused_{what}_r{r}_east")
+            } else {
+                format!("{what}_r{r}_c{}", c + 1)
+            }
+        };
+        for r in 0..rows {
+            let role = PeRole::of_row(cfg, r);
+            let pe = pes[role.index()]
+                .as_ref()
+                .expect("the PE of every row's role is generated");
+            let ((mut v, mut f, mut l), _) = row_heads[r as usize].clone();
+            for c in 0..cols {
+                let east = |what: &str| east_name(what, r, c);
+                let south = |what: &str| {
+                    if r + 1 == rows {
+                        format!("unused_{what}_c{c}_south")
+                    } else {
+                        format!("{what}_r{}_c{c}", r + 1)
+                    }
+                };
+                let out_v = b.wire(&east("valid"), 1);
+                let out_f = b.wire(&east("first"), 1);
+                let out_l = b.wire(&east("last"), 1);
+                let out_a = (role != PeRole::Lower).then(|| b.wire(&east("act"), s.act_bus()));
+                let out_w = b.wire(&south("wgt"), s.wgt_bus());
+                let out_i = s.sparse.then(|| b.wire(&south("idx"), s.idx_bus()));
+                let res = b.wire(&format!("result_r{r}_c{c}"), s.acc);
+                let (w_in, i_in) = &from_above[c as usize];
+                if c + 1 == cols {
+                    let completes = v.and(&l);
+                    row_completes.push(b.name(&format!("row_completes_r{r}"), completes));
+                }
+                let mut conns = vec![
+                    (ports::CLOCK, clk.clone()),
+                    (ports::RESET, rst.clone()),
+                    ("in_valid", v),
+                    ("in_first", f),
+                    ("in_last", l),
+                ];
+                if out_a.is_some() {
+                    conns.push(("in_act", row_acts[r as usize].clone()));
+                }
+                conns.push(("in_wgt", w_in.clone()));
+                conns.push(("out_valid", out_v.clone()));
+                conns.push(("out_first", out_f.clone()));
+                conns.push(("out_last", out_l.clone()));
+                if let Some(out_a) = &out_a {
+                    conns.push(("out_act", out_a.clone()));
+                    row_acts[r as usize] = out_a.clone();
+                }
+                conns.push(("out_wgt", out_w.clone()));
+                conns.push(("result", res.clone()));
+                if let (Some(i_in), Some(out_i)) = (i_in, &out_i) {
+                    conns.push(("in_idx", i_in.clone()));
+                    conns.push(("out_idx", out_i.clone()));
+                }
+                match role {
+                    PeRole::Alone => {}
+                    PeRole::Upper => {
+                        let below = (r + 1) as usize;
+                        let out_lower = b.wire(&east_name("act", r + 1, c), s.act_bus());
+                        let products =
+                            b.wire(&format!("products_r{}_c{c}", r + 1), s.products_bus());
+                        conns.push(("in_act_lower", row_acts[below].clone()));
+                        conns.push(("out_act_lower", out_lower.clone()));
+                        conns.push(("out_products", products.clone()));
+                        row_acts[below] = out_lower;
+                        products_from_above[c as usize] = Some(products);
+                    }
+                    PeRole::Lower => {
+                        let products = products_from_above[c as usize]
+                            .take()
+                            .expect("a lower PE sits below an upper one");
+                        conns.push(("in_products", products));
+                    }
+                }
+                b.instance(pe, &format!("pe_r{r}_c{c}"), conns);
+                (v, f, l) = (out_v, out_f, out_l);
+                from_above[c as usize] = (out_w, out_i);
+                results[c as usize].push(res);
+            }
+        }
+
+        b.comment("Read-out: row r of a tile is shown in the cycle after its last PE takes the");
+        b.comment("tile's last group. The tile spacing rule keeps at most one row completing per");
+        b.comment("cycle. The row index is a register, so the result multiplexer's select is one.");
+        let any = row_completes[1..]
             .iter()
-            .zip(&results)
-            .map(|(out, column)| set(out, column[r].clone()))
-            .collect()
-    };
-    let zeros = res_out
-        .iter()
-        .map(|out| set(out, Expr::zero(s.acc)))
-        .collect();
-    let arms = (0..rows as usize).map(|r| (r as u64, row(r))).collect();
-    b.combinational(vec![case(out_row, arms, zeros)]);
-    b.finish()
+            .fold(row_completes[0].clone(), |acc, d| acc.or(d));
+        let row_bits = out_row.width();
+        let row_index = (0..rows as usize)
+            .rev()
+            .fold(Expr::zero(row_bits), |rest, r| {
+                Expr::mux(&row_completes[r], &Expr::lit(r as u64, row_bits), &rest)
+            });
+        let last_row = row_completes[rows as usize - 1].clone();
+        // With the fp32 adder pipeline a PE publishes its sum `pipeline_cycles` after it takes the
+        // last group: the read-out flags wait as long.
+        let mut heads = [any, row_index, last_row];
+        let mut registers = Vec::new();
+        for d in 0..pipeline_cycles(cfg) {
+            for (what, head) in ["valid", "row", "last"].iter().zip(heads.iter_mut()) {
+                let delayed = b.reg(&format!("completes_{what}_d{d}"), head.width());
+                registers.push((delayed.clone(), std::mem::replace(head, delayed)));
+            }
+        }
+        let [any, row_index, last_row] = heads;
+        registers.extend([
+            (out_valid, any),
+            (out_row.clone(), row_index),
+            (out_last, last_row),
+        ]);
+        b.clocked(
+            &clk,
+            vec![when_else(
+                rst.clone(),
+                registers
+                    .iter()
+                    .map(|(reg, _)| set(reg, Expr::zero(reg.width())))
+                    .collect(),
+                registers
+                    .into_iter()
+                    .map(|(reg, next)| set(&reg, next))
+                    .collect(),
+            )],
+        );
+        let row = |r: usize| -> Vec<Stmt> {
+            res_out
+                .iter()
+                .zip(&results)
+                .map(|(out, column)| set(out, column[r].clone()))
+                .collect()
+        };
+        let zeros = res_out
+            .iter()
+            .map(|out| set(out, Expr::zero(s.acc)))
+            .collect();
+        let arms = (0..rows as usize).map(|r| (r as u64, row(r))).collect();
+        b.combinational(vec![case(out_row, arms, zeros)]);
+    })
 }
 
 #[cfg(test)]

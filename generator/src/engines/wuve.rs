@@ -153,217 +153,217 @@ pub fn module_names() -> Vec<String> {
 }
 
 fn lane_module(mul: &ModuleDef, add: &ModuleDef, to16: &ModuleDef) -> ModuleDef {
-    let mut b = ModuleBuilder::new(LANE_MODULE);
-    b.doc(
+    ModuleBuilder::build(LANE_MODULE, |b| {
+        b.doc(
         "WUVE lane: w32' = w32 - lr * (dw + lambda * ((keep ? 0 : 1) * w32)), w16' = fp16(w32').",
     );
-    b.doc("Each operation is one fp32 RNE unit in the reference's order (no fusion); one");
-    b.doc(format!(
-        "element per cycle, results shown {LATENCY} cycles after their input cycle."
-    ));
-    b.doc("Protocol: see the generator's `engines::wuve` documentation (coforge).");
-    let clk = b.input(ports::CLOCK, 1, "");
-    let rst = b.input(ports::RESET, 1, "synchronous, active high");
-    let lr = b.input(ports::LR, 32, "fp32 learning rate, held for the job");
-    let lambda = b.input(ports::LAMBDA, 32, "fp32 decay of pruned weights, held");
-    let in_valid = b.input("in_valid", 1, "an element is present");
-    let in_w32 = b.input("in_w32", 32, "fp32 master weight");
-    let in_dw = b.input("in_dw", 32, "fp32 gradient");
-    let in_keep = b.input("in_keep", 1, "forward mask bit: 1 = kept");
-    let out_valid = b.output_reg("out_valid", 1, "an updated weight is shown");
-    let out_w32 = b.output_reg("out_w32", 32, "fp32 updated master weight");
-    let out_w16 = b.output_reg("out_w16", 16, "fp16 of the updated weight, RNE");
+        b.doc("Each operation is one fp32 RNE unit in the reference's order (no fusion); one");
+        b.doc(format!(
+            "element per cycle, results shown {LATENCY} cycles after their input cycle."
+        ));
+        b.doc("Protocol: see the generator's `engines::wuve` documentation (coforge).");
+        let clk = b.input(ports::CLOCK, 1, "");
+        let rst = b.input(ports::RESET, 1, "synchronous, active high");
+        let lr = b.input(ports::LR, 32, "fp32 learning rate, held for the job");
+        let lambda = b.input(ports::LAMBDA, 32, "fp32 decay of pruned weights, held");
+        let in_valid = b.input("in_valid", 1, "an element is present");
+        let in_w32 = b.input("in_w32", 32, "fp32 master weight");
+        let in_dw = b.input("in_dw", 32, "fp32 gradient");
+        let in_keep = b.input("in_keep", 1, "forward mask bit: 1 = kept");
+        let out_valid = b.output_reg("out_valid", 1, "an updated weight is shown");
+        let out_w32 = b.output_reg("out_w32", 32, "fp32 updated master weight");
+        let out_w16 = b.output_reg("out_w16", 16, "fp16 of the updated weight, RNE");
 
-    // Valid bit of each pipeline register stage 1..4 (stage 5 is `out_valid`).
-    let v: Vec<Expr> = (1..=4).map(|s| b.reg(&format!("s{s}_valid"), 1)).collect();
+        // Valid bit of each pipeline register stage 1..4 (stage 5 is `out_valid`).
+        let v: Vec<Expr> = (1..=4).map(|s| b.reg(&format!("s{s}_valid"), 1)).collect();
 
-    b.comment("Stage 1: t = one_minus_keep * w32 (a real product: 0 * inf is NaN).");
-    let one_minus_keep = b.name(
-        "one_minus_keep",
-        Expr::mux(&in_keep, &Expr::zero(32), &Expr::lit(ONE_F32, 32)),
-    );
-    let t = b.wire("t", 32);
-    b.instance(
-        mul,
-        "mul_t",
-        vec![
-            ("a", one_minus_keep),
-            ("b", in_w32.clone()),
-            ("p", t.clone()),
-        ],
-    );
-    let s1_t = b.reg("s1_t", 32);
-    let s1_w32 = b.reg("s1_w32", 32);
-    let s1_dw = b.reg("s1_dw", 32);
-
-    b.comment("Stage 2: decay = lambda * t.");
-    let decay = b.wire("decay", 32);
-    b.instance(
-        mul,
-        "mul_decay",
-        vec![("a", lambda), ("b", s1_t.clone()), ("p", decay.clone())],
-    );
-    let s2_decay = b.reg("s2_decay", 32);
-    let s2_w32 = b.reg("s2_w32", 32);
-    let s2_dw = b.reg("s2_dw", 32);
-
-    b.comment("Stage 3: g = dw + decay.");
-    let g = b.wire("g", 32);
-    b.instance(
-        add,
-        "add_g",
-        vec![
-            ("a", s2_dw.clone()),
-            ("b", s2_decay.clone()),
-            ("s", g.clone()),
-        ],
-    );
-    let s3_g = b.reg("s3_g", 32);
-    let s3_w32 = b.reg("s3_w32", 32);
-
-    b.comment("Stage 4: u = lr * g, stored negated (sign bit flipped) for the final add.");
-    let u = b.wire("u", 32);
-    b.instance(
-        mul,
-        "mul_u",
-        vec![("a", lr), ("b", s3_g.clone()), ("p", u.clone())],
-    );
-    let s4_neg_u = b.reg("s4_neg_u", 32);
-    let s4_w32 = b.reg("s4_w32", 32);
-
-    b.comment("Stage 5: w32' = w32 + (-u) (= w32 - u exactly), w16' = fp16(w32').");
-    let w32_next = b.wire("w32_next", 32);
-    b.instance(
-        add,
-        "add_w32",
-        vec![
-            ("a", s4_w32.clone()),
-            ("b", s4_neg_u.clone()),
-            ("s", w32_next.clone()),
-        ],
-    );
-    let w16_next = b.wire("w16_next", 16);
-    b.instance(
-        to16,
-        "to_fp16",
-        vec![("x", w32_next.clone()), ("h", w16_next.clone())],
-    );
-
-    b.comment("Control: valid bits travel with the data.");
-    b.clocked(
-        &clk,
-        vec![when_else(
-            rst,
+        b.comment("Stage 1: t = one_minus_keep * w32 (a real product: 0 * inf is NaN).");
+        let one_minus_keep = b.name(
+            "one_minus_keep",
+            Expr::mux(&in_keep, &Expr::zero(32), &Expr::lit(ONE_F32, 32)),
+        );
+        let t = b.wire("t", 32);
+        b.instance(
+            mul,
+            "mul_t",
             vec![
-                set(&v[0], Expr::bit(false)),
-                set(&v[1], Expr::bit(false)),
-                set(&v[2], Expr::bit(false)),
-                set(&v[3], Expr::bit(false)),
-                set(&out_valid, Expr::bit(false)),
+                ("a", one_minus_keep),
+                ("b", in_w32.clone()),
+                ("p", t.clone()),
             ],
-            vec![
-                set(&v[0], in_valid.clone()),
-                set(&v[1], v[0].clone()),
-                set(&v[2], v[1].clone()),
-                set(&v[3], v[2].clone()),
-                set(&out_valid, v[3].clone()),
-            ],
-        )],
-    );
+        );
+        let s1_t = b.reg("s1_t", 32);
+        let s1_w32 = b.reg("s1_w32", 32);
+        let s1_dw = b.reg("s1_dw", 32);
 
-    b.comment("Data: each stage loads only when it receives a valid element (no reset).");
-    let neg_u = Expr::concat(vec![u.msb().not(), u.slice(0, 31)]);
-    b.clocked(
-        &clk,
-        vec![
-            when(
-                in_valid,
-                vec![set(&s1_t, t), set(&s1_w32, in_w32), set(&s1_dw, in_dw)],
-            ),
-            when(
-                v[0].clone(),
+        b.comment("Stage 2: decay = lambda * t.");
+        let decay = b.wire("decay", 32);
+        b.instance(
+            mul,
+            "mul_decay",
+            vec![("a", lambda), ("b", s1_t.clone()), ("p", decay.clone())],
+        );
+        let s2_decay = b.reg("s2_decay", 32);
+        let s2_w32 = b.reg("s2_w32", 32);
+        let s2_dw = b.reg("s2_dw", 32);
+
+        b.comment("Stage 3: g = dw + decay.");
+        let g = b.wire("g", 32);
+        b.instance(
+            add,
+            "add_g",
+            vec![
+                ("a", s2_dw.clone()),
+                ("b", s2_decay.clone()),
+                ("s", g.clone()),
+            ],
+        );
+        let s3_g = b.reg("s3_g", 32);
+        let s3_w32 = b.reg("s3_w32", 32);
+
+        b.comment("Stage 4: u = lr * g, stored negated (sign bit flipped) for the final add.");
+        let u = b.wire("u", 32);
+        b.instance(
+            mul,
+            "mul_u",
+            vec![("a", lr), ("b", s3_g.clone()), ("p", u.clone())],
+        );
+        let s4_neg_u = b.reg("s4_neg_u", 32);
+        let s4_w32 = b.reg("s4_w32", 32);
+
+        b.comment("Stage 5: w32' = w32 + (-u) (= w32 - u exactly), w16' = fp16(w32').");
+        let w32_next = b.wire("w32_next", 32);
+        b.instance(
+            add,
+            "add_w32",
+            vec![
+                ("a", s4_w32.clone()),
+                ("b", s4_neg_u.clone()),
+                ("s", w32_next.clone()),
+            ],
+        );
+        let w16_next = b.wire("w16_next", 16);
+        b.instance(
+            to16,
+            "to_fp16",
+            vec![("x", w32_next.clone()), ("h", w16_next.clone())],
+        );
+
+        b.comment("Control: valid bits travel with the data.");
+        b.clocked(
+            &clk,
+            vec![when_else(
+                rst,
                 vec![
-                    set(&s2_decay, decay),
-                    set(&s2_w32, s1_w32.clone()),
-                    set(&s2_dw, s1_dw.clone()),
+                    set(&v[0], Expr::bit(false)),
+                    set(&v[1], Expr::bit(false)),
+                    set(&v[2], Expr::bit(false)),
+                    set(&v[3], Expr::bit(false)),
+                    set(&out_valid, Expr::bit(false)),
                 ],
-            ),
-            when(
-                v[1].clone(),
-                vec![set(&s3_g, g), set(&s3_w32, s2_w32.clone())],
-            ),
-            when(
-                v[2].clone(),
-                vec![set(&s4_neg_u, neg_u), set(&s4_w32, s3_w32.clone())],
-            ),
-            when(
-                v[3].clone(),
-                vec![set(&out_w32, w32_next), set(&out_w16, w16_next)],
-            ),
-        ],
-    );
-    b.finish()
+                vec![
+                    set(&v[0], in_valid.clone()),
+                    set(&v[1], v[0].clone()),
+                    set(&v[2], v[1].clone()),
+                    set(&v[3], v[2].clone()),
+                    set(&out_valid, v[3].clone()),
+                ],
+            )],
+        );
+
+        b.comment("Data: each stage loads only when it receives a valid element (no reset).");
+        let neg_u = Expr::concat(vec![u.msb().not(), u.slice(0, 31)]);
+        b.clocked(
+            &clk,
+            vec![
+                when(
+                    in_valid,
+                    vec![set(&s1_t, t), set(&s1_w32, in_w32), set(&s1_dw, in_dw)],
+                ),
+                when(
+                    v[0].clone(),
+                    vec![
+                        set(&s2_decay, decay),
+                        set(&s2_w32, s1_w32.clone()),
+                        set(&s2_dw, s1_dw.clone()),
+                    ],
+                ),
+                when(
+                    v[1].clone(),
+                    vec![set(&s3_g, g), set(&s3_w32, s2_w32.clone())],
+                ),
+                when(
+                    v[2].clone(),
+                    vec![set(&s4_neg_u, neg_u), set(&s4_w32, s3_w32.clone())],
+                ),
+                when(
+                    v[3].clone(),
+                    vec![set(&out_w32, w32_next), set(&out_w16, w16_next)],
+                ),
+            ],
+        );
+    })
 }
 
 fn top_module(p: &WuveParams, top: &str, lane: &ModuleDef) -> ModuleDef {
-    let mut b = ModuleBuilder::new(top);
-    b.doc(format!(
+    ModuleBuilder::build(top, |b| {
+        b.doc(format!(
         "WUVE weight-update vector engine: {} lanes of w32' = w32 - lr * (dw + lambda * ((1 - keep) * w32)), w16' = fp16(w32').",
         p.lanes
     ));
-    b.doc(format!(
+        b.doc(format!(
         "Latency {LATENCY} cycles from an element's input cycle to out_valid; one element per lane per cycle."
     ));
-    b.doc("Protocol: see the generator's `engines::wuve` documentation (coforge).");
-    let clk = b.input(ports::CLOCK, 1, "");
-    let rst = b.input(ports::RESET, 1, "synchronous, active high");
-    let lr = b.input(ports::LR, 32, "fp32 learning rate, held for the job");
-    let lambda = b.input(ports::LAMBDA, 32, "fp32 decay of pruned weights, held");
-    let valid = b.input(ports::VALID, 1, "every lane takes its element this cycle");
-    let mut lane_in = Vec::new();
-    for l in 0..p.lanes {
-        let w32 = b.input(&ports::w32(l), 32, "fp32 master weight");
-        let dw = b.input(&ports::dw(l), 32, "fp32 gradient");
-        let keep = b.input(&ports::keep(l), 1, "forward mask bit: 1 = kept");
-        lane_in.push((w32, dw, keep));
-    }
-    let out_valid = b.output(ports::OUT_VALID, 1, "every lane shows an updated weight");
-    let mut lane_out = Vec::new();
-    for l in 0..p.lanes {
-        let w32 = b.output(&ports::w32_next(l), 32, "fp32 updated master weight");
-        let w16 = b.output(&ports::w16_next(l), 16, "fp16 of the updated weight");
-        lane_out.push((w32, w16));
-    }
+        b.doc("Protocol: see the generator's `engines::wuve` documentation (coforge).");
+        let clk = b.input(ports::CLOCK, 1, "");
+        let rst = b.input(ports::RESET, 1, "synchronous, active high");
+        let lr = b.input(ports::LR, 32, "fp32 learning rate, held for the job");
+        let lambda = b.input(ports::LAMBDA, 32, "fp32 decay of pruned weights, held");
+        let valid = b.input(ports::VALID, 1, "every lane takes its element this cycle");
+        let mut lane_in = Vec::new();
+        for l in 0..p.lanes {
+            let w32 = b.input(&ports::w32(l), 32, "fp32 master weight");
+            let dw = b.input(&ports::dw(l), 32, "fp32 gradient");
+            let keep = b.input(&ports::keep(l), 1, "forward mask bit: 1 = kept");
+            lane_in.push((w32, dw, keep));
+        }
+        let out_valid = b.output(ports::OUT_VALID, 1, "every lane shows an updated weight");
+        let mut lane_out = Vec::new();
+        for l in 0..p.lanes {
+            let w32 = b.output(&ports::w32_next(l), 32, "fp32 updated master weight");
+            let w16 = b.output(&ports::w16_next(l), 16, "fp16 of the updated weight");
+            lane_out.push((w32, w16));
+        }
 
-    // All lanes advance in lockstep, so lane 0's flag speaks for all; the other lanes' flags are
-    // left unconnected on purpose (`unused_*` tells readers and Verilator so).
-    for l in 0..p.lanes {
-        let lane_valid = if l == 0 {
-            out_valid.clone()
-        } else {
-            b.wire(&format!("unused_out_valid_lane{l}"), 1)
-        };
-        let (w32, dw, keep) = lane_in[l as usize].clone();
-        let (w32_next, w16_next) = lane_out[l as usize].clone();
-        b.instance(
-            lane,
-            &format!("lane{l}"),
-            vec![
-                (ports::CLOCK, clk.clone()),
-                (ports::RESET, rst.clone()),
-                (ports::LR, lr.clone()),
-                (ports::LAMBDA, lambda.clone()),
-                ("in_valid", valid.clone()),
-                ("in_w32", w32),
-                ("in_dw", dw),
-                ("in_keep", keep),
-                ("out_valid", lane_valid),
-                ("out_w32", w32_next),
-                ("out_w16", w16_next),
-            ],
-        );
-    }
-    b.finish()
+        // All lanes advance in lockstep, so lane 0's flag speaks for all; the other lanes' flags are
+        // left unconnected on purpose (`unused_*` tells readers and Verilator so).
+        for l in 0..p.lanes {
+            let lane_valid = if l == 0 {
+                out_valid.clone()
+            } else {
+                b.wire(&format!("unused_out_valid_lane{l}"), 1)
+            };
+            let (w32, dw, keep) = lane_in[l as usize].clone();
+            let (w32_next, w16_next) = lane_out[l as usize].clone();
+            b.instance(
+                lane,
+                &format!("lane{l}"),
+                vec![
+                    (ports::CLOCK, clk.clone()),
+                    (ports::RESET, rst.clone()),
+                    (ports::LR, lr.clone()),
+                    (ports::LAMBDA, lambda.clone()),
+                    ("in_valid", valid.clone()),
+                    ("in_w32", w32),
+                    ("in_dw", dw),
+                    ("in_keep", keep),
+                    ("out_valid", lane_valid),
+                    ("out_w32", w32_next),
+                    ("out_w16", w16_next),
+                ],
+            );
+        }
+    })
 }
 
 #[cfg(test)]

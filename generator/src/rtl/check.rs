@@ -11,12 +11,12 @@
 //! `output_reg` ports and memories take processes; inputs take nothing. A memory is further held
 //! to the block-RAM template (see "Memories" in the `rtl` documentation).
 
-use super::{Expr, Item, Module, Signal, SignalKind, Stmt, MAX_READ_PORTS};
+use super::{ExprNode, Item, Module, Signal, SignalKind, StmtNode, MAX_READ_PORTS};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// A module that breaks the driver rules. These are generator bugs, reported by
-/// `ModuleBuilder::try_finish` (and as a panic by `finish`) naming the module, the signal and
+/// `ModuleBuilder::try_build` (and as a panic by `build`) naming the module, the signal and
 /// the drivers involved.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum RtlError {
@@ -38,10 +38,14 @@ pub enum RtlError {
         driver: String,
         fix: &'static str,
     },
+    /// A reference to a signal the module never declares. Handles are branded (see "Typed
+    /// signal handles" in the `rtl` documentation), so a signal of another module cannot
+    /// reach this check; the one way here is a register reserved with
+    /// `ModuleBuilder::reserve_reg` and never placed.
     #[error(
         "module `{module}`: {used_in} refers to `{signal}` ({width} bits), which this module \
-         does not declare with that width; use only this module's own signals (an expression \
-         built for another module cannot be reused here)"
+         does not declare with that width; a register reserved with `reserve_reg` must be \
+         declared with `place`"
     )]
     Undeclared {
         module: String,
@@ -106,10 +110,10 @@ fn short(e: &impl std::fmt::Display) -> String {
 }
 
 /// Every register a process assigns (whole registers, or memory words), first assignment first.
-fn process_targets<'a>(body: &'a [Stmt], out: &mut Vec<(&'a str, String)>) {
+fn process_targets<'a>(body: &'a [StmtNode], out: &mut Vec<(&'a str, String)>) {
     for stmt in body {
         match stmt {
-            Stmt::Assign { target, value } => {
+            StmtNode::Assign { target, value } => {
                 if !out.iter().any(|(n, _)| *n == target.name) {
                     let lhs = match &target.word {
                         Some(w) => format!("{}[{w}]", target.name),
@@ -118,11 +122,11 @@ fn process_targets<'a>(body: &'a [Stmt], out: &mut Vec<(&'a str, String)>) {
                     out.push((&target.name, format!("{lhs} <= {}", short(value))));
                 }
             }
-            Stmt::If { then, els, .. } => {
+            StmtNode::If { then, els, .. } => {
                 process_targets(then, out);
                 process_targets(els, out);
             }
-            Stmt::Case { arms, default, .. } => {
+            StmtNode::Case { arms, default, .. } => {
                 for (_, body) in arms {
                     process_targets(body, out);
                 }
@@ -134,14 +138,14 @@ fn process_targets<'a>(body: &'a [Stmt], out: &mut Vec<(&'a str, String)>) {
 
 /// The named bit ranges an instance output drives: `(signal, lo, hi)`, or `None` when the
 /// connection is not a signal, a slice of one, or a concatenation of those.
-fn driven_bits(e: &Expr) -> Option<Vec<(&str, u32, u32)>> {
+fn driven_bits(e: &ExprNode) -> Option<Vec<(&str, u32, u32)>> {
     match e {
-        Expr::Ref { name, width } => Some(vec![(name, 0, *width)]),
-        Expr::Slice { e, lo, width } => match e.as_ref() {
-            Expr::Ref { name, .. } => Some(vec![(name, *lo, lo + width)]),
+        ExprNode::Ref { name, width } => Some(vec![(name, 0, *width)]),
+        ExprNode::Slice { e, lo, width } => match e.as_ref() {
+            ExprNode::Ref { name, .. } => Some(vec![(name, *lo, lo + width)]),
             _ => None,
         },
-        Expr::Concat(parts) => {
+        ExprNode::Concat(parts) => {
             let mut out = Vec::new();
             for p in parts {
                 out.extend(driven_bits(p)?);
@@ -289,7 +293,7 @@ pub(super) fn check_module(
 }
 
 /// Checks that every memory of `m` is the block-RAM template, however its ports were written
-/// (`memory_write` / `memory_read`, or `set_word` and `Expr::MemRead` by hand): exactly one write
+/// (`memory_write` / `memory_read`, or `set_word` and `Memory::read` by hand): exactly one write
 /// statement `mem[addr] <= data` in a clocked process, one or two registered reads
 /// `reg <= mem[addr]` (the whole right-hand side), and no other use of the memory, since an
 /// asynchronous read or a second write port does not map to block RAM.
@@ -301,40 +305,40 @@ fn check_memories(m: &Module) -> Result<(), RtlError> {
     let mut writes = BTreeMap::<&str, u32>::new();
     let mut reads = BTreeMap::<&str, u32>::new();
     let mut elsewhere = Vec::<String>::new();
-    let mut other_uses = |e: &Expr, elsewhere: &mut Vec<String>| {
+    let mut other_uses = |e: &ExprNode, elsewhere: &mut Vec<String>| {
         e.visit(&mut |x| {
-            if let Expr::MemRead { mem, .. } = x {
+            if let ExprNode::MemRead { mem, .. } = x {
                 elsewhere.push(mem.clone());
             }
         })
     };
     fn walk<'a>(
-        stmts: &'a [Stmt],
+        stmts: &'a [StmtNode],
         writes: &mut BTreeMap<&'a str, u32>,
         reads: &mut BTreeMap<&'a str, u32>,
         elsewhere: &mut Vec<String>,
-        other_uses: &mut impl FnMut(&Expr, &mut Vec<String>),
+        other_uses: &mut impl FnMut(&ExprNode, &mut Vec<String>),
     ) {
         for stmt in stmts {
             match stmt {
-                Stmt::Assign { target, value } => {
+                StmtNode::Assign { target, value } => {
                     if let Some(word) = &target.word {
                         *writes.entry(&target.name).or_default() += 1;
                         other_uses(word, elsewhere);
                         other_uses(value, elsewhere);
-                    } else if let Expr::MemRead { mem, index, .. } = value {
+                    } else if let ExprNode::MemRead { mem, index, .. } = value {
                         *reads.entry(mem).or_default() += 1;
                         other_uses(index, elsewhere);
                     } else {
                         other_uses(value, elsewhere);
                     }
                 }
-                Stmt::If { cond, then, els } => {
+                StmtNode::If { cond, then, els } => {
                     other_uses(cond, elsewhere);
                     walk(then, writes, reads, elsewhere, other_uses);
                     walk(els, writes, reads, elsewhere, other_uses);
                 }
-                Stmt::Case { sel, arms, default } => {
+                StmtNode::Case { sel, arms, default } => {
                     other_uses(sel, elsewhere);
                     for (_, body) in arms {
                         walk(body, writes, reads, elsewhere, other_uses);
@@ -414,8 +418,8 @@ enum Use<'a> {
     Clock,
     Assign(&'a str),
     Target(&'a str),
-    Condition(&'a Expr),
-    Selector(&'a Expr),
+    Condition(&'a ExprNode),
+    Selector(&'a ExprNode),
     Connection { instance: &'a str, port: &'a str },
 }
 
@@ -435,21 +439,21 @@ impl Use<'_> {
 }
 
 /// Every expression of a list of statements, with where it is used.
-fn statement_expressions<'a>(body: &'a [Stmt], out: &mut Vec<(&'a Expr, Use<'a>)>) {
+fn statement_expressions<'a>(body: &'a [StmtNode], out: &mut Vec<(&'a ExprNode, Use<'a>)>) {
     for stmt in body {
         match stmt {
-            Stmt::Assign { target, value } => {
+            StmtNode::Assign { target, value } => {
                 out.push((value, Use::Target(&target.name)));
                 if let Some(word) = &target.word {
                     out.push((word, Use::Target(&target.name)));
                 }
             }
-            Stmt::If { cond, then, els } => {
+            StmtNode::If { cond, then, els } => {
                 out.push((cond, Use::Condition(cond)));
                 statement_expressions(then, out);
                 statement_expressions(els, out);
             }
-            Stmt::Case { sel, arms, default } => {
+            StmtNode::Case { sel, arms, default } => {
                 out.push((sel, Use::Selector(sel)));
                 for (_, body) in arms {
                     statement_expressions(body, out);
@@ -461,7 +465,8 @@ fn statement_expressions<'a>(body: &'a [Stmt], out: &mut Vec<(&'a Expr, Use<'a>)
 }
 
 /// Every expression of `m` refers only to signals that `m` declares, with their declared
-/// widths (memories read as memories): a reference built for another module is caught here.
+/// widths (memories read as memories). Branded handles make this hold for every signal but a
+/// reserved register that was never placed (`ModuleBuilder::reserve_reg`).
 fn check_references(m: &Module) -> Result<(), RtlError> {
     let mut declared = BTreeMap::<&str, (u32, bool)>::new();
     for p in &m.ports {
@@ -470,15 +475,15 @@ fn check_references(m: &Module) -> Result<(), RtlError> {
     for s in &m.signals {
         declared.insert(&s.name, (s.width, s.depth.is_some()));
     }
-    let clocks: Vec<Expr> = m
+    let clocks: Vec<ExprNode> = m
         .items
         .iter()
         .filter_map(|item| match item {
-            Item::Clocked { clock, .. } => Some(Expr::sig(clock.clone(), 1)),
+            Item::Clocked { clock, .. } => Some(ExprNode::sig(clock.clone(), 1)),
             _ => None,
         })
         .collect();
-    let mut uses: Vec<(&Expr, Use)> = clocks.iter().map(|c| (c, Use::Clock)).collect();
+    let mut uses: Vec<(&ExprNode, Use)> = clocks.iter().map(|c| (c, Use::Clock)).collect();
     for item in &m.items {
         match item {
             Item::Comment(_) => {}
@@ -505,8 +510,8 @@ fn check_references(m: &Module) -> Result<(), RtlError> {
         let mut bad = None;
         e.visit(&mut |x| {
             let (name, width, memory) = match x {
-                Expr::Ref { name, width } => (name, *width, false),
-                Expr::MemRead { mem, width, .. } => (mem, *width, true),
+                ExprNode::Ref { name, width } => (name, *width, false),
+                ExprNode::MemRead { mem, width, .. } => (mem, *width, true),
                 _ => return,
             };
             if bad.is_none() && declared.get(name.as_str()) != Some(&(width, memory)) {

@@ -8,7 +8,7 @@
 //! its own parameters (the drivers and tests), and the simulators' build cache, keyed by the
 //! Verilog text, holds one entry per distinct design.
 
-use super::{Design, Dir, Item, Module, ModuleDef, Port, SignalKind, Stmt};
+use super::{Design, Dir, Item, Module, ModuleDef, Port, SignalKind, StmtNode};
 use std::fmt::Write;
 
 /// The version written into every generated file and manifest.
@@ -203,11 +203,11 @@ fn previous_is_comment(out: &str) -> bool {
 
 /// Prints `body` at `depth` indents; `assign` is `<=` in a clocked process and `=` in a
 /// combinational block.
-fn statements(out: &mut String, body: &[Stmt], depth: usize, assign: &str) {
+fn statements(out: &mut String, body: &[StmtNode], depth: usize, assign: &str) {
     let pad = INDENT.repeat(depth);
     for stmt in body {
         match stmt {
-            Stmt::Assign { target, value } => match &target.word {
+            StmtNode::Assign { target, value } => match &target.word {
                 Some(word) => {
                     let _ = writeln!(out, "{pad}{}[{word}] {assign} {value};", target.name);
                 }
@@ -215,7 +215,7 @@ fn statements(out: &mut String, body: &[Stmt], depth: usize, assign: &str) {
                     let _ = writeln!(out, "{pad}{} {assign} {value};", target.name);
                 }
             },
-            Stmt::If { cond, then, els } => {
+            StmtNode::If { cond, then, els } => {
                 let _ = writeln!(out, "{pad}if ({cond}) begin");
                 statements(out, then, depth + 1, assign);
                 if els.is_empty() {
@@ -226,11 +226,11 @@ fn statements(out: &mut String, body: &[Stmt], depth: usize, assign: &str) {
                     let _ = writeln!(out, "{pad}end");
                 }
             }
-            Stmt::Case { sel, arms, default } => {
+            StmtNode::Case { sel, arms, default } => {
                 let _ = writeln!(out, "{pad}case ({sel})");
                 let width = sel.width();
                 for (value, body) in arms {
-                    let label = super::Expr::lit(*value, width);
+                    let label = super::ExprNode::lit(*value, width);
                     let _ = writeln!(out, "{pad}{INDENT}{label}: begin");
                     statements(out, body, depth + 2, assign);
                     let _ = writeln!(out, "{pad}{INDENT}end");

@@ -21,9 +21,13 @@
 //! self-determined, so an enclosing expression cannot turn it unsigned).
 
 use std::fmt;
+use std::marker::PhantomData;
 
+/// An expression of a finished module's tree (what [`Expr`] wraps): the emitter and the
+/// checks read it, and so may analyses of a finished module. It cannot be turned back into an
+/// [`Expr`], so building one by hand reaches no builder.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Expr {
+pub enum ExprNode {
     /// A named signal (port, wire or register) of `width` bits.
     Ref {
         name: String,
@@ -36,44 +40,44 @@ pub enum Expr {
     },
     /// `e[lo +: width]` with a constant `lo`.
     Slice {
-        e: Box<Expr>,
+        e: Box<ExprNode>,
         lo: u32,
         width: u32,
     },
     /// `e[index +: width]`: a part-select whose base is a run-time value.
     DynSlice {
-        e: Box<Expr>,
-        index: Box<Expr>,
+        e: Box<ExprNode>,
+        index: Box<ExprNode>,
         width: u32,
     },
     /// `mem[index]` of a memory (unpacked array) of words of `width` bits.
     MemRead {
         mem: String,
-        index: Box<Expr>,
+        index: Box<ExprNode>,
         width: u32,
     },
-    Concat(Vec<Expr>),
+    Concat(Vec<ExprNode>),
     Repeat {
         count: u32,
-        e: Box<Expr>,
+        e: Box<ExprNode>,
     },
     Unary {
         op: UnaryOp,
-        e: Box<Expr>,
+        e: Box<ExprNode>,
     },
     Binary {
         op: BinaryOp,
-        a: Box<Expr>,
-        b: Box<Expr>,
+        a: Box<ExprNode>,
+        b: Box<ExprNode>,
     },
     Mux {
-        sel: Box<Expr>,
-        then: Box<Expr>,
-        els: Box<Expr>,
+        sel: Box<ExprNode>,
+        then: Box<ExprNode>,
+        els: Box<ExprNode>,
     },
     /// The bits of the inner expression read as two's complement (see "Signed shapes"); it
-    /// prints as the inner expression. Build it with [`Expr::as_signed`].
-    Signed(Box<Expr>),
+    /// prints as the inner expression. Build it with [`ExprNode::as_signed`].
+    Signed(Box<ExprNode>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -89,7 +93,7 @@ pub enum BinaryOp {
     Add,
     Sub,
     Mul,
-    /// A multiply of two signed operands, printed with `$signed` (see [`Expr::mul_signed`]).
+    /// A multiply of two signed operands, printed with `$signed` (see [`ExprNode::mul_signed`]).
     MulSigned,
     And,
     Or,
@@ -142,50 +146,52 @@ pub fn index_bits(count: u32) -> u32 {
     }
 }
 
-impl Expr {
-    pub fn sig(name: impl Into<String>, width: u32) -> Expr {
-        Expr::Ref {
+impl ExprNode {
+    /// A reference to a named signal: only the builder makes these (see "Typed signal
+    /// handles" in the `rtl` documentation).
+    pub(super) fn sig(name: impl Into<String>, width: u32) -> ExprNode {
+        ExprNode::Ref {
             name: name.into(),
             width,
         }
     }
-    pub fn lit(value: u64, width: u32) -> Expr {
+    pub fn lit(value: u64, width: u32) -> ExprNode {
         assert!(width > 0, "zero-width constant");
         assert!(
             width >= 64 || value >> width == 0,
             "constant {value} does not fit {width} bits"
         );
-        Expr::Const { value, width }
+        ExprNode::Const { value, width }
     }
-    pub fn zero(width: u32) -> Expr {
-        Expr::lit(0, width)
+    pub fn zero(width: u32) -> ExprNode {
+        ExprNode::lit(0, width)
     }
-    pub fn bit(value: bool) -> Expr {
-        Expr::lit(value as u64, 1)
+    pub fn bit(value: bool) -> ExprNode {
+        ExprNode::lit(value as u64, 1)
     }
 
     pub fn width(&self) -> u32 {
         match self {
-            Expr::Ref { width, .. }
-            | Expr::Const { width, .. }
-            | Expr::Slice { width, .. }
-            | Expr::DynSlice { width, .. }
-            | Expr::MemRead { width, .. } => *width,
-            Expr::Concat(parts) => parts.iter().map(Expr::width).sum(),
-            Expr::Repeat { count, e } => count * e.width(),
-            Expr::Unary { op, e } => match op {
+            ExprNode::Ref { width, .. }
+            | ExprNode::Const { width, .. }
+            | ExprNode::Slice { width, .. }
+            | ExprNode::DynSlice { width, .. }
+            | ExprNode::MemRead { width, .. } => *width,
+            ExprNode::Concat(parts) => parts.iter().map(ExprNode::width).sum(),
+            ExprNode::Repeat { count, e } => count * e.width(),
+            ExprNode::Unary { op, e } => match op {
                 UnaryOp::Not => e.width(),
                 _ => 1,
             },
-            Expr::Binary { op, a, .. } => {
+            ExprNode::Binary { op, a, .. } => {
                 if op.is_predicate() {
                     1
                 } else {
                     a.width()
                 }
             }
-            Expr::Mux { then, .. } => then.width(),
-            Expr::Signed(e) => e.width(),
+            ExprNode::Mux { then, .. } => then.width(),
+            ExprNode::Signed(e) => e.width(),
         }
     }
 
@@ -193,38 +199,38 @@ impl Expr {
     /// Names, constants, slices and concatenations are unsigned, as in Verilog.
     pub fn is_signed(&self) -> bool {
         match self {
-            Expr::Signed(_) => true,
-            Expr::Unary {
+            ExprNode::Signed(_) => true,
+            ExprNode::Unary {
                 op: UnaryOp::Not,
                 e,
             } => e.is_signed(),
-            Expr::Binary { op, a, .. } if !op.is_predicate() => a.is_signed(),
-            Expr::Mux { then, .. } => then.is_signed(),
+            ExprNode::Binary { op, a, .. } if !op.is_predicate() => a.is_signed(),
+            ExprNode::Mux { then, .. } => then.is_signed(),
             _ => false,
         }
     }
 
     /// The same bits, read as two's complement.
-    pub fn as_signed(&self) -> Expr {
+    pub fn as_signed(&self) -> ExprNode {
         if self.is_signed() {
             self.clone()
         } else {
-            Expr::Signed(Box::new(self.clone()))
+            ExprNode::Signed(Box::new(self.clone()))
         }
     }
 
     /// The same bits, read as unsigned.
-    pub fn as_unsigned(&self) -> Expr {
+    pub fn as_unsigned(&self) -> ExprNode {
         match self {
-            Expr::Signed(e) => e.as_ref().clone(),
+            ExprNode::Signed(e) => e.as_ref().clone(),
             // A one-part concatenation is unsigned in Verilog and prints as `{x}`.
-            e if e.is_signed() => Expr::Concat(vec![e.clone()]),
+            e if e.is_signed() => ExprNode::Concat(vec![e.clone()]),
             e => e.clone(),
         }
     }
 
     /// A signed constant of `width` bits (two's complement).
-    pub fn signed_lit(value: i64, width: u32) -> Expr {
+    pub fn signed_lit(value: i64, width: u32) -> ExprNode {
         assert!((1..=64).contains(&width), "signed constant of {width} bits");
         let fits = width == 64 || (-(1i64 << (width - 1))..(1i64 << (width - 1))).contains(&value);
         assert!(
@@ -236,12 +242,12 @@ impl Expr {
         } else {
             (value as u64) & ((1u64 << width) - 1)
         };
-        Expr::lit(bits, width).as_signed()
+        ExprNode::lit(bits, width).as_signed()
     }
 
     /// Widens to `width` bits by the value's signedness: sign extension for a signed value,
     /// zero extension for an unsigned one. The result keeps the signedness.
-    pub fn resize(&self, width: u32) -> Expr {
+    pub fn resize(&self, width: u32) -> ExprNode {
         if self.is_signed() {
             self.as_unsigned().sext(width).as_signed()
         } else {
@@ -252,7 +258,7 @@ impl Expr {
     /// `self[lo +: width]`. Verilog-2005 selects only from names, so a slice of a constant, a
     /// concatenation or a slice is resolved here; anything else must be named first
     /// (`ModuleBuilder::name`), and asking otherwise is a generator bug caught at build time.
-    pub fn slice(&self, lo: u32, width: u32) -> Expr {
+    pub fn slice(&self, lo: u32, width: u32) -> ExprNode {
         assert!(
             width > 0 && lo + width <= self.width(),
             "slice [{lo} +: {width}] out of a {}-bit value",
@@ -262,23 +268,23 @@ impl Expr {
             return self.clone();
         }
         match self {
-            Expr::Ref { .. } => Expr::Slice {
+            ExprNode::Ref { .. } => ExprNode::Slice {
                 e: Box::new(self.clone()),
                 lo,
                 width,
             },
-            Expr::Slice { e, lo: base, .. } => e.slice(base + lo, width),
-            Expr::Const { value, .. } => {
+            ExprNode::Slice { e, lo: base, .. } => e.slice(base + lo, width),
+            ExprNode::Const { value, .. } => {
                 let mask = if width >= 64 {
                     u64::MAX
                 } else {
                     (1u64 << width) - 1
                 };
-                Expr::lit(value.checked_shr(lo).unwrap_or(0) & mask, width)
+                ExprNode::lit(value.checked_shr(lo).unwrap_or(0) & mask, width)
             }
-            Expr::Repeat { e, .. } if e.width() == 1 => e.repeat(width),
-            Expr::Signed(e) => e.slice(lo, width),
-            Expr::Concat(parts) => {
+            ExprNode::Repeat { e, .. } if e.width() == 1 => e.repeat(width),
+            ExprNode::Signed(e) => e.slice(lo, width),
+            ExprNode::Concat(parts) => {
                 // Parts are listed most significant first.
                 let mut pieces = Vec::new();
                 let mut part_lo = self.width();
@@ -290,76 +296,76 @@ impl Expr {
                         pieces.push(part.slice(a - part_lo, b - a));
                     }
                 }
-                Expr::concat(pieces)
+                ExprNode::concat(pieces)
             }
             other => panic!("slice of an unnamed expression {other}: name it first"),
         }
     }
-    pub fn bit_at(&self, i: u32) -> Expr {
+    pub fn bit_at(&self, i: u32) -> ExprNode {
         self.slice(i, 1)
     }
-    pub fn msb(&self) -> Expr {
+    pub fn msb(&self) -> ExprNode {
         self.bit_at(self.width() - 1)
     }
-    pub fn dyn_slice(&self, index: Expr, width: u32) -> Expr {
-        Expr::DynSlice {
+    pub fn dyn_slice(&self, index: ExprNode, width: u32) -> ExprNode {
+        ExprNode::DynSlice {
             e: Box::new(self.clone()),
             index: Box::new(index),
             width,
         }
     }
     /// Two's-complement sign extension to `width` bits.
-    pub fn sext(&self, width: u32) -> Expr {
+    pub fn sext(&self, width: u32) -> ExprNode {
         let w = self.width();
         assert!(width >= w, "sign extension narrows {w} to {width} bits");
         if width == w {
             return self.clone();
         }
-        Expr::Concat(vec![self.msb().repeat(width - w), self.clone()])
+        ExprNode::Concat(vec![self.msb().repeat(width - w), self.clone()])
     }
-    pub fn zext(&self, width: u32) -> Expr {
+    pub fn zext(&self, width: u32) -> ExprNode {
         let w = self.width();
         assert!(width >= w, "zero extension narrows {w} to {width} bits");
         if width == w {
             return self.clone();
         }
-        Expr::Concat(vec![Expr::zero(width - w), self.clone()])
+        ExprNode::Concat(vec![ExprNode::zero(width - w), self.clone()])
     }
-    pub fn concat(parts: Vec<Expr>) -> Expr {
+    pub fn concat(parts: Vec<ExprNode>) -> ExprNode {
         assert!(!parts.is_empty(), "empty concatenation");
         if parts.len() == 1 {
             return parts.into_iter().next().unwrap();
         }
-        Expr::Concat(parts)
+        ExprNode::Concat(parts)
     }
-    pub fn repeat(&self, count: u32) -> Expr {
+    pub fn repeat(&self, count: u32) -> ExprNode {
         if count == 1 {
             return self.clone();
         }
-        Expr::Repeat {
+        ExprNode::Repeat {
             count,
             e: Box::new(self.clone()),
         }
     }
-    pub fn not(&self) -> Expr {
-        Expr::Unary {
+    pub fn not(&self) -> ExprNode {
+        ExprNode::Unary {
             op: UnaryOp::Not,
             e: Box::new(self.clone()),
         }
     }
-    pub fn any(&self) -> Expr {
-        Expr::Unary {
+    pub fn any(&self) -> ExprNode {
+        ExprNode::Unary {
             op: UnaryOp::ReduceOr,
             e: Box::new(self.clone()),
         }
     }
-    pub fn all(&self) -> Expr {
-        Expr::Unary {
+    pub fn all(&self) -> ExprNode {
+        ExprNode::Unary {
             op: UnaryOp::ReduceAnd,
             e: Box::new(self.clone()),
         }
     }
-    fn binary(op: BinaryOp, a: &Expr, b: &Expr) -> Expr {
+    fn binary(op: BinaryOp, a: &ExprNode, b: &ExprNode) -> ExprNode {
         if !op.is_shift() {
             assert_eq!(
                 a.width(),
@@ -378,71 +384,71 @@ impl Expr {
                 op.symbol()
             );
         }
-        Expr::Binary {
+        ExprNode::Binary {
             op,
             a: Box::new(a.clone()),
             b: Box::new(b.clone()),
         }
     }
-    pub fn add(&self, b: &Expr) -> Expr {
-        Expr::binary(BinaryOp::Add, self, b)
+    pub fn add(&self, b: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::Add, self, b)
     }
-    pub fn sub(&self, b: &Expr) -> Expr {
-        Expr::binary(BinaryOp::Sub, self, b)
+    pub fn sub(&self, b: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::Sub, self, b)
     }
     /// Product truncated to the operand width: extend the operands first for a full product.
-    pub fn mul(&self, b: &Expr) -> Expr {
-        Expr::binary(BinaryOp::Mul, self, b)
+    pub fn mul(&self, b: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::Mul, self, b)
     }
-    /// The same bits as [`Expr::mul`] of two signed operands (at equal width the low bits of a
+    /// The same bits as [`ExprNode::mul`] of two signed operands (at equal width the low bits of a
     /// product do not depend on signedness), printed as `{$signed(a) * $signed(b)}` so that
     /// synthesis sees a signed multiplier and drops the sign-extension bits: Yosys then maps a
     /// sign-extended 27 x 8 product into one DSP48E2 rather than a 35 x 35 array of them.
-    pub fn mul_signed(&self, b: &Expr) -> Expr {
+    pub fn mul_signed(&self, b: &ExprNode) -> ExprNode {
         assert!(
             self.is_signed() && b.is_signed(),
             "mul_signed of an unsigned operand: {self} * {b}"
         );
-        Expr::binary(BinaryOp::MulSigned, self, b)
+        ExprNode::binary(BinaryOp::MulSigned, self, b)
     }
-    pub fn and(&self, b: &Expr) -> Expr {
-        Expr::binary(BinaryOp::And, self, b)
+    pub fn and(&self, b: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::And, self, b)
     }
-    pub fn or(&self, b: &Expr) -> Expr {
-        Expr::binary(BinaryOp::Or, self, b)
+    pub fn or(&self, b: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::Or, self, b)
     }
-    pub fn xor(&self, b: &Expr) -> Expr {
-        Expr::binary(BinaryOp::Xor, self, b)
+    pub fn xor(&self, b: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::Xor, self, b)
     }
-    pub fn eq(&self, b: &Expr) -> Expr {
-        Expr::binary(BinaryOp::Eq, self, b)
+    pub fn eq(&self, b: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::Eq, self, b)
     }
-    pub fn ne(&self, b: &Expr) -> Expr {
-        Expr::binary(BinaryOp::Ne, self, b)
+    pub fn ne(&self, b: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::Ne, self, b)
     }
     /// `self < b`: signed when both operands are signed, else unsigned.
-    pub fn lt(&self, b: &Expr) -> Expr {
-        Expr::binary(BinaryOp::Lt, self, b)
+    pub fn lt(&self, b: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::Lt, self, b)
     }
     /// `self > b`, printed as `b < self`.
-    pub fn gt(&self, b: &Expr) -> Expr {
-        Expr::binary(BinaryOp::Lt, b, self)
+    pub fn gt(&self, b: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::Lt, b, self)
     }
-    pub fn land(&self, b: &Expr) -> Expr {
-        Expr::binary(BinaryOp::LogicAnd, self, b)
+    pub fn land(&self, b: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::LogicAnd, self, b)
     }
-    pub fn lor(&self, b: &Expr) -> Expr {
-        Expr::binary(BinaryOp::LogicOr, self, b)
+    pub fn lor(&self, b: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::LogicOr, self, b)
     }
-    pub fn shl(&self, amount: &Expr) -> Expr {
-        Expr::binary(BinaryOp::Shl, self, amount)
+    pub fn shl(&self, amount: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::Shl, self, amount)
     }
     /// `self >> amount`: logical for an unsigned value, arithmetic for a signed one.
-    pub fn shr(&self, amount: &Expr) -> Expr {
-        Expr::binary(BinaryOp::Shr, self, amount)
+    pub fn shr(&self, amount: &ExprNode) -> ExprNode {
+        ExprNode::binary(BinaryOp::Shr, self, amount)
     }
     /// `sel ? then : els`.
-    pub fn mux(sel: &Expr, then: &Expr, els: &Expr) -> Expr {
+    pub fn mux(sel: &ExprNode, then: &ExprNode, els: &ExprNode) -> ExprNode {
         assert_eq!(sel.width(), 1, "mux select must be one bit: {sel}");
         assert_eq!(
             then.width(),
@@ -454,45 +460,45 @@ impl Expr {
             els.is_signed(),
             "mux arms differ in signedness: {then} vs {els}"
         );
-        Expr::Mux {
+        ExprNode::Mux {
             sel: Box::new(sel.clone()),
             then: Box::new(then.clone()),
             els: Box::new(els.clone()),
         }
     }
     /// `choices[index]` as a chain of comparisons; an out-of-range index selects zero.
-    pub fn select(index: &Expr, choices: &[Expr]) -> Expr {
+    pub fn select(index: &ExprNode, choices: &[ExprNode]) -> ExprNode {
         let width = choices[0].width();
         choices
             .iter()
             .enumerate()
             .rev()
-            .fold(Expr::zero(width), |rest, (i, choice)| {
-                let hit = index.eq(&Expr::lit(i as u64, index.width()));
-                Expr::mux(&hit, choice, &rest)
+            .fold(ExprNode::zero(width), |rest, (i, choice)| {
+                let hit = index.eq(&ExprNode::lit(i as u64, index.width()));
+                ExprNode::mux(&hit, choice, &rest)
             })
     }
 
     /// Calls `f` on this expression and on every sub-expression, parents first.
-    pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
+    pub fn visit(&self, f: &mut impl FnMut(&ExprNode)) {
         f(self);
         match self {
-            Expr::Ref { .. } | Expr::Const { .. } => {}
-            Expr::Slice { e, .. }
-            | Expr::Repeat { e, .. }
-            | Expr::Unary { e, .. }
-            | Expr::Signed(e) => e.visit(f),
-            Expr::DynSlice { e, index, .. } => {
+            ExprNode::Ref { .. } | ExprNode::Const { .. } => {}
+            ExprNode::Slice { e, .. }
+            | ExprNode::Repeat { e, .. }
+            | ExprNode::Unary { e, .. }
+            | ExprNode::Signed(e) => e.visit(f),
+            ExprNode::DynSlice { e, index, .. } => {
                 e.visit(f);
                 index.visit(f);
             }
-            Expr::MemRead { index, .. } => index.visit(f),
-            Expr::Concat(parts) => parts.iter().for_each(|p| p.visit(f)),
-            Expr::Binary { a, b, .. } => {
+            ExprNode::MemRead { index, .. } => index.visit(f),
+            ExprNode::Concat(parts) => parts.iter().for_each(|p| p.visit(f)),
+            ExprNode::Binary { a, b, .. } => {
                 a.visit(f);
                 b.visit(f);
             }
-            Expr::Mux { sel, then, els } => {
+            ExprNode::Mux { sel, then, els } => {
                 sel.visit(f);
                 then.visit(f);
                 els.visit(f);
@@ -503,19 +509,19 @@ impl Expr {
     /// Precedence level used by the emitter to print only the parentheses that are needed.
     fn precedence(&self) -> u8 {
         match self {
-            Expr::Signed(e) => e.precedence(),
+            ExprNode::Signed(e) => e.precedence(),
             // Printed in braces: `{$signed(a) >>> b}`, `{$signed(a) * $signed(b)}`.
-            Expr::Binary {
+            ExprNode::Binary {
                 op: BinaryOp::Shr,
                 a,
                 ..
             } if a.is_signed() => 13,
-            Expr::Binary {
+            ExprNode::Binary {
                 op: BinaryOp::MulSigned,
                 ..
             } => 13,
-            Expr::Mux { .. } => 1,
-            Expr::Binary { op, .. } => match op {
+            ExprNode::Mux { .. } => 1,
+            ExprNode::Binary { op, .. } => match op {
                 BinaryOp::LogicOr => 2,
                 BinaryOp::LogicAnd => 3,
                 BinaryOp::Or => 4,
@@ -527,7 +533,7 @@ impl Expr {
                 BinaryOp::Add | BinaryOp::Sub => 10,
                 BinaryOp::Mul | BinaryOp::MulSigned => 11,
             },
-            Expr::Unary { .. } => 12,
+            ExprNode::Unary { .. } => 12,
             _ => 13,
         }
     }
@@ -542,9 +548,9 @@ impl Expr {
 
     /// Part-selects and bit-selects apply only to names in Verilog-2005, so a slice of
     /// anything else must be given a name first (see `ModuleBuilder::name`).
-    fn selectable(e: &Expr, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn selectable(e: &ExprNode, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match e {
-            Expr::Ref { name, .. } => write!(f, "{name}"),
+            ExprNode::Ref { name, .. } => write!(f, "{name}"),
             other => {
                 panic!("part-select of an unnamed expression: {other:?}; bind it to a wire first")
             }
@@ -552,11 +558,11 @@ impl Expr {
     }
 }
 
-impl fmt::Display for Expr {
+impl fmt::Display for ExprNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Expr::Ref { name, .. } => write!(f, "{name}"),
-            Expr::Const { value, width } => {
+            ExprNode::Ref { name, .. } => write!(f, "{name}"),
+            ExprNode::Const { value, width } => {
                 if *width == 1 {
                     write!(f, "1'b{value}")
                 } else if *width <= 8 && *value < 4 {
@@ -565,24 +571,24 @@ impl fmt::Display for Expr {
                     write!(f, "{width}'h{value:x}")
                 }
             }
-            Expr::Slice { e, lo, width } => {
-                Expr::selectable(e, f)?;
+            ExprNode::Slice { e, lo, width } => {
+                ExprNode::selectable(e, f)?;
                 if *width == 1 {
                     write!(f, "[{lo}]")
                 } else {
                     write!(f, "[{}:{lo}]", lo + width - 1)
                 }
             }
-            Expr::DynSlice { e, index, width } => {
-                Expr::selectable(e, f)?;
+            ExprNode::DynSlice { e, index, width } => {
+                ExprNode::selectable(e, f)?;
                 if *width == 1 {
                     write!(f, "[{index}]")
                 } else {
                     write!(f, "[{index} +: {width}]")
                 }
             }
-            Expr::MemRead { mem, index, .. } => write!(f, "{mem}[{index}]"),
-            Expr::Concat(parts) => {
+            ExprNode::MemRead { mem, index, .. } => write!(f, "{mem}[{index}]"),
+            ExprNode::Concat(parts) => {
                 write!(f, "{{")?;
                 for (i, p) in parts.iter().enumerate() {
                     if i > 0 {
@@ -592,8 +598,8 @@ impl fmt::Display for Expr {
                 }
                 write!(f, "}}")
             }
-            Expr::Repeat { count, e } => write!(f, "{{{count}{{{e}}}}}"),
-            Expr::Unary { op, e } => {
+            ExprNode::Repeat { count, e } => write!(f, "{{{count}{{{e}}}}}"),
+            ExprNode::Unary { op, e } => {
                 let sym = match op {
                     UnaryOp::Not => "~",
                     UnaryOp::LogicNot => "!",
@@ -603,8 +609,8 @@ impl fmt::Display for Expr {
                 write!(f, "{sym}")?;
                 e.fmt_operand(f, 13)
             }
-            Expr::Signed(e) => write!(f, "{e}"),
-            Expr::Binary {
+            ExprNode::Signed(e) => write!(f, "{e}"),
+            ExprNode::Binary {
                 op: BinaryOp::Shr,
                 a,
                 b,
@@ -613,7 +619,7 @@ impl fmt::Display for Expr {
                 b.fmt_operand(f, 10)?;
                 write!(f, "}}")
             }
-            Expr::Binary {
+            ExprNode::Binary {
                 op: BinaryOp::MulSigned,
                 a,
                 b,
@@ -623,7 +629,7 @@ impl fmt::Display for Expr {
                 a.as_unsigned(),
                 b.as_unsigned()
             ),
-            Expr::Binary {
+            ExprNode::Binary {
                 op: BinaryOp::Lt,
                 a,
                 b,
@@ -635,14 +641,14 @@ impl fmt::Display for Expr {
                     b.as_unsigned()
                 )
             }
-            Expr::Binary { op, a, b } => {
+            ExprNode::Binary { op, a, b } => {
                 let p = self.precedence();
                 a.fmt_operand(f, p)?;
                 write!(f, " {} ", op.symbol())?;
                 // Right operands bind one level tighter: `a - (b - c)` keeps its parentheses.
                 b.fmt_operand(f, p + 1)
             }
-            Expr::Mux { sel, then, els } => {
+            ExprNode::Mux { sel, then, els } => {
                 // Parenthesize any operator in the select: `(a ^ b) ? x : y` reads unambiguously.
                 sel.fmt_operand(f, 12)?;
                 write!(f, " ? ")?;
@@ -651,5 +657,186 @@ impl fmt::Display for Expr {
                 els.fmt_operand(f, 1)
             }
         }
+    }
+}
+
+/// The brand of one module's builder: an invariant lifetime (`fn(&'id ()) -> &'id ()` is neither
+/// covariant nor contravariant in `'id`), so `'id` can be neither shortened nor lengthened to
+/// match another builder's. See "Typed signal handles" in the `rtl` documentation.
+pub(super) type Brand<'id> = PhantomData<fn(&'id ()) -> &'id ()>;
+
+/// An expression of the module whose builder has the brand `'id`: a signal handle returned by
+/// the builder (a port, wire, register), a constant, or an operator applied to those. It
+/// carries its width and signedness; every operator checks them (see "Signed shapes" above).
+///
+/// Only the builder makes a handle to a named signal, and `'id` ties it to that builder: a
+/// handle of another module, or one taken out of [`ModuleBuilder::build`]'s closure, does not
+/// compile.
+///
+/// [`ModuleBuilder::build`]: super::ModuleBuilder::build
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Expr<'id> {
+    node: ExprNode,
+    brand: Brand<'id>,
+}
+
+impl<'id> Expr<'id> {
+    /// Brands a tree: only the builder and the operators below do this.
+    pub(super) fn wrap(node: ExprNode) -> Expr<'id> {
+        Expr {
+            node,
+            brand: PhantomData,
+        }
+    }
+    /// The expression's tree, as the emitter will print it.
+    pub fn node(&self) -> &ExprNode {
+        &self.node
+    }
+    pub(super) fn into_node(self) -> ExprNode {
+        self.node
+    }
+
+    pub fn lit(value: u64, width: u32) -> Expr<'id> {
+        Expr::wrap(ExprNode::lit(value, width))
+    }
+    pub fn zero(width: u32) -> Expr<'id> {
+        Expr::wrap(ExprNode::zero(width))
+    }
+    pub fn bit(value: bool) -> Expr<'id> {
+        Expr::wrap(ExprNode::bit(value))
+    }
+    /// A signed constant of `width` bits (two's complement).
+    pub fn signed_lit(value: i64, width: u32) -> Expr<'id> {
+        Expr::wrap(ExprNode::signed_lit(value, width))
+    }
+    pub fn width(&self) -> u32 {
+        self.node.width()
+    }
+    /// True when the value is two's complement (see "Signed shapes" in the module docs).
+    /// Names, constants, slices and concatenations are unsigned, as in Verilog.
+    pub fn is_signed(&self) -> bool {
+        self.node.is_signed()
+    }
+    /// The same bits, read as two's complement.
+    pub fn as_signed(&self) -> Expr<'id> {
+        Expr::wrap(self.node.as_signed())
+    }
+    /// The same bits, read as unsigned.
+    pub fn as_unsigned(&self) -> Expr<'id> {
+        Expr::wrap(self.node.as_unsigned())
+    }
+    /// Widens to `width` bits by the value's signedness: sign extension for a signed value,
+    /// zero extension for an unsigned one. The result keeps the signedness.
+    pub fn resize(&self, width: u32) -> Expr<'id> {
+        Expr::wrap(self.node.resize(width))
+    }
+    /// `self[lo +: width]`. Verilog-2005 selects only from names, so a slice of a constant, a
+    /// concatenation or a slice is resolved here; anything else must be named first
+    /// (`ModuleBuilder::name`), and asking otherwise is a generator bug caught at build time.
+    pub fn slice(&self, lo: u32, width: u32) -> Expr<'id> {
+        Expr::wrap(self.node.slice(lo, width))
+    }
+    pub fn bit_at(&self, i: u32) -> Expr<'id> {
+        Expr::wrap(self.node.bit_at(i))
+    }
+    pub fn msb(&self) -> Expr<'id> {
+        Expr::wrap(self.node.msb())
+    }
+    /// `self[index +: width]`: a part-select whose base is a run-time value.
+    pub fn dyn_slice(&self, index: Expr<'id>, width: u32) -> Expr<'id> {
+        Expr::wrap(self.node.dyn_slice(index.node, width))
+    }
+    /// Two's-complement sign extension to `width` bits.
+    pub fn sext(&self, width: u32) -> Expr<'id> {
+        Expr::wrap(self.node.sext(width))
+    }
+    pub fn zext(&self, width: u32) -> Expr<'id> {
+        Expr::wrap(self.node.zext(width))
+    }
+    /// `{parts[0], parts[1], ...}`, most significant first.
+    pub fn concat(parts: Vec<Expr<'id>>) -> Expr<'id> {
+        Expr::wrap(ExprNode::concat(
+            parts.into_iter().map(Expr::into_node).collect(),
+        ))
+    }
+    pub fn repeat(&self, count: u32) -> Expr<'id> {
+        Expr::wrap(self.node.repeat(count))
+    }
+    pub fn not(&self) -> Expr<'id> {
+        Expr::wrap(self.node.not())
+    }
+    pub fn any(&self) -> Expr<'id> {
+        Expr::wrap(self.node.any())
+    }
+    pub fn all(&self) -> Expr<'id> {
+        Expr::wrap(self.node.all())
+    }
+    pub fn add(&self, b: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.add(&b.node))
+    }
+    pub fn sub(&self, b: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.sub(&b.node))
+    }
+    /// Product truncated to the operand width: extend the operands first for a full product.
+    pub fn mul(&self, b: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.mul(&b.node))
+    }
+    /// The same bits as [`Expr::mul`] of two signed operands (at equal width the low bits of a
+    /// product do not depend on signedness), printed as `{$signed(a) * $signed(b)}` so that
+    /// synthesis sees a signed multiplier and drops the sign-extension bits: Yosys then maps a
+    /// sign-extended 27 x 8 product into one DSP48E2 rather than a 35 x 35 array of them.
+    pub fn mul_signed(&self, b: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.mul_signed(&b.node))
+    }
+    pub fn and(&self, b: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.and(&b.node))
+    }
+    pub fn or(&self, b: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.or(&b.node))
+    }
+    pub fn xor(&self, b: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.xor(&b.node))
+    }
+    pub fn eq(&self, b: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.eq(&b.node))
+    }
+    pub fn ne(&self, b: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.ne(&b.node))
+    }
+    /// `self < b`: signed when both operands are signed, else unsigned.
+    pub fn lt(&self, b: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.lt(&b.node))
+    }
+    /// `self > b`, printed as `b < self`.
+    pub fn gt(&self, b: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.gt(&b.node))
+    }
+    pub fn land(&self, b: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.land(&b.node))
+    }
+    pub fn lor(&self, b: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.lor(&b.node))
+    }
+    pub fn shl(&self, amount: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.shl(&amount.node))
+    }
+    /// `self >> amount`: logical for an unsigned value, arithmetic for a signed one.
+    pub fn shr(&self, amount: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(self.node.shr(&amount.node))
+    }
+    /// `sel ? then : els`.
+    pub fn mux(sel: &Expr<'id>, then: &Expr<'id>, els: &Expr<'id>) -> Expr<'id> {
+        Expr::wrap(ExprNode::mux(&sel.node, &then.node, &els.node))
+    }
+    /// `choices[index]` as a chain of comparisons; an out-of-range index selects zero.
+    pub fn select(index: &Expr<'id>, choices: &[Expr<'id>]) -> Expr<'id> {
+        let nodes: Vec<ExprNode> = choices.iter().map(|c| c.node.clone()).collect();
+        Expr::wrap(ExprNode::select(&index.node, &nodes))
+    }
+}
+
+impl fmt::Display for Expr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.node.fmt(f)
     }
 }

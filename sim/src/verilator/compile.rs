@@ -25,15 +25,29 @@ const MAKE_ENV: [&str; 8] = [
     "OPT_GLOBAL",
 ];
 
+/// The variables of [`MAKE_ENV`] that verilated.mk assigns outright, so the build passes them to
+/// `make` on its command line (the others it appends to, or leaves to the environment).
+const MAKE_OVERRIDES: [&str; 3] = ["OPT_FAST", "OPT_SLOW", "OPT_GLOBAL"];
+
 /// The toolchain that `make` will use for a build with this Verilator: the C++
 /// compiler named in Verilator's `verilated.mk` (its `--version`), that file's
 /// hash (it holds the default flags) and the flag variables set in the
 /// environment. Found once per process and environment.
 pub(super) fn toolchain(bin: &Path, version: &ToolVersion) -> Result<Toolchain, SimError> {
     static KNOWN: Mutex<Option<HashMap<String, Toolchain>>> = Mutex::new(None);
+    // An override is marked as one: such builds used to ignore it, and their cache entries
+    // (keyed by the variable all the same) must not be taken for builds that apply it.
     let env: String = MAKE_ENV
         .iter()
-        .filter_map(|v| Some(format!("{v}={};", std::env::var(v).ok()?)))
+        .filter_map(|v| {
+            let value = std::env::var(v).ok()?;
+            let how = if MAKE_OVERRIDES.contains(v) {
+                " (make argument)"
+            } else {
+                ""
+            };
+            Some(format!("{v}={value}{how};"))
+        })
         .collect();
     let memo = format!("{}\n{}\n{env}", bin.display(), version.text);
     if let Some(t) = KNOWN
@@ -146,6 +160,14 @@ pub(super) fn build_in(
         .arg("-f")
         .arg("Vdut.mk")
         .arg(format!("-j{jobs}"));
+    // verilated.mk assigns OPT_FAST, OPT_SLOW and OPT_GLOBAL (`OPT_FAST = -Os`), and a makefile
+    // assignment beats the environment: only a command-line variable overrides it. Without this,
+    // `OPT_FAST=-O2` in the environment would change the cache key but not the build.
+    for v in MAKE_OVERRIDES {
+        if let Ok(value) = std::env::var(v) {
+            cmd.arg(format!("{v}={value}"));
+        }
+    }
     // A jobserver inherited from an outer make/cargo would not be ours to use.
     cmd.env_remove("MAKEFLAGS").env_remove("MFLAGS");
     if !tools::run_logged(&MAKE, &mut cmd, &log)? {

@@ -34,8 +34,8 @@
 //! needs held through a job: write them before its first beat).
 
 use super::{
-    axis_master_fifo, axis_slave, control_block, ports, reset_register, wrapper_name, Activity,
-    ParamReg,
+    axis_master_fifo, axis_slave, control_block, ports, reserve_param, reset_register,
+    wrapper_name, Activity, ParamReg,
 };
 use crate::engines::sore::{self, SoreParams};
 use crate::engines::wuve::{self, WuveParams};
@@ -184,6 +184,7 @@ pub fn wuve_engine(p: &WuveParams, top: &str) -> LaneEngine {
         name,
         width: 32,
         reset: 0,
+        pulse: false,
     };
     LaneEngine {
         top: top.to_string(),
@@ -230,203 +231,202 @@ pub fn wuve_engine(p: &WuveParams, top: &str) -> LaneEngine {
 /// The AXI wrapper `<top>_axi` of the lane engine `e`, whose generated top is `engine`.
 pub fn lane_wrapper(e: &LaneEngine, engine: &ModuleDef) -> ModuleDef {
     let lanes = e.lanes;
-    let mut b = ModuleBuilder::new(wrapper_name(&e.top));
-    b.doc(format!(
-        "AXI wrapper of the {} `{}`: AXI4-Stream in (one engine input cycle per beat, a slot \
+    ModuleBuilder::build(wrapper_name(&e.top), |b| {
+        b.doc(format!(
+            "AXI wrapper of the {} `{}`: AXI4-Stream in (one engine input cycle per beat, a slot \
          per lane), AXI4-Stream out (one result per beat), AXI4-Lite control and status.",
-        e.kind, e.top
-    ));
-    b.doc("Beat layouts, back-pressure rule and register map: the generator's `engines::axi`.");
-    let clk = b.input(ports::CLOCK, 1, "");
-    let rst = reset_register(&mut b, &clk);
-
-    // Input stream: the payload is {tlast, lane keep bits, lane fields}, lane 0 lowest.
-    let inl = e.in_layout();
-    let used = inl.used_bits();
-    let slot_bits = inl.slot_bytes * 8;
-    let pop = b.wire("in_pop", 1);
-    let (head_valid, head) = axis_slave(
-        &mut b,
-        &clk,
-        &rst,
-        ports::IN,
-        (inl.data_bits(), inl.keep_bits()),
-        |b, tdata, tkeep, tlast| {
-            let tkeep = tkeep.expect("a lane stream has TKEEP");
-            let (mut data, mut keep, mut unused) = (Vec::new(), Vec::new(), Vec::new());
-            for l in (0..lanes).rev() {
-                data.push(tdata.slice(l * slot_bits, used));
-                keep.push(tkeep.bit_at(l * inl.slot_bytes));
-                if used < slot_bits {
-                    unused.push(tdata.slice(l * slot_bits + used, slot_bits - used));
-                }
-                if inl.slot_bytes > 1 {
-                    unused.push(tkeep.slice(l * inl.slot_bytes + 1, inl.slot_bytes - 1));
-                }
-            }
-            if !unused.is_empty() {
-                b.name(&format!("{}_unused", ports::IN), Expr::concat(unused));
-            }
-            let mut beat = vec![tlast.clone()];
-            beat.extend(keep);
-            beat.extend(data);
-            Expr::concat(beat)
-        },
-        &pop,
-    );
-    let head_keep = head.slice(lanes * used, lanes);
-    let head_last = head.bit_at(lanes * used + lanes);
-
-    // Which beat completes a result, and the credits it needs.
-    let depth = e.fifo_depth();
-    let cbits = index_bits(depth + 1);
-    let credits = b.reg("credits", cbits);
-    b.describe("FIFO entries neither holding a result nor reserved for one in flight");
-    let bpr = e.beats_per_result;
-    let position = (bpr > 1).then(|| {
-        let pos = b.reg("position", index_bits(bpr));
-        b.describe("the engine's position in its group: the beat it takes next");
-        pos
-    });
-    let completing = position.as_ref().map(|pos| {
-        b.name(
-            "completing",
-            pos.eq(&Expr::lit(u64::from(bpr - 1), pos.width())),
-        )
-    });
-    let has_credit = credits.ne(&Expr::zero(cbits));
-    let may_issue = match &completing {
-        Some(c) => c.not().lor(&has_credit),
-        None => has_credit,
-    };
-    let issue = b.name("issue", head_valid.land(&may_issue));
-    b.drive("in_pop", issue.clone());
-    let issue_result = match &completing {
-        Some(c) => b.name("issue_result", issue.land(c)),
-        None => issue.clone(),
-    };
-
-    // The engine.
-    let eng_out_valid = b.wire("eng_out_valid", 1);
-    let mut conn: Vec<(String, Expr)> = vec![
-        (e.clock.into(), clk.clone()),
-        (e.reset.into(), rst.clone()),
-        (e.valid.into(), issue.clone()),
-        (e.out_valid.into(), eng_out_valid.clone()),
-    ];
-    for (port, p) in &e.params {
-        conn.push((
-            port.to_string(),
-            Expr::sig(format!("param_{}", p.name), p.width),
+            e.kind, e.top
         ));
-    }
-    for l in 0..lanes {
-        for (f, (lo, w)) in e.inputs.iter().zip(&inl.fields) {
-            conn.push(((f.port)(l), head.slice(l * used + lo, *w)));
-        }
-    }
-    let outl = e.out_layout();
-    let out_slot_bits = outl.slot_bytes * 8;
-    let mut slots = Vec::new();
-    for l in (0..lanes).rev() {
-        let mut slot = Vec::new();
-        if outl.used_bits() < out_slot_bits {
-            slot.push(Expr::zero(out_slot_bits - outl.used_bits()));
-        }
-        for f in e.outputs.iter().rev() {
-            let name = (f.port)(l);
-            let wire = b.wire(&format!("eng_{name}"), f.width);
-            conn.push((name, wire.clone()));
-            slot.push(wire);
-        }
-        slots.extend(slot);
-    }
-    let conn_ref: Vec<(&str, Expr)> = conn.iter().map(|(n, e)| (n.as_str(), e.clone())).collect();
-    b.instance(engine, "engine", conn_ref);
+        b.doc("Beat layouts, back-pressure rule and register map: the generator's `engines::axi`.");
+        let clk = b.input(ports::CLOCK, 1, "");
+        let rst = reset_register(b, &clk);
 
-    // The completing beat's {valid, tlast, lane keep bits}, delayed by the engine's latency.
-    let tag_bits = lanes + 2;
-    let mut tag = Expr::concat(vec![issue_result.clone(), head_last.clone(), head_keep]);
-    for i in 0..e.latency {
-        let r = b.reg(&format!("result_tag{i}"), tag_bits);
-        b.describe(&format!(
-            "{{valid, tlast, lane keep}} of the completing beat taken {} cycle(s) ago",
-            i + 1
-        ));
-        b.clocked(
+        // Input stream: the payload is {tlast, lane keep bits, lane fields}, lane 0 lowest.
+        let inl = e.in_layout();
+        let used = inl.used_bits();
+        let slot_bits = inl.slot_bytes * 8;
+        let pop = b.wire("in_pop", 1);
+        let (head_valid, head) = axis_slave(
+            b,
             &clk,
-            vec![when_else(
-                rst.clone(),
-                vec![set(&r, Expr::zero(tag_bits))],
-                vec![set(&r, tag)],
-            )],
+            &rst,
+            ports::IN,
+            (inl.data_bits(), inl.keep_bits()),
+            |b, tdata, tkeep, tlast| {
+                let tkeep = tkeep.expect("a lane stream has TKEEP");
+                let (mut data, mut keep, mut unused) = (Vec::new(), Vec::new(), Vec::new());
+                for l in (0..lanes).rev() {
+                    data.push(tdata.slice(l * slot_bits, used));
+                    keep.push(tkeep.bit_at(l * inl.slot_bytes));
+                    if used < slot_bits {
+                        unused.push(tdata.slice(l * slot_bits + used, slot_bits - used));
+                    }
+                    if inl.slot_bytes > 1 {
+                        unused.push(tkeep.slice(l * inl.slot_bytes + 1, inl.slot_bytes - 1));
+                    }
+                }
+                if !unused.is_empty() {
+                    b.name(&format!("{}_unused", ports::IN), Expr::concat(unused));
+                }
+                let mut beat = vec![tlast.clone()];
+                beat.extend(keep);
+                beat.extend(data);
+                Expr::concat(beat)
+            },
+            &pop,
         );
-        tag = r;
-    }
-    let order_now = b.name("order_now", eng_out_valid.ne(&tag.bit_at(lanes + 1)));
-    let out_keep = Expr::concat(
-        (0..lanes)
-            .rev()
-            .map(|l| tag.bit_at(l).repeat(outl.slot_bytes))
-            .collect(),
-    );
-    let (out_handshake, overflow_now, fifo_count) = axis_master_fifo(
-        &mut b,
-        &clk,
-        &rst,
-        ports::OUT,
-        depth,
-        &eng_out_valid,
-        (&Expr::concat(slots), Some(&out_keep), &tag.bit_at(lanes)),
-    );
+        let head_keep = head.slice(lanes * used, lanes);
+        let head_last = head.bit_at(lanes * used + lanes);
 
-    let one = |w| Expr::lit(1, w);
-    let mut update = vec![set(
-        &credits,
-        Expr::mux(&issue_result, &credits.sub(&one(cbits)), &credits)
-            .add(&out_handshake.zext(cbits)),
-    )];
-    let mut reset = vec![set(&credits, Expr::lit(u64::from(depth), cbits))];
-    if let (Some(pos), Some(c)) = (&position, &completing) {
-        let w = pos.width();
-        update.push(when(
-            issue.clone(),
-            vec![set(pos, Expr::mux(c, &Expr::zero(w), &pos.add(&one(w))))],
-        ));
-        reset.push(set(pos, Expr::zero(w)));
-    }
-    b.clocked(&clk, vec![when_else(rst.clone(), reset, update)]);
+        // Which beat completes a result, and the credits it needs.
+        let depth = e.fifo_depth();
+        let cbits = index_bits(depth + 1);
+        let credits = b.reg("credits", cbits);
+        b.describe("FIFO entries neither holding a result nor reserved for one in flight");
+        let bpr = e.beats_per_result;
+        let position = (bpr > 1).then(|| {
+            let pos = b.reg("position", index_bits(bpr));
+            b.describe("the engine's position in its group: the beat it takes next");
+            pos
+        });
+        let completing = position.as_ref().map(|pos| {
+            b.name(
+                "completing",
+                pos.eq(&Expr::lit(u64::from(bpr - 1), pos.width())),
+            )
+        });
+        let has_credit = credits.ne(&Expr::zero(cbits));
+        let may_issue = match &completing {
+            Some(c) => c.not().lor(&has_credit),
+            None => has_credit,
+        };
+        let issue = b.name("issue", head_valid.land(&may_issue));
+        b.drive(&pop, issue.clone());
+        let issue_result = match &completing {
+            Some(c) => b.name("issue_result", issue.land(c)),
+            None => issue.clone(),
+        };
 
-    // Control and status.
-    let mut busy = head_valid
-        .lor(&credits.ne(&Expr::lit(u64::from(depth), cbits)))
-        .lor(&fifo_count.ne(&Expr::zero(fifo_count.width())));
-    if let Some(pos) = &position {
-        busy = busy.lor(&pos.ne(&Expr::zero(pos.width())));
-    }
-    let out_last = Expr::sig(format!("{}_tlast", ports::OUT), 1);
-    let mut flags = vec![
-        ("error_overflow", overflow_now),
-        ("error_order", order_now),
-        ("done", out_handshake.land(&out_last)),
-    ];
-    if let Some(c) = &completing {
-        flags.push(("error_last", issue.land(&head_last).land(&c.not())));
-    }
-    let params: Vec<ParamReg> = e.params.iter().map(|(_, p)| *p).collect();
-    control_block(
-        &mut b,
-        &clk,
-        &rst,
-        Activity {
-            busy,
-            beat_in: issue,
-            beat_out: out_handshake,
-            out_stream: ports::OUT,
-            flags,
-            info: e.info,
-        },
-        &params,
-    );
-    b.finish()
+        // The engine.
+        let eng_out_valid = b.wire("eng_out_valid", 1);
+        let mut conn: Vec<(String, Expr)> = vec![
+            (e.clock.into(), clk.clone()),
+            (e.reset.into(), rst.clone()),
+            (e.valid.into(), issue.clone()),
+            (e.out_valid.into(), eng_out_valid.clone()),
+        ];
+        let mut params = Vec::new();
+        for (port, p) in &e.params {
+            let (value, reg) = reserve_param(b, p);
+            conn.push((port.to_string(), value));
+            params.push(reg);
+        }
+        for l in 0..lanes {
+            for (f, (lo, w)) in e.inputs.iter().zip(&inl.fields) {
+                conn.push(((f.port)(l), head.slice(l * used + lo, *w)));
+            }
+        }
+        let outl = e.out_layout();
+        let out_slot_bits = outl.slot_bytes * 8;
+        let mut slots = Vec::new();
+        for l in (0..lanes).rev() {
+            let mut slot = Vec::new();
+            if outl.used_bits() < out_slot_bits {
+                slot.push(Expr::zero(out_slot_bits - outl.used_bits()));
+            }
+            for f in e.outputs.iter().rev() {
+                let name = (f.port)(l);
+                let wire = b.wire(&format!("eng_{name}"), f.width);
+                conn.push((name, wire.clone()));
+                slot.push(wire);
+            }
+            slots.extend(slot);
+        }
+        let conn_ref: Vec<(&str, Expr)> =
+            conn.iter().map(|(n, e)| (n.as_str(), e.clone())).collect();
+        b.instance(engine, "engine", conn_ref);
+
+        // The completing beat's {valid, tlast, lane keep bits}, delayed by the engine's latency.
+        let tag_bits = lanes + 2;
+        let mut tag = Expr::concat(vec![issue_result.clone(), head_last.clone(), head_keep]);
+        for i in 0..e.latency {
+            let r = b.reg(&format!("result_tag{i}"), tag_bits);
+            b.describe(&format!(
+                "{{valid, tlast, lane keep}} of the completing beat taken {} cycle(s) ago",
+                i + 1
+            ));
+            b.clocked(
+                &clk,
+                vec![when_else(
+                    rst.clone(),
+                    vec![set(&r, Expr::zero(tag_bits))],
+                    vec![set(&r, tag)],
+                )],
+            );
+            tag = r;
+        }
+        let order_now = b.name("order_now", eng_out_valid.ne(&tag.bit_at(lanes + 1)));
+        let out_keep = Expr::concat(
+            (0..lanes)
+                .rev()
+                .map(|l| tag.bit_at(l).repeat(outl.slot_bytes))
+                .collect(),
+        );
+        let out = axis_master_fifo(
+            b,
+            &clk,
+            &rst,
+            ports::OUT,
+            depth,
+            &eng_out_valid,
+            (&Expr::concat(slots), Some(&out_keep), &tag.bit_at(lanes)),
+        );
+
+        let one = |w| Expr::lit(1, w);
+        let mut update = vec![set(
+            &credits,
+            Expr::mux(&issue_result, &credits.sub(&one(cbits)), &credits)
+                .add(&out.handshake.zext(cbits)),
+        )];
+        let mut reset = vec![set(&credits, Expr::lit(u64::from(depth), cbits))];
+        if let (Some(pos), Some(c)) = (&position, &completing) {
+            let w = pos.width();
+            update.push(when(
+                issue.clone(),
+                vec![set(pos, Expr::mux(c, &Expr::zero(w), &pos.add(&one(w))))],
+            ));
+            reset.push(set(pos, Expr::zero(w)));
+        }
+        b.clocked(&clk, vec![when_else(rst.clone(), reset, update)]);
+
+        // Control and status.
+        let mut busy = head_valid
+            .lor(&credits.ne(&Expr::lit(u64::from(depth), cbits)))
+            .lor(&out.count.ne(&Expr::zero(out.count.width())));
+        if let Some(pos) = &position {
+            busy = busy.lor(&pos.ne(&Expr::zero(pos.width())));
+        }
+        let mut flags = vec![
+            ("error_overflow", out.overflow),
+            ("error_order", order_now),
+            ("done", out.handshake.land(&out.last)),
+        ];
+        if let Some(c) = &completing {
+            flags.push(("error_last", issue.land(&head_last).land(&c.not())));
+        }
+        control_block(
+            b,
+            &clk,
+            &rst,
+            Activity {
+                busy,
+                beat_in: issue,
+                beat_out: out.handshake,
+                out_stall: out.stall,
+                flags,
+                info: e.info,
+            },
+            params,
+        );
+    })
 }

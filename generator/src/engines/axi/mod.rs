@@ -71,8 +71,14 @@
 //! The closed-loop bus models that drive these wrappers in simulation are written once, in
 //! Rust, in `coforge_sim::axi` (not in the C++ shim).
 
+mod deform;
 mod lanes;
+pub mod sat;
 
+pub use deform::{
+    deform_engine, deform_ports, deform_regs, deform_wrapper, stream_layout, DeformEngine,
+    DeformStream, Extent, Start, DEFORM_EXTRA_CYCLES,
+};
 pub use lanes::{
     lane_wrapper, sore_engine, wuve_engine, LaneEngine, LaneField, LaneLayout, LANE_EXTRA_CYCLES,
 };
@@ -80,7 +86,8 @@ pub use lanes::{
 use super::stce;
 use crate::config::StceConfig;
 use crate::rtl::{
-    case, index_bits, set, when, when_else, Dir, Expr, Item, ModuleBuilder, ModuleDef, Stmt,
+    case, index_bits, set, when, when_else, Dir, Expr, ExprNode, Item, ModuleBuilder, ModuleDef,
+    Reserved, StmtNode,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -188,7 +195,7 @@ pub fn stce_fifo_depth(cfg: &StceConfig) -> u32 {
 }
 
 /// The AXI reset: `rst` is `!aresetn` registered once (see the module docs).
-fn reset_register(b: &mut ModuleBuilder, clk: &Expr) -> Expr {
+fn reset_register<'id>(b: &mut ModuleBuilder<'id>, clk: &Expr<'id>) -> Expr<'id> {
     let aresetn = b.input(
         ports::RESET_N,
         1,
@@ -201,14 +208,14 @@ fn reset_register(b: &mut ModuleBuilder, clk: &Expr) -> Expr {
 }
 
 /// A free-running 32-bit counter: +1 when `inc`, 0 on reset or `clear`.
-fn counter(
-    b: &mut ModuleBuilder,
-    clk: &Expr,
-    rst: &Expr,
+fn counter<'id>(
+    b: &mut ModuleBuilder<'id>,
+    clk: &Expr<'id>,
+    rst: &Expr<'id>,
     name: &str,
-    inc: Expr,
-    clear: &Expr,
-) -> Expr {
+    inc: Expr<'id>,
+    clear: &Expr<'id>,
+) -> Expr<'id> {
     let c = b.reg(name, 32);
     b.clocked(
         clk,
@@ -222,14 +229,14 @@ fn counter(
 }
 
 /// A sticky flag: set when `raise`, cleared on reset or `clear`.
-fn sticky(
-    b: &mut ModuleBuilder,
-    clk: &Expr,
-    rst: &Expr,
+fn sticky<'id>(
+    b: &mut ModuleBuilder<'id>,
+    clk: &Expr<'id>,
+    rst: &Expr<'id>,
     name: &str,
-    raise: Expr,
-    clear: &Expr,
-) -> Expr {
+    raise: Expr<'id>,
+    clear: &Expr<'id>,
+) -> Expr<'id> {
     let f = b.reg(name, 1);
     b.clocked(
         clk,
@@ -243,17 +250,17 @@ fn sticky(
 }
 
 /// One register of an AXI4-Lite register file.
-pub enum LiteReg {
+pub enum LiteReg<'id> {
     /// A value the wrapper computes (zero-extended to 32 bits).
-    Status(Expr),
+    Status(Expr<'id>),
     /// A register the host writes and reads back, `width` bits, reset to `reset`.
-    Param {
-        name: String,
-        width: u32,
-        reset: u64,
-    },
+    /// The register is reserved ahead (its value usually feeds the engine before the
+    /// register file is built, see [`reserve_param`]) and declared by the register file.
+    Param { reg: Reserved<'id>, reset: u64 },
     /// Reads 0; a write of a word with bit 0 set makes a one-cycle pulse.
     Pulse { name: String },
+    /// A [`LiteReg::Pulse`] whose register is reserved ahead, like a `Param`'s.
+    ReservedPulse { reg: Reserved<'id> },
 }
 
 /// An AXI4-Lite slave over `regs` (register i at byte 4·i). Returns, per register, the
@@ -263,12 +270,12 @@ pub enum LiteReg {
 /// are high and no response is pending, the register is written with `WSTRB` applied, and
 /// `BVALID` follows in the next cycle. Reads: `ARREADY` is high while no read data is pending;
 /// `RDATA` is registered and shown with `RVALID` in the next cycle.
-fn axi_lite_slave(
-    b: &mut ModuleBuilder,
-    clk: &Expr,
-    rst: &Expr,
-    regs: Vec<LiteReg>,
-) -> Vec<Option<Expr>> {
+fn axi_lite_slave<'id>(
+    b: &mut ModuleBuilder<'id>,
+    clk: &Expr<'id>,
+    rst: &Expr<'id>,
+    regs: Vec<LiteReg<'id>>,
+) -> Vec<Option<Expr<'id>>> {
     let p = ports::CTRL;
     let awaddr = b.input(&format!("{p}_awaddr"), CTRL_ADDR_BITS, "");
     let awvalid = b.input(&format!("{p}_awvalid"), 1, "");
@@ -287,8 +294,8 @@ fn axi_lite_slave(
     let rresp = b.output(&format!("{p}_rresp"), 2, "always OKAY");
     let rvalid = b.output_reg(&format!("{p}_rvalid"), 1, "");
     let rready = b.input(&format!("{p}_rready"), 1, "");
-    b.drive(&format!("{p}_bresp"), Expr::zero(2));
-    b.drive(&format!("{p}_rresp"), Expr::zero(2));
+    b.drive(&bresp, Expr::zero(2));
+    b.drive(&rresp, Expr::zero(2));
     let _ = (bresp, rresp);
 
     let word_bits = CTRL_ADDR_BITS - 2;
@@ -335,17 +342,19 @@ fn axi_lite_slave(
         )],
     );
     // The register write happens in the cycle AWREADY/WREADY are high (the handshake cycle).
-    let strobe = |word: &Expr, old: &Expr, width: u32| -> Expr {
-        let bytes: Vec<Expr> = (0..4)
+    // A register narrower than 32 bits takes the low bits of the bytes it overlaps.
+    let strobe = |word: &Expr<'id>, old: &Expr<'id>, width: u32| -> Expr<'id> {
+        let bytes: Vec<Expr> = (0..width.div_ceil(8))
             .map(|i| {
+                let bits = (width - 8 * i).min(8);
                 Expr::mux(
                     &wstrb.bit_at(i),
-                    &word.slice(8 * i, 8),
-                    &old.zext(32).slice(8 * i, 8),
+                    &word.slice(8 * i, bits),
+                    &old.slice(8 * i, bits),
                 )
             })
             .collect();
-        Expr::concat(bytes.into_iter().rev().collect()).slice(0, width)
+        Expr::concat(bytes.into_iter().rev().collect())
     };
     let mut values = Vec::new();
     let mut reads = Vec::new();
@@ -358,9 +367,10 @@ fn axi_lite_slave(
                 reads.push((i as u64, v.zext(32)));
                 values.push(None);
             }
-            LiteReg::Param { name, width, reset } => {
+            LiteReg::Param { reg, reset } => {
                 let hit = b.name(&hit_name, hit_expr);
-                let r = b.reg(&name, width);
+                let r = b.place(reg);
+                let width = r.width();
                 b.clocked(
                     clk,
                     vec![when_else(
@@ -372,9 +382,13 @@ fn axi_lite_slave(
                 reads.push((i as u64, r.zext(32)));
                 values.push(Some(r));
             }
-            LiteReg::Pulse { name } => {
+            LiteReg::Pulse { .. } | LiteReg::ReservedPulse { .. } => {
                 let hit = b.name(&hit_name, hit_expr);
-                let r = b.reg(&name, 1);
+                let r = match reg {
+                    LiteReg::ReservedPulse { reg } => b.place(reg),
+                    LiteReg::Pulse { name } => b.reg(&name, 1),
+                    _ => unreachable!("a pulse register"),
+                };
                 b.clocked(
                     clk,
                     vec![when_else(
@@ -428,15 +442,20 @@ fn axi_lite_slave(
 /// inward (and names the bits it leaves unused). Returns `(valid, payload)` of the head beat;
 /// the head leaves when `pop` (a wire the caller drives later, high only with `valid`) is
 /// high.
-fn axis_slave(
-    b: &mut ModuleBuilder,
-    clk: &Expr,
-    rst: &Expr,
+fn axis_slave<'id>(
+    b: &mut ModuleBuilder<'id>,
+    clk: &Expr<'id>,
+    rst: &Expr<'id>,
     prefix: &str,
     (width, keep_bytes): (u32, u32),
-    payload: impl FnOnce(&mut ModuleBuilder, &Expr, Option<&Expr>, &Expr) -> Expr,
-    pop: &Expr,
-) -> (Expr, Expr) {
+    payload: impl FnOnce(
+        &mut ModuleBuilder<'id>,
+        &Expr<'id>,
+        Option<&Expr<'id>>,
+        &Expr<'id>,
+    ) -> Expr<'id>,
+    pop: &Expr<'id>,
+) -> (Expr<'id>, Expr<'id>) {
     let tdata = b.input(&format!("{prefix}_tdata"), width, "");
     let tkeep = (keep_bytes > 0).then(|| {
         b.input(
@@ -446,7 +465,7 @@ fn axis_slave(
         )
     });
     let tvalid = b.input(&format!("{prefix}_tvalid"), 1, "");
-    b.output(
+    let tready = b.output(
         &format!("{prefix}_tready"),
         1,
         "a register: the skid entry is empty",
@@ -460,10 +479,7 @@ fn axis_slave(
     let skid_valid = b.reg(&format!("{prefix}_skid_valid"), 1);
     let skid = b.reg(&format!("{prefix}_skid"), bits);
     b.describe("a beat taken while the head could not move");
-    b.drive(
-        &format!("{prefix}_tready"),
-        skid_valid.not().land(&rst.not()),
-    );
+    b.drive(&tready, skid_valid.not().land(&rst.not()));
     let take = b.name(
         &format!("{prefix}_take"),
         tvalid.land(&skid_valid.not()).land(&rst.not()),
@@ -511,31 +527,30 @@ fn axis_slave(
 /// An AXI4-Stream master `<prefix>_*` fed by a FIFO of `depth` words (`depth` a power of two).
 /// The engine side writes a beat (`data`, `keep` when the stream has `TKEEP`, `last`) when
 /// `write`; the caller guarantees room (the credit rule). `TVALID`, `TDATA`, `TKEEP` and `TLAST`
-/// are registers. Returns `(handshake, overflow, count)`: a word left on the bus this cycle, a
-/// write found the FIFO full, words in the FIFO memory.
+/// are registers.
 #[allow(clippy::too_many_arguments)]
-fn axis_master_fifo(
-    b: &mut ModuleBuilder,
-    clk: &Expr,
-    rst: &Expr,
+fn axis_master_fifo<'id>(
+    b: &mut ModuleBuilder<'id>,
+    clk: &Expr<'id>,
+    rst: &Expr<'id>,
     prefix: &str,
     depth: u32,
-    write: &Expr,
-    (data, keep, last): (&Expr, Option<&Expr>, &Expr),
-) -> (Expr, Expr, Expr) {
+    write: &Expr<'id>,
+    (data, keep, last): (&Expr<'id>, Option<&Expr<'id>>, &Expr<'id>),
+) -> MasterFifo<'id> {
     let width = data.width();
     let keep_bytes = keep.map_or(0, Expr::width);
-    b.output(&format!("{prefix}_tdata"), width, "");
-    if keep_bytes > 0 {
+    let tdata = b.output(&format!("{prefix}_tdata"), width, "");
+    let tkeep = (keep_bytes > 0).then(|| {
         b.output(
             &format!("{prefix}_tkeep"),
             keep_bytes,
             "one bit per byte of TDATA",
-        );
-    }
+        )
+    });
     let tvalid = b.output_reg(&format!("{prefix}_tvalid"), 1, "");
     let tready = b.input(&format!("{prefix}_tready"), 1, "");
-    b.output(&format!("{prefix}_tlast"), 1, "");
+    let tlast = b.output(&format!("{prefix}_tlast"), 1, "");
     let mut parts = vec![last.clone()];
     parts.extend(keep.cloned());
     parts.push(data.clone());
@@ -560,11 +575,11 @@ fn axis_master_fifo(
     let accept = write.land(&full.not());
     b.memory_write(clk, &mem, &accept, &wptr, beat);
     b.memory_read(clk, &mem, &word, &read, &rptr);
-    b.drive(&format!("{prefix}_tdata"), word.slice(0, width));
-    if keep_bytes > 0 {
-        b.drive(&format!("{prefix}_tkeep"), word.slice(width, keep_bytes));
+    b.drive(&tdata, word.slice(0, width));
+    if let Some(tkeep) = &tkeep {
+        b.drive(tkeep, word.slice(width, keep_bytes));
     }
-    b.drive(&format!("{prefix}_tlast"), word.bit_at(word_bits - 1));
+    b.drive(&tlast, word.bit_at(word_bits - 1));
     let one = |w| Expr::lit(1, w);
     b.clocked(
         clk,
@@ -598,190 +613,214 @@ fn axis_master_fifo(
             ],
         )],
     );
-    (handshake, overflow, count)
+    MasterFifo {
+        stall: tvalid.land(&tready.not()),
+        handshake,
+        overflow,
+        count,
+        last: tlast,
+    }
+}
+
+/// What [`axis_master_fifo`] gives its caller.
+struct MasterFifo<'id> {
+    /// A word left on the bus this cycle.
+    handshake: Expr<'id>,
+    /// A write found the FIFO full.
+    overflow: Expr<'id>,
+    /// Words in the FIFO memory.
+    count: Expr<'id>,
+    /// `TVALID && !TREADY`: a word waits for the sink (OUT_STALLS counts these cycles).
+    stall: Expr<'id>,
+    /// `TLAST` of the word on the bus.
+    last: Expr<'id>,
 }
 
 /// The AXI wrapper of an STCE top `engine` generated from `cfg` (see the module docs).
 pub fn stce_wrapper(cfg: &StceConfig, engine: &ModuleDef) -> ModuleDef {
     let (rows, cols) = (cfg.rows, cfg.cols);
-    let mut b = ModuleBuilder::new(wrapper_name(&cfg.top));
-    b.doc(format!(
-        "AXI wrapper of the STCE `{}`: AXI4-Stream in (one reduction group per beat), \
+    ModuleBuilder::build(wrapper_name(&cfg.top), |b| {
+        b.doc(format!(
+            "AXI wrapper of the STCE `{}`: AXI4-Stream in (one reduction group per beat), \
          AXI4-Stream out (one result row per beat), AXI4-Lite control and status.",
-        cfg.top
-    ));
-    b.doc("Beat layouts, back-pressure rule and register map: the generator's `engines::axi`.");
-    let clk = b.input(ports::CLOCK, 1, "");
-    let rst = reset_register(&mut b, &clk);
+            cfg.top
+        ));
+        b.doc("Beat layouts, back-pressure rule and register map: the generator's `engines::axi`.");
+        let clk = b.input(ports::CLOCK, 1, "");
+        let rst = reset_register(b, &clk);
 
-    // Input stream.
-    let in_width = stce_in_width(cfg);
-    let fields = stce_in_layout(cfg);
-    let used: u32 = fields.iter().map(|(_, _, w)| w).sum();
-    let pop = b.wire("in_pop", 1);
-    let (head_valid, head_beat) = axis_slave(
-        &mut b,
-        &clk,
-        &rst,
-        ports::STCE_IN,
-        (in_width, 0),
-        |b, tdata, _, tlast| {
-            if used < in_width {
-                b.name(
-                    &format!("{}_unused_pad", ports::STCE_IN),
-                    tdata.slice(used, in_width - used),
-                );
-            }
-            Expr::concat(vec![tlast.clone(), tdata.slice(0, used)])
-        },
-        &pop,
-    );
-    let (head, head_last) = (head_beat.slice(0, used), head_beat.bit_at(used));
+        // Input stream.
+        let in_width = stce_in_width(cfg);
+        let fields = stce_in_layout(cfg);
+        let used: u32 = fields.iter().map(|(_, _, w)| w).sum();
+        let pop = b.wire("in_pop", 1);
+        let (head_valid, head_beat) = axis_slave(
+            b,
+            &clk,
+            &rst,
+            ports::STCE_IN,
+            (in_width, 0),
+            |b, tdata, _, tlast| {
+                if used < in_width {
+                    b.name(
+                        &format!("{}_unused_pad", ports::STCE_IN),
+                        tdata.slice(used, in_width - used),
+                    );
+                }
+                Expr::concat(vec![tlast.clone(), tdata.slice(0, used)])
+            },
+            &pop,
+        );
+        let (head, head_last) = (head_beat.slice(0, used), head_beat.bit_at(used));
 
-    // Credits and pacing for last groups.
-    let depth = stce_fifo_depth(cfg);
-    let cbits = index_bits(depth + 1);
-    let credits = b.reg("credits", cbits);
-    b.describe("FIFO rows neither holding a row nor reserved for a tile in flight");
-    let spacing = stce::tile_spacing(cfg);
-    let sbits = index_bits(spacing as u32 + 1);
-    let since_last = b.reg("since_last", sbits);
-    b.describe("cycles since the last group of the previous tile went in (saturates)");
-    let next_first = b.reg("next_first", 1);
-    b.describe("the next group starts a tile");
-    let rows_lit = Expr::lit(u64::from(rows), cbits);
-    let may_finish = b.name(
-        "may_finish",
-        credits
-            .lt(&rows_lit)
-            .not()
-            .land(&since_last.lt(&Expr::lit(spacing, sbits)).not()),
-    );
-    let issue = b.name("issue", head_valid.land(&head_last.not().lor(&may_finish)));
-    b.drive("in_pop", issue.clone());
-    let issue_last = issue.land(&head_last);
+        // Credits and pacing for last groups.
+        let depth = stce_fifo_depth(cfg);
+        let cbits = index_bits(depth + 1);
+        let credits = b.reg("credits", cbits);
+        b.describe("FIFO rows neither holding a row nor reserved for a tile in flight");
+        let spacing = stce::tile_spacing(cfg);
+        let sbits = index_bits(spacing as u32 + 1);
+        let since_last = b.reg("since_last", sbits);
+        b.describe("cycles since the last group of the previous tile went in (saturates)");
+        let next_first = b.reg("next_first", 1);
+        b.describe("the next group starts a tile");
+        let rows_lit = Expr::lit(u64::from(rows), cbits);
+        let may_finish = b.name(
+            "may_finish",
+            credits
+                .lt(&rows_lit)
+                .not()
+                .land(&since_last.lt(&Expr::lit(spacing, sbits)).not()),
+        );
+        let issue = b.name("issue", head_valid.land(&head_last.not().lor(&may_finish)));
+        b.drive(&pop, issue.clone());
+        let issue_last = issue.land(&head_last);
 
-    // The engine.
-    let eng_out_valid = b.wire("eng_out_valid", 1);
-    let eng_out_row = b.wire("eng_out_row", index_bits(rows));
-    let eng_out_last = b.wire("eng_out_last", 1);
-    let res: Vec<Expr> = (0..cols)
-        .map(|c| b.wire(&format!("eng_res_col{c}"), cfg.acc_bits()))
-        .collect();
-    let mut conn: Vec<(String, Expr)> = vec![
-        (stce::ports::CLOCK.into(), clk.clone()),
-        (stce::ports::RESET.into(), rst.clone()),
-        (stce::ports::VALID.into(), issue.clone()),
-        (stce::ports::FIRST.into(), next_first.clone()),
-        (stce::ports::LAST.into(), head_last.clone()),
-        (stce::ports::OUT_VALID.into(), eng_out_valid.clone()),
-        (stce::ports::OUT_ROW.into(), eng_out_row.clone()),
-        (stce::ports::OUT_LAST.into(), eng_out_last.clone()),
-    ];
-    for (name, lo, w) in &fields {
-        conn.push((name.clone(), head.slice(*lo, *w)));
-    }
-    for (c, r) in res.iter().enumerate() {
-        conn.push((stce::ports::res_col(c as u32), r.clone()));
-    }
-    let conn_ref: Vec<(&str, Expr)> = conn.iter().map(|(n, e)| (n.as_str(), e.clone())).collect();
-    b.instance(engine, "engine", conn_ref);
+        // The engine.
+        let eng_out_valid = b.wire("eng_out_valid", 1);
+        let eng_out_row = b.wire("eng_out_row", index_bits(rows));
+        let eng_out_last = b.wire("eng_out_last", 1);
+        let res: Vec<Expr> = (0..cols)
+            .map(|c| b.wire(&format!("eng_res_col{c}"), cfg.acc_bits()))
+            .collect();
+        let mut conn: Vec<(String, Expr)> = vec![
+            (stce::ports::CLOCK.into(), clk.clone()),
+            (stce::ports::RESET.into(), rst.clone()),
+            (stce::ports::VALID.into(), issue.clone()),
+            (stce::ports::FIRST.into(), next_first.clone()),
+            (stce::ports::LAST.into(), head_last.clone()),
+            (stce::ports::OUT_VALID.into(), eng_out_valid.clone()),
+            (stce::ports::OUT_ROW.into(), eng_out_row.clone()),
+            (stce::ports::OUT_LAST.into(), eng_out_last.clone()),
+        ];
+        for (name, lo, w) in &fields {
+            conn.push((name.clone(), head.slice(*lo, *w)));
+        }
+        for (c, r) in res.iter().enumerate() {
+            conn.push((stce::ports::res_col(c as u32), r.clone()));
+        }
+        let conn_ref: Vec<(&str, Expr)> =
+            conn.iter().map(|(n, e)| (n.as_str(), e.clone())).collect();
+        b.instance(engine, "engine", conn_ref);
 
-    // Result rows.
-    let row_data = Expr::concat(res.iter().rev().cloned().collect());
-    let (out_handshake, overflow_now, fifo_count) = axis_master_fifo(
-        &mut b,
-        &clk,
-        &rst,
-        ports::STCE_OUT,
-        depth,
-        &eng_out_valid,
-        (&row_data, None, &eng_out_last),
-    );
-    let expected_row = b.reg("expected_row", index_bits(rows));
-    b.describe("the row the engine should show next");
-    let order_now = b.name(
-        "order_now",
-        eng_out_valid.land(&eng_out_row.ne(&expected_row).lor(
-            &eng_out_last.ne(&expected_row.eq(&Expr::lit(u64::from(rows - 1), index_bits(rows)))),
-        )),
-    );
-
-    let one = |w| Expr::lit(1, w);
-    b.clocked(
-        &clk,
-        vec![when_else(
-            rst.clone(),
-            vec![
-                set(&credits, Expr::lit(u64::from(depth), cbits)),
-                set(&since_last, Expr::lit(spacing, sbits)),
-                set(&next_first, Expr::bit(true)),
-                set(&expected_row, Expr::zero(index_bits(rows))),
-            ],
-            vec![
-                set(
-                    &credits,
-                    Expr::mux(&issue_last, &credits.sub(&rows_lit), &credits)
-                        .add(&out_handshake.zext(cbits)),
+        // Result rows.
+        let row_data = Expr::concat(res.iter().rev().cloned().collect());
+        let out = axis_master_fifo(
+            b,
+            &clk,
+            &rst,
+            ports::STCE_OUT,
+            depth,
+            &eng_out_valid,
+            (&row_data, None, &eng_out_last),
+        );
+        let expected_row = b.reg("expected_row", index_bits(rows));
+        b.describe("the row the engine should show next");
+        let order_now = b.name(
+            "order_now",
+            eng_out_valid.land(
+                &eng_out_row.ne(&expected_row).lor(
+                    &eng_out_last
+                        .ne(&expected_row.eq(&Expr::lit(u64::from(rows - 1), index_bits(rows)))),
                 ),
-                when_else(
-                    issue_last.clone(),
-                    vec![set(&since_last, one(sbits))],
-                    vec![when(
-                        since_last.lt(&Expr::lit(spacing, sbits)),
-                        vec![set(&since_last, since_last.add(&one(sbits)))],
-                    )],
-                ),
-                when(issue.clone(), vec![set(&next_first, head_last.clone())]),
-                when(
-                    eng_out_valid.clone(),
-                    vec![set(
-                        &expected_row,
-                        Expr::mux(
-                            &eng_out_last,
-                            &Expr::zero(index_bits(rows)),
-                            &expected_row.add(&one(index_bits(rows))),
-                        ),
-                    )],
-                ),
-            ],
-        )],
-    );
+            ),
+        );
 
-    // Control and status.
-    let in_flight = credits.ne(&Expr::lit(u64::from(depth), cbits));
-    let busy = head_valid
-        .lor(&in_flight)
-        .lor(&fifo_count.ne(&Expr::zero(fifo_count.width())));
-    control_block(
-        &mut b,
-        &clk,
-        &rst,
-        Activity {
-            busy,
-            beat_in: issue,
-            beat_out: out_handshake,
-            out_stream: ports::STCE_OUT,
-            flags: vec![("error_overflow", overflow_now), ("error_order", order_now)],
-            info: rows | cols << 8 | cfg.n << 16 | cfg.m << 24,
-        },
-        &[],
-    );
-    b.finish()
+        let one = |w| Expr::lit(1, w);
+        b.clocked(
+            &clk,
+            vec![when_else(
+                rst.clone(),
+                vec![
+                    set(&credits, Expr::lit(u64::from(depth), cbits)),
+                    set(&since_last, Expr::lit(spacing, sbits)),
+                    set(&next_first, Expr::bit(true)),
+                    set(&expected_row, Expr::zero(index_bits(rows))),
+                ],
+                vec![
+                    set(
+                        &credits,
+                        Expr::mux(&issue_last, &credits.sub(&rows_lit), &credits)
+                            .add(&out.handshake.zext(cbits)),
+                    ),
+                    when_else(
+                        issue_last.clone(),
+                        vec![set(&since_last, one(sbits))],
+                        vec![when(
+                            since_last.lt(&Expr::lit(spacing, sbits)),
+                            vec![set(&since_last, since_last.add(&one(sbits)))],
+                        )],
+                    ),
+                    when(issue.clone(), vec![set(&next_first, head_last.clone())]),
+                    when(
+                        eng_out_valid.clone(),
+                        vec![set(
+                            &expected_row,
+                            Expr::mux(
+                                &eng_out_last,
+                                &Expr::zero(index_bits(rows)),
+                                &expected_row.add(&one(index_bits(rows))),
+                            ),
+                        )],
+                    ),
+                ],
+            )],
+        );
+
+        // Control and status.
+        let in_flight = credits.ne(&Expr::lit(u64::from(depth), cbits));
+        let busy = head_valid
+            .lor(&in_flight)
+            .lor(&out.count.ne(&Expr::zero(out.count.width())));
+        control_block(
+            b,
+            &clk,
+            &rst,
+            Activity {
+                busy,
+                beat_in: issue,
+                beat_out: out.handshake,
+                out_stall: out.stall,
+                flags: vec![("error_overflow", out.overflow), ("error_order", order_now)],
+                info: rows | cols << 8 | cfg.n << 16 | cfg.m << 24,
+            },
+            Vec::new(),
+        );
+    })
 }
 
 /// What a wrapper's AXI4-Lite block reports (the common registers of the module docs).
-struct Activity {
+struct Activity<'id> {
     /// A beat or a result is inside the wrapper (counted in CYCLES).
-    busy: Expr,
+    busy: Expr<'id>,
     /// A beat went into the engine this cycle (counted in BEATS_IN).
-    beat_in: Expr,
+    beat_in: Expr<'id>,
     /// A beat left on the output stream this cycle (counted in BEATS_OUT).
-    beat_out: Expr,
-    /// The output stream's prefix (OUT_STALLS counts its `TVALID && !TREADY` cycles).
-    out_stream: &'static str,
+    beat_out: Expr<'id>,
+    /// The output stream's `TVALID && !TREADY` (counted in OUT_STALLS).
+    out_stall: Expr<'id>,
     /// STATUS bits 1, 2, ...: sticky flags, each with the condition that raises it.
-    flags: Vec<(&'static str, Expr)>,
+    flags: Vec<(&'static str, Expr<'id>)>,
     /// The INFO register.
     info: u32,
 }
@@ -794,33 +833,40 @@ pub struct ParamReg {
     pub name: &'static str,
     pub width: u32,
     pub reset: u64,
+    /// A START-like register: reads 0, a write with bit 0 set makes a one-cycle pulse.
+    pub pulse: bool,
+}
+
+/// Reserves the parameter register of `p` (`param_<name>`): its value, and the [`LiteReg`]
+/// that [`control_block`] declares.
+fn reserve_param<'id>(b: &mut ModuleBuilder<'id>, p: &ParamReg) -> (Expr<'id>, LiteReg<'id>) {
+    let (value, reg) = b.reserve_reg(&format!("param_{}", p.name), p.width);
+    let lite = match p.pulse {
+        true => LiteReg::ReservedPulse { reg },
+        false => LiteReg::Param {
+            reg,
+            reset: p.reset,
+        },
+    };
+    (value, lite)
 }
 
 /// The AXI4-Lite block every wrapper has: CONTROL, STATUS, CYCLES, BEATS_IN, BEATS_OUT,
-/// OUT_STALLS, INFO, then the wrapper's `params` from [`regs::PARAMS`] on. Returns the
-/// parameter registers' values, in order.
-fn control_block(
-    b: &mut ModuleBuilder,
-    clk: &Expr,
-    rst: &Expr,
-    a: Activity,
-    params: &[ParamReg],
-) -> Vec<Expr> {
+/// OUT_STALLS, INFO, then the wrapper's `params` (from [`reserve_param`]) from
+/// [`regs::PARAMS`] on.
+fn control_block<'id>(
+    b: &mut ModuleBuilder<'id>,
+    clk: &Expr<'id>,
+    rst: &Expr<'id>,
+    a: Activity<'id>,
+    params: Vec<LiteReg<'id>>,
+) {
     let clear = b.wire("clear_counters", 1);
     let busy = b.name("busy", a.busy);
     let cycles = counter(b, clk, rst, "count_cycles", busy.clone(), &clear);
     let beats_in = counter(b, clk, rst, "count_beats_in", a.beat_in, &clear);
     let beats_out = counter(b, clk, rst, "count_beats_out", a.beat_out, &clear);
-    let out_tvalid = Expr::sig(format!("{}_tvalid", a.out_stream), 1);
-    let out_tready = Expr::sig(format!("{}_tready", a.out_stream), 1);
-    let stalls = counter(
-        b,
-        clk,
-        rst,
-        "count_out_stalls",
-        out_tvalid.land(&out_tready.not()),
-        &clear,
-    );
+    let stalls = counter(b, clk, rst, "count_out_stalls", a.out_stall, &clear);
     let mut status = vec![busy];
     for (name, raise) in a.flags {
         status.push(sticky(b, clk, rst, name, raise, &clear));
@@ -837,20 +883,12 @@ fn control_block(
         LiteReg::Status(stalls),
         LiteReg::Status(Expr::lit(u64::from(a.info), 32)),
     ];
-    regs.extend(params.iter().map(|p| LiteReg::Param {
-        name: format!("param_{}", p.name),
-        width: p.width,
-        reset: p.reset,
-    }));
+    regs.extend(params);
     let values = axi_lite_slave(b, clk, rst, regs);
     b.drive(
-        "clear_counters",
+        &clear,
         values[0].clone().expect("CONTROL is a pulse register"),
     );
-    values[7..]
-        .iter()
-        .map(|v| v.clone().expect("a parameter register"))
-        .collect()
 }
 
 /// `TREADY -> TVALID` (and `BREADY -> BVALID`, `RREADY -> RVALID`) combinational paths of a
@@ -895,34 +933,34 @@ fn port_dependencies(
     };
     // Edges: signal -> the signals it is computed from in the same cycle.
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let refs = |e: &Expr, set: &mut BTreeSet<String>| {
+    let refs = |e: &ExprNode, set: &mut BTreeSet<String>| {
         e.visit(&mut |x| {
-            if let Expr::Ref { name, .. } = x {
+            if let ExprNode::Ref { name, .. } = x {
                 set.insert(name.clone());
             }
         })
     };
     fn stmt_refs(
-        s: &Stmt,
+        s: &StmtNode,
         targets: &mut BTreeSet<String>,
         srcs: &mut BTreeSet<String>,
-        refs: &dyn Fn(&Expr, &mut BTreeSet<String>),
+        refs: &dyn Fn(&ExprNode, &mut BTreeSet<String>),
     ) {
         match s {
-            Stmt::Assign { target, value } => {
+            StmtNode::Assign { target, value } => {
                 targets.insert(target.name.clone());
                 refs(value, srcs);
                 if let Some(w) = &target.word {
                     refs(w, srcs);
                 }
             }
-            Stmt::If { cond, then, els } => {
+            StmtNode::If { cond, then, els } => {
                 refs(cond, srcs);
                 for s in then.iter().chain(els) {
                     stmt_refs(s, targets, srcs, refs);
                 }
             }
-            Stmt::Case { sel, arms, default } => {
+            StmtNode::Case { sel, arms, default } => {
                 refs(sel, srcs);
                 for s in arms.iter().flat_map(|(_, a)| a).chain(default) {
                     stmt_refs(s, targets, srcs, refs);

@@ -326,22 +326,14 @@ pub fn generate(p: &Dcnv2Params) -> Design {
     design
 }
 
-/// Name of a signal expression (a generator invariant: only named signals are passed here).
-fn name_of(e: &Expr) -> String {
-    match e {
-        Expr::Ref { name, .. } => name.clone(),
-        other => unreachable!("not a named signal: {other}"),
-    }
-}
-
 /// A two's-complement constant of `width` bits.
-fn signed_lit(value: i64, width: u32) -> Expr {
+fn signed_lit<'id>(value: i64, width: u32) -> Expr<'id> {
     Expr::lit((value as u64) & ((1u64 << width) - 1), width)
 }
 
 /// Signed `a < b` on equal widths: flipping both sign bits maps two's complement onto unsigned
 /// order.
-fn lt_signed(a: &Expr, b: &Expr) -> Expr {
+fn lt_signed<'id>(a: &Expr<'id>, b: &Expr<'id>) -> Expr<'id> {
     let sign = Expr::lit(1 << (a.width() - 1), a.width());
     a.xor(&sign).lt(&b.xor(&sign))
 }
@@ -371,157 +363,167 @@ fn sampler_module(p: &Dcnv2Params) -> ModuleDef {
     } else {
         zp.to_string()
     };
-    let mut b = ModuleBuilder::new(format!("dcnv2_sampler_l{lanes}_f{f}_g{g}_z{zp_tag}"));
-    b.doc(format!(
+    ModuleBuilder::build(format!("dcnv2_sampler_l{lanes}_f{f}_g{g}_z{zp_tag}"), |b| {
+        b.doc(format!(
         "DCNv2 bilinear sampler, {lanes} lanes, f = {f}, g = {g}: s = (sum of corner * weight + \
          2^(2f-1)) >> 2f, then"
     ));
-    b.doc(format!(
-        "s' = (s * m + 2^(g-1)) >> g (arithmetic shifts, no rounding term for a 0 shift). \
+        b.doc(format!(
+            "s' = (s * m + 2^(g-1)) >> g (arithmetic shifts, no rounding term for a 0 shift). \
          Outside corners read {zp}."
-    ));
-    b.doc("Two stages: s is registered after the first, s' after the second, both when en.");
-    let clk = b.input(ports::CLOCK, 1, "");
-    let en = b.input("en", 1, "advance the two stages");
-    let bank: Vec<Expr> = (0..4)
-        .map(|i| {
-            b.input(
-                &format!("bank{}{}", i >> 1, i & 1),
-                word,
-                "read word of bank (row parity, column parity)",
-            )
-        })
-        .collect();
-    let row_par = b.input("row_parity", 1, "bank row parity of corner row y0");
-    let col_par = b.input("col_parity", 1, "bank column parity of corner column x0");
-    // With f = 0 there is no fraction: the ports keep one bit, driven with 0.
-    let fw = frac_port_bits(p);
-    let ly = b.input("ly", fw, "fraction of y");
-    let lx = b.input("lx", fw, "fraction of x");
-    let inside = b.input(
-        "corners_inside",
-        4,
-        "corner (dy, dx) is in the image, bit 2*dy + dx",
-    );
-    let mask = b.input("mask", g + 1, "m in Q0.g, 0..=2^g");
-    let sample = b.output_reg("sample", word, "s' of each lane, lane c at [8c +: 8]");
-
-    let one = Expr::lit(1 << f, fw + 1);
-    let wy = [
-        b.name("weight_y0", one.sub(&ly.zext(fw + 1))),
-        ly.zext(fw + 1),
-    ];
-    let wx = [
-        b.name("weight_x0", one.sub(&lx.zext(fw + 1))),
-        lx.zext(fw + 1),
-    ];
-    let sw = sum_bits(p);
-    b.comment("Corner weights (2^f - ly)(2^f - lx), (2^f - ly) lx, ly (2^f - lx), ly lx.");
-    let weights: Vec<Expr> = (0..4)
-        .map(|c| {
-            let (dy, dx) = (c >> 1, c & 1);
-            let prod = wy[dy].zext(sw).mul(&wx[dx].zext(sw));
-            b.name(&format!("weight{dy}{dx}"), prod)
-        })
-        .collect();
-    b.comment("Corner (dy, dx) lives in bank (row_parity ^ dy, col_parity ^ dx).");
-    let corners: Vec<Expr> = (0..4)
-        .map(|c| {
-            let (dy, dx) = (c >> 1, c & 1);
-            let sel = Expr::concat(vec![
-                row_par.xor(&Expr::bit(dy == 1)),
-                col_par.xor(&Expr::bit(dx == 1)),
-            ]);
-            let routed = Expr::select(
-                &sel,
-                &[
-                    bank[0].clone(),
-                    bank[1].clone(),
-                    bank[2].clone(),
-                    bank[3].clone(),
-                ],
-            );
-            let zero = Expr::lit(zp as u8 as u64, 8).repeat(lanes);
-            b.name(
-                &format!("corner{dy}{dx}"),
-                Expr::mux(&inside.bit_at(c as u32), &routed, &zero),
-            )
-        })
-        .collect();
-    let s_reg = b.reg("sample_unmasked", word);
-    b.describe("s of each lane (stage S2)");
-    let mask_reg = b.reg("mask_s2", g + 1);
-    // Round half up; no rounding term when the shift is 0 (f = 0, or g = 0).
-    let half =
-        |bits: u32, width: u32| Expr::lit(if bits == 0 { 0 } else { 1 << (bits - 1) }, width);
-    let half_2f = half(2 * f, sw);
-    let mw = modulate_bits(p);
-    let half_g = half(g, mw);
-    let mut s_lanes = Vec::new();
-    let mut out_lanes = Vec::new();
-    for lane in 0..lanes {
-        let terms: Vec<Expr> = (0..4)
-            .map(|c| corners[c].slice(8 * lane, 8).sext(sw).mul(&weights[c]))
+        ));
+        b.doc("Two stages: s is registered after the first, s' after the second, both when en.");
+        let clk = b.input(ports::CLOCK, 1, "");
+        let en = b.input("en", 1, "advance the two stages");
+        let bank: Vec<Expr> = (0..4)
+            .map(|i| {
+                b.input(
+                    &format!("bank{}{}", i >> 1, i & 1),
+                    word,
+                    "read word of bank (row parity, column parity)",
+                )
+            })
             .collect();
-        let sum = terms[1..]
-            .iter()
-            .fold(terms[0].clone(), |acc, t| acc.add(t))
-            .add(&half_2f);
-        let rounded = b.name(&format!("sum_lane{lane}"), sum);
-        s_lanes.push(rounded.slice(2 * f, 8));
-        let mut dropped = vec![rounded.slice(2 * f + 8, sw - 2 * f - 8)];
-        if f > 0 {
-            dropped.push(rounded.slice(0, 2 * f));
-        }
-        b.name(
-            &format!("unused_sum_lane{lane}_bits"),
-            Expr::concat(dropped),
+        let row_par = b.input("row_parity", 1, "bank row parity of corner row y0");
+        let col_par = b.input("col_parity", 1, "bank column parity of corner column x0");
+        // With f = 0 there is no fraction: the ports keep one bit, driven with 0.
+        let fw = frac_port_bits(p);
+        let ly = b.input("ly", fw, "fraction of y");
+        let lx = b.input("lx", fw, "fraction of x");
+        let inside = b.input(
+            "corners_inside",
+            4,
+            "corner (dy, dx) is in the image, bit 2*dy + dx",
         );
-        let s = s_reg.slice(8 * lane, 8);
-        let prod = s.sext(mw).mul(&mask_reg.zext(mw)).add(&half_g);
-        let modulated = b.name(&format!("modulated_lane{lane}"), prod);
-        out_lanes.push(modulated.slice(g, 8));
-        let mut dropped = vec![modulated.slice(g + 8, mw - g - 8)];
-        if g > 0 {
-            dropped.push(modulated.slice(0, g));
+        let mask = b.input("mask", g + 1, "m in Q0.g, 0..=2^g");
+        let sample = b.output_reg("sample", word, "s' of each lane, lane c at [8c +: 8]");
+
+        let one = Expr::lit(1 << f, fw + 1);
+        let wy = [
+            b.name("weight_y0", one.sub(&ly.zext(fw + 1))),
+            ly.zext(fw + 1),
+        ];
+        let wx = [
+            b.name("weight_x0", one.sub(&lx.zext(fw + 1))),
+            lx.zext(fw + 1),
+        ];
+        let sw = sum_bits(p);
+        b.comment("Corner weights (2^f - ly)(2^f - lx), (2^f - ly) lx, ly (2^f - lx), ly lx.");
+        let weights: Vec<Expr> = (0..4)
+            .map(|c| {
+                let (dy, dx) = (c >> 1, c & 1);
+                let prod = wy[dy].zext(sw).mul(&wx[dx].zext(sw));
+                b.name(&format!("weight{dy}{dx}"), prod)
+            })
+            .collect();
+        b.comment("Corner (dy, dx) lives in bank (row_parity ^ dy, col_parity ^ dx).");
+        let corners: Vec<Expr> = (0..4)
+            .map(|c| {
+                let (dy, dx) = (c >> 1, c & 1);
+                let sel = Expr::concat(vec![
+                    row_par.xor(&Expr::bit(dy == 1)),
+                    col_par.xor(&Expr::bit(dx == 1)),
+                ]);
+                let routed = Expr::select(
+                    &sel,
+                    &[
+                        bank[0].clone(),
+                        bank[1].clone(),
+                        bank[2].clone(),
+                        bank[3].clone(),
+                    ],
+                );
+                let zero = Expr::lit(zp as u8 as u64, 8).repeat(lanes);
+                b.name(
+                    &format!("corner{dy}{dx}"),
+                    Expr::mux(&inside.bit_at(c as u32), &routed, &zero),
+                )
+            })
+            .collect();
+        let s_reg = b.reg("sample_unmasked", word);
+        b.describe("s of each lane (stage S2)");
+        let mask_reg = b.reg("mask_s2", g + 1);
+        // Round half up; no rounding term when the shift is 0 (f = 0, or g = 0).
+        let half =
+            |bits: u32, width: u32| Expr::lit(if bits == 0 { 0 } else { 1 << (bits - 1) }, width);
+        let half_2f = half(2 * f, sw);
+        let mw = modulate_bits(p);
+        let half_g = half(g, mw);
+        let mut s_lanes = Vec::new();
+        let mut out_lanes = Vec::new();
+        for lane in 0..lanes {
+            let terms: Vec<Expr> = (0..4)
+                .map(|c| corners[c].slice(8 * lane, 8).sext(sw).mul(&weights[c]))
+                .collect();
+            let sum = terms[1..]
+                .iter()
+                .fold(terms[0].clone(), |acc, t| acc.add(t))
+                .add(&half_2f);
+            let rounded = b.name(&format!("sum_lane{lane}"), sum);
+            s_lanes.push(rounded.slice(2 * f, 8));
+            let mut dropped = vec![rounded.slice(2 * f + 8, sw - 2 * f - 8)];
+            if f > 0 {
+                dropped.push(rounded.slice(0, 2 * f));
+            }
+            b.name(
+                &format!("unused_sum_lane{lane}_bits"),
+                Expr::concat(dropped),
+            );
+            let s = s_reg.slice(8 * lane, 8);
+            let prod = s.sext(mw).mul(&mask_reg.zext(mw)).add(&half_g);
+            let modulated = b.name(&format!("modulated_lane{lane}"), prod);
+            out_lanes.push(modulated.slice(g, 8));
+            let mut dropped = vec![modulated.slice(g + 8, mw - g - 8)];
+            if g > 0 {
+                dropped.push(modulated.slice(0, g));
+            }
+            b.name(
+                &format!("unused_modulated_lane{lane}_bits"),
+                Expr::concat(dropped),
+            );
         }
-        b.name(
-            &format!("unused_modulated_lane{lane}_bits"),
-            Expr::concat(dropped),
+        s_lanes.reverse();
+        out_lanes.reverse();
+        b.comment("S2: the rounded sample; S3: the modulated sample.");
+        b.clocked(
+            &clk,
+            vec![when(
+                en,
+                vec![
+                    set(&s_reg, Expr::concat(s_lanes)),
+                    set(&mask_reg, mask),
+                    set(&sample, Expr::concat(out_lanes)),
+                ],
+            )],
         );
-    }
-    s_lanes.reverse();
-    out_lanes.reverse();
-    b.comment("S2: the rounded sample; S3: the modulated sample.");
-    b.clocked(
-        &clk,
-        vec![when(
-            en,
-            vec![
-                set(&s_reg, Expr::concat(s_lanes)),
-                set(&mask_reg, mask),
-                set(&sample, Expr::concat(out_lanes)),
-            ],
-        )],
-    );
-    b.finish()
+    })
 }
 
 /// Per-tap-slot signals of stage S0 and S1.
-struct Slot {
+struct Slot<'id> {
     /// S1 registers: row parity, column parity, ly, lx, inside bits, mask.
-    row_par: Expr,
-    col_par: Expr,
-    ly: Expr,
-    lx: Expr,
-    inside: Expr,
-    mask: Expr,
-    banks: Vec<Expr>,
+    row_par: Expr<'id>,
+    col_par: Expr<'id>,
+    ly: Expr<'id>,
+    lx: Expr<'id>,
+    inside: Expr<'id>,
+    mask: Expr<'id>,
+    banks: Vec<Expr<'id>>,
     /// S0: this slot's offset is out of bounds (only for real taps).
-    bad: Expr,
+    bad: Expr<'id>,
 }
 
 fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleDef {
+    ModuleBuilder::build(p.top.clone(), |b| top_module_body(b, p, bank, sampler))
+}
+
+/// The contents of [`top_module`]'s module, described with its builder.
+fn top_module_body<'id>(
+    b: &mut ModuleBuilder<'id>,
+    p: &Dcnv2Params,
+    bank: &ModuleDef,
+    sampler: &ModuleDef,
+) {
     let cw = COORD_BITS;
     let (f, g, lanes) = (p.frac_bits, p.mask_bits, p.lanes);
     let k_taps = p.taps();
@@ -536,7 +538,6 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
     let gb = index_bits(groups);
     let word = p.pixel_beat_bits();
     let entry = p.tap_entry_bits();
-    let mut b = ModuleBuilder::new(p.top.clone());
     b.doc(format!(
         "DCNv2 deformable engine: {}x{} kernel, stride {}, padding {}, dilation {}, {lanes} lanes,",
         p.kernel, p.kernel, p.stride, p.padding, p.dilation
@@ -616,7 +617,7 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
 
     // ---- Loader ----
     b.comment("Loader: a pixel is accepted while a row slot is free, and written to every bank.");
-    b.drive(&name_of(&px_ready), occupied.lt(&Expr::lit(d as u64, ob)));
+    b.drive(&px_ready, occupied.lt(&Expr::lit(d as u64, ob)));
     let px_take = b.name("pixel_take", px_valid.land(&px_ready));
     let row_done = b.name(
         "row_loaded",
@@ -678,7 +679,7 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
         "issue",
         advance.land(&off_valid).land(&rows_ready).land(&weights_ok),
     );
-    b.drive(&name_of(&off_ready), issue.land(&last_group));
+    b.drive(&off_ready, issue.land(&last_group));
     let end_of_row = b.name("end_of_row", issue.land(&last_group).land(&last_x));
     let end_of_plane = b.name("end_of_plane", end_of_row.land(&last_y));
 
@@ -690,38 +691,39 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
         let taps: Vec<Option<u32>> = (0..groups)
             .map(|t| Some(t * t_slots + r).filter(|&k| k < k_taps))
             .collect();
-        let pick = |b: &mut ModuleBuilder, name: &str, choice: &dyn Fn(Option<u32>) -> Expr| {
-            let choices: Vec<Expr> = taps.iter().map(|&k| choice(k)).collect();
-            let e = if groups == 1 {
-                choices[0].clone()
-            } else {
-                Expr::select(&group, &choices)
+        let pick =
+            |b: &mut ModuleBuilder<'id>, name: &str, choice: &dyn Fn(Option<u32>) -> Expr<'id>| {
+                let choices: Vec<Expr> = taps.iter().map(|&k| choice(k)).collect();
+                let e = if groups == 1 {
+                    choices[0].clone()
+                } else {
+                    Expr::select(&group, &choices)
+                };
+                b.name(name, e)
             };
-            b.name(name, e)
-        };
         let field = |k: Option<u32>, lo: u32, w: u32| match k {
             Some(k) => off_data.slice(k * entry + lo, w),
             None => Expr::zero(w),
         };
-        let dy = pick(&mut b, &format!("slot{r}_dy"), &|k| field(k, 0, ob_bits));
-        let dx = pick(&mut b, &format!("slot{r}_dx"), &|k| {
-            field(k, ob_bits, ob_bits)
-        });
-        let mask = pick(&mut b, &format!("slot{r}_mask"), &|k| {
+        let dy = pick(b, &format!("slot{r}_dy"), &|k| field(k, 0, ob_bits));
+        let dx = pick(b, &format!("slot{r}_dx"), &|k| field(k, ob_bits, ob_bits));
+        let mask = pick(b, &format!("slot{r}_mask"), &|k| {
             field(k, 2 * ob_bits, g + 1)
         });
-        let real = pick(&mut b, &format!("slot{r}_real"), &|k| {
-            Expr::bit(k.is_some())
-        });
+        let real = pick(b, &format!("slot{r}_real"), &|k| Expr::bit(k.is_some()));
         let dil = p.dilation;
-        let row_off = pick(&mut b, &format!("slot{r}_row_offset"), &|k| {
+        let row_off = pick(b, &format!("slot{r}_row_offset"), &|k| {
             Expr::lit((k.unwrap_or(0) / p.kernel * dil) as u64, cw)
         });
-        let col_off = pick(&mut b, &format!("slot{r}_col_offset"), &|k| {
+        let col_off = pick(b, &format!("slot{r}_col_offset"), &|k| {
             Expr::lit((k.unwrap_or(0) % p.kernel * dil) as u64, cw)
         });
         let pw = cw + f;
-        let pos = |b: &mut ModuleBuilder, axis: &str, base: &Expr, off: &Expr, delta: &Expr| {
+        let pos = |b: &mut ModuleBuilder<'id>,
+                   axis: &str,
+                   base: &Expr<'id>,
+                   off: &Expr<'id>,
+                   delta: &Expr<'id>| {
             let tap_base = base.add(off);
             let scaled = if f == 0 {
                 tap_base
@@ -731,20 +733,20 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
             let fixed = scaled.add(&delta.sext(pw));
             b.name(&format!("slot{r}_pos_{axis}"), fixed)
         };
-        let fraction = |pos: &Expr| {
+        let fraction = |pos: &Expr<'id>| {
             if f == 0 {
                 Expr::zero(1)
             } else {
                 pos.slice(0, f)
             }
         };
-        let py = pos(&mut b, "y", &base_y, &row_off, &dy);
-        let pxx = pos(&mut b, "x", &base_x, &col_off, &dx);
+        let py = pos(b, "y", &base_y, &row_off, &dy);
+        let pxx = pos(b, "x", &base_x, &col_off, &dx);
         let y0 = b.name(&format!("slot{r}_y0"), py.slice(f, cw));
         let x0 = b.name(&format!("slot{r}_x0"), pxx.slice(f, cw));
         let y1 = b.name(&format!("slot{r}_y1"), y0.add(&one_row));
         let x1 = b.name(&format!("slot{r}_x1"), x0.add(&one_row));
-        let inside_of = |v: &Expr, size: &Expr| v.msb().not().land(&v.lt(size));
+        let inside_of = |v: &Expr<'id>, size: &Expr<'id>| v.msb().not().land(&v.lt(size));
         let row_in = [inside_of(&y0, &height), inside_of(&y1, &height)];
         let col_in = [inside_of(&x0, &width), inside_of(&x1, &width)];
         let inside = b.name(
@@ -757,7 +759,7 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
             ]),
         );
         let bound = (p.max_offset as i64) << f;
-        let out_of_range = |v: &Expr| {
+        let out_of_range = |v: &Expr<'id>| {
             lt_signed(v, &signed_lit(-bound, ob_bits))
                 .lor(&lt_signed(&signed_lit(bound, ob_bits), v))
         };
@@ -766,7 +768,7 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
             real.land(&out_of_range(&dy).lor(&out_of_range(&dx))),
         );
         // Slots: row y lives in slot (top_slot + y - window_top) mod D while it is held.
-        let slot_of = |b: &mut ModuleBuilder, name: &str, y: &Expr| {
+        let slot_of = |b: &mut ModuleBuilder<'id>, name: &str, y: &Expr<'id>| {
             let rel = b.name(&format!("{name}_rel"), y.sub(&window_top));
             b.name(&format!("unused_{name}_rel_bits"), rel.slice(sb, cw - sb));
             let sum = b.name(
@@ -785,8 +787,8 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
             );
             slot.slice(1, rb)
         };
-        let slot0 = slot_of(&mut b, &format!("slot{r}_row0_slot"), &y0);
-        let slot1 = slot_of(&mut b, &format!("slot{r}_row1_slot"), &y1);
+        let slot0 = slot_of(b, &format!("slot{r}_row0_slot"), &y0);
+        let slot1 = slot_of(b, &format!("slot{r}_row1_slot"), &y1);
         // Parity of y0's slot from the row itself: D is even, so it is well defined even when
         // y0 lies outside the window (then its corners are outside the image and ignored).
         let row_par = b.name(
@@ -833,15 +835,16 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
             );
             banks.push(rdata);
         }
-        let s1 =
-            |b: &mut ModuleBuilder, what: &str, w: u32| b.reg(&format!("s1_slot{r}_{what}"), w);
+        let s1 = |b: &mut ModuleBuilder<'id>, what: &str, w: u32| {
+            b.reg(&format!("s1_slot{r}_{what}"), w)
+        };
         let slot = Slot {
-            row_par: s1(&mut b, "row_parity", 1),
-            col_par: s1(&mut b, "col_parity", 1),
-            ly: s1(&mut b, "ly", frac_port_bits(p)),
-            lx: s1(&mut b, "lx", frac_port_bits(p)),
-            inside: s1(&mut b, "inside", 4),
-            mask: s1(&mut b, "mask", g + 1),
+            row_par: s1(b, "row_parity", 1),
+            col_par: s1(b, "col_parity", 1),
+            ly: s1(b, "ly", frac_port_bits(p)),
+            lx: s1(b, "lx", frac_port_bits(p)),
+            inside: s1(b, "inside", 4),
+            mask: s1(b, "mask", g + 1),
             banks,
             bad,
         };
@@ -909,7 +912,7 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
             .collect();
         let kb = index_bits(k_taps);
         let count = b.reg("weight_count", kb);
-        b.drive(&name_of(wready), wgt_full.not());
+        b.drive(wready, wgt_full.not());
         let take = b.name("weight_take", wvalid.land(wready));
         let claim = b.name("weight_claim", issue.land(&plane_first));
         let consume = b.name(
@@ -1225,7 +1228,6 @@ fn top_module(p: &Dcnv2Params, bank: &ModuleDef, sampler: &ModuleDef) -> ModuleD
     data.extend(data_stmts);
     b.clocked(&clk, data);
     b.clocked(&clk, control_stmts);
-    b.finish()
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 use super::{param_target, ports, HEIGHT_BITS};
 use crate::config::{DeformConfig, DeformMode};
 use crate::rtl::{
-    index_bits, set, when, when_else, Design, DesignError, Expr, ModuleBuilder, ModuleDef, Stmt,
+    index_bits, set, when, when_else, Design, DesignError, Expr, ExprNode, ModuleBuilder,
+    ModuleDef, Stmt,
 };
 
 /// Bits of the quantizer's input sum (`sparse_kernels::deform::codenet::ACC_BITS`).
@@ -51,63 +52,63 @@ pub(super) fn generate(cfg: &DeformConfig) -> Result<Design, DesignError> {
 /// RAM when small); reading the word being written gives the old word.
 pub(super) fn ram(width: u32, depth: u32) -> ModuleDef {
     let ab = index_bits(depth);
-    let mut b = ModuleBuilder::new(format!("deform_ram_w{width}_d{depth}"));
-    b.doc(format!(
+    ModuleBuilder::build(format!("deform_ram_w{width}_d{depth}"), |b| {
+        b.doc(format!(
         "Simple dual-port RAM, {depth} words of {width} bits: one write port, one registered read port."
     ));
-    let clk = b.input(ports::CLOCK, 1, "");
-    let wr_en = b.input("wr_en", 1, "write `wr_data` at `wr_addr` at the clock edge");
-    let wr_addr = b.input("wr_addr", ab, "");
-    let wr_data = b.input("wr_data", width, "");
-    let rd_en = b.input(
-        "rd_en",
-        1,
-        "load `rd_data` from `rd_addr`; hold it when low",
-    );
-    let rd_addr = b.input("rd_addr", ab, "");
-    let rd_data = b.output_reg(
-        "rd_data",
-        width,
-        "the word at `rd_addr` of the last enabled cycle",
-    );
-    let words = b.memory("words", width, depth);
-    b.memory_write(&clk, &words, &wr_en, &wr_addr, &wr_data);
-    b.memory_read(&clk, &words, &rd_data, &rd_en, &rd_addr);
-    b.finish()
+        let clk = b.input(ports::CLOCK, 1, "");
+        let wr_en = b.input("wr_en", 1, "write `wr_data` at `wr_addr` at the clock edge");
+        let wr_addr = b.input("wr_addr", ab, "");
+        let wr_data = b.input("wr_data", width, "");
+        let rd_en = b.input(
+            "rd_en",
+            1,
+            "load `rd_data` from `rd_addr`; hold it when low",
+        );
+        let rd_addr = b.input("rd_addr", ab, "");
+        let rd_data = b.output_reg(
+            "rd_data",
+            width,
+            "the word at `rd_addr` of the last enabled cycle",
+        );
+        let words = b.memory("words", width, depth);
+        b.memory_write(&clk, &words, &wr_en, &wr_addr, &wr_data);
+        b.memory_read(&clk, &words, &rd_data, &rd_en, &rd_addr);
+    })
 }
 
 /// The CoDeNet quantizer of one lane, combinational (`codenet::quantize`):
 /// `p = acc*scale + 2^15; q = (p >> 16) + bias; relu: q = max(q, 0); q -= 128; clamp to int8`.
 fn quantizer() -> ModuleDef {
-    let mut b = ModuleBuilder::new("deform_quantizer");
-    b.doc("CoDeNet quantizer of one lane: p = acc*scale + 2^15; q = (p >>> 16) + bias;");
-    b.doc("if relu, q = max(q, 0); q = q - 128; clamp q to [-128, 127].");
-    let acc = b.input("acc", ACC_BITS, "exact sum, two's complement");
-    let scale = b.input("scale", 16, "int16");
-    let bias = b.input("bias", 16, "int16");
-    let relu = b.input("relu", 1, "");
-    let q = b.output("q", 8, "int8");
-    // |acc| < 2^23 and |scale| <= 2^15, so the product and the rounding term fit 40 bits.
-    let product = b.name("product", acc.sext(40).mul(&scale.sext(40)));
-    let rounded = b.name("rounded", product.add(&Expr::lit(1 << 15, 40)));
-    // Taking bits [39:16] is the arithmetic shift right by 16 (floor).
-    let shifted = rounded.slice(16, 24);
-    // The fraction the shift drops; the name tells Verilator's lint that dropping it is meant.
-    b.name("unused_fraction", rounded.slice(0, 16));
-    let biased = b.name("biased", shifted.sext(25).add(&bias.sext(25)));
-    let negative = biased.msb();
-    let rectified = b.name(
-        "rectified",
-        Expr::mux(&relu.and(&negative), &Expr::zero(25), &biased),
-    );
-    let offset = b.name("offset", rectified.sub(&Expr::lit(128, 25)));
-    // In range exactly when bits [24:7] are all equal (all ones or all zeros).
-    let high = offset.slice(7, 18);
-    let in_range = b.name("in_range", high.all().or(&high.any().not()));
-    let saturated = Expr::mux(&offset.msb(), &Expr::lit(0x80, 8), &Expr::lit(0x7f, 8));
-    b.drive("q", Expr::mux(&in_range, &offset.slice(0, 8), &saturated));
-    let _ = q;
-    b.finish()
+    ModuleBuilder::build("deform_quantizer", |b| {
+        b.doc("CoDeNet quantizer of one lane: p = acc*scale + 2^15; q = (p >>> 16) + bias;");
+        b.doc("if relu, q = max(q, 0); q = q - 128; clamp q to [-128, 127].");
+        let acc = b.input("acc", ACC_BITS, "exact sum, two's complement");
+        let scale = b.input("scale", 16, "int16");
+        let bias = b.input("bias", 16, "int16");
+        let relu = b.input("relu", 1, "");
+        let q = b.output("q", 8, "int8");
+        // |acc| < 2^23 and |scale| <= 2^15, so the product and the rounding term fit 40 bits.
+        let product = b.name("product", acc.sext(40).mul(&scale.sext(40)));
+        let rounded = b.name("rounded", product.add(&Expr::lit(1 << 15, 40)));
+        // Taking bits [39:16] is the arithmetic shift right by 16 (floor).
+        let shifted = rounded.slice(16, 24);
+        // The fraction the shift drops; the name tells Verilator's lint that dropping it is meant.
+        b.name("unused_fraction", rounded.slice(0, 16));
+        let biased = b.name("biased", shifted.sext(25).add(&bias.sext(25)));
+        let negative = biased.msb();
+        let rectified = b.name(
+            "rectified",
+            Expr::mux(&relu.and(&negative), &Expr::zero(25), &biased),
+        );
+        let offset = b.name("offset", rectified.sub(&Expr::lit(128, 25)));
+        // In range exactly when bits [24:7] are all equal (all ones or all zeros).
+        let high = offset.slice(7, 18);
+        let in_range = b.name("in_range", high.all().or(&high.any().not()));
+        let saturated = Expr::mux(&offset.msb(), &Expr::lit(0x80, 8), &Expr::lit(0x7f, 8));
+        b.drive(&q, Expr::mux(&in_range, &offset.slice(0, 8), &saturated));
+        let _ = q;
+    })
 }
 
 struct Rams {
@@ -135,14 +136,14 @@ impl Rams {
 /// One quantizer instance per lane (`<prefix>_quantizer<l>`, output `<prefix>_q<l>`): lane l takes
 /// `[24l +: 24]` of the sums and `[16l +: 16]` of the scales and biases. Returns the quantized
 /// pixel, lane l at `[8l +: 8]`.
-fn quantizer_lanes(
-    b: &mut ModuleBuilder,
+fn quantizer_lanes<'id>(
+    b: &mut ModuleBuilder<'id>,
     quant: &ModuleDef,
     prefix: &str,
     lanes: u32,
-    [acc, scale, bias]: [&Expr; 3],
-    relu: &Expr,
-) -> Expr {
+    [acc, scale, bias]: [&Expr<'id>; 3],
+    relu: &Expr<'id>,
+) -> Expr<'id> {
     let mut qs = Vec::new();
     for l in 0..lanes {
         let q = b.wire(&format!("{prefix}_q{l}"), 8);
@@ -164,25 +165,25 @@ fn quantizer_lanes(
 }
 
 /// `a >= b`, unsigned.
-fn ge(a: &Expr, b: &Expr) -> Expr {
+fn ge<'id>(a: &Expr<'id>, b: &Expr<'id>) -> Expr<'id> {
     a.lt(b).not()
 }
 
-fn lit(value: u64, width: u32) -> Expr {
+fn lit<'id>(value: u64, width: u32) -> Expr<'id> {
     Expr::lit(value, width)
 }
 
 /// Connects one RAM instance.
 #[allow(clippy::too_many_arguments)]
-fn ram_instance(
-    b: &mut ModuleBuilder,
+fn ram_instance<'id>(
+    b: &mut ModuleBuilder<'id>,
     def: &ModuleDef,
     name: &str,
-    clk: &Expr,
-    wr: (&Expr, &Expr, &Expr),
-    rd_en: &Expr,
-    rd_addr: Expr,
-    rd_data: &Expr,
+    clk: &Expr<'id>,
+    wr: (&Expr<'id>, &Expr<'id>, &Expr<'id>),
+    rd_en: &Expr<'id>,
+    rd_addr: Expr<'id>,
+    rd_data: &Expr<'id>,
 ) {
     b.instance(
         def,
@@ -208,11 +209,13 @@ fn addr_bits(def: &ModuleDef) -> u32 {
 }
 
 /// `value` resized to `width` bits (zero-extended, or its low bits).
-fn fit(b: &mut ModuleBuilder, name: &str, value: &Expr, width: u32) -> Expr {
+fn fit<'id>(b: &mut ModuleBuilder<'id>, name: &str, value: &Expr<'id>, width: u32) -> Expr<'id> {
     match value.width() {
         w if w == width => value.clone(),
         w if w < width => value.zext(width),
-        _ if matches!(value, Expr::Ref { .. } | Expr::Const { .. }) => value.slice(0, width),
+        _ if matches!(value.node(), ExprNode::Ref { .. } | ExprNode::Const { .. }) => {
+            value.slice(0, width)
+        }
         _ => {
             let named = b.name(name, value.clone());
             named.slice(0, width)
@@ -221,6 +224,11 @@ fn fit(b: &mut ModuleBuilder, name: &str, value: &Expr, width: u32) -> Expr {
 }
 
 fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
+    ModuleBuilder::build(cfg.top.clone(), |b| top_body(b, cfg, quant, rams))
+}
+
+/// The contents of [`top`]'s module, described with its builder.
+fn top_body<'id>(b: &mut ModuleBuilder<'id>, cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) {
     let lanes = cfg.lanes;
     let dmax = cfg.dmax();
     let rows = cfg.line_buffer_rows();
@@ -242,7 +250,6 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
     let pw_addr_bits = rams.pw.as_ref().map_or(0, addr_bits);
     let prm_addr_bits = addr_bits(&rams.quant).max(pw_addr_bits);
 
-    let mut b = ModuleBuilder::new(cfg.top.clone());
     b.doc(format!(
         "Deformable-convolution engine, mode A ({}): {lanes} lanes, images up to {} pixels wide,",
         if codenet {
@@ -344,9 +351,9 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
 
     // ---- Parameter load.
     let idle = busy.not();
-    b.drive(ports::PRM_READY, idle.clone());
+    b.drive(&prm_ready, idle.clone());
     let prm_take = b.name("prm_take", prm_valid.and(&idle));
-    let target_is = |b: &mut ModuleBuilder, name: &str, t: u32| {
+    let target_is = |b: &mut ModuleBuilder<'id>, name: &str, t: u32| {
         b.name(
             name,
             prm_take.and(&prm_target.eq(&lit(u64::from(t), target_bits))),
@@ -359,7 +366,7 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
         .ne(&Expr::zero(COL_BITS))
         .and(&ge(&lit(u64::from(cfg.max_width), COL_BITS), &layer_width));
     // The upper bound is left out when the port cannot exceed it (a constant comparison).
-    let groups_ok = |g: &Expr| {
+    let groups_ok = |g: &Expr<'id>| {
         let nonzero = g.ne(&Expr::zero(group_bits));
         if u64::from(max_groups) == (1u64 << group_bits) - 1 {
             nonzero
@@ -376,10 +383,10 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
     let shape_ok = b.name("shape_ok", shape_ok);
 
     // ---- Loader: which beat comes next, and may it be taken?
-    let last_col = |b: &mut ModuleBuilder, name: &str, col: &Expr| {
+    let last_col = |b: &mut ModuleBuilder<'id>, name: &str, col: &Expr<'id>| {
         b.name(name, col.add(&one(COL_BITS)).eq(&width))
     };
-    let ld_last_col = last_col(&mut b, "ld_last_col", &ld_col);
+    let ld_last_col = last_col(b, "ld_last_col", &ld_col);
     let ld_last_sub = match (&ld_sub, &in_groups) {
         (Some(sub), Some(gin)) => b.name(
             "ld_last_in_group",
@@ -401,7 +408,7 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
             .lt(&lit(u64::from(rows - dmax), LEAD_BITS)),
     );
     let in_ready_now = b.name("in_ready_now", busy.and(&ld_finished.not()).and(&may_load));
-    b.drive(ports::IN_READY, in_ready_now.clone());
+    b.drive(&in_ready, in_ready_now.clone());
     let take = b.name("take", in_valid.and(&in_ready_now));
 
     // ---- The 1x1 front (optional): accumulate Gin beats, quantize, then write.
@@ -420,26 +427,22 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
             let wv3 = b.reg("pw_s3_valid", 1);
             let wbeat3 = b.reg("pw_s3_pixel", beat);
             // Weight word of (gout, gin): gout * max_groups + gin.
-            let out_group = fit(&mut b, "ld_group_wide", &ld_group, pw_ab);
-            let in_group = fit(&mut b, "ld_in_group_wide", sub, pw_ab);
+            let out_group = fit(b, "ld_group_wide", &ld_group, pw_ab);
+            let in_group = fit(b, "ld_in_group_wide", sub, pw_ab);
             let pw_addr = b.name(
                 "pw_addr",
                 out_group
                     .mul(&lit(u64::from(max_groups), pw_ab))
                     .add(&in_group),
             );
-            let prm_pw_addr = fit(&mut b, "prm_addr_pw", &prm_addr, pw_ab);
+            let prm_pw_addr = fit(b, "prm_addr_pw", &prm_addr, pw_ab);
             let prm_w = prm_data.slice(0, 4 * lanes);
             let mut sums = Vec::new();
             for o in 0..lanes {
-                let we = target_is(
-                    &mut b,
-                    &format!("prm_pw_lane{o}"),
-                    param_target::PW_LANE0 + o,
-                );
+                let we = target_is(b, &format!("prm_pw_lane{o}"), param_target::PW_LANE0 + o);
                 let w = b.wire(&format!("pw_w{o}"), 4 * lanes);
                 ram_instance(
-                    &mut b,
+                    b,
                     pw_ram,
                     &format!("pw_weights{o}"),
                     &clk,
@@ -471,15 +474,15 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
             let scale2 = b.wire("pw_scale", prm_bits);
             let bias2 = b.wire("pw_bias", prm_bits);
             let qab = addr_bits(&rams.quant);
-            let prm_q_addr = fit(&mut b, "prm_addr_pw_quant", &prm_addr, qab);
+            let prm_q_addr = fit(b, "prm_addr_pw_quant", &prm_addr, qab);
             for (reg, t, name) in [
                 (&scale2, param_target::PW_SCALE, "pw_scales"),
                 (&bias2, param_target::PW_BIAS, "pw_biases"),
             ] {
-                let we = target_is(&mut b, &format!("prm_{name}"), t);
-                let addr = fit(&mut b, &format!("{name}_addr"), &group1, qab);
+                let we = target_is(b, &format!("prm_{name}"), t);
+                let addr = fit(b, &format!("{name}_addr"), &group1, qab);
                 ram_instance(
-                    &mut b,
+                    b,
                     &rams.quant,
                     name,
                     &clk,
@@ -489,14 +492,7 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
                     reg,
                 );
             }
-            let pixel = quantizer_lanes(
-                &mut b,
-                quant,
-                "pw",
-                lanes,
-                [&acc2, &scale2, &bias2],
-                relu_pw,
-            );
+            let pixel = quantizer_lanes(b, quant, "pw", lanes, [&acc2, &scale2, &bias2], relu_pw);
             let pixel = b.name("pw_pixel", pixel);
             b.comment(
                 "1x1 front: beat and weights (stage 1), sums (stage 2), quantized pixel (stage 3).",
@@ -541,18 +537,18 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
 
     // ---- Writer: one pixel per wr_en into slot wr_slot, column wr_col.
     let line_ab = addr_bits(&rams.line);
-    let row_base = |b: &mut ModuleBuilder, name: &str, slot: &Expr| {
+    let row_base = |b: &mut ModuleBuilder<'id>, name: &str, slot: &Expr<'id>| {
         b.name(
             name,
             slot.zext(line_ab.max(slot_bits))
                 .mul(&lit(u64::from(cfg.max_width), line_ab.max(slot_bits))),
         )
     };
-    let wr_base = row_base(&mut b, "wr_row_base", &wr_slot);
-    let wr_base = fit(&mut b, "wr_base_fit", &wr_base, line_ab);
-    let wr_col_fit = fit(&mut b, "wr_col_fit", &wr_col, line_ab);
+    let wr_base = row_base(b, "wr_row_base", &wr_slot);
+    let wr_base = fit(b, "wr_base_fit", &wr_base, line_ab);
+    let wr_col_fit = fit(b, "wr_col_fit", &wr_col, line_ab);
     let wr_addr = b.name("wr_addr", wr_base.add(&wr_col_fit));
-    let wr_last_col = last_col(&mut b, "wr_last_col", &wr_col);
+    let wr_last_col = last_col(b, "wr_last_col", &wr_col);
     let wr_row_done = b.name("wr_row_done", wr_en.and(&wr_last_col));
 
     // ---- Reader: may the next output be issued?
@@ -610,8 +606,8 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
         busy.and(&rd_finished.not()).and(&dil_ok).and(&rows_ready),
     );
     let issue = b.name("issue", can_issue.and(&advance));
-    if let Some((_, _, _)) = &dil {
-        b.drive(ports::DIL_READY, issue.clone());
+    if let Some((_, dil_ready, _)) = &dil {
+        b.drive(dil_ready, issue.clone());
     }
 
     // Next reader position.
@@ -637,7 +633,7 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
         slot_bits,
     );
     let rows_mod = lit(u64::from(rows) % (1 << slot_bits), slot_bits);
-    let slot_add = |slot: &Expr, k: &Expr| {
+    let slot_add = |slot: &Expr<'id>, k: &Expr<'id>| {
         let wide = slot_bits + 1;
         let sum = slot.zext(wide).add(&k.zext(wide));
         let k_n = k.zext(slot_bits);
@@ -648,7 +644,7 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
             &plain_sum,
         )
     };
-    let slot_sub = |slot: &Expr, k: &Expr| {
+    let slot_sub = |slot: &Expr<'id>, k: &Expr<'id>| {
         let k_n = k.zext(slot_bits);
         let diff = slot.sub(&k_n);
         Expr::mux(&slot.lt(&k_n), &diff.add(&rows_mod), &diff)
@@ -656,7 +652,7 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
     let next_slot = slot_add(&rd_slot, &row_step2);
 
     // ---- Tap addresses (stage 0 -> stage 1 registers).
-    let d_slot = fit(&mut b, "dilation_slot", &d_eff, slot_bits);
+    let d_slot = fit(b, "dilation_slot", &d_eff, slot_bits);
     let d_w = d_eff.zext(COORD_BITS);
     let slots = [
         slot_sub(&rd_slot, &d_slot),
@@ -676,7 +672,7 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
     // Columns of the taps, modulo 2^col_index_bits: exact whenever the tap is inside.
     let col_index_bits = index_bits(cfg.max_width);
     let col_n = rd_col.slice(0, col_index_bits);
-    let d_col = fit(&mut b, "dilation_col", &d_eff, col_index_bits);
+    let d_col = fit(b, "dilation_col", &d_eff, col_index_bits);
     let cols = [col_n.sub(&d_col), col_n.clone(), col_n.add(&d_col)];
     let group1 = b.reg("s1_group", gi);
     let mut s1_regs = Vec::new();
@@ -712,22 +708,22 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
     let mut weights2 = Vec::new();
     let mut s2_regs = Vec::new();
     let tap_ab = addr_bits(&rams.tap);
-    let prm_tap_addr = fit(&mut b, "prm_addr_tap", &prm_addr, tap_ab);
-    let group1_addr = fit(&mut b, "s1_group_addr", &group1, tap_ab);
+    let prm_tap_addr = fit(b, "prm_addr_tap", &prm_addr, tap_ab);
+    let group1_addr = fit(b, "s1_group_addr", &group1, tap_ab);
     let prm_w = prm_data.slice(0, 4 * lanes);
     let lb_wr_addr = wr_addr.clone();
     let col1_fit: Vec<Expr> = (0..3)
-        .map(|j| fit(&mut b, &format!("s1_col{j}_fit"), &col1[j], line_ab))
+        .map(|j| fit(b, &format!("s1_col{j}_fit"), &col1[j], line_ab))
         .collect();
     for i in 0..3 {
-        let base = row_base(&mut b, &format!("s1_row{i}_base"), &addr1[i]);
-        let base = fit(&mut b, &format!("s1_row{i}_base_fit"), &base, line_ab);
+        let base = row_base(b, &format!("s1_row{i}_base"), &addr1[i]);
+        let base = fit(b, &format!("s1_row{i}_base_fit"), &base, line_ab);
         for j in 0..3 {
             let t = 3 * i + j;
             let addr = b.name(&format!("tap{t}_addr"), base.add(&col1_fit[j]));
             let data = b.wire(&format!("tap{t}_pixel"), beat);
             ram_instance(
-                &mut b,
+                b,
                 &rams.line,
                 &format!("line_buffer{t}"),
                 &clk,
@@ -741,13 +737,9 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
             taps2.push(data);
             inside2.push(inside);
             let w = b.wire(&format!("tap{t}_weights"), 4 * lanes);
-            let we = target_is(
-                &mut b,
-                &format!("prm_tap{t}"),
-                param_target::DW_TAP0 + t as u32,
-            );
+            let we = target_is(b, &format!("prm_tap{t}"), param_target::DW_TAP0 + t as u32);
             ram_instance(
-                &mut b,
+                b,
                 &rams.tap,
                 &format!("tap{t}_weight_mem"),
                 &clk,
@@ -764,17 +756,17 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
 
     // ---- Stage 2: masks, 9 x lanes products, sums; scale and bias reads.
     let qab = addr_bits(&rams.quant);
-    let prm_q_addr = fit(&mut b, "prm_addr_quant", &prm_addr, qab);
-    let group2_addr = fit(&mut b, "s2_group_addr", &group2, qab);
+    let prm_q_addr = fit(b, "prm_addr_quant", &prm_addr, qab);
+    let group2_addr = fit(b, "s2_group_addr", &group2, qab);
     let scale3 = b.wire("s3_scale", prm_bits);
     let bias3 = b.wire("s3_bias", prm_bits);
     for (reg, t, name) in [
         (&scale3, param_target::DW_SCALE, "dw_scales"),
         (&bias3, param_target::DW_BIAS, "dw_biases"),
     ] {
-        let we = target_is(&mut b, &format!("prm_{name}"), t);
+        let we = target_is(b, &format!("prm_{name}"), t);
         ram_instance(
-            &mut b,
+            b,
             &rams.quant,
             name,
             &clk,
@@ -813,7 +805,7 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
     let sums = Expr::concat(sums);
 
     // ---- Stage 3: quantizer, then the output register.
-    let result = quantizer_lanes(&mut b, quant, "dw", lanes, [&acc3, &scale3, &bias3], &relu);
+    let result = quantizer_lanes(b, quant, "dw", lanes, [&acc3, &scale3, &bias3], &relu);
     let result = b.name("result", result);
 
     // ---- Done: the reader has issued everything and the pipeline is empty.
@@ -863,7 +855,7 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
 
     // Rows-ahead bookkeeping: +1 when a row completes, minus the reader's row step.
     let step_lead = row_step2.zext(LEAD_BITS);
-    let lead_after = |counter: &Expr, row_done: &Expr| {
+    let lead_after = |counter: &Expr<'id>, row_done: &Expr<'id>| {
         Expr::mux(
             &issue,
             &counter.add(&row_done.zext(LEAD_BITS)).sub(&step_lead),
@@ -990,5 +982,4 @@ fn top(cfg: &DeformConfig, quant: &ModuleDef, rams: &Rams) -> ModuleDef {
     .concat();
     b.clocked(&clk, vec![when(advance.clone(), data_regs)]);
     let _ = (prm_ready, in_ready, out_ready);
-    b.finish()
 }

@@ -67,25 +67,25 @@ pub fn generate(cfg: &Config) -> Result<Design, DesignError> {
 }
 
 /// One engine's use of a buffer port in a cycle.
-struct PortUse {
-    en: Expr,
-    addr: Expr,
-    data: Option<Expr>,
+struct PortUse<'id> {
+    en: Expr<'id>,
+    addr: Expr<'id>,
+    data: Option<Expr<'id>>,
 }
 
 /// The shared read and write ports of one buffer.
 #[derive(Default)]
-struct BufferPorts {
-    writers: Vec<PortUse>,
-    readers: Vec<PortUse>,
+struct BufferPorts<'id> {
+    writers: Vec<PortUse<'id>>,
+    readers: Vec<PortUse<'id>>,
 }
 
-fn lit(v: u64, w: u32) -> Expr {
+fn lit<'id>(v: u64, w: u32) -> Expr<'id> {
     Expr::lit(v, w)
 }
 
 /// `a && b && ...` of one-bit expressions.
-fn all(terms: &[Expr]) -> Expr {
+fn all<'id>(terms: &[Expr<'id>]) -> Expr<'id> {
     terms
         .iter()
         .skip(1)
@@ -93,12 +93,12 @@ fn all(terms: &[Expr]) -> Expr {
 }
 
 /// `a || b || ...` of one-bit expressions (false when empty).
-fn any(terms: &[Expr]) -> Expr {
+fn any<'id>(terms: &[Expr<'id>]) -> Expr<'id> {
     terms.iter().fold(Expr::bit(false), |acc, t| acc.lor(t))
 }
 
 /// Priority multiplexer: the value of the first enabled use, else the last one's.
-fn pick(uses: &[(Expr, Expr)]) -> Expr {
+fn pick<'id>(uses: &[(Expr<'id>, Expr<'id>)]) -> Expr<'id> {
     let (_, last) = uses.last().expect("at least one use");
     uses.iter()
         .rev()
@@ -107,7 +107,7 @@ fn pick(uses: &[(Expr, Expr)]) -> Expr {
 }
 
 /// True when two or more of `ens` are high.
-fn two_or_more(ens: &[Expr]) -> Expr {
+fn two_or_more<'id>(ens: &[Expr<'id>]) -> Expr<'id> {
     let mut pairs = Vec::new();
     for i in 0..ens.len() {
         for j in i + 1..ens.len() {
@@ -125,11 +125,25 @@ fn system_top(
     wuve_def: &ModuleDef,
     sore_def: &ModuleDef,
 ) -> ModuleDef {
+    ModuleBuilder::build(sys.top.clone(), |b| {
+        system_top_body(b, stce_cfg, sys, geo, stce_def, wuve_def, sore_def)
+    })
+}
+
+/// The contents of [`system_top`]'s module, described with its builder.
+fn system_top_body<'id>(
+    b: &mut ModuleBuilder<'id>,
+    stce_cfg: &StceConfig,
+    sys: &SystemConfig,
+    geo: &Geometry,
+    stce_def: &ModuleDef,
+    wuve_def: &ModuleDef,
+    sore_def: &ModuleDef,
+) {
     let (rows, cols, n, m) = (geo.rows, geo.cols, geo.n, geo.m);
     let ib = geo.index_bits();
     let mem_bits = sys.mem_bits;
     let word = isa::WORD_BITS;
-    let mut b = ModuleBuilder::new(sys.top.clone());
     b.doc(format!(
         "SAT system top: a {rows} x {cols} fp16 STCE ({n}:{m}), buffers, a DMA engine on one \
          {mem_bits}-bit memory port and a controller that runs an instruction stream."
@@ -173,8 +187,8 @@ fn system_top(
     let rd_data = b.input(ports::RD_DATA, mem_bits, "");
     let wr_valid = b.output(ports::WR_VALID, 1, "write beat");
     let wr_ready = b.input(ports::WR_READY, 1, "");
-    b.output(ports::WR_ADDR, 32, "beat address");
-    b.output(ports::WR_DATA, mem_bits, "");
+    let wr_addr = b.output(ports::WR_ADDR, 32, "beat address");
+    let wr_data = b.output(ports::WR_DATA, mem_bits, "");
     let cycle_count = b.output_reg(
         ports::CYCLE_COUNT,
         COUNTER_BITS,
@@ -300,44 +314,45 @@ fn system_top(
     ]);
     let ptr_bits = index_bits(FIFO_DEPTH);
     let count_bits = index_bits(FIFO_DEPTH + 1);
-    let fifo = |b: &mut ModuleBuilder, name: &str, payload: Expr, push_sel: &Expr| {
-        let width = payload.width();
-        let entries: Vec<Expr> = (0..FIFO_DEPTH)
-            .map(|i| b.reg(&format!("{name}_fifo{i}"), width))
-            .collect();
-        let wp = b.reg(&format!("{name}_fifo_wp"), ptr_bits);
-        let rp = b.reg(&format!("{name}_fifo_rp"), ptr_bits);
-        let count = b.reg(&format!("{name}_fifo_count"), count_bits);
-        let full = b.name(
-            &format!("{name}_fifo_full"),
-            count.eq(&lit(FIFO_DEPTH as u64, count_bits)),
-        );
-        let push = b.name(
-            &format!("{name}_fifo_push"),
-            fetch_phase.land(push_sel).land(&full.not()),
-        );
-        let head = b.name(&format!("{name}_head"), Expr::select(&rp, &entries));
-        let stmts: Vec<Stmt> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                when(
-                    push.land(&wp.eq(&lit(i as u64, ptr_bits))),
-                    vec![set(e, payload.clone())],
-                )
-            })
-            .collect();
-        b.clocked(&clk, stmts);
-        (entries, wp, rp, count, full, push, head)
-    };
+    let fifo =
+        |b: &mut ModuleBuilder<'id>, name: &str, payload: Expr<'id>, push_sel: &Expr<'id>| {
+            let width = payload.width();
+            let entries: Vec<Expr> = (0..FIFO_DEPTH)
+                .map(|i| b.reg(&format!("{name}_fifo{i}"), width))
+                .collect();
+            let wp = b.reg(&format!("{name}_fifo_wp"), ptr_bits);
+            let rp = b.reg(&format!("{name}_fifo_rp"), ptr_bits);
+            let count = b.reg(&format!("{name}_fifo_count"), count_bits);
+            let full = b.name(
+                &format!("{name}_fifo_full"),
+                count.eq(&lit(FIFO_DEPTH as u64, count_bits)),
+            );
+            let push = b.name(
+                &format!("{name}_fifo_push"),
+                fetch_phase.land(push_sel).land(&full.not()),
+            );
+            let head = b.name(&format!("{name}_head"), Expr::select(&rp, &entries));
+            let stmts: Vec<Stmt> = entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    when(
+                        push.land(&wp.eq(&lit(i as u64, ptr_bits))),
+                        vec![set(e, payload.clone())],
+                    )
+                })
+                .collect();
+            b.clocked(&clk, stmts);
+            (entries, wp, rp, count, full, push, head)
+        };
     let (_, dma_wp, dma_rp, dma_count, dma_full, dma_push, dma_head) =
-        fifo(&mut b, "dma", dma_payload, &is_dma);
+        fifo(b, "dma", dma_payload, &is_dma);
     let (_, gemm_wp, gemm_rp, gemm_count, gemm_full, gemm_push, gemm_head) =
-        fifo(&mut b, "gemm", gemm_payload, &is_gemm);
+        fifo(b, "gemm", gemm_payload, &is_gemm);
     let (_, upd_wp, upd_rp, upd_count, upd_full, upd_push, upd_head) =
-        fifo(&mut b, "update", update_payload, &is_update);
+        fifo(b, "update", update_payload, &is_update);
     let (_, pf_wp, pf_rp, pf_count, pf_full, pf_push, pf_head) =
-        fifo(&mut b, "prune", prune_payload, &is_prune);
+        fifo(b, "prune", prune_payload, &is_prune);
     // An opcode outside the instruction set (the harness's `check_program` refuses it) is
     // skipped rather than stalling fetch.
     let fetch_take = b.name(
@@ -362,7 +377,7 @@ fn system_top(
     let tokens: Vec<Expr> = (0..isa::TOKENS)
         .map(|i| b.reg(&format!("token{i}"), TOKEN_BITS))
         .collect();
-    let tokens_ok = |b: &mut ModuleBuilder, name: &str, wait: &Expr| {
+    let tokens_ok = |b: &mut ModuleBuilder<'id>, name: &str, wait: &Expr<'id>| {
         let bits: Vec<Expr> = tokens
             .iter()
             .enumerate()
@@ -387,16 +402,16 @@ fn system_top(
     let pf_busy = b.reg("prune_busy", 1);
     let dma_busy = b.reg("dma_busy", 1);
     let gemm_busy = b.reg("gemm_busy", 1);
-    let dma_ok = tokens_ok(&mut b, "dma_tokens_ok", &dma_wait);
-    let gemm_ok = tokens_ok(&mut b, "gemm_tokens_ok", &gemm_wait);
-    let upd_ok = tokens_ok(&mut b, "update_tokens_ok", &upd_wait);
-    let pf_ok = tokens_ok(&mut b, "prune_tokens_ok", &pf_wait);
+    let dma_ok = tokens_ok(b, "dma_tokens_ok", &dma_wait);
+    let gemm_ok = tokens_ok(b, "gemm_tokens_ok", &gemm_wait);
+    let upd_ok = tokens_ok(b, "update_tokens_ok", &upd_wait);
+    let pf_ok = tokens_ok(b, "prune_tokens_ok", &pf_wait);
     // A LOAD may also be dispatched while the DMA is receiving an earlier LOAD's data (its
     // read request then overlaps that burst): `dma_queue_load`, driven by the DMA engine.
     let dma_queue_load = b.wire("dma_queue_load", 1);
     // Engines start in the same cycle unless they wait on a common token; then the fixed
     // priority DMA, STCE, WUVE, SORE decides and the later engine starts a cycle after.
-    let shares_token = |higher_start: &Expr, higher_wait: &Expr, wait: &Expr| {
+    let shares_token = |higher_start: &Expr<'id>, higher_wait: &Expr<'id>, wait: &Expr<'id>| {
         higher_start.land(&higher_wait.and(wait).any())
     };
     let dma_start = b.name(
@@ -456,7 +471,7 @@ fn system_top(
     let readout_empty = b.wire("readout_empty", 1);
     // The engines that start in one cycle wait on disjoint tokens, so each token is taken at
     // most once per cycle.
-    let taken_by = |start: &Expr, wait: &Expr| Expr::mux(start, wait, &Expr::zero(16));
+    let taken_by = |start: &Expr<'id>, wait: &Expr<'id>| Expr::mux(start, wait, &Expr::zero(16));
     let taken = b.name(
         "tokens_taken",
         taken_by(&dma_start, &dma_wait)
@@ -464,7 +479,7 @@ fn system_top(
             .or(&taken_by(&upd_start, &upd_wait))
             .or(&taken_by(&pf_start, &pf_wait)),
     );
-    let one = |e: Expr| Expr::concat(vec![Expr::zero(TOKEN_BITS - 1), e]);
+    let one = |e: Expr<'id>| Expr::concat(vec![Expr::zero(TOKEN_BITS - 1), e]);
 
     // ---------------------------------------------------------------- controller process
     let engines_idle = b.name(
@@ -485,20 +500,21 @@ fn system_top(
         "program_finishing",
         all(&[running.clone(), end_seen.clone(), engines_idle]),
     );
-    let fifo_update = |wp: &Expr, rp: &Expr, count: &Expr, push: &Expr, pop: &Expr| {
-        vec![
-            when(push.clone(), vec![set(wp, wp.add(&lit(1, ptr_bits)))]),
-            when(pop.clone(), vec![set(rp, rp.add(&lit(1, ptr_bits)))]),
-            when_else(
-                push.land(&pop.not()),
-                vec![set(count, count.add(&lit(1, count_bits)))],
-                vec![when(
-                    pop.land(&push.not()),
-                    vec![set(count, count.sub(&lit(1, count_bits)))],
-                )],
-            ),
-        ]
-    };
+    let fifo_update =
+        |wp: &Expr<'id>, rp: &Expr<'id>, count: &Expr<'id>, push: &Expr<'id>, pop: &Expr<'id>| {
+            vec![
+                when(push.clone(), vec![set(wp, wp.add(&lit(1, ptr_bits)))]),
+                when(pop.clone(), vec![set(rp, rp.add(&lit(1, ptr_bits)))]),
+                when_else(
+                    push.land(&pop.not()),
+                    vec![set(count, count.add(&lit(1, count_bits)))],
+                    vec![when(
+                        pop.land(&push.not()),
+                        vec![set(count, count.sub(&lit(1, count_bits)))],
+                    )],
+                ),
+            ]
+        };
     let mut clear = vec![
         set(&running, Expr::bit(false)),
         set(&end_seen, Expr::bit(false)),
@@ -633,7 +649,7 @@ fn system_top(
         .map(|&x| geo.beats_per_line(x))
         .max()
         .unwrap();
-    let beats_of = |buf_sel: &Expr, width: u32| {
+    let beats_of = |buf_sel: &Expr<'id>, width: u32| {
         Expr::select(
             buf_sel,
             &Buf::ALL
@@ -646,13 +662,13 @@ fn system_top(
     let in_state = |s: u64| dma_busy.land(&dma_state.eq(&lit(s, 3)));
     let last_beat = b.name("dma_last_beat", dma_beat.eq(&dma_bpl.sub(&lit(1, 16))));
     let last_line = b.name("dma_last_line", dma_line.eq(&dma_lines.sub(&lit(1, 16))));
-    b.drive(ports::RD_READY, in_state(LOAD_DATA));
+    b.drive(&rd_ready, in_state(LOAD_DATA));
     let beat_in = b.name("dma_beat_in", rd_ready.land(&rd_valid));
     let line_in = b.name("dma_line_in", beat_in.land(&last_beat));
-    b.drive(ports::WR_VALID, in_state(STORE_SEND));
+    b.drive(&wr_valid, in_state(STORE_SEND));
     let beat_out = b.name("dma_beat_out", wr_valid.land(&wr_ready));
     b.drive(
-        "dma_finish",
+        &dma_finish,
         line_in
             .land(&last_line)
             .lor(&beat_out.land(&last_beat).land(&last_line)),
@@ -679,8 +695,8 @@ fn system_top(
     };
     let sreg = b.reg("dma_store_line", asm_bits);
     b.describe("the line being stored, shifted down one beat per accepted beat");
-    b.drive(ports::WR_DATA, sreg.slice(0, mem_bits));
-    b.drive(ports::WR_ADDR, dma_waddr.clone());
+    b.drive(&wr_data, sreg.slice(0, mem_bits));
+    b.drive(&wr_addr, dma_waddr.clone());
     // A STORE reads line n + 1 in the cycle it latches line n into the shift register; the
     // line then waits in the buffer's read register (no other engine reads that buffer while
     // the STORE runs: one reader per buffer) and is latched in the cycle the last beat of line
@@ -751,7 +767,7 @@ fn system_top(
     let next_lines = b.reg("dma_next_lines", 16);
     let next_sig = b.reg("dma_next_signal", 16);
     b.drive(
-        "dma_queue_load",
+        &dma_queue_load,
         all(&[
             Expr::bit(sys.read_requests > 1),
             in_state(LOAD_DATA),
@@ -939,7 +955,7 @@ fn system_top(
     let fed_last = b.name("gemm_fed_last", streaming.land(&last_group));
     let tile_fed = b.name("gemm_tile_fed", fed_last.land(&flag(isa::gemm_flags::LAST)));
     b.drive(
-        "gemm_finish",
+        &gemm_finish,
         fed_last.land(&flag(isa::gemm_flags::LAST).not()),
     );
     // The STCE shows each result row itself (`engines::stce`: out_valid, out_row, out_last).
@@ -960,9 +976,9 @@ fn system_top(
     let ro_rp = b.reg("readout_rp", ro_ptr_bits);
     let ro_count = b.reg("readout_count", ro_count_bits);
     let readout_base = b.name("readout_out_addr", Expr::select(&ro_rp, &ro_addr));
-    b.drive("readout_signal", Expr::select(&ro_rp, &ro_sig));
-    b.drive("readout_finish", stce_out_valid.land(&stce_out_last));
-    b.drive("readout_empty", ro_count.eq(&Expr::zero(ro_count_bits)));
+    b.drive(&readout_signal, Expr::select(&ro_rp, &ro_sig));
+    b.drive(&readout_finish, stce_out_valid.land(&stce_out_last));
+    b.drive(&readout_empty, ro_count.eq(&Expr::zero(ro_count_bits)));
     let head = |lo: u32, w: u32| gemm_head.slice(lo, w);
     b.comment(
         "STCE feeder: one group per cycle from act/wgt lines; fed tiles wait for their rows.",
@@ -1145,7 +1161,7 @@ fn system_top(
     let u_reading = b.name("update_reading", upd_busy.land(&u_read.lt(&u_lines)));
     let w_out_valid = b.wire("wuve_out_valid", 1);
     let w_last = b.name("update_last_write", u_write.eq(&u_lines.sub(&lit(1, 16))));
-    b.drive("update_finish", upd_busy.land(&w_out_valid).land(&w_last));
+    b.drive(&upd_finish, upd_busy.land(&w_out_valid).land(&w_last));
     let uh = |lo: u32| upd_head.slice(lo, 16);
     b.comment(
         "Update feeder: one line of dW^T, W32 and M_F per cycle into the WUVE, W32'/W16' back.",
@@ -1186,7 +1202,7 @@ fn system_top(
             ],
         )],
     );
-    let at = |base: &Expr, count: &Expr, buf: Buf| {
+    let at = |base: &Expr<'id>, count: &Expr<'id>, buf: Buf| {
         base.slice(0, abits(buf)).add(&count.slice(0, abits(buf)))
     };
     for (buf, base) in [
@@ -1288,7 +1304,7 @@ fn system_top(
     let mask_k = b.name("prune_mask_k", p_group.add(&p_j.zext(16)));
     let pb_finish = b.wire("prune_b_finish", 1);
     b.drive(
-        "prune_finish",
+        &pf_finish,
         writing_mask
             .land(&mask_k.eq(&p_lines.sub(&lit(1, 16))))
             .lor(&pb_finish),
@@ -1422,7 +1438,7 @@ fn system_top(
     );
     let last_pos = pb_pos.eq(&lit(u64::from(m - 1), j_bits));
     b.drive(
-        "prune_b_finish",
+        &pb_finish,
         all(&[
             pb_active.clone(),
             s_out_valid.clone(),
@@ -1470,7 +1486,7 @@ fn system_top(
     b.clocked(&clk, tr_stmts);
     let ph_b = |lo: u32| pf_head.slice(lo, 16);
     // Steps a line-within-block counter (0 .. cols-1); `on_wrap` runs as a block ends.
-    let next_in_block = |j: &Expr, mut on_wrap: Vec<Stmt>| {
+    let next_in_block = |j: &Expr<'id>, mut on_wrap: Vec<Stmt<'id>>| {
         on_wrap.insert(0, set(j, Expr::zero(cj_bits)));
         when_else(
             j.eq(&last_cj),
@@ -1682,8 +1698,7 @@ fn system_top(
         conflicts.push(two_or_more(&wens));
         conflicts.push(two_or_more(&rens));
     }
-    b.drive("conflict_now", any(&conflicts));
+    b.drive(&conflict_now, any(&conflicts));
     let unused_all = Expr::concat(unused);
     b.name("unused_bits", unused_all);
-    b.finish()
 }

@@ -1,0 +1,4 @@
+deform_ram_w32_d40.v
+dcnv2_sampler_l4_f4_g4_zm128.v
+deform_top.v
+deform_top_axi.v

@@ -1,0 +1,4 @@
+deform_ram_w32_d160.v
+dcnv2_sampler_l4_f4_g4_z0.v
+deform_top.v
+deform_top_axi.v

@@ -1,0 +1,15 @@
+cf_fp16_mul_exact.v
+cf_fp32_add_align.v
+cf_fp32_add_sum.v
+cf_fp32_add_round.v
+cf_fp32_add.v
+stce_pe_fp16_n2_m8.v
+stce_top.v
+cf_fp32_mul.v
+cf_fp32_to_fp16.v
+wuve_lane.v
+wuve_top.v
+sore_lane_fp16_n2_m8.v
+sore_top.v
+sat_top.v
+sat_top_axi.v
