@@ -16,7 +16,9 @@ use sparse_kernels::deform::codenet::CodenetBlock;
 use crate::engine::{LoadedEngine, Progress};
 use crate::golden::deform::{read, CodenetFiles};
 use crate::output::OutputDir;
+use crate::report::LaneAxiReport;
 use crate::verify::VerifyArgs;
+use crate::verify_axi_deform as axi;
 
 /// `report.json` of a deform verification.
 #[derive(Serialize)]
@@ -45,6 +47,9 @@ struct Report<'a> {
     config_hash: String,
     verilator_version: Option<String>,
     coforge_version: &'static str,
+    /// With `--axi`: the same layer through the engine's AXI wrapper.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    axi: Option<LaneAxiReport>,
 }
 
 /// The layer given as files (`--x`, `--w`, `--dilation`, `--scale`, `--bias`, optional
@@ -166,6 +171,29 @@ pub fn verify(
     let mut model = lib.instantiate()?;
     let o = run_layer(&mut model, cfg, x.view(), &block, Pressure::default())?;
     progress.step(&format!("simulated {} cycles", o.cycles));
+    // A layer the engine flags fails below with the bare run's fault; the wrapper is not run.
+    let axi_report = if args.axi && o.fault.is_none() {
+        let stalls = axi::stalls(args.stall_rate, args.seed);
+        progress.add_steps(1);
+        let mut wrapped = axi::wrapper_model(engine, &cfg.top)?;
+        let (w, s) =
+            coforge_driver::axi_deform::deform_layer(&mut wrapped, cfg, x.view(), &block, stalls)?;
+        let differ = w.rtl.iter().zip(&o.rtl).filter(|(a, b)| a != b).count();
+        let r = axi::report(
+            &cfg.top,
+            format!("layer {}x{}x{}", shape.0, shape.1, shape.3),
+            stalls,
+            (differ, o.cycles),
+            &s,
+        );
+        progress.step(&format!(
+            "through {}: {} cycles at stall rate {} ({} without the wrapper)",
+            r.top, r.cycles, r.stall_rate, o.cycles
+        ));
+        Some(r)
+    } else {
+        None
+    };
 
     out.add_npy("x.npy", x.view());
     let dw = block
@@ -207,6 +235,7 @@ pub fn verify(
         config_hash: engine.config.hash(),
         verilator_version: Verilator::version().map(|v| v.text).ok(),
         coforge_version: env!("CARGO_PKG_VERSION"),
+        axi: axi_report,
     };
     out.write_json("report.json", &serde_json::to_value(&report)?)?;
     out.add("config.json", engine.config.resolved_json().into_bytes());
@@ -225,6 +254,9 @@ pub fn verify(
         o.mismatches,
         o.golden.len()
     );
+    if let Some(a) = &report.axi {
+        axi::print_and_check(a)?;
+    }
     if let Some(fault) = &o.fault {
         bail!("{fault}");
     }

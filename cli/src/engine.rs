@@ -69,6 +69,10 @@ impl Progress {
             started: Instant::now(),
         }
     }
+    /// `n` more steps than announced (an optional stage that runs).
+    pub fn add_steps(&mut self, n: usize) {
+        self.total += n;
+    }
     pub fn step(&mut self, what: &str) {
         self.step += 1;
         eprintln!(

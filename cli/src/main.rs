@@ -20,6 +20,7 @@ mod sweep;
 mod tensor_io;
 mod train;
 mod verify;
+mod verify_axi_deform;
 mod verify_dcnv2;
 mod verify_lanes;
 mod vivado;

@@ -100,6 +100,22 @@ pub struct LaneAxiReport {
     pub output_stall_cycles: u64,
 }
 
+impl LaneAxiReport {
+    /// The summary line `coforge verify` prints for the job.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "{}: through {} ({}) at stall rate {}: {} cycles (estimated {} without stalls), bare engine {} cycles",
+            if self.same_bits_as_bare { "SAME BITS" } else { "DIFFERENT BITS" },
+            self.top,
+            self.job,
+            self.stall_rate,
+            self.cycles,
+            self.estimated_cycles,
+            self.bare_cycles
+        )
+    }
+}
+
 /// `coforge verify --axi`: the GEMM through the AXI wrapper (`<top>_axi`) with AXI bus models.
 #[derive(Clone, Debug, Serialize)]
 pub struct AxiReport {
@@ -351,9 +367,16 @@ pub struct NetStepReport {
     pub step_cycles_estimated: u64,
     /// Measured: the top's busy counter of each engine (`dma`, `stce`, `wuve`, `sore`).
     pub busy_measured: BTreeMap<String, u64>,
-    /// Beats the memory model served and took.
+    /// Beats the memory model served and took (through the AXI wrapper: the AXI4 memory's
+    /// beats, the program fetch included).
     pub read_beats: u64,
     pub written_beats: u64,
+    /// With --axi: the wrapper's own cycle counter (START to DONE, program fetch and last
+    /// write response included), the memory's stall rate and latency. Per-pass spans are not
+    /// measured through the wrapper (its counters are read once, at the end), so `passes` is
+    /// empty then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub axi: Option<coforge_driver::sat::AxiRunStats>,
     /// Per layer and pass (`ff`, `bp`, `wu`, `update`, `prune_f`, `prune_b`): the measured span
     /// and busy cycles beside the scheduler's estimates (fields documented at
     /// `coforge_driver::sat::network::PassCycles`).

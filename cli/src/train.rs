@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context};
 use clap::Args;
 use coforge_driver::compare::{compare, Comparison};
-use coforge_driver::sat::{SatSystem, UpdateInputs};
+use coforge_driver::sat::{AxiMemory, SatSystem, UpdateInputs};
 use coforge_generator::config::Config;
 use coforge_sim::MemoryTiming;
 use coforge_trainer::rtl::{
@@ -83,12 +83,39 @@ pub struct TrainArgs {
     /// comparison fails
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Run the system top through its AXI wrapper (`sat_top_axi`): the program fetched from an
+    /// AXI4 memory with the config's latency, a protocol checker on the port, control over
+    /// AXI4-Lite; the bits must equal the bare top's (needs [system])
+    #[arg(long)]
+    pub axi: bool,
+    /// With --axi: the probability per cycle that the AXI4 memory stalls each channel
+    /// (0 <= R < 1)
+    #[arg(long, requires = "axi", default_value_t = 0.0, value_name = "R",
+          value_parser = crate::verify::parse_stall_rate)]
+    pub stall_rate: f64,
     /// Fault injection: flip the lowest bit of X[ROW,COL] as the reference sees it (the engines get
     /// the true X), to prove that the comparison, the JUnit report and mismatch.svg catch and
     /// localize a difference
     #[arg(long, value_name = "ROW,COL", value_parser = crate::verify::parse_index, hide = true)]
     pub corrupt_golden: Option<[usize; 2]>,
 }
+
+/// The system top of `config`, bare or (with `--axi`) through its AXI wrapper.
+fn new_system(config: &Config, args: &TrainArgs) -> anyhow::Result<SatSystem> {
+    if !args.axi {
+        return Ok(SatSystem::new(config)?);
+    }
+    Ok(SatSystem::new_axi(
+        config,
+        AxiMemory {
+            stall_rate: args.stall_rate,
+            seed: STALL_SEED,
+        },
+    )?)
+}
+
+/// The seed of the AXI4 memory's stalls with --axi (fixed, so that runs repeat).
+const STALL_SEED: u64 = 1;
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(net) = args.net.clone() {
@@ -110,6 +137,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let lr = args.lr.ok_or_else(|| missing("--lr"))?;
     let mut out = OutputDir::create(&args.out)?;
     let config = Config::load(&args.config)?;
+    ensure!(
+        !args.axi || config.system.is_some(),
+        "--axi runs the system top through its AXI wrapper, and {} has no [system] section \
+         (see configs/sat-4x4-2of8.toml)",
+        args.config.display()
+    );
     let pattern = NmPattern::new(arg_n, arg_m)?;
     let stce_cfg = config
         .stce("`coforge train`")
@@ -174,7 +207,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     // With [system], FF, BP and WU also run on the system top, from DRAM, in one program.
     let mut system = match &config.system {
         Some(sys) => Some((
-            SatSystem::new(&config)?,
+            new_system(&config, &args)?,
             MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle),
         )),
         None => None,

@@ -150,7 +150,7 @@ impl VerifyArgs {
     }
 }
 
-fn parse_stall_rate(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_stall_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if (0.0..1.0).contains(&r) => Ok(r),
         Ok(r) => Err(format!(
@@ -542,16 +542,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         );
     }
     for a in &report.axi_lanes {
-        println!(
-            "{}: through {} ({}) at stall rate {}: {} cycles (estimated {} without stalls), bare engine {} cycles",
-            if a.same_bits_as_bare { "SAME BITS" } else { "DIFFERENT BITS" },
-            a.top,
-            a.job,
-            a.stall_rate,
-            a.cycles,
-            a.estimated_cycles,
-            a.bare_cycles
-        );
+        println!("{}", a.summary_line());
     }
     if let Some(first) = &c.first_mismatch {
         bail!("{first}; see mismatch.svg in {}", args.out.display());

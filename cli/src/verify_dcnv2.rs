@@ -3,11 +3,13 @@
 //! compared bit for bit with `sparse_kernels::deform::dcnv2_fixed`.
 
 use anyhow::{bail, Context};
-use coforge_driver::dcnv2::{verify_layer, LayerTensors, Pressure, StceStage};
+use coforge_driver::axi_deform::dcnv2_engine;
+use coforge_driver::dcnv2::{verify_layer, verify_layer_with, LayerTensors, Pressure, StceStage};
 use coforge_driver::design::design_spec_of;
 use coforge_generator::config::DeformConfig;
+use coforge_generator::config::StceConfig;
 use coforge_generator::engines::deform::dcnv2::{ports, Dcnv2Params};
-use coforge_sim::{BuildOptions, Verilator};
+use coforge_sim::{BuildOptions, DesignSpec, VerilatedModel, Verilator};
 use ndarray::Ix4;
 use serde_json::json;
 use sparse_kernels::deform::Geometry;
@@ -16,6 +18,7 @@ use crate::engine::{LoadedEngine, Progress, SimulatorArg};
 use crate::golden::deform::{read, read_fixed};
 use crate::output::OutputDir;
 use crate::verify::VerifyArgs;
+use crate::verify_axi_deform as axi;
 
 /// A seeded layer of `dims` = HxWxC (depthwise) or HxWxCINxCOUT (full conv), with a mask.
 fn seeded(p: &Dcnv2Params, g: usize, dims: &[usize], seed: u64) -> anyhow::Result<LayerTensors> {
@@ -33,6 +36,17 @@ fn seeded(p: &Dcnv2Params, g: usize, dims: &[usize], seed: u64) -> anyhow::Resul
         true,
         seed,
     )?)
+}
+
+/// The STCE stage of a full conv: its model and config, when the engine has one.
+fn stage<'a>(
+    sim: &'a mut Option<(VerilatedModel, DesignSpec)>,
+    config: Option<&'a StceConfig>,
+) -> Option<StceStage<'a>> {
+    match (sim, config) {
+        (Some((sim, spec)), Some(config)) => Some(StceStage { sim, config, spec }),
+        _ => None,
+    }
 }
 
 /// `out` is the output folder `coforge verify` already checked and staged before any work.
@@ -128,12 +142,45 @@ pub fn run(
         Some(s)
     };
     progress.step("Verilator models ready");
-    let stage = match (&mut stce_sim, stce_cfg) {
-        (Some((sim, spec)), Some(config)) => Some(StceStage { sim, config, spec }),
-        _ => None,
-    };
-    let v = verify_layer(&mut model, &p, &layer, stage, Pressure::default())?;
+    let v = verify_layer(
+        &mut model,
+        &p,
+        &layer,
+        stage(&mut stce_sim, stce_cfg),
+        Pressure::default(),
+    )?;
     progress.step(&format!("simulated {} cycles", v.cycles));
+    let axi_report = if args.axi {
+        let stalls = axi::stalls(args.stall_rate, args.seed);
+        progress.add_steps(1);
+        let mut wrapped = axi::wrapper_model(engine, &p.top)?;
+        let mut stats = None;
+        let w = verify_layer_with(
+            &mut |l| {
+                let (run, s) = dcnv2_engine(&mut wrapped, deform, l, stalls)?;
+                stats = Some(s);
+                Ok(run)
+            },
+            &p,
+            &layer,
+            stage(&mut stce_sim, stce_cfg),
+        )?;
+        let differ = w.rtl.iter().zip(&v.rtl).filter(|(a, b)| a != b).count();
+        let r = axi::report(
+            &p.top,
+            format!("layer {b} x {cin} x {h} x {w}", w = t.x.dim().3),
+            stalls,
+            (differ, v.cycles),
+            &stats.expect("the wrapper ran"),
+        );
+        progress.step(&format!(
+            "through {}: {} cycles at stall rate {} ({} without the wrapper)",
+            r.top, r.cycles, r.stall_rate, v.cycles
+        ));
+        Some(r)
+    } else {
+        None
+    };
 
     out.add_npy("x.npy", t.x.view());
     out.add_npy("offset.npy", t.offset.view());
@@ -170,6 +217,10 @@ pub fn run(
         "verilator_version": version.text,
         "coforge_version": env!("CARGO_PKG_VERSION"),
     });
+    let mut report = report;
+    if let Some(a) = &axi_report {
+        report["axi"] = serde_json::to_value(a)?;
+    }
     out.write_json("report.json", &report)?;
     out.add("config.json", engine.config.resolved_json().into_bytes());
     out.commit()
@@ -202,6 +253,9 @@ pub fn run(
         c.mismatches,
         c.elements
     );
+    if let Some(a) = &axi_report {
+        axi::print_and_check(a)?;
+    }
     if let (Some(m), Some(idx)) = (&c.first_mismatch, v.first_index) {
         bail!(
             "first mismatch in y at [b, c, y, x] = {idx:?}: golden {} but RTL {}{}",

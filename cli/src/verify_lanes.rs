@@ -18,7 +18,11 @@ use ndarray::{Array2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn model(engine: &LoadedEngine, top: &str, clock: &str) -> anyhow::Result<VerilatedModel> {
+pub(crate) fn model(
+    engine: &LoadedEngine,
+    top: &str,
+    clock: &str,
+) -> anyhow::Result<VerilatedModel> {
     let spec = design_spec_of(&engine.rendered, top, clock);
     Ok(Verilator::build(&spec, &BuildOptions::default())
         .with_context(|| format!("building {top} in Verilator"))?

@@ -271,3 +271,45 @@ fn small_cnn_ci_trains_two_sparse_steps_bit_exact() {
         assert!(names.contains(&t), "{t} not compared: {names:?}");
     }
 }
+
+#[test]
+fn a_step_through_the_axi_wrapper_writes_the_bare_tops_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = write(dir.path(), "tiny.toml", TINY_DENSE);
+    let (bare, axi) = (dir.path().join("bare"), dir.path().join("axi"));
+    let o = train(&net, &shipped(), &bare, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = train(&net, &shipped(), &axi, &["--axi", "--stall-rate", "0.3"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&bare).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".rtl.npy") {
+            let same =
+                std::fs::read(bare.join(&name)).unwrap() == std::fs::read(axi.join(&name)).unwrap();
+            assert!(same, "{name} differs through the AXI wrapper");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 10);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(axi.join("report.json")).unwrap()).unwrap();
+    let step = &report["steps"][0];
+    assert_eq!(step["axi"]["stall_rate"], 0.3);
+    assert!(
+        step["axi"]["wrapper_cycles"].as_u64().unwrap()
+            > step["step_cycles_measured"].as_u64().unwrap()
+    );
+    // A stall rate outside [0, 1), or without --axi, is a usage error; nothing is written.
+    for extra in [
+        &["--axi", "--stall-rate", "1.5"][..],
+        &["--stall-rate", "0.3"][..],
+    ] {
+        let out = dir.path().join("refused");
+        let o = train(&net, &shipped(), &out, extra);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("stall-rate"), "{err}");
+        assert!(!out.exists());
+    }
+}

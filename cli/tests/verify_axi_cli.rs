@@ -94,3 +94,65 @@ fn verify_axi_refuses_the_pipelined_fp16_engine() {
         stderr(&o)
     );
 }
+
+#[test]
+fn verify_axi_on_deformable_engines_gives_the_bare_engines_bits() {
+    // Mode A (CoDeNet) and DCNv2 (depthwise), small engines: the layer runs bare and then
+    // through deform_top_axi under stalls, with the same bits.
+    let cases = [
+        (
+            "[deform]\nmode = \"codenet\"\nlanes = 2\nmax_width = 8\nmax_dilation = 2\n\
+             max_channels = 6\n",
+            "5x6x3",
+        ),
+        (
+            "[deform]\nmode = \"dcnv2\"\nlanes = 2\nmax_width = 6\nkernel = 3\nfrac_bits = 3\n\
+             mask_bits = 4\nmax_offset = 1\ntaps_per_cycle = 3\ndepthwise = true\n",
+            "4x5x3",
+        ),
+    ];
+    for (config, shape) in cases {
+        let c = Case::new(config);
+        let o = c.verify(&["--shape", shape, "--axi", "--stall-rate", "0.3"]);
+        assert!(o.status.success(), "{config}: {}", stderr(&o));
+        let r = c.report();
+        let axi = &r["axi"];
+        assert_eq!(axi["top"], "deform_top_axi", "{r}");
+        assert_eq!(axi["same_bits_as_bare"], true, "{r}");
+        assert_eq!(axi["differ_from_bare"], 0, "{r}");
+        assert_eq!(axi["stall_rate"], 0.3);
+        let (wrapped, bare) = (
+            axi["cycles"].as_u64().unwrap(),
+            axi["bare_cycles"].as_u64().unwrap(),
+        );
+        assert_eq!(bare, r["cycles"].as_u64().unwrap());
+        assert!(
+            wrapped > bare,
+            "{wrapped} cycles through the wrapper, {bare} bare"
+        );
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            stdout.contains("SAME BITS: through deform_top_axi"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn bad_axi_options_on_a_deformable_engine_are_refused_with_nothing_written() {
+    let c = Case::new("[deform]\nmode = \"plain\"\nlanes = 2\nmax_width = 8\nmax_channels = 4\n");
+    for (args, code, says) in [
+        (
+            &["--axi", "--stall-rate", "1.5"][..],
+            2,
+            "outside 0 <= R < 1",
+        ),
+        (&["--axi", "--stall-rate", "x"][..], 2, "is not a number"),
+        (&["--stall-rate", "0.3"][..], 2, "--axi"),
+    ] {
+        let o = c.verify(args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        assert!(is_empty_or_missing(&c.path("out")), "{args:?} wrote output");
+    }
+}

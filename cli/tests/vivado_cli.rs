@@ -242,3 +242,50 @@ fn package_ip_packages_every_wrapper_of_a_training_config_byte_identically() {
     assert!(read(&dir, "sore_top_axi.v").contains("s_axis_in_tkeep"));
     assert!(read(&dir, "wuve_top_axi.v").contains("m_axis_out_tkeep"));
 }
+
+#[test]
+fn the_system_tops_axi_wrapper_is_listed_and_packaged_with_its_aximm_master() {
+    let c = Case::new(SMALL);
+    let out = c.arg("sat");
+    let o = vivado(
+        &repo_config("sat-4x4-2of8.toml"),
+        &out,
+        &["--clock-mhz", "200"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = c.path("sat");
+    let build = read(&dir, "build.tcl");
+    assert!(build.contains("set part xcvu9p-fsgd2104-2L-e"), "{build}");
+    assert!(build.contains("implement sat_top_axi"), "{build}");
+    // The wrapper's filelist: the system top's files, then the wrapper's own.
+    let filelist = read(&dir, "sat_top_axi.f");
+    let files: Vec<&str> = filelist.lines().collect();
+    assert_eq!(files.last(), Some(&"sat_top_axi.v"));
+    for f in read(&dir, "sat_top.f").lines() {
+        assert!(files.contains(&f), "sat_top_axi.f lacks {f}");
+    }
+    for (_, name) in read_paths(&build) {
+        assert!(dir.join(&name).is_file(), "{name}: not in the folder");
+    }
+    let package = read(&dir, "package_ip.tcl");
+    assert!(package.contains("package_top sat_top_axi"));
+    assert!(package.contains("xilinx.com:interface:aximm_rtl:1.0"));
+    // Interface inference needs Xilinx's names: an AXI4 master and an AXI4-Lite slave.
+    let verilog = read(&dir, "sat_top_axi.v");
+    for port in [
+        "m_axi_mem_araddr",
+        "m_axi_mem_arlen",
+        "m_axi_mem_rlast",
+        "m_axi_mem_awburst",
+        "m_axi_mem_wstrb",
+        "m_axi_mem_wlast",
+        "m_axi_mem_bresp",
+        "s_axi_ctrl_awaddr",
+        "s_axi_ctrl_rdata",
+        "aclk",
+        "aresetn",
+    ] {
+        assert!(verilog.contains(port), "sat_top_axi has no port {port}");
+    }
+    assert!(read(&dir, "sat_top_axi.xdc").contains("[get_ports aclk]"));
+}

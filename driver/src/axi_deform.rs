@@ -38,6 +38,9 @@ pub struct WrapperStats {
     /// Beats the checkers saw on `s_axis_in` and `m_axis_out`.
     pub beats_in: u64,
     pub beats_out: u64,
+    /// Cycles without a pixel beat taken between the first and the last (source stalls and
+    /// back-pressure).
+    pub input_stall_cycles: u64,
 }
 
 /// The wrapper's description and its engine's module, generated from `cfg` (cheap), so that
@@ -106,6 +109,7 @@ fn run_job(
     (e, engine): (&DeformEngine, &ModuleDef),
     job: &Job,
     stalls: Stalls,
+    watcher: Option<&mut dyn Agent>,
 ) -> Result<Taken, DriverError> {
     check_rate(stalls)?;
     let pins = model.pins();
@@ -138,22 +142,28 @@ fn run_job(
         .with_stalls(stalls.rate, seed(99))?
         .expect(job.results);
     let mut idle = Idle;
+    let watcher: &mut dyn Agent = match watcher {
+        Some(w) => w,
+        None => &mut idle,
+    };
     {
         let mut agents: Vec<&mut dyn Agent> =
             checkers.iter_mut().map(|c| c as &mut dyn Agent).collect();
+        agents.push(&mut *watcher);
         hold_reset(model, &mut agents)?;
     }
     let limit = 64 * (job.estimated_cycles + job.results as u64) + 1000;
     if let Some(prm) = prm.as_mut() {
         let mut agents: Vec<&mut dyn Agent> = vec![prm];
         agents.extend(checkers.iter_mut().map(|c| c as &mut dyn Agent));
+        agents.push(&mut *watcher);
         model.run_until_done(&mut agents, 64 * job.params.len() as u64 + 1000)?;
         // One more cycle, so that the finished source drives TVALID low.
         model.cycle_with(&mut agents)?;
         // The last words leave the skid buffer once the engine takes them: wait for STATUS busy
         // to fall before the layer starts.
         let mut polls = 0;
-        while lite_ops(model, &[LiteOp::Read { addr: regs::STATUS }], &mut idle)?[0]
+        while lite_ops(model, &[LiteOp::Read { addr: regs::STATUS }], &mut *watcher)?[0]
             & regs::STATUS_BUSY
             != 0
         {
@@ -168,21 +178,22 @@ fn run_job(
     let mut writes = job.registers.clone();
     writes.push((regs::CONTROL, 1));
     writes.push((deform_regs::START, 1));
-    lite_ops(model, &writes_of(&writes), &mut idle)?;
+    lite_ops(model, &writes_of(&writes), &mut *watcher)?;
     {
         let mut agents: Vec<&mut dyn Agent> = vec![&mut sink];
         agents.extend(sources.iter_mut().map(|s| s as &mut dyn Agent));
         agents.extend(checkers.iter_mut().map(|c| c as &mut dyn Agent));
+        agents.push(&mut *watcher);
         model.run_until_done(&mut agents, limit)?;
     }
     // A few more cycles so that the last result's flags reach STATUS.
     for _ in 0..4 {
-        model.cycle_with(&mut [])?;
+        model.cycle_with(&mut [&mut *watcher])?;
     }
     for c in &checkers {
         c.check()?;
     }
-    let counters = read_counters(model, &mut idle)?;
+    let counters = read_counters(model, &mut *watcher)?;
     if counters.status & deform_regs::STATUS_ERROR != 0 {
         return Err(DriverError::Unsupported(format!(
             "the {} raised its error flag (STATUS = {:#x}, bit 2): {}",
@@ -228,6 +239,16 @@ fn run_job(
         .expect("an s_axis_in port")]
     .beats();
     let beats_out = checkers[checkers.len() - 1].beats();
+    let pixel_source = &sources[job
+        .streams
+        .iter()
+        .position(|(p, _)| *p == ports::IN)
+        .expect("pixels on s_axis_in")];
+    let accepted = pixel_source.accepted_cycles();
+    let input_stall_cycles = match (accepted.first(), accepted.last()) {
+        (Some(a), Some(b)) => b - a + 1 - accepted.len() as u64,
+        _ => 0,
+    };
     Ok(Taken {
         beats: (0..sink.len()).map(|i| sink.beat(i).to_vec()).collect(),
         cycles,
@@ -238,6 +259,7 @@ fn run_job(
             counters,
             beats_in,
             beats_out,
+            input_stall_cycles,
         },
     })
 }
@@ -251,6 +273,18 @@ pub fn deform_layer(
     x: ArrayView3<i8>,
     block: &CodenetBlock,
     stalls: Stalls,
+) -> Result<(Outcome, WrapperStats), DriverError> {
+    deform_layer_watched(model, cfg, (x, block), stalls, None)
+}
+
+/// [`deform_layer`] with one more agent that sees every cycle, last (e.g. a
+/// `coforge_sim::Recorder`, so that another simulator can replay the run).
+pub fn deform_layer_watched(
+    model: &mut VerilatedModel,
+    cfg: &DeformConfig,
+    (x, block): (ArrayView3<i8>, &CodenetBlock),
+    stalls: Stalls,
+    watcher: Option<&mut dyn Agent>,
 ) -> Result<(Outcome, WrapperStats), DriverError> {
     if cfg.mode == DeformMode::Dcnv2 {
         return Err(DriverError::Unsupported(
@@ -302,6 +336,7 @@ pub fn deform_layer(
             estimated_cycles: estimated,
         },
         stalls,
+        watcher,
     )?;
     let mut o = job.outcome(
         cfg,
@@ -353,6 +388,7 @@ pub fn dcnv2_engine(
             estimated_cycles: estimated,
         },
         stalls,
+        None,
     )?;
     let mut run = job.run(
         &p,

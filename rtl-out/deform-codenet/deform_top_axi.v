@@ -313,7 +313,6 @@ module deform_top_axi (
 
     assign m_axis_out_handshake = m_axis_out_tvalid && m_axis_out_tready;
     assign m_axis_out_read = m_axis_out_count != 3'd0 && (~m_axis_out_tvalid || m_axis_out_handshake);
-    assign m_axis_out_overflow = result && m_axis_out_count == 3'h4;
 
     always @(posedge aclk) begin
         if (result && ~(m_axis_out_count == 3'h4)) begin
@@ -326,9 +325,6 @@ module deform_top_axi (
             m_axis_out_word <= m_axis_out_fifo[m_axis_out_rptr];
         end
     end
-
-    assign m_axis_out_tdata = m_axis_out_word[31:0];
-    assign m_axis_out_tlast = m_axis_out_word[32];
 
     always @(posedge aclk) begin
         if (rst) begin
@@ -359,6 +355,10 @@ module deform_top_axi (
             end
         end
     end
+
+    assign m_axis_out_overflow = result && m_axis_out_count == 3'h4;
+    assign m_axis_out_tdata = m_axis_out_word[31:0];
+    assign m_axis_out_tlast = m_axis_out_word[32];
 
     always @(posedge aclk) begin
         if (rst) begin

@@ -142,7 +142,6 @@ module stce_top_axi (
 
     assign m_axis_out_handshake = m_axis_out_tvalid && m_axis_out_tready;
     assign m_axis_out_read = m_axis_out_count != 4'd0 && (~m_axis_out_tvalid || m_axis_out_handshake);
-    assign m_axis_out_overflow = eng_out_valid && m_axis_out_count == 4'h8;
 
     always @(posedge aclk) begin
         if (eng_out_valid && ~(m_axis_out_count == 4'h8)) begin
@@ -155,9 +154,6 @@ module stce_top_axi (
             m_axis_out_word <= m_axis_out_fifo[m_axis_out_rptr];
         end
     end
-
-    assign m_axis_out_tdata = m_axis_out_word[63:0];
-    assign m_axis_out_tlast = m_axis_out_word[64];
 
     always @(posedge aclk) begin
         if (rst) begin
@@ -189,6 +185,9 @@ module stce_top_axi (
         end
     end
 
+    assign m_axis_out_overflow = eng_out_valid && m_axis_out_count == 4'h8;
+    assign m_axis_out_tdata = m_axis_out_word[63:0];
+    assign m_axis_out_tlast = m_axis_out_word[64];
     assign order_now = eng_out_valid && (eng_out_row != expected_row || eng_out_last != (expected_row == 1'b1));
 
     always @(posedge aclk) begin

@@ -208,7 +208,6 @@ module wuve_top_axi (
     assign order_now = eng_out_valid != result_tag4[5];
     assign m_axis_out_handshake = m_axis_out_tvalid && m_axis_out_tready;
     assign m_axis_out_read = m_axis_out_count != 5'd0 && (~m_axis_out_tvalid || m_axis_out_handshake);
-    assign m_axis_out_overflow = eng_out_valid && m_axis_out_count == 5'h10;
 
     always @(posedge aclk) begin
         if (eng_out_valid && ~(m_axis_out_count == 5'h10)) begin
@@ -221,10 +220,6 @@ module wuve_top_axi (
             m_axis_out_word <= m_axis_out_fifo[m_axis_out_rptr];
         end
     end
-
-    assign m_axis_out_tdata = m_axis_out_word[191:0];
-    assign m_axis_out_tkeep = m_axis_out_word[215:192];
-    assign m_axis_out_tlast = m_axis_out_word[216];
 
     always @(posedge aclk) begin
         if (rst) begin
@@ -255,6 +250,11 @@ module wuve_top_axi (
             end
         end
     end
+
+    assign m_axis_out_overflow = eng_out_valid && m_axis_out_count == 5'h10;
+    assign m_axis_out_tdata = m_axis_out_word[191:0];
+    assign m_axis_out_tkeep = m_axis_out_word[215:192];
+    assign m_axis_out_tlast = m_axis_out_word[216];
 
     always @(posedge aclk) begin
         if (rst) begin

@@ -154,7 +154,6 @@ module stce_top_axi (
 
     assign m_axis_out_handshake = m_axis_out_tvalid && m_axis_out_tready;
     assign m_axis_out_read = m_axis_out_count != 5'd0 && (~m_axis_out_tvalid || m_axis_out_handshake);
-    assign m_axis_out_overflow = eng_out_valid && m_axis_out_count == 5'h10;
 
     always @(posedge aclk) begin
         if (eng_out_valid && ~(m_axis_out_count == 5'h10)) begin
@@ -167,9 +166,6 @@ module stce_top_axi (
             m_axis_out_word <= m_axis_out_fifo[m_axis_out_rptr];
         end
     end
-
-    assign m_axis_out_tdata = m_axis_out_word[127:0];
-    assign m_axis_out_tlast = m_axis_out_word[128];
 
     always @(posedge aclk) begin
         if (rst) begin
@@ -201,6 +197,9 @@ module stce_top_axi (
         end
     end
 
+    assign m_axis_out_overflow = eng_out_valid && m_axis_out_count == 5'h10;
+    assign m_axis_out_tdata = m_axis_out_word[127:0];
+    assign m_axis_out_tlast = m_axis_out_word[128];
     assign order_now = eng_out_valid && (eng_out_row != expected_row || eng_out_last != (expected_row == 2'd3));
 
     always @(posedge aclk) begin

@@ -115,17 +115,19 @@ module sat_top_axi (
     wire [63:0]  wr_next_byte_addr;
     wire         wr_extend;
     wire         wr_close;
-    reg  [71:0]  aw_word;                                // the AW channel's head: {awlen, awaddr}
     reg  [71:0]  wr_cmd_fifo [0:3];
     reg  [1:0]   wr_cmd_wptr;
     reg  [1:0]   wr_cmd_rptr;
-    reg  [2:0]   wr_cmd_count;                           // words in the FIFO memory (not counting the head register)
+    reg  [2:0]   wr_cmd_count;                           // words in the FIFO memory (not counting the one on the bus)
+    reg  [71:0]  wr_cmd_word;                            // the AW channel's payload: {awlen, awaddr}
+    wire         wr_cmd_handshake;
     wire         wr_cmd_read;
-    reg  [512:0] w_word;                                 // the W channel's head: {wlast, wdata}
     reg  [512:0] wr_data_fifo [0:31];
     reg  [4:0]   wr_data_wptr;
     reg  [4:0]   wr_data_rptr;
-    reg  [5:0]   wr_data_count;                          // words in the FIFO memory (not counting the head register)
+    reg  [5:0]   wr_data_count;                          // words in the FIFO memory (not counting the one on the bus)
+    reg  [512:0] wr_data_word;                           // the W channel's payload: {wlast, wdata}
+    wire         wr_data_handshake;
     wire         wr_data_read;
     wire         write_pending;
     reg          rd_split_busy;                          // a read request is being cut into bursts
@@ -143,7 +145,7 @@ module sat_top_axi (
     reg          error_read;
     reg          error_write;
     reg          error_program;
-    wire [86:0]  unused_bits;
+    wire [77:0]  unused_bits;
 
     always @(posedge aclk) begin
         rst <= ~aresetn;
@@ -355,17 +357,18 @@ module sat_top_axi (
     assign wr_next_byte_addr = mem_base + {{26'h0, wr_next_addr}, 6'd0};
     assign wr_extend = wr_accept && wr_hold_valid && sat_wr_addr == wr_next_addr && wr_burst_beats != 5'h10 && wr_next_byte_addr[11:0] != 12'h0;
     assign wr_close = wr_push && ~wr_extend;
-    assign wr_cmd_read = wr_cmd_count != 3'd0 && (~m_axi_mem_awvalid || m_axi_mem_awvalid && m_axi_mem_awready);
+    assign wr_cmd_handshake = m_axi_mem_awvalid && m_axi_mem_awready;
+    assign wr_cmd_read = wr_cmd_count != 3'd0 && (~m_axi_mem_awvalid || wr_cmd_handshake);
 
     always @(posedge aclk) begin
-        if (wr_close) begin
+        if (wr_close && ~(wr_cmd_count == 3'h4)) begin
             wr_cmd_fifo[wr_cmd_wptr] <= {{3'd0, wr_burst_beats - 5'd1}, mem_base + {{26'h0, wr_burst_addr}, 6'd0}};
         end
     end
 
     always @(posedge aclk) begin
         if (wr_cmd_read) begin
-            aw_word <= wr_cmd_fifo[wr_cmd_rptr];
+            wr_cmd_word <= wr_cmd_fifo[wr_cmd_rptr];
         end
     end
 
@@ -376,23 +379,23 @@ module sat_top_axi (
             wr_cmd_count <= 3'd0;
             m_axi_mem_awvalid <= 1'b0;
         end else begin
-            if (wr_close) begin
+            if (wr_close && ~(wr_cmd_count == 3'h4)) begin
                 wr_cmd_wptr <= wr_cmd_wptr + 2'd1;
             end
             if (wr_cmd_read) begin
                 wr_cmd_rptr <= wr_cmd_rptr + 2'd1;
             end
-            if (wr_close && ~wr_cmd_read) begin
+            if (wr_close && ~(wr_cmd_count == 3'h4) && ~wr_cmd_read) begin
                 wr_cmd_count <= wr_cmd_count + 3'd1;
             end else begin
-                if (wr_cmd_read && ~wr_close) begin
+                if (wr_cmd_read && ~(wr_close && ~(wr_cmd_count == 3'h4))) begin
                     wr_cmd_count <= wr_cmd_count - 3'd1;
                 end
             end
             if (wr_cmd_read) begin
                 m_axi_mem_awvalid <= 1'b1;
             end else begin
-                if (m_axi_mem_awvalid && m_axi_mem_awready) begin
+                if (wr_cmd_handshake) begin
                     m_axi_mem_awvalid <= 1'b0;
                 end
             end
@@ -400,19 +403,20 @@ module sat_top_axi (
     end
 
     assign wr_cmd_full = wr_cmd_count == 3'h4;
-    assign m_axi_mem_awaddr = aw_word[63:0];
-    assign m_axi_mem_awlen = aw_word[71:64];
-    assign wr_data_read = wr_data_count != 6'd0 && (~m_axi_mem_wvalid || m_axi_mem_wvalid && m_axi_mem_wready);
+    assign m_axi_mem_awaddr = wr_cmd_word[63:0];
+    assign m_axi_mem_awlen = wr_cmd_word[71:64];
+    assign wr_data_handshake = m_axi_mem_wvalid && m_axi_mem_wready;
+    assign wr_data_read = wr_data_count != 6'd0 && (~m_axi_mem_wvalid || wr_data_handshake);
 
     always @(posedge aclk) begin
-        if (wr_push) begin
+        if (wr_push && ~(wr_data_count == 6'h20)) begin
             wr_data_fifo[wr_data_wptr] <= {wr_close, wr_hold_data};
         end
     end
 
     always @(posedge aclk) begin
         if (wr_data_read) begin
-            w_word <= wr_data_fifo[wr_data_rptr];
+            wr_data_word <= wr_data_fifo[wr_data_rptr];
         end
     end
 
@@ -423,23 +427,23 @@ module sat_top_axi (
             wr_data_count <= 6'd0;
             m_axi_mem_wvalid <= 1'b0;
         end else begin
-            if (wr_push) begin
+            if (wr_push && ~(wr_data_count == 6'h20)) begin
                 wr_data_wptr <= wr_data_wptr + 5'd1;
             end
             if (wr_data_read) begin
                 wr_data_rptr <= wr_data_rptr + 5'd1;
             end
-            if (wr_push && ~wr_data_read) begin
+            if (wr_push && ~(wr_data_count == 6'h20) && ~wr_data_read) begin
                 wr_data_count <= wr_data_count + 6'd1;
             end else begin
-                if (wr_data_read && ~wr_push) begin
+                if (wr_data_read && ~(wr_push && ~(wr_data_count == 6'h20))) begin
                     wr_data_count <= wr_data_count - 6'd1;
                 end
             end
             if (wr_data_read) begin
                 m_axi_mem_wvalid <= 1'b1;
             end else begin
-                if (m_axi_mem_wvalid && m_axi_mem_wready) begin
+                if (wr_data_handshake) begin
                     m_axi_mem_wvalid <= 1'b0;
                 end
             end
@@ -447,8 +451,8 @@ module sat_top_axi (
     end
 
     assign wr_data_full = wr_data_count == 6'h20;
-    assign m_axi_mem_wdata = w_word[511:0];
-    assign m_axi_mem_wlast = w_word[512];
+    assign m_axi_mem_wdata = wr_data_word[511:0];
+    assign m_axi_mem_wlast = wr_data_word[512];
 
     always @(posedge aclk) begin
         if (rst) begin
@@ -540,7 +544,7 @@ module sat_top_axi (
     end
 
     always @(posedge aclk) begin
-        if (rst || go) begin
+        if (rst || go && ~(32'h2000 < param_prog_len)) begin
             error_program <= 1'b0;
         end else begin
             if (go && 32'h2000 < param_prog_len) begin
@@ -625,7 +629,7 @@ module sat_top_axi (
         .busy_sore        (sat_busy_sore)
     );
 
-    assign unused_bits = {param_mem_base_lo[5:0], m_axi_mem_rlast, wr_next_byte_addr[63:12], wr_cmd_count, wr_data_count, fetch_count[31:13]};
+    assign unused_bits = {param_mem_base_lo[5:0], m_axi_mem_rlast, wr_next_byte_addr[63:12], fetch_count[31:13]};
 
 endmodule
 

@@ -164,7 +164,6 @@ module sore_top_axi (
     assign order_now = eng_out_valid != result_tag0[5];
     assign m_axis_out_handshake = m_axis_out_tvalid && m_axis_out_tready;
     assign m_axis_out_read = m_axis_out_count != 2'd0 && (~m_axis_out_tvalid || m_axis_out_handshake);
-    assign m_axis_out_overflow = eng_out_valid && m_axis_out_count == 2'd2;
 
     always @(posedge aclk) begin
         if (eng_out_valid && ~(m_axis_out_count == 2'd2)) begin
@@ -177,10 +176,6 @@ module sore_top_axi (
             m_axis_out_word <= m_axis_out_fifo[m_axis_out_rptr];
         end
     end
-
-    assign m_axis_out_tdata = m_axis_out_word[159:0];
-    assign m_axis_out_tkeep = m_axis_out_word[179:160];
-    assign m_axis_out_tlast = m_axis_out_word[180];
 
     always @(posedge aclk) begin
         if (rst) begin
@@ -211,6 +206,11 @@ module sore_top_axi (
             end
         end
     end
+
+    assign m_axis_out_overflow = eng_out_valid && m_axis_out_count == 2'd2;
+    assign m_axis_out_tdata = m_axis_out_word[159:0];
+    assign m_axis_out_tkeep = m_axis_out_word[179:160];
+    assign m_axis_out_tlast = m_axis_out_word[180];
 
     always @(posedge aclk) begin
         if (rst) begin

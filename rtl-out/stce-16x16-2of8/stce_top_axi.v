@@ -214,7 +214,6 @@ module stce_top_axi (
 
     assign m_axis_out_handshake = m_axis_out_tvalid && m_axis_out_tready;
     assign m_axis_out_read = m_axis_out_count != 7'd0 && (~m_axis_out_tvalid || m_axis_out_handshake);
-    assign m_axis_out_overflow = eng_out_valid && m_axis_out_count == 7'h40;
 
     always @(posedge aclk) begin
         if (eng_out_valid && ~(m_axis_out_count == 7'h40)) begin
@@ -227,9 +226,6 @@ module stce_top_axi (
             m_axis_out_word <= m_axis_out_fifo[m_axis_out_rptr];
         end
     end
-
-    assign m_axis_out_tdata = m_axis_out_word[511:0];
-    assign m_axis_out_tlast = m_axis_out_word[512];
 
     always @(posedge aclk) begin
         if (rst) begin
@@ -261,6 +257,9 @@ module stce_top_axi (
         end
     end
 
+    assign m_axis_out_overflow = eng_out_valid && m_axis_out_count == 7'h40;
+    assign m_axis_out_tdata = m_axis_out_word[511:0];
+    assign m_axis_out_tlast = m_axis_out_word[512];
     assign order_now = eng_out_valid && (eng_out_row != expected_row || eng_out_last != (expected_row == 4'hf));
 
     always @(posedge aclk) begin

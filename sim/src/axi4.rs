@@ -8,7 +8,10 @@
 //! first beat of a burst accepted in cycle c is offered from cycle `c + latency` on, then one
 //! beat per cycle; `RLAST` on beat `ARLEN`. Write data is taken in order and applied with
 //! `WSTRB` once its burst's address is known (W may run ahead of AW, as AXI4 allows); the
-//! response follows `latency` cycles after the burst's last beat. Every ready and every
+//! response follows `latency` cycles after the burst's last beat. A beat outside the memory
+//! is not performed: it reads as zero with `RRESP` DECERR, and its write burst is answered
+//! DECERR (as an interconnect's default slave does), and [`Axi4Memory::check`] reports it.
+//! Every ready and every
 //! valid the memory drives is decided from earlier cycles (a Moore machine), and with
 //! `stall_rate > 0` each of `ARREADY`, `AWREADY`, `WREADY` is low, and each new `RVALID` and
 //! `BVALID` is held back, with that probability per cycle, from seeded generators. Only INCR
@@ -41,6 +44,10 @@ pub const BOUNDARY: u64 = 4096;
 pub const MAX_BURST: u64 = 256;
 /// `AxBURST` of an incrementing burst.
 pub const INCR: u64 = 1;
+/// `xRESP` of a transfer that succeeded.
+pub const OKAY: u64 = 0;
+/// `xRESP` of a transfer to no slave (an address outside the memory).
+pub const DECERR: u64 = 3;
 
 /// Timing of [`Axi4Memory`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -103,7 +110,10 @@ pub struct Axi4Memory {
     writes: VecDeque<Burst>,
     write_beat: u64,
     early_data: VecDeque<(Vec<u32>, Vec<u32>, bool)>,
-    responses: VecDeque<u64>,
+    /// A beat of the current write burst fell outside the memory.
+    write_outside: bool,
+    /// Write responses: the cycle each may be offered, and its `BRESP`.
+    responses: VecDeque<(u64, u64)>,
     b_offered: bool,
     errors: Vec<String>,
     read_beats: u64,
@@ -170,6 +180,7 @@ impl Axi4Memory {
             writes: VecDeque::new(),
             write_beat: 0,
             early_data: VecDeque::new(),
+            write_outside: false,
             responses: VecDeque::new(),
             b_offered: false,
             errors: Vec::new(),
@@ -216,12 +227,15 @@ impl Axi4Memory {
     }
 
     fn write_beat(&mut self, burst: Burst, beat: u64, data: &[u32], strb: &[u32]) {
-        if let Some(range) = self.beat_range(burst.addr, beat) {
-            for (k, at) in range.enumerate() {
-                if strb[k / 32] >> (k % 32) & 1 == 1 {
-                    self.bytes[at] = (data[k / 4] >> (8 * (k % 4))) as u8;
+        match self.beat_range(burst.addr, beat) {
+            Some(range) => {
+                for (k, at) in range.enumerate() {
+                    if strb[k / 32] >> (k % 32) & 1 == 1 {
+                        self.bytes[at] = (data[k / 4] >> (8 * (k % 4))) as u8;
+                    }
                 }
             }
+            None => self.write_outside = true,
         }
     }
 
@@ -240,7 +254,9 @@ impl Axi4Memory {
         if self.write_beat == burst.len + 1 {
             self.writes.pop_front();
             self.write_beat = 0;
-            self.responses.push_back(cycle + self.latency);
+            let resp = if self.write_outside { DECERR } else { OKAY };
+            self.responses.push_back((cycle + self.latency, resp));
+            self.write_outside = false;
         }
     }
 }
@@ -263,21 +279,26 @@ impl Agent for Axi4Memory {
             let burst = *self.reads.front().expect("offered");
             let words = self.beat_bytes.div_ceil(4);
             let mut data = vec![0u32; words];
+            let mut resp = DECERR;
             if let Some(range) = self.beat_range(burst.addr, self.read_beat) {
                 for (k, at) in range.enumerate() {
                     data[k / 4] |= u32::from(self.bytes[at]) << (8 * (k % 4));
                 }
+                resp = OKAY;
             }
             pins.set_words(self.rdata, &data);
             pins.set(self.rlast, (self.read_beat == burst.len) as u64);
+            pins.set(self.rresp, resp);
+        } else {
+            pins.set(self.rresp, OKAY);
         }
-        pins.set(self.rresp, 0);
         if !self.b_offered {
             self.b_offered =
-                self.responses.front().is_some_and(|&t| t <= cycle) && !self.coins[4].flip();
+                self.responses.front().is_some_and(|&(t, _)| t <= cycle) && !self.coins[4].flip();
         }
         pins.set(self.bvalid, self.b_offered as u64);
-        pins.set(self.bresp, 0);
+        let bresp = self.responses.front().map_or(OKAY, |&(_, r)| r);
+        pins.set(self.bresp, if self.b_offered { bresp } else { OKAY });
     }
 
     fn observe(&mut self, cycle: u64, pins: &Pins) {

@@ -1,19 +1,25 @@
 //! The system top through its AXI wrapper (`sat_top_axi`): a whole training step of a small
 //! network, with the program fetched from the AXI4 memory, gives the bare top's bits at stall
 //! rates 0, 0.3 and 0.9 with the protocol checker clean, and costs more cycles with more
-//! stalls; and the wrapper is clean under `verilator -Wall` and accepted by `yosys
+//! stalls; a response other than OKAY and a program longer than the instruction memory raise
+//! their sticky STATUS flags; and the wrapper is clean under `verilator -Wall` and accepted by `yosys
 //! synth_xilinx` (its READY -> VALID paths: tests/axi.rs, every wrapper of every config).
 
 use std::path::{Path, PathBuf};
 
+use coforge_driver::design::design_spec_of;
 use coforge_driver::sat::network::{seeded_f16, seeded_x, NetworkStep, NetworkTrainer};
 use coforge_driver::sat::{AxiMemory, SatSystem};
 use coforge_generator::artifacts::render;
 use coforge_generator::config::Config;
-use coforge_generator::engines::axi::wrapper_name;
+use coforge_generator::engines::axi::sat::{regs, MEM};
+use coforge_generator::engines::axi::{ports, wrapper_name};
+use coforge_generator::engines::sat::isa::{self, Buf, Instr};
 use coforge_generator::rtl::Dir;
 use coforge_scheduler::{schedule_network, Options, Schedule};
-use coforge_sim::MemoryTiming;
+use coforge_sim::axi::{AxiLiteMaster, ResetPin};
+use coforge_sim::axi4::{Axi4Checker, Axi4Memory, Axi4Timing};
+use coforge_sim::{BuildOptions, MemoryTiming, VerilatedModel, Verilator};
 use coforge_testbenches::{assert_lint_clean, cell_count, synth_xilinx_cells};
 
 fn repo(path: &str) -> PathBuf {
@@ -28,6 +34,11 @@ fn shipped() -> Config {
 /// layer and a 2:8 sparse second one, so every instruction kind runs (PRUNE_F and PRUNE_B
 /// included).
 fn tiny_schedule(cfg: &Config) -> Schedule {
+    tiny_schedule_on(cfg, &repo("configs/sat-4x4-2of8.toml"))
+}
+
+/// [`tiny_schedule`] on `cfg`, read from `cfg_path`.
+fn tiny_schedule_on(cfg: &Config, cfg_path: &Path) -> Schedule {
     let dir = tempfile::tempdir().unwrap();
     let net = dir.path().join("tiny.toml");
     std::fs::write(
@@ -37,13 +48,8 @@ fn tiny_schedule(cfg: &Config) -> Schedule {
          [[layer]]\nname = \"fc2\"\nkind = \"linear\"\nin = 16\nout = 8\n",
     )
     .unwrap();
-    schedule_network(
-        &net,
-        cfg,
-        &repo("configs/sat-4x4-2of8.toml"),
-        Options::default(),
-    )
-    .expect("the tiny network schedules on the shipped config")
+    schedule_network(&net, cfg, cfg_path, Options::default())
+        .expect("the tiny network schedules on the config")
 }
 
 fn step(system: &mut SatSystem, s: &Schedule, cfg: &Config) -> NetworkStep {
@@ -123,6 +129,32 @@ fn a_training_step_through_the_wrapper_gives_the_bare_tops_bits_under_stalls() {
     );
 }
 
+#[test]
+fn a_64_bit_port_fetches_each_instruction_in_three_beats_and_trains_bit_exact() {
+    // Lines wider than a beat, and an instruction (192 bits) over three beats of the fetch.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo("configs/sat-4x4-2of8.toml")).unwrap();
+    let path = dir.path().join("sat-64.toml");
+    std::fs::write(
+        &path,
+        format!("{text}mem_bits = 64\nmem_bytes_per_cycle = 8\n"),
+    )
+    .unwrap();
+    let cfg = Config::load(&path).unwrap();
+    assert_eq!(
+        coforge_generator::engines::axi::sat::beats_per_instruction(cfg.system.as_ref().unwrap()),
+        3
+    );
+    let s = tiny_schedule_on(&cfg, &path);
+    let memory = AxiMemory {
+        stall_rate: 0.3,
+        seed: 9,
+    };
+    // `step` compares every tensor with the reference.
+    let r = step(&mut SatSystem::new_axi(&cfg, memory).unwrap(), &s, &cfg);
+    assert!(r.run.stats.axi.is_some());
+}
+
 fn wrapper_files(cfg: &Config) -> (String, Vec<(String, String)>) {
     let r = render(cfg).unwrap();
     let top = wrapper_name(&cfg.system.as_ref().unwrap().top);
@@ -183,4 +215,115 @@ fn the_wrapper_is_lint_clean_and_synthesizes() {
     only_wrapper.push((format!("{system}_stub.v"), stub));
     let cells = synth_xilinx_cells(&only_wrapper, &top, "1x1 system's wrapper, 64-bit port");
     assert!(cell_count(&cells, "FDRE") > 0, "{cells:?}");
+}
+
+/// The wrapper of the shipped config on its own: reset, an AXI4 memory of `bytes` bytes with a
+/// checker on its port, and the host's AXI4-Lite master.
+struct Bench {
+    model: VerilatedModel,
+    mem: Axi4Memory,
+    checker: Axi4Checker,
+    lite: AxiLiteMaster,
+}
+
+impl Bench {
+    fn new(cfg: &Config, bytes: usize) -> Bench {
+        let (top, _) = wrapper_files(cfg);
+        let spec = design_spec_of(&render(cfg).unwrap(), &top, ports::CLOCK);
+        let mut model = Verilator::build(&spec, &BuildOptions::default())
+            .unwrap()
+            .instantiate()
+            .unwrap();
+        let pins = model.pins();
+        let reset = ResetPin {
+            port: pins.input(ports::RESET_N).unwrap(),
+            active_low: true,
+        };
+        let timing = Axi4Timing {
+            latency: 8,
+            stall_rate: 0.0,
+            seed: 0,
+        };
+        let mem = Axi4Memory::new(pins, MEM, bytes, timing).unwrap();
+        let checker = Axi4Checker::new(pins, MEM).unwrap().with_reset(reset, 1);
+        let lite = AxiLiteMaster::new(pins, ports::CTRL).unwrap();
+        model.set(reset.port, 0);
+        for _ in 0..16 {
+            model.step().unwrap();
+        }
+        model.set(reset.port, 1);
+        Bench {
+            model,
+            mem,
+            checker,
+            lite,
+        }
+    }
+
+    /// Writes the registers, writes START and polls STATUS until DONE; returns STATUS.
+    fn run(&mut self, writes: &[(u64, u32)]) -> u32 {
+        for &(addr, value) in writes {
+            self.lite.write(addr, value);
+        }
+        self.lite.write(regs::CONTROL, regs::START);
+        for _ in 0..200 {
+            self.lite.read(regs::STATUS);
+            self.model
+                .run_until_done(
+                    &mut [&mut self.lite, &mut self.mem, &mut self.checker],
+                    1000,
+                )
+                .unwrap();
+            let status = self.lite.take_reads().last().unwrap().1;
+            if status & regs::DONE != 0 {
+                self.checker.check().unwrap();
+                return status;
+            }
+        }
+        panic!("no DONE");
+    }
+}
+
+#[test]
+fn error_responses_and_a_program_too_long_raise_the_sticky_status_flags() {
+    let cfg = shipped();
+    let sys = cfg.system.as_ref().unwrap();
+    let beat = u64::from(sys.mem_bits / 8);
+    let mut bench = Bench::new(&cfg, 64 * 1024);
+    // A program longer than the instruction memory: refused at START, nothing read.
+    let status = bench.run(&[(regs::PROG_LEN, sys.imem_depth + 1)]);
+    assert_eq!(status, regs::DONE | regs::PROGRAM_ERROR, "{status:#x}");
+    assert_eq!(bench.mem.traffic(), (0, 0));
+    // A program fetched from past the memory's end: DECERR on every beat (the zero words read
+    // are END, so nothing else runs). START clears the program error.
+    let status = bench.run(&[
+        (regs::MEM_BASE_LO, 1 << 20),
+        (regs::PROG_ADDR, 0),
+        (regs::PROG_LEN, 2),
+    ]);
+    assert_eq!(status, regs::DONE | regs::READ_ERROR, "{status:#x}");
+    assert!(
+        bench.mem.check().is_err(),
+        "the memory saw the access outside it"
+    );
+    // A STORE past the memory's end, from a program inside it: BRESP DECERR.
+    let program = [
+        Instr::Store {
+            buf: Buf::Out,
+            buf_addr: 0,
+            dram_addr: (1 << 20) / beat as u32,
+            lines: 1,
+            wait: 0,
+            signal: 0,
+        },
+        Instr::End,
+    ];
+    for (i, word) in isa::encode_program(&program).iter().enumerate() {
+        let at = i * beat as usize;
+        for (k, w) in word.iter().enumerate() {
+            bench.mem.bytes_mut()[at + 4 * k..at + 4 * k + 4].copy_from_slice(&w.to_le_bytes());
+        }
+    }
+    let status = bench.run(&[(regs::MEM_BASE_LO, 0), (regs::PROG_LEN, 2)]);
+    assert_eq!(status, regs::DONE | regs::WRITE_ERROR, "{status:#x}");
 }

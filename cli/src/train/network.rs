@@ -11,7 +11,6 @@ use coforge_driver::mismatch_map::DiffMap;
 use coforge_driver::sat::network::{
     check_schedule, pass_cycles, seeded_f16, seeded_x, NetworkTrainer, TensorPair,
 };
-use coforge_driver::sat::SatSystem;
 use coforge_generator::config::Config;
 use coforge_generator::engines::sat::lines::Geometry;
 use coforge_scheduler::{schedule_network, Options, Schedule};
@@ -201,7 +200,7 @@ pub(super) fn run(args: &TrainArgs, net: &Path) -> anyhow::Result<()> {
         schedule.instructions.len(),
         schedule.step_cycles_estimated
     ));
-    let mut system = SatSystem::new(&config)?;
+    let mut system = super::new_system(&config, args)?;
     let timing = MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle);
     progress.step("system top built and loaded");
     let mut steps = Vec::new();
@@ -260,8 +259,15 @@ pub(super) fn run(args: &TrainArgs, net: &Path) -> anyhow::Result<()> {
         }
         let stats = &r.run.stats;
         let passes = pass_cycles(&schedule, &r.run.timeline);
+        let through = stats.axi.as_ref().map_or(String::new(), |a| {
+            format!(
+                "; through the AXI wrapper at stall rate {}: {} cycles from START to DONE with \
+                 the program fetch",
+                a.stall_rate, a.wrapper_cycles
+            )
+        });
         progress.step(&format!(
-            "step {step}: {}, {} cycles measured ({} estimated by the scheduler)",
+            "step {step}: {}, {} cycles measured ({} estimated by the scheduler){through}",
             if r.bit_exact() {
                 "bit-exact"
             } else {
@@ -278,6 +284,7 @@ pub(super) fn run(args: &TrainArgs, net: &Path) -> anyhow::Result<()> {
             busy_measured: stats.busy.clone(),
             read_beats: stats.read_beats,
             written_beats: stats.written_beats,
+            axi: stats.axi.clone(),
             passes,
             comparisons: r.checked.iter().map(|c| c.comparison.clone()).collect(),
         });

@@ -556,30 +556,65 @@ fn axis_master_fifo<'id>(
     parts.push(data.clone());
     let beat = &Expr::concat(parts);
     let word_bits = beat.width();
-    let abits = index_bits(depth);
-    let mem = b.memory(&format!("{prefix}_fifo"), word_bits, depth);
-    let wptr = b.reg(&format!("{prefix}_wptr"), abits);
-    let rptr = b.reg(&format!("{prefix}_rptr"), abits);
-    let count = b.reg(&format!("{prefix}_count"), abits + 1);
-    b.describe("words in the FIFO memory (not counting the one on the bus)");
-    let word = b.reg(&format!("{prefix}_word"), word_bits);
-    b.describe("the word on the bus: {tlast, tkeep, tdata}");
-    let handshake = b.name(&format!("{prefix}_handshake"), tvalid.land(&tready));
-    let nonempty = count.ne(&Expr::zero(abits + 1));
-    let read = b.name(
-        &format!("{prefix}_read"),
-        nonempty.land(&tvalid.not().lor(&handshake)),
+    let fifo = head_fifo(
+        b,
+        (clk, rst),
+        prefix,
+        depth,
+        (write, beat),
+        (&tvalid, &tready),
+        "the word on the bus: {tlast, tkeep, tdata}",
     );
-    let full = count.eq(&Expr::lit(u64::from(depth), abits + 1));
-    let overflow = b.name(&format!("{prefix}_overflow"), write.land(&full));
-    let accept = write.land(&full.not());
-    b.memory_write(clk, &mem, &accept, &wptr, beat);
-    b.memory_read(clk, &mem, &word, &read, &rptr);
+    let overflow = b.name(&format!("{prefix}_overflow"), write.land(&fifo.full));
+    let word = &fifo.word;
     b.drive(&tdata, word.slice(0, width));
     if let Some(tkeep) = &tkeep {
         b.drive(tkeep, word.slice(width, keep_bytes));
     }
     b.drive(&tlast, word.bit_at(word_bits - 1));
+    let (handshake, count) = (fifo.handshake, fifo.count);
+    MasterFifo {
+        stall: tvalid.land(&tready.not()),
+        handshake,
+        overflow,
+        count,
+        last: tlast,
+    }
+}
+
+/// A FIFO whose oldest word waits in a register (`<name>_word`, described by `word_doc`) for
+/// the handshake of `valid` (a register the caller declared: a `TVALID`, `AWVALID` or `WVALID`
+/// output) with `ready`. `write` pushes `data` unless the FIFO is full (the callers' credit
+/// rules keep it from being full then; `full` lets them tell). `depth` is a power of two.
+/// Shared by every master channel of the wrappers: result streams and the AXI4 write channels.
+fn head_fifo<'id>(
+    b: &mut ModuleBuilder<'id>,
+    (clk, rst): (&Expr<'id>, &Expr<'id>),
+    name: &str,
+    depth: u32,
+    (write, data): (&Expr<'id>, &Expr<'id>),
+    (valid, ready): (&Expr<'id>, &Expr<'id>),
+    word_doc: &str,
+) -> HeadFifo<'id> {
+    let word_bits = data.width();
+    let abits = index_bits(depth);
+    let mem = b.memory(&format!("{name}_fifo"), word_bits, depth);
+    let wptr = b.reg(&format!("{name}_wptr"), abits);
+    let rptr = b.reg(&format!("{name}_rptr"), abits);
+    let count = b.reg(&format!("{name}_count"), abits + 1);
+    b.describe("words in the FIFO memory (not counting the one on the bus)");
+    let word = b.reg(&format!("{name}_word"), word_bits);
+    b.describe(word_doc);
+    let handshake = b.name(&format!("{name}_handshake"), valid.land(ready));
+    let nonempty = count.ne(&Expr::zero(abits + 1));
+    let read = b.name(
+        &format!("{name}_read"),
+        nonempty.land(&valid.not().lor(&handshake)),
+    );
+    let full = count.eq(&Expr::lit(u64::from(depth), abits + 1));
+    let accept = write.land(&full.not());
+    b.memory_write(clk, &mem, &accept, &wptr, data);
+    b.memory_read(clk, &mem, &word, &read, &rptr);
     let one = |w| Expr::lit(1, w);
     b.clocked(
         clk,
@@ -589,7 +624,7 @@ fn axis_master_fifo<'id>(
                 set(&wptr, Expr::zero(abits)),
                 set(&rptr, Expr::zero(abits)),
                 set(&count, Expr::zero(abits + 1)),
-                set(&tvalid, Expr::bit(false)),
+                set(valid, Expr::bit(false)),
             ],
             vec![
                 when(accept.clone(), vec![set(&wptr, wptr.add(&one(abits)))]),
@@ -603,23 +638,30 @@ fn axis_master_fifo<'id>(
                     )],
                 ),
                 when_else(
-                    read.clone(),
-                    vec![set(&tvalid, Expr::bit(true))],
-                    vec![when(
-                        handshake.clone(),
-                        vec![set(&tvalid, Expr::bit(false))],
-                    )],
+                    read,
+                    vec![set(valid, Expr::bit(true))],
+                    vec![when(handshake.clone(), vec![set(valid, Expr::bit(false))])],
                 ),
             ],
         )],
     );
-    MasterFifo {
-        stall: tvalid.land(&tready.not()),
+    HeadFifo {
+        word,
         handshake,
-        overflow,
+        full,
         count,
-        last: tlast,
     }
+}
+
+/// What [`head_fifo`] gives its caller.
+struct HeadFifo<'id> {
+    /// The oldest word (valid with the caller's `valid`).
+    word: Expr<'id>,
+    /// A word left this cycle.
+    handshake: Expr<'id>,
+    full: Expr<'id>,
+    /// Words in the FIFO memory, not counting `word`.
+    count: Expr<'id>,
 }
 
 /// What [`axis_master_fifo`] gives its caller.

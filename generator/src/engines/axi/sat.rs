@@ -62,7 +62,7 @@
 //! | 0x4C | LAMBDA | read/write | fp32 decay of pruned weights |
 //! | 0x50 | INFO | read | `mem_bits` (bits 0..15), beats per instruction (16..23) |
 
-use super::{axi_lite_slave, reset_register, sticky, LiteReg};
+use super::{axi_lite_slave, head_fifo, reset_register, sticky, LiteReg};
 use crate::config::SystemConfig;
 use crate::engines::sat::{isa, ports as sat_ports, COUNTER_BITS, LEN_BITS};
 use crate::rtl::{index_bits, set, when, when_else, Expr, ModuleBuilder, ModuleDef};
@@ -128,68 +128,6 @@ fn lit<'id>(v: u64, w: u32) -> Expr<'id> {
 
 fn min<'id>(a: &Expr<'id>, b: &Expr<'id>) -> Expr<'id> {
     Expr::mux(&a.lt(b), a, b)
-}
-
-/// A FIFO of `depth` words (a power of two) whose head sits in the register `word` with its
-/// valid bit in the register `valid` (both declared by the caller, e.g. as `output_reg`), and
-/// leaves when `ready` is high. `write` pushes `data`; the caller keeps it low when `full`.
-/// Returns `(full, count)`: `count` words in the memory, not counting the head.
-#[allow(clippy::too_many_arguments)]
-fn head_fifo<'id>(
-    b: &mut ModuleBuilder<'id>,
-    clk: &Expr<'id>,
-    rst: &Expr<'id>,
-    name: &str,
-    depth: u32,
-    (write, data): (&Expr<'id>, &Expr<'id>),
-    (valid, word, ready): (&Expr<'id>, &Expr<'id>, &Expr<'id>),
-) -> (Expr<'id>, Expr<'id>) {
-    let abits = index_bits(depth);
-    let mem = b.memory(&format!("{name}_fifo"), data.width(), depth);
-    let wptr = b.reg(&format!("{name}_wptr"), abits);
-    let rptr = b.reg(&format!("{name}_rptr"), abits);
-    let count = b.reg(&format!("{name}_count"), abits + 1);
-    b.describe("words in the FIFO memory (not counting the head register)");
-    let handshake = valid.land(ready);
-    let nonempty = count.ne(&Expr::zero(abits + 1));
-    let read = b.name(
-        &format!("{name}_read"),
-        nonempty.land(&valid.not().lor(&handshake)),
-    );
-    let full = count.eq(&lit(u64::from(depth), abits + 1));
-    b.memory_write(clk, &mem, write, &wptr, data);
-    b.memory_read(clk, &mem, word, &read, &rptr);
-    let one = |w| lit(1, w);
-    b.clocked(
-        clk,
-        vec![when_else(
-            rst.clone(),
-            vec![
-                set(&wptr, Expr::zero(abits)),
-                set(&rptr, Expr::zero(abits)),
-                set(&count, Expr::zero(abits + 1)),
-                set(valid, Expr::bit(false)),
-            ],
-            vec![
-                when(write.clone(), vec![set(&wptr, wptr.add(&one(abits)))]),
-                when(read.clone(), vec![set(&rptr, rptr.add(&one(abits)))]),
-                when_else(
-                    write.land(&read.not()),
-                    vec![set(&count, count.add(&one(abits + 1)))],
-                    vec![when(
-                        read.land(&write.not()),
-                        vec![set(&count, count.sub(&one(abits + 1)))],
-                    )],
-                ),
-                when_else(
-                    read,
-                    vec![set(valid, Expr::bit(true))],
-                    vec![when(handshake, vec![set(valid, Expr::bit(false))])],
-                ),
-            ],
-        )],
-    );
-    (full, count)
 }
 
 /// The AXI wrapper of the system top `engine` (`sys.top`) of a `[system]` config (see the
@@ -401,36 +339,30 @@ fn sat_wrapper_body<'id>(b: &mut ModuleBuilder<'id>, sys: &SystemConfig, engine:
     let close = b.name("wr_close", push.land(&extend.not()));
     let awlen_now = w_count.sub(&lit(1, cbits)).zext(8);
     let cmd = Expr::concat(vec![awlen_now, byte_addr(&w_start)]);
-    let aw_word = b.reg("aw_word", cmd.width());
-    b.describe("the AW channel's head: {awlen, awaddr}");
-    let (cmd_full_now, cmd_count) = head_fifo(
+    let aw = head_fifo(
         b,
-        &clk,
-        &rst,
+        (&clk, &rst),
         "wr_cmd",
         WRITE_CMD_DEPTH,
         (&close, &cmd),
-        (&awvalid, &aw_word, &awready),
+        (&awvalid, &awready),
+        "the AW channel's payload: {awlen, awaddr}",
     );
-    b.drive(&cmd_full, cmd_full_now);
-    b.drive(&awaddr, aw_word.slice(0, ADDR_BITS));
-    b.drive(&awlen, aw_word.slice(ADDR_BITS, 8));
-    let w_word = b.reg("w_word", width + 1);
-    b.describe("the W channel's head: {wlast, wdata}");
-    let (data_full_now, data_count) = head_fifo(
+    b.drive(&cmd_full, aw.full);
+    b.drive(&awaddr, aw.word.slice(0, ADDR_BITS));
+    b.drive(&awlen, aw.word.slice(ADDR_BITS, 8));
+    let w = head_fifo(
         b,
-        &clk,
-        &rst,
+        (&clk, &rst),
         "wr_data",
         WRITE_FIFO_DEPTH,
         (&push, &Expr::concat(vec![close.clone(), hold_data.clone()])),
-        (&wvalid, &w_word, &wready),
+        (&wvalid, &wready),
+        "the W channel's payload: {wlast, wdata}",
     );
-    b.drive(&data_full, data_full_now);
-    b.drive(&wdata, w_word.slice(0, width));
-    b.drive(&wlast, w_word.bit_at(width));
-    unused.push(cmd_count);
-    unused.push(data_count);
+    b.drive(&data_full, w.full);
+    b.drive(&wdata, w.word.slice(0, width));
+    b.drive(&wlast, w.word.bit_at(width));
     let b_take = bvalid.clone();
     b.clocked(
         &clk,
@@ -634,7 +566,15 @@ fn sat_wrapper_body<'id>(b: &mut ModuleBuilder<'id>, sys: &SystemConfig, engine:
         bvalid.land(&bresp.ne(&Expr::zero(2))),
         &clear,
     );
-    let program_error = sticky(b, &clk, &rst, "error_program", go.land(&too_long), &clear);
+    // START both clears and raises this one: a clear would win over a raise in one cycle.
+    let program_error = sticky(
+        b,
+        &clk,
+        &rst,
+        "error_program",
+        go.land(&too_long),
+        &go.land(&too_long.not()),
+    );
     let busy_now = phase.ne(&lit(IDLE, 2));
     b.drive(
         &status,
