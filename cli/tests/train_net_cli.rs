@@ -1,7 +1,9 @@
 //! `coforge train --net`: whole-network steps on the system top. Bad input of every kind exits
 //! 1 naming the problem before anything is built, and writes nothing; a hand-edited schedule
 //! that reads a tile before it is written is refused naming the instruction; a run writes the
-//! golden and RTL tensors and a report with measured cycles beside the scheduler's estimates.
+//! golden and RTL tensors and a report with measured cycles beside the scheduler's estimates;
+//! with --axi (a network, or the one-layer step's system program) the run goes through
+//! `sat_top_axi` and writes the bare top's bits.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -312,4 +314,63 @@ fn a_step_through_the_axi_wrapper_writes_the_bare_tops_bits() {
         assert!(err.contains("stall-rate"), "{err}");
         assert!(!out.exists());
     }
+}
+
+#[test]
+fn the_one_layer_train_runs_its_system_program_through_the_axi_wrapper() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = repo().join("testbenches/vectors");
+    let arg = |f: &str| v.join(f).display().to_string();
+    let (x, w, dy) = (arg("demo_x.npy"), arg("demo_w32.npy"), arg("demo_dy.npy"));
+    let one_layer = |config: &Path, out: &Path, n_m: [&str; 2]| {
+        coforge(&[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--x",
+            &x,
+            "--w",
+            &w,
+            "--dy",
+            &dy,
+            "--n",
+            n_m[0],
+            "--m",
+            n_m[1],
+            "--lr",
+            "0.01",
+            "--out",
+            out.to_str().unwrap(),
+            "--axi",
+            "--stall-rate",
+            "0.5",
+        ])
+    };
+    let out = dir.path().join("out");
+    let o = one_layer(&shipped(), &out, ["2", "8"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["bit_exact"], true);
+    let step = &report["steps"][0];
+    let system: Vec<&serde_json::Value> = step["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tensor"].as_str().unwrap().starts_with("system."))
+        .collect();
+    assert!(system.len() >= 5, "{system:?}");
+    let axi = &step["system"]["axi"];
+    assert_eq!(axi["stall_rate"], 0.5);
+    assert!(
+        axi["wrapper_cycles"].as_u64().unwrap() > step["step_cycles_measured"].as_u64().unwrap()
+    );
+    // A config without [system] has no system top to wrap: refused before any build.
+    let nosys = write(
+        dir.path(),
+        "nosys.toml",
+        "[stce]\nrows = 2\ncols = 2\ndtype = \"fp16\"\nn = 2\nm = 4\n[train]\n",
+    );
+    let out = dir.path().join("refused");
+    refused(&one_layer(&nosys, &out, ["2", "4"]), &out, "[system]");
 }

@@ -101,9 +101,10 @@ fn verify_axi_on_deformable_engines_gives_the_bare_engines_bits() {
     // through deform_top_axi under stalls, with the same bits.
     let cases = [
         (
+            // The engines of testbenches/tests/axi_deform.rs, so the Verilator cache serves both.
             "[deform]\nmode = \"codenet\"\nlanes = 2\nmax_width = 8\nmax_dilation = 2\n\
-             max_channels = 6\n",
-            "5x6x3",
+             max_channels = 6\npointwise = true\nstride = 2\n",
+            "5x6x3x4",
         ),
         (
             "[deform]\nmode = \"dcnv2\"\nlanes = 2\nmax_width = 6\nkernel = 3\nfrac_bits = 3\n\

@@ -10,7 +10,9 @@ use coforge_generator::artifacts::render;
 use coforge_generator::config::{Config, SystemConfig};
 use coforge_generator::engines::sat::isa::{self, Buf, Engine, GemmMode, Instr};
 use coforge_generator::engines::sat::lines::{Geometry, Lines};
-use coforge_generator::engines::sat::{estimated_cycles, ports, DISPATCH_CYCLES, FETCH_CYCLES};
+use coforge_generator::engines::sat::{
+    completion_cycles, estimated_cycles, ports, DISPATCH_CYCLES, FETCH_CYCLES,
+};
 use coforge_sim::{
     BuildOptions, InputPort, Memory, MemoryPortNames, MemoryTiming, OutputPort, VerilatedModel,
     Verilator,
@@ -78,8 +80,9 @@ pub struct RunStats {
     pub busy: BTreeMap<String, u64>,
     /// Per engine, the sum of its instructions' `estimated_cycles` (an estimate, beside the
     /// measured `busy`): serial, so for the DMA an upper bound when a queued LOAD's request
-    /// overlaps the burst before it (`engines::sat`, DMA); the scheduler's controller model
-    /// (`coforge_scheduler::estimate::simulate`) has the overlap.
+    /// overlaps the burst before it (`engines::sat`, DMA), and for the STCE without the
+    /// tile-spacing waits of tiles fed closer than the spacing; the scheduler's controller
+    /// model (`coforge_scheduler::estimate::simulate`) has both.
     pub busy_estimated: BTreeMap<String, u64>,
     /// Beats the memory read and wrote.
     pub read_beats: u64,
@@ -290,12 +293,18 @@ impl SatSystem {
     }
 }
 
-/// A serial estimate of a program: fetch, dispatch and every instruction's busy cycles one
-/// after another (an upper bound when engines overlap).
+/// A serial estimate of a program: fetch, dispatch, every instruction's busy cycles and its
+/// completion one after another (an upper bound when engines overlap; it leaves no room for
+/// the STCE's tile-spacing wait, which needs two tiles closer than the spacing).
 pub fn estimate_program(program: &[Instr], geo: &Geometry, sys: &SystemConfig) -> u64 {
     program
         .iter()
-        .map(|i| FETCH_CYCLES + DISPATCH_CYCLES + estimated_cycles(i, geo, sys))
+        .map(|i| {
+            FETCH_CYCLES
+                + DISPATCH_CYCLES
+                + estimated_cycles(i, geo, sys)
+                + completion_cycles(i, geo)
+        })
         .sum()
 }
 

@@ -32,13 +32,13 @@ module stce_pe_int8_n4_dense (
     wire [7:0]  act_3;
     wire [7:0]  wgt_3;
     wire [31:0] sum_base;
-    wire [15:0] product_0;
+    wire [31:0] product_0;
     wire [31:0] sum_0;
-    wire [15:0] product_1;
+    wire [31:0] product_1;
     wire [31:0] sum_1;
-    wire [15:0] product_2;
+    wire [31:0] product_2;
     wire [31:0] sum_2;
-    wire [15:0] product_3;
+    wire [31:0] product_3;
     wire [31:0] sum_3;
 
     assign act_0 = in_act[7:0];
@@ -50,14 +50,14 @@ module stce_pe_int8_n4_dense (
     assign act_3 = in_act[31:24];
     assign wgt_3 = in_wgt[31:24];
     assign sum_base = in_first ? 32'h0 : acc;
-    assign product_0 = {{8{act_0[7]}}, act_0} * {{8{wgt_0[7]}}, wgt_0};
-    assign sum_0 = sum_base + {{16{product_0[15]}}, product_0};
-    assign product_1 = {{8{act_1[7]}}, act_1} * {{8{wgt_1[7]}}, wgt_1};
-    assign sum_1 = sum_0 + {{16{product_1[15]}}, product_1};
-    assign product_2 = {{8{act_2[7]}}, act_2} * {{8{wgt_2[7]}}, wgt_2};
-    assign sum_2 = sum_1 + {{16{product_2[15]}}, product_2};
-    assign product_3 = {{8{act_3[7]}}, act_3} * {{8{wgt_3[7]}}, wgt_3};
-    assign sum_3 = sum_2 + {{16{product_3[15]}}, product_3};
+    assign product_0 = {$signed({{24{act_0[7]}}, act_0}) * $signed({{24{wgt_0[7]}}, wgt_0})};
+    assign sum_0 = sum_base + product_0;
+    assign product_1 = {$signed({{24{act_1[7]}}, act_1}) * $signed({{24{wgt_1[7]}}, wgt_1})};
+    assign sum_1 = sum_0 + product_1;
+    assign product_2 = {$signed({{24{act_2[7]}}, act_2}) * $signed({{24{wgt_2[7]}}, wgt_2})};
+    assign sum_2 = sum_1 + product_2;
+    assign product_3 = {$signed({{24{act_3[7]}}, act_3}) * $signed({{24{wgt_3[7]}}, wgt_3})};
+    assign sum_3 = sum_2 + product_3;
 
     // Control and accumulator: reset, then one group per valid cycle.
     always @(posedge clk) begin

@@ -133,7 +133,10 @@ module sat_top (
     reg  [15:0]  dma_signal;
     reg  [15:0]  gemm_signal;
     wire         dma_finish;
-    wire         gemm_finish;
+    wire         gemm_finish;                            // a GEMM without `last` completes (its last group is fed)
+    wire         readout_finish;                         // a tile's last result row is written: its GEMM completes
+    wire [15:0]  readout_signal;
+    wire         readout_empty;
     wire [15:0]  tokens_taken;
     wire         engines_idle;
     wire         program_finishing;
@@ -161,7 +164,6 @@ module sat_top (
     reg  [15:0]  dma_next_buf_addr;
     reg  [15:0]  dma_next_lines;
     reg  [15:0]  dma_next_signal;
-    reg          gemm_drain;                             // 0: streaming groups; 1: reading the result rows out
     reg  [15:0]  gemm_group;
     reg  [15:0]  gemm_act_addr;
     reg  [15:0]  gemm_wgt_addr;
@@ -172,12 +174,27 @@ module sat_top (
     reg          stce_first;
     reg          stce_last;
     reg          stce_dense;
-    wire         gemm_streaming;
     wire         gemm_last_group;
+    reg  [2:0]   gemm_since_last_tile;
+    wire         gemm_tile_end;
+    wire         gemm_streaming;
+    wire         gemm_fed_last;
+    wire         gemm_tile_fed;
     wire         stce_out_valid;
     wire [1:0]   stce_out_row;
     wire         stce_out_last;
-    wire         gemm_reading_out;
+    reg  [15:0]  readout_out_addr0;
+    reg  [15:0]  readout_out_addr1;
+    reg  [15:0]  readout_out_addr2;
+    reg  [15:0]  readout_out_addr3;
+    reg  [15:0]  readout_signal0;
+    reg  [15:0]  readout_signal1;
+    reg  [15:0]  readout_signal2;
+    reg  [15:0]  readout_signal3;
+    reg  [1:0]   readout_wp;
+    reg  [1:0]   readout_rp;
+    reg  [2:0]   readout_count;
+    wire [15:0]  readout_out_addr;
     wire [31:0]  stce_res_col0;
     wire [31:0]  stce_res_col1;
     wire [31:0]  stce_res_col2;
@@ -421,7 +438,7 @@ module sat_top (
     assign update_start = running && update_fifo_count != 3'd0 && ~update_busy && update_tokens_ok && ~(dma_start && |(dma_head[83:68] & update_head[95:80])) && ~(gemm_start && |(gemm_head[82:67] & update_head[95:80]));
     assign prune_start = running && prune_fifo_count != 3'd0 && ~prune_busy && prune_tokens_ok && ~(dma_start && |(dma_head[83:68] & prune_head[95:80])) && ~(gemm_start && |(gemm_head[82:67] & prune_head[95:80])) && ~(update_start && |(update_head[95:80] & prune_head[95:80]));
     assign tokens_taken = (dma_start ? dma_head[83:68] : 16'h0) | (gemm_start ? gemm_head[82:67] : 16'h0) | (update_start ? update_head[95:80] : 16'h0) | (prune_start ? prune_head[95:80] : 16'h0);
-    assign engines_idle = dma_fifo_count == 3'd0 && gemm_fifo_count == 3'd0 && update_fifo_count == 3'd0 && prune_fifo_count == 3'd0 && ~dma_busy && ~gemm_busy && ~update_busy && ~prune_busy;
+    assign engines_idle = dma_fifo_count == 3'd0 && gemm_fifo_count == 3'd0 && readout_empty && update_fifo_count == 3'd0 && prune_fifo_count == 3'd0 && ~dma_busy && ~gemm_busy && ~update_busy && ~prune_busy;
     assign program_finishing = running && end_seen && engines_idle;
 
     // Controller: fetch, FIFOs, tokens, counters and done.
@@ -590,22 +607,22 @@ module sat_top (
                             prune_fifo_count <= prune_fifo_count - 3'd1;
                         end
                     end
-                    token0 <= token0 + {7'd0, dma_finish && dma_signal[0]} + {7'd0, gemm_finish && gemm_signal[0]} + {7'd0, update_finish && update_signal[0]} + {7'd0, prune_finish && prune_signal[0]} - {7'd0, tokens_taken[0]};
-                    token1 <= token1 + {7'd0, dma_finish && dma_signal[1]} + {7'd0, gemm_finish && gemm_signal[1]} + {7'd0, update_finish && update_signal[1]} + {7'd0, prune_finish && prune_signal[1]} - {7'd0, tokens_taken[1]};
-                    token2 <= token2 + {7'd0, dma_finish && dma_signal[2]} + {7'd0, gemm_finish && gemm_signal[2]} + {7'd0, update_finish && update_signal[2]} + {7'd0, prune_finish && prune_signal[2]} - {7'd0, tokens_taken[2]};
-                    token3 <= token3 + {7'd0, dma_finish && dma_signal[3]} + {7'd0, gemm_finish && gemm_signal[3]} + {7'd0, update_finish && update_signal[3]} + {7'd0, prune_finish && prune_signal[3]} - {7'd0, tokens_taken[3]};
-                    token4 <= token4 + {7'd0, dma_finish && dma_signal[4]} + {7'd0, gemm_finish && gemm_signal[4]} + {7'd0, update_finish && update_signal[4]} + {7'd0, prune_finish && prune_signal[4]} - {7'd0, tokens_taken[4]};
-                    token5 <= token5 + {7'd0, dma_finish && dma_signal[5]} + {7'd0, gemm_finish && gemm_signal[5]} + {7'd0, update_finish && update_signal[5]} + {7'd0, prune_finish && prune_signal[5]} - {7'd0, tokens_taken[5]};
-                    token6 <= token6 + {7'd0, dma_finish && dma_signal[6]} + {7'd0, gemm_finish && gemm_signal[6]} + {7'd0, update_finish && update_signal[6]} + {7'd0, prune_finish && prune_signal[6]} - {7'd0, tokens_taken[6]};
-                    token7 <= token7 + {7'd0, dma_finish && dma_signal[7]} + {7'd0, gemm_finish && gemm_signal[7]} + {7'd0, update_finish && update_signal[7]} + {7'd0, prune_finish && prune_signal[7]} - {7'd0, tokens_taken[7]};
-                    token8 <= token8 + {7'd0, dma_finish && dma_signal[8]} + {7'd0, gemm_finish && gemm_signal[8]} + {7'd0, update_finish && update_signal[8]} + {7'd0, prune_finish && prune_signal[8]} - {7'd0, tokens_taken[8]};
-                    token9 <= token9 + {7'd0, dma_finish && dma_signal[9]} + {7'd0, gemm_finish && gemm_signal[9]} + {7'd0, update_finish && update_signal[9]} + {7'd0, prune_finish && prune_signal[9]} - {7'd0, tokens_taken[9]};
-                    token10 <= token10 + {7'd0, dma_finish && dma_signal[10]} + {7'd0, gemm_finish && gemm_signal[10]} + {7'd0, update_finish && update_signal[10]} + {7'd0, prune_finish && prune_signal[10]} - {7'd0, tokens_taken[10]};
-                    token11 <= token11 + {7'd0, dma_finish && dma_signal[11]} + {7'd0, gemm_finish && gemm_signal[11]} + {7'd0, update_finish && update_signal[11]} + {7'd0, prune_finish && prune_signal[11]} - {7'd0, tokens_taken[11]};
-                    token12 <= token12 + {7'd0, dma_finish && dma_signal[12]} + {7'd0, gemm_finish && gemm_signal[12]} + {7'd0, update_finish && update_signal[12]} + {7'd0, prune_finish && prune_signal[12]} - {7'd0, tokens_taken[12]};
-                    token13 <= token13 + {7'd0, dma_finish && dma_signal[13]} + {7'd0, gemm_finish && gemm_signal[13]} + {7'd0, update_finish && update_signal[13]} + {7'd0, prune_finish && prune_signal[13]} - {7'd0, tokens_taken[13]};
-                    token14 <= token14 + {7'd0, dma_finish && dma_signal[14]} + {7'd0, gemm_finish && gemm_signal[14]} + {7'd0, update_finish && update_signal[14]} + {7'd0, prune_finish && prune_signal[14]} - {7'd0, tokens_taken[14]};
-                    token15 <= token15 + {7'd0, dma_finish && dma_signal[15]} + {7'd0, gemm_finish && gemm_signal[15]} + {7'd0, update_finish && update_signal[15]} + {7'd0, prune_finish && prune_signal[15]} - {7'd0, tokens_taken[15]};
+                    token0 <= token0 + {7'd0, dma_finish && dma_signal[0]} + {7'd0, gemm_finish && gemm_signal[0]} + {7'd0, readout_finish && readout_signal[0]} + {7'd0, update_finish && update_signal[0]} + {7'd0, prune_finish && prune_signal[0]} - {7'd0, tokens_taken[0]};
+                    token1 <= token1 + {7'd0, dma_finish && dma_signal[1]} + {7'd0, gemm_finish && gemm_signal[1]} + {7'd0, readout_finish && readout_signal[1]} + {7'd0, update_finish && update_signal[1]} + {7'd0, prune_finish && prune_signal[1]} - {7'd0, tokens_taken[1]};
+                    token2 <= token2 + {7'd0, dma_finish && dma_signal[2]} + {7'd0, gemm_finish && gemm_signal[2]} + {7'd0, readout_finish && readout_signal[2]} + {7'd0, update_finish && update_signal[2]} + {7'd0, prune_finish && prune_signal[2]} - {7'd0, tokens_taken[2]};
+                    token3 <= token3 + {7'd0, dma_finish && dma_signal[3]} + {7'd0, gemm_finish && gemm_signal[3]} + {7'd0, readout_finish && readout_signal[3]} + {7'd0, update_finish && update_signal[3]} + {7'd0, prune_finish && prune_signal[3]} - {7'd0, tokens_taken[3]};
+                    token4 <= token4 + {7'd0, dma_finish && dma_signal[4]} + {7'd0, gemm_finish && gemm_signal[4]} + {7'd0, readout_finish && readout_signal[4]} + {7'd0, update_finish && update_signal[4]} + {7'd0, prune_finish && prune_signal[4]} - {7'd0, tokens_taken[4]};
+                    token5 <= token5 + {7'd0, dma_finish && dma_signal[5]} + {7'd0, gemm_finish && gemm_signal[5]} + {7'd0, readout_finish && readout_signal[5]} + {7'd0, update_finish && update_signal[5]} + {7'd0, prune_finish && prune_signal[5]} - {7'd0, tokens_taken[5]};
+                    token6 <= token6 + {7'd0, dma_finish && dma_signal[6]} + {7'd0, gemm_finish && gemm_signal[6]} + {7'd0, readout_finish && readout_signal[6]} + {7'd0, update_finish && update_signal[6]} + {7'd0, prune_finish && prune_signal[6]} - {7'd0, tokens_taken[6]};
+                    token7 <= token7 + {7'd0, dma_finish && dma_signal[7]} + {7'd0, gemm_finish && gemm_signal[7]} + {7'd0, readout_finish && readout_signal[7]} + {7'd0, update_finish && update_signal[7]} + {7'd0, prune_finish && prune_signal[7]} - {7'd0, tokens_taken[7]};
+                    token8 <= token8 + {7'd0, dma_finish && dma_signal[8]} + {7'd0, gemm_finish && gemm_signal[8]} + {7'd0, readout_finish && readout_signal[8]} + {7'd0, update_finish && update_signal[8]} + {7'd0, prune_finish && prune_signal[8]} - {7'd0, tokens_taken[8]};
+                    token9 <= token9 + {7'd0, dma_finish && dma_signal[9]} + {7'd0, gemm_finish && gemm_signal[9]} + {7'd0, readout_finish && readout_signal[9]} + {7'd0, update_finish && update_signal[9]} + {7'd0, prune_finish && prune_signal[9]} - {7'd0, tokens_taken[9]};
+                    token10 <= token10 + {7'd0, dma_finish && dma_signal[10]} + {7'd0, gemm_finish && gemm_signal[10]} + {7'd0, readout_finish && readout_signal[10]} + {7'd0, update_finish && update_signal[10]} + {7'd0, prune_finish && prune_signal[10]} - {7'd0, tokens_taken[10]};
+                    token11 <= token11 + {7'd0, dma_finish && dma_signal[11]} + {7'd0, gemm_finish && gemm_signal[11]} + {7'd0, readout_finish && readout_signal[11]} + {7'd0, update_finish && update_signal[11]} + {7'd0, prune_finish && prune_signal[11]} - {7'd0, tokens_taken[11]};
+                    token12 <= token12 + {7'd0, dma_finish && dma_signal[12]} + {7'd0, gemm_finish && gemm_signal[12]} + {7'd0, readout_finish && readout_signal[12]} + {7'd0, update_finish && update_signal[12]} + {7'd0, prune_finish && prune_signal[12]} - {7'd0, tokens_taken[12]};
+                    token13 <= token13 + {7'd0, dma_finish && dma_signal[13]} + {7'd0, gemm_finish && gemm_signal[13]} + {7'd0, readout_finish && readout_signal[13]} + {7'd0, update_finish && update_signal[13]} + {7'd0, prune_finish && prune_signal[13]} - {7'd0, tokens_taken[13]};
+                    token14 <= token14 + {7'd0, dma_finish && dma_signal[14]} + {7'd0, gemm_finish && gemm_signal[14]} + {7'd0, readout_finish && readout_signal[14]} + {7'd0, update_finish && update_signal[14]} + {7'd0, prune_finish && prune_signal[14]} - {7'd0, tokens_taken[14]};
+                    token15 <= token15 + {7'd0, dma_finish && dma_signal[15]} + {7'd0, gemm_finish && gemm_signal[15]} + {7'd0, readout_finish && readout_signal[15]} + {7'd0, update_finish && update_signal[15]} + {7'd0, prune_finish && prune_signal[15]} - {7'd0, tokens_taken[15]};
                     if (conflict_now) begin
                         conflict <= 1'b1;
                     end
@@ -710,35 +727,77 @@ module sat_top (
         end
     end
 
-    assign gemm_streaming = gemm_busy && ~gemm_drain;
     assign gemm_last_group = gemm_group == gemm_groups - 16'h1;
-    assign gemm_reading_out = gemm_busy && gemm_drain && stce_out_valid;
-    assign gemm_finish = gemm_streaming && gemm_last_group && ~gemm_flags[2] || gemm_reading_out && stce_out_last;
+    assign gemm_tile_end = gemm_last_group && gemm_flags[2];
+    assign gemm_streaming = gemm_busy && (~gemm_tile_end || gemm_since_last_tile == 3'h4);
+    assign gemm_fed_last = gemm_streaming && gemm_last_group;
+    assign gemm_tile_fed = gemm_fed_last && gemm_flags[2];
+    assign gemm_finish = gemm_fed_last && ~gemm_flags[2];
+    assign readout_out_addr = (readout_rp == 2'd0) ? readout_out_addr0 : (readout_rp == 2'd1) ? readout_out_addr1 : (readout_rp == 2'd2) ? readout_out_addr2 : (readout_rp == 2'd3) ? readout_out_addr3 : 16'h0;
+    assign readout_signal = (readout_rp == 2'd0) ? readout_signal0 : (readout_rp == 2'd1) ? readout_signal1 : (readout_rp == 2'd2) ? readout_signal2 : (readout_rp == 2'd3) ? readout_signal3 : 16'h0;
+    assign readout_finish = stce_out_valid && stce_out_last;
+    assign readout_empty = readout_count == 3'd0;
 
-    // STCE feeder: one group per cycle from act/wgt lines, then the read-out of a tile.
+    // STCE feeder: one group per cycle from act/wgt lines; fed tiles wait for their rows.
     always @(posedge clk) begin
         if (rst) begin
             gemm_busy <= 1'b0;
             stce_valid <= 1'b0;
             stce_first <= 1'b0;
             stce_last <= 1'b0;
+            gemm_since_last_tile <= 3'h4;
+            readout_wp <= 2'd0;
+            readout_rp <= 2'd0;
+            readout_count <= 3'd0;
         end else begin
             stce_valid <= gemm_streaming;
             stce_first <= gemm_streaming && gemm_flags[1] && gemm_group == 16'h0;
-            stce_last <= gemm_streaming && gemm_flags[2] && gemm_last_group;
+            stce_last <= gemm_streaming && gemm_tile_end;
             stce_dense <= gemm_flags[0];
-            if (gemm_streaming) begin
-                gemm_group <= gemm_group + 16'h1;
-                if (gemm_last_group && gemm_flags[2]) begin
-                    gemm_drain <= 1'b1;
+            if (gemm_tile_fed) begin
+                gemm_since_last_tile <= 3'd1;
+            end else begin
+                if (gemm_since_last_tile != 3'h4) begin
+                    gemm_since_last_tile <= gemm_since_last_tile + 3'd1;
                 end
             end
-            if (gemm_finish) begin
+            if (gemm_streaming) begin
+                gemm_group <= gemm_group + 16'h1;
+            end
+            if (gemm_tile_fed) begin
+                if (readout_wp == 2'd0) begin
+                    readout_out_addr0 <= gemm_out_addr;
+                    readout_signal0 <= gemm_signal;
+                end
+                if (readout_wp == 2'd1) begin
+                    readout_out_addr1 <= gemm_out_addr;
+                    readout_signal1 <= gemm_signal;
+                end
+                if (readout_wp == 2'd2) begin
+                    readout_out_addr2 <= gemm_out_addr;
+                    readout_signal2 <= gemm_signal;
+                end
+                if (readout_wp == 2'd3) begin
+                    readout_out_addr3 <= gemm_out_addr;
+                    readout_signal3 <= gemm_signal;
+                end
+                readout_wp <= readout_wp + 2'd1;
+            end
+            if (readout_finish) begin
+                readout_rp <= readout_rp + 2'd1;
+            end
+            if (gemm_tile_fed && ~readout_finish) begin
+                readout_count <= readout_count + 3'd1;
+            end else begin
+                if (readout_finish && ~gemm_tile_fed) begin
+                    readout_count <= readout_count - 3'd1;
+                end
+            end
+            if (gemm_fed_last) begin
                 gemm_busy <= 1'b0;
             end
             if (gemm_start) begin
                 gemm_busy <= 1'b1;
-                gemm_drain <= 1'b0;
                 gemm_group <= 16'h0;
                 gemm_flags <= gemm_head[2:0];
                 gemm_act_addr <= gemm_head[18:3];
@@ -1090,8 +1149,8 @@ module sat_top (
         end
     end
 
-    assign out_we = 1'b0 || dma_line_in && dma_buf == 3'd2 || gemm_reading_out;
-    assign out_waddr = (dma_line_in && dma_buf == 3'd2) ? dma_buf_addr[8:0] + dma_line[8:0] : gemm_out_addr[8:0] + {7'd0, stce_out_row};
+    assign out_we = 1'b0 || dma_line_in && dma_buf == 3'd2 || stce_out_valid;
+    assign out_waddr = (dma_line_in && dma_buf == 3'd2) ? dma_buf_addr[8:0] + dma_line[8:0] : readout_out_addr[8:0] + {7'd0, stce_out_row};
     assign out_wdata = (dma_line_in && dma_buf == 3'd2) ? mem_rd_data[127:0] : {stce_res_col3, stce_res_col2, stce_res_col1, stce_res_col0};
 
     always @(posedge clk) begin
@@ -1166,8 +1225,8 @@ module sat_top (
         end
     end
 
-    assign conflict_now = 1'b0 || 1'b0 || (1'b0 || dma_store_read && dma_buf == 3'd0 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd1 && prune_wgt_write) || (1'b0 || dma_store_read && dma_buf == 3'd1 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd2 && gemm_reading_out) || (1'b0 || dma_store_read && dma_buf == 3'd2 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'd3 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'd3 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'h4 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'h4 && prune_reading || dma_store_read && dma_buf == 3'h4 && prune_b_reading || prune_reading && prune_b_reading) || (1'b0 || dma_line_in && dma_buf == 3'h5 && prune_writing_mask) || (1'b0 || dma_store_read && dma_buf == 3'h5 && update_reading || dma_store_read && dma_buf == 3'h5 && prune_b_reading || update_reading && prune_b_reading);
-    assign unused_bits = {fetch_word[63:40], fetch_word[191:160], fetch_word[79:67], fetch_word[143:128], dma_read_line, gemm_act_addr[15:9], gemm_wgt_addr[15:9], gemm_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:12], dma_line[15:12], dma_buf_addr[15:12], dma_line[15:12], dma_buf_addr[15:12], dma_line[15:12], update_out_addr[15:9], update_master_addr[15:12], update_w16_addr[15:12], update_mask_addr[15:12], update_read[15:12], update_write[15:12], prune_b_line, prune_w16_addr[15:12], prune_wgt_addr[15:9], prune_mask_addr[15:12], prune_read, prune_mask_k, prune_wgt_line};
+    assign conflict_now = 1'b0 || 1'b0 || (1'b0 || dma_store_read && dma_buf == 3'd0 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd1 && prune_wgt_write) || (1'b0 || dma_store_read && dma_buf == 3'd1 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd2 && stce_out_valid) || (1'b0 || dma_store_read && dma_buf == 3'd2 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'd3 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'd3 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'h4 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'h4 && prune_reading || dma_store_read && dma_buf == 3'h4 && prune_b_reading || prune_reading && prune_b_reading) || (1'b0 || dma_line_in && dma_buf == 3'h5 && prune_writing_mask) || (1'b0 || dma_store_read && dma_buf == 3'h5 && update_reading || dma_store_read && dma_buf == 3'h5 && prune_b_reading || update_reading && prune_b_reading);
+    assign unused_bits = {fetch_word[63:40], fetch_word[191:160], fetch_word[79:67], fetch_word[143:128], dma_read_line, gemm_act_addr[15:9], gemm_wgt_addr[15:9], readout_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:12], dma_line[15:12], dma_buf_addr[15:12], dma_line[15:12], dma_buf_addr[15:12], dma_line[15:12], update_out_addr[15:9], update_master_addr[15:12], update_w16_addr[15:12], update_mask_addr[15:12], update_read[15:12], update_write[15:12], prune_b_line, prune_w16_addr[15:12], prune_wgt_addr[15:9], prune_mask_addr[15:12], prune_read, prune_mask_k, prune_wgt_line};
 
 endmodule
 

@@ -33,9 +33,9 @@ module stce_pe_int8_n2_m8 (
     wire [7:0]  act_1;
     wire [7:0]  wgt_1;
     wire [31:0] sum_base;
-    wire [15:0] product_0;
+    wire [31:0] product_0;
     wire [31:0] sum_0;
-    wire [15:0] product_1;
+    wire [31:0] product_1;
     wire [31:0] sum_1;
 
     assign idx_0 = in_idx[2:0];
@@ -45,10 +45,10 @@ module stce_pe_int8_n2_m8 (
     assign act_1 = in_act[{idx_1, 3'd0} +: 8];
     assign wgt_1 = in_wgt[15:8];
     assign sum_base = in_first ? 32'h0 : acc;
-    assign product_0 = {{8{act_0[7]}}, act_0} * {{8{wgt_0[7]}}, wgt_0};
-    assign sum_0 = sum_base + {{16{product_0[15]}}, product_0};
-    assign product_1 = {{8{act_1[7]}}, act_1} * {{8{wgt_1[7]}}, wgt_1};
-    assign sum_1 = sum_0 + {{16{product_1[15]}}, product_1};
+    assign product_0 = {$signed({{24{act_0[7]}}, act_0}) * $signed({{24{wgt_0[7]}}, wgt_0})};
+    assign sum_0 = sum_base + product_0;
+    assign product_1 = {$signed({{24{act_1[7]}}, act_1}) * $signed({{24{wgt_1[7]}}, wgt_1})};
+    assign sum_1 = sum_0 + product_1;
 
     // Control and accumulator: reset, then one group per valid cycle.
     always @(posedge clk) begin

@@ -9,7 +9,11 @@
 //! - Dispatch: the head of an engine's FIFO is dispatched once the engine is idle and every
 //!   token in `wait` is above zero; it starts `DISPATCH_CYCLES` later and keeps the engine busy
 //!   for `engines::sat::estimated_cycles`, the system's own formula (the one description of an
-//!   instruction's timing). It signals its tokens when it completes, at the end of that time.
+//!   instruction's timing). It signals its tokens when it completes,
+//!   `engines::sat::completion_cycles` after that time (a GEMM with `last` completes when the
+//!   array has written its tile out, while the STCE already feeds the next GEMM).
+//! - Tile spacing: a GEMM with `last` feeds its last group no earlier than `tile_spacing` cycles
+//!   after the previous such GEMM's (`engines::stce::tile_spacing`); the wait is busy time.
 //! - The DMA's queued LOAD: a LOAD right behind a LOAD on the DMA may be dispatched while that
 //!   LOAD receives its data (from the cycle after its read request is accepted, which the
 //!   model takes as its first cycle, until the cycle before it finishes). Its request then
@@ -23,7 +27,8 @@
 //!   `mem_latency` at `mem_bytes_per_cycle`, as `estimated_cycles` assumes).
 
 use coforge_generator::engines::sat::{
-    beat_cycles, estimated_cycles, DISPATCH_CYCLES, FETCH_CYCLES, FIFO_DEPTH, TOKEN_BITS,
+    beat_cycles, completion_cycles, estimated_cycles, tile_spacing, DISPATCH_CYCLES, FETCH_CYCLES,
+    FIFO_DEPTH, TOKEN_BITS,
 };
 
 use crate::hardware::Hardware;
@@ -34,11 +39,20 @@ pub fn cost(instr: &Instr, hw: &Hardware) -> u64 {
     estimated_cycles(instr, &hw.geometry(), &hw.system)
 }
 
-/// Estimated start and end cycle of one instruction.
+/// Estimated start and end cycle of one instruction's busy time, and the cycle from which its
+/// completion is seen (its tokens are signalled; `done >= end`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timing {
     pub start: u64,
     pub end: u64,
+    pub done: u64,
+}
+
+/// The STCE's tile-spacing rule: the cycle a GEMM with `last` that starts at `start` feeds
+/// its last group, given the previous such feed.
+fn last_feed(groups: u64, start: u64, previous: Option<u64>, spacing: u64) -> u64 {
+    let earliest = start + groups.max(1) - 1;
+    previous.map_or(earliest, |p| earliest.max(p + spacing))
 }
 
 pub fn engine_index(e: Engine) -> usize {
@@ -58,18 +72,34 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
     let mut grants: Vec<Vec<u64>> = vec![Vec::new(); 16];
     // The last DMA instruction when it was a LOAD: (start, end, first cycle as the current one).
     let mut last_load: Option<(u64, u64, u64)> = None;
+    let geometry = hw.geometry();
+    let spacing = tile_spacing(&geometry);
+    let mut tile_fed: Option<u64> = None;
+    let mut all_done = 0u64;
     for (i, instr) in program.iter().enumerate() {
         let Some(engine) = instr.engine() else {
             // END: done once every engine is idle.
-            let end = idle_at.iter().copied().max().unwrap_or(0).max(fetched);
-            timings.push(Timing { start: end, end });
+            let end = idle_at
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(0)
+                .max(fetched)
+                .max(all_done);
+            timings.push(Timing {
+                start: end,
+                end,
+                done: end,
+            });
             continue;
         };
         let e = engine_index(engine);
         let queue = &mut dispatches[e];
-        // The FIFO has room once the entry `depth` places ahead has been dispatched.
+        // The FIFO has room once the entry `depth` places ahead has been dispatched: fetch,
+        // waiting in its push phase, sees the lower count the cycle after that dispatch and
+        // pushes then, and the entry can be dispatched the cycle after the push.
         let room_at = if queue.len() >= depth {
-            queue[queue.len() - depth]
+            queue[queue.len() - depth] + 2
         } else {
             0
         };
@@ -114,7 +144,16 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
             None => {
                 dispatch = dispatch.max(idle_at[e]);
                 let start = dispatch + DISPATCH_CYCLES;
-                let end = start + cost(instr, hw);
+                let end = match *instr {
+                    Instr::Gemm {
+                        groups, last: true, ..
+                    } => {
+                        let fed = last_feed(u64::from(groups), start, tile_fed, spacing);
+                        tile_fed = Some(fed);
+                        fed + 1
+                    }
+                    _ => start + cost(instr, hw),
+                };
                 if engine == Engine::Dma {
                     last_load = matches!(instr, Instr::Load { .. }).then_some((start, end, start));
                 }
@@ -129,10 +168,12 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
         if queue.len() > depth {
             queue.pop_front();
         }
+        let done = end + completion_cycles(instr, &geometry);
+        all_done = all_done.max(done);
         for t in (0..16).filter(|t| signal >> t & 1 == 1) {
-            signals[t].push(end);
+            signals[t].push(done);
         }
-        timings.push(Timing { start, end });
+        timings.push(Timing { start, end, done });
     }
     check_token_counts(&signals, &grants)?;
     Ok(timings)
@@ -166,17 +207,22 @@ fn check_token_counts(signals: &[Vec<u64>], grants: &[Vec<u64>]) -> Result<(), S
 /// Earliest start of every op when only its dependency edges and its engine's order hold it
 /// back (unbounded FIFOs): the order in which the program is then written.
 pub(crate) fn asap(ops: &[crate::build::Op], hw: &Hardware) -> Vec<Timing> {
+    let geometry = hw.geometry();
     let mut idle_at = [0u64; 4];
     let mut out: Vec<Timing> = Vec::with_capacity(ops.len());
     for op in ops {
         let e = engine_index(op.instr.engine().unwrap_or(Engine::Dma));
         let mut start = idle_at[e];
         for &d in &op.deps {
-            start = start.max(out[d as usize].end);
+            start = start.max(out[d as usize].done);
         }
         let end = start + cost(&op.instr, hw).max(1);
         idle_at[e] = end;
-        out.push(Timing { start, end });
+        out.push(Timing {
+            start,
+            end,
+            done: end + completion_cycles(&op.instr, &geometry),
+        });
     }
     out
 }
@@ -241,7 +287,10 @@ mod tests {
         // Each GEMM starts after its load's signal.
         assert!(t[2].start > t[0].end && t[3].start >= t[2].end);
         assert_eq!(t[0].end - t[0].start, load);
-        assert_eq!(t[4].end, t[3].end);
+        // The one-group tiles are fed the tile spacing apart, and the STCE is free long before
+        // the last one is read out; END waits for the read-out.
+        assert!(t[3].end - t[2].end >= 4);
+        assert!(t[3].done > t[3].end && t[4].end == t[3].done);
     }
 
     #[test]

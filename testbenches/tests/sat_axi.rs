@@ -326,4 +326,14 @@ fn error_responses_and_a_program_too_long_raise_the_sticky_status_flags() {
     }
     let status = bench.run(&[(regs::MEM_BASE_LO, 0), (regs::PROG_LEN, 2)]);
     assert_eq!(status, regs::DONE | regs::WRITE_ERROR, "{status:#x}");
+    // PROG_LEN = 0 reruns the program in the instruction memory without fetching it: the
+    // STORE writes again, nothing is read.
+    let (reads, writes) = bench.mem.traffic();
+    let status = bench.run(&[(regs::PROG_LEN, 0)]);
+    assert_eq!(status, regs::DONE | regs::WRITE_ERROR, "{status:#x}");
+    assert_eq!(bench.mem.traffic().0, reads, "PROG_LEN = 0 fetched");
+    assert!(
+        bench.mem.traffic().1 > writes,
+        "the STORE did not run again"
+    );
 }

@@ -39,7 +39,6 @@ pub struct IntMac {
 }
 
 const ACT_BITS: u32 = 8;
-const PRODUCT_BITS: u32 = 16;
 const ACC_BITS: u32 = 32;
 
 impl PeArith for IntMac {
@@ -76,12 +75,16 @@ impl PeArith for IntMac {
         // extension because the operands are signed, not because it is written so.
         let mut sum = acc.as_signed();
         for (i, (a, w)) in pairs.iter().enumerate() {
-            // The product of the widened operands is exact in 16 bits.
+            // The product is exact in 16 bits; it is formed at the sum's width so that it
+            // enters the sum without another extension, and as a signed multiply so that
+            // synthesis drops the operands' sign bits again. Verilator then compiles each
+            // PE's whole sum into one expression, with no 16-bit product kept between
+            // statements, which co-simulates faster (the STCE bench's `--speed`).
             let product = b.name(
                 &format!("{prefix}product_{i}"),
                 a.as_signed()
-                    .resize(PRODUCT_BITS)
-                    .mul(&w.as_signed().resize(PRODUCT_BITS)),
+                    .resize(ACC_BITS)
+                    .mul_signed(&w.as_signed().resize(ACC_BITS)),
             );
             sum = self.add(b, prefix, i, sum, &product);
         }

@@ -93,9 +93,20 @@
 //!     beat that finds the rate's budget short costs up to `beat_cycles - 1` more).
 //! - **STCE** (`Stce`: GEMM), through the feeder: group g's act and wgt lines are read in cycle
 //!   g (of the instruction) and drive the array in cycle g + 1 (dense mode drives the indices
-//!   0..N-1). With `last`, result row r is written to `out[out_addr + r]` in cycle
-//!   `groups + cols + r` (the STCE's read-out timing, `engines::stce`).
-//!   `cycles = groups` without `last`, `groups + cols + rows` with it. GEMMs run one at a time.
+//!   0..N-1). The feeder is busy while it feeds groups, `cycles = groups`, and then takes the
+//!   next GEMM while the array reads the tile out: tiles stream back to back.
+//!   - Read-out (`last`): result row r of a tile whose last group was fed in cycle F is
+//!     written to `out[out_addr + r]` in cycle `F + 1 + cols + r` (the STCE's read-out timing,
+//!     `engines::stce`), and the GEMM completes (signals its tokens) when its last row is
+//!     written: [`completion_cycles`] = `cols + rows` after its busy time. Tiles complete in the
+//!     order they were fed; a queue of `READOUT_DEPTH` entries holds each fed tile's `out_addr`
+//!     and `signal` until its rows are written. A GEMM without `last` completes with its last
+//!     group.
+//!   - Tile spacing: the array takes a tile's last group at least `stce::tile_spacing` =
+//!     max(rows, cols) cycles after the previous tile's last group (so no two tiles show rows
+//!     in the same cycle). The feeder holds a `last` group until then; those cycles are busy
+//!     cycles of the GEMM (only tiles of fewer groups than the spacing, fed right after
+//!     another tile, wait). The scheduler's model has the rule.
 //! - **WUVE** (`Wuve`: UPDATE of L lines): line l of `out` (dW^T), `master` (W32) and `mask`
 //!   (M_F) is read in cycle l and enters the WUVE (`engines::wuve`, `cols` lanes) in cycle l + 1;
 //!   its W32' and W16' are written to `master[master_addr + l]` and `w16[w16_addr + l]` in cycle
@@ -180,6 +191,28 @@ pub mod ports {
     }
 }
 
+/// Fed tiles whose rows are not all written yet that the feeder can hold: a tile's rows are
+/// written `cols + rows` cycles after its last group, and last groups are at least
+/// `stce::tile_spacing` = max(rows, cols) >= (rows + cols) / 2 cycles apart, so at most three
+/// are outstanding.
+pub const READOUT_DEPTH: u32 = 4;
+
+/// `engines::stce::tile_spacing` of the system's array (a system config has no
+/// `fp_pipeline`): the fewest cycles between two tiles' last groups.
+pub fn tile_spacing(g: &Geometry) -> u64 {
+    u64::from(g.rows.max(g.cols))
+}
+
+/// Cycles from the end of an instruction's busy time to its completion, when it signals its
+/// tokens: a GEMM with `last` completes when the array has written its tile's rows to `out`;
+/// every other instruction completes with its last busy cycle.
+pub fn completion_cycles(instr: &Instr, g: &Geometry) -> u64 {
+    match *instr {
+        Instr::Gemm { last: true, .. } => u64::from(g.cols) + u64::from(g.rows),
+        _ => 0,
+    }
+}
+
 /// Cycles one beat occupies the memory port at `mem_bytes_per_cycle`.
 pub fn beat_cycles(sys: &SystemConfig) -> u64 {
     u64::from(sys.mem_bits / 8).div_ceil(u64::from(sys.mem_bytes_per_cycle))
@@ -200,13 +233,8 @@ pub fn estimated_cycles(instr: &Instr, g: &Geometry, sys: &SystemConfig) -> u64 
             let rest = (u64::from(lines) * beats(buf)).saturating_sub(1) * beat_cycles(sys);
             3 + rest
         }
-        Instr::Gemm { groups, last, .. } => {
-            if last {
-                u64::from(groups) + u64::from(g.cols) + u64::from(g.rows)
-            } else {
-                u64::from(groups)
-            }
-        }
+        // Without the tile-spacing wait (see the module docs).
+        Instr::Gemm { groups, .. } => u64::from(groups),
         Instr::Update { lines, .. } => {
             let wuve = &crate::engines::wuve::WuveParams {
                 lanes: g.cols,

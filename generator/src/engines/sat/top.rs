@@ -3,7 +3,7 @@
 
 use super::isa::{self, Buf};
 use super::lines::Geometry;
-use super::{ports, COUNTER_BITS, FIFO_DEPTH, LEN_BITS, TOKEN_BITS};
+use super::{ports, COUNTER_BITS, FIFO_DEPTH, LEN_BITS, READOUT_DEPTH, TOKEN_BITS};
 use crate::artifacts::sore_params;
 use crate::config::{Config, StceConfig, SystemConfig};
 use crate::engines::sore;
@@ -460,6 +460,11 @@ fn system_top_body<'id>(
     let gemm_sig = b.reg("gemm_signal", 16);
     let dma_finish = b.wire("dma_finish", 1);
     let gemm_finish = b.wire("gemm_finish", 1);
+    b.describe("a GEMM without `last` completes (its last group is fed)");
+    let readout_finish = b.wire("readout_finish", 1);
+    b.describe("a tile's last result row is written: its GEMM completes");
+    let readout_signal = b.wire("readout_signal", 16);
+    let readout_empty = b.wire("readout_empty", 1);
     // The engines that start in one cycle wait on disjoint tokens, so each token is taken at
     // most once per cycle.
     let taken_by = |start: &Expr<'id>, wait: &Expr<'id>| Expr::mux(start, wait, &Expr::zero(16));
@@ -478,6 +483,7 @@ fn system_top_body<'id>(
         all(&[
             dma_count.eq(&Expr::zero(count_bits)),
             gemm_count.eq(&Expr::zero(count_bits)),
+            readout_empty.clone(),
             upd_count.eq(&Expr::zero(count_bits)),
             pf_count.eq(&Expr::zero(count_bits)),
             dma_busy.not(),
@@ -584,6 +590,7 @@ fn system_top_body<'id>(
         let i = i as u32;
         let give_dma = one(dma_finish.land(&dma_sig.bit_at(i)));
         let give_gemm = one(gemm_finish.land(&gemm_sig.bit_at(i)));
+        let give_readout = one(readout_finish.land(&readout_signal.bit_at(i)));
         let give_upd = one(upd_finish.land(&upd_sig.bit_at(i)));
         let give_pf = one(pf_finish.land(&pf_sig.bit_at(i)));
         let take = one(taken.bit_at(i));
@@ -591,6 +598,7 @@ fn system_top_body<'id>(
             t,
             t.add(&give_dma)
                 .add(&give_gemm)
+                .add(&give_readout)
                 .add(&give_upd)
                 .add(&give_pf)
                 .sub(&take),
@@ -910,8 +918,6 @@ fn system_top_body<'id>(
 
     // ---------------------------------------------------------------- STCE feeder
     let g_busy = gemm_busy;
-    let g_drain = b.reg("gemm_drain", 1);
-    b.describe("0: streaming groups; 1: reading the result rows out");
     let g_group = b.reg("gemm_group", 16);
     let g_act = b.reg("gemm_act_addr", 16);
     let g_wgt = b.reg("gemm_wgt_addr", 16);
@@ -922,26 +928,69 @@ fn system_top_body<'id>(
     let f_d = b.reg("stce_first", 1);
     let l_d = b.reg("stce_last", 1);
     let dense_d = b.reg("stce_dense", 1);
-    let streaming = b.name("gemm_streaming", g_busy.land(&g_drain.not()));
     let last_group = b.name("gemm_last_group", g_group.eq(&g_groups.sub(&lit(1, 16))));
     let flag = |bit: u16| g_flags.bit_at(bit.trailing_zeros());
+    // The array takes a tile's last group at least `tile_spacing` cycles after the previous
+    // one's (`engines::stce`); `since_last` counts the cycles since the feeder fed one,
+    // saturating there.
+    let spacing = super::tile_spacing(geo);
+    let since_bits = index_bits(spacing as u32 + 1);
+    let since_last = b.reg("gemm_since_last_tile", since_bits);
+    let tile_end = b.name(
+        "gemm_tile_end",
+        last_group.land(&flag(isa::gemm_flags::LAST)),
+    );
+    let streaming = b.name(
+        "gemm_streaming",
+        g_busy.land(
+            &tile_end
+                .not()
+                .lor(&since_last.eq(&lit(spacing, since_bits))),
+        ),
+    );
+    let fed_last = b.name("gemm_fed_last", streaming.land(&last_group));
+    let tile_fed = b.name("gemm_tile_fed", fed_last.land(&flag(isa::gemm_flags::LAST)));
+    b.drive(
+        &gemm_finish,
+        fed_last.land(&flag(isa::gemm_flags::LAST).not()),
+    );
     // The STCE shows each result row itself (`engines::stce`: out_valid, out_row, out_last).
     let stce_out_valid = b.wire("stce_out_valid", 1);
     let stce_out_row = b.wire("stce_out_row", index_bits(rows));
     let stce_out_last = b.wire("stce_out_last", 1);
-    let reading = b.name(
-        "gemm_reading_out",
-        g_busy.land(&g_drain).land(&stce_out_valid),
-    );
-    b.drive(
-        &gemm_finish,
-        streaming
-            .land(&last_group)
-            .land(&flag(isa::gemm_flags::LAST).not())
-            .lor(&reading.land(&stce_out_last)),
-    );
+    // Fed tiles waiting for their rows, in feeding order (the order the array shows them):
+    // each entry's `out_addr` and `signal`.
+    let ro_ptr_bits = index_bits(READOUT_DEPTH);
+    let ro_count_bits = index_bits(READOUT_DEPTH + 1);
+    let ro_addr: Vec<Expr> = (0..READOUT_DEPTH)
+        .map(|i| b.reg(&format!("readout_out_addr{i}"), 16))
+        .collect();
+    let ro_sig: Vec<Expr> = (0..READOUT_DEPTH)
+        .map(|i| b.reg(&format!("readout_signal{i}"), 16))
+        .collect();
+    let ro_wp = b.reg("readout_wp", ro_ptr_bits);
+    let ro_rp = b.reg("readout_rp", ro_ptr_bits);
+    let ro_count = b.reg("readout_count", ro_count_bits);
+    let readout_base = b.name("readout_out_addr", Expr::select(&ro_rp, &ro_addr));
+    b.drive(&readout_signal, Expr::select(&ro_rp, &ro_sig));
+    b.drive(&readout_finish, stce_out_valid.land(&stce_out_last));
+    b.drive(&readout_empty, ro_count.eq(&Expr::zero(ro_count_bits)));
     let head = |lo: u32, w: u32| gemm_head.slice(lo, w);
-    b.comment("STCE feeder: one group per cycle from act/wgt lines, then the read-out of a tile.");
+    b.comment(
+        "STCE feeder: one group per cycle from act/wgt lines; fed tiles wait for their rows.",
+    );
+    let mut ro_push: Vec<Stmt> = (0..READOUT_DEPTH)
+        .map(|i| {
+            when(
+                ro_wp.eq(&lit(u64::from(i), ro_ptr_bits)),
+                vec![
+                    set(&ro_addr[i as usize], g_out.clone()),
+                    set(&ro_sig[i as usize], gemm_sig.clone()),
+                ],
+            )
+        })
+        .collect();
+    ro_push.push(set(&ro_wp, ro_wp.add(&lit(1, ro_ptr_bits))));
     b.clocked(
         &clk,
         vec![when_else(
@@ -951,6 +1000,10 @@ fn system_top_body<'id>(
                 set(&v_d, Expr::bit(false)),
                 set(&f_d, Expr::bit(false)),
                 set(&l_d, Expr::bit(false)),
+                set(&since_last, lit(spacing, since_bits)),
+                set(&ro_wp, Expr::zero(ro_ptr_bits)),
+                set(&ro_rp, Expr::zero(ro_ptr_bits)),
+                set(&ro_count, Expr::zero(ro_count_bits)),
             ],
             vec![
                 set(&v_d, streaming.clone()),
@@ -960,29 +1013,38 @@ fn system_top_body<'id>(
                         .land(&flag(isa::gemm_flags::FIRST))
                         .land(&g_group.eq(&Expr::zero(16))),
                 ),
-                set(
-                    &l_d,
-                    streaming
-                        .land(&flag(isa::gemm_flags::LAST))
-                        .land(&last_group),
-                ),
+                set(&l_d, streaming.land(&tile_end)),
                 set(&dense_d, flag(isa::gemm_flags::DENSE)),
+                when_else(
+                    tile_fed.clone(),
+                    vec![set(&since_last, lit(1, since_bits))],
+                    vec![when(
+                        since_last.ne(&lit(spacing, since_bits)),
+                        vec![set(&since_last, since_last.add(&lit(1, since_bits)))],
+                    )],
+                ),
                 when(
                     streaming.clone(),
-                    vec![
-                        set(&g_group, g_group.add(&lit(1, 16))),
-                        when(
-                            last_group.land(&flag(isa::gemm_flags::LAST)),
-                            vec![set(&g_drain, Expr::bit(true))],
-                        ),
-                    ],
+                    vec![set(&g_group, g_group.add(&lit(1, 16)))],
                 ),
-                when(gemm_finish.clone(), vec![set(&g_busy, Expr::bit(false))]),
+                when(tile_fed.clone(), ro_push),
+                when(
+                    readout_finish.clone(),
+                    vec![set(&ro_rp, ro_rp.add(&lit(1, ro_ptr_bits)))],
+                ),
+                when_else(
+                    tile_fed.land(&readout_finish.not()),
+                    vec![set(&ro_count, ro_count.add(&lit(1, ro_count_bits)))],
+                    vec![when(
+                        readout_finish.land(&tile_fed.not()),
+                        vec![set(&ro_count, ro_count.sub(&lit(1, ro_count_bits)))],
+                    )],
+                ),
+                when(fed_last.clone(), vec![set(&g_busy, Expr::bit(false))]),
                 when(
                     gemm_start.clone(),
                     vec![
                         set(&g_busy, Expr::bit(true)),
-                        set(&g_drain, Expr::bit(false)),
                         set(&g_group, Expr::zero(16)),
                         set(&g_flags, head(0, 3)),
                         set(&g_act, head(3, 16)),
@@ -1045,9 +1107,9 @@ fn system_top_body<'id>(
             unused.push(dense_d.clone());
         }
     }
-    conns.push((stce::ports::OUT_VALID.into(), stce_out_valid));
+    conns.push((stce::ports::OUT_VALID.into(), stce_out_valid.clone()));
     conns.push((stce::ports::OUT_ROW.into(), stce_out_row.clone()));
-    conns.push((stce::ports::OUT_LAST.into(), stce_out_last));
+    conns.push((stce::ports::OUT_LAST.into(), stce_out_last.clone()));
     let results: Vec<Expr> = (0..cols)
         .map(|c| b.wire(&format!("stce_res_col{c}"), 32))
         .collect();
@@ -1057,13 +1119,17 @@ fn system_top_body<'id>(
     let conn_refs: Vec<(&str, Expr)> = conns.iter().map(|(p, e)| (p.as_str(), e.clone())).collect();
     b.instance(stce_def, "stce", conn_refs);
     uses[Buf::Out.code() as usize].writers.push(PortUse {
-        en: reading.clone(),
-        addr: g_out
+        en: stce_out_valid.clone(),
+        addr: readout_base
             .slice(0, abits(Buf::Out))
             .add(&stce_out_row.zext(16).slice(0, abits(Buf::Out))),
         data: Some(Expr::concat(results.iter().rev().cloned().collect())),
     });
-    for (base, buf) in [(&g_act, Buf::Act), (&g_wgt, Buf::Wgt), (&g_out, Buf::Out)] {
+    for (base, buf) in [
+        (&g_act, Buf::Act),
+        (&g_wgt, Buf::Wgt),
+        (&readout_base, Buf::Out),
+    ] {
         if abits(buf) < 16 {
             unused.push(base.slice(abits(buf), 16 - abits(buf)));
         }
