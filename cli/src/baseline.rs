@@ -248,9 +248,7 @@ fn measure_cycles(
             }
             Workload::Update { rows, cols, seed } => {
                 let train = engine.config.train.as_ref().context("[train]")?;
-                let p = WuveParams {
-                    lanes: train.wuve_lanes,
-                };
+                let p = WuveParams::of(train);
                 let spec = design_spec_of(&engine.rendered, &train.wuve_top, ports::CLOCK);
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 let mut f = || rng.random_range(-1.0f32..1.0);

@@ -72,9 +72,7 @@ pub fn run(engine: &LoadedEngine, stalls: Stalls) -> anyhow::Result<Vec<LaneAxiR
     ));
 
     // Update: 5 x (2V + 1) elements, so the last beat has null lanes.
-    let q = WuveParams {
-        lanes: train.wuve_lanes,
-    };
+    let q = WuveParams::of(train);
     let (rows, cols) = (5, 2 * q.lanes as usize + 1);
     let w32 = Array2::from_shape_fn((rows, cols), |_| rng.random_range(-2.0f32..2.0));
     let dw = Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0f32..1.0));

@@ -238,6 +238,26 @@ fn bad_shards_and_spaces_are_refused_before_any_work() {
             "family = \"xc9\"",
         ),
         ("networks = [\"tiny.toml\"]\n", "has no [[grid]]"),
+        // lanes: the system's rule (SORE and WUVE lanes = cols), int8 grids, bad values.
+        (
+            "networks = [\"tiny.toml\"]\n[[grid]]\ndtype = [\"fp16\"]\narray = [\"4x4\"]\n\
+             nm = [\"2:8\"]\nlanes = [2]\n",
+            "point 0 (`fp16-4x4-2of8-lanes2`): config key `train.sore_lanes` = 2",
+        ),
+        (
+            "networks = [\"tiny.toml\"]\n[[grid]]\narray = [\"4x4\"]\nnm = [\"2:8\"]\nlanes = [4]\n",
+            "lanes sets the SORE and WUVE lanes of fp16 points",
+        ),
+        (
+            "networks = [\"tiny.toml\"]\n[[grid]]\ndtype = [\"fp16\"]\narray = [\"2x2\"]\n\
+             nm = [\"2:8\"]\nlanes = [\"all\"]\n",
+            "lanes \"all\" is not \"cols\" or a number",
+        ),
+        (
+            "networks = [\"tiny.toml\"]\n[[grid]]\ndtype = [\"fp16\"]\narray = [\"2x2\"]\n\
+             nm = [\"2:8\"]\nlanes = [2, \"cols\"]\n",
+            "point `fp16-2x2-2of8` is twice in grid 0",
+        ),
     ];
     for (space, expected) in cases {
         let bad = Sweep::new(space);
@@ -258,6 +278,41 @@ fn bad_shards_and_spaces_are_refused_before_any_work() {
         "{e}"
     );
     assert!(is_empty_or_missing(&s.path("out")));
+}
+
+/// The lanes axis: the SORE and WUVE lanes of the fp16 points, a number or "cols", equal to the
+/// point's cols as the SAT system the cycles are estimated on needs (the refusals are above);
+/// an int8 point of a mixed grid is left alone.
+#[test]
+fn the_lanes_axis_sets_the_fp16_points_lanes() {
+    let s = Sweep::new(
+        "networks = [\"tiny.toml\"]\n[[grid]]\ndtype = [\"int8\", \"fp16\"]\n\
+         array = [\"2x2\"]\nnm = [\"2:8\"]\nlanes = [2]\n[[grid]]\ndtype = [\"fp16\"]\n\
+         array = [\"4x4\"]\nnm = [\"2:8\"]\n",
+    );
+    ok(&s.run("out", &["--no-yosys"]));
+    let v = s.json("out");
+    let records = v["records"].as_array().unwrap();
+    let got: Vec<(String, serde_json::Value)> = records
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r["lanes"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("int8-2x2-2of8".to_string(), serde_json::Value::Null),
+            ("fp16-2x2-2of8".to_string(), 2.into()),
+            ("fp16-4x4-2of8".to_string(), 4.into()),
+        ]
+    );
+    let csv = s.read("out", "sweep.csv");
+    assert!(
+        csv.lines()
+            .nth(2)
+            .unwrap()
+            .contains(",fp16,2,2,2,8,none,2,"),
+        "{csv}"
+    );
 }
 
 fn resources(v: &serde_json::Value) -> serde_json::Value {

@@ -105,13 +105,8 @@ mod tests {
                 design_spec_of(&rendered, &train.sore_top, sore::ports::CLOCK),
                 sore_unit
             );
-            let wuve_unit = crate::wuve::design_spec(
-                &wuve::WuveParams {
-                    lanes: train.wuve_lanes,
-                },
-                &train.wuve_top,
-            )
-            .unwrap();
+            let wuve_unit =
+                crate::wuve::design_spec(&wuve::WuveParams::of(&train), &train.wuve_top).unwrap();
             assert_eq!(
                 design_spec_of(&rendered, &train.wuve_top, wuve::ports::CLOCK),
                 wuve_unit

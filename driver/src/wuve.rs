@@ -117,7 +117,7 @@ pub fn update_with_gaps(
         .collect::<Result<Vec<_>, DriverError>>()?;
     // The engine shows a result LATENCY cycles after its input; the margin lets a slower engine
     // show up as measured cycles above the estimate rather than as missing results.
-    let drain = 2 * wuve::LATENCY + 16;
+    let drain = 2 * wuve::latency(p) + 16;
     stim.reserve((wuve::RESET_CYCLES + out.stats.estimated_cycles + drain) as usize);
     stim.set_id(lr_port, &[lr.to_bits()]);
     stim.set_id(lambda_port, &[lambda.to_bits()]);

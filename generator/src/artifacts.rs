@@ -120,7 +120,7 @@ impl EnginePlan {
         match &self.params {
             EngineParams::Stce(c) => stce::module_names(c),
             EngineParams::Sore(p) => sore::module_names(p),
-            EngineParams::Wuve(_) => wuve::module_names(),
+            EngineParams::Wuve(p) => wuve::module_names(p),
             EngineParams::Deform(c) => deform::module_names(c),
             EngineParams::System(c) => sat::top::module_names(c),
         }
@@ -184,9 +184,7 @@ pub fn plan(cfg: &Config) -> Vec<EnginePlan> {
             key: "train.wuve_top",
             top: train.wuve_top.clone(),
             role: "weight-update vector engine (WUVE)",
-            params: EngineParams::Wuve(WuveParams {
-                lanes: train.wuve_lanes,
-            }),
+            params: EngineParams::Wuve(WuveParams::of(train)),
         });
     }
     if let (Some(system), Some(_), Some(_)) = (&cfg.system, &cfg.stce, &cfg.train) {

@@ -253,6 +253,12 @@ pub struct TrainConfig {
     /// V: weights updated per cycle.
     #[serde(default = "default_lanes")]
     pub wuve_lanes: u32,
+    /// `true` registers every stage of the WUVE's fp units, so that no path holds more than one
+    /// stage; the WUVE then shows a result 20 cycles after its input, not 5 (`engines::wuve`,
+    /// "Pipelined lane"). Left out of the resolved config when `false`, so that older configs
+    /// keep their hash.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub wuve_pipeline: bool,
     #[serde(default = "default_sore_top")]
     pub sore_top: String,
     #[serde(default = "default_wuve_top")]
@@ -985,7 +991,19 @@ mod tests {
         assert!(err.contains("fp16"), "{err}");
         let fp = "[stce]\nrows=2\ncols=2\nn=2\nm=4\ndtype=\"fp16\"\n[train]\n";
         let cfg = Config::from_toml(fp, "t").unwrap();
-        assert_eq!(cfg.train.unwrap().sore_lanes, 4);
+        assert_eq!(cfg.train.as_ref().unwrap().sore_lanes, 4);
+        // wuve_pipeline: off by default and then left out of the resolved config (older configs
+        // keep their hash); on, it is kept; a non-boolean is refused by name.
+        assert!(!cfg.train.as_ref().unwrap().wuve_pipeline);
+        assert!(!cfg.resolved_json().contains("wuve_pipeline"));
+        let piped = Config::from_toml(&format!("{fp}wuve_pipeline=true\n"), "t").unwrap();
+        assert!(piped.train.as_ref().unwrap().wuve_pipeline);
+        assert!(piped.resolved_json().contains("wuve_pipeline"));
+        assert_ne!(piped.hash(), cfg.hash());
+        let err = Config::from_toml(&format!("{fp}wuve_pipeline=1\n"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wuve_pipeline"), "{err}");
         let err = Config::from_toml(&format!("{fp}wuve_lanes=0\n"), "t")
             .unwrap_err()
             .to_string();

@@ -119,11 +119,12 @@ fn a_top_named_like_a_generated_module_is_refused_before_generation() {
             }
         }
     }
-    // One PE in each int8 config; in the training one, 3 tops x 14 names (the STCE's fp16
+    // One PE in each int8 config; in the training one, 3 tops x 20 names (the STCE's fp16
     // multiplier, adder with its three stages (align, sum, round) and PE, the SORE lane, the
-    // WUVE's three fp units, the adder's stages and lane; the adder and its stages are shared
-    // and listed by both engines).
-    assert_eq!(checked, 1 + 1 + 1 + 3 * 14);
+    // WUVE's three fp units, their stages (the adder's three, the multiplier's four, the fp16
+    // conversion's two) and lane; the adder and its stages are shared and listed by both
+    // engines).
+    assert_eq!(checked, 1 + 1 + 1 + 3 * 20);
 }
 
 #[test]

@@ -57,12 +57,31 @@ module cf_fp32_add_align (
 
     // ---- 2. Align the smaller operand ----------------------------------
     // Beyond 27 positions every bit lands in the sticky bit, so the shift is
-    // clamped to 27; the 54-bit window keeps all shifted-out bits visible.
-    wire [7:0]  exp_diff  = larger_exp - smaller_exp;
-    wire [4:0]  align_amt = (exp_diff > 8'd27) ? 5'd27 : exp_diff[4:0];
-    wire [53:0] smaller_ext     = {smaller_sig, 3'b000, 27'd0} >> align_amt;
-    wire        align_sticky    = |smaller_ext[26:0];
-    assign      smaller_aligned = {smaller_ext[53:28], smaller_ext[27] | align_sticky};
+    // clamped to 27. The significand, guard and round bits are the shifted
+    // {smaller_sig, 2'b00}; the sticky bit ORs every bit of smaller_sig that
+    // the shift moves below the round bit: bit i does when align_amt >= i + 3.
+    // It is read from the unshifted significand (sticky_below), beside the
+    // shift rather than after it, which keeps the stage shallow for the
+    // pipelines that register it.
+    function sticky_below;
+        input [23:0] sig;
+        input [4:0]  amt;
+        integer i;
+        reg [5:0] need;
+        begin
+            sticky_below = 1'b0;
+            need = 6'd3;
+            for (i = 0; i < 24; i = i + 1) begin
+                if ({1'b0, amt} >= need) sticky_below = sticky_below | sig[i];
+                need = need + 6'd1;
+            end
+        end
+    endfunction
+
+    wire [7:0]  exp_diff        = larger_exp - smaller_exp;
+    wire [4:0]  align_amt       = (exp_diff > 8'd27) ? 5'd27 : exp_diff[4:0];
+    wire [25:0] smaller_shifted = {smaller_sig, 2'b00} >> align_amt;
+    assign      smaller_aligned = {smaller_shifted, sticky_below(smaller_sig, align_amt)};
 
 endmodule
 

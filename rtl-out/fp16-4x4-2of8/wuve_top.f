@@ -1,6 +1,12 @@
 cf_fp32_add_align.v
 cf_fp32_add_sum.v
 cf_fp32_add_round.v
+cf_fp32_mul_prod.v
+cf_fp32_mul_lzc.v
+cf_fp32_mul_shift.v
+cf_fp32_mul_round.v
+cf_fp32_to_fp16_shift.v
+cf_fp32_to_fp16_round.v
 cf_fp32_mul.v
 cf_fp32_add.v
 cf_fp32_to_fp16.v

@@ -4,6 +4,13 @@
 // cf_fp32_mul: IEEE 754 binary32 multiplication, p = a * b, purely
 // combinational.
 //
+// The datapath is four stage modules in a row: cf_fp32_mul_prod (classify,
+// multiply, add the exponents), cf_fp32_mul_lzc (count the leading zeros,
+// choose the shift), cf_fp32_mul_shift (normalize or denormalize) and
+// cf_fp32_mul_round (round, pick the special result). This module
+// chains them directly; the pipelined WUVE (coforge's engines::wuve) puts
+// registers between them, so both run the same rule.
+//
 // Bit-exact with Rust's `f32 * f32`:
 //
 //   * Rounding: round to nearest, ties to even (RNE).
@@ -38,91 +45,59 @@ module cf_fp32_mul (
     output wire [31:0] p
 );
 
-    localparam [31:0] CANON_NAN = 32'h7FC0_0000;
+    wire        is_nan;
+    wire        inf_operand;
+    wire        is_zero;
+    wire        res_sign;
+    wire [9:0]  x;
+    wire [47:0] prod;
+    wire        x_pos;
+    wire [5:0]  lshift;
+    wire [4:0]  rshift;
+    wire [9:0]  exp_left;
+    wire [24:0] q;
+    wire        sticky;
 
-    // Leading-zero count of a 48-bit vector (48 when zero). Scans from the
-    // LSB up so the highest set bit wins.
-    function [5:0] lzc48;
-        input [47:0] v;
-        integer i;
-        reg [5:0] cnt;
-        begin
-            lzc48 = 6'd48;
-            cnt   = 6'd47;
-            for (i = 0; i < 48; i = i + 1) begin
-                if (v[i]) lzc48 = cnt;
-                cnt = cnt - 6'd1;
-            end
-        end
-    endfunction
+    cf_fp32_mul_prod product (
+        .a           (a),
+        .b           (b),
+        .is_nan      (is_nan),
+        .inf_operand (inf_operand),
+        .is_zero     (is_zero),
+        .res_sign    (res_sign),
+        .x           (x),
+        .prod        (prod)
+    );
 
-    // ---- Classify the inputs -------------------------------------------
-    wire a_exp_max = (a[30:23] == 8'hFF);
-    wire b_exp_max = (b[30:23] == 8'hFF);
-    wire a_nan     = a_exp_max && (a[22:0] != 23'd0);
-    wire b_nan     = b_exp_max && (b[22:0] != 23'd0);
-    wire a_inf     = a_exp_max && (a[22:0] == 23'd0);
-    wire b_inf     = b_exp_max && (b[22:0] == 23'd0);
-    wire a_zero    = (a[30:0] == 31'd0);
-    wire b_zero    = (b[30:0] == 31'd0);
-    wire res_sign  = a[31] ^ b[31];
+    cf_fp32_mul_lzc count (
+        .x           (x),
+        .prod        (prod),
+        .x_pos       (x_pos),
+        .lshift      (lshift),
+        .rshift      (rshift),
+        .exp_left    (exp_left)
+    );
 
-    // A subnormal weighs like exponent 1 without a hidden bit.
-    wire        a_is_norm = (a[30:23] != 8'd0);
-    wire        b_is_norm = (b[30:23] != 8'd0);
-    wire [23:0] a_sig = {a_is_norm, a[22:0]};
-    wire [23:0] b_sig = {b_is_norm, b[22:0]};
-    wire [7:0]  a_exp = a_is_norm ? a[30:23] : 8'd1;
-    wire [7:0]  b_exp = b_is_norm ? b[30:23] : 8'd1;
+    cf_fp32_mul_shift shift (
+        .prod        (prod),
+        .x_pos       (x_pos),
+        .lshift      (lshift),
+        .rshift      (rshift),
+        .q           (q),
+        .sticky      (sticky)
+    );
 
-    // ---- Multiply ------------------------------------------------------
-    wire [47:0] prod = a_sig * b_sig;
-
-    // x = ea + eb - 126 in [-124, 382]: 10-bit two's complement.
-    wire signed [9:0] x = $signed({2'b00, a_exp}) + $signed({2'b00, b_exp}) - 10'sd126;
-    wire              x_pos = (x > 10'sd0);
-
-    // ---- Normalize (x >= 1): left shift, clamped at exponent 1 -------------
-    // x_pos implies x - 1 >= 0; larger clamps than 48 never matter because
-    // the leading-zero count is at most 48.
-    wire [9:0]  x_minus1   = x - 10'sd1;
-    wire [5:0]  lz         = lzc48(prod);
-    wire [5:0]  lshift     = ({4'd0, lz} <= x_minus1) ? lz : x_minus1[5:0];
-    wire [47:0] prod_left  = prod << lshift;
-    wire [9:0]  exp_left   = x - {4'd0, lshift};
-
-    // ---- Denormalize (x <= 0): right shift by 1 - x with sticky -------------
-    // From 25 positions on, the guard bit q[23] = prod[23 + shift] is above
-    // the 48-bit product, so the result rounds to zero whatever the sticky
-    // bit says; clamping the shift to 25 keeps the shifter small. The 73-bit
-    // window (48 + 25) keeps every shifted-out bit for the sticky OR.
-    wire [9:0]  rshift_raw = 10'd1 - x;
-    wire [4:0]  rshift     = (rshift_raw > 10'd25) ? 5'd25 : rshift_raw[4:0];
-    wire [72:0] prod_ext   = {prod, 25'd0} >> rshift;
-    wire        rsticky    = |prod_ext[24:0];
-
-    // ---- Select, then round ------------------------------------------------
-    // q[47] is the hidden bit, q[46:24] the fraction, q[23] the guard bit,
-    // q[22:0] plus the denormalization sticky the sticky bit.
-    wire [47:0] q         = x_pos ? prod_left : prod_ext[72:25];
-    wire        sticky    = (|q[22:0]) | (~x_pos & rsticky);
-    wire        guard     = q[23];
-    wire        round_up  = guard & (sticky | q[24]);
-    // The exponent is exp_left for a normal result, and the field is 0 for a
-    // subnormal one (hidden bit 0: clamped left shift or right shift).
-    wire        overflow  = x_pos & q[47] & (exp_left >= 10'd255);
-    wire [7:0]  exp_field = (x_pos & q[47]) ? exp_left[7:0] : 8'd0;
-    wire [30:0] magnitude = {exp_field, q[46:24]} + {30'd0, round_up};
-
-    // ---- Special operands ----------------------------------------------
-    wire is_nan  = a_nan | b_nan | (a_inf & b_zero) | (b_inf & a_zero);
-    wire is_inf  = a_inf | b_inf | overflow;
-    wire is_zero = a_zero | b_zero;
-
-    assign p = is_nan  ? CANON_NAN :
-               is_inf  ? {res_sign, 8'hFF, 23'd0} :
-               is_zero ? {res_sign, 31'd0} :
-               {res_sign, magnitude};
+    cf_fp32_mul_round round (
+        .is_nan      (is_nan),
+        .inf_operand (inf_operand),
+        .is_zero     (is_zero),
+        .res_sign    (res_sign),
+        .x_pos       (x_pos),
+        .exp_left    (exp_left),
+        .q           (q),
+        .sticky      (sticky),
+        .p           (p)
+    );
 
 endmodule
 

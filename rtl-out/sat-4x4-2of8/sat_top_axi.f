@@ -5,6 +5,12 @@ cf_fp32_add_round.v
 cf_fp32_add.v
 stce_pe_fp16_n2_m8.v
 stce_top.v
+cf_fp32_mul_prod.v
+cf_fp32_mul_lzc.v
+cf_fp32_mul_shift.v
+cf_fp32_mul_round.v
+cf_fp32_to_fp16_shift.v
+cf_fp32_to_fp16_round.v
 cf_fp32_mul.v
 cf_fp32_to_fp16.v
 wuve_lane.v

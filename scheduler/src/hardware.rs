@@ -1,5 +1,5 @@
-//! What the scheduler needs to know about a SAT system: the array and its N:M (`[stce]`) and the
-//! buffers and memory port (`[system]`). Line widths, beats and padding come from
+//! What the scheduler needs to know about a SAT system: the array and its N:M (`[stce]`), the
+//! buffers and memory port (`[system]`), and whether the WUVE is pipelined (`[train]`). Line widths, beats and padding come from
 //! `engines::sat::lines::Geometry`, the formats the harness packs the DRAM image with.
 
 use coforge_generator::config::{Config, SystemConfig};
@@ -16,6 +16,14 @@ pub struct Hardware {
     pub n: usize,
     pub m: usize,
     pub system: SystemConfig,
+    /// The WUVE is pipelined (`[train] wuve_pipeline`): an UPDATE takes longer. Left out of the
+    /// serialized form when `false`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub wuve_pipeline: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 impl Hardware {
@@ -35,10 +43,12 @@ impl Hardware {
             n: stce.n as usize,
             m: stce.m as usize,
             system: system.clone(),
+            wuve_pipeline: cfg.train.as_ref().is_some_and(|t| t.wuve_pipeline),
         })
     }
 
-    /// A `rows x cols` N:M system with `[system]`'s defaults, then `adjust` applied to them.
+    /// A `rows x cols` N:M system with `[system]`'s defaults, then `adjust` applied to them, and
+    /// the unpipelined WUVE.
     pub fn with_defaults(
         rows: usize,
         cols: usize,
@@ -55,6 +65,7 @@ impl Hardware {
             n,
             m,
             system,
+            wuve_pipeline: false,
         }
     }
 
@@ -66,6 +77,7 @@ impl Hardware {
             n: self.n as u32,
             m: self.m as u32,
             mem_bits: self.system.mem_bits,
+            wuve_pipeline: self.wuve_pipeline,
         }
     }
 

@@ -106,9 +106,7 @@ fn sore_wrapper_gives_the_units_bits_under_random_stalls() {
 fn wuve_wrapper_gives_the_engines_bits_under_random_stalls() {
     let (cfg, r) = training();
     let train = cfg.train.as_ref().unwrap();
-    let p = WuveParams {
-        lanes: train.wuve_lanes,
-    };
+    let p = WuveParams::of(train);
     let top = train.wuve_top.clone();
     let mut rng = ChaCha8Rng::seed_from_u64(12);
     let (rows, cols) = (5, 7);

@@ -411,7 +411,7 @@ fn fp32_add() {
 
 #[test]
 fn fp32_mul() {
-    let mut dut = Dut::new(fp::fp32_mul());
+    let mut dut = Dut::with_leaves(fp::fp32_mul(), fp::fp32_mul_stages().to_vec());
     let mut rng = ChaCha8Rng::seed_from_u64(3202);
 
     let named: &[[u32; 2]] = &[
@@ -542,7 +542,7 @@ fn fp32_mul() {
 
 #[test]
 fn fp32_to_fp16() {
-    let mut dut = Dut::new(fp::fp32_to_fp16());
+    let mut dut = Dut::with_leaves(fp::fp32_to_fp16(), fp::fp32_to_fp16_stages().to_vec());
     let mut rng = ChaCha8Rng::seed_from_u64(3216);
 
     // Every fp16 value's fp32 image (exact: must convert back to itself, NaN canonicalized).

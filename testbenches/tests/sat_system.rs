@@ -25,6 +25,16 @@ fn shipped_with_queued_loads() -> Config {
     .unwrap()
 }
 
+/// The shipped system with the pipelined WUVE (`[train] wuve_pipeline = true`).
+fn shipped_with_pipelined_wuve() -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sat-4x4-2of8.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let text = text.replacen("[train]\n", "[train]\nwuve_pipeline = true\n", 1);
+    let cfg = Config::from_toml(&text, "sat-4x4-2of8 pipelined WUVE").unwrap();
+    assert!(cfg.train.as_ref().unwrap().wuve_pipeline);
+    cfg
+}
+
 fn system_files(cfg: &Config) -> (String, Vec<(String, String)>) {
     let r = render(cfg).unwrap();
     let top = cfg.system.as_ref().unwrap().top.clone();
@@ -160,6 +170,7 @@ fn linear_step_on_system(
         n: system.geo.n as usize,
         m: system.geo.m as usize,
         system: system.sys.clone(),
+        wuve_pipeline: system.geo.wuve_pipeline,
     };
     let timings = coforge_scheduler::estimate::simulate(&got.program, &hw).unwrap();
     // An engine is busy from an instruction's start to its end; a queued LOAD overlaps the one
@@ -229,17 +240,29 @@ fn random_w32(cout: usize, cin: usize, seed: u64) -> Array2<f32> {
     random_f16(cout, cin, seed).mapv(|v| v.to_f32() * 1.5)
 }
 
+/// The memory of a config's `[system]` at its nominal latency and rate.
+fn nominal_timing(cfg: &Config) -> MemoryTiming {
+    let sys = cfg.system.as_ref().unwrap();
+    MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle)
+}
+
+/// The one-layer step's X, dY and W32: B = 5 (not a multiple of the array (4) nor of the dense
+/// group (N = 2)), Cin = 16, Cout = 8.
+fn linear_step_inputs() -> (Array2<f16>, Array2<f16>, Array2<f32>) {
+    (
+        random_f16(5, 16, 1),
+        adversarial_f16(5, 8, 2),
+        random_w32(8, 16, 3),
+    )
+}
+
 #[test]
 fn linear_step_gemms_are_bit_exact_and_cycles_are_measured() {
     // Queued LOADs on (the shipped config runs one LOAD at a time: the conv test below).
     let cfg = shipped_with_queued_loads();
     let mut system = SatSystem::new(&cfg).unwrap();
-    let sys = cfg.system.clone().unwrap();
-    let timing = MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle);
-    // B = 5: not a multiple of the array (4) nor of the dense group (N = 2); Cin = 16, Cout = 8.
-    let x = random_f16(5, 16, 1);
-    let dy = adversarial_f16(5, 8, 2);
-    let w32 = random_w32(8, 16, 3);
+    let timing = nominal_timing(&cfg);
+    let (x, dy, w32) = linear_step_inputs();
     let pattern = NmPattern::new(2, 8).unwrap();
     let (stats, model) = linear_step_on_system(&mut system, &x, &w32, &dy, pattern, timing);
     report_step("2:8", &stats, &model);
@@ -294,6 +317,41 @@ fn linear_step_gemms_are_bit_exact_and_cycles_are_measured() {
         dense.busy["stce"] > stats.busy["stce"],
         "{dense:?} vs {stats:?}"
     );
+}
+
+/// The pipelined WUVE inside the system top: a training step is bit-exact, and every engine's
+/// measured busy cycles equal the scheduler's model, whose UPDATE now waits for the pipelined
+/// WUVE's latency (`engines::wuve::PIPELINED_LATENCY`) through `Geometry::wuve_pipeline`.
+#[test]
+fn linear_step_with_the_pipelined_wuve_is_bit_exact_and_timed() {
+    let cfg = shipped_with_pipelined_wuve();
+    let mut system = SatSystem::new(&cfg).unwrap();
+    assert!(system.geo.wuve_pipeline);
+    let timing = nominal_timing(&cfg);
+    let (x, dy, w32) = linear_step_inputs();
+    let pattern = NmPattern::new(2, 8).unwrap();
+    let (stats, model) = linear_step_on_system(&mut system, &x, &w32, &dy, pattern, timing);
+    report_step("2:8, pipelined WUVE", &stats, &model);
+    assert_eq!(stats.busy, model.busy, "{stats:?}");
+    // The same step on the shipped (unpipelined) system: the WUVE's busy cycles grow by the
+    // latency difference per UPDATE, the other engines' stay.
+    let mut plain = SatSystem::new(&shipped()).unwrap();
+    let (base, _) = linear_step_on_system(&mut plain, &x, &w32, &dy, pattern, timing);
+    eprintln!(
+        "step cycles: {} pipelined WUVE, {} unpipelined ({:.4}x); WUVE busy {} against {}",
+        stats.cycles,
+        base.cycles,
+        stats.cycles as f64 / base.cycles as f64,
+        stats.busy["wuve"],
+        base.busy["wuve"]
+    );
+    assert!(
+        stats.busy["wuve"] > base.busy["wuve"],
+        "{stats:?} vs {base:?}"
+    );
+    for engine in ["dma", "stce", "sore"] {
+        assert_eq!(stats.busy[engine], base.busy[engine], "{engine}");
+    }
 }
 
 #[test]

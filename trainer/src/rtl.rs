@@ -115,9 +115,7 @@ impl RtlBackend {
                 spec: sore_spec,
             },
             wuve: Unit {
-                params: WuveParams {
-                    lanes: train.wuve_lanes,
-                },
+                params: WuveParams::of(train),
                 sim: load(&wuve_spec)?,
                 spec: wuve_spec,
             },

@@ -642,7 +642,10 @@ fn variants(args: &CampaignArgs) -> anyhow::Result<Vec<Box<dyn Variant>>> {
         EngineArg::Wuve => [1, 3, 4]
             .into_iter()
             .map(|lanes| {
-                let p = WuveParams { lanes };
+                let p = WuveParams {
+                    lanes,
+                    pipelined: false,
+                };
                 Ok(Box::new(WuveVariant {
                     model: Model::new(wuve::design_spec(&p, WUVE_TOP)?),
                     p,

@@ -25,10 +25,9 @@ pub struct Record {
     /// Position in the space's point list (the shard rule's `i`).
     pub index: usize,
     pub id: String,
+    /// The engine, with its SORE and WUVE lanes (fp16 points; `cols`, as the SAT system needs).
     #[serde(flatten)]
     pub point: Point,
-    /// SORE and WUVE lanes (fp16 points; `cols`, as the SAT system needs).
-    pub lanes: Option<u32>,
     pub config_hash: String,
     /// Estimated cycles of one BDWP training step per network, in the space's network order:
     /// the offline scheduler's cost model on the point's SAT system. Not measured.
@@ -136,7 +135,6 @@ impl Evaluator<'_> {
             index,
             id: p.id(),
             point: *p,
-            lanes: p.lanes(),
             config_hash: config.hash(),
             cycles_estimated: cycles,
             resources,

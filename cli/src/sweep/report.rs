@@ -72,7 +72,7 @@ pub fn csv(file: &SweepFile) -> String {
                 DspPacking::None => "none",
                 DspPacking::Int8x2 => "int8x2",
             },
-            r.lanes.map(|l| l.to_string()).unwrap_or_default()
+            r.point.lanes.map(|l| l.to_string()).unwrap_or_default()
         );
         for c in &r.cycles_estimated {
             let _ = write!(out, ",{c}");

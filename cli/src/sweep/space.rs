@@ -15,11 +15,19 @@
 //! array = ["2x2", "4x4"]               # rows x cols
 //! nm = ["2:8", "1:4"]                  # N:M; N = M is a dense engine
 //! dsp_packing = ["none", "int8x2"]     # default ["none"]; int8 only
+//! lanes = ["cols"]                     # default ["cols"]; fp16 only: SORE and WUVE lanes
 //! ```
+//!
+//! `lanes` sets the SORE and WUVE lanes of the fp16 points, `"cols"` (each point's own `cols`)
+//! or a number. The cycles are estimated on a SAT system, and a `[system]` config needs
+//! `sore_lanes = wuve_lanes = stce.cols` (one buffer line feeds every engine,
+//! `generator::config::SystemConfig`), so a point whose lanes differ from its cols is refused
+//! with that rule, before any work; a number serves grids whose arrays share one `cols`.
 //!
 //! # Order and shards
 //! The points are listed grid by grid in file order, and inside a grid as nested loops in the
-//! order dtype, array, nm, dsp_packing (the last varies fastest), each axis in the order written.
+//! order dtype, array, nm, dsp_packing, lanes (the last varies fastest), each axis in the order
+//! written.
 //! Point `i` of that list belongs to shard `i mod N` of `--shard I/N`: round robin, so that every
 //! shard gets a share of the large arrays at the end of each axis.
 
@@ -45,10 +53,13 @@ pub struct Point {
     pub n: u32,
     pub m: u32,
     pub dsp_packing: DspPacking,
+    /// The SORE and WUVE lanes of an fp16 point (`None` for int8: no training engines).
+    pub lanes: Option<u32>,
 }
 
 impl Point {
-    /// `int8-4x4-2of8`, with `-int8x2` for a packed engine: unique within a space.
+    /// `int8-4x4-2of8`, with `-int8x2` for a packed engine and `-lanes<L>` for lanes other
+    /// than `cols`: unique within a space.
     pub fn id(&self) -> String {
         let dtype = match self.dtype {
             Dtype::Int8 => "int8",
@@ -58,16 +69,14 @@ impl Point {
             DspPacking::None => "",
             DspPacking::Int8x2 => "-int8x2",
         };
+        let lanes = match self.lanes {
+            Some(l) if l != self.cols => format!("-lanes{l}"),
+            _ => String::new(),
+        };
         format!(
-            "{dtype}-{}x{}-{}of{}{packing}",
+            "{dtype}-{}x{}-{}of{}{packing}{lanes}",
             self.rows, self.cols, self.n, self.m
         )
-    }
-
-    /// The SORE and WUVE lanes of an fp16 point: `cols`, as the SAT system requires (one buffer
-    /// line of `cols` values feeds every engine). An int8 point has no training engines.
-    pub fn lanes(&self) -> Option<u32> {
-        (self.dtype == Dtype::Fp16).then_some(self.cols)
     }
 
     /// The engine config of the point: `[stce]`, and `[train]` for fp16.
@@ -87,7 +96,7 @@ impl Point {
         if self.dsp_packing == DspPacking::Int8x2 {
             text.push_str("dsp_packing = \"int8x2\"\n");
         }
-        if let Some(lanes) = self.lanes() {
+        if let Some(lanes) = self.lanes {
             text.push_str(&format!(
                 "\n[train]\nsore_lanes = {lanes}\nwuve_lanes = {lanes}\n"
             ));
@@ -193,6 +202,17 @@ fn default_dtypes() -> Vec<String> {
 fn default_packings() -> Vec<String> {
     vec!["none".into()]
 }
+fn default_lanes() -> Vec<LanesValue> {
+    vec![LanesValue::Named("cols".into())]
+}
+
+/// A value of the `lanes` axis: `"cols"` or a number.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LanesValue {
+    Count(u32),
+    Named(String),
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,6 +223,8 @@ struct GridFile {
     nm: Vec<String>,
     #[serde(default = "default_packings")]
     dsp_packing: Vec<String>,
+    #[serde(default = "default_lanes")]
+    lanes: Vec<LanesValue>,
 }
 
 impl Space {
@@ -242,10 +264,14 @@ impl Space {
             {
                 let id = p.id();
                 if let Some(first) = seen.insert(id.clone(), g) {
-                    bail!(
-                        "space `{at}`: point `{id}` is in grid {first} and again in grid {g}; \
-                         list each engine once"
-                    );
+                    let place = if first == g {
+                        format!(
+                            "twice in grid {g} (lanes = \"cols\" and its number are one engine)"
+                        )
+                    } else {
+                        format!("in grid {first} and again in grid {g}")
+                    };
+                    bail!("space `{at}`: point `{id}` is {place}; list each engine once");
                 }
                 p.config().map_err(|e| {
                     anyhow::anyhow!(
@@ -298,17 +324,19 @@ impl Space {
     }
 
     /// The SAT system the scheduler estimates a point on: the point's array and N:M in fp16 with
-    /// `[train]` lanes = cols and the `[system]` defaults (`generator::config::SystemConfig`)
-    /// overridden by the space's `[system]`, validated as a config.
+    /// the point's `[train]` lanes (`cols` for an int8 point) and the `[system]` defaults
+    /// (`generator::config::SystemConfig`) overridden by the space's `[system]`, validated as a
+    /// config: lanes other than `cols` are refused there, with the rule.
     pub fn hardware(&self, p: &Point) -> anyhow::Result<Hardware> {
         let system = toml::to_string(&self.system).context("the space's [system]")?;
         let text = format!(
             "[stce]\nrows = {r}\ncols = {c}\ndtype = \"fp16\"\nn = {n}\nm = {m}\n\n[train]\n\
-             sore_lanes = {c}\nwuve_lanes = {c}\n\n[system]\n{system}",
+             sore_lanes = {l}\nwuve_lanes = {l}\n\n[system]\n{system}",
             r = p.rows,
             c = p.cols,
             n = p.n,
-            m = p.m
+            m = p.m,
+            l = p.lanes.unwrap_or(p.cols)
         );
         let cfg = Config::from_toml(&text, "the space's [system]")?;
         Hardware::from_config(&cfg).map_err(anyhow::Error::msg)
@@ -386,13 +414,14 @@ fn pair(s: &str, sep: char) -> Option<(u32, u32)> {
 
 /// The points of one grid, in the documented order.
 fn grid_points(g: &GridFile) -> Result<Vec<Point>, String> {
-    for (axis, values) in [
-        ("dtype", &g.dtype),
-        ("array", &g.array),
-        ("nm", &g.nm),
-        ("dsp_packing", &g.dsp_packing),
+    for (axis, count) in [
+        ("dtype", g.dtype.len()),
+        ("array", g.array.len()),
+        ("nm", g.nm.len()),
+        ("dsp_packing", g.dsp_packing.len()),
+        ("lanes", g.lanes.len()),
     ] {
-        if values.is_empty() {
+        if count == 0 {
             return Err(format!("{axis} is empty; give at least one value"));
         }
     }
@@ -426,19 +455,45 @@ fn grid_points(g: &GridFile) -> Result<Vec<Point>, String> {
             _ => Err(format!("dsp_packing {p:?} is not \"none\" or \"int8x2\"")),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // `None` stands for "cols".
+    let lanes = g
+        .lanes
+        .iter()
+        .map(|l| match l {
+            LanesValue::Count(n) => Ok(Some(*n)),
+            LanesValue::Named(s) if s == "cols" => Ok(None),
+            LanesValue::Named(s) => Err(format!(
+                "lanes {s:?} is not \"cols\" or a number of lanes, for example 4"
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if lanes.iter().any(Option::is_some) && !dtypes.contains(&Dtype::Fp16) {
+        return Err(
+            "lanes sets the SORE and WUVE lanes of fp16 points, and this grid has none; \
+                    remove lanes or add dtype = [\"fp16\"]"
+                .to_string(),
+        );
+    }
     let mut points = Vec::new();
     for &dtype in &dtypes {
         for &(rows, cols) in &arrays {
             for &(n, m) in &nms {
                 for &dsp_packing in &packings {
-                    points.push(Point {
+                    let point = |lanes| Point {
                         dtype,
                         rows,
                         cols,
                         n,
                         m,
                         dsp_packing,
-                    });
+                        lanes,
+                    };
+                    if dtype == Dtype::Fp16 {
+                        points.extend(lanes.iter().map(|l| point(Some(l.unwrap_or(cols)))));
+                    } else {
+                        // An int8 point has no training engines: the lanes axis leaves it alone.
+                        points.push(point(None));
+                    }
                 }
             }
         }

@@ -3,7 +3,7 @@
 
 use super::fp;
 use crate::config::Overflow;
-use crate::rtl::{set, when_else, Dir, Expr, ModuleBuilder, ModuleDef};
+use crate::rtl::{set, when_else, Expr, ModuleBuilder, ModuleDef};
 
 /// One PE's multiply-accumulate step: `acc + a_0*w_0 + a_1*w_1 + ...`, with the additions done
 /// one at a time in the order given (increasing reduction index), which is the accumulation
@@ -355,53 +355,14 @@ impl FpMac {
             } else {
                 partial[i - 1].clone()
             };
-            // The values between stages, by port name.
-            let mut values: Vec<(String, Expr)> =
-                vec![("a".into(), addend), ("b".into(), product.clone())];
-            for (k, stage) in stages.iter().enumerate() {
-                let mut conns = Vec::new();
-                let mut outputs = Vec::new();
-                for port in stage.ports() {
-                    let name = port.name.as_str();
-                    if port.dir == Dir::Input {
-                        let (_, value) = values
-                            .iter()
-                            .find(|(v, _)| v == name)
-                            .expect("an earlier stage names every input");
-                        conns.push((name, value.clone()));
-                    } else {
-                        let wire = b.wire(&format!("adder_{i}_{name}"), port.width);
-                        conns.push((name, wire.clone()));
-                        outputs.push((port.name.clone(), wire));
-                    }
-                }
-                b.instance(
-                    stage,
-                    &format!("adder_{i}_{}_stage", stage_role(stage)),
-                    conns,
-                );
-                values.extend(outputs);
-                if k + 1 == depth {
-                    break;
-                }
-                // Register what a later stage reads.
-                let later = &stages[k + 1..];
-                values = values
-                    .into_iter()
-                    .filter(|(v, _)| {
-                        later.iter().any(|st| {
-                            st.ports()
-                                .iter()
-                                .any(|p| p.dir == Dir::Input && p.name == *v)
-                        })
-                    })
-                    .map(|(v, value)| {
-                        let reg = delay(b, &mut data, format!("adder_{i}_{v}_q{k}"), value);
-                        (v, reg)
-                    })
-                    .collect();
-            }
-            let (_, s) = values
+            let outputs = fp::instantiate_stages(
+                b,
+                &format!("adder_{i}_"),
+                &stages,
+                vec![("a".into(), addend), ("b".into(), product.clone())],
+                |b, _, name, value| delay(b, &mut data, name, value),
+            );
+            let (_, s) = outputs
                 .into_iter()
                 .find(|(v, _)| v == "s")
                 .expect("the last stage gives the sum");
@@ -427,8 +388,3 @@ impl FpMac {
 
 /// Registers per fp32 add in [`FpMac::pipelined`]: one after each of `cf_fp32_add`'s stages.
 pub const FP32_ADD_STAGES: u32 = 3;
-
-/// `align`, `sum` or `round`: a stage module's name after `cf_fp32_add_`.
-fn stage_role(stage: &ModuleDef) -> &str {
-    stage.name().trim_start_matches("cf_fp32_add_")
-}

@@ -219,7 +219,7 @@ pub fn wuve_engine(p: &WuveParams, top: &str) -> LaneEngine {
             },
         ],
         beats_per_result: 1,
-        latency: wuve::LATENCY,
+        latency: wuve::latency(p),
         params: vec![
             (wuve::ports::LR, fp32("lr")),
             (wuve::ports::LAMBDA, fp32("lambda")),

@@ -65,7 +65,8 @@ pub fn get_bits(words: &[u32], lo: u32, width: u32) -> u64 {
     })
 }
 
-/// The shape parameters every line format depends on.
+/// The shape parameters every line format depends on, and the one the instructions' timing
+/// adds (`wuve_pipeline`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     pub rows: u32,
@@ -73,6 +74,9 @@ pub struct Geometry {
     pub n: u32,
     pub m: u32,
     pub mem_bits: u32,
+    /// The WUVE is pipelined (`[train] wuve_pipeline`): an UPDATE's results come
+    /// `engines::wuve::PIPELINED_LATENCY` cycles after its lines enter, not `LATENCY`.
+    pub wuve_pipeline: bool,
 }
 
 impl Geometry {
@@ -85,6 +89,7 @@ impl Geometry {
             n: stce.n,
             m: stce.m,
             mem_bits: system.mem_bits,
+            wuve_pipeline: cfg.train.as_ref().is_some_and(|t| t.wuve_pipeline),
         })
     }
 
@@ -336,6 +341,7 @@ mod tests {
         n: 2,
         m: 8,
         mem_bits: 128,
+        wuve_pipeline: false,
     };
 
     #[test]

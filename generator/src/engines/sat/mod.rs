@@ -110,8 +110,9 @@
 //! - **WUVE** (`Wuve`: UPDATE of L lines): line l of `out` (dW^T), `master` (W32) and `mask`
 //!   (M_F) is read in cycle l and enters the WUVE (`engines::wuve`, `cols` lanes) in cycle l + 1;
 //!   its W32' and W16' are written to `master[master_addr + l]` and `w16[w16_addr + l]` in cycle
-//!   `l + 1 + wuve::LATENCY`. `cycles = L + 1 + wuve::LATENCY`. `lr` and `lambda` are the top's
-//!   ports. The update reads and writes `master` in place: its read and write ports are separate.
+//!   `l + 1 + wuve::latency` (5, or 20 with `[train] wuve_pipeline`).
+//!   `cycles = L + 1 + wuve::latency`. `lr` and `lambda` are the top's ports. The update reads
+//!   and writes `master` in place: its read and write ports are separate.
 //! - **SORE** (`Sore`: PRUNE_F of L lines, L a multiple of M): w16 line l (reduction index
 //!   k = l of one cout block, lane c = cout c) is read in cycle l and enters the SORE
 //!   (`engines::sore`, `cols` lanes, groups of M along k) in cycle l + 1. When a group's
@@ -234,7 +235,13 @@ pub fn estimated_cycles(instr: &Instr, g: &Geometry, sys: &SystemConfig) -> u64 
         }
         // Without the tile-spacing wait (see the module docs).
         Instr::Gemm { groups, .. } => u64::from(groups),
-        Instr::Update { lines, .. } => u64::from(lines) + 1 + crate::engines::wuve::LATENCY,
+        Instr::Update { lines, .. } => {
+            let wuve = &crate::engines::wuve::WuveParams {
+                lanes: g.cols,
+                pipelined: g.wuve_pipeline,
+            };
+            u64::from(lines) + 1 + crate::engines::wuve::latency(wuve)
+        }
         Instr::PruneF { lines, .. } => u64::from(lines) + u64::from(g.m) + 2,
         Instr::PruneB { blocks, .. } => {
             let couts = u64::from(blocks) * u64::from(g.cols);

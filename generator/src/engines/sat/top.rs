@@ -18,7 +18,8 @@ use crate::rtl::{
 pub fn module_names(cfg: &Config) -> Vec<String> {
     let stce_cfg = cfg.stce.as_ref().expect("a [system] config has [stce]");
     let mut names = stce::module_names(stce_cfg);
-    names.extend(wuve::module_names());
+    let train = cfg.train.as_ref().expect("a [system] config has [train]");
+    names.extend(wuve::module_names(&WuveParams::of(train)));
     if let Some(p) = sore_params(cfg) {
         names.extend(sore::module_names(&p));
     }
@@ -38,12 +39,7 @@ pub fn generate(cfg: &Config) -> Result<Design, DesignError> {
         .expect("the STCE design has its top")
         .clone();
     let train = cfg.train.as_ref().expect("a [system] config has [train]");
-    let wuve_design = wuve::generate(
-        &WuveParams {
-            lanes: train.wuve_lanes,
-        },
-        &train.wuve_top,
-    )?;
+    let wuve_design = wuve::generate(&WuveParams::of(train), &train.wuve_top)?;
     for module in wuve_design.modules() {
         design.add(module.clone())?;
     }

@@ -1,0 +1,3 @@
+sore_lane_fp16_n2_m8.v
+sore_top.v
+sore_top_axi.v
