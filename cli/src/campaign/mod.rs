@@ -537,7 +537,8 @@ fn draw_f32(rng: &mut ChaCha8Rng, kind: Kind) -> f32 {
 
 impl Variant for WuveVariant {
     fn name(&self) -> String {
-        format!("V={}", self.p.lanes)
+        let pipelined = if self.p.pipelined { " pipelined" } else { "" };
+        format!("V={}{pipelined}", self.p.lanes)
     }
 
     fn run(
@@ -639,13 +640,11 @@ fn variants(args: &CampaignArgs) -> anyhow::Result<Vec<Box<dyn Variant>>> {
                 }) as Box<dyn Variant>)
             })
             .collect::<anyhow::Result<_>>()?,
-        EngineArg::Wuve => [1, 3, 4]
+        // The three lane counts, and the pipelined lane (`wuve_pipeline`) on three lanes.
+        EngineArg::Wuve => [(1, false), (3, false), (4, false), (3, true)]
             .into_iter()
-            .map(|lanes| {
-                let p = WuveParams {
-                    lanes,
-                    pipelined: false,
-                };
+            .map(|(lanes, pipelined)| {
+                let p = WuveParams { lanes, pipelined };
                 Ok(Box::new(WuveVariant {
                     model: Model::new(wuve::design_spec(&p, WUVE_TOP)?),
                     p,
