@@ -2,7 +2,7 @@
 //! uses it), a filelist per top, a manifest and the resolved config. Rendering is pure and
 //! deterministic; writing is the caller's job.
 
-use crate::config::{Config, ConfigError, DeformConfig, Dtype, StceConfig};
+use crate::config::{Config, ConfigError, DeformConfig, StceConfig};
 use crate::engines::axi;
 use crate::engines::deform;
 use crate::engines::sat;
@@ -237,14 +237,9 @@ pub fn engines(cfg: &Config) -> Result<Vec<(String, &'static str, Design)>, Rend
         .collect()
 }
 
-/// The pruning unit of a training config: the STCE's N:M on its number format.
+/// The pruning unit of a training config (`SoreParams::of`).
 pub fn sore_params(cfg: &Config) -> Option<SoreParams> {
-    let (train, stce_cfg) = (cfg.train.as_ref()?, cfg.stce.as_ref()?);
-    let (lanes, n, m) = (train.sore_lanes, stce_cfg.n, stce_cfg.m);
-    Some(match stce_cfg.dtype {
-        Dtype::Fp16 => SoreParams::fp16(lanes, n, m),
-        Dtype::Int8 => SoreParams::int8(lanes, n, m),
-    })
+    SoreParams::of(cfg)
 }
 
 /// Generates every engine that `cfg` describes and renders all of their files.

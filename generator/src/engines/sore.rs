@@ -93,6 +93,17 @@ pub const MAX_M: u32 = 16;
 pub const MAX_LANES: u32 = 256;
 
 impl SoreParams {
+    /// The pruning unit of a training config: the STCE's N:M on its number format, with the
+    /// config's `sore_lanes`; `None` without `[train]` and `[stce]`.
+    pub fn of(cfg: &crate::config::Config) -> Option<SoreParams> {
+        let (train, stce_cfg) = (cfg.train.as_ref()?, cfg.stce.as_ref()?);
+        let (lanes, n, m) = (train.sore_lanes, stce_cfg.n, stce_cfg.m);
+        Some(match stce_cfg.dtype {
+            crate::config::Dtype::Fp16 => SoreParams::fp16(lanes, n, m),
+            crate::config::Dtype::Int8 => SoreParams::int8(lanes, n, m),
+        })
+    }
+
     /// fp16 unit with `lanes` lanes keeping `n` of every `m`.
     pub fn fp16(lanes: u32, n: u32, m: u32) -> SoreParams {
         SoreParams {

@@ -4,7 +4,6 @@
 use super::isa::{self, Buf};
 use super::lines::Geometry;
 use super::{ports, COUNTER_BITS, FIFO_DEPTH, LEN_BITS, READOUT_DEPTH, TOKEN_BITS};
-use crate::artifacts::sore_params;
 use crate::config::{Config, StceConfig, SystemConfig};
 use crate::engines::sore;
 use crate::engines::stce;
@@ -20,7 +19,7 @@ pub fn module_names(cfg: &Config) -> Vec<String> {
     let mut names = stce::module_names(stce_cfg);
     let train = cfg.train.as_ref().expect("a [system] config has [train]");
     names.extend(wuve::module_names(&WuveParams::of(train)));
-    if let Some(p) = sore_params(cfg) {
+    if let Some(p) = sore::SoreParams::of(cfg) {
         names.extend(sore::module_names(&p));
     }
     names
@@ -47,7 +46,7 @@ pub fn generate(cfg: &Config) -> Result<Design, DesignError> {
         .get(&train.wuve_top)
         .expect("the WUVE design has its top")
         .clone();
-    let sore_p = sore_params(cfg).expect("a [system] config has [train]");
+    let sore_p = sore::SoreParams::of(cfg).expect("a [system] config has [train]");
     for module in sore::generate(&sore_p, &train.sore_top)?.modules() {
         design.add(module.clone())?;
     }
