@@ -9,6 +9,8 @@
 //!    act, wgt and out lines, so a layer is interleaved only when its tilings in halves cost the
 //!    DMA no more load time than in whole buffers (recorded per pass as `interleaved`). Each WU
 //!    tile is stored and, on the WUVE, updated (W32 and W16) as soon as the STCE has written it.
+//!    The first layer has no BP by default (the network file's `input_gradient`, see
+//!    [`crate::network`]): its WU runs alone, in the whole buffers, and it has no PRUNE_B.
 //! 3. When a chunk of the layer's output-channel blocks is updated, the SORE prunes it
 //!    (*pre-generation*: PRUNE_F for the next step's M_F and W_F, then PRUNE_B for M_B and W_B)
 //!    while the STCE goes on with the next layer's BP and WU. The STOREs of the new weights are
@@ -784,7 +786,8 @@ fn layer_error(index: usize, layer: &Layer, message: String) -> ScheduleError {
 /// The DRAM tensors of one layer.
 struct LayerTensors {
     ff: GemmPass,
-    bp: GemmPass,
+    /// `None` when the step does not compute the layer's dX ([`Layer::bp`]).
+    bp: Option<GemmPass>,
     wu: GemmPass,
     w32: Operand,
     m_f: Operand,
@@ -930,30 +933,46 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         let wu_limits = Limits {
             max_columns_in_flight: Some(per_chunk),
         };
-        let mut pair = |split: bool| -> Result<(Tiling, Tiling, [Rooms; 2]), ScheduleError> {
-            let [bp_room, wu_room] = rooms(split);
-            let t_bp = b.tiling(l, &lt.bp, bp_room, bp_limits, i)?;
-            let t_wu = b.tiling(l, &lt.wu, wu_room, wu_limits, i)?;
-            Ok((t_bp, t_wu, [bp_room, wu_room]))
+        // The BP pass (with its tiling and buffers) beside WU, or none: a layer whose dX the
+        // step does not compute runs WU alone in the whole buffers.
+        let (bp, t_wu, wu_room, interleave) = match &lt.bp {
+            Some(bp) => {
+                let mut pair =
+                    |split: bool| -> Result<(Tiling, Tiling, [Rooms; 2]), ScheduleError> {
+                        let [bp_room, wu_room] = rooms(split);
+                        let t_bp = b.tiling(l, bp, bp_room, bp_limits, i)?;
+                        let t_wu = b.tiling(l, &lt.wu, wu_room, wu_limits, i)?;
+                        Ok((t_bp, t_wu, [bp_room, wu_room]))
+                    };
+                // Interleaving halves each pass's buffers. It is used for a layer when the
+                // halves cost the DMA no more load time than whole buffers (the system is
+                // usually memory bound).
+                let whole = pair(false)?;
+                let halves = if opts.interleave {
+                    pair(true).ok()
+                } else {
+                    None
+                };
+                let cost =
+                    |p: &(Tiling, Tiling, [Rooms; 2])| b.load_cycles(&p.0) + b.load_cycles(&p.1);
+                let interleave = halves.as_ref().is_some_and(|h| cost(h) <= cost(&whole));
+                let (t_bp, t_wu, [bp_room, wu_room]) = if interleave {
+                    halves.unwrap_or(whole)
+                } else {
+                    whole
+                };
+                (Some((bp, t_bp, bp_room)), t_wu, wu_room, interleave)
+            }
+            None => (None, b.tiling(l, &lt.wu, full, wu_limits, i)?, full, false),
         };
-        // Interleaving halves each pass's buffers. It is used for a layer when the halves cost
-        // the DMA no more load time than whole buffers (the system is usually memory bound).
-        let whole = pair(false)?;
-        let halves = if opts.interleave {
-            pair(true).ok()
-        } else {
-            None
-        };
-        let cost = |p: &(Tiling, Tiling, [Rooms; 2])| b.load_cycles(&p.0) + b.load_cycles(&p.1);
-        let interleave = halves.as_ref().is_some_and(|h| cost(h) <= cost(&whole));
-        let (t_bp, t_wu, [bp_room, wu_room]) = if interleave {
-            halves.unwrap_or(whole)
-        } else {
-            whole
-        };
-        b.record_tiling(l, &lt.bp, t_bp, interleave);
+        if let Some((bp, t_bp, _)) = &bp {
+            b.record_tiling(l, bp, *t_bp, interleave);
+        }
         b.record_tiling(l, &lt.wu, t_wu, interleave);
-        let bp_steps = b.tile_steps(&lt.bp, &t_bp, bp_room, bp_limits)?;
+        let bp_steps = match &bp {
+            Some((bp, t_bp, bp_room)) => b.tile_steps(bp, t_bp, *bp_room, bp_limits)?,
+            None => Vec::new(),
+        };
         let wu_tiles = b.tile_steps(&lt.wu, &t_wu, wu_room, wu_limits)?;
         let chunk_of = |ct: usize| match t_wu.order {
             Order::AStationary => 0,
@@ -1061,9 +1080,17 @@ fn layer_tensors(b: &mut Builder, l: &Layer) -> LayerTensors {
         0,
         rt * ct * hw.rows,
     );
-    let dy = b.alloc("dy", l, Input, Buf::Act, [l.r, l.cout], g, rt * cg);
-    let w_b = b.alloc("w_b", l, Input, Buf::Wgt, [l.cout, l.k], g, kt * cg);
-    let dx = b.alloc("dx", l, Output, Buf::Out, [l.r, l.k], 0, rt * kt * hw.rows);
+    // BP's operands and result, only when the step computes the layer's dX.
+    let bp = l.bp.then(|| GemmPass {
+        pass: Pass::Bp,
+        mode,
+        pt: rt,
+        qt: kt,
+        groups: cg,
+        a: b.alloc("dy", l, Input, Buf::Act, [l.r, l.cout], g, rt * cg),
+        b: b.alloc("w_b", l, Input, Buf::Wgt, [l.cout, l.k], g, kt * cg),
+        out: b.alloc("dx", l, Output, Buf::Out, [l.r, l.k], 0, rt * kt * hw.rows),
+    });
     let xt = b.alloc("x_t", l, Input, Buf::Act, [kp, l.r], gd, kt_rows * rg);
     let dy_wu = b.alloc("dy_wu", l, Input, Buf::Wgt, [l.r, l.cout], gd, ct * rg);
     let dwt = b.alloc(
@@ -1080,15 +1107,20 @@ fn layer_tensors(b: &mut Builder, l: &Layer) -> LayerTensors {
     let m_f = b.alloc("m_f", l, Input, Buf::Mask, w, 0, ct * kp);
     let w32_new = b.alloc("w32_new", l, Output, Buf::Master, w, 0, ct * kp);
     let w16_new = b.alloc("w16_new", l, Output, Buf::W16, w, 0, ct * kp);
-    let (m_f_new, w_f_new, w_b_new) = if sparse {
+    let none = Operand { addr: 0, beats: 0 };
+    let (m_f_new, w_f_new) = if sparse {
         (
             b.alloc("m_f_new", l, Output, Buf::Mask, w, 0, ct * kp),
             b.alloc("w_f_new", l, Output, Buf::Wgt, [l.k, l.cout], hw.m, ct * kg),
-            b.alloc("w_b_new", l, Output, Buf::Wgt, [l.cout, l.k], hw.m, kt * cg),
         )
     } else {
-        let none = Operand { addr: 0, beats: 0 };
-        (none, none, none)
+        (none, none)
+    };
+    // W_B' (PRUNE_B) serves only the next step's BP.
+    let w_b_new = if sparse && l.bp {
+        b.alloc("w_b_new", l, Output, Buf::Wgt, [l.cout, l.k], hw.m, kt * cg)
+    } else {
+        none
     };
     LayerTensors {
         ff: GemmPass {
@@ -1101,16 +1133,7 @@ fn layer_tensors(b: &mut Builder, l: &Layer) -> LayerTensors {
             b: w_f,
             out: y,
         },
-        bp: GemmPass {
-            pass: Pass::Bp,
-            mode,
-            pt: rt,
-            qt: kt,
-            groups: cg,
-            a: dy,
-            b: w_b,
-            out: dx,
-        },
+        bp,
         wu: GemmPass {
             pass: Pass::Wu,
             mode: GemmMode::Dense,
@@ -1144,7 +1167,7 @@ struct WeightPhase<'a> {
 /// output-channel blocks, the chunk's W32 and M_F are loaded; after each tile, dW^T is stored and
 /// UPDATE runs on it; after a chunk's last tile, W32' and W16' are stored and PRUNE_F prunes each
 /// block. After the last chunk, PRUNE_B prunes every block of `cols` k's (reloading W16' and
-/// M_F' from DRAM when the layer did not fit one chunk).
+/// M_F' from DRAM when the layer did not fit one chunk), when the step computes the layer's dX.
 fn weight_steps(
     ctx: &WeightPhase,
     tiles: Vec<TileStep>,
@@ -1273,7 +1296,8 @@ fn weight_steps(
         }
         steps.push(instrs);
     }
-    if !sparse {
+    // M_B and W_B serve only BP: no PRUNE_B for a dense layer or one whose dX is not computed.
+    if !sparse || !ctx.layer.bp {
         return Ok(steps);
     }
     let mut instrs = Vec::new();

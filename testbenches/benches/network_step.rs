@@ -6,6 +6,11 @@
 //! `done`, memory traffic included. "Dense" is the same network trained all dense on the same
 //! hardware (the same N:M array in its dense mode), so each speedup is like for like.
 //!
+//! The input gradient (dX of the first layer) is not computed, as the network files say
+//! (`input_gradient = false`, the default; PyTorch and SAT do not compute it either), in the
+//! dense and the N:M step alike. `COFORGE_BENCH_INPUT_GRADIENT=1` computes it in both, for a
+//! comparison with the step as it was before the key existed.
+//!
 //! Beside each measured speedup: the ideal `3 / (1 + 2N/M)`, SAT's published 1.75x at 2:8, the
 //! scheduler's *estimated* speedup (its cost model) and the estimate's error on the step cycles.
 //! ResNet-18 and ResNet-50 are too large to simulate: their rows are the scheduler's estimate
@@ -17,7 +22,8 @@
 //!
 //! Run: `cargo bench -p coforge-testbenches --bench network_step` (set
 //! `COFORGE_BENCH_NETS=mlp,small-cnn,resnet18,resnet50,starved` for a subset and
-//! `COFORGE_BENCH_PATTERNS=2:8,1:4` for some patterns).
+//! `COFORGE_BENCH_PATTERNS=2:8,1:4` for some patterns, `COFORGE_BENCH_INPUT_GRADIENT=1` to
+//! compute the first layer's dX).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -61,8 +67,14 @@ fn network(file: &str, hw: &Hardware, batch: Option<usize>) -> Network {
             .to_string();
         text = text.replacen(&line, &format!("batch = {b}"), 1);
     }
-    Network::from_toml(&text, file, EnginePattern { n: hw.n, m: hw.m })
-        .unwrap_or_else(|e| panic!("{e}"))
+    let net = Network::from_toml(&text, file, EnginePattern { n: hw.n, m: hw.m })
+        .unwrap_or_else(|e| panic!("{e}"));
+    net.with_input_gradient(input_gradient())
+}
+
+/// `COFORGE_BENCH_INPUT_GRADIENT=1`: compute the first layer's dX (the files say not to).
+fn input_gradient() -> bool {
+    std::env::var("COFORGE_BENCH_INPUT_GRADIENT").is_ok_and(|v| v == "1")
 }
 
 fn scheduled(net: &Network, hw: &Hardware) -> Schedule {
@@ -133,9 +145,15 @@ fn measured_rows(
     patterns: &[(usize, usize)],
 ) {
     println!(
-        "\n{file}{} on a 4 x 4 fp16 array, memory {bytes_per_cycle} B/cycle, 32 cycles latency \
-         (measured: the top's cycle counter; estimated: the scheduler's cost model)\n",
-        batch.map_or(String::new(), |b| format!(" at batch {b}"))
+        "\n{file}{} on a 4 x 4 fp16 array, memory {bytes_per_cycle} B/cycle, 32 cycles latency, \
+         first layer's dX {} (measured: the top's cycle counter; estimated: the scheduler's cost \
+         model)\n",
+        batch.map_or(String::new(), |b| format!(" at batch {b}")),
+        if input_gradient() {
+            "computed"
+        } else {
+            "not computed"
+        }
     );
     println!(
         "| N:M | dense cycles, measured | N:M cycles, measured | speedup, measured | ideal 3/(1+2N/M) \
@@ -177,7 +195,13 @@ fn measured_rows(
 
 fn estimated_rows(file: &str) {
     println!(
-        "\n{file} on a 32 x 32 fp16 array, 64 B/cycle (estimated only: too large to simulate)\n"
+        "\n{file} on a 32 x 32 fp16 array, 64 B/cycle, first layer's dX {} (estimated only: too \
+         large to simulate)\n",
+        if input_gradient() {
+            "computed"
+        } else {
+            "not computed"
+        }
     );
     println!("| N:M | dense cycles, estimated | N:M cycles, estimated | speedup, estimated | ideal 3/(1+2N/M) | published (SAT) |");
     println!("|---|---|---|---|---|---|");
