@@ -138,6 +138,33 @@ fn stce_work(cfg: &Config, s: &Schedule) -> (u64, u64) {
     })
 }
 
+/// With the memory the scheduler models, every instruction's observed span (from the top's
+/// start and end strobes) is the scheduler's estimated span, shifted by one fixed offset (the
+/// harness counts from the `start` cycle, the model from the first fetch): the model predicts
+/// each instruction's start and end exactly, and a change to either side that breaks it fails
+/// here, naming the instruction.
+fn instructions_match_the_estimate(s: &Schedule, r: &NetworkStep) {
+    let spans = &r.run.timeline.spans;
+    assert_eq!(spans.len(), s.instructions.len());
+    let pairs: Vec<_> = s
+        .instructions
+        .iter()
+        .zip(spans)
+        .enumerate()
+        .filter_map(|(i, (entry, span))| span.map(|span| (i, entry, span)))
+        .collect();
+    let (_, first, first_span) = pairs[0];
+    let offset = first_span.start - first.start_estimated;
+    for (i, entry, span) in pairs {
+        assert_eq!(
+            (span.start, span.end),
+            (entry.start_estimated + offset, entry.end_estimated + offset),
+            "instruction {i} ({:?}): measured span vs the estimate plus {offset}",
+            entry.instr
+        );
+    }
+}
+
 /// Every instruction's busy span was observed, inside the run.
 fn spans_are_inside_the_run(r: &NetworkStep) {
     for (i, span) in r.run.timeline.spans.iter().enumerate() {
@@ -160,6 +187,7 @@ fn mlp_steps_are_bit_exact_and_chain_sparse_and_dense() {
     let sparse = train(&mut system, &s, 2, 1, timing(&cfg));
     spans_are_inside_the_run(&sparse[1]);
     passes_match_the_estimate(&s, &sparse[0]);
+    instructions_match_the_estimate(&s, &sparse[0]);
     assert!(sparse[0].run.stats.busy["sore"] > 0);
     assert_eq!(dx_compared(&sparse[1]), ["fc2", "fc3"]);
     // Dense with the input gradient: fc1's dX is computed and compared too.
@@ -229,6 +257,7 @@ fn small_cnn_ci_steps_are_bit_exact_and_only_cycles_change_under_memory_noise() 
     assert_eq!(dx_compared(&quiet[0]), ["conv2", "fc"]);
     spans_are_inside_the_run(&quiet[0]);
     passes_match_the_estimate(&s, &quiet[0]);
+    instructions_match_the_estimate(&s, &quiet[0]);
     let noisy = MemoryTiming {
         extra_latency: 40,
         stall_rate: 0.3,

@@ -21,12 +21,15 @@
 //! +0 through every pass and update and only the real elements are compared.
 //!
 //! # Measured cycles per instruction
-//! [`Timeline`] is built from the top's busy counters, sampled after every cycle
-//! ([`SatSystem::run_observed`]): an engine takes an instruction only while it is idle
-//! (`engines::sat`, "Dispatch"), so each run of consecutive busy cycles of an engine is one
-//! instruction, and engines run their instructions in program order. The number of runs is
-//! checked against the program: a top that kept an engine busy across two instructions would
-//! be reported, not mis-attributed.
+//! [`Timeline`] is built from the top's per-instruction strobes, sampled after every cycle
+//! ([`SatSystem::run_observed`]; `engines::sat`, "Per-instruction observation"): an engine's
+//! k-th `started_<engine>` pulse is its k-th instruction's first busy cycle, and its k-th
+//! `ended_<engine>` pulse the first cycle after that instruction's busy time (engines run and
+//! end their instructions in program order). So two instructions of an engine are told apart
+//! with no idle cycle between them, and a queued LOAD's span overlaps the LOAD before it as it
+//! does in the hardware. Every cycle the spans are checked against the busy counters (a cycle
+//! is counted busy exactly when a span is open), and the number of spans against the program:
+//! a top whose strobes were wrong would be reported, not mis-attributed.
 
 use half::f16;
 use ndarray::{s, Array2, ArrayView2};
@@ -36,7 +39,7 @@ use coforge_generator::engines::sat::lines::{get_bits, Geometry, Lines};
 use coforge_sim::MemoryTiming;
 use sparse_kernels::nm::Compressed;
 
-use super::{DramImage, RunStats, SatSystem};
+use super::{DramImage, Observed, RunStats, SatSystem};
 use crate::DriverError;
 
 /// One layer's step, as the system and the reference see it (`r x k` activations, `cout x k`
@@ -137,43 +140,63 @@ pub struct Timeline {
     pub spans: Vec<Option<Span>>,
 }
 
-/// Collects the busy runs of every engine from the sampled counters.
+/// Collects every engine's instruction spans from the sampled strobes, and checks them against
+/// the busy counters.
 #[derive(Default)]
 struct Runs {
+    /// The cycle the next sample counted (0: the `start` cycle).
     cycle: u64,
     last: [u64; 4],
-    open: [Option<u64>; 4],
-    runs: [Vec<Span>; 4],
+    /// Per engine: spans started and not yet ended (their start cycles, oldest first).
+    open: [std::collections::VecDeque<u64>; 4],
+    spans: [Vec<Span>; 4],
+    /// The first disagreement between the strobes and a busy counter.
+    error: Option<String>,
 }
 
 impl Runs {
-    fn sample(&mut self, busy: &[u64; 4]) {
-        for (e, &count) in busy.iter().enumerate() {
-            let was_busy = count > self.last[e];
-            match (was_busy, self.open[e]) {
-                (true, None) => self.open[e] = Some(self.cycle),
-                (false, Some(start)) => {
-                    self.runs[e].push(Span {
-                        start,
-                        end: self.cycle,
-                    });
-                    self.open[e] = None;
+    fn sample(&mut self, seen: &Observed) {
+        let t = self.cycle;
+        for e in 0..4 {
+            // The counter counted cycle t; the spans open in cycle t are the ones whose start
+            // strobe has been seen (in an earlier sample) and whose end strobe has not.
+            let counted = seen.busy[e] - self.last[e];
+            let running = u64::from(!self.open[e].is_empty());
+            if counted != running && self.error.is_none() {
+                self.error = Some(format!(
+                    "cycle {t}: the {} busy counter counted {counted} but {} of its                      instructions were running (start and end strobes)",
+                    Engine::ALL[e].name(),
+                    self.open[e].len()
+                ));
+            }
+            // The strobes show cycle t + 1: an end there closes the oldest open span (an
+            // engine ends its instructions in order), a start there opens one.
+            if seen.ended[e] {
+                match self.open[e].pop_front() {
+                    Some(start) => self.spans[e].push(Span { start, end: t + 1 }),
+                    None if self.error.is_none() => {
+                        self.error = Some(format!(
+                            "cycle {}: the {} showed an end strobe with no instruction running",
+                            t + 1,
+                            Engine::ALL[e].name()
+                        ));
+                    }
+                    None => {}
                 }
-                _ => {}
+            }
+            if seen.started[e] {
+                self.open[e].push_back(t + 1);
             }
         }
-        self.last = *busy;
+        self.last = seen.busy;
         self.cycle += 1;
     }
 
-    fn timeline(mut self, program: &[Instr]) -> Result<Timeline, DriverError> {
-        for e in 0..4 {
-            if let Some(start) = self.open[e].take() {
-                self.runs[e].push(Span {
-                    start,
-                    end: self.cycle,
-                });
-            }
+    fn timeline(self, program: &[Instr]) -> Result<Timeline, DriverError> {
+        if let Some(e) = self.error {
+            return Err(DriverError::Unsupported(format!(
+                "the top's per-instruction strobes disagree with its busy counters: {e}"
+            )));
         }
         let mut next = [0usize; 4];
         let mut spans = Vec::with_capacity(program.len());
@@ -181,7 +204,7 @@ impl Runs {
             spans.push(match instr.engine() {
                 Some(engine) => {
                     let e = engine_slot(engine);
-                    let span = self.runs[e].get(next[e]).copied();
+                    let span = self.spans[e].get(next[e]).copied();
                     next[e] += 1;
                     span
                 }
@@ -189,14 +212,14 @@ impl Runs {
             });
         }
         for (e, &engine) in Engine::ALL.iter().enumerate() {
-            if next[e] != self.runs[e].len() {
+            if next[e] != self.spans[e].len() || !self.open[e].is_empty() {
                 return Err(DriverError::Unsupported(format!(
-                    "the {} ran {} instructions but its busy counter shows {} busy spans: the \
-                     top no longer leaves an idle cycle between two instructions of an engine, \
-                     so per-instruction cycles cannot be told apart (see sat::network)",
+                    "the {} ran {} instructions but its strobes show {} ended and {} unended \
+                     spans",
                     engine.name(),
                     next[e],
-                    self.runs[e].len()
+                    self.spans[e].len(),
+                    self.open[e].len()
                 )));
             }
         }
@@ -486,7 +509,7 @@ impl SatSystem {
             lr,
             lambda,
             u64::MAX,
-            &mut |busy| runs.sample(busy),
+            &mut |seen| runs.sample(seen),
         )?;
         // Through the AXI wrapper the busy counters are read once, at the end: no spans.
         let timeline = if self.is_axi() {

@@ -61,6 +61,14 @@
 //!   empty and every engine is idle. `cycle_count` counts the cycles from `start` to `done`;
 //!   `busy_<engine>` counts the cycles each engine spent executing an instruction. They are
 //!   measured figures: the harness reads them at the end.
+//! - Per-instruction observation: `started_<engine>` is high for one cycle, the first busy
+//!   cycle of each instruction the engine starts, and `ended_<engine>` for one cycle, the first
+//!   cycle after each instruction's busy time (both registers). An engine ends its
+//!   instructions in the order it started them, so its k-th `started` and k-th `ended` pulses
+//!   bound its k-th instruction's busy span `[start, end)`, even when two spans touch or
+//!   overlap (a queued LOAD starts while the LOAD before it receives its data). The harness
+//!   (`coforge_driver::sat::network`) builds each instruction's measured span from them and
+//!   checks them against `busy_<engine>`, which counts the cycles inside at least one span.
 //!
 //! # Engines and instruction timing
 //! A `cycles` figure below is from the cycle an engine starts an instruction to the cycle it is
@@ -188,6 +196,16 @@ pub mod ports {
     /// `busy_dma`, `busy_stce`, `busy_wuve`, `busy_sore`.
     pub fn busy(engine: super::isa::Engine) -> String {
         format!("busy_{}", engine.name())
+    }
+    /// `started_<engine>`: high for one cycle, the first busy cycle of each instruction the
+    /// engine starts (the cycle after its dispatch).
+    pub fn started(engine: super::isa::Engine) -> String {
+        format!("started_{}", engine.name())
+    }
+    /// `ended_<engine>`: high for one cycle, the first cycle after each instruction's busy time
+    /// (the engine may already run the next one: a queued LOAD).
+    pub fn ended(engine: super::isa::Engine) -> String {
+        format!("ended_{}", engine.name())
     }
 }
 
