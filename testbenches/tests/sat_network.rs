@@ -251,7 +251,11 @@ fn small_cnn_ci_steps_are_bit_exact_and_only_cycles_change_under_memory_noise() 
         n.run.stats.cycles > q.run.stats.cycles,
         "random latency and back-pressure cost cycles"
     );
-    assert_eq!(n.run.stats.busy["stce"], q.run.stats.busy["stce"]);
+    // The STCE feeds the same groups; its busy cycles also hold the tile-spacing waits of tiles
+    // fed closer than the spacing, which depend on when the memory lets each GEMM start.
+    for r in [q, n] {
+        assert!(r.run.stats.busy["stce"] >= r.run.stats.busy_estimated["stce"]);
+    }
     for (a, b) in q.checked.iter().zip(&n.checked) {
         assert_eq!(a.comparison, b.comparison);
         let same = a.pair.rtl_bits() == b.pair.rtl_bits();
