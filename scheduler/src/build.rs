@@ -17,8 +17,12 @@
 //!    queued and interleaved with the next layer's work, so that they do not hold back its
 //!    operand loads in the in-order DMA stream ([`Builder::push`]).
 //!
-//! Within a pass, operand LOADs are prefetched up to [`PREFETCH_STEPS`] tiles ahead
-//! (`hoist_loads`) and result tiles rotate through up to [`OUT_SLOTS`] out slots.
+//! Within a pass, each LOAD brings a block or a flow batch of operand panels (the tiling's
+//! choice), and is prefetched as soon as its lines are free, up to one block by flow batch of
+//! tiles (at least [`PREFETCH_STEPS`]) ahead (`hoist_loads`). Result tiles rotate through up to
+//! [`OUT_SLOTS`] out slots, and one STORE writes back a run of tiles whose out lines follow each
+//! other in the buffer and in DRAM (at most half the slots, so the STCE fills the other half
+//! meanwhile).
 //!
 //! The host (the harness) prepares each layer's X, dY, W32, M_F, W_F and W_B in DRAM in their line
 //! formats (it also does activations, im2col and the loss), so the layers of a step share nothing
@@ -40,6 +44,8 @@
 //! ([`crate::tokens`]).
 
 use serde::{Deserialize, Serialize};
+
+use coforge_generator::engines::sat::beat_cycles;
 
 use crate::access::{accesses, dram_beats, Accesses};
 use crate::estimate::engine_index;
@@ -164,7 +170,7 @@ const NONE: u32 = u32::MAX;
 
 /// Most result tiles in flight between the STCE and their STOREs (well below the 8-bit token
 /// counters' 255).
-const OUT_SLOTS: usize = 32;
+const OUT_SLOTS: usize = 128;
 
 /// Per buffer line: the last writer and, per engine, the last reader since that write.
 #[derive(Clone, Copy)]
@@ -472,12 +478,14 @@ impl Builder<'_> {
         })
     }
 
-    /// The tiles of one pass in their order, each with its loads, GEMMs and store.
+    /// The tiles of one pass in their order, each with its loads, GEMMs and, for the last tile
+    /// of a run of tiles whose results are consecutive in DRAM and in `out`, the STORE of the run.
     fn tile_steps(
         &self,
         g: &GemmPass,
         t: &Tiling,
         room: Rooms,
+        limits: Limits,
     ) -> Result<Vec<TileStep>, ScheduleError> {
         let hw = self.hw;
         let groups = g.groups;
@@ -486,8 +494,8 @@ impl Builder<'_> {
         };
         let mut steps = Vec::new();
         // Result tiles rotate through every tile slot of the pass's out lines (at most
-        // OUT_SLOTS), so the DMA can fall that many stores behind the STCE before it stalls it.
-        let out_slots = (room.out.len / hw.rows).clamp(2, OUT_SLOTS);
+        // OUT_SLOTS), so the DMA can fall that many tiles behind the STCE before it stalls it.
+        let out_slots = out_slots(room.out.len, hw);
         let mut out_slot = 0usize;
         let mut next_out = || {
             let at = room.out.base + (out_slot % out_slots) * hw.rows;
@@ -506,49 +514,58 @@ impl Builder<'_> {
                 wait: 0,
                 signal: 0,
             };
-        let finish = |rt: usize, ct: usize, out: usize, mut instrs: Vec<(Instr, Pass)>| {
-            let to = g.out.line(((rt * g.qt + ct) * hw.rows) as u64);
-            instrs.push((Self::store(Buf::Out, out, to, hw.rows)?, g.pass));
-            Ok::<_, ScheduleError>(TileStep {
-                ct,
-                rt,
-                out_addr: out,
-                instrs,
-            })
+        let tile = |rt: usize, ct: usize, out: usize, instrs: Vec<(Instr, Pass)>| TileStep {
+            ct,
+            rt,
+            out_addr: out,
+            instrs,
         };
+        // Tiles one hoisted LOAD may move ahead: a whole block by flow batch of them.
+        let mut prefetch = PREFETCH_STEPS;
         match t.order {
             Order::AStationary | Order::BStationary => {
                 // A block of the stationary operand's panels stays in one half of its buffer
-                // while every panel of the other operand streams past it, double buffered.
+                // while every panel of the other operand streams past it, `t.flow` panels per
+                // LOAD, double buffered (one LOAD each when it is all there is).
                 let a_stays = t.order == Order::AStationary;
                 let a = (Buf::Act, room.act, g.a, g.pt);
                 let b = (Buf::Wgt, room.wgt, g.b, g.qt);
                 let (stay, flow) = if a_stays { (a, b) } else { (b, a) };
+                prefetch = prefetch.max(t.block * t.flow);
                 let mut streamed = 0usize;
                 for (half, first) in (0..stay.3).step_by(t.block).enumerate() {
-                    let block: Vec<usize> = (first..(first + t.block).min(stay.3)).collect();
-                    for f in 0..flow.3 {
-                        let f_at = flow.1.base + (streamed % 2) * groups;
+                    let block = first..(first + t.block).min(stay.3);
+                    let s_base = stay.1.base + (half % 2) * t.block * groups;
+                    let lines = block.len() * groups;
+                    let mut stay_load =
+                        Some(Self::load(stay.0, s_base, panel(stay.2, first, 0), lines)?);
+                    for f0 in (0..flow.3).step_by(t.flow) {
+                        let batch = f0..(f0 + t.flow).min(flow.3);
+                        let f_base = flow.1.base + (streamed % 2) * t.flow * groups;
                         streamed += 1;
-                        for (j, &st) in block.iter().enumerate() {
-                            let mut instrs = Vec::new();
-                            if j == 0 {
-                                let load = Self::load(flow.0, f_at, panel(flow.2, f, 0), groups)?;
-                                instrs.push((load, g.pass));
+                        let lines = batch.len() * groups;
+                        let mut flow_load =
+                            Some(Self::load(flow.0, f_base, panel(flow.2, f0, 0), lines)?);
+                        // The tiles of the block and batch in the results' DRAM order.
+                        let (rows, cols) = if a_stays {
+                            (block.clone(), batch)
+                        } else {
+                            (batch, block.clone())
+                        };
+                        for rt in rows {
+                            for ct in cols.clone() {
+                                let mut instrs = Vec::new();
+                                instrs.extend(stay_load.take().map(|l| (l, g.pass)));
+                                instrs.extend(flow_load.take().map(|l| (l, g.pass)));
+                                let (st, f) = if a_stays { (rt, ct) } else { (ct, rt) };
+                                let s_at = s_base + (st - first) * groups;
+                                let f_at = f_base + (f - f0) * groups;
+                                let (a_at, b_at) =
+                                    if a_stays { (s_at, f_at) } else { (f_at, s_at) };
+                                let out = next_out();
+                                instrs.push((gemm(a_at, b_at, groups, out, true, true), g.pass));
+                                steps.push(tile(rt, ct, out, instrs));
                             }
-                            let s_at = stay.1.base + (half % 2) * t.block * groups + j * groups;
-                            if f == 0 {
-                                let load = Self::load(stay.0, s_at, panel(stay.2, st, 0), groups)?;
-                                instrs.push((load, g.pass));
-                            }
-                            let (a_at, b_at, rt, ct) = if a_stays {
-                                (s_at, f_at, st, f)
-                            } else {
-                                (f_at, s_at, f, st)
-                            };
-                            let out = next_out();
-                            instrs.push((gemm(a_at, b_at, groups, out, true, true), g.pass));
-                            steps.push(finish(rt, ct, out, instrs)?);
                         }
                     }
                 }
@@ -556,30 +573,63 @@ impl Builder<'_> {
             Order::Split => {
                 let chunks = groups.div_ceil(t.chunk);
                 let mut slot = 0usize;
-                for ct in 0..g.qt {
-                    for rt in 0..g.pt {
-                        let mut instrs = Vec::new();
-                        let out = next_out();
-                        for c in 0..chunks {
-                            let g0 = c * t.chunk;
-                            let n = t.chunk.min(groups - g0);
-                            let a_at = room.act.base + (slot % 2) * t.chunk;
-                            let b_at = room.wgt.base + (slot % 2) * t.chunk;
-                            slot += 1;
-                            instrs
-                                .push((Self::load(Buf::Act, a_at, panel(g.a, rt, g0), n)?, g.pass));
-                            instrs
-                                .push((Self::load(Buf::Wgt, b_at, panel(g.b, ct, g0), n)?, g.pass));
-                            instrs
-                                .push((gemm(a_at, b_at, n, out, c == 0, c + 1 == chunks), g.pass));
-                        }
-                        steps.push(finish(rt, ct, out, instrs)?);
+                let order: Vec<(usize, usize)> = if tiling::split_rows_outer(g.qt, limits) {
+                    (0..g.pt)
+                        .flat_map(|rt| (0..g.qt).map(move |ct| (rt, ct)))
+                        .collect()
+                } else {
+                    (0..g.qt)
+                        .flat_map(|ct| (0..g.pt).map(move |rt| (rt, ct)))
+                        .collect()
+                };
+                for (rt, ct) in order {
+                    let mut instrs = Vec::new();
+                    let out = next_out();
+                    for c in 0..chunks {
+                        let g0 = c * t.chunk;
+                        let n = t.chunk.min(groups - g0);
+                        let a_at = room.act.base + (slot % 2) * t.chunk;
+                        let b_at = room.wgt.base + (slot % 2) * t.chunk;
+                        slot += 1;
+                        instrs.push((Self::load(Buf::Act, a_at, panel(g.a, rt, g0), n)?, g.pass));
+                        instrs.push((Self::load(Buf::Wgt, b_at, panel(g.b, ct, g0), n)?, g.pass));
+                        instrs.push((gemm(a_at, b_at, n, out, c == 0, c + 1 == chunks), g.pass));
                     }
+                    steps.push(tile(rt, ct, out, instrs));
                 }
             }
         }
-        hoist_loads(&mut steps, hw);
+        self.store_runs(g, t.store_run, &mut steps)?;
+        hoist_loads(&mut steps, hw, prefetch);
         Ok(steps)
+    }
+
+    /// Adds the STOREs of a pass's results: one per run of at most `most` consecutive tiles
+    /// whose out lines are consecutive in the buffer and in DRAM, in the step of its last tile.
+    fn store_runs(
+        &self,
+        g: &GemmPass,
+        most: usize,
+        steps: &mut [TileStep],
+    ) -> Result<(), ScheduleError> {
+        let rows = self.hw.rows;
+        let dram_line = |s: &TileStep| ((s.rt * g.qt + s.ct) * rows) as u64;
+        let mut k = 0;
+        while k < steps.len() {
+            let mut end = k + 1;
+            while end < steps.len()
+                && end - k < most
+                && dram_line(&steps[end]) == dram_line(&steps[end - 1]) + rows as u64
+                && steps[end].out_addr == steps[end - 1].out_addr + rows
+            {
+                end += 1;
+            }
+            let (at, to) = (steps[k].out_addr, g.out.line(dram_line(&steps[k])));
+            let store = Self::store(Buf::Out, at, to, (end - k) * rows)?;
+            steps[end - 1].instrs.push((store, g.pass));
+            k = end;
+        }
+        Ok(())
     }
 
     fn tiling(
@@ -613,23 +663,54 @@ impl Builder<'_> {
         let room_lines = Room {
             act: room.act.len,
             wgt: room.wgt.len,
+            out_tiles: out_slots(room.out.len, self.hw),
         };
-        let sys = &self.hw.system;
-        let cost = LoadCost {
-            fixed: 2 + u64::from(sys.mem_latency),
-            cycles_per_beat: f64::from(sys.mem_bits / 8) / f64::from(sys.mem_bytes_per_cycle),
-        };
-        tiling::choose(&shape, room_lines, limits, cost)
+        tiling::choose(&shape, room_lines, limits, self.transfer_cost())
             .map_err(|m| layer_error(index, layer, format!("{}: {m}", g.pass.name())))
     }
 
-    /// The DMA cycles of a tiling's operand loads on this system.
+    /// What a LOAD and a STORE cost the DMA on this system beyond their beats, from
+    /// `engines::sat::estimated_cycles` (one line of act: its fixed part is the cycles minus
+    /// the beats at the port's rate).
+    fn transfer_cost(&self) -> LoadCost {
+        let hw = self.hw;
+        let per_beat = beat_cycles(&hw.system);
+        let one = |instr: Instr| {
+            let beats = dram_beats(&instr, hw).map_or(0, |b| b.end - b.start);
+            crate::estimate::cost(&instr, hw).saturating_sub(beats * per_beat)
+        };
+        let line = |store: bool| {
+            let (buf, buf_addr, dram_addr, lines, wait, signal) = (Buf::Act, 0, 0, 1, 0, 0);
+            if store {
+                Instr::Store {
+                    buf,
+                    buf_addr,
+                    dram_addr,
+                    lines,
+                    wait,
+                    signal,
+                }
+            } else {
+                Instr::Load {
+                    buf,
+                    buf_addr,
+                    dram_addr,
+                    lines,
+                    wait,
+                    signal,
+                }
+            }
+        };
+        LoadCost {
+            fixed: one(line(false)),
+            store_fixed: one(line(true)),
+            cycles_per_beat: per_beat as f64,
+        }
+    }
+
+    /// The DMA cycles of a tiling's transfers on this system.
     fn load_cycles(&self, t: &Tiling) -> f64 {
-        let sys = &self.hw.system;
-        t.load_cycles(LoadCost {
-            fixed: 2 + u64::from(sys.mem_latency),
-            cycles_per_beat: f64::from(sys.mem_bits / 8) / f64::from(sys.mem_bytes_per_cycle),
-        })
+        t.load_cycles(self.transfer_cost())
     }
 
     fn record_tiling(&mut self, layer: &Layer, g: &GemmPass, t: Tiling, interleaved: bool) {
@@ -645,15 +726,21 @@ impl Builder<'_> {
     }
 }
 
-/// Steps a LOAD may move ahead of the tile that first reads it.
+/// Steps a LOAD may move ahead of the tile that first reads it (at least; a pass that loads
+/// a block by flow batch of tiles at once may move its LOADs that far).
 const PREFETCH_STEPS: usize = 8;
+
+/// Result tiles a pass's `lines` out lines hold (at most [`OUT_SLOTS`]).
+fn out_slots(lines: usize, hw: &Hardware) -> usize {
+    (lines / hw.rows).clamp(2, OUT_SLOTS)
+}
 
 /// Prefetch: moves each LOAD of a pass's tiles to the end of an earlier tile's step, as soon as
 /// the lines it fills are no longer used there (after the last step that touches them) and at
 /// most [`PREFETCH_STEPS`] steps ahead. The DMA, which runs in program order, then fetches the
 /// next operand panel while the STCE still works on the current one instead of after its
 /// stores. Moving a LOAD no earlier than the last use of its lines keeps what every GEMM reads.
-fn hoist_loads(steps: &mut [TileStep], hw: &Hardware) {
+fn hoist_loads(steps: &mut [TileStep], hw: &Hardware, prefetch: usize) {
     let mut last_use: Vec<Vec<Option<usize>>> =
         Buf::ALL.iter().map(|&b| vec![None; hw.lines(b)]).collect();
     let buf = |b: Buf| Buf::ALL.iter().position(|&x| x == b).unwrap_or(0);
@@ -672,7 +759,7 @@ fn hoist_loads(steps: &mut [TileStep], hw: &Hardware) {
                     .copied();
                 let at = busy_until
                     .map_or(0, |u| u + 1)
-                    .max(k.saturating_sub(PREFETCH_STEPS));
+                    .max(k.saturating_sub(prefetch));
                 if at < k {
                     // No step from `at` on touches these lines before step k.
                     last_use[buf(b)][w.start..w.start + w.lines].fill(Some(at));
@@ -807,7 +894,10 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
             i,
         )?;
         b.record_tiling(l, &tensors[i].ff, t, false);
-        for step in b.tile_steps(&tensors[i].ff, &t, full)? {
+        let ff_limits = Limits {
+            max_columns_in_flight: None,
+        };
+        for step in b.tile_steps(&tensors[i].ff, &t, full, ff_limits)? {
             for (instr, pass) in step.instrs {
                 b.push(instr, i, pass);
             }
@@ -880,10 +970,10 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         }
         b.record_tiling(l, &lt.wu, t_wu, interleave);
         let bp_steps = match &bp {
-            Some((bp, t_bp, bp_room)) => b.tile_steps(bp, t_bp, *bp_room)?,
+            Some((bp, t_bp, bp_room)) => b.tile_steps(bp, t_bp, *bp_room, bp_limits)?,
             None => Vec::new(),
         };
-        let wu_tiles = b.tile_steps(&lt.wu, &t_wu, wu_room)?;
+        let wu_tiles = b.tile_steps(&lt.wu, &t_wu, wu_room, wu_limits)?;
         let chunk_of = |ct: usize| match t_wu.order {
             Order::AStationary => 0,
             Order::BStationary => ct / t_wu.block,
