@@ -13,9 +13,11 @@
 //!    [`crate::network`]): its WU runs alone, in the whole buffers, and it has no PRUNE_B.
 //! 3. When a chunk of the layer's output-channel blocks is updated, the SORE prunes it
 //!    (*pre-generation*: PRUNE_F for the next step's M_F and W_F, then PRUNE_B for M_B and W_B)
-//!    while the STCE goes on with the next layer's BP and WU. The STOREs of the new weights are
-//!    queued and interleaved with the next layer's work, so that they do not hold back its
-//!    operand loads in the in-order DMA stream ([`Builder::push`]).
+//!    while the STCE goes on with the next layer's BP and WU. The STOREs of the new weights and
+//!    the PRUNE_B work (with its reloads) are queued, in pieces, and emitted where the DMA would
+//!    otherwise idle during the next layers' work, so that they do not hold back their operand
+//!    loads in the in-order DMA stream ([`Builder::push`]). The first chunk's W32 and M_F LOADs
+//!    likewise fill the DMA's idle time during the layer's BP.
 //!
 //! Within a pass, each LOAD brings a block or a flow batch of operand panels (the tiling's
 //! choice), and is prefetched as soon as its lines are free, up to one block by flow batch of
@@ -31,9 +33,10 @@
 //! # Buffers
 //! - `act`, `wgt` (below the SORE's slots), `out`: the GEMM passes. FF and a layer's BP+WU pair
 //!   each get the whole buffers, or half each when BP and WU interleave.
-//! - the top `2 * S` wgt lines: two slots for the SORE's outputs (S = the most wgt lines one
-//!   PRUNE_B writes: a layer's output channels in whole `cols` blocks, over M), stored to DRAM
-//!   from there.
+//! - the top wgt lines: a ring of the SORE's outputs ([`SoreRing`]: at least two of the largest,
+//!   the most wgt lines one PRUNE_B writes, a layer's output channels in whole `cols` blocks over
+//!   M; up to [`SORE_RING`] lines), stored to DRAM from there, runs of consecutive outputs with
+//!   one STORE. None without sparse layers.
 //! - `master`, `w16`, `mask`: one chunk of a layer's weights (whole output-channel blocks of
 //!   `Kp` lines each), in two halves used in turn when every layer's block fits in half.
 //!
@@ -338,8 +341,105 @@ struct Builder<'a> {
     /// The weight phase's STOREs (W32', W16', M_F', W_F', W_B'), held back so that they do not
     /// stand in the in-order DMA stream in front of the next layer's operand loads (see
     /// [`Builder::push`]).
-    deferred: std::collections::VecDeque<(Instr, usize, Pass)>,
+    deferred: std::collections::VecDeque<Queued>,
+    /// The DMA's estimated idle cycles so far (STCE cycles emitted minus DMA cycles emitted),
+    /// within [-SLACK_CAP, SLACK_CAP]: what queued work may fill.
+    slack: i64,
+    /// `engines::sat::tile_spacing` of the array.
+    spacing: u64,
 }
+
+/// Queued weight-phase work (see [`Builder::push`]), with what it touches and costs the DMA.
+struct Queued {
+    instr: Instr,
+    layer: usize,
+    pass: Pass,
+    acc: Accesses,
+    beats: Option<std::ops::Range<u64>>,
+    dma_cycles: u64,
+}
+
+/// A LOAD or STORE cut into pieces of at most [`PIECE_LINES`] lines (the same transfer);
+/// any other instruction alone.
+fn pieces(instr: Instr, hw: &Hardware) -> Vec<Instr> {
+    let (buf, buf_addr, dram_addr, lines, store) = match instr {
+        Instr::Store {
+            buf,
+            buf_addr,
+            dram_addr,
+            lines,
+            ..
+        } => (buf, buf_addr, dram_addr, lines, true),
+        Instr::Load {
+            buf,
+            buf_addr,
+            dram_addr,
+            lines,
+            ..
+        } => (buf, buf_addr, dram_addr, lines, false),
+        _ => return vec![instr],
+    };
+    let per_line = hw.beats_per_line(buf) as u32;
+    (0..lines)
+        .step_by(PIECE_LINES)
+        .map(|j| {
+            let (buf_addr, dram_addr) = (buf_addr + j, dram_addr + u32::from(j) * per_line);
+            let lines = (lines - j).min(PIECE_LINES as u16);
+            transfer(store, buf, buf_addr, dram_addr, lines)
+        })
+        .collect()
+}
+
+/// A STORE (or LOAD) of `lines` lines of `buf` from (to) `buf_addr`, to (from) beat `dram_addr`,
+/// without tokens.
+fn transfer(store: bool, buf: Buf, buf_addr: u16, dram_addr: u32, lines: u16) -> Instr {
+    let (wait, signal) = (0, 0);
+    if store {
+        Instr::Store {
+            buf,
+            buf_addr,
+            dram_addr,
+            lines,
+            wait,
+            signal,
+        }
+    } else {
+        Instr::Load {
+            buf,
+            buf_addr,
+            dram_addr,
+            lines,
+            wait,
+            signal,
+        }
+    }
+}
+
+/// Two queued instructions that must keep their order: one writes buffer lines the other
+/// reads or writes, or both move overlapping DRAM beats.
+fn conflict(a: &Queued, b: &Queued) -> bool {
+    let cross = |x: &[crate::access::Lines], y: &[crate::access::Lines]| {
+        x.iter().any(|p| {
+            y.iter().any(|q| {
+                p.buf == q.buf && p.start < q.start + q.lines && q.start < p.start + p.lines
+            })
+        })
+    };
+    let dram = match (&a.beats, &b.beats) {
+        (Some(x), Some(y)) => x.start < y.end && y.start < x.end,
+        _ => false,
+    };
+    dram || cross(&a.acc.writes, &b.acc.reads)
+        || cross(&a.acc.writes, &b.acc.writes)
+        || cross(&a.acc.reads, &b.acc.writes)
+}
+
+/// Most lines of one queued STORE piece.
+const PIECE_LINES: usize = 256;
+
+/// The most DMA idle time (and debt) the pacing of queued work remembers: the DMA cannot use
+/// idle time long past, nor make up a deficit of long ago.
+const SLACK_CAP: i64 = 2048;
 
 fn dram(addr: u64) -> Result<u32, ScheduleError> {
     u32::try_from(addr).map_err(|_| ScheduleError {
@@ -356,56 +456,111 @@ fn lines16(n: usize) -> u16 {
 }
 
 impl Builder<'_> {
-    /// Emits an instruction (its dependencies are those of this emission order), or, for a
-    /// weight-phase STORE with `defer`, queues it.
+    /// Emits an instruction (its dependencies are those of this emission order), after the
+    /// queued weight-phase work it must follow.
     ///
-    /// Queued STOREs keep their meaning: before an instruction that writes lines a queued STORE
-    /// reads, or a LOAD or STORE of DRAM beats a queued STORE writes (the PRUNE_B reload reads
-    /// back the W16' and M_F' just stored), is emitted, that STORE (and every one queued before
-    /// it) is emitted first. The DMA then runs them in that order, so the LOAD reads what the
-    /// STORE wrote. One
-    /// queued STORE is emitted after each GEMM that completes a tile, so the DMA interleaves
-    /// them with the next layer's loads and stores: *pre-generation* (the SORE and the DMA
-    /// finish layer l's weights while the STCE runs layer l - 1).
+    /// Queued work keeps its meaning: before an instruction that touches buffer lines a queued
+    /// instruction reads or writes (one of them writing), or DRAM beats a queued LOAD or STORE
+    /// moves (the PRUNE_B reload reads back the W16' and M_F' just stored), is emitted, that
+    /// queued instruction (and every one queued before it) is emitted first. So the emission
+    /// order, from which the dependencies and the DMA's order come, has the same hazards as
+    /// the order the work was built in.
+    ///
+    /// Queued work is paced by the DMA's estimated idle time: each GEMM adds its STCE cycles to
+    /// [`Builder::slack`], each emitted transfer takes its DMA cycles from it, and after a GEMM
+    /// that completes a tile, queued work is emitted while the slack covers its DMA cycles. The
+    /// DMA then interleaves layer l's weight traffic with layer l - 1's loads and stores where it
+    /// would otherwise wait: *pre-generation* (the SORE and the DMA finish layer l's weights
+    /// while the STCE runs the next layers).
     fn push(&mut self, instr: Instr, layer: usize, pass: Pass) -> u32 {
-        let writes = accesses(&instr, self.hw).writes;
+        let acc = accesses(&instr, self.hw);
         let beats = dram_beats(&instr, self.hw);
-        let overlaps = |queued: &Instr| {
-            let lines = accesses(queued, self.hw).reads.iter().any(|r| {
-                writes.iter().any(|w| {
-                    w.buf == r.buf && w.start < r.start + r.lines && r.start < w.start + w.lines
+        let cross = |a: &[crate::access::Lines], b: &[crate::access::Lines]| {
+            a.iter().any(|x| {
+                b.iter().any(|y| {
+                    x.buf == y.buf && x.start < y.start + y.lines && y.start < x.start + x.lines
                 })
-            });
-            let dram = match (&beats, dram_beats(queued, self.hw)) {
+            })
+        };
+        let overlaps = |q: &Queued| {
+            let lines = cross(&acc.writes, &q.acc.reads)
+                || cross(&acc.writes, &q.acc.writes)
+                || cross(&acc.reads, &q.acc.writes);
+            let dram = match (&beats, &q.beats) {
                 (Some(a), Some(b)) => a.start < b.end && b.start < a.end,
                 _ => false,
             };
             lines || dram
         };
-        if let Some(last) = self.deferred.iter().rposition(|(q, _, _)| overlaps(q)) {
-            self.flush(last + 1);
+        // The queued work this instruction conflicts with, and the queued work before it that
+        // conflicts with that (a queued instruction keeps its order only with what it
+        // conflicts with; the rest stays queued).
+        let mut needed: Vec<bool> = self.deferred.iter().map(overlaps).collect();
+        if needed.iter().any(|&n| n) {
+            for j in (0..needed.len()).rev() {
+                if !needed[j] {
+                    continue;
+                }
+                let later = &self.deferred[j];
+                for (earlier, need) in self.deferred.iter().zip(needed.iter_mut()).take(j) {
+                    if !*need && conflict(earlier, later) {
+                        *need = true;
+                    }
+                }
+            }
+            let queue = std::mem::take(&mut self.deferred);
+            for (q, now) in queue.into_iter().zip(needed) {
+                if now {
+                    self.emit(q.instr, q.layer, q.pass);
+                } else {
+                    self.deferred.push_back(q);
+                }
+            }
         }
         let index = self.emit(instr, layer, pass);
         if matches!(instr, Instr::Gemm { last: true, .. }) {
-            self.flush(1);
+            while self
+                .deferred
+                .front()
+                .is_some_and(|q| q.dma_cycles as i64 <= self.slack)
+            {
+                self.flush(1);
+            }
         }
         index
     }
 
-    /// Queues a weight-phase STORE (or emits it at once without pre-generation).
-    fn push_store(&mut self, instr: Instr, layer: usize, pass: Pass, defer: bool) {
-        if defer {
-            self.deferred.push_back((instr, layer, pass));
-        } else {
+    /// Queues weight-phase work (or emits it at once without pre-generation); a STORE in
+    /// a LOAD or STORE in pieces of at most [`PIECE_LINES`] lines, so that the pacing can fit
+    /// it in.
+    fn defer(&mut self, instr: Instr, layer: usize, pass: Pass, defer: bool) {
+        if !defer {
             self.push(instr, layer, pass);
+            return;
+        }
+        let pieces = pieces(instr, self.hw);
+        for instr in pieces {
+            let dma_cycles = if instr.engine() == Some(Engine::Dma) {
+                crate::estimate::cost(&instr, self.hw)
+            } else {
+                0
+            };
+            self.deferred.push_back(Queued {
+                instr,
+                layer,
+                pass,
+                acc: accesses(&instr, self.hw),
+                beats: dram_beats(&instr, self.hw),
+                dma_cycles,
+            });
         }
     }
 
-    /// Emits the first `n` queued STOREs.
+    /// Emits the first `n` queued instructions.
     fn flush(&mut self, n: usize) {
         for _ in 0..n.min(self.deferred.len()) {
-            if let Some((instr, layer, pass)) = self.deferred.pop_front() {
-                self.emit(instr, layer, pass);
+            if let Some(q) = self.deferred.pop_front() {
+                self.emit(q.instr, q.layer, q.pass);
             }
         }
     }
@@ -419,6 +574,17 @@ impl Builder<'_> {
         if engine == Engine::Stce {
             deps.extend(self.barrier.take());
         }
+        let busy = match instr {
+            Instr::Gemm { groups, last, .. } => {
+                let spacing = if last { self.spacing } else { 0 };
+                u64::from(groups).max(spacing) as i64
+            }
+            Instr::Load { .. } | Instr::Store { .. } => {
+                -(crate::estimate::cost(&instr, self.hw) as i64)
+            }
+            _ => 0,
+        };
+        self.slack = (self.slack + busy).clamp(-SLACK_CAP, SLACK_CAP);
         self.ops.push(Op {
             instr,
             layer: layer as u32,
@@ -679,28 +845,7 @@ impl Builder<'_> {
             let beats = dram_beats(&instr, hw).map_or(0, |b| b.end - b.start);
             crate::estimate::cost(&instr, hw).saturating_sub(beats * per_beat)
         };
-        let line = |store: bool| {
-            let (buf, buf_addr, dram_addr, lines, wait, signal) = (Buf::Act, 0, 0, 1, 0, 0);
-            if store {
-                Instr::Store {
-                    buf,
-                    buf_addr,
-                    dram_addr,
-                    lines,
-                    wait,
-                    signal,
-                }
-            } else {
-                Instr::Load {
-                    buf,
-                    buf_addr,
-                    dram_addr,
-                    lines,
-                    wait,
-                    signal,
-                }
-            }
-        };
+        let line = |store: bool| transfer(store, Buf::Act, 0, 0, 1);
         LoadCost {
             fixed: one(line(false)),
             store_fixed: one(line(true)),
@@ -809,6 +954,8 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         tilings: Vec::new(),
         barrier: None,
         deferred: Default::default(),
+        slack: 0,
+        spacing: coforge_generator::engines::sat::tile_spacing(&hw.geometry()),
     };
     // The SORE's two output slots at the top of wgt.
     let sore_slot = net
@@ -818,7 +965,15 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         .map(|l| (l.cout.div_ceil(hw.cols) * hw.cols).div_ceil(hw.m))
         .max()
         .unwrap_or(0);
-    let gemm_wgt = hw.lines(Buf::Wgt).saturating_sub(2 * sore_slot);
+    // The SORE's outputs go round a ring at the top of wgt: at least two of the largest, and
+    // up to SORE_RING lines (an eighth of wgt at most), so that runs of them share one STORE.
+    // No ring without sparse layers.
+    let ring = if sore_slot == 0 {
+        0
+    } else {
+        (2 * sore_slot).max(SORE_RING.min(hw.lines(Buf::Wgt) / 8))
+    };
+    let gemm_wgt = hw.lines(Buf::Wgt).saturating_sub(ring);
     if gemm_wgt < 2 {
         return Err(ScheduleError {
             layer: None,
@@ -829,6 +984,12 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
             ),
         });
     }
+    let mut sore = SoreRing {
+        base: gemm_wgt,
+        len: ring,
+        cursor: 0,
+        run: None,
+    };
     let full = Rooms {
         act: Span {
             base: 0,
@@ -922,7 +1083,6 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         ]
     };
     let mut weight_chunk = 0usize;
-    let mut sore_use = 0usize;
     for (i, l) in net.layers.iter().enumerate().rev() {
         let lt = &tensors[i];
         let kp = hw.padded(l.k);
@@ -984,16 +1144,18 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
             layer: l,
             lt,
             kp,
-            sore_base: gemm_wgt,
             sore_slot,
         };
-        let wu_steps = weight_steps(
+        let WeightSteps {
+            steps: wu_steps,
+            first_loads,
+        } = weight_steps(
             &ctx,
             wu_tiles,
             chunk_of,
             weight_halves,
             &mut weight_chunk,
-            &mut sore_use,
+            &mut sore,
         )?;
         // Interleave: the pass with more tiles takes proportionally more turns.
         let (nb, nw) = (bp_steps.len(), wu_steps.len());
@@ -1018,17 +1180,38 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
             bp_steps.into_iter().map(|s| Some(s.instrs)).collect();
         let mut wu_steps: Vec<Option<Vec<(Instr, Pass)>>> =
             wu_steps.into_iter().map(Some).collect();
+        // The first chunk's weight LOADs, in pieces, fill the DMA's idle time during BP; what
+        // is left goes before the first WU tile.
+        let mut prefetch: std::collections::VecDeque<(Instr, Pass)> = first_loads
+            .into_iter()
+            .flat_map(|(instr, pass)| pieces(instr, hw).into_iter().map(move |p| (p, pass)))
+            .collect();
         for (k, is_bp) in order {
+            if !is_bp {
+                while let Some((instr, pass)) = prefetch.pop_front() {
+                    b.push(instr, i, pass);
+                }
+            }
             let instrs = if is_bp {
                 bp_steps[k].take()
             } else {
                 wu_steps[k].take()
             };
             for (instr, pass) in instrs.unwrap_or_default() {
+                // The weight phase's STOREs and PRUNE_B (with its reloads) wait in the queue.
                 let weight_store = matches!(instr, Instr::Store { buf, .. } if buf != Buf::Out);
-                if weight_store {
-                    b.push_store(instr, i, pass, opts.pregen);
+                if weight_store || pass == Pass::PruneB {
+                    b.defer(instr, i, pass, opts.pregen);
                 } else {
+                    b.push(instr, i, pass);
+                }
+            }
+            while is_bp
+                && prefetch
+                    .front()
+                    .is_some_and(|(instr, _)| crate::estimate::cost(instr, hw) as i64 <= b.slack)
+            {
+                if let Some((instr, pass)) = prefetch.pop_front() {
                     b.push(instr, i, pass);
                 }
             }
@@ -1159,7 +1342,6 @@ struct WeightPhase<'a> {
     layer: &'a Layer,
     lt: &'a LayerTensors,
     kp: usize,
-    sore_base: usize,
     sore_slot: usize,
 }
 
@@ -1174,8 +1356,8 @@ fn weight_steps(
     chunk_of: impl Fn(usize) -> usize,
     halves: bool,
     chunk_counter: &mut usize,
-    sore_use: &mut usize,
-) -> Result<Vec<Vec<(Instr, Pass)>>, ScheduleError> {
+    sore: &mut SoreRing,
+) -> Result<WeightSteps, ScheduleError> {
     let hw = ctx.hw;
     let (kp, lt) = (ctx.kp, ctx.lt);
     let sparse = ctx.layer.sparsity == Sparsity::Sparse;
@@ -1214,23 +1396,24 @@ fn weight_steps(
         let j = chunk_blocks[c].iter().position(|&x| x == ct).unwrap_or(0);
         bases[c] + j * kp
     };
-    let sore_slot = |use_: &mut usize| {
-        let at = ctx.sore_base + (*use_ % 2) * ctx.sore_slot;
-        *use_ += 1;
-        at
-    };
     let load = Builder::load;
     let store = Builder::store;
     let mut steps = Vec::with_capacity(tiles.len() + 1);
+    let mut first_loads = Vec::new();
     for (k, t) in tiles.into_iter().enumerate() {
         let c = chunk_of(t.ct);
         let mut instrs = Vec::new();
         if first_tile[c] == k {
+            let to = if k == 0 {
+                &mut first_loads
+            } else {
+                &mut instrs
+            };
             for &cb in &chunk_blocks[c] {
                 let at = slot_of(c, cb);
                 let from = (cb * kp) as u64;
                 for (buf, tensor) in [(Buf::Master, lt.w32), (Buf::Mask, lt.m_f)] {
-                    instrs.push((load(buf, at, tensor.line(from), kp)?, Pass::Update));
+                    to.push((load(buf, at, tensor.line(from), kp)?, Pass::Update));
                 }
             }
         }
@@ -1260,12 +1443,15 @@ fn weight_steps(
                 if !sparse {
                     continue;
                 }
-                // PRUNE_F in pieces of at most one SORE slot of output lines.
+                // PRUNE_F in pieces of at most one SORE slot of output lines; W_F' leaves the
+                // ring in runs, M_F' (in place in the mask buffer) with one STORE per block.
                 let piece = (ctx.sore_slot * hw.m).min(kp) / hw.m * hw.m;
                 let mut k0 = 0;
                 while k0 < kp {
                     let n = piece.min(kp - k0);
-                    let wgt_at = sore_slot(sore_use);
+                    let (g0, groups) = (k0 / hw.m, (n / hw.m).min(kg.saturating_sub(k0 / hw.m)));
+                    let wf = (cb * kg + g0) as u64;
+                    let wgt_at = sore.put(n / hw.m, (lt.w_f_new, wf, groups), &mut instrs)?;
                     instrs.push((
                         Instr::PruneF {
                             w16_addr: lines16(at + k0),
@@ -1277,33 +1463,24 @@ fn weight_steps(
                         },
                         Pass::PruneF,
                     ));
-                    let (g0, groups) = (k0 / hw.m, (n / hw.m).min(kg.saturating_sub(k0 / hw.m)));
-                    if groups > 0 {
-                        let wf = (cb * kg + g0) as u64;
-                        instrs.push((
-                            store(Buf::Wgt, wgt_at, lt.w_f_new.line(wf), groups)?,
-                            Pass::PruneF,
-                        ));
-                    }
-                    let mf = (cb * kp + k0) as u64;
-                    instrs.push((
-                        store(Buf::Mask, at + k0, lt.m_f_new.line(mf), n)?,
-                        Pass::PruneF,
-                    ));
                     k0 += n;
                 }
+                sore.flush(&mut instrs, Pass::PruneF)?;
+                let mf = (cb * kp) as u64;
+                instrs.push((store(Buf::Mask, at, lt.m_f_new.line(mf), kp)?, Pass::PruneF));
             }
         }
         steps.push(instrs);
     }
     // M_B and W_B serve only BP: no PRUNE_B for a dense layer or one whose dX is not computed.
     if !sparse || !ctx.layer.bp {
-        return Ok(steps);
+        return Ok(WeightSteps { steps, first_loads });
     }
     let mut instrs = Vec::new();
     let kblocks = ctx.layer.k.div_ceil(hw.cols);
     let mut prune_b = |instrs: &mut Vec<(Instr, Pass)>, w16_at: usize, stride: usize, kb: usize| {
-        let wgt_at = sore_slot(sore_use);
+        let to = (kb * cg) as u64;
+        let wgt_at = sore.put(cg, (lt.w_b_new, to, cg), instrs)?;
         instrs.push((
             Instr::PruneB {
                 w16_addr: lines16(w16_at),
@@ -1315,11 +1492,6 @@ fn weight_steps(
                 wait: 0,
                 signal: 0,
             },
-            Pass::PruneB,
-        ));
-        let to = (kb * cg) as u64;
-        instrs.push((
-            store(Buf::Wgt, wgt_at, lt.w_b_new.line(to), cg)?,
             Pass::PruneB,
         ));
         Ok::<_, ScheduleError>(())
@@ -1365,6 +1537,78 @@ fn weight_steps(
             }
         }
     }
+    sore.flush(&mut instrs, Pass::PruneB)?;
     steps.push(instrs);
-    Ok(steps)
+    Ok(WeightSteps { steps, first_loads })
+}
+
+/// A layer's WU tiles with its weight work, and the first chunk's W32 and M_F LOADs, which
+/// may run before the first tile (during BP: neither touches the other's lines).
+struct WeightSteps {
+    steps: Vec<Vec<(Instr, Pass)>>,
+    first_loads: Vec<(Instr, Pass)>,
+}
+
+/// Most lines of the ring of SORE outputs at the top of wgt.
+const SORE_RING: usize = 256;
+
+/// The ring of SORE output lines at the top of wgt (PRUNE_F's W_F' and PRUNE_B's W_B'
+/// groups). Outputs take its lines in turn; outputs that follow each other in the ring and in
+/// DRAM are stored with one STORE (a *run*, at most half the ring, so the SORE fills the other
+/// half meanwhile).
+struct SoreRing {
+    base: usize,
+    len: usize,
+    cursor: usize,
+    /// The run not stored yet: first ring line, tensor, first DRAM line, lines.
+    run: Option<(usize, Operand, u64, usize)>,
+}
+
+impl SoreRing {
+    /// The ring line of the next output of `lines` lines, of which the first `store.2` go to
+    /// line `store.1` of tensor `store.0`. The STORE of the pending run is pushed first when
+    /// the new output does not extend it.
+    fn put(
+        &mut self,
+        lines: usize,
+        store: (Operand, u64, usize),
+        instrs: &mut Vec<(Instr, Pass)>,
+    ) -> Result<usize, ScheduleError> {
+        let (tensor, line, n) = store;
+        if self.cursor + lines > self.len {
+            self.cursor = 0;
+        }
+        let at = self.base + self.cursor;
+        self.cursor += lines;
+        let extends = self.run.is_some_and(|(r_at, r_tensor, r_line, r_lines)| {
+            r_at + r_lines == at
+                && r_tensor.addr == tensor.addr
+                && r_line + r_lines as u64 == line
+                && r_lines + n <= self.len / 2
+        });
+        let pass = instrs.last().map_or(Pass::PruneF, |i| i.1);
+        if !extends {
+            self.flush(instrs, pass)?;
+        }
+        if n > 0 {
+            self.run = Some(match self.run {
+                Some((r_at, r_tensor, r_line, r_lines)) if extends => {
+                    (r_at, r_tensor, r_line, r_lines + n)
+                }
+                _ => (at, tensor, line, n),
+            });
+        }
+        Ok(at)
+    }
+
+    /// Pushes the STORE of the pending run.
+    fn flush(&mut self, instrs: &mut Vec<(Instr, Pass)>, pass: Pass) -> Result<(), ScheduleError> {
+        if let Some((at, tensor, line, lines)) = self.run.take() {
+            instrs.push((
+                Builder::store(Buf::Wgt, at, tensor.line(line), lines)?,
+                pass,
+            ));
+        }
+        Ok(())
+    }
 }
