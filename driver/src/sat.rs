@@ -413,6 +413,7 @@ pub fn check_program(
                 }
             }
             Instr::Gemm {
+                mode,
                 act_addr,
                 wgt_addr,
                 groups,
@@ -422,7 +423,8 @@ pub fn check_program(
                 if groups == 0 {
                     return bad(i, "has no groups".into());
                 }
-                if !within(Buf::Act, act_addr, groups.into())
+                let act_lines = geo.act_lines(groups.into(), mode) as u64;
+                if !within(Buf::Act, act_addr, act_lines)
                     || !within(Buf::Wgt, wgt_addr, groups.into())
                     || !within(Buf::Out, out_addr, geo.rows.into())
                 {
@@ -609,7 +611,7 @@ pub fn gemm_program(
                 let t = rt * ct_n + ct;
                 program.push(Instr::Gemm {
                     mode: job.mode,
-                    act_addr: (act_at + rt * kg) as u16,
+                    act_addr: (act_at + rt * geo.act_lines(kg, job.mode)) as u16,
                     wgt_addr: (wgt_at + ct * kg) as u16,
                     groups: kg as u16,
                     out_addr: (out_at

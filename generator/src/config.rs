@@ -410,6 +410,16 @@ impl SystemConfig {
                 );
             }
         }
+        if !stce.sparse && stce.n < stce.m {
+            return invalid(
+                "stce.sparse",
+                "false".into(),
+                format!(
+                    "a dense-mode act line of the system top carries M/N = {}/{} groups and the                      PE's M:1 select takes one out, which a dense engine lacks; remove                      sparse = false, or set n = m for a dense engine",
+                    stce.m, stce.n
+                ),
+            );
+        }
         for (key, depth) in [
             ("system.act_lines", self.act_lines),
             ("system.wgt_lines", self.wgt_lines),
@@ -1057,6 +1067,16 @@ mod tests {
             err.contains("stce.fp_pipeline") && err.contains("system top"),
             "{err}"
         );
+        let dense = SYSTEM.replace("[train]\n", "sparse = false\n[train]\n");
+        let err = Config::from_toml(&dense, "t").unwrap_err().to_string();
+        assert!(
+            err.contains("stce.sparse") && err.contains("n = m"),
+            "{err}"
+        );
+        let dense_nm = SYSTEM
+            .replace("n=2", "n=8")
+            .replace("[train]\n", "sparse = false\n[train]\n");
+        assert!(Config::from_toml(&dense_nm, "t").is_ok());
         let int8 = SYSTEM.replace("dtype=\"fp16\"\n[train]\n", "");
         let err = Config::from_toml(&int8, "t").unwrap_err().to_string();
         assert!(err.contains("[train]"), "{err}");

@@ -182,6 +182,9 @@ module sat_top (
     reg          stce_first;
     reg          stce_last;
     reg          stce_dense;
+    reg  [15:0]  gemm_act_line;
+    reg  [2:0]   gemm_act_slot;
+    reg  [2:0]   stce_act_slot;
     wire         gemm_last_group;
     reg  [2:0]   gemm_since_last_tile;
     wire         gemm_tile_end;
@@ -335,7 +338,7 @@ module sat_top (
     wire [3:0]   mask_wdata;
     wire         mask_re;
     wire [11:0]  mask_raddr;
-    wire [293:0] unused_bits;
+    wire [300:0] unused_bits;
 
     always @(posedge clk) begin
         if (imem_we) begin
@@ -757,6 +760,7 @@ module sat_top (
             readout_wp <= 2'd0;
             readout_rp <= 2'd0;
             readout_count <= 3'd0;
+            gemm_act_slot <= 3'd0;
         end else begin
             stce_valid <= gemm_streaming;
             stce_first <= gemm_streaming && gemm_flags[1] && gemm_group == 16'h0;
@@ -771,6 +775,13 @@ module sat_top (
             end
             if (gemm_streaming) begin
                 gemm_group <= gemm_group + 16'h1;
+                stce_act_slot <= gemm_act_slot;
+                if (~gemm_flags[0] || gemm_act_slot == 3'h6) begin
+                    gemm_act_line <= gemm_act_line + 16'h1;
+                    gemm_act_slot <= 3'd0;
+                end else begin
+                    gemm_act_slot <= gemm_act_slot + 3'd2;
+                end
             end
             if (gemm_tile_fed) begin
                 if (readout_wp == 2'd0) begin
@@ -807,12 +818,14 @@ module sat_top (
             if (gemm_start) begin
                 gemm_busy <= 1'b1;
                 gemm_group <= 16'h0;
+                gemm_act_line <= 16'h0;
                 gemm_flags <= gemm_head[2:0];
                 gemm_act_addr <= gemm_head[18:3];
                 gemm_wgt_addr <= gemm_head[34:19];
                 gemm_groups <= gemm_head[50:35];
                 gemm_out_addr <= gemm_head[66:51];
                 gemm_signal <= gemm_head[98:83];
+                gemm_act_slot <= 3'd0;
             end
         end
     end
@@ -831,10 +844,10 @@ module sat_top (
         .wgt_col1  ({wgt_rdata[72:57], wgt_rdata[53:38]}),
         .wgt_col2  ({wgt_rdata[110:95], wgt_rdata[91:76]}),
         .wgt_col3  ({wgt_rdata[148:133], wgt_rdata[129:114]}),
-        .idx_col0  (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[37:35], wgt_rdata[18:16]}),
-        .idx_col1  (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[75:73], wgt_rdata[56:54]}),
-        .idx_col2  (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[113:111], wgt_rdata[94:92]}),
-        .idx_col3  (stce_dense ? {3'd1, 3'd0} : {wgt_rdata[151:149], wgt_rdata[132:130]}),
+        .idx_col0  (stce_dense ? {stce_act_slot + 3'd1, stce_act_slot + 3'd0} : {wgt_rdata[37:35], wgt_rdata[18:16]}),
+        .idx_col1  (stce_dense ? {stce_act_slot + 3'd1, stce_act_slot + 3'd0} : {wgt_rdata[75:73], wgt_rdata[56:54]}),
+        .idx_col2  (stce_dense ? {stce_act_slot + 3'd1, stce_act_slot + 3'd0} : {wgt_rdata[113:111], wgt_rdata[94:92]}),
+        .idx_col3  (stce_dense ? {stce_act_slot + 3'd1, stce_act_slot + 3'd0} : {wgt_rdata[151:149], wgt_rdata[132:130]}),
         .out_valid (stce_out_valid),
         .out_row   (stce_out_row),
         .out_last  (stce_out_last),
@@ -1154,7 +1167,7 @@ module sat_top (
     end
 
     assign act_re = 1'b0 || dma_store_read && dma_buf == 3'd0 || gemm_streaming;
-    assign act_raddr = (dma_store_read && dma_buf == 3'd0) ? dma_buf_addr[8:0] + dma_read_line[8:0] : gemm_act_addr[8:0] + gemm_group[8:0];
+    assign act_raddr = (dma_store_read && dma_buf == 3'd0) ? dma_buf_addr[8:0] + dma_read_line[8:0] : gemm_act_addr[8:0] + gemm_act_line[8:0];
 
     always @(posedge clk) begin
         if (act_re) begin
@@ -1258,7 +1271,7 @@ module sat_top (
     end
 
     assign conflict_now = 1'b0 || 1'b0 || (1'b0 || dma_store_read && dma_buf == 3'd0 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd1 && prune_wgt_write) || (1'b0 || dma_store_read && dma_buf == 3'd1 && gemm_streaming) || (1'b0 || dma_line_in && dma_buf == 3'd2 && stce_out_valid) || (1'b0 || dma_store_read && dma_buf == 3'd2 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'd3 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'd3 && update_reading) || (1'b0 || dma_line_in && dma_buf == 3'h4 && update_writing) || (1'b0 || dma_store_read && dma_buf == 3'h4 && prune_reading || dma_store_read && dma_buf == 3'h4 && prune_b_reading || prune_reading && prune_b_reading) || (1'b0 || dma_line_in && dma_buf == 3'h5 && prune_writing_mask) || (1'b0 || dma_store_read && dma_buf == 3'h5 && update_reading || dma_store_read && dma_buf == 3'h5 && prune_b_reading || update_reading && prune_b_reading);
-    assign unused_bits = {fetch_word[63:40], fetch_word[191:160], fetch_word[79:67], fetch_word[143:128], dma_read_line, gemm_act_addr[15:9], gemm_wgt_addr[15:9], readout_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:12], dma_line[15:12], dma_buf_addr[15:12], dma_line[15:12], dma_buf_addr[15:12], dma_line[15:12], update_out_addr[15:9], update_master_addr[15:12], update_w16_addr[15:12], update_mask_addr[15:12], update_read[15:12], update_write[15:12], prune_b_line, prune_w16_addr[15:12], prune_wgt_addr[15:9], prune_mask_addr[15:12], prune_read, prune_mask_k, prune_wgt_line};
+    assign unused_bits = {fetch_word[63:40], fetch_word[191:160], fetch_word[79:67], fetch_word[143:128], dma_read_line, gemm_act_addr[15:9], gemm_act_line[15:9], gemm_wgt_addr[15:9], readout_out_addr[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:9], dma_line[15:9], dma_buf_addr[15:12], dma_line[15:12], dma_buf_addr[15:12], dma_line[15:12], dma_buf_addr[15:12], dma_line[15:12], update_out_addr[15:9], update_master_addr[15:12], update_w16_addr[15:12], update_mask_addr[15:12], update_read[15:12], update_write[15:12], prune_b_line, prune_w16_addr[15:12], prune_wgt_addr[15:9], prune_mask_addr[15:12], prune_read, prune_mask_k, prune_wgt_line};
 
 endmodule
 

@@ -45,7 +45,8 @@ fn span(buf: Buf, start: impl Into<usize>, lines: usize) -> Lines {
 /// The buffer lines `instr` reads and writes on `hw`.
 ///
 /// - LOAD writes `lines` lines of its buffer; STORE reads them.
-/// - GEMM reads `groups` act and wgt lines; with `last` it writes `rows` out lines (a GEMM
+/// - GEMM reads `groups` wgt lines and the act lines of `groups` groups
+///   (`Geometry::act_lines`: `ceil(groups / P)` dense); with `last` it writes `rows` out lines (a GEMM
 ///   without `last` keeps its sums in the PEs, for the next GEMM of the same tile).
 /// - UPDATE reads `lines` out, master and mask lines and writes the master and w16 lines.
 /// - PRUNE_F reads `lines` w16 lines and writes `ceil(lines / M)` wgt lines and `lines` mask
@@ -68,6 +69,7 @@ pub fn accesses(instr: &Instr, hw: &Hardware) -> Accesses {
             ..
         } => a.reads.push(span(buf, buf_addr, lines.into())),
         Instr::Gemm {
+            mode,
             act_addr,
             wgt_addr,
             groups,
@@ -75,7 +77,8 @@ pub fn accesses(instr: &Instr, hw: &Hardware) -> Accesses {
             last,
             ..
         } => {
-            a.reads.push(span(Buf::Act, act_addr, groups.into()));
+            let act_lines = hw.geometry().act_lines(groups.into(), mode);
+            a.reads.push(span(Buf::Act, act_addr, act_lines));
             a.reads.push(span(Buf::Wgt, wgt_addr, groups.into()));
             if last {
                 a.writes.push(span(Buf::Out, out_addr, hw.rows));

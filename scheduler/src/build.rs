@@ -294,7 +294,8 @@ struct Rooms {
 }
 
 /// A tensor in DRAM: `beats` per line from beat `addr` (a GEMM operand's panel `t`, group `g`
-/// is line `t * groups + g`).
+/// is line `t * lines + g / P`, a panel being `lines` lines of P groups each: P = 1 but for
+/// dense act lines).
 #[derive(Clone, Copy, Debug)]
 struct Operand {
     addr: u64,
@@ -313,6 +314,8 @@ impl Operand {
 struct GemmPass {
     pass: Pass,
     mode: GemmMode,
+    /// Groups per act line of A (`Geometry::act_groups_per_line` of `mode`).
+    a_per_line: usize,
     pt: usize,
     qt: usize,
     groups: usize,
@@ -655,8 +658,11 @@ impl Builder<'_> {
     ) -> Result<Vec<TileStep>, ScheduleError> {
         let hw = self.hw;
         let groups = g.groups;
-        let panel = |op: Operand, tile: usize, g0: usize| {
-            op.addr + ((tile * groups + g0) as u64) * op.beats
+        // Lines per group and per panel of A (dense act lines carry P groups) and of B.
+        let per = g.a_per_line;
+        let (a_lines, b_lines) = (groups.div_ceil(per), groups);
+        let panel = |op: Operand, tile: usize, g0: usize, per: usize, lines: usize| {
+            op.addr + ((tile * lines + g0 / per) as u64) * op.beats
         };
         let mut steps = Vec::new();
         // Result tiles rotate through every tile slot of the pass's out lines (at most
@@ -694,24 +700,24 @@ impl Builder<'_> {
                 // while every panel of the other operand streams past it, `t.flow` panels per
                 // LOAD, double buffered (one LOAD each when it is all there is).
                 let a_stays = t.order == Order::AStationary;
-                let a = (Buf::Act, room.act, g.a, g.pt);
-                let b = (Buf::Wgt, room.wgt, g.b, g.qt);
+                let a = (Buf::Act, room.act, g.a, g.pt, a_lines, per);
+                let b = (Buf::Wgt, room.wgt, g.b, g.qt, b_lines, 1);
                 let (stay, flow) = if a_stays { (a, b) } else { (b, a) };
                 prefetch = prefetch.max(t.block * t.flow);
                 let mut streamed = 0usize;
                 for (half, first) in (0..stay.3).step_by(t.block).enumerate() {
                     let block = first..(first + t.block).min(stay.3);
-                    let s_base = stay.1.base + (half % 2) * t.block * groups;
-                    let lines = block.len() * groups;
-                    let mut stay_load =
-                        Some(Self::load(stay.0, s_base, panel(stay.2, first, 0), lines)?);
+                    let s_base = stay.1.base + (half % 2) * t.block * stay.4;
+                    let lines = block.len() * stay.4;
+                    let from = panel(stay.2, first, 0, stay.5, stay.4);
+                    let mut stay_load = Some(Self::load(stay.0, s_base, from, lines)?);
                     for f0 in (0..flow.3).step_by(t.flow) {
                         let batch = f0..(f0 + t.flow).min(flow.3);
-                        let f_base = flow.1.base + (streamed % 2) * t.flow * groups;
+                        let f_base = flow.1.base + (streamed % 2) * t.flow * flow.4;
                         streamed += 1;
-                        let lines = batch.len() * groups;
-                        let mut flow_load =
-                            Some(Self::load(flow.0, f_base, panel(flow.2, f0, 0), lines)?);
+                        let lines = batch.len() * flow.4;
+                        let from = panel(flow.2, f0, 0, flow.5, flow.4);
+                        let mut flow_load = Some(Self::load(flow.0, f_base, from, lines)?);
                         // The tiles of the block and batch in the results' DRAM order.
                         let (rows, cols) = if a_stays {
                             (block.clone(), batch)
@@ -724,8 +730,8 @@ impl Builder<'_> {
                                 instrs.extend(stay_load.take().map(|l| (l, g.pass)));
                                 instrs.extend(flow_load.take().map(|l| (l, g.pass)));
                                 let (st, f) = if a_stays { (rt, ct) } else { (ct, rt) };
-                                let s_at = s_base + (st - first) * groups;
-                                let f_at = f_base + (f - f0) * groups;
+                                let s_at = s_base + (st - first) * stay.4;
+                                let f_at = f_base + (f - f0) * flow.4;
                                 let (a_at, b_at) =
                                     if a_stays { (s_at, f_at) } else { (f_at, s_at) };
                                 let out = next_out();
@@ -754,11 +760,15 @@ impl Builder<'_> {
                     for c in 0..chunks {
                         let g0 = c * t.chunk;
                         let n = t.chunk.min(groups - g0);
-                        let a_at = room.act.base + (slot % 2) * t.chunk;
+                        // A chunk is a multiple of P groups (`tiling`): it starts on an act line.
+                        let a_at = room.act.base + (slot % 2) * t.chunk.div_ceil(per);
                         let b_at = room.wgt.base + (slot % 2) * t.chunk;
                         slot += 1;
-                        instrs.push((Self::load(Buf::Act, a_at, panel(g.a, rt, g0), n)?, g.pass));
-                        instrs.push((Self::load(Buf::Wgt, b_at, panel(g.b, ct, g0), n)?, g.pass));
+                        let a_from = panel(g.a, rt, g0, per, a_lines);
+                        let a_load = Self::load(Buf::Act, a_at, a_from, n.div_ceil(per))?;
+                        let b_load = Self::load(Buf::Wgt, b_at, panel(g.b, ct, g0, 1, b_lines), n)?;
+                        instrs.push((a_load, g.pass));
+                        instrs.push((b_load, g.pass));
                         instrs.push((gemm(a_at, b_at, n, out, c == 0, c + 1 == chunks), g.pass));
                     }
                     steps.push(tile(rt, ct, out, instrs));
@@ -810,6 +820,7 @@ impl Builder<'_> {
             pt: g.pt,
             qt: g.qt,
             groups: g.groups,
+            a_per_line: g.a_per_line,
             a_beats: g.a.beats,
             b_beats: g.b.beats,
         };
@@ -1251,8 +1262,22 @@ fn layer_tensors(b: &mut Builder, l: &Layer) -> LayerTensors {
         l.cout.div_ceil(hw.cols),
     );
     let kt_rows = kp.div_ceil(hw.rows);
+    // act lines of one row tile's panel (a dense act line carries P groups).
+    let geo = hw.geometry();
+    let (per, per_d) = (
+        geo.act_groups_per_line(mode),
+        geo.act_groups_per_line(GemmMode::Dense),
+    );
     use Direction::{Input, Output};
-    let x = b.alloc("x", l, Input, Buf::Act, [l.r, l.k], g, rt * kg);
+    let x = b.alloc(
+        "x",
+        l,
+        Input,
+        Buf::Act,
+        [l.r, l.k],
+        g,
+        rt * geo.act_lines(kg, mode),
+    );
     let w_f = b.alloc("w_f", l, Input, Buf::Wgt, [l.k, l.cout], g, ct * kg);
     let y = b.alloc(
         "y",
@@ -1267,14 +1292,31 @@ fn layer_tensors(b: &mut Builder, l: &Layer) -> LayerTensors {
     let bp = l.bp.then(|| GemmPass {
         pass: Pass::Bp,
         mode,
+        a_per_line: per,
         pt: rt,
         qt: kt,
         groups: cg,
-        a: b.alloc("dy", l, Input, Buf::Act, [l.r, l.cout], g, rt * cg),
+        a: b.alloc(
+            "dy",
+            l,
+            Input,
+            Buf::Act,
+            [l.r, l.cout],
+            g,
+            rt * geo.act_lines(cg, mode),
+        ),
         b: b.alloc("w_b", l, Input, Buf::Wgt, [l.cout, l.k], g, kt * cg),
         out: b.alloc("dx", l, Output, Buf::Out, [l.r, l.k], 0, rt * kt * hw.rows),
     });
-    let xt = b.alloc("x_t", l, Input, Buf::Act, [kp, l.r], gd, kt_rows * rg);
+    let xt = b.alloc(
+        "x_t",
+        l,
+        Input,
+        Buf::Act,
+        [kp, l.r],
+        gd,
+        kt_rows * geo.act_lines(rg, GemmMode::Dense),
+    );
     let dy_wu = b.alloc("dy_wu", l, Input, Buf::Wgt, [l.r, l.cout], gd, ct * rg);
     let dwt = b.alloc(
         "dw_t",
@@ -1309,6 +1351,7 @@ fn layer_tensors(b: &mut Builder, l: &Layer) -> LayerTensors {
         ff: GemmPass {
             pass: Pass::Ff,
             mode,
+            a_per_line: per,
             pt: rt,
             qt: ct,
             groups: kg,
@@ -1320,6 +1363,7 @@ fn layer_tensors(b: &mut Builder, l: &Layer) -> LayerTensors {
         wu: GemmPass {
             pass: Pass::Wu,
             mode: GemmMode::Dense,
+            a_per_line: per_d,
             pt: kt_rows,
             qt: ct,
             groups: rg,

@@ -3,9 +3,11 @@
 //! fit the buffers and to cost the DMA the least time.
 //!
 //! A pass computes `P x Q` outputs in `rows x cols` tiles (`pt x qt` tiles) over `groups` groups
-//! of the reduction. The A operand of row tile `rt` is `groups` act lines (a *panel*), the B
-//! operand of column tile `ct` is `groups` wgt lines; the panels of one operand are consecutive
-//! in DRAM, so several of them move with one LOAD. Three loop orders are considered:
+//! of the reduction. The A operand of row tile `rt` is `ceil(groups / P)` act lines (a *panel*;
+//! a dense act line carries P groups, a sparse one P = 1: `engines::sat::lines`), the B operand
+//! of column tile `ct` is `groups` wgt lines; the panels of one operand are consecutive in DRAM,
+//! so several of them move with one LOAD. Three loop orders are considered (the line counts
+//! below are B's; A's panels take `ceil(groups / P)` lines where B's take `groups`):
 //!
 //! - **A-stationary, block `bk`, flow `fb`**: `bk` A panels (one LOAD) stay in `act` while every
 //!   B panel streams past them, `fb` panels per LOAD. A is read once, B `ceil(pt / bk)` times.
@@ -15,8 +17,9 @@
 //! - **B-stationary, block `bk`, flow `fb`**: the mirror image. B is read once, A `ceil(qt / bk)`
 //!   times.
 //! - **Split**: a panel does not fit twice, so the reduction is cut into chunks of `chunk` groups
-//!   (GEMMs with `first`/`last` keep the sum in the PEs). Nothing is reused: every tile reads its A
-//!   and B chunks, double buffered.
+//!   (GEMMs with `first`/`last` keep the sum in the PEs), a multiple of P groups so that every
+//!   GEMM starts on an act line. Nothing is reused: every tile reads its A and B chunks, double
+//!   buffered.
 //!
 //! Within a block and a flow batch the tiles run in the result's DRAM order (row tile, then column
 //! tile), so that the out lines of consecutive tiles that are consecutive in DRAM are written back
@@ -81,6 +84,8 @@ pub struct PassShape {
     /// Column tiles (B panels).
     pub qt: usize,
     pub groups: usize,
+    /// Groups per act line (P: `engines::sat::lines::Geometry::act_groups_per_line`).
+    pub a_per_line: usize,
     /// DRAM beats of one act line and of one wgt line.
     pub a_beats: u64,
     pub b_beats: u64,
@@ -93,6 +98,13 @@ pub struct LoadCost {
     pub fixed: u64,
     pub store_fixed: u64,
     pub cycles_per_beat: f64,
+}
+
+impl PassShape {
+    /// act lines of one A panel.
+    pub fn a_lines(&self) -> usize {
+        self.groups.div_ceil(self.a_per_line)
+    }
 }
 
 impl Tiling {
@@ -153,7 +165,7 @@ pub fn split_rows_outer(qt: usize, limits: Limits) -> bool {
 
 /// The tiling with the least DMA time that fits `room`, or why none does.
 pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Result<Tiling, String> {
-    let a_total = (s.pt * s.groups) as u64 * s.a_beats;
+    let a_total = (s.pt * s.a_lines()) as u64 * s.a_beats;
     let b_total = (s.qt * s.groups) as u64 * s.b_beats;
     let in_flight_ok = |columns: usize| limits.max_columns_in_flight.is_none_or(|m| columns <= m);
     let run = store_run(room.out_tiles);
@@ -167,37 +179,41 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Resu
             best = Some((c, t));
         }
     };
-    // The stationary operand: `n_stay` panels of `stay_beats` per line in `stay_room` lines; the
-    // streamed one likewise.
+    // An operand: its panels, lines per panel, beats per line and buffer lines.
+    let a = (s.pt, s.a_lines(), s.a_beats, room.act);
+    let b = (s.qt, s.groups, s.b_beats, room.wgt);
+    // The stationary operand: `n_stay` panels of `stay_lines` lines of `stay_beats` in
+    // `stay_room` lines; the streamed one likewise.
     let stationary = |a_stays: bool, consider: &mut dyn FnMut(Tiling)| {
-        let (n_stay, stay_beats, stay_room, n_flow, flow_beats, flow_room, flow_total) = if a_stays
-        {
-            (
-                s.pt, s.a_beats, room.act, s.qt, s.b_beats, room.wgt, b_total,
-            )
+        let (
+            (n_stay, stay_lines, stay_beats, stay_room),
+            (n_flow, flow_lines, flow_beats, flow_room),
+        ) = if a_stays { (a, b) } else { (b, a) };
+        let (stay_total, flow_total) = if a_stays {
+            (a_total, b_total)
         } else {
-            (
-                s.qt, s.b_beats, room.wgt, s.pt, s.a_beats, room.act, a_total,
-            )
+            (b_total, a_total)
         };
-        let stay_total = if a_stays { a_total } else { b_total };
-        if s.groups > MAX_GEMM_GROUPS || s.groups > stay_room || s.groups > flow_room {
+        if s.groups > MAX_GEMM_GROUPS || stay_lines > stay_room || flow_lines > flow_room {
             return;
         }
         // Block sizes that fit double buffered, and every panel at once when that fits.
-        let fits = |n: usize, room: usize| (1..=n).take_while(move |&k| 2 * k * s.groups <= room);
-        let whole = |n: usize, room: usize| (n * s.groups <= room).then_some(n);
-        let mut blocks_tried: Vec<usize> = fits(n_stay, stay_room).collect();
-        blocks_tried.extend(whole(n_stay, stay_room).filter(|n| !blocks_tried.contains(n)));
+        let fits = |n: usize, lines: usize, room: usize| {
+            (1..=n).take_while(move |&k| 2 * k * lines <= room)
+        };
+        let whole = |n: usize, lines: usize, room: usize| (n * lines <= room).then_some(n);
+        let mut blocks_tried: Vec<usize> = fits(n_stay, stay_lines, stay_room).collect();
+        blocks_tried
+            .extend(whole(n_stay, stay_lines, stay_room).filter(|n| !blocks_tried.contains(n)));
         for bk in blocks_tried {
             let blocks = n_stay.div_ceil(bk);
             let columns = if a_stays { s.qt } else { bk };
             if !in_flight_ok(columns) {
                 continue;
             }
-            let mut flows: Vec<usize> = fits(n_flow, flow_room).collect();
+            let mut flows: Vec<usize> = fits(n_flow, flow_lines, flow_room).collect();
             if blocks == 1 {
-                flows.extend(whole(n_flow, flow_room).filter(|n| !flows.contains(n)));
+                flows.extend(whole(n_flow, flow_lines, flow_room).filter(|n| !flows.contains(n)));
             }
             for fb in flows {
                 let batches = n_flow.div_ceil(fb);
@@ -206,7 +222,7 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Resu
                 } else {
                     stores(s.pt, s.qt, bk, run)
                 };
-                let fill = load(bk * s.groups, stay_beats) + load(fb * s.groups, flow_beats);
+                let fill = load(bk * stay_lines, stay_beats) + load(fb * flow_lines, flow_beats);
                 consider(Tiling {
                     order: if a_stays {
                         Order::AStationary
@@ -227,10 +243,16 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Resu
     };
     stationary(true, &mut consider);
     stationary(false, &mut consider);
-    let most = (room.act / 2).min(room.wgt / 2).min(MAX_GEMM_GROUPS);
+    // Split chunks are whole act lines (a multiple of P groups), double buffered.
+    let per = s.a_per_line;
+    let most = ((room.act / 2) * per)
+        .min(room.wgt / 2)
+        .min(MAX_GEMM_GROUPS)
+        / per
+        * per;
     if most >= 1 && in_flight_ok(1) {
         let chunks = s.groups.div_ceil(most);
-        let chunk = s.groups.div_ceil(chunks);
+        let chunk = s.groups.div_ceil(chunks).div_ceil(per) * per;
         let rows_outer = split_rows_outer(s.qt, limits);
         consider(Tiling {
             order: Order::Split,
@@ -247,7 +269,7 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Resu
             } else {
                 (s.pt * s.qt) as u64
             },
-            fill_cycles: load(chunk, s.a_beats) + load(chunk, s.b_beats),
+            fill_cycles: load(chunk.div_ceil(per), s.a_beats) + load(chunk, s.b_beats),
         });
     }
     best.map(|(_, t)| t).ok_or_else(|| {
@@ -288,6 +310,7 @@ mod tests {
             pt: 8,
             qt: 2,
             groups: 10,
+            a_per_line: 1,
             a_beats: 4,
             b_beats: 2,
         };
@@ -320,6 +343,31 @@ mod tests {
     }
 
     #[test]
+    fn dense_a_panels_take_one_line_per_p_groups() {
+        // 10 groups, P = 4: an A panel is 3 act lines (the last one partial).
+        let s = PassShape {
+            pt: 8,
+            qt: 2,
+            groups: 10,
+            a_per_line: 4,
+            a_beats: 4,
+            b_beats: 2,
+        };
+        assert_eq!(s.a_lines(), 3);
+        // 6 act lines double buffer one A panel (they would not hold one of 10 lines): B stays,
+        // A streams past it, both read once.
+        let t = choose(&s, room(6, 20), UNLIMITED, BEATS).unwrap();
+        assert_eq!((t.order, t.block, t.flow), (Order::BStationary, 2, 1));
+        assert_eq!(t.operand_beats, 8 * 3 * 4 + 2 * 10 * 2);
+        // Nothing fits whole: chunks are whole act lines (8 groups = 2 lines), not 5 groups.
+        let t = choose(&s, room(4, 16), UNLIMITED, BEATS).unwrap();
+        assert_eq!((t.order, t.chunk), (Order::Split, 8));
+        assert_eq!(t.fill_cycles, 2 * 4 + 8 * 2);
+        // Fewer than P groups of wgt room per half: no chunk of whole act lines fits.
+        assert!(choose(&s, room(4, 7), UNLIMITED, BEATS).is_err());
+    }
+
+    #[test]
     fn the_transfer_overhead_brings_many_panels_per_load() {
         // 256 A panels of 4 lines against 1 B panel (the fc layer's WU): by beats alone one
         // panel per LOAD is as good as any; with 34 cycles per LOAD, each LOAD brings many.
@@ -327,6 +375,7 @@ mod tests {
             pt: 256,
             qt: 1,
             groups: 4,
+            a_per_line: 1,
             a_beats: 1,
             b_beats: 1,
         };
@@ -352,6 +401,7 @@ mod tests {
             pt: 64,
             qt: 4,
             groups: 8,
+            a_per_line: 1,
             a_beats: 1,
             b_beats: 1,
         };
@@ -376,6 +426,7 @@ mod tests {
             pt: 2,
             qt: 6,
             groups: 4,
+            a_per_line: 1,
             a_beats: 1,
             b_beats: 1,
         };

@@ -134,9 +134,27 @@ impl Geometry {
         k.div_ceil(self.group(mode) as usize)
     }
 
-    /// act lines of A (`r x k`, fp16): line `t * Kg + g` holds rows `t*rows ..` of group `g`;
-    /// row `rr`, slot `j` at bits `[(rr*M + j)*16 +: 16]`. Dense mode fills slots `0..N` and
-    /// leaves the rest zero.
+    /// Groups one act line holds in `mode`: 1 sparse (a group is M elements and fills the
+    /// line), P = floor(M / N) dense (a group is N elements: group `g` of a row tile sits at
+    /// slots `(g % P) * N ..` of line `g / P`, and the PE's M:1 select takes it out).
+    pub fn act_groups_per_line(&self, mode: GemmMode) -> usize {
+        match mode {
+            GemmMode::Sparse => 1,
+            GemmMode::Dense => (self.m / self.n) as usize,
+        }
+    }
+
+    /// act lines that `groups` groups of one row tile take in `mode` (a row tile's panel:
+    /// Lp = ceil(groups / P)).
+    pub fn act_lines(&self, groups: usize, mode: GemmMode) -> usize {
+        groups.div_ceil(self.act_groups_per_line(mode))
+    }
+
+    /// act lines of A (`r x k`, fp16): line `t * Lp + g / P` holds rows `t*rows ..` of group `g`
+    /// (Kg groups of G = [`Geometry::group`] elements, P = [`Geometry::act_groups_per_line`],
+    /// Lp = [`Geometry::act_lines`] of Kg); row `rr`, element `j` of the group at bits
+    /// `[(rr*M + (g % P)*G + j)*16 +: 16]`. Sparse mode (P = 1) fills a line with one group;
+    /// slots past the last group of a line are zero.
     pub fn pack_act(&self, a: &[u16], r: usize, k: usize, mode: GemmMode) -> Lines {
         assert_eq!(a.len(), r * k, "pack_act: A is not r x k");
         let (rows, g_size, kg) = (
@@ -144,15 +162,17 @@ impl Geometry {
             self.group(mode) as usize,
             self.groups(k, mode),
         );
+        let (per_line, lp) = (self.act_groups_per_line(mode), self.act_lines(kg, mode));
         let tiles = r.div_ceil(rows);
-        let mut out = Lines::new(self.line_bits(Buf::Act), tiles * kg);
+        let mut out = Lines::new(self.line_bits(Buf::Act), tiles * lp);
         for t in 0..tiles {
             for g in 0..kg {
+                let (line, slot0) = (t * lp + g / per_line, (g % per_line) * g_size);
                 for rr in 0..rows.min(r - t * rows) {
                     for j in 0..g_size.min(k - g * g_size) {
                         let v = a[(t * rows + rr) * k + g * g_size + j];
-                        let lo = (rr as u32 * self.m + j as u32) * 16;
-                        out.set(t * kg + g, lo, 16, u64::from(v));
+                        let lo = (rr as u32 * self.m + (slot0 + j) as u32) * 16;
+                        out.set(line, lo, 16, u64::from(v));
                     }
                 }
             }
@@ -371,11 +391,83 @@ mod tests {
         // Tile 1 holds row 4 only.
         assert_eq!(l.get(2, 16 * 2, 16), 402);
         assert_eq!(l.get(2, (8 + 2) * 16, 16), 0);
+        // Dense 2:8: 5 groups of 2 (K = 9 is not a multiple of N), P = 4 per line, so a row
+        // tile takes 2 lines, the second one partial (K is not a multiple of P*N either).
+        assert_eq!(G.act_groups_per_line(GemmMode::Dense), 4);
+        assert_eq!(G.act_lines(5, GemmMode::Dense), 2);
         let d = G.pack_act(&a, 5, 9, GemmMode::Dense);
-        assert_eq!(d.count(), 2 * 5);
-        // Dense group 4 of tile 0, row 1: k = 8, then padding in slot 1 and above.
-        assert_eq!(d.get(4, 8 * 16, 16), 108);
-        assert_eq!(d.get(4, 9 * 16, 16), 0);
+        assert_eq!(d.count(), 2 * 2);
+        // Group 3 of tile 0, row 1: k = 6, 7 at slots 6, 7 of line 0.
+        assert_eq!(d.get(0, (8 + 6) * 16, 16), 106);
+        assert_eq!(d.get(0, (8 + 7) * 16, 16), 107);
+        // Group 4 of tile 0, row 1: k = 8 at slot 0 of line 1, then padding (k = 9 and the
+        // groups the partial line does not hold).
+        assert_eq!(d.get(1, 8 * 16, 16), 108);
+        for slot in 1..8 {
+            assert_eq!(d.get(1, (8 + slot) * 16, 16), 0);
+        }
+        // Tile 1 (row 4 only) starts at line Lp = 2.
+        assert_eq!(d.get(2, 3 * 16, 16), 403);
+        assert_eq!(d.get(3, 0, 16), 408);
+    }
+
+    /// Element `kk` of row `rr` of A as `pack_act` places it: (line, slot) for every dense
+    /// group size, checked against the documented formula on a geometry with N:M.
+    fn dense_act_checks(n: u32, m: u32, r: usize, k: usize) {
+        let geo = Geometry { n, m, ..G };
+        let a: Vec<u16> = (0..r * k).map(|i| i as u16 + 1).collect();
+        let d = geo.pack_act(&a, r, k, GemmMode::Dense);
+        let p = (m / n) as usize;
+        let kg = k.div_ceil(n as usize);
+        let lp = kg.div_ceil(p);
+        assert_eq!(geo.act_lines(kg, GemmMode::Dense), lp);
+        assert_eq!(d.count(), r.div_ceil(4) * lp, "{n}:{m} k = {k}");
+        let mut seen = 0usize;
+        for t in 0..d.count() {
+            for rr in 0..4 {
+                for slot in 0..m as usize {
+                    let v = d.get(t, (rr as u32 * m + slot as u32) * 16, 16) as usize;
+                    let (tile, line) = (t / lp, t % lp);
+                    let g = line * p + slot / n as usize;
+                    let kk = g * n as usize + slot % n as usize;
+                    let row = tile * 4 + rr;
+                    let inside = slot < p * n as usize && g < kg && kk < k && row < r;
+                    let want = if inside { a[row * k + kk] as usize } else { 0 };
+                    assert_eq!(v, want, "{n}:{m} line {t} row {rr} slot {slot}");
+                    seen += usize::from(inside);
+                }
+            }
+        }
+        assert_eq!(seen, r * k, "{n}:{m}: every element placed once");
+    }
+
+    #[test]
+    fn dense_act_lines_carry_p_groups() {
+        // 2:8 (P = 4), 4:8 (P = 2), 1:16 (P = 16), 3:8 (P = 2, slots 6 and 7 stay zero),
+        // 4:4 (P = 1, a dense engine: one group per line as before).
+        for (n, m) in [(2, 8), (4, 8), (1, 16), (3, 8), (4, 4)] {
+            for k in [1, 7, 8, 9, 17, 33] {
+                dense_act_checks(n, m, 5, k);
+            }
+        }
+        let p1 = Geometry { n: 4, m: 4, ..G };
+        assert_eq!(p1.act_groups_per_line(GemmMode::Dense), 1);
+        assert_eq!(p1.act_lines(5, GemmMode::Dense), 5);
+        assert_eq!(G.act_groups_per_line(GemmMode::Sparse), 1);
+        assert_eq!(
+            Geometry { n: 1, m: 16, ..G }.act_groups_per_line(GemmMode::Dense),
+            16
+        );
+        // When N divides M, P groups of N are M consecutive elements: the dense lines are the
+        // sparse lines.
+        let a: Vec<u16> = (0..5 * 19).map(|i| i as u16 + 1).collect();
+        for (n, m) in [(2, 8), (4, 8), (1, 16)] {
+            let geo = Geometry { n, m, ..G };
+            assert_eq!(
+                geo.pack_act(&a, 5, 19, GemmMode::Dense),
+                geo.pack_act(&a, 5, 19, GemmMode::Sparse)
+            );
+        }
     }
 
     #[test]

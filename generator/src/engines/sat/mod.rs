@@ -20,13 +20,21 @@
 //! cycle read latency, read-first), one line per address. Widths ([`lines::Geometry::line_bits`]):
 //! | buffer | line | depth key |
 //! |---|---|---|
-//! | `act` | `rows * M * 16`: one group for every array row | `act_lines` |
+//! | `act` | `rows * M * 16`: for every array row, one group (sparse) or P = floor(M/N) groups (dense) | `act_lines` |
 //! | `wgt` | `cols * N * (16 + IB)`: one compressed group per column | `wgt_lines` |
 //! | `out` | `cols * 32`: one fp32 result row of a tile | `out_lines` |
 //! | `master` | `cols * 32`: W32 of (k, cout block) | `weight_lines` |
 //! | `w16` | `cols * 16` | `weight_lines` |
 //! | `mask` | `cols * 1` | `weight_lines` |
 //!
+//! An act line carries M fp16 slots per row. In sparse mode a group is M reduction elements
+//! and fills them; in dense mode a group is N elements (the PE's N multipliers), and a line
+//! carries P = floor(M/N) consecutive groups (group g of a row tile in line `g / P`, slots
+//! `(g % P)*N ..`; [`lines::Geometry::pack_act`], [`lines::Geometry::act_lines`]), so a dense
+//! pass moves no zero padding beyond the last line of a row tile. A dense GEMM of `groups`
+//! groups reads `ceil(groups / P)` act lines from `act_addr` and `groups` wgt lines. The PE's
+//! M:1 select takes each group out of its line, which needs a sparse engine (or N = M, P = 1):
+//! a `[system]` config does not take `stce.sparse = false` with N < M.
 //! The layouts of a matrix in those lines are in [`lines`]. The DRAM image holds the same lines,
 //! each padded to whole `mem_bits` beats, so a LOAD or STORE of L lines of buffer b moves
 //! `L * beats_per_line(b)` beats; DRAM addresses count beats.
@@ -106,10 +114,15 @@
 //!     one-reader-per-buffer rule below). `cycles = 3 + (L*B - 1) * beat_cycles` with
 //!     `beat_cycles = ceil(mem_bits/8 / mem_bytes_per_cycle)` (the memory model's rate; a
 //!     beat that finds the rate's budget short costs up to `beat_cycles - 1` more).
-//! - **STCE** (`Stce`: GEMM), through the feeder: group g's act and wgt lines are read in cycle
-//!   g (of the instruction) and drive the array in cycle g + 1 (dense mode drives the indices
-//!   0..N-1). The feeder is busy while it feeds groups, `cycles = groups`, and then takes the
-//!   next GEMM while the array reads the tile out: tiles stream back to back.
+//! - **STCE** (`Stce`: GEMM), through the feeder: group g's act line (`act_addr + g` sparse,
+//!   `act_addr + g / P` dense) and wgt line (`wgt_addr + g`) are read in cycle g (of the
+//!   instruction) and drive the array in cycle g + 1. Dense mode drives the indices
+//!   `(g % P)*N + i`, i < N (the group's slots in its act line, from a line counter and a slot
+//!   counter that wraps at P, registered beside the read data); each index travels down its
+//!   column with the wgt value, as a sparse index does. The feeder is busy while it feeds
+//!   groups, `cycles = groups`, and then takes the next GEMM while the array reads the tile
+//!   out: tiles stream back to back. A GEMM starts at slot 0, so one that continues a row
+//!   tile's reduction (`first` clear) starts at a group that is a multiple of P.
 //!   - Read-out (`last`): result row r of a tile whose last group was fed in cycle F is
 //!     written to `out[out_addr + r]` in cycle `F + 1 + cols + r` (the STCE's read-out timing,
 //!     `engines::stce`), and the GEMM completes (signals its tokens) when its last row is

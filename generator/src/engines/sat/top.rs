@@ -947,6 +947,13 @@ fn system_top_body<'id>(
     let f_d = b.reg("stce_first", 1);
     let l_d = b.reg("stce_last", 1);
     let dense_d = b.reg("stce_dense", 1);
+    // Dense mode packs P = M/N groups into one act line (`lines::Geometry::pack_act`): the
+    // act line advances every P groups (`gemm_act_line`), and `gemm_act_slot` (the group's
+    // first slot in its line, `(g % P) * N`) steps by N and wraps at P, so no divider is needed.
+    // Sparse mode advances the line every group. With P = 1 the slot is always 0.
+    let per_line = geo.act_groups_per_line(isa::GemmMode::Dense) as u32;
+    let g_act_line = b.reg("gemm_act_line", 16);
+    let slot = (per_line > 1).then(|| (b.reg("gemm_act_slot", ib), b.reg("stce_act_slot", ib)));
     let last_group = b.name("gemm_last_group", g_group.eq(&g_groups.sub(&lit(1, 16))));
     let flag = |bit: u16| g_flags.bit_at(bit.trailing_zeros());
     // The array takes a tile's last group at least `tile_spacing` cycles after the previous
@@ -998,6 +1005,8 @@ fn system_top_body<'id>(
     b.comment(
         "STCE feeder: one group per cycle from act/wgt lines; fed tiles wait for their rows.",
     );
+    // Every GEMM starts on a line boundary, at slot 0.
+    let slot_reset: Vec<Stmt> = slot.iter().map(|(at, _)| set(at, Expr::zero(ib))).collect();
     let mut ro_push: Vec<Stmt> = (0..READOUT_DEPTH)
         .map(|i| {
             when(
@@ -1023,7 +1032,10 @@ fn system_top_body<'id>(
                 set(&ro_wp, Expr::zero(ro_ptr_bits)),
                 set(&ro_rp, Expr::zero(ro_ptr_bits)),
                 set(&ro_count, Expr::zero(ro_count_bits)),
-            ],
+            ]
+            .into_iter()
+            .chain(slot_reset.clone())
+            .collect(),
             vec![
                 set(&v_d, streaming.clone()),
                 set(
@@ -1042,10 +1054,27 @@ fn system_top_body<'id>(
                         vec![set(&since_last, since_last.add(&lit(1, since_bits)))],
                     )],
                 ),
-                when(
-                    streaming.clone(),
-                    vec![set(&g_group, g_group.add(&lit(1, 16)))],
-                ),
+                when(streaming.clone(), {
+                    let mut advance = vec![set(&g_group, g_group.add(&lit(1, 16)))];
+                    match &slot {
+                        None => advance.push(set(&g_act_line, g_act_line.add(&lit(1, 16)))),
+                        Some((at, at_d)) => {
+                            let line_done = flag(isa::gemm_flags::DENSE)
+                                .not()
+                                .lor(&at.eq(&lit(u64::from((per_line - 1) * n), ib)));
+                            advance.push(set(at_d, at.clone()));
+                            advance.push(when_else(
+                                line_done,
+                                vec![
+                                    set(&g_act_line, g_act_line.add(&lit(1, 16))),
+                                    set(at, Expr::zero(ib)),
+                                ],
+                                vec![set(at, at.add(&lit(u64::from(n), ib)))],
+                            ));
+                        }
+                    }
+                    advance
+                }),
                 when(tile_fed.clone(), ro_push),
                 when(
                     readout_finish.clone(),
@@ -1065,21 +1094,28 @@ fn system_top_body<'id>(
                     vec![
                         set(&g_busy, Expr::bit(true)),
                         set(&g_group, Expr::zero(16)),
+                        set(&g_act_line, Expr::zero(16)),
                         set(&g_flags, head(0, 3)),
                         set(&g_act, head(3, 16)),
                         set(&g_wgt, head(19, 16)),
                         set(&g_groups, head(35, 16)),
                         set(&g_out, head(51, 16)),
                         set(&gemm_sig, gemm_signal.clone()),
-                    ],
+                    ]
+                    .into_iter()
+                    .chain(slot_reset)
+                    .collect(),
                 ),
             ],
         )],
     );
-    for (buf, base) in [(Buf::Act, &g_act), (Buf::Wgt, &g_wgt)] {
+    for (buf, base, offset) in [
+        (Buf::Act, &g_act, &g_act_line),
+        (Buf::Wgt, &g_wgt, &g_group),
+    ] {
         uses[buf.code() as usize].readers.push(PortUse {
             en: streaming.clone(),
-            addr: base.slice(0, abits(buf)).add(&g_group.slice(0, abits(buf))),
+            addr: base.slice(0, abits(buf)).add(&offset.slice(0, abits(buf))),
             data: None,
         });
     }
@@ -1117,8 +1153,16 @@ fn system_top_body<'id>(
             .map(|i| wgt_line.slice((c * n + i) * slot_bits + 16, ib))
             .collect();
         if sparse {
-            // Dense mode on a sparse engine: lanes 0..N-1 (`engines::stce`).
-            let fixed: Vec<Expr> = (0..n).rev().map(|i| lit(u64::from(i), ib)).collect();
+            // Dense mode on a sparse engine: lanes `(g % P) * N + i` (`engines::stce`), the
+            // group's slots in its act line. The slot register lines up with the buffers'
+            // registered read data; the index travels down the column with the wgt value.
+            let fixed: Vec<Expr> = (0..n)
+                .rev()
+                .map(|i| match &slot {
+                    None => lit(u64::from(i), ib),
+                    Some((_, at_d)) => at_d.add(&lit(u64::from(i), ib)),
+                })
+                .collect();
             let idx = Expr::mux(&dense_d, &Expr::concat(fixed), &Expr::concat(indices));
             conns.push((stce::ports::idx_col(c), idx));
         } else {
@@ -1146,6 +1190,7 @@ fn system_top_body<'id>(
     });
     for (base, buf) in [
         (&g_act, Buf::Act),
+        (&g_act_line, Buf::Act),
         (&g_wgt, Buf::Wgt),
         (&readout_base, Buf::Out),
     ] {
