@@ -654,7 +654,7 @@ module sat_top (
     assign dma_read_ahead = dma_busy && dma_state == 3'd3 && ~dma_last_line || dma_store_next_line && ~(dma_line + 16'h1 == dma_lines - 16'h1);
     assign dma_read_line = (dma_busy && dma_state == 3'd2) ? dma_line : dma_line + ((dma_busy && dma_state == 3'd3) ? 16'h1 : 16'h2);
     assign dma_store_read = dma_busy && dma_state == 3'd2 || dma_read_ahead;
-    assign dma_queue_load = 1'b0 && (dma_busy && dma_state == 3'd1) && ~mem_rd_req_valid && ~dma_next && ~dma_finish && ~dma_head[0];
+    assign dma_queue_load = 1'b1 && (dma_busy && dma_state == 3'd1) && ~mem_rd_req_valid && ~dma_next && ~dma_finish && ~dma_head[0];
 
     // DMA engine: LOAD (one read burst, lines assembled from beats) and STORE.
     always @(posedge clk) begin

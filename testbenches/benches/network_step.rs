@@ -25,7 +25,8 @@
 //! Run: `cargo bench -p coforge-testbenches --bench network_step` (set
 //! `COFORGE_BENCH_NETS=mlp,small-cnn,resnet18,resnet50,starved` for a subset and
 //! `COFORGE_BENCH_PATTERNS=2:8,1:4` for some patterns, `COFORGE_BENCH_INPUT_GRADIENT=1` to
-//! compute the first layer's dX).
+//! compute the first layer's dX, `COFORGE_BENCH_READ_REQUESTS=1` for one read request
+//! outstanding instead of the default two: every LOAD then pays the memory latency).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -46,11 +47,12 @@ fn config(rows: usize, n: usize, m: usize, bytes_per_cycle: u32) -> Config {
         "[stce]\nrows = {rows}\ncols = {rows}\ndtype = \"fp16\"\nn = {n}\nm = {m}\n\
          [train]\nsore_lanes = {rows}\nwuve_lanes = {rows}\n\
          [system]\nact_lines = 4096\nwgt_lines = 4096\nout_lines = {}\nweight_lines = {}\n\
-         imem_depth = 65536\nmem_bytes_per_cycle = {bytes_per_cycle}\n",
+         imem_depth = 65536\nmem_bytes_per_cycle = {bytes_per_cycle}\n{}",
         if big { 2048 } else { 512 },
         // Every layer's weights in one half of the weight buffers (the small CNN's fc has two
         // blocks of Kp = 4096 lines), so that PRUNE_B never reloads W16' and M_F' from DRAM.
         16384,
+        read_requests().map_or(String::new(), |r| format!("read_requests = {r}\n")),
     );
     Config::from_toml(&text, "network_step bench").unwrap_or_else(|e| panic!("{e}"))
 }
@@ -72,6 +74,16 @@ fn network(file: &str, hw: &Hardware, batch: Option<usize>) -> Network {
     let net = Network::from_toml(&text, file, EnginePattern { n: hw.n, m: hw.m })
         .unwrap_or_else(|e| panic!("{e}"));
     net.with_input_gradient(input_gradient())
+}
+
+/// `COFORGE_BENCH_READ_REQUESTS=R`: the system's `read_requests` (default: the `[system]`
+/// default, 2).
+fn read_requests() -> Option<u32> {
+    let v = std::env::var("COFORGE_BENCH_READ_REQUESTS").ok()?;
+    Some(
+        v.parse()
+            .unwrap_or_else(|_| panic!("COFORGE_BENCH_READ_REQUESTS={v}: give 1 or 2")),
+    )
 }
 
 /// `COFORGE_BENCH_INPUT_GRADIENT=1`: compute the first layer's dX (the files say not to).

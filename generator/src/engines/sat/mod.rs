@@ -76,17 +76,24 @@
 //! it; the scheduler adds dispatch ([`DISPATCH_CYCLES`]) and the token waits.
 //! - **DMA** (`Dma`: LOAD, STORE; one engine, so stores are serialized with everything on the
 //!   port, and loads with stores).
-//!   - Queued LOAD (outstanding reads, `[system] read_requests = 2`; the default 1 runs one
+//!   - Queued LOAD (outstanding reads, `[system] read_requests = 2`, the default; 1 runs one
 //!     LOAD at a time): while a LOAD receives its data (its read request has
 //!     been accepted), the next instruction of the DMA, if it is a LOAD whose tokens are
 //!     available, is dispatched and issues its read request at once (not in the cycle the
 //!     current LOAD finishes; one LOAD queued at a time). The memory serves requests in order,
 //!     so its burst follows the current one without paying the latency again; it becomes the
-//!     current LOAD when that one finishes. A STORE waits until the DMA is idle. The memory
-//!     port's signals are unchanged, but the port now has up to two read requests outstanding
-//!     (an AXI wrapper must accept that, or limit it to one). `estimated_cycles` below is a
-//!     LOAD on its own; the scheduler's controller model (`coforge_scheduler::estimate`) has
-//!     the overlap.
+//!     current LOAD when that one finishes. The memory port's signals are unchanged, but the
+//!     port has up to two read requests outstanding (the AXI wrapper `sat_top_axi` takes the
+//!     second when its burst splitter is free and issues its bursts behind the first's, one
+//!     ID, answered in order). The two LOADs' busy spans overlap: `started_dma` and
+//!     `ended_dma` bound each. `estimated_cycles` below is a LOAD on its own; the scheduler's
+//!     controller model (`coforge_scheduler::estimate`) has the overlap.
+//!   - A STORE waits until the DMA is idle, and a LOAD behind a STORE until the STORE ends.
+//!     Overlapping them would gain little and cost exactness: reads and writes share the
+//!     memory's bytes per cycle, so a burst beside a STORE's beats only slows both, and what
+//!     it could hide (the latency of a LOAD after a STORE) would need the memory to order a
+//!     read after earlier writes to the same beats (a LOAD may read what the STORE wrote), which
+//!     the AXI wrapper does by holding reads while a write is pending.
 //!   - LOAD of L lines of buffer b (B = beats per line): one read request of `L*B` beats
 //!     (`mem_rd_req_*`, `len` in beats); the beats are collected into lines and each line is
 //!     written when its last beat arrives. The request is valid from the first busy cycle, the
