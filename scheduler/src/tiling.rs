@@ -16,6 +16,10 @@
 //!   (the next B panels load while these are used; `fb * groups` when one LOAD is all there is).
 //! - **B-stationary, block `bk`, flow `fb`**: the mirror image. B is read once, A `ceil(qt / bk)`
 //!   times.
+//!   When no block fits twice, one block at a time in one half is tried (`single`: the next
+//!   block's LOAD waits for this block's last GEMM); when no streamed panel fits twice, each tile
+//!   streams its panel in chunks of `chunk` groups of the reduction (GEMMs with `first`/`last`
+//!   keep the sum in the PEs), double buffered, while the stationary block is reused.
 //! - **Split**: a panel does not fit twice, so the reduction is cut into chunks of `chunk` groups
 //!   (GEMMs with `first`/`last` keep the sum in the PEs), a multiple of P groups so that every
 //!   GEMM starts on an act line. Nothing is reused: every tile reads its A and B chunks, double
@@ -61,6 +65,10 @@ pub struct Tiling {
     /// Most tiles one STORE of results covers.
     #[serde(default = "one")]
     pub store_run: usize,
+    /// The stationary blocks share one buffer half (a block does not fit twice): the next
+    /// block's LOAD waits for the last GEMM of this one.
+    #[serde(default)]
+    pub single: bool,
     /// DRAM beats read for the A and B operands, by how many LOADs.
     pub operand_beats: u64,
     pub operand_loads: u64,
@@ -179,41 +187,73 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Resu
             best = Some((c, t));
         }
     };
-    // An operand: its panels, lines per panel, beats per line and buffer lines.
-    let a = (s.pt, s.a_lines(), s.a_beats, room.act);
-    let b = (s.qt, s.groups, s.b_beats, room.wgt);
+    // An operand: its panels, groups per line (P for A, 1 for B), beats per line and buffer
+    // lines. A panel is `ceil(groups / P)` lines.
+    let a = (s.pt, s.a_per_line, s.a_beats, room.act);
+    let b = (s.qt, 1, s.b_beats, room.wgt);
     // The stationary operand: `n_stay` panels of `stay_lines` lines of `stay_beats` in
     // `stay_room` lines; the streamed one likewise.
     let stationary = |a_stays: bool, consider: &mut dyn FnMut(Tiling)| {
-        let (
-            (n_stay, stay_lines, stay_beats, stay_room),
-            (n_flow, flow_lines, flow_beats, flow_room),
-        ) = if a_stays { (a, b) } else { (b, a) };
+        let ((n_stay, stay_per, stay_beats, stay_room), (n_flow, flow_per, flow_beats, flow_room)) =
+            if a_stays { (a, b) } else { (b, a) };
+        let (stay_lines, flow_lines) = (s.groups.div_ceil(stay_per), s.groups.div_ceil(flow_per));
         let (stay_total, flow_total) = if a_stays {
             (a_total, b_total)
         } else {
             (b_total, a_total)
         };
-        if s.groups > MAX_GEMM_GROUPS || stay_lines > stay_room || flow_lines > flow_room {
+        if s.groups > MAX_GEMM_GROUPS || stay_lines > stay_room {
             return;
         }
-        // Block sizes that fit double buffered, and every panel at once when that fits.
+        // Block sizes that fit double buffered, every panel at once when that fits, and, when
+        // no double-buffered block fits, one block at a time in one buffer (the next block's
+        // LOAD then waits for this block's last GEMM: its time is added to the cost).
         let fits = |n: usize, lines: usize, room: usize| {
             (1..=n).take_while(move |&k| 2 * k * lines <= room)
         };
         let whole = |n: usize, lines: usize, room: usize| (n * lines <= room).then_some(n);
-        let mut blocks_tried: Vec<usize> = fits(n_stay, stay_lines, stay_room).collect();
-        blocks_tried
-            .extend(whole(n_stay, stay_lines, stay_room).filter(|n| !blocks_tried.contains(n)));
-        for bk in blocks_tried {
+        let mut blocks_tried: Vec<(usize, bool)> = fits(n_stay, stay_lines, stay_room)
+            .map(|k| (k, false))
+            .collect();
+        if blocks_tried.is_empty() {
+            blocks_tried.push((1, true));
+        }
+        if let Some(n) = whole(n_stay, stay_lines, stay_room) {
+            if !blocks_tried.contains(&(n, false)) {
+                blocks_tried.push((n, false));
+            }
+        }
+        for (bk, single) in blocks_tried {
             let blocks = n_stay.div_ceil(bk);
             let columns = if a_stays { s.qt } else { bk };
             if !in_flight_ok(columns) {
                 continue;
             }
+            let exposed = if single {
+                (blocks as u64 - 1) * load(bk * stay_lines, stay_beats)
+            } else {
+                0
+            };
             let mut flows: Vec<usize> = fits(n_flow, flow_lines, flow_room).collect();
             if blocks == 1 {
                 flows.extend(whole(n_flow, flow_lines, flow_room).filter(|n| !flows.contains(n)));
+            }
+            // No flow panel fits twice: each tile streams its flow panel in reduction chunks,
+            // whole act lines (multiples of P groups) so that every GEMM starts on one.
+            let split = flows.is_empty();
+            let (chunk, chunks) = if split {
+                let per = s.a_per_line;
+                let most = ((flow_room / 2) * flow_per).min(MAX_GEMM_GROUPS) / per * per;
+                if most == 0 {
+                    continue;
+                }
+                let chunks = s.groups.div_ceil(most);
+                (s.groups.div_ceil(chunks).div_ceil(per) * per, chunks)
+            } else {
+                (s.groups, 1)
+            };
+            if split {
+                flows.push(1);
             }
             for fb in flows {
                 let batches = n_flow.div_ceil(fb);
@@ -222,7 +262,8 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Resu
                 } else {
                     stores(s.pt, s.qt, bk, run)
                 };
-                let fill = load(bk * stay_lines, stay_beats) + load(fb * flow_lines, flow_beats);
+                let fill = load(bk * stay_lines, stay_beats)
+                    + load(fb * chunk.min(s.groups).div_ceil(flow_per), flow_beats);
                 consider(Tiling {
                     order: if a_stays {
                         Order::AStationary
@@ -231,12 +272,13 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Resu
                     },
                     block: bk,
                     flow: fb,
-                    chunk: s.groups,
+                    chunk,
                     store_run: run,
+                    single,
                     operand_beats: stay_total + blocks as u64 * flow_total,
-                    operand_loads: (blocks + blocks * batches) as u64,
+                    operand_loads: (blocks + blocks * batches * chunks) as u64,
                     stores,
-                    fill_cycles: fill,
+                    fill_cycles: fill + exposed,
                 });
             }
         }
@@ -260,6 +302,7 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Resu
             flow: 1,
             chunk,
             store_run: run,
+            single: false,
             operand_beats: s.qt as u64 * a_total + s.pt as u64 * b_total,
             operand_loads: (2 * s.pt * s.qt * chunks) as u64,
             stores: if rows_outer {
@@ -269,7 +312,8 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Resu
             } else {
                 (s.pt * s.qt) as u64
             },
-            fill_cycles: load(chunk.div_ceil(per), s.a_beats) + load(chunk, s.b_beats),
+            fill_cycles: load(chunk.min(s.groups).div_ceil(per), s.a_beats)
+                + load(chunk.min(s.groups), s.b_beats),
         });
     }
     best.map(|(_, t)| t).ok_or_else(|| {
@@ -359,10 +403,11 @@ mod tests {
         let t = choose(&s, room(6, 20), UNLIMITED, BEATS).unwrap();
         assert_eq!((t.order, t.block, t.flow), (Order::BStationary, 2, 1));
         assert_eq!(t.operand_beats, 8 * 3 * 4 + 2 * 10 * 2);
-        // Nothing fits whole: chunks are whole act lines (8 groups = 2 lines), not 5 groups.
+        // No A panel fits twice: B stays while A streams in chunks of whole act lines (8 groups
+        // = 2 lines), not of 5 groups; the first chunk of A is 2 lines.
         let t = choose(&s, room(4, 16), UNLIMITED, BEATS).unwrap();
-        assert_eq!((t.order, t.chunk), (Order::Split, 8));
-        assert_eq!(t.fill_cycles, 2 * 4 + 8 * 2);
+        assert_eq!((t.order, t.chunk), (Order::BStationary, 8));
+        assert_eq!(t.fill_cycles, (10 * 2 + 2 * 4) + 10 * 2, "{t:?}");
         // Fewer than P groups of wgt room per half: no chunk of whole act lines fits.
         assert!(choose(&s, room(4, 7), UNLIMITED, BEATS).is_err());
     }
