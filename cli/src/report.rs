@@ -343,6 +343,14 @@ pub struct NetTrainReport {
     pub pattern: String,
     /// Per layer, `[R, K, Cout]` as lowered (im2col for a conv).
     pub layers: BTreeMap<String, [usize; 3]>,
+    /// Whether the step computes dX of the first layer (the network file's `input_gradient`,
+    /// default false).
+    pub input_gradient: bool,
+    /// The reference's tensors that the system's step does not produce, as
+    /// `<layer>.<tensor>`: without `input_gradient`, the first layer's `dx` (and, for a sparse
+    /// first layer, its next W_B, `w_b.values` and `w_b.indices`). They are neither compared
+    /// nor written.
+    pub not_computed: Vec<String>,
     pub seed: u64,
     pub lr: f32,
     pub lambda: f32,

@@ -76,7 +76,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub steps: usize,
     /// Output folder: the last step's RTL tensors (names as `golden train-step`) and report.json
-    /// (with --net: golden and rtl .npy of every tensor of every layer and step)
+    /// (with --net: golden and rtl .npy of every tensor the step produced, for every layer and
+    /// step; the first layer's dX only with `input_gradient = true` in the network file)
     #[arg(long)]
     pub out: PathBuf,
     /// Also write a JUnit XML report here (one test case per tensor and step), even when a

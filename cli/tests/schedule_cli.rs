@@ -61,6 +61,9 @@ fn writes_a_valid_deterministic_schedule() {
     let csv = std::fs::read_to_string(a.join("layers.csv")).unwrap();
     assert!(csv.lines().any(|l| l.starts_with("conv2,ff,")), "{csv}");
     assert!(csv.lines().any(|l| l.starts_with("fc,prune_b,")), "{csv}");
+    // No input gradient (the network file's default): the first layer has no bp row.
+    assert!(csv.lines().any(|l| l.starts_with("conv2,bp,")), "{csv}");
+    assert!(!csv.lines().any(|l| l.starts_with("conv1,bp,")), "{csv}");
     let svg = std::fs::read_to_string(a.join("schedule.svg")).unwrap();
     assert!(
         svg.starts_with("<svg") && svg.contains("dma (memory port)"),
@@ -92,6 +95,12 @@ fn bad_inputs_are_refused_and_nothing_is_written() {
             format!("{head}[[layer]]\nkind = \"conv\"\ncin = 1\ncout = 4\nkh = 5\nkw = 5\nh = 3\nw = 3\n"),
             &config,
             "output is empty",
+        ),
+        (
+            "gradient",
+            format!("{head}input_gradient = 3\n{linear}"),
+            &config,
+            "`input_gradient` = 3 is not a boolean; use `input_gradient = false`",
         ),
         ("buffers", format!("{head}{linear}"), &tiny, "system.out_lines"),
         ("system", format!("{head}{linear}"), &no_system, "[system]"),

@@ -94,6 +94,16 @@ fn bad_input_is_refused_before_building_and_writes_nothing() {
         ),
         (
             vec![],
+            write(
+                dir.path(),
+                "grad.toml",
+                &format!("input_gradient = 3\n{TINY_DENSE}"),
+            ),
+            shipped(),
+            "`input_gradient` = 3 is not a boolean",
+        ),
+        (
+            vec![],
             mlp.clone(),
             write(
                 dir.path(),
@@ -209,14 +219,21 @@ fn a_hand_edited_schedule_that_reads_before_the_write_is_refused() {
 #[test]
 fn a_dense_network_trains_bit_exact_with_measured_cycles() {
     let dir = tempfile::tempdir().unwrap();
-    // Cin 12, Cout 5 and 6, batch 3: nothing a multiple of the 4 x 4 array or of M = 8.
-    let net = write(dir.path(), "tiny.toml", TINY_DENSE);
+    // Cin 12, Cout 5 and 6, batch 3: nothing a multiple of the 4 x 4 array or of M = 8. With
+    // the input gradient, so that the first layer's BP pass runs and its dX is compared.
+    let net = write(
+        dir.path(),
+        "tiny.toml",
+        &format!("input_gradient = true\n{TINY_DENSE}"),
+    );
     let out = dir.path().join("out");
     let o = train(&net, &shipped(), &out, &["--steps", "2", "--seed", "5"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["bit_exact"], true);
+    assert_eq!(report["input_gradient"], true);
+    assert_eq!(report["not_computed"], serde_json::json!([]));
     let steps = report["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2);
     for s in steps {
@@ -236,6 +253,7 @@ fn a_dense_network_trains_bit_exact_with_measured_cycles() {
     }
     for f in [
         "step1.a.y.golden.npy",
+        "step1.a.dx.rtl.npy",
         "step1.b.w16.rtl.npy",
         "schedule.json",
     ] {
@@ -269,9 +287,31 @@ fn small_cnn_ci_trains_two_sparse_steps_bit_exact() {
         .iter()
         .map(|c| c["tensor"].as_str().unwrap())
         .collect();
-    for t in ["fc.mask_f", "fc.w_f.values", "fc.w_b.indices", "conv1.y"] {
+    for t in [
+        "fc.mask_f",
+        "fc.w_f.values",
+        "fc.w_b.indices",
+        "conv1.y",
+        "conv1.dw",
+        "conv2.dx",
+    ] {
         assert!(names.contains(&t), "{t} not compared: {names:?}");
     }
+    // The network does not ask for its input gradient: conv1 has no BP pass, and its dX is
+    // neither compared nor written, and the report says so.
+    assert!(!names.contains(&"conv1.dx"), "{names:?}");
+    assert!(!passes
+        .iter()
+        .any(|p| p["layer"] == "conv1" && p["pass"] == "bp"));
+    assert_eq!(report["input_gradient"], false);
+    assert_eq!(report["not_computed"], serde_json::json!(["conv1.dx"]));
+    assert!(out.join("step1.conv2.dx.rtl.npy").exists());
+    let stale: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("conv1.dx"))
+        .collect();
+    assert!(stale.is_empty(), "{stale:?}");
 }
 
 #[test]
@@ -293,7 +333,8 @@ fn a_step_through_the_axi_wrapper_writes_the_bare_tops_bits() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 10);
+    // y, dw, w32, w16 of both layers and dX of the second: no input gradient (layer a's dX).
+    assert_eq!(compared, 9);
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(axi.join("report.json")).unwrap()).unwrap();
     let step = &report["steps"][0];
@@ -360,6 +401,11 @@ fn the_one_layer_train_runs_its_system_program_through_the_axi_wrapper() {
         .filter(|c| c["tensor"].as_str().unwrap().starts_with("system."))
         .collect();
     assert!(system.len() >= 5, "{system:?}");
+    // The one-layer step's dX is its output: it is computed and compared on the system top.
+    assert!(
+        system.iter().any(|c| c["tensor"] == "system.dx"),
+        "{system:?}"
+    );
     let axi = &step["system"]["axi"];
     assert_eq!(axi["stall_rate"], 0.5);
     assert!(

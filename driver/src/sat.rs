@@ -107,6 +107,19 @@ struct TopPorts {
     conflict: OutputPort,
     cycle_count: OutputPort,
     busy: Vec<(Engine, OutputPort)>,
+    /// Per engine (in [`Engine::ALL`] order): its `started_<engine>` and `ended_<engine>`.
+    strobes: Vec<(OutputPort, OutputPort)>,
+}
+
+/// What the harness sees of the top after one cycle (`engines::sat`, "Per-instruction
+/// observation"), each array in [`Engine::ALL`] order: the busy counters, and the start and
+/// end strobes. The strobes are registers: sampled after the clock edge that ends cycle t, they
+/// show their values of cycle t + 1, while the counters have counted cycle t.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub busy: [u64; 4],
+    pub started: [bool; 4],
+    pub ended: [bool; 4],
 }
 
 /// The system top of one config, built for Verilator: bare (`sat_top`, its native memory
@@ -166,6 +179,10 @@ impl SatSystem {
                 .iter()
                 .map(|&e| Ok((e, p.output(&ports::busy(e))?)))
                 .collect::<Result<_, coforge_sim::SimError>>()?,
+            strobes: Engine::ALL
+                .iter()
+                .map(|&e| Ok((p.output(&ports::started(e))?, p.output(&ports::ended(e))?)))
+                .collect::<Result<_, coforge_sim::SimError>>()?,
         };
         Ok(SatSystem {
             geo,
@@ -195,10 +212,10 @@ impl SatSystem {
         self.run_observed(program, dram, timing, lr, lambda, max_cycles, &mut |_| {})
     }
 
-    /// [`SatSystem::run`], handing `observe` the top's busy counters (in [`Engine::ALL`] order)
-    /// after every simulated cycle from `start` on: what [`network::Timeline`] turns into each
-    /// instruction's measured busy span. Through the AXI wrapper the counters are registers
-    /// read once at the end, so `observe` is not called.
+    /// [`SatSystem::run`], handing `observe` what the top shows ([`Observed`]: its busy
+    /// counters and per-instruction strobes) after every simulated cycle from `start` on: what
+    /// [`network::Timeline`] turns into each instruction's measured busy span. Through the AXI
+    /// wrapper the counters are registers read once at the end, so `observe` is not called.
     #[allow(clippy::too_many_arguments)]
     pub fn run_observed(
         &mut self,
@@ -208,7 +225,7 @@ impl SatSystem {
         lr: f32,
         lambda: f32,
         max_cycles: u64,
-        observe: &mut dyn FnMut(&[u64; 4]),
+        observe: &mut dyn FnMut(&Observed),
     ) -> Result<RunStats, DriverError> {
         check_program(program, &self.geo, &self.sys, dram.beats())?;
         let p = match &self.bus {
@@ -236,11 +253,13 @@ impl SatSystem {
         let mut mem = Memory::new(m.pins(), &NAMES, dram.beats(), timing)?;
         mem.load(0, &dram.words)?;
         let busy_now = |m: &VerilatedModel| {
-            let mut b = [0u64; 4];
-            for (slot, &(_, port)) in b.iter_mut().zip(&p.busy) {
-                *slot = m.get(port);
+            let mut o = Observed::default();
+            for (e, (&(_, busy), &(started, ended))) in p.busy.iter().zip(&p.strobes).enumerate() {
+                o.busy[e] = m.get(busy);
+                o.started[e] = m.get(started) & 1 == 1;
+                o.ended[e] = m.get(ended) & 1 == 1;
             }
-            b
+            o
         };
         m.set(p.start, 1);
         m.cycle_with(&mut [&mut mem])?;

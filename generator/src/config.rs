@@ -310,7 +310,7 @@ fn default_mem_bytes_per_cycle() -> u32 {
     64
 }
 fn default_read_requests() -> u32 {
-    1
+    2
 }
 
 /// The SAT system top (`engines::sat`): the fp16 STCE, SORE and WUVE of `[stce]`/`[train]`
@@ -326,7 +326,11 @@ fn default_read_requests() -> u32 {
 /// - `mem_latency` 32 cycles: a DDR4 read round trip through the MIG at an assumed 200 MHz engine
 ///   clock (about 160 ns);
 /// - `mem_bytes_per_cycle` 64: one DDR4-2400 channel peaks at 19.2 GB/s = 96 B/cycle at
-///   200 MHz; 64 B/cycle is about 2/3 of that peak, a typical sustained MIG efficiency.
+///   200 MHz; 64 B/cycle is about 2/3 of that peak, a typical sustained MIG efficiency;
+/// - `read_requests` 2: a MIG controller (and AXI4 with one ID) takes several read requests
+///   and answers them in order, so a LOAD queued behind a LOAD hides its latency under the
+///   burst before it; the DMA keeps one queued LOAD, which is enough to keep the read channel
+///   busy back to back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SystemConfig {
@@ -356,10 +360,11 @@ pub struct SystemConfig {
     /// Sustained bytes per cycle of the memory (read and write share it; memory model).
     #[serde(default = "default_mem_bytes_per_cycle")]
     pub mem_bytes_per_cycle: u32,
-    /// Read requests the DMA may have outstanding on the memory port: 1, or 2 to queue a LOAD
-    /// behind a LOAD (its request overlaps the current burst; `engines::sat`, DMA). Default 1:
-    /// the harness's per-instruction timeline (`driver::sat::network`) needs an idle cycle
-    /// between two instructions of an engine, which a queued LOAD does not leave.
+    /// Read requests the DMA may have outstanding on the memory port: 2 (default) queues a
+    /// LOAD behind a LOAD, whose request overlaps the current burst so that it does not pay the
+    /// memory latency again (`engines::sat`, DMA); 1 runs one LOAD at a time. The memory serves
+    /// requests in order, and so does the AXI wrapper's master (one ID); the top's start and
+    /// end strobes still tell the two LOADs' spans apart (`driver::sat::network`).
     #[serde(default = "default_read_requests")]
     pub read_requests: u32,
 }

@@ -31,7 +31,15 @@ module sat_top (
     output reg  [47:0]  busy_dma,                        // busy cycles
     output reg  [47:0]  busy_stce,                       // busy cycles
     output reg  [47:0]  busy_wuve,                       // busy cycles
-    output reg  [47:0]  busy_sore                        // busy cycles
+    output reg  [47:0]  busy_sore,                       // busy cycles
+    output reg          started_dma,                     // pulse: an instruction's first busy cycle
+    output reg          started_stce,                    // pulse: an instruction's first busy cycle
+    output reg          started_wuve,                    // pulse: an instruction's first busy cycle
+    output reg          started_sore,                    // pulse: an instruction's first busy cycle
+    output reg          ended_dma,                       // pulse: the first cycle after an instruction's busy time
+    output reg          ended_stce,                      // pulse: the first cycle after an instruction's busy time
+    output reg          ended_wuve,                      // pulse: the first cycle after an instruction's busy time
+    output reg          ended_sore                       // pulse: the first cycle after an instruction's busy time
 );
 
     reg  [511:0] act_rdata;                              // read port of the act buffer
@@ -646,7 +654,7 @@ module sat_top (
     assign dma_read_ahead = dma_busy && dma_state == 3'd3 && ~dma_last_line || dma_store_next_line && ~(dma_line + 16'h1 == dma_lines - 16'h1);
     assign dma_read_line = (dma_busy && dma_state == 3'd2) ? dma_line : dma_line + ((dma_busy && dma_state == 3'd3) ? 16'h1 : 16'h2);
     assign dma_store_read = dma_busy && dma_state == 3'd2 || dma_read_ahead;
-    assign dma_queue_load = 1'b0 && (dma_busy && dma_state == 3'd1) && ~mem_rd_req_valid && ~dma_next && ~dma_finish && ~dma_head[0];
+    assign dma_queue_load = 1'b1 && (dma_busy && dma_state == 3'd1) && ~mem_rd_req_valid && ~dma_next && ~dma_finish && ~dma_head[0];
 
     // DMA engine: LOAD (one read burst, lines assembled from beats) and STORE.
     always @(posedge clk) begin
@@ -1111,6 +1119,30 @@ module sat_top (
     end
 
     assign prune_wgt_write = prune_busy && sore_out_valid;
+
+    // Per-instruction observation: start and end strobes of every engine.
+    always @(posedge clk) begin
+        if (rst) begin
+            started_dma <= 1'b0;
+            ended_dma <= 1'b0;
+            started_stce <= 1'b0;
+            ended_stce <= 1'b0;
+            started_wuve <= 1'b0;
+            ended_wuve <= 1'b0;
+            started_sore <= 1'b0;
+            ended_sore <= 1'b0;
+        end else begin
+            started_dma <= dma_start;
+            ended_dma <= dma_finish;
+            started_stce <= gemm_start;
+            ended_stce <= gemm_fed_last;
+            started_wuve <= update_start;
+            ended_wuve <= update_finish;
+            started_sore <= prune_start;
+            ended_sore <= prune_finish;
+        end
+    end
+
     assign act_we = 1'b0 || dma_line_in && dma_buf == 3'd0;
     assign act_waddr = dma_buf_addr[8:0] + dma_line[8:0];
     assign act_wdata = mem_rd_data;

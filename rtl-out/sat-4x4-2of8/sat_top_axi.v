@@ -145,7 +145,15 @@ module sat_top_axi (
     reg          error_read;
     reg          error_write;
     reg          error_program;
-    wire [77:0]  unused_bits;
+    wire         sat_started_dma;
+    wire         sat_ended_dma;
+    wire         sat_started_stce;
+    wire         sat_ended_stce;
+    wire         sat_started_wuve;
+    wire         sat_ended_wuve;
+    wire         sat_started_sore;
+    wire         sat_ended_sore;
+    wire [85:0]  unused_bits;
 
     always @(posedge aclk) begin
         rst <= ~aresetn;
@@ -626,10 +634,18 @@ module sat_top_axi (
         .busy_dma         (sat_busy_dma),
         .busy_stce        (sat_busy_stce),
         .busy_wuve        (sat_busy_wuve),
-        .busy_sore        (sat_busy_sore)
+        .busy_sore        (sat_busy_sore),
+        .started_dma      (sat_started_dma),
+        .started_stce     (sat_started_stce),
+        .started_wuve     (sat_started_wuve),
+        .started_sore     (sat_started_sore),
+        .ended_dma        (sat_ended_dma),
+        .ended_stce       (sat_ended_stce),
+        .ended_wuve       (sat_ended_wuve),
+        .ended_sore       (sat_ended_sore)
     );
 
-    assign unused_bits = {param_mem_base_lo[5:0], m_axi_mem_rlast, wr_next_byte_addr[63:12], fetch_count[31:13]};
+    assign unused_bits = {param_mem_base_lo[5:0], m_axi_mem_rlast, wr_next_byte_addr[63:12], fetch_count[31:13], sat_started_dma, sat_ended_dma, sat_started_stce, sat_ended_stce, sat_started_wuve, sat_ended_wuve, sat_started_sore, sat_ended_sore};
 
 endmodule
 

@@ -9,14 +9,22 @@
 //!    act, wgt and out lines, so a layer is interleaved only when its tilings in halves cost the
 //!    DMA no more load time than in whole buffers (recorded per pass as `interleaved`). Each WU
 //!    tile is stored and, on the WUVE, updated (W32 and W16) as soon as the STCE has written it.
+//!    The first layer has no BP by default (the network file's `input_gradient`, see
+//!    [`crate::network`]): its WU runs alone, in the whole buffers, and it has no PRUNE_B.
 //! 3. When a chunk of the layer's output-channel blocks is updated, the SORE prunes it
 //!    (*pre-generation*: PRUNE_F for the next step's M_F and W_F, then PRUNE_B for M_B and W_B)
-//!    while the STCE goes on with the next layer's BP and WU. The STOREs of the new weights are
-//!    queued and interleaved with the next layer's work, so that they do not hold back its
-//!    operand loads in the in-order DMA stream ([`Builder::push`]).
+//!    while the STCE goes on with the next layer's BP and WU. The STOREs of the new weights and
+//!    the PRUNE_B work (with its reloads) are queued, in pieces, and emitted where the DMA would
+//!    otherwise idle during the next layers' work, so that they do not hold back their operand
+//!    loads in the in-order DMA stream ([`Builder::push`]). The first chunk's W32 and M_F LOADs
+//!    likewise fill the DMA's idle time during the layer's BP.
 //!
-//! Within a pass, operand LOADs are prefetched up to [`PREFETCH_STEPS`] tiles ahead
-//! (`hoist_loads`) and result tiles rotate through up to [`OUT_SLOTS`] out slots.
+//! Within a pass, each LOAD brings a block or a flow batch of operand panels (the tiling's
+//! choice), and is prefetched as soon as its lines are free, up to one block by flow batch of
+//! tiles (at least [`PREFETCH_STEPS`]) ahead (`hoist_loads`). Result tiles rotate through up to
+//! [`OUT_SLOTS`] out slots, and one STORE writes back a run of tiles whose out lines follow each
+//! other in the buffer and in DRAM (at most half the slots, so the STCE fills the other half
+//! meanwhile).
 //!
 //! The host (the harness) prepares each layer's X, dY, W32, M_F, W_F and W_B in DRAM in their line
 //! formats (it also does activations, im2col and the loss), so the layers of a step share nothing
@@ -25,9 +33,10 @@
 //! # Buffers
 //! - `act`, `wgt` (below the SORE's slots), `out`: the GEMM passes. FF and a layer's BP+WU pair
 //!   each get the whole buffers, or half each when BP and WU interleave.
-//! - the top `2 * S` wgt lines: two slots for the SORE's outputs (S = the most wgt lines one
-//!   PRUNE_B writes: a layer's output channels in whole `cols` blocks, over M), stored to DRAM
-//!   from there.
+//! - the top wgt lines: a ring of the SORE's outputs ([`SoreRing`]: at least two of the largest,
+//!   the most wgt lines one PRUNE_B writes, a layer's output channels in whole `cols` blocks over
+//!   M; up to [`SORE_RING`] lines), stored to DRAM from there, runs of consecutive outputs with
+//!   one STORE. None without sparse layers.
 //! - `master`, `w16`, `mask`: one chunk of a layer's weights (whole output-channel blocks of
 //!   `Kp` lines each), in two halves used in turn when every layer's block fits in half.
 //!
@@ -38,6 +47,8 @@
 //! ([`crate::tokens`]).
 
 use serde::{Deserialize, Serialize};
+
+use coforge_generator::engines::sat::beat_cycles;
 
 use crate::access::{accesses, dram_beats, Accesses};
 use crate::estimate::engine_index;
@@ -162,7 +173,7 @@ const NONE: u32 = u32::MAX;
 
 /// Most result tiles in flight between the STCE and their STOREs (well below the 8-bit token
 /// counters' 255).
-const OUT_SLOTS: usize = 32;
+const OUT_SLOTS: usize = 128;
 
 /// Per buffer line: the last writer and, per engine, the last reader since that write.
 #[derive(Clone, Copy)]
@@ -330,8 +341,105 @@ struct Builder<'a> {
     /// The weight phase's STOREs (W32', W16', M_F', W_F', W_B'), held back so that they do not
     /// stand in the in-order DMA stream in front of the next layer's operand loads (see
     /// [`Builder::push`]).
-    deferred: std::collections::VecDeque<(Instr, usize, Pass)>,
+    deferred: std::collections::VecDeque<Queued>,
+    /// The DMA's estimated idle cycles so far (STCE cycles emitted minus DMA cycles emitted),
+    /// within [-SLACK_CAP, SLACK_CAP]: what queued work may fill.
+    slack: i64,
+    /// `engines::sat::tile_spacing` of the array.
+    spacing: u64,
 }
+
+/// Queued weight-phase work (see [`Builder::push`]), with what it touches and costs the DMA.
+struct Queued {
+    instr: Instr,
+    layer: usize,
+    pass: Pass,
+    acc: Accesses,
+    beats: Option<std::ops::Range<u64>>,
+    dma_cycles: u64,
+}
+
+/// A LOAD or STORE cut into pieces of at most [`PIECE_LINES`] lines (the same transfer);
+/// any other instruction alone.
+fn pieces(instr: Instr, hw: &Hardware) -> Vec<Instr> {
+    let (buf, buf_addr, dram_addr, lines, store) = match instr {
+        Instr::Store {
+            buf,
+            buf_addr,
+            dram_addr,
+            lines,
+            ..
+        } => (buf, buf_addr, dram_addr, lines, true),
+        Instr::Load {
+            buf,
+            buf_addr,
+            dram_addr,
+            lines,
+            ..
+        } => (buf, buf_addr, dram_addr, lines, false),
+        _ => return vec![instr],
+    };
+    let per_line = hw.beats_per_line(buf) as u32;
+    (0..lines)
+        .step_by(PIECE_LINES)
+        .map(|j| {
+            let (buf_addr, dram_addr) = (buf_addr + j, dram_addr + u32::from(j) * per_line);
+            let lines = (lines - j).min(PIECE_LINES as u16);
+            transfer(store, buf, buf_addr, dram_addr, lines)
+        })
+        .collect()
+}
+
+/// A STORE (or LOAD) of `lines` lines of `buf` from (to) `buf_addr`, to (from) beat `dram_addr`,
+/// without tokens.
+fn transfer(store: bool, buf: Buf, buf_addr: u16, dram_addr: u32, lines: u16) -> Instr {
+    let (wait, signal) = (0, 0);
+    if store {
+        Instr::Store {
+            buf,
+            buf_addr,
+            dram_addr,
+            lines,
+            wait,
+            signal,
+        }
+    } else {
+        Instr::Load {
+            buf,
+            buf_addr,
+            dram_addr,
+            lines,
+            wait,
+            signal,
+        }
+    }
+}
+
+/// Two queued instructions that must keep their order: one writes buffer lines the other
+/// reads or writes, or both move overlapping DRAM beats.
+fn conflict(a: &Queued, b: &Queued) -> bool {
+    let cross = |x: &[crate::access::Lines], y: &[crate::access::Lines]| {
+        x.iter().any(|p| {
+            y.iter().any(|q| {
+                p.buf == q.buf && p.start < q.start + q.lines && q.start < p.start + p.lines
+            })
+        })
+    };
+    let dram = match (&a.beats, &b.beats) {
+        (Some(x), Some(y)) => x.start < y.end && y.start < x.end,
+        _ => false,
+    };
+    dram || cross(&a.acc.writes, &b.acc.reads)
+        || cross(&a.acc.writes, &b.acc.writes)
+        || cross(&a.acc.reads, &b.acc.writes)
+}
+
+/// Most lines of one queued STORE piece.
+const PIECE_LINES: usize = 256;
+
+/// The most DMA idle time (and debt) the pacing of queued work remembers: the DMA cannot use
+/// idle time long past, nor make up a deficit of long ago.
+const SLACK_CAP: i64 = 2048;
 
 fn dram(addr: u64) -> Result<u32, ScheduleError> {
     u32::try_from(addr).map_err(|_| ScheduleError {
@@ -348,56 +456,123 @@ fn lines16(n: usize) -> u16 {
 }
 
 impl Builder<'_> {
-    /// Emits an instruction (its dependencies are those of this emission order), or, for a
-    /// weight-phase STORE with `defer`, queues it.
+    /// Emits an instruction (its dependencies are those of this emission order), after the
+    /// queued weight-phase work it must follow.
     ///
-    /// Queued STOREs keep their meaning: before an instruction that writes lines a queued STORE
-    /// reads, or a LOAD or STORE of DRAM beats a queued STORE writes (the PRUNE_B reload reads
-    /// back the W16' and M_F' just stored), is emitted, that STORE (and every one queued before
-    /// it) is emitted first. The DMA then runs them in that order, so the LOAD reads what the
-    /// STORE wrote. One
-    /// queued STORE is emitted after each GEMM that completes a tile, so the DMA interleaves
-    /// them with the next layer's loads and stores: *pre-generation* (the SORE and the DMA
-    /// finish layer l's weights while the STCE runs layer l - 1).
+    /// Queued work keeps its meaning: before an instruction that touches buffer lines a queued
+    /// instruction reads or writes (one of them writing), or DRAM beats a queued LOAD or STORE
+    /// moves (the PRUNE_B reload reads back the W16' and M_F' just stored), is emitted, that
+    /// queued instruction (and every one queued before it) is emitted first. So the emission
+    /// order, from which the dependencies and the DMA's order come, has the same hazards as
+    /// the order the work was built in.
+    ///
+    /// Queued work is paced by the DMA's estimated idle time: each GEMM adds its STCE cycles to
+    /// [`Builder::slack`], each emitted transfer takes its DMA cycles from it, and after a GEMM
+    /// that completes a tile, queued work is emitted while the slack covers its DMA cycles. The
+    /// DMA then interleaves layer l's weight traffic with layer l - 1's loads and stores where it
+    /// would otherwise wait: *pre-generation* (the SORE and the DMA finish layer l's weights
+    /// while the STCE runs the next layers).
     fn push(&mut self, instr: Instr, layer: usize, pass: Pass) -> u32 {
-        let writes = accesses(&instr, self.hw).writes;
+        let acc = accesses(&instr, self.hw);
         let beats = dram_beats(&instr, self.hw);
-        let overlaps = |queued: &Instr| {
-            let lines = accesses(queued, self.hw).reads.iter().any(|r| {
-                writes.iter().any(|w| {
-                    w.buf == r.buf && w.start < r.start + r.lines && r.start < w.start + w.lines
+        let cross = |a: &[crate::access::Lines], b: &[crate::access::Lines]| {
+            a.iter().any(|x| {
+                b.iter().any(|y| {
+                    x.buf == y.buf && x.start < y.start + y.lines && y.start < x.start + x.lines
                 })
-            });
-            let dram = match (&beats, dram_beats(queued, self.hw)) {
+            })
+        };
+        let overlaps = |q: &Queued| {
+            let lines = cross(&acc.writes, &q.acc.reads)
+                || cross(&acc.writes, &q.acc.writes)
+                || cross(&acc.reads, &q.acc.writes);
+            let dram = match (&beats, &q.beats) {
                 (Some(a), Some(b)) => a.start < b.end && b.start < a.end,
                 _ => false,
             };
             lines || dram
         };
-        if let Some(last) = self.deferred.iter().rposition(|(q, _, _)| overlaps(q)) {
-            self.flush(last + 1);
+        // The queued work this instruction conflicts with, and the queued work before it that
+        // conflicts with that (a queued instruction keeps its order only with what it
+        // conflicts with; the rest stays queued).
+        let mut needed: Vec<bool> = self.deferred.iter().map(overlaps).collect();
+        if needed.iter().any(|&n| n) {
+            for j in (0..needed.len()).rev() {
+                if !needed[j] {
+                    continue;
+                }
+                let later = &self.deferred[j];
+                for (earlier, need) in self.deferred.iter().zip(needed.iter_mut()).take(j) {
+                    if !*need && conflict(earlier, later) {
+                        *need = true;
+                    }
+                }
+            }
+            let queue = std::mem::take(&mut self.deferred);
+            for (q, now) in queue.into_iter().zip(needed) {
+                if now {
+                    self.emit(q.instr, q.layer, q.pass);
+                } else {
+                    self.deferred.push_back(q);
+                }
+            }
         }
         let index = self.emit(instr, layer, pass);
         if matches!(instr, Instr::Gemm { last: true, .. }) {
-            self.flush(1);
+            while self
+                .deferred
+                .front()
+                .is_some_and(|q| q.dma_cycles as i64 <= self.slack)
+            {
+                self.flush(1);
+            }
         }
         index
     }
 
-    /// Queues a weight-phase STORE (or emits it at once without pre-generation).
-    fn push_store(&mut self, instr: Instr, layer: usize, pass: Pass, defer: bool) {
-        if defer {
-            self.deferred.push_back((instr, layer, pass));
-        } else {
-            self.push(instr, layer, pass);
+    /// Emits prefetched LOAD pieces of layer `layer` while the DMA's idle time covers them.
+    fn prefetch(&mut self, pieces: &mut std::collections::VecDeque<(Instr, Pass)>, layer: usize) {
+        while pieces
+            .front()
+            .is_some_and(|(instr, _)| crate::estimate::cost(instr, self.hw) as i64 <= self.slack)
+        {
+            if let Some((instr, pass)) = pieces.pop_front() {
+                self.push(instr, layer, pass);
+            }
         }
     }
 
-    /// Emits the first `n` queued STOREs.
+    /// Queues weight-phase work (or emits it at once without pre-generation); a STORE in
+    /// a LOAD or STORE in pieces of at most [`PIECE_LINES`] lines, so that the pacing can fit
+    /// it in.
+    fn defer(&mut self, instr: Instr, layer: usize, pass: Pass, defer: bool) {
+        if !defer {
+            self.push(instr, layer, pass);
+            return;
+        }
+        let pieces = pieces(instr, self.hw);
+        for instr in pieces {
+            let dma_cycles = if instr.engine() == Some(Engine::Dma) {
+                crate::estimate::cost(&instr, self.hw)
+            } else {
+                0
+            };
+            self.deferred.push_back(Queued {
+                instr,
+                layer,
+                pass,
+                acc: accesses(&instr, self.hw),
+                beats: dram_beats(&instr, self.hw),
+                dma_cycles,
+            });
+        }
+    }
+
+    /// Emits the first `n` queued instructions.
     fn flush(&mut self, n: usize) {
         for _ in 0..n.min(self.deferred.len()) {
-            if let Some((instr, layer, pass)) = self.deferred.pop_front() {
-                self.emit(instr, layer, pass);
+            if let Some(q) = self.deferred.pop_front() {
+                self.emit(q.instr, q.layer, q.pass);
             }
         }
     }
@@ -411,6 +586,17 @@ impl Builder<'_> {
         if engine == Engine::Stce {
             deps.extend(self.barrier.take());
         }
+        let busy = match instr {
+            Instr::Gemm { groups, last, .. } => {
+                let spacing = if last { self.spacing } else { 0 };
+                u64::from(groups).max(spacing) as i64
+            }
+            Instr::Load { .. } | Instr::Store { .. } => {
+                -(crate::estimate::cost(&instr, self.hw) as i64)
+            }
+            _ => 0,
+        };
+        self.slack = (self.slack + busy).clamp(-SLACK_CAP, SLACK_CAP);
         self.ops.push(Op {
             instr,
             layer: layer as u32,
@@ -470,12 +656,14 @@ impl Builder<'_> {
         })
     }
 
-    /// The tiles of one pass in their order, each with its loads, GEMMs and store.
+    /// The tiles of one pass in their order, each with its loads, GEMMs and, for the last tile
+    /// of a run of tiles whose results are consecutive in DRAM and in `out`, the STORE of the run.
     fn tile_steps(
         &self,
         g: &GemmPass,
         t: &Tiling,
         room: Rooms,
+        limits: Limits,
     ) -> Result<Vec<TileStep>, ScheduleError> {
         let hw = self.hw;
         let groups = g.groups;
@@ -484,8 +672,8 @@ impl Builder<'_> {
         };
         let mut steps = Vec::new();
         // Result tiles rotate through every tile slot of the pass's out lines (at most
-        // OUT_SLOTS), so the DMA can fall that many stores behind the STCE before it stalls it.
-        let out_slots = (room.out.len / hw.rows).clamp(2, OUT_SLOTS);
+        // OUT_SLOTS), so the DMA can fall that many tiles behind the STCE before it stalls it.
+        let out_slots = out_slots(room.out.len, hw);
         let mut out_slot = 0usize;
         let mut next_out = || {
             let at = room.out.base + (out_slot % out_slots) * hw.rows;
@@ -504,49 +692,79 @@ impl Builder<'_> {
                 wait: 0,
                 signal: 0,
             };
-        let finish = |rt: usize, ct: usize, out: usize, mut instrs: Vec<(Instr, Pass)>| {
-            let to = g.out.line(((rt * g.qt + ct) * hw.rows) as u64);
-            instrs.push((Self::store(Buf::Out, out, to, hw.rows)?, g.pass));
-            Ok::<_, ScheduleError>(TileStep {
-                ct,
-                rt,
-                out_addr: out,
-                instrs,
-            })
+        let tile = |rt: usize, ct: usize, out: usize, instrs: Vec<(Instr, Pass)>| TileStep {
+            ct,
+            rt,
+            out_addr: out,
+            instrs,
         };
+        // Tiles one hoisted LOAD may move ahead: a whole block by flow batch of them.
+        let mut prefetch = PREFETCH_STEPS;
         match t.order {
             Order::AStationary | Order::BStationary => {
                 // A block of the stationary operand's panels stays in one half of its buffer
-                // while every panel of the other operand streams past it, double buffered.
+                // while every panel of the other operand streams past it, `t.flow` panels per
+                // LOAD, double buffered (one LOAD each when it is all there is).
                 let a_stays = t.order == Order::AStationary;
                 let a = (Buf::Act, room.act, g.a, g.pt);
                 let b = (Buf::Wgt, room.wgt, g.b, g.qt);
                 let (stay, flow) = if a_stays { (a, b) } else { (b, a) };
+                prefetch = prefetch.max(t.block * t.flow);
                 let mut streamed = 0usize;
+                let chunks = groups.div_ceil(t.chunk);
                 for (half, first) in (0..stay.3).step_by(t.block).enumerate() {
-                    let block: Vec<usize> = (first..(first + t.block).min(stay.3)).collect();
-                    for f in 0..flow.3 {
-                        let f_at = flow.1.base + (streamed % 2) * groups;
-                        streamed += 1;
-                        for (j, &st) in block.iter().enumerate() {
-                            let mut instrs = Vec::new();
-                            if j == 0 {
-                                let load = Self::load(flow.0, f_at, panel(flow.2, f, 0), groups)?;
-                                instrs.push((load, g.pass));
+                    let block = first..(first + t.block).min(stay.3);
+                    let half = if t.single { 0 } else { half % 2 };
+                    let s_base = stay.1.base + half * t.block * groups;
+                    let lines = block.len() * groups;
+                    let mut stay_load =
+                        Some(Self::load(stay.0, s_base, panel(stay.2, first, 0), lines)?);
+                    for f0 in (0..flow.3).step_by(t.flow) {
+                        let batch = f0..(f0 + t.flow).min(flow.3);
+                        // A whole batch per LOAD, or (chunks > 1) one chunk per LOAD below.
+                        let f_base = flow.1.base + (streamed % 2) * t.flow * groups;
+                        let mut flow_load = None;
+                        if chunks == 1 {
+                            streamed += 1;
+                            let lines = batch.len() * groups;
+                            flow_load =
+                                Some(Self::load(flow.0, f_base, panel(flow.2, f0, 0), lines)?);
+                        }
+                        // The tiles of the block and batch in the results' DRAM order.
+                        let (rows, cols) = if a_stays {
+                            (block.clone(), batch)
+                        } else {
+                            (batch, block.clone())
+                        };
+                        for rt in rows {
+                            for ct in cols.clone() {
+                                let mut instrs = Vec::new();
+                                instrs.extend(stay_load.take().map(|l| (l, g.pass)));
+                                instrs.extend(flow_load.take().map(|l| (l, g.pass)));
+                                let (st, f) = if a_stays { (rt, ct) } else { (ct, rt) };
+                                let s_at = s_base + (st - first) * groups;
+                                let out = next_out();
+                                for c in 0..chunks {
+                                    let (g0, n) = (c * t.chunk, t.chunk.min(groups - c * t.chunk));
+                                    let f_at = if chunks == 1 {
+                                        f_base + (f - f0) * groups
+                                    } else {
+                                        let at = flow.1.base + (streamed % 2) * t.chunk;
+                                        streamed += 1;
+                                        let from = panel(flow.2, f, g0);
+                                        instrs.push((Self::load(flow.0, at, from, n)?, g.pass));
+                                        at
+                                    };
+                                    let (a_at, b_at) = if a_stays {
+                                        (s_at + g0, f_at)
+                                    } else {
+                                        (f_at, s_at + g0)
+                                    };
+                                    let (first, last) = (c == 0, c + 1 == chunks);
+                                    instrs.push((gemm(a_at, b_at, n, out, first, last), g.pass));
+                                }
+                                steps.push(tile(rt, ct, out, instrs));
                             }
-                            let s_at = stay.1.base + (half % 2) * t.block * groups + j * groups;
-                            if f == 0 {
-                                let load = Self::load(stay.0, s_at, panel(stay.2, st, 0), groups)?;
-                                instrs.push((load, g.pass));
-                            }
-                            let (a_at, b_at, rt, ct) = if a_stays {
-                                (s_at, f_at, st, f)
-                            } else {
-                                (f_at, s_at, f, st)
-                            };
-                            let out = next_out();
-                            instrs.push((gemm(a_at, b_at, groups, out, true, true), g.pass));
-                            steps.push(finish(rt, ct, out, instrs)?);
                         }
                     }
                 }
@@ -554,30 +772,63 @@ impl Builder<'_> {
             Order::Split => {
                 let chunks = groups.div_ceil(t.chunk);
                 let mut slot = 0usize;
-                for ct in 0..g.qt {
-                    for rt in 0..g.pt {
-                        let mut instrs = Vec::new();
-                        let out = next_out();
-                        for c in 0..chunks {
-                            let g0 = c * t.chunk;
-                            let n = t.chunk.min(groups - g0);
-                            let a_at = room.act.base + (slot % 2) * t.chunk;
-                            let b_at = room.wgt.base + (slot % 2) * t.chunk;
-                            slot += 1;
-                            instrs
-                                .push((Self::load(Buf::Act, a_at, panel(g.a, rt, g0), n)?, g.pass));
-                            instrs
-                                .push((Self::load(Buf::Wgt, b_at, panel(g.b, ct, g0), n)?, g.pass));
-                            instrs
-                                .push((gemm(a_at, b_at, n, out, c == 0, c + 1 == chunks), g.pass));
-                        }
-                        steps.push(finish(rt, ct, out, instrs)?);
+                let order: Vec<(usize, usize)> = if tiling::split_rows_outer(g.qt, limits) {
+                    (0..g.pt)
+                        .flat_map(|rt| (0..g.qt).map(move |ct| (rt, ct)))
+                        .collect()
+                } else {
+                    (0..g.qt)
+                        .flat_map(|ct| (0..g.pt).map(move |rt| (rt, ct)))
+                        .collect()
+                };
+                for (rt, ct) in order {
+                    let mut instrs = Vec::new();
+                    let out = next_out();
+                    for c in 0..chunks {
+                        let g0 = c * t.chunk;
+                        let n = t.chunk.min(groups - g0);
+                        let a_at = room.act.base + (slot % 2) * t.chunk;
+                        let b_at = room.wgt.base + (slot % 2) * t.chunk;
+                        slot += 1;
+                        instrs.push((Self::load(Buf::Act, a_at, panel(g.a, rt, g0), n)?, g.pass));
+                        instrs.push((Self::load(Buf::Wgt, b_at, panel(g.b, ct, g0), n)?, g.pass));
+                        instrs.push((gemm(a_at, b_at, n, out, c == 0, c + 1 == chunks), g.pass));
                     }
+                    steps.push(tile(rt, ct, out, instrs));
                 }
             }
         }
-        hoist_loads(&mut steps, hw);
+        self.store_runs(g, t.store_run, &mut steps)?;
+        hoist_loads(&mut steps, hw, prefetch);
         Ok(steps)
+    }
+
+    /// Adds the STOREs of a pass's results: one per run of at most `most` consecutive tiles
+    /// whose out lines are consecutive in the buffer and in DRAM, in the step of its last tile.
+    fn store_runs(
+        &self,
+        g: &GemmPass,
+        most: usize,
+        steps: &mut [TileStep],
+    ) -> Result<(), ScheduleError> {
+        let rows = self.hw.rows;
+        let dram_line = |s: &TileStep| ((s.rt * g.qt + s.ct) * rows) as u64;
+        let mut k = 0;
+        while k < steps.len() {
+            let mut end = k + 1;
+            while end < steps.len()
+                && end - k < most
+                && dram_line(&steps[end]) == dram_line(&steps[end - 1]) + rows as u64
+                && steps[end].out_addr == steps[end - 1].out_addr + rows
+            {
+                end += 1;
+            }
+            let (at, to) = (steps[k].out_addr, g.out.line(dram_line(&steps[k])));
+            let store = Self::store(Buf::Out, at, to, (end - k) * rows)?;
+            steps[end - 1].instrs.push((store, g.pass));
+            k = end;
+        }
+        Ok(())
     }
 
     fn tiling(
@@ -611,23 +862,33 @@ impl Builder<'_> {
         let room_lines = Room {
             act: room.act.len,
             wgt: room.wgt.len,
+            out_tiles: out_slots(room.out.len, self.hw),
         };
-        let sys = &self.hw.system;
-        let cost = LoadCost {
-            fixed: 2 + u64::from(sys.mem_latency),
-            cycles_per_beat: f64::from(sys.mem_bits / 8) / f64::from(sys.mem_bytes_per_cycle),
-        };
-        tiling::choose(&shape, room_lines, limits, cost)
+        tiling::choose(&shape, room_lines, limits, self.transfer_cost())
             .map_err(|m| layer_error(index, layer, format!("{}: {m}", g.pass.name())))
     }
 
-    /// The DMA cycles of a tiling's operand loads on this system.
+    /// What a LOAD and a STORE cost the DMA on this system beyond their beats, from
+    /// `engines::sat::estimated_cycles` (one line of act: its fixed part is the cycles minus
+    /// the beats at the port's rate).
+    fn transfer_cost(&self) -> LoadCost {
+        let hw = self.hw;
+        let per_beat = beat_cycles(&hw.system);
+        let one = |instr: Instr| {
+            let beats = dram_beats(&instr, hw).map_or(0, |b| b.end - b.start);
+            crate::estimate::cost(&instr, hw).saturating_sub(beats * per_beat)
+        };
+        let line = |store: bool| transfer(store, Buf::Act, 0, 0, 1);
+        LoadCost {
+            fixed: one(line(false)),
+            store_fixed: one(line(true)),
+            cycles_per_beat: per_beat as f64,
+        }
+    }
+
+    /// The DMA cycles of a tiling's transfers on this system.
     fn load_cycles(&self, t: &Tiling) -> f64 {
-        let sys = &self.hw.system;
-        t.load_cycles(LoadCost {
-            fixed: 2 + u64::from(sys.mem_latency),
-            cycles_per_beat: f64::from(sys.mem_bits / 8) / f64::from(sys.mem_bytes_per_cycle),
-        })
+        t.load_cycles(self.transfer_cost())
     }
 
     fn record_tiling(&mut self, layer: &Layer, g: &GemmPass, t: Tiling, interleaved: bool) {
@@ -643,15 +904,21 @@ impl Builder<'_> {
     }
 }
 
-/// Steps a LOAD may move ahead of the tile that first reads it.
+/// Steps a LOAD may move ahead of the tile that first reads it (at least; a pass that loads
+/// a block by flow batch of tiles at once may move its LOADs that far).
 const PREFETCH_STEPS: usize = 8;
+
+/// Result tiles a pass's `lines` out lines hold (at most [`OUT_SLOTS`]).
+fn out_slots(lines: usize, hw: &Hardware) -> usize {
+    (lines / hw.rows).clamp(2, OUT_SLOTS)
+}
 
 /// Prefetch: moves each LOAD of a pass's tiles to the end of an earlier tile's step, as soon as
 /// the lines it fills are no longer used there (after the last step that touches them) and at
 /// most [`PREFETCH_STEPS`] steps ahead. The DMA, which runs in program order, then fetches the
 /// next operand panel while the STCE still works on the current one instead of after its
 /// stores. Moving a LOAD no earlier than the last use of its lines keeps what every GEMM reads.
-fn hoist_loads(steps: &mut [TileStep], hw: &Hardware) {
+fn hoist_loads(steps: &mut [TileStep], hw: &Hardware, prefetch: usize) {
     let mut last_use: Vec<Vec<Option<usize>>> =
         Buf::ALL.iter().map(|&b| vec![None; hw.lines(b)]).collect();
     let buf = |b: Buf| Buf::ALL.iter().position(|&x| x == b).unwrap_or(0);
@@ -670,7 +937,7 @@ fn hoist_loads(steps: &mut [TileStep], hw: &Hardware) {
                     .copied();
                 let at = busy_until
                     .map_or(0, |u| u + 1)
-                    .max(k.saturating_sub(PREFETCH_STEPS));
+                    .max(k.saturating_sub(prefetch));
                 if at < k {
                     // No step from `at` on touches these lines before step k.
                     last_use[buf(b)][w.start..w.start + w.lines].fill(Some(at));
@@ -697,7 +964,8 @@ fn layer_error(index: usize, layer: &Layer, message: String) -> ScheduleError {
 /// The DRAM tensors of one layer.
 struct LayerTensors {
     ff: GemmPass,
-    bp: GemmPass,
+    /// `None` when the step does not compute the layer's dX ([`Layer::bp`]).
+    bp: Option<GemmPass>,
     wu: GemmPass,
     w32: Operand,
     m_f: Operand,
@@ -719,6 +987,8 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         tilings: Vec::new(),
         barrier: None,
         deferred: Default::default(),
+        slack: 0,
+        spacing: coforge_generator::engines::sat::tile_spacing(&hw.geometry()),
     };
     // The SORE's two output slots at the top of wgt.
     let sore_slot = net
@@ -728,7 +998,15 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         .map(|l| (l.cout.div_ceil(hw.cols) * hw.cols).div_ceil(hw.m))
         .max()
         .unwrap_or(0);
-    let gemm_wgt = hw.lines(Buf::Wgt).saturating_sub(2 * sore_slot);
+    // The SORE's outputs go round a ring at the top of wgt: at least two of the largest, and
+    // up to SORE_RING lines (an eighth of wgt at most), so that runs of them share one STORE.
+    // No ring without sparse layers.
+    let ring = if sore_slot == 0 {
+        0
+    } else {
+        (2 * sore_slot).max(SORE_RING.min(hw.lines(Buf::Wgt) / 8))
+    };
+    let gemm_wgt = hw.lines(Buf::Wgt).saturating_sub(ring);
     if gemm_wgt < 2 {
         return Err(ScheduleError {
             layer: None,
@@ -739,6 +1017,12 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
             ),
         });
     }
+    let mut sore = SoreRing {
+        base: gemm_wgt,
+        len: ring,
+        cursor: 0,
+        run: None,
+    };
     let full = Rooms {
         act: Span {
             base: 0,
@@ -793,24 +1077,6 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         .map(|l| layer_tensors(&mut b, l))
         .collect();
 
-    for (i, l) in net.layers.iter().enumerate() {
-        let t = b.tiling(
-            l,
-            &tensors[i].ff,
-            full,
-            Limits {
-                max_columns_in_flight: None,
-            },
-            i,
-        )?;
-        b.record_tiling(l, &tensors[i].ff, t, false);
-        for step in b.tile_steps(&tensors[i].ff, &t, full)? {
-            for (instr, pass) in step.instrs {
-                b.push(instr, i, pass);
-            }
-        }
-    }
-
     let rooms = |split: bool| {
         let [bp_act, wu_act] = full.act.halves(split);
         let [bp_wgt, wu_wgt] = full.wgt.halves(split);
@@ -829,8 +1095,14 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         ]
     };
     let mut weight_chunk = 0usize;
-    let mut sore_use = 0usize;
-    for (i, l) in net.layers.iter().enumerate().rev() {
+    // The plan of one layer's BP and WU: tilings, tiles, weight work (in the backward order:
+    // it takes weight chunks and SORE ring lines in turn).
+    let plan = |b: &mut Builder,
+                i: usize,
+                weight_chunk: &mut usize,
+                sore: &mut SoreRing|
+     -> Result<LayerPlan, ScheduleError> {
+        let l = &net.layers[i];
         let lt = &tensors[i];
         let kp = hw.padded(l.k);
         let per_chunk = (weight_room / kp).max(1);
@@ -840,31 +1112,47 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         let wu_limits = Limits {
             max_columns_in_flight: Some(per_chunk),
         };
-        let mut pair = |split: bool| -> Result<(Tiling, Tiling, [Rooms; 2]), ScheduleError> {
-            let [bp_room, wu_room] = rooms(split);
-            let t_bp = b.tiling(l, &lt.bp, bp_room, bp_limits, i)?;
-            let t_wu = b.tiling(l, &lt.wu, wu_room, wu_limits, i)?;
-            Ok((t_bp, t_wu, [bp_room, wu_room]))
+        // The BP pass (with its tiling and buffers) beside WU, or none: a layer whose dX the
+        // step does not compute runs WU alone in the whole buffers.
+        let (bp, t_wu, wu_room, interleave) = match &lt.bp {
+            Some(bp) => {
+                let mut pair =
+                    |split: bool| -> Result<(Tiling, Tiling, [Rooms; 2]), ScheduleError> {
+                        let [bp_room, wu_room] = rooms(split);
+                        let t_bp = b.tiling(l, bp, bp_room, bp_limits, i)?;
+                        let t_wu = b.tiling(l, &lt.wu, wu_room, wu_limits, i)?;
+                        Ok((t_bp, t_wu, [bp_room, wu_room]))
+                    };
+                // Interleaving halves each pass's buffers. It is used for a layer when the
+                // halves cost the DMA no more load time than whole buffers (the system is
+                // usually memory bound).
+                let whole = pair(false)?;
+                let halves = if opts.interleave {
+                    pair(true).ok()
+                } else {
+                    None
+                };
+                let cost =
+                    |p: &(Tiling, Tiling, [Rooms; 2])| b.load_cycles(&p.0) + b.load_cycles(&p.1);
+                let interleave = halves.as_ref().is_some_and(|h| cost(h) <= cost(&whole));
+                let (t_bp, t_wu, [bp_room, wu_room]) = if interleave {
+                    halves.unwrap_or(whole)
+                } else {
+                    whole
+                };
+                (Some((bp, t_bp, bp_room)), t_wu, wu_room, interleave)
+            }
+            None => (None, b.tiling(l, &lt.wu, full, wu_limits, i)?, full, false),
         };
-        // Interleaving halves each pass's buffers. It is used for a layer when the halves cost
-        // the DMA no more load time than whole buffers (the system is usually memory bound).
-        let whole = pair(false)?;
-        let halves = if opts.interleave {
-            pair(true).ok()
-        } else {
-            None
-        };
-        let cost = |p: &(Tiling, Tiling, [Rooms; 2])| b.load_cycles(&p.0) + b.load_cycles(&p.1);
-        let interleave = halves.as_ref().is_some_and(|h| cost(h) <= cost(&whole));
-        let (t_bp, t_wu, [bp_room, wu_room]) = if interleave {
-            halves.unwrap_or(whole)
-        } else {
-            whole
-        };
-        b.record_tiling(l, &lt.bp, t_bp, interleave);
+        if let Some((bp, t_bp, _)) = &bp {
+            b.record_tiling(l, bp, *t_bp, interleave);
+        }
         b.record_tiling(l, &lt.wu, t_wu, interleave);
-        let bp_steps = b.tile_steps(&lt.bp, &t_bp, bp_room)?;
-        let wu_tiles = b.tile_steps(&lt.wu, &t_wu, wu_room)?;
+        let bp_steps = match &bp {
+            Some((bp, t_bp, bp_room)) => b.tile_steps(bp, t_bp, *bp_room, bp_limits)?,
+            None => Vec::new(),
+        };
+        let wu_tiles = b.tile_steps(&lt.wu, &t_wu, wu_room, wu_limits)?;
         let chunk_of = |ct: usize| match t_wu.order {
             Order::AStationary => 0,
             Order::BStationary => ct / t_wu.block,
@@ -875,17 +1163,12 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
             layer: l,
             lt,
             kp,
-            sore_base: gemm_wgt,
             sore_slot,
         };
-        let wu_steps = weight_steps(
-            &ctx,
-            wu_tiles,
-            chunk_of,
-            weight_halves,
-            &mut weight_chunk,
-            &mut sore_use,
-        )?;
+        let WeightSteps {
+            steps: wu_steps,
+            first_loads,
+        } = weight_steps(&ctx, wu_tiles, chunk_of, weight_halves, weight_chunk, sore)?;
         // Interleave: the pass with more tiles takes proportionally more turns.
         let (nb, nw) = (bp_steps.len(), wu_steps.len());
         let mut order: Vec<(usize, bool)> = Vec::with_capacity(nb + nw);
@@ -905,23 +1188,79 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
             order.extend((0..nb).map(|k| (k, true)));
             order.extend((0..nw).map(|k| (k, false)));
         }
-        let mut bp_steps: Vec<Option<Vec<(Instr, Pass)>>> =
-            bp_steps.into_iter().map(|s| Some(s.instrs)).collect();
-        let mut wu_steps: Vec<Option<Vec<(Instr, Pass)>>> =
-            wu_steps.into_iter().map(Some).collect();
+        Ok(LayerPlan {
+            order,
+            bp_steps: bp_steps.into_iter().map(|s| Some(s.instrs)).collect(),
+            wu_steps: wu_steps.into_iter().map(Some).collect(),
+            prefetch: first_loads
+                .into_iter()
+                .flat_map(|(instr, pass)| pieces(instr, hw).into_iter().map(move |p| (p, pass)))
+                .collect(),
+        })
+    };
+    // The first backward layer's plan comes first: its first weight chunk's LOADs fill the
+    // DMA's idle time during FF (no earlier instruction uses the weight buffers).
+    let last = net.layers.len().saturating_sub(1);
+    let mut first_plan = match net.layers.is_empty() {
+        true => None,
+        false => Some(plan(&mut b, last, &mut weight_chunk, &mut sore)?),
+    };
+    for (i, l) in net.layers.iter().enumerate() {
+        let t = b.tiling(
+            l,
+            &tensors[i].ff,
+            full,
+            Limits {
+                max_columns_in_flight: None,
+            },
+            i,
+        )?;
+        b.record_tiling(l, &tensors[i].ff, t, false);
+        let ff_limits = Limits {
+            max_columns_in_flight: None,
+        };
+        for step in b.tile_steps(&tensors[i].ff, &t, full, ff_limits)? {
+            for (instr, pass) in step.instrs {
+                b.push(instr, i, pass);
+            }
+            if let Some(p) = first_plan.as_mut() {
+                b.prefetch(&mut p.prefetch, last);
+            }
+        }
+    }
+
+    for i in (0..net.layers.len()).rev() {
+        let LayerPlan {
+            order,
+            mut bp_steps,
+            mut wu_steps,
+            mut prefetch,
+        } = match first_plan.take() {
+            Some(p) => p,
+            None => plan(&mut b, i, &mut weight_chunk, &mut sore)?,
+        };
         for (k, is_bp) in order {
+            if !is_bp {
+                while let Some((instr, pass)) = prefetch.pop_front() {
+                    b.push(instr, i, pass);
+                }
+            }
             let instrs = if is_bp {
                 bp_steps[k].take()
             } else {
                 wu_steps[k].take()
             };
             for (instr, pass) in instrs.unwrap_or_default() {
+                // The weight phase's STOREs and PRUNE_B (with its reloads) wait in the queue.
                 let weight_store = matches!(instr, Instr::Store { buf, .. } if buf != Buf::Out);
-                if weight_store {
-                    b.push_store(instr, i, pass, opts.pregen);
+                if weight_store || pass == Pass::PruneB {
+                    b.defer(instr, i, pass, opts.pregen);
                 } else {
                     b.push(instr, i, pass);
                 }
+            }
+            if is_bp {
+                b.prefetch(&mut prefetch, i);
             }
         }
         if !opts.pregen {
@@ -971,9 +1310,17 @@ fn layer_tensors(b: &mut Builder, l: &Layer) -> LayerTensors {
         0,
         rt * ct * hw.rows,
     );
-    let dy = b.alloc("dy", l, Input, Buf::Act, [l.r, l.cout], g, rt * cg);
-    let w_b = b.alloc("w_b", l, Input, Buf::Wgt, [l.cout, l.k], g, kt * cg);
-    let dx = b.alloc("dx", l, Output, Buf::Out, [l.r, l.k], 0, rt * kt * hw.rows);
+    // BP's operands and result, only when the step computes the layer's dX.
+    let bp = l.bp.then(|| GemmPass {
+        pass: Pass::Bp,
+        mode,
+        pt: rt,
+        qt: kt,
+        groups: cg,
+        a: b.alloc("dy", l, Input, Buf::Act, [l.r, l.cout], g, rt * cg),
+        b: b.alloc("w_b", l, Input, Buf::Wgt, [l.cout, l.k], g, kt * cg),
+        out: b.alloc("dx", l, Output, Buf::Out, [l.r, l.k], 0, rt * kt * hw.rows),
+    });
     let xt = b.alloc("x_t", l, Input, Buf::Act, [kp, l.r], gd, kt_rows * rg);
     let dy_wu = b.alloc("dy_wu", l, Input, Buf::Wgt, [l.r, l.cout], gd, ct * rg);
     let dwt = b.alloc(
@@ -990,15 +1337,20 @@ fn layer_tensors(b: &mut Builder, l: &Layer) -> LayerTensors {
     let m_f = b.alloc("m_f", l, Input, Buf::Mask, w, 0, ct * kp);
     let w32_new = b.alloc("w32_new", l, Output, Buf::Master, w, 0, ct * kp);
     let w16_new = b.alloc("w16_new", l, Output, Buf::W16, w, 0, ct * kp);
-    let (m_f_new, w_f_new, w_b_new) = if sparse {
+    let none = Operand { addr: 0, beats: 0 };
+    let (m_f_new, w_f_new) = if sparse {
         (
             b.alloc("m_f_new", l, Output, Buf::Mask, w, 0, ct * kp),
             b.alloc("w_f_new", l, Output, Buf::Wgt, [l.k, l.cout], hw.m, ct * kg),
-            b.alloc("w_b_new", l, Output, Buf::Wgt, [l.cout, l.k], hw.m, kt * cg),
         )
     } else {
-        let none = Operand { addr: 0, beats: 0 };
-        (none, none, none)
+        (none, none)
+    };
+    // W_B' (PRUNE_B) serves only the next step's BP.
+    let w_b_new = if sparse && l.bp {
+        b.alloc("w_b_new", l, Output, Buf::Wgt, [l.cout, l.k], hw.m, kt * cg)
+    } else {
+        none
     };
     LayerTensors {
         ff: GemmPass {
@@ -1011,16 +1363,7 @@ fn layer_tensors(b: &mut Builder, l: &Layer) -> LayerTensors {
             b: w_f,
             out: y,
         },
-        bp: GemmPass {
-            pass: Pass::Bp,
-            mode,
-            pt: rt,
-            qt: kt,
-            groups: cg,
-            a: dy,
-            b: w_b,
-            out: dx,
-        },
+        bp,
         wu: GemmPass {
             pass: Pass::Wu,
             mode: GemmMode::Dense,
@@ -1046,7 +1389,6 @@ struct WeightPhase<'a> {
     layer: &'a Layer,
     lt: &'a LayerTensors,
     kp: usize,
-    sore_base: usize,
     sore_slot: usize,
 }
 
@@ -1054,15 +1396,15 @@ struct WeightPhase<'a> {
 /// output-channel blocks, the chunk's W32 and M_F are loaded; after each tile, dW^T is stored and
 /// UPDATE runs on it; after a chunk's last tile, W32' and W16' are stored and PRUNE_F prunes each
 /// block. After the last chunk, PRUNE_B prunes every block of `cols` k's (reloading W16' and
-/// M_F' from DRAM when the layer did not fit one chunk).
+/// M_F' from DRAM when the layer did not fit one chunk), when the step computes the layer's dX.
 fn weight_steps(
     ctx: &WeightPhase,
     tiles: Vec<TileStep>,
     chunk_of: impl Fn(usize) -> usize,
     halves: bool,
     chunk_counter: &mut usize,
-    sore_use: &mut usize,
-) -> Result<Vec<Vec<(Instr, Pass)>>, ScheduleError> {
+    sore: &mut SoreRing,
+) -> Result<WeightSteps, ScheduleError> {
     let hw = ctx.hw;
     let (kp, lt) = (ctx.kp, ctx.lt);
     let sparse = ctx.layer.sparsity == Sparsity::Sparse;
@@ -1101,23 +1443,24 @@ fn weight_steps(
         let j = chunk_blocks[c].iter().position(|&x| x == ct).unwrap_or(0);
         bases[c] + j * kp
     };
-    let sore_slot = |use_: &mut usize| {
-        let at = ctx.sore_base + (*use_ % 2) * ctx.sore_slot;
-        *use_ += 1;
-        at
-    };
     let load = Builder::load;
     let store = Builder::store;
     let mut steps = Vec::with_capacity(tiles.len() + 1);
+    let mut first_loads = Vec::new();
     for (k, t) in tiles.into_iter().enumerate() {
         let c = chunk_of(t.ct);
         let mut instrs = Vec::new();
         if first_tile[c] == k {
+            let to = if k == 0 {
+                &mut first_loads
+            } else {
+                &mut instrs
+            };
             for &cb in &chunk_blocks[c] {
                 let at = slot_of(c, cb);
                 let from = (cb * kp) as u64;
                 for (buf, tensor) in [(Buf::Master, lt.w32), (Buf::Mask, lt.m_f)] {
-                    instrs.push((load(buf, at, tensor.line(from), kp)?, Pass::Update));
+                    to.push((load(buf, at, tensor.line(from), kp)?, Pass::Update));
                 }
             }
         }
@@ -1147,12 +1490,15 @@ fn weight_steps(
                 if !sparse {
                     continue;
                 }
-                // PRUNE_F in pieces of at most one SORE slot of output lines.
+                // PRUNE_F in pieces of at most one SORE slot of output lines; W_F' leaves the
+                // ring in runs, M_F' (in place in the mask buffer) with one STORE per block.
                 let piece = (ctx.sore_slot * hw.m).min(kp) / hw.m * hw.m;
                 let mut k0 = 0;
                 while k0 < kp {
                     let n = piece.min(kp - k0);
-                    let wgt_at = sore_slot(sore_use);
+                    let (g0, groups) = (k0 / hw.m, (n / hw.m).min(kg.saturating_sub(k0 / hw.m)));
+                    let wf = (cb * kg + g0) as u64;
+                    let wgt_at = sore.put(n / hw.m, (lt.w_f_new, wf, groups), &mut instrs)?;
                     instrs.push((
                         Instr::PruneF {
                             w16_addr: lines16(at + k0),
@@ -1164,32 +1510,24 @@ fn weight_steps(
                         },
                         Pass::PruneF,
                     ));
-                    let (g0, groups) = (k0 / hw.m, (n / hw.m).min(kg.saturating_sub(k0 / hw.m)));
-                    if groups > 0 {
-                        let wf = (cb * kg + g0) as u64;
-                        instrs.push((
-                            store(Buf::Wgt, wgt_at, lt.w_f_new.line(wf), groups)?,
-                            Pass::PruneF,
-                        ));
-                    }
-                    let mf = (cb * kp + k0) as u64;
-                    instrs.push((
-                        store(Buf::Mask, at + k0, lt.m_f_new.line(mf), n)?,
-                        Pass::PruneF,
-                    ));
                     k0 += n;
                 }
+                sore.flush(&mut instrs, Pass::PruneF)?;
+                let mf = (cb * kp) as u64;
+                instrs.push((store(Buf::Mask, at, lt.m_f_new.line(mf), kp)?, Pass::PruneF));
             }
         }
         steps.push(instrs);
     }
-    if !sparse {
-        return Ok(steps);
+    // M_B and W_B serve only BP: no PRUNE_B for a dense layer or one whose dX is not computed.
+    if !sparse || !ctx.layer.bp {
+        return Ok(WeightSteps { steps, first_loads });
     }
     let mut instrs = Vec::new();
     let kblocks = ctx.layer.k.div_ceil(hw.cols);
     let mut prune_b = |instrs: &mut Vec<(Instr, Pass)>, w16_at: usize, stride: usize, kb: usize| {
-        let wgt_at = sore_slot(sore_use);
+        let to = (kb * cg) as u64;
+        let wgt_at = sore.put(cg, (lt.w_b_new, to, cg), instrs)?;
         instrs.push((
             Instr::PruneB {
                 w16_addr: lines16(w16_at),
@@ -1201,11 +1539,6 @@ fn weight_steps(
                 wait: 0,
                 signal: 0,
             },
-            Pass::PruneB,
-        ));
-        let to = (kb * cg) as u64;
-        instrs.push((
-            store(Buf::Wgt, wgt_at, lt.w_b_new.line(to), cg)?,
             Pass::PruneB,
         ));
         Ok::<_, ScheduleError>(())
@@ -1251,6 +1584,87 @@ fn weight_steps(
             }
         }
     }
+    sore.flush(&mut instrs, Pass::PruneB)?;
     steps.push(instrs);
-    Ok(steps)
+    Ok(WeightSteps { steps, first_loads })
+}
+
+/// One layer's BP and WU as planned: the order of their steps (`(index, is_bp)`), the steps,
+/// and the first weight chunk's LOAD pieces not emitted yet.
+struct LayerPlan {
+    order: Vec<(usize, bool)>,
+    bp_steps: Vec<Option<Vec<(Instr, Pass)>>>,
+    wu_steps: Vec<Option<Vec<(Instr, Pass)>>>,
+    prefetch: std::collections::VecDeque<(Instr, Pass)>,
+}
+
+/// A layer's WU tiles with its weight work, and the first chunk's W32 and M_F LOADs, which
+/// may run before the first tile (during BP: neither touches the other's lines).
+struct WeightSteps {
+    steps: Vec<Vec<(Instr, Pass)>>,
+    first_loads: Vec<(Instr, Pass)>,
+}
+
+/// Most lines of the ring of SORE outputs at the top of wgt.
+const SORE_RING: usize = 256;
+
+/// The ring of SORE output lines at the top of wgt (PRUNE_F's W_F' and PRUNE_B's W_B'
+/// groups). Outputs take its lines in turn; outputs that follow each other in the ring and in
+/// DRAM are stored with one STORE (a *run*, at most half the ring, so the SORE fills the other
+/// half meanwhile).
+struct SoreRing {
+    base: usize,
+    len: usize,
+    cursor: usize,
+    /// The run not stored yet: first ring line, tensor, first DRAM line, lines.
+    run: Option<(usize, Operand, u64, usize)>,
+}
+
+impl SoreRing {
+    /// The ring line of the next output of `lines` lines, of which the first `store.2` go to
+    /// line `store.1` of tensor `store.0`. The STORE of the pending run is pushed first when
+    /// the new output does not extend it.
+    fn put(
+        &mut self,
+        lines: usize,
+        store: (Operand, u64, usize),
+        instrs: &mut Vec<(Instr, Pass)>,
+    ) -> Result<usize, ScheduleError> {
+        let (tensor, line, n) = store;
+        if self.cursor + lines > self.len {
+            self.cursor = 0;
+        }
+        let at = self.base + self.cursor;
+        self.cursor += lines;
+        let extends = self.run.is_some_and(|(r_at, r_tensor, r_line, r_lines)| {
+            r_at + r_lines == at
+                && r_tensor.addr == tensor.addr
+                && r_line + r_lines as u64 == line
+                && r_lines + n <= self.len / 2
+        });
+        let pass = instrs.last().map_or(Pass::PruneF, |i| i.1);
+        if !extends {
+            self.flush(instrs, pass)?;
+        }
+        if n > 0 {
+            self.run = Some(match self.run {
+                Some((r_at, r_tensor, r_line, r_lines)) if extends => {
+                    (r_at, r_tensor, r_line, r_lines + n)
+                }
+                _ => (at, tensor, line, n),
+            });
+        }
+        Ok(at)
+    }
+
+    /// Pushes the STORE of the pending run.
+    fn flush(&mut self, instrs: &mut Vec<(Instr, Pass)>, pass: Pass) -> Result<(), ScheduleError> {
+        if let Some((at, tensor, line, lines)) = self.run.take() {
+            instrs.push((
+                Builder::store(Buf::Wgt, at, tensor.line(line), lines)?,
+                pass,
+            ));
+        }
+        Ok(())
+    }
 }

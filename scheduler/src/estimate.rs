@@ -273,14 +273,15 @@ mod tests {
 
     #[test]
     fn timing_follows_fetch_tokens_and_engine_order() {
-        let hw = Hardware::with_defaults(4, 4, 2, 8, |_| {});
+        let hw = Hardware::with_defaults(4, 4, 2, 8, |s| s.read_requests = 1);
         let t = simulate(&program(2), &hw).unwrap();
         let load = cost(&program(1)[0], &hw);
         // One read request at a time: loads run back to back on the DMA.
         assert_eq!(t[1].start, t[0].end + DISPATCH_CYCLES);
-        // Two: the second load is queued behind the first (dispatched one fetch later, while
-        // the first awaits its data), so both pay the latency at once.
-        let queued_hw = Hardware::with_defaults(4, 4, 2, 8, |s| s.read_requests = 2);
+        // Two (the default): the second load is queued behind the first (dispatched one fetch
+        // later, while the first awaits its data), so both pay the latency at once.
+        let queued_hw = Hardware::with_defaults(4, 4, 2, 8, |_| {});
+        assert_eq!(queued_hw.system.read_requests, 2);
         let q = simulate(&program(2), &queued_hw).unwrap();
         assert_eq!(q[1].start, q[0].start + FETCH_CYCLES);
         assert_eq!(q[1].end, q[0].end + FETCH_CYCLES);

@@ -4,6 +4,7 @@
 //! name = "small-cnn"
 //! batch = 8
 //! nm = "sparse"          # default of every layer: "sparse" (the engine's N:M), "N:M" or "dense"
+//! input_gradient = false # default: the step does not compute dX of the first layer
 //!
 //! [[layer]]
 //! name = "conv1"         # optional; default "layer<i>"
@@ -33,6 +34,17 @@
 //! the next channel when kh*kw is not a multiple of M).
 //!
 //! A layer's `nm` must be the engine's N:M or dense: the STCE has one N:M in hardware.
+//!
+//! # The input gradient
+//! `input_gradient` (a boolean, default `false`) says whether the step computes dX of the first
+//! layer, the gradient of the network's input. A training step does not need it (PyTorch does
+//! not compute it for an input without `requires_grad`, and SAT does not either), so by default
+//! the first layer has no BP pass ([`Layer::bp`] is false): no BP instructions, no dY operand in
+//! the BP format, no W_B and no dX in DRAM. Its W_B' (PRUNE_B, when the layer is sparse) is not
+//! pre-generated either: M_B and W_B serve only BP, so the next step would not read it. FF, WU,
+//! UPDATE and PRUNE_F (the next M_F and W_F) stay. `input_gradient = true` computes dX (and
+//! W_B') of the first layer like every other layer's, for a network that is a part of a larger
+//! one or to compare dX.
 
 use std::fmt;
 use std::path::Path;
@@ -102,6 +114,15 @@ pub struct Layer {
     /// The reduction of FF: in (linear) or cin * kh * kw (conv).
     pub k: usize,
     pub cout: usize,
+    /// The step runs the layer's BP pass (dX, and for a sparse layer the PRUNE_B of the next
+    /// W_B): false only for the first layer of a network with `input_gradient = false` (the
+    /// module docs). Absent in a `schedule.json` written before the key existed: true.
+    #[serde(default = "computed")]
+    pub bp: bool,
+}
+
+fn computed() -> bool {
+    true
 }
 
 impl Layer {
@@ -133,6 +154,8 @@ struct NetworkFile {
     batch: usize,
     #[serde(default)]
     nm: Option<String>,
+    #[serde(default)]
+    input_gradient: Option<toml::Value>,
     #[serde(default)]
     layer: Vec<LayerFile>,
 }
@@ -193,12 +216,27 @@ impl Network {
         }
         let default = parse_nm(file.nm.as_deref().unwrap_or("sparse"), engine)
             .map_err(|m| fail(None, format!("`nm`: {m}")))?;
+        let input_gradient = match &file.input_gradient {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(other) => {
+                return Err(fail(
+                    None,
+                    format!(
+                        "`input_gradient` = {other} is not a boolean; use `input_gradient = false` \
+                         (the default: the step does not compute dX of the first layer) or \
+                         `input_gradient = true` (it does)"
+                    ),
+                ))
+            }
+        };
         let mut layers = Vec::with_capacity(file.layer.len());
         for (i, l) in file.layer.iter().enumerate() {
             let name = l.name.clone().unwrap_or_else(|| format!("layer{i}"));
             let at = Some((i, name.clone()));
-            let layer =
+            let mut layer =
                 lower(l, file.batch, name, default, engine).map_err(|m| fail(at.clone(), m))?;
+            layer.bp = i > 0 || input_gradient;
             if layers.iter().any(|p: &Layer| p.name == layer.name) {
                 return Err(fail(
                     at,
@@ -221,6 +259,21 @@ impl Network {
             l.sparsity = sparsity;
         }
         net
+    }
+
+    /// The network with the first layer's dX computed (`true`) or not: the file's
+    /// `input_gradient`.
+    pub fn with_input_gradient(&self, on: bool) -> Network {
+        let mut net = self.clone();
+        if let Some(first) = net.layers.first_mut() {
+            first.bp = on;
+        }
+        net
+    }
+
+    /// Whether the step computes dX of the first layer (the file's `input_gradient`).
+    pub fn input_gradient(&self) -> bool {
+        self.layers.first().is_some_and(|l| l.bp)
     }
 
     /// Dense multiply-accumulates of one forward pass of the whole batch.
@@ -359,6 +412,7 @@ fn lower(
         r,
         k,
         cout,
+        bp: true,
     })
 }
 
@@ -411,6 +465,41 @@ mod tests {
         let l = &net.layers[0];
         // Ho = (10 - 3) / 3 + 1 = 3, Wo = (7 - 2) / 3 + 1 = 2.
         assert_eq!((l.r, l.k, l.cout, l.sparsity), (6, 24, 8, Sparsity::Sparse));
+    }
+
+    #[test]
+    fn input_gradient_is_off_by_default_and_a_boolean() {
+        let body = "[[layer]]\nkind = \"linear\"\nin = 8\nout = 8\n\
+                    [[layer]]\nkind = \"linear\"\nin = 8\nout = 4\n";
+        let bp = |head: &str| {
+            let net = parse(&format!("name = \"n\"\nbatch = 2\n{head}{body}")).unwrap();
+            (
+                net.input_gradient(),
+                net.layers.iter().map(|l| l.bp).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(bp(""), (false, vec![false, true]));
+        assert_eq!(bp("input_gradient = false\n"), (false, vec![false, true]));
+        assert_eq!(bp("input_gradient = true\n"), (true, vec![true, true]));
+        for bad in ["3", "\"yes\"", "1.0"] {
+            let err = parse(&format!(
+                "name = \"n\"\nbatch = 2\ninput_gradient = {bad}\n{body}"
+            ))
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("`input_gradient`") && text.contains("not a boolean"),
+                "{text}"
+            );
+            assert!(text.contains("input_gradient = true"), "{text}");
+            assert!(err.layer.is_none(), "{text}");
+        }
+        // The key is the network's, not a layer's.
+        let err = parse(&format!(
+            "name = \"n\"\nbatch = 2\n{body}input_gradient = true\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("input_gradient"), "{err}");
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub struct PassReport {
     pub utilization: Option<f64>,
 }
 
-/// Per layer and pass, in layer order then pass order (passes without instructions left out).
+/// Per layer and pass, in layer order then pass order (passes without instructions left out:
+/// a dense layer's PRUNE_F and PRUNE_B, and the BP and PRUNE_B of a first layer whose dX the
+/// step does not compute, the network file's `input_gradient = false`).
 pub fn pass_reports(s: &Schedule) -> Vec<PassReport> {
     let hw = &s.hardware;
     let mut out = Vec::new();

@@ -13,7 +13,10 @@
 //! producer is later in `from`'s order than the last one already waited for on this pair, the
 //! producer signals the pair's token and this instruction waits on it. Signals and waits of a
 //! token are thus created in pairs, in the order of both engines, so the k-th wait is granted by
-//! exactly the k-th signal, the producer it was meant for.
+//! exactly the k-th signal, the producer it was meant for. A producer that is already sure to be
+//! done when the instruction starts (an earlier wait of its engine, or a producer it waits for,
+//! waited for it or a later one) gets no token: fewer signals stay outstanding on the 8-bit
+//! counters.
 
 use crate::build::Op;
 use crate::estimate::engine_index;
@@ -59,6 +62,10 @@ pub fn assign(ops: &[Op], order: &[usize]) -> Vec<Instr> {
     }
     let mut program: Vec<Instr> = order.iter().map(|&i| ops[i].instr).collect();
     let mut covered = [[None::<usize>; 4]; 4];
+    // Per op, for each engine, how many of its instructions are sure to have completed when the
+    // op starts (the vector clock `crate::validate` keeps), and the last op of each engine.
+    let mut clock = vec![[0usize; 4]; ops.len()];
+    let mut last_on: [Option<usize>; 4] = [None; 4];
     for &c in order {
         let to = engine_of(&ops[c]);
         let mut latest: [Option<usize>; 4] = [None; 4];
@@ -69,8 +76,21 @@ pub fn assign(ops: &[Op], order: &[usize]) -> Vec<Instr> {
                 latest[from] = Some(d);
             }
         }
-        for (from, producer) in latest.iter().enumerate() {
-            let Some(p) = *producer else { continue };
+        // What the engine's previous instruction waited for is done; so is what a producer
+        // waited for once it completes. A producer already known to be done needs no token:
+        // later producers first, since waiting for them may cover earlier ones.
+        let mut known = last_on[to].map_or([0; 4], |p| clock[p]);
+        let mut producers: Vec<usize> = latest.iter().flatten().copied().collect();
+        producers.sort_unstable_by_key(|&p| std::cmp::Reverse(program_pos[p]));
+        for p in producers {
+            let from = engine_of(&ops[p]);
+            if known[from] > engine_pos[p] {
+                continue;
+            }
+            for (k, &v) in known.iter_mut().zip(&clock[p]) {
+                *k = (*k).max(v);
+            }
+            known[from] = engine_pos[p] + 1;
             if covered[from][to].is_some_and(|done| done >= engine_pos[p]) {
                 continue;
             }
@@ -79,6 +99,8 @@ pub fn assign(ops: &[Op], order: &[usize]) -> Vec<Instr> {
             program[program_pos[p]] = with_tokens(program[program_pos[p]], 0, t);
             program[program_pos[c]] = with_tokens(program[program_pos[c]], t, 0);
         }
+        clock[c] = known;
+        last_on[to] = Some(c);
     }
     program.push(Instr::End);
     program

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use coforge_scheduler::isa::{Buf, Engine, GemmMode, Instr};
 use coforge_scheduler::validate::validate_program;
 use coforge_scheduler::{
-    report, schedule, validate, EnginePattern, Hardware, Network, Options, Schedule,
+    report, schedule, validate, EnginePattern, Hardware, Network, Options, Pass, Schedule, Sparsity,
 };
 
 fn hw(rows: usize, cols: usize, n: usize, m: usize) -> Hardware {
@@ -33,6 +33,57 @@ fn shipped_small_networks_validate() {
         validate(&s).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(matches!(s.instructions.last().unwrap().instr, Instr::End));
         assert!(s.step_cycles_estimated > 0);
+    }
+}
+
+/// The first layer has no BP pass (no dX) unless the network file sets `input_gradient = true`,
+/// and then no dY, W_B, dX or (sparse) W_B' in DRAM and no PRUNE_B; its FF, WU, UPDATE and
+/// PRUNE_F stay, and the other layers keep their BP. Checked with the shipped (dense) first
+/// layer and with a sparse one.
+#[test]
+fn the_first_layer_computes_dx_only_with_input_gradient() {
+    let hw = hw(4, 4, 2, 8);
+    let shipped = network("small-cnn-ci.toml", &hw);
+    assert!(!shipped.input_gradient(), "the default is off");
+    for sparse_first in [false, true] {
+        let net = if sparse_first {
+            shipped.with_sparsity(Sparsity::Sparse)
+        } else {
+            shipped.clone()
+        };
+        for on in [false, true] {
+            let s = schedule(&net.with_input_gradient(on), &hw, Options::default()).unwrap();
+            validate(&s).unwrap();
+            let count = |layer: usize, pass: Pass| {
+                s.instructions
+                    .iter()
+                    .filter(|e| e.layer == Some(layer) && e.pass == Some(pass))
+                    .count()
+            };
+            let at = format!("sparse first layer {sparse_first}, input_gradient {on}");
+            assert_eq!(count(0, Pass::Bp) > 0, on, "{at}");
+            assert_eq!(count(0, Pass::PruneB) > 0, on && sparse_first, "{at}");
+            assert_eq!(count(0, Pass::PruneF) > 0, sparse_first, "{at}");
+            for pass in [Pass::Ff, Pass::Wu, Pass::Update] {
+                assert!(count(0, pass) > 0, "{at}: {pass:?}");
+            }
+            for layer in 1..s.layers.len() {
+                assert!(count(layer, Pass::Bp) > 0, "{at}: layer {layer}");
+            }
+            let tensors: Vec<&str> = s
+                .memory_map
+                .iter()
+                .filter(|r| r.layer == "conv1")
+                .map(|r| r.tensor.as_str())
+                .collect();
+            for t in ["dy", "w_b", "dx"] {
+                assert_eq!(tensors.contains(&t), on, "{at}: {t}");
+            }
+            assert_eq!(tensors.contains(&"w_b_new"), on && sparse_first, "{at}");
+            let csv = report::layers_csv(&s);
+            assert_eq!(csv.contains("\nconv1,bp,"), on, "{at}: {csv}");
+            assert!(csv.contains("\nconv2,bp,"), "{at}: {csv}");
+        }
     }
 }
 

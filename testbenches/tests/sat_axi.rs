@@ -119,7 +119,9 @@ fn a_training_step_through_the_wrapper_gives_the_bare_tops_bits_under_stalls() {
             stats.cycles, bare.run.stats.cycles, axi.wrapper_cycles, stats.busy
         );
         assert!(axi.wrapper_cycles > stats.cycles, "the fetch costs cycles");
-        assert_eq!(stats.busy["stce"], bare.run.stats.busy["stce"]);
+        // The same groups are fed; the STCE's busy cycles also hold the tile-spacing waits of
+        // tiles fed closer than the spacing, which depend on when the memory lets GEMMs start.
+        assert!(stats.busy["stce"] >= stats.busy_estimated["stce"]);
         assert_eq!(stats.written_beats, bare.run.stats.written_beats);
         cycles.push(stats.cycles);
     }

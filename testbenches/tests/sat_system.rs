@@ -11,18 +11,20 @@ fn shipped() -> Config {
     Config::load(&path).expect("shipped config is valid")
 }
 
-/// The shipped system with two read requests outstanding (`read_requests = 2`: a LOAD queued
-/// behind a LOAD).
-fn shipped_with_queued_loads() -> Config {
+/// The shipped system with one read request outstanding (`read_requests = 1`: one LOAD at a
+/// time; the default 2 queues a LOAD behind a LOAD).
+fn shipped_with_one_read_request() -> Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sat-4x4-2of8.toml");
     let text = std::fs::read_to_string(path).unwrap();
     // The appended key lands in [system] only while that is the file's last section.
     assert_eq!(text.rfind("\n["), text.find("\n[system]"));
-    Config::from_toml(
-        &format!("{text}\nread_requests = 2\n"),
-        "sat-4x4-2of8 queued",
+    let cfg = Config::from_toml(
+        &format!("{text}\nread_requests = 1\n"),
+        "sat-4x4-2of8 one read request",
     )
-    .unwrap()
+    .unwrap();
+    assert_eq!(cfg.system.as_ref().unwrap().read_requests, 1);
+    cfg
 }
 
 /// The shipped system with the pipelined WUVE (`[train] wuve_pipeline = true`).
@@ -258,8 +260,9 @@ fn linear_step_inputs() -> (Array2<f16>, Array2<f16>, Array2<f32>) {
 
 #[test]
 fn linear_step_gemms_are_bit_exact_and_cycles_are_measured() {
-    // Queued LOADs on (the shipped config runs one LOAD at a time: the conv test below).
-    let cfg = shipped_with_queued_loads();
+    // Queued LOADs on, as shipped (one LOAD at a time: the conv test below).
+    let cfg = shipped();
+    assert_eq!(cfg.system.as_ref().unwrap().read_requests, 2);
     let mut system = SatSystem::new(&cfg).unwrap();
     let timing = nominal_timing(&cfg);
     let (x, dy, w32) = linear_step_inputs();
@@ -358,7 +361,8 @@ fn linear_step_with_the_pipelined_wuve_is_bit_exact_and_timed() {
 fn im2col_conv_step_gemms_are_bit_exact() {
     // A 3x3 conv, Cin = 2 (K = Cin*Kh*Kw = 18 -> padded by the host to 24, a multiple of M),
     // Cout = 8, on a 3x3 image with padding 1: R = B*Ho*Wo = 9 rows (not a multiple of 4).
-    let cfg = shipped();
+    // One read request outstanding: every LOAD waits for the one before it.
+    let cfg = shipped_with_one_read_request();
     let mut system = SatSystem::new(&cfg).unwrap();
     let sys = cfg.system.clone().unwrap();
     let timing = MemoryTiming::fixed(sys.mem_latency, sys.mem_bytes_per_cycle);
@@ -385,7 +389,8 @@ fn im2col_conv_step_gemms_are_bit_exact() {
     let dy = random_f16(h * w, cout, 22);
     let w32 = random_w32(cout, kk, 23);
     for pattern in [NmPattern::new(2, 8).unwrap(), NmPattern::new(8, 8).unwrap()] {
-        linear_step_on_system(&mut system, &x, &w32, &dy, pattern, timing);
+        let (stats, model) = linear_step_on_system(&mut system, &x, &w32, &dy, pattern, timing);
+        assert_eq!(stats.busy, model.busy, "{stats:?}");
     }
 }
 

@@ -1,7 +1,9 @@
 //! `coforge train --net`: whole-network BDWP training steps on the system top. The scheduler
 //! writes the step's program and memory map; the harness (`coforge_driver::sat::network`)
 //! prepares each layer's inputs in DRAM, runs the program in Verilator and compares every
-//! tensor of every layer with the reference, step after step.
+//! tensor of every layer with the reference, step after step. A tensor the step does not
+//! produce (the first layer's dX, unless the network file says `input_gradient = true`) is
+//! named in `report.json` (`not_computed`), and neither compared nor written.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -299,6 +301,16 @@ pub(super) fn run(args: &TrainArgs, net: &Path) -> anyhow::Result<()> {
             .iter()
             .map(|l| (l.name.clone(), [l.r, l.k, l.cout]))
             .collect::<BTreeMap<_, _>>(),
+        input_gradient: schedule.layers.first().is_some_and(|l| l.bp),
+        not_computed: trainer
+            .dims
+            .iter()
+            .flat_map(|l| {
+                l.not_computed()
+                    .into_iter()
+                    .map(|t| format!("{}.{t}", l.name))
+            })
+            .collect(),
         seed: args.seed,
         lr,
         lambda: args.lambda,

@@ -6,6 +6,13 @@
 //! in the FF/BP and WU formats, W32, M_F, and the compressed W_F and W_B, or for a dense layer
 //! the dense W16 operands), runs the program, and reads every output region back as tensors.
 //!
+//! # Tensors a step does not produce
+//! A layer whose dX the step does not compute ([`LayerDims::bp`] false: the first layer of a
+//! network with `input_gradient = false`, the scheduler's default) has no dY in the BP format,
+//! no W_B and no dX in the memory map, and no W_B' (PRUNE_B). The harness places none of them,
+//! reads none back (`dx` and `w_b` are `None`), and compares none: [`LayerDims::not_computed`]
+//! names them.
+//!
 //! # Padding
 //! The reference (`sparse_kernels::bdwp`) needs Cout and K in whole groups of M; a layer whose
 //! dimensions are not is computed on its tensors zero-padded to the next multiple of M (X and
@@ -14,12 +21,15 @@
 //! +0 through every pass and update and only the real elements are compared.
 //!
 //! # Measured cycles per instruction
-//! [`Timeline`] is built from the top's busy counters, sampled after every cycle
-//! ([`SatSystem::run_observed`]): an engine takes an instruction only while it is idle
-//! (`engines::sat`, "Dispatch"), so each run of consecutive busy cycles of an engine is one
-//! instruction, and engines run their instructions in program order. The number of runs is
-//! checked against the program: a top that kept an engine busy across two instructions would
-//! be reported, not mis-attributed.
+//! [`Timeline`] is built from the top's per-instruction strobes, sampled after every cycle
+//! ([`SatSystem::run_observed`]; `engines::sat`, "Per-instruction observation"): an engine's
+//! k-th `started_<engine>` pulse is its k-th instruction's first busy cycle, and its k-th
+//! `ended_<engine>` pulse the first cycle after that instruction's busy time (engines run and
+//! end their instructions in program order). So two instructions of an engine are told apart
+//! with no idle cycle between them, and a queued LOAD's span overlaps the LOAD before it as it
+//! does in the hardware. Every cycle the spans are checked against the busy counters (a cycle
+//! is counted busy exactly when a span is open), and the number of spans against the program:
+//! a top whose strobes were wrong would be reported, not mis-attributed.
 
 use half::f16;
 use ndarray::{s, Array2, ArrayView2};
@@ -29,7 +39,7 @@ use coforge_generator::engines::sat::lines::{get_bits, Geometry, Lines};
 use coforge_sim::MemoryTiming;
 use sparse_kernels::nm::Compressed;
 
-use super::{DramImage, RunStats, SatSystem};
+use super::{DramImage, Observed, RunStats, SatSystem};
 use crate::DriverError;
 
 /// One layer's step, as the system and the reference see it (`r x k` activations, `cout x k`
@@ -41,6 +51,21 @@ pub struct LayerDims {
     pub k: usize,
     pub cout: usize,
     pub sparse: bool,
+    /// The step computes the layer's dX (its BP pass) and, sparse, its W_B'
+    /// (`coforge_scheduler::Layer::bp`).
+    pub bp: bool,
+}
+
+impl LayerDims {
+    /// The tensors of the reference's step that this layer's step does not produce and the
+    /// harness does not compare (names as in [`Checked::tensor`]).
+    pub fn not_computed(&self) -> Vec<&'static str> {
+        match (self.bp, self.sparse) {
+            (true, _) => vec![],
+            (false, false) => vec!["dx"],
+            (false, true) => vec!["dx", "w_b.values", "w_b.indices"],
+        }
+    }
 }
 
 /// The weights a layer starts a step from, in the forms the system loads.
@@ -48,11 +73,12 @@ pub struct LayerDims {
 pub enum Weights {
     /// A sparse layer: M_F (`cout x k`), and the compressed FF and BP operands in their wgt
     /// lines (`w_f`: `(W16⊙M_F)^T` along K; `w_b`: `S⊙M_B` along Cout), as the previous step's
-    /// PRUNE_F and PRUNE_B wrote them or as [`host_weights`] packs them.
+    /// PRUNE_F and PRUNE_B wrote them or as [`host_weights`] packs them. `w_b` is `None` for a
+    /// layer whose dX the step does not compute.
     Sparse {
         mask_f: Lines,
         w_f: Lines,
-        w_b: Lines,
+        w_b: Option<Lines>,
     },
     /// A dense layer: W16 (`cout x k`), loaded as dense FF and BP operands.
     Dense { w16: Array2<f16> },
@@ -81,7 +107,8 @@ pub struct CompressedLines {
 #[derive(Clone, Debug)]
 pub struct LayerOutputs {
     pub y: Array2<f32>,
-    pub dx: Array2<f32>,
+    /// `None` when the step does not compute the layer's dX ([`LayerDims::bp`]).
+    pub dx: Option<Array2<f32>>,
     /// `dW` (`cout x k`), from the system's dW^T lines.
     pub dw: Array2<f32>,
     pub w32: Array2<f32>,
@@ -94,7 +121,8 @@ pub struct LayerOutputs {
 pub struct NextWeights {
     pub mask_f: Array2<u8>,
     pub w_f: CompressedLines,
-    pub w_b: CompressedLines,
+    /// `None` when the step does not compute the layer's dX (no PRUNE_B).
+    pub w_b: Option<CompressedLines>,
     /// The same in line format, for the next step.
     pub weights: Weights,
 }
@@ -112,43 +140,63 @@ pub struct Timeline {
     pub spans: Vec<Option<Span>>,
 }
 
-/// Collects the busy runs of every engine from the sampled counters.
+/// Collects every engine's instruction spans from the sampled strobes, and checks them against
+/// the busy counters.
 #[derive(Default)]
 struct Runs {
+    /// The cycle the next sample counted (0: the `start` cycle).
     cycle: u64,
     last: [u64; 4],
-    open: [Option<u64>; 4],
-    runs: [Vec<Span>; 4],
+    /// Per engine: spans started and not yet ended (their start cycles, oldest first).
+    open: [std::collections::VecDeque<u64>; 4],
+    spans: [Vec<Span>; 4],
+    /// The first disagreement between the strobes and a busy counter.
+    error: Option<String>,
 }
 
 impl Runs {
-    fn sample(&mut self, busy: &[u64; 4]) {
-        for (e, &count) in busy.iter().enumerate() {
-            let was_busy = count > self.last[e];
-            match (was_busy, self.open[e]) {
-                (true, None) => self.open[e] = Some(self.cycle),
-                (false, Some(start)) => {
-                    self.runs[e].push(Span {
-                        start,
-                        end: self.cycle,
-                    });
-                    self.open[e] = None;
+    fn sample(&mut self, seen: &Observed) {
+        let t = self.cycle;
+        for e in 0..4 {
+            // The counter counted cycle t; the spans open in cycle t are the ones whose start
+            // strobe has been seen (in an earlier sample) and whose end strobe has not.
+            let counted = seen.busy[e] - self.last[e];
+            let running = u64::from(!self.open[e].is_empty());
+            if counted != running && self.error.is_none() {
+                self.error = Some(format!(
+                    "cycle {t}: the {} busy counter counted {counted} but {} of its                      instructions were running (start and end strobes)",
+                    Engine::ALL[e].name(),
+                    self.open[e].len()
+                ));
+            }
+            // The strobes show cycle t + 1: an end there closes the oldest open span (an
+            // engine ends its instructions in order), a start there opens one.
+            if seen.ended[e] {
+                match self.open[e].pop_front() {
+                    Some(start) => self.spans[e].push(Span { start, end: t + 1 }),
+                    None if self.error.is_none() => {
+                        self.error = Some(format!(
+                            "cycle {}: the {} showed an end strobe with no instruction running",
+                            t + 1,
+                            Engine::ALL[e].name()
+                        ));
+                    }
+                    None => {}
                 }
-                _ => {}
+            }
+            if seen.started[e] {
+                self.open[e].push_back(t + 1);
             }
         }
-        self.last = *busy;
+        self.last = seen.busy;
         self.cycle += 1;
     }
 
-    fn timeline(mut self, program: &[Instr]) -> Result<Timeline, DriverError> {
-        for e in 0..4 {
-            if let Some(start) = self.open[e].take() {
-                self.runs[e].push(Span {
-                    start,
-                    end: self.cycle,
-                });
-            }
+    fn timeline(self, program: &[Instr]) -> Result<Timeline, DriverError> {
+        if let Some(e) = self.error {
+            return Err(DriverError::Unsupported(format!(
+                "the top's per-instruction strobes disagree with its busy counters: {e}"
+            )));
         }
         let mut next = [0usize; 4];
         let mut spans = Vec::with_capacity(program.len());
@@ -156,7 +204,7 @@ impl Runs {
             spans.push(match instr.engine() {
                 Some(engine) => {
                     let e = engine_slot(engine);
-                    let span = self.runs[e].get(next[e]).copied();
+                    let span = self.spans[e].get(next[e]).copied();
                     next[e] += 1;
                     span
                 }
@@ -164,14 +212,14 @@ impl Runs {
             });
         }
         for (e, &engine) in Engine::ALL.iter().enumerate() {
-            if next[e] != self.runs[e].len() {
+            if next[e] != self.spans[e].len() || !self.open[e].is_empty() {
                 return Err(DriverError::Unsupported(format!(
-                    "the {} ran {} instructions but its busy counter shows {} busy spans: the \
-                     top no longer leaves an idle cycle between two instructions of an engine, \
-                     so per-instruction cycles cannot be told apart (see sat::network)",
+                    "the {} ran {} instructions but its strobes show {} ended and {} unended \
+                     spans",
                     engine.name(),
                     next[e],
-                    self.runs[e].len()
+                    self.spans[e].len(),
+                    self.open[e].len()
                 )));
             }
         }
@@ -249,12 +297,13 @@ pub fn unpack_compressed(
 }
 
 /// The host's weights of a layer from its M_F and compressed operands (the reference's
-/// `Masks`, on tensors padded to whole groups): what step 0 loads.
+/// `Masks`, on tensors padded to whole groups): what step 0 loads. `bp` is `None` for a layer
+/// whose dX the step does not compute.
 pub fn host_weights(
     geo: &Geometry,
     mask_f: ArrayView2<u8>,
     ff: &Compressed<f16>,
-    bp: &Compressed<f16>,
+    bp: Option<&Compressed<f16>>,
     cout: usize,
     k: usize,
 ) -> Weights {
@@ -266,7 +315,7 @@ pub fn host_weights(
     Weights::Sparse {
         mask_f: geo.pack_weight(&bits, cout, k, Buf::Mask),
         w_f: pack_compressed(geo, ff),
-        w_b: pack_compressed(geo, bp),
+        w_b: bp.map(|bp| pack_compressed(geo, bp)),
     }
 }
 
@@ -383,12 +432,14 @@ impl SatSystem {
                 "x",
                 &geo.pack_act(&bits16(inp.x.view()), l.r, l.k, mode),
             )?;
-            place(
-                &mut dram,
-                &l.name,
-                "dy",
-                &geo.pack_act(&bits16(inp.dy.view()), l.r, l.cout, mode),
-            )?;
+            if l.bp {
+                place(
+                    &mut dram,
+                    &l.name,
+                    "dy",
+                    &geo.pack_act(&bits16(inp.dy.view()), l.r, l.cout, mode),
+                )?;
+            }
             let xt = pad(inp.x.t(), kp, l.r);
             place(
                 &mut dram,
@@ -413,7 +464,16 @@ impl SatSystem {
                 Weights::Sparse { mask_f, w_f, w_b } => {
                     place(&mut dram, &l.name, "m_f", mask_f)?;
                     place(&mut dram, &l.name, "w_f", w_f)?;
-                    place(&mut dram, &l.name, "w_b", w_b)?;
+                    match (l.bp, w_b) {
+                        (true, Some(w_b)) => place(&mut dram, &l.name, "w_b", w_b)?,
+                        (false, _) => {}
+                        (true, None) => {
+                            return Err(DriverError::Input(format!(
+                                "layer `{}`: its step computes dX, and the host gives no W_B",
+                                l.name
+                            )))
+                        }
+                    }
                 }
                 Weights::Dense { w16 } => {
                     let ones = vec![1u32; l.cout * l.k];
@@ -430,12 +490,14 @@ impl SatSystem {
                         "w_f",
                         &geo.pack_wgt_dense(&bits16(wt.view()), l.k, l.cout),
                     )?;
-                    place(
-                        &mut dram,
-                        &l.name,
-                        "w_b",
-                        &geo.pack_wgt_dense(&bits16(w16.view()), l.cout, l.k),
-                    )?;
+                    if l.bp {
+                        place(
+                            &mut dram,
+                            &l.name,
+                            "w_b",
+                            &geo.pack_wgt_dense(&bits16(w16.view()), l.cout, l.k),
+                        )?;
+                    }
                 }
             }
         }
@@ -447,7 +509,7 @@ impl SatSystem {
             lr,
             lambda,
             u64::MAX,
-            &mut |busy| runs.sample(busy),
+            &mut |seen| runs.sample(seen),
         )?;
         // Through the AXI wrapper the busy counters are read once, at the end: no spans.
         let timeline = if self.is_axi() {
@@ -482,16 +544,15 @@ impl SatSystem {
             let kp = geo.k_padded(l.k);
             let dwt = out("dw_t", kp, l.cout)?;
             let next = if l.sparse {
-                let (mask_f, w_f, w_b) = (
-                    read(&l.name, "m_f_new")?,
-                    read(&l.name, "w_f_new")?,
-                    read(&l.name, "w_b_new")?,
-                );
+                let (mask_f, w_f) = (read(&l.name, "m_f_new")?, read(&l.name, "w_f_new")?);
+                let w_b = l.bp.then(|| read(&l.name, "w_b_new")).transpose()?;
                 let m = geo.m as usize;
                 Some(NextWeights {
                     mask_f: weight("m_f_new", Buf::Mask)?.mapv(|b| b as u8),
                     w_f: unpack_compressed(&geo, &w_f, l.k.div_ceil(m), l.cout),
-                    w_b: unpack_compressed(&geo, &w_b, l.cout.div_ceil(m), l.k),
+                    w_b: w_b
+                        .as_ref()
+                        .map(|w_b| unpack_compressed(&geo, w_b, l.cout.div_ceil(m), l.k)),
                     weights: Weights::Sparse { mask_f, w_f, w_b },
                 })
             } else {
@@ -499,7 +560,7 @@ impl SatSystem {
             };
             outputs.push(LayerOutputs {
                 y: out("y", l.r, l.cout)?,
-                dx: out("dx", l.r, l.k)?,
+                dx: l.bp.then(|| out("dx", l.r, l.k)).transpose()?,
                 dw: dwt.slice(s![..l.k, ..]).t().to_owned(),
                 w32: weight("w32_new", Buf::Master)?.mapv(f32::from_bits),
                 w16: weight("w16_new", Buf::W16)?.mapv(|b| f16::from_bits(b as u16)),
@@ -518,7 +579,9 @@ impl SatSystem {
 #[derive(Clone, Debug)]
 pub struct GoldenLayer {
     pub y: Array2<f32>,
-    pub dx: Array2<f32>,
+    /// `None` when the layer's step does not compute dX (the reference always does; it is
+    /// dropped so that nothing compares it).
+    pub dx: Option<Array2<f32>>,
     pub dw: Array2<f32>,
     pub w32: Array2<f32>,
     pub w16: Array2<f16>,
@@ -530,7 +593,8 @@ pub struct GoldenLayer {
 pub struct GoldenNext {
     pub mask_f: Array2<u8>,
     pub w_f: CompressedLines,
-    pub w_b: CompressedLines,
+    /// `None` when the layer's step does not compute dX (no PRUNE_B).
+    pub w_b: Option<CompressedLines>,
 }
 
 fn crop_compressed(c: &Compressed<f16>, cols: usize) -> Compressed<f16> {
@@ -587,10 +651,18 @@ pub fn reference_layer(
     )
     .map_err(bad)?;
     let (r, k, c) = (l.r, l.k, l.cout);
+    // The BP operand of a layer whose dX the step computes, cropped to its K columns.
+    let bp_operand = |masks: &bdwp::Masks| -> Result<Option<Compressed<f16>>, DriverError> {
+        if !l.bp {
+            return Ok(None);
+        }
+        let bp = bdwp::bp_operand(masks, &cfg).map_err(bad)?;
+        Ok(Some(crop_compressed(&bp, k)))
+    };
     let host = if l.sparse {
         let ff = crop_compressed(&bdwp::ff_operand(&step.used, &cfg).map_err(bad)?, c);
-        let bp = crop_compressed(&bdwp::bp_operand(&step.used, &cfg).map_err(bad)?, k);
-        host_weights(geo, step.used.mask_f.view(), &ff, &bp, c, k)
+        let bp = bp_operand(&step.used)?;
+        host_weights(geo, step.used.mask_f.view(), &ff, bp.as_ref(), c, k)
     } else {
         Weights::Dense {
             w16: step.used.w16.slice(s![..c, ..k]).to_owned(),
@@ -598,18 +670,17 @@ pub fn reference_layer(
     };
     let next = if l.sparse {
         let ff = crop_compressed(&bdwp::ff_operand(&step.next, &cfg).map_err(bad)?, c);
-        let bp = crop_compressed(&bdwp::bp_operand(&step.next, &cfg).map_err(bad)?, k);
         Some(GoldenNext {
             mask_f: step.next.mask_f.slice(s![..c, ..k]).to_owned(),
             w_f: as_lines(&ff),
-            w_b: as_lines(&bp),
+            w_b: bp_operand(&step.next)?.as_ref().map(as_lines),
         })
     } else {
         None
     };
     let golden = GoldenLayer {
         y: step.y.slice(s![..r, ..c]).to_owned(),
-        dx: step.dx.slice(s![..r, ..k]).to_owned(),
+        dx: l.bp.then(|| step.dx.slice(s![..r, ..k]).to_owned()),
         dw: step.dw.slice(s![..c, ..k]).to_owned(),
         w32: step.w32.slice(s![..c, ..k]).to_owned(),
         w16: step.next.w16.slice(s![..c, ..k]).to_owned(),
@@ -647,48 +718,61 @@ pub struct Checked {
     pub comparison: crate::compare::Comparison,
 }
 
-/// Compares every tensor a layer's step wrote with the reference's, bit for bit: Y, dX, dW,
-/// W32', W16' and, for a sparse layer, the new M_F and the values and indices of the new
-/// compressed W_F and W_B.
+/// Compares every tensor a layer's step wrote with the reference's, bit for bit: Y, dX (when
+/// the step computes it), dW, W32', W16' and, for a sparse layer, the new M_F and the values and
+/// indices of the new compressed W_F and (with dX) W_B.
 pub fn check_layer(
     layer: &str,
     golden: &GoldenLayer,
     rtl: &LayerOutputs,
 ) -> Result<Vec<Checked>, DriverError> {
     use crate::compare::compare;
-    let mut pairs = vec![
-        ("y", TensorPair::F32(golden.y.clone(), rtl.y.clone())),
-        ("dx", TensorPair::F32(golden.dx.clone(), rtl.dx.clone())),
+    let disagree = |what: &str| {
+        Err(DriverError::Input(format!(
+            "layer `{layer}`: the reference and the system disagree on whether {what}"
+        )))
+    };
+    let mut pairs = vec![("y", TensorPair::F32(golden.y.clone(), rtl.y.clone()))];
+    match (&golden.dx, &rtl.dx) {
+        (Some(g), Some(r)) => pairs.push(("dx", TensorPair::F32(g.clone(), r.clone()))),
+        (None, None) => {}
+        _ => return disagree("the step computes dX"),
+    }
+    pairs.extend([
         ("dw", TensorPair::F32(golden.dw.clone(), rtl.dw.clone())),
         ("w32", TensorPair::F32(golden.w32.clone(), rtl.w32.clone())),
         ("w16", TensorPair::F16(golden.w16.clone(), rtl.w16.clone())),
-    ];
+    ]);
     match (&golden.next, &rtl.next) {
-        (Some(g), Some(r)) => pairs.extend([
-            ("mask_f", TensorPair::U8(g.mask_f.clone(), r.mask_f.clone())),
-            (
-                "w_f.values",
-                TensorPair::F16(g.w_f.values.clone(), r.w_f.values.clone()),
-            ),
-            (
-                "w_f.indices",
-                TensorPair::U8(g.w_f.indices.clone(), r.w_f.indices.clone()),
-            ),
-            (
-                "w_b.values",
-                TensorPair::F16(g.w_b.values.clone(), r.w_b.values.clone()),
-            ),
-            (
-                "w_b.indices",
-                TensorPair::U8(g.w_b.indices.clone(), r.w_b.indices.clone()),
-            ),
-        ]),
-        (None, None) => {}
-        _ => {
-            return Err(DriverError::Input(format!(
-                "layer `{layer}`: the reference and the system disagree on whether it is sparse"
-            )))
+        (Some(g), Some(r)) => {
+            pairs.extend([
+                ("mask_f", TensorPair::U8(g.mask_f.clone(), r.mask_f.clone())),
+                (
+                    "w_f.values",
+                    TensorPair::F16(g.w_f.values.clone(), r.w_f.values.clone()),
+                ),
+                (
+                    "w_f.indices",
+                    TensorPair::U8(g.w_f.indices.clone(), r.w_f.indices.clone()),
+                ),
+            ]);
+            match (&g.w_b, &r.w_b) {
+                (Some(g), Some(r)) => pairs.extend([
+                    (
+                        "w_b.values",
+                        TensorPair::F16(g.values.clone(), r.values.clone()),
+                    ),
+                    (
+                        "w_b.indices",
+                        TensorPair::U8(g.indices.clone(), r.indices.clone()),
+                    ),
+                ]),
+                (None, None) => {}
+                _ => return disagree("the step pre-generates W_B"),
+            }
         }
+        (None, None) => {}
+        _ => return disagree("it is sparse"),
     }
     pairs
         .into_iter()
@@ -720,6 +804,7 @@ pub fn layer_dims(schedule: &coforge_scheduler::Schedule) -> Vec<LayerDims> {
             k: l.k,
             cout: l.cout,
             sparse: l.sparsity == coforge_scheduler::Sparsity::Sparse,
+            bp: l.bp,
         })
         .collect()
 }

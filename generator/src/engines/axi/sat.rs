@@ -677,6 +677,15 @@ fn sat_wrapper_body<'id>(b: &mut ModuleBuilder<'id>, sys: &SystemConfig, engine:
     for (&e, w) in isa::Engine::ALL.iter().zip(&busy) {
         conn.push((sat_ports::busy(e), w.clone()));
     }
+    // The per-instruction strobes are for a harness that watches every cycle; the registers
+    // give the counters at the end.
+    for e in isa::Engine::ALL {
+        for port in [sat_ports::started(e), sat_ports::ended(e)] {
+            let strobe = b.wire(&format!("sat_{port}"), 1);
+            unused.push(strobe.clone());
+            conn.push((port, strobe));
+        }
+    }
     let conn_ref: Vec<(&str, Expr)> = conn.iter().map(|(n, e)| (n.as_str(), e.clone())).collect();
     b.instance(engine, "system", conn_ref);
     b.name("unused_bits", Expr::concat(unused));

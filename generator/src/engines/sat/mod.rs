@@ -61,6 +61,14 @@
 //!   empty and every engine is idle. `cycle_count` counts the cycles from `start` to `done`;
 //!   `busy_<engine>` counts the cycles each engine spent executing an instruction. They are
 //!   measured figures: the harness reads them at the end.
+//! - Per-instruction observation: `started_<engine>` is high for one cycle, the first busy
+//!   cycle of each instruction the engine starts, and `ended_<engine>` for one cycle, the first
+//!   cycle after each instruction's busy time (both registers). An engine ends its
+//!   instructions in the order it started them, so its k-th `started` and k-th `ended` pulses
+//!   bound its k-th instruction's busy span `[start, end)`, even when two spans touch or
+//!   overlap (a queued LOAD starts while the LOAD before it receives its data). The harness
+//!   (`coforge_driver::sat::network`) builds each instruction's measured span from them and
+//!   checks them against `busy_<engine>`, which counts the cycles inside at least one span.
 //!
 //! # Engines and instruction timing
 //! A `cycles` figure below is from the cycle an engine starts an instruction to the cycle it is
@@ -68,17 +76,24 @@
 //! it; the scheduler adds dispatch ([`DISPATCH_CYCLES`]) and the token waits.
 //! - **DMA** (`Dma`: LOAD, STORE; one engine, so stores are serialized with everything on the
 //!   port, and loads with stores).
-//!   - Queued LOAD (outstanding reads, `[system] read_requests = 2`; the default 1 runs one
+//!   - Queued LOAD (outstanding reads, `[system] read_requests = 2`, the default; 1 runs one
 //!     LOAD at a time): while a LOAD receives its data (its read request has
 //!     been accepted), the next instruction of the DMA, if it is a LOAD whose tokens are
 //!     available, is dispatched and issues its read request at once (not in the cycle the
 //!     current LOAD finishes; one LOAD queued at a time). The memory serves requests in order,
 //!     so its burst follows the current one without paying the latency again; it becomes the
-//!     current LOAD when that one finishes. A STORE waits until the DMA is idle. The memory
-//!     port's signals are unchanged, but the port now has up to two read requests outstanding
-//!     (an AXI wrapper must accept that, or limit it to one). `estimated_cycles` below is a
-//!     LOAD on its own; the scheduler's controller model (`coforge_scheduler::estimate`) has
-//!     the overlap.
+//!     current LOAD when that one finishes. The memory port's signals are unchanged, but the
+//!     port has up to two read requests outstanding (the AXI wrapper `sat_top_axi` takes the
+//!     second when its burst splitter is free and issues its bursts behind the first's, one
+//!     ID, answered in order). The two LOADs' busy spans overlap: `started_dma` and
+//!     `ended_dma` bound each. `estimated_cycles` below is a LOAD on its own; the scheduler's
+//!     controller model (`coforge_scheduler::estimate`) has the overlap.
+//!   - A STORE waits until the DMA is idle, and a LOAD behind a STORE until the STORE ends.
+//!     Overlapping them would gain little and cost exactness: reads and writes share the
+//!     memory's bytes per cycle, so a burst beside a STORE's beats only slows both, and what
+//!     it could hide (the latency of a LOAD after a STORE) would need the memory to order a
+//!     read after earlier writes to the same beats (a LOAD may read what the STORE wrote), which
+//!     the AXI wrapper does by holding reads while a write is pending.
 //!   - LOAD of L lines of buffer b (B = beats per line): one read request of `L*B` beats
 //!     (`mem_rd_req_*`, `len` in beats); the beats are collected into lines and each line is
 //!     written when its last beat arrives. The request is valid from the first busy cycle, the
@@ -188,6 +203,16 @@ pub mod ports {
     /// `busy_dma`, `busy_stce`, `busy_wuve`, `busy_sore`.
     pub fn busy(engine: super::isa::Engine) -> String {
         format!("busy_{}", engine.name())
+    }
+    /// `started_<engine>`: high for one cycle, the first busy cycle of each instruction the
+    /// engine starts (the cycle after its dispatch).
+    pub fn started(engine: super::isa::Engine) -> String {
+        format!("started_{}", engine.name())
+    }
+    /// `ended_<engine>`: high for one cycle, the first cycle after each instruction's busy time
+    /// (the engine may already run the next one: a queued LOAD).
+    pub fn ended(engine: super::isa::Engine) -> String {
+        format!("ended_{}", engine.name())
     }
 }
 

@@ -193,6 +193,26 @@ fn system_top_body<'id>(
     let busy_stce = b.output_reg(&ports::busy(isa::Engine::Stce), COUNTER_BITS, "busy cycles");
     let busy_wuve = b.output_reg(&ports::busy(isa::Engine::Wuve), COUNTER_BITS, "busy cycles");
     let busy_sore = b.output_reg(&ports::busy(isa::Engine::Sore), COUNTER_BITS, "busy cycles");
+    let started: Vec<Expr> = isa::Engine::ALL
+        .iter()
+        .map(|&e| {
+            b.output_reg(
+                &ports::started(e),
+                1,
+                "pulse: an instruction's first busy cycle",
+            )
+        })
+        .collect();
+    let ended: Vec<Expr> = isa::Engine::ALL
+        .iter()
+        .map(|&e| {
+            b.output_reg(
+                &ports::ended(e),
+                1,
+                "pulse: the first cycle after an instruction's busy time",
+            )
+        })
+        .collect();
 
     // ---------------------------------------------------------------- buffers
     let depth = |buf: Buf| match buf {
@@ -1650,6 +1670,22 @@ fn system_top_body<'id>(
     for counter in [&p_read, &mask_k, &p_wgt_line] {
         unused.push(counter.slice(0, 16));
     }
+
+    // ---------------------------------------------------------------- observation
+    // Each engine's dispatch (its instruction starts the next cycle) and the last busy cycle of
+    // its instruction, in `isa::Engine::ALL` order, registered into the strobes.
+    let starts = [&dma_start, &gemm_start, &upd_start, &pf_start];
+    let finishes = [&dma_finish, &fed_last, &upd_finish, &pf_finish];
+    let mut strobes = Vec::new();
+    let mut strobes_clear = Vec::new();
+    for (i, (start_now, finish_now)) in starts.iter().zip(finishes).enumerate() {
+        strobes.push(set(&started[i], (*start_now).clone()));
+        strobes.push(set(&ended[i], finish_now.clone()));
+        strobes_clear.push(set(&started[i], Expr::bit(false)));
+        strobes_clear.push(set(&ended[i], Expr::bit(false)));
+    }
+    b.comment("Per-instruction observation: start and end strobes of every engine.");
+    b.clocked(&clk, vec![when_else(rst.clone(), strobes_clear, strobes)]);
 
     // ---------------------------------------------------------------- buffer ports
     let mut conflicts = Vec::new();
