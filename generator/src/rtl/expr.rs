@@ -571,13 +571,21 @@ impl ExprNode {
                 op: BinaryOp::Shr,
                 a,
                 b,
-            } if a.is_signed() => {
-                write!(f, "($signed({}) >>> ", a.as_unsigned())?;
-                b.fmt_operand(f, 10)?;
-                write!(f, ")")
-            }
+            } if a.is_signed() => ExprNode::fmt_arithmetic_shift(f, a, b, ("(", ")")),
             e => write!(f, "$signed({})", e.as_unsigned()),
         }
+    }
+
+    /// `$signed(a) >>> b` between the delimiters `open` and `close`.
+    fn fmt_arithmetic_shift(
+        f: &mut fmt::Formatter<'_>,
+        a: &ExprNode,
+        b: &ExprNode,
+        (open, close): (&str, &str),
+    ) -> fmt::Result {
+        write!(f, "{open}$signed({}) >>> ", a.as_unsigned())?;
+        b.fmt_operand(f, 10)?;
+        write!(f, "{close}")
     }
 
     /// Part-selects and bit-selects apply only to names in Verilog-2005, so a slice of
@@ -648,11 +656,7 @@ impl fmt::Display for ExprNode {
                 op: BinaryOp::Shr,
                 a,
                 b,
-            } if a.is_signed() => {
-                write!(f, "{{$signed({}) >>> ", a.as_unsigned())?;
-                b.fmt_operand(f, 10)?;
-                write!(f, "}}")
-            }
+            } if a.is_signed() => ExprNode::fmt_arithmetic_shift(f, a, b, ("{", "}")),
             ExprNode::Binary {
                 op: BinaryOp::MulSigned,
                 a,
