@@ -530,6 +530,18 @@ impl Builder<'_> {
         index
     }
 
+    /// Emits prefetched LOAD pieces of layer `layer` while the DMA's idle time covers them.
+    fn prefetch(&mut self, pieces: &mut std::collections::VecDeque<(Instr, Pass)>, layer: usize) {
+        while pieces
+            .front()
+            .is_some_and(|(instr, _)| crate::estimate::cost(instr, self.hw) as i64 <= self.slack)
+        {
+            if let Some((instr, pass)) = pieces.pop_front() {
+                self.push(instr, layer, pass);
+            }
+        }
+    }
+
     /// Queues weight-phase work (or emits it at once without pre-generation); a STORE in
     /// a LOAD or STORE in pieces of at most [`PIECE_LINES`] lines, so that the pacing can fit
     /// it in.
@@ -699,19 +711,25 @@ impl Builder<'_> {
                 let (stay, flow) = if a_stays { (a, b) } else { (b, a) };
                 prefetch = prefetch.max(t.block * t.flow);
                 let mut streamed = 0usize;
+                let chunks = groups.div_ceil(t.chunk);
                 for (half, first) in (0..stay.3).step_by(t.block).enumerate() {
                     let block = first..(first + t.block).min(stay.3);
-                    let s_base = stay.1.base + (half % 2) * t.block * groups;
+                    let half = if t.single { 0 } else { half % 2 };
+                    let s_base = stay.1.base + half * t.block * groups;
                     let lines = block.len() * groups;
                     let mut stay_load =
                         Some(Self::load(stay.0, s_base, panel(stay.2, first, 0), lines)?);
                     for f0 in (0..flow.3).step_by(t.flow) {
                         let batch = f0..(f0 + t.flow).min(flow.3);
+                        // A whole batch per LOAD, or (chunks > 1) one chunk per LOAD below.
                         let f_base = flow.1.base + (streamed % 2) * t.flow * groups;
-                        streamed += 1;
-                        let lines = batch.len() * groups;
-                        let mut flow_load =
-                            Some(Self::load(flow.0, f_base, panel(flow.2, f0, 0), lines)?);
+                        let mut flow_load = None;
+                        if chunks == 1 {
+                            streamed += 1;
+                            let lines = batch.len() * groups;
+                            flow_load =
+                                Some(Self::load(flow.0, f_base, panel(flow.2, f0, 0), lines)?);
+                        }
                         // The tiles of the block and batch in the results' DRAM order.
                         let (rows, cols) = if a_stays {
                             (block.clone(), batch)
@@ -725,11 +743,26 @@ impl Builder<'_> {
                                 instrs.extend(flow_load.take().map(|l| (l, g.pass)));
                                 let (st, f) = if a_stays { (rt, ct) } else { (ct, rt) };
                                 let s_at = s_base + (st - first) * groups;
-                                let f_at = f_base + (f - f0) * groups;
-                                let (a_at, b_at) =
-                                    if a_stays { (s_at, f_at) } else { (f_at, s_at) };
                                 let out = next_out();
-                                instrs.push((gemm(a_at, b_at, groups, out, true, true), g.pass));
+                                for c in 0..chunks {
+                                    let (g0, n) = (c * t.chunk, t.chunk.min(groups - c * t.chunk));
+                                    let f_at = if chunks == 1 {
+                                        f_base + (f - f0) * groups
+                                    } else {
+                                        let at = flow.1.base + (streamed % 2) * t.chunk;
+                                        streamed += 1;
+                                        let from = panel(flow.2, f, g0);
+                                        instrs.push((Self::load(flow.0, at, from, n)?, g.pass));
+                                        at
+                                    };
+                                    let (a_at, b_at) = if a_stays {
+                                        (s_at + g0, f_at)
+                                    } else {
+                                        (f_at, s_at + g0)
+                                    };
+                                    let (first, last) = (c == 0, c + 1 == chunks);
+                                    instrs.push((gemm(a_at, b_at, n, out, first, last), g.pass));
+                                }
                                 steps.push(tile(rt, ct, out, instrs));
                             }
                         }
@@ -1044,27 +1077,6 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         .map(|l| layer_tensors(&mut b, l))
         .collect();
 
-    for (i, l) in net.layers.iter().enumerate() {
-        let t = b.tiling(
-            l,
-            &tensors[i].ff,
-            full,
-            Limits {
-                max_columns_in_flight: None,
-            },
-            i,
-        )?;
-        b.record_tiling(l, &tensors[i].ff, t, false);
-        let ff_limits = Limits {
-            max_columns_in_flight: None,
-        };
-        for step in b.tile_steps(&tensors[i].ff, &t, full, ff_limits)? {
-            for (instr, pass) in step.instrs {
-                b.push(instr, i, pass);
-            }
-        }
-    }
-
     let rooms = |split: bool| {
         let [bp_act, wu_act] = full.act.halves(split);
         let [bp_wgt, wu_wgt] = full.wgt.halves(split);
@@ -1083,7 +1095,14 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         ]
     };
     let mut weight_chunk = 0usize;
-    for (i, l) in net.layers.iter().enumerate().rev() {
+    // The plan of one layer's BP and WU: tilings, tiles, weight work (in the backward order:
+    // it takes weight chunks and SORE ring lines in turn).
+    let plan = |b: &mut Builder,
+                i: usize,
+                weight_chunk: &mut usize,
+                sore: &mut SoreRing|
+     -> Result<LayerPlan, ScheduleError> {
+        let l = &net.layers[i];
         let lt = &tensors[i];
         let kp = hw.padded(l.k);
         let per_chunk = (weight_room / kp).max(1);
@@ -1149,14 +1168,7 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
         let WeightSteps {
             steps: wu_steps,
             first_loads,
-        } = weight_steps(
-            &ctx,
-            wu_tiles,
-            chunk_of,
-            weight_halves,
-            &mut weight_chunk,
-            &mut sore,
-        )?;
+        } = weight_steps(&ctx, wu_tiles, chunk_of, weight_halves, weight_chunk, sore)?;
         // Interleave: the pass with more tiles takes proportionally more turns.
         let (nb, nw) = (bp_steps.len(), wu_steps.len());
         let mut order: Vec<(usize, bool)> = Vec::with_capacity(nb + nw);
@@ -1176,16 +1188,57 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
             order.extend((0..nb).map(|k| (k, true)));
             order.extend((0..nw).map(|k| (k, false)));
         }
-        let mut bp_steps: Vec<Option<Vec<(Instr, Pass)>>> =
-            bp_steps.into_iter().map(|s| Some(s.instrs)).collect();
-        let mut wu_steps: Vec<Option<Vec<(Instr, Pass)>>> =
-            wu_steps.into_iter().map(Some).collect();
-        // The first chunk's weight LOADs, in pieces, fill the DMA's idle time during BP; what
-        // is left goes before the first WU tile.
-        let mut prefetch: std::collections::VecDeque<(Instr, Pass)> = first_loads
-            .into_iter()
-            .flat_map(|(instr, pass)| pieces(instr, hw).into_iter().map(move |p| (p, pass)))
-            .collect();
+        Ok(LayerPlan {
+            order,
+            bp_steps: bp_steps.into_iter().map(|s| Some(s.instrs)).collect(),
+            wu_steps: wu_steps.into_iter().map(Some).collect(),
+            prefetch: first_loads
+                .into_iter()
+                .flat_map(|(instr, pass)| pieces(instr, hw).into_iter().map(move |p| (p, pass)))
+                .collect(),
+        })
+    };
+    // The first backward layer's plan comes first: its first weight chunk's LOADs fill the
+    // DMA's idle time during FF (no earlier instruction uses the weight buffers).
+    let last = net.layers.len().saturating_sub(1);
+    let mut first_plan = match net.layers.is_empty() {
+        true => None,
+        false => Some(plan(&mut b, last, &mut weight_chunk, &mut sore)?),
+    };
+    for (i, l) in net.layers.iter().enumerate() {
+        let t = b.tiling(
+            l,
+            &tensors[i].ff,
+            full,
+            Limits {
+                max_columns_in_flight: None,
+            },
+            i,
+        )?;
+        b.record_tiling(l, &tensors[i].ff, t, false);
+        let ff_limits = Limits {
+            max_columns_in_flight: None,
+        };
+        for step in b.tile_steps(&tensors[i].ff, &t, full, ff_limits)? {
+            for (instr, pass) in step.instrs {
+                b.push(instr, i, pass);
+            }
+            if let Some(p) = first_plan.as_mut() {
+                b.prefetch(&mut p.prefetch, last);
+            }
+        }
+    }
+
+    for i in (0..net.layers.len()).rev() {
+        let LayerPlan {
+            order,
+            mut bp_steps,
+            mut wu_steps,
+            mut prefetch,
+        } = match first_plan.take() {
+            Some(p) => p,
+            None => plan(&mut b, i, &mut weight_chunk, &mut sore)?,
+        };
         for (k, is_bp) in order {
             if !is_bp {
                 while let Some((instr, pass)) = prefetch.pop_front() {
@@ -1206,14 +1259,8 @@ pub fn build(net: &Network, hw: &Hardware, opts: Options) -> Result<Built, Sched
                     b.push(instr, i, pass);
                 }
             }
-            while is_bp
-                && prefetch
-                    .front()
-                    .is_some_and(|(instr, _)| crate::estimate::cost(instr, hw) as i64 <= b.slack)
-            {
-                if let Some((instr, pass)) = prefetch.pop_front() {
-                    b.push(instr, i, pass);
-                }
+            if is_bp {
+                b.prefetch(&mut prefetch, i);
             }
         }
         if !opts.pregen {
@@ -1540,6 +1587,15 @@ fn weight_steps(
     sore.flush(&mut instrs, Pass::PruneB)?;
     steps.push(instrs);
     Ok(WeightSteps { steps, first_loads })
+}
+
+/// One layer's BP and WU as planned: the order of their steps (`(index, is_bp)`), the steps,
+/// and the first weight chunk's LOAD pieces not emitted yet.
+struct LayerPlan {
+    order: Vec<(usize, bool)>,
+    bp_steps: Vec<Option<Vec<(Instr, Pass)>>>,
+    wu_steps: Vec<Option<Vec<(Instr, Pass)>>>,
+    prefetch: std::collections::VecDeque<(Instr, Pass)>,
 }
 
 /// A layer's WU tiles with its weight work, and the first chunk's W32 and M_F LOADs, which

@@ -14,6 +14,10 @@
 //!   (the next B panels load while these are used; `fb * groups` when one LOAD is all there is).
 //! - **B-stationary, block `bk`, flow `fb`**: the mirror image. B is read once, A `ceil(qt / bk)`
 //!   times.
+//!   When no block fits twice, one block at a time in one half is tried (`single`: the next
+//!   block's LOAD waits for this block's last GEMM); when no streamed panel fits twice, each tile
+//!   streams its panel in chunks of `chunk` groups of the reduction (GEMMs with `first`/`last`
+//!   keep the sum in the PEs), double buffered, while the stationary block is reused.
 //! - **Split**: a panel does not fit twice, so the reduction is cut into chunks of `chunk` groups
 //!   (GEMMs with `first`/`last` keep the sum in the PEs). Nothing is reused: every tile reads its A
 //!   and B chunks, double buffered.
@@ -58,6 +62,10 @@ pub struct Tiling {
     /// Most tiles one STORE of results covers.
     #[serde(default = "one")]
     pub store_run: usize,
+    /// The stationary blocks share one buffer half (a block does not fit twice): the next
+    /// block's LOAD waits for the last GEMM of this one.
+    #[serde(default)]
+    pub single: bool,
     /// DRAM beats read for the A and B operands, by how many LOADs.
     pub operand_beats: u64,
     pub operand_loads: u64,
@@ -181,23 +189,53 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Resu
             )
         };
         let stay_total = if a_stays { a_total } else { b_total };
-        if s.groups > MAX_GEMM_GROUPS || s.groups > stay_room || s.groups > flow_room {
+        if s.groups > MAX_GEMM_GROUPS || s.groups > stay_room {
             return;
         }
-        // Block sizes that fit double buffered, and every panel at once when that fits.
+        // Block sizes that fit double buffered, every panel at once when that fits, and, when
+        // no double-buffered block fits, one block at a time in one buffer (the next block's
+        // LOAD then waits for this block's last GEMM: its time is added to the cost).
         let fits = |n: usize, room: usize| (1..=n).take_while(move |&k| 2 * k * s.groups <= room);
         let whole = |n: usize, room: usize| (n * s.groups <= room).then_some(n);
-        let mut blocks_tried: Vec<usize> = fits(n_stay, stay_room).collect();
-        blocks_tried.extend(whole(n_stay, stay_room).filter(|n| !blocks_tried.contains(n)));
-        for bk in blocks_tried {
+        let mut blocks_tried: Vec<(usize, bool)> =
+            fits(n_stay, stay_room).map(|k| (k, false)).collect();
+        if blocks_tried.is_empty() {
+            blocks_tried.push((1, true));
+        }
+        if let Some(n) = whole(n_stay, stay_room) {
+            if !blocks_tried.contains(&(n, false)) {
+                blocks_tried.push((n, false));
+            }
+        }
+        for (bk, single) in blocks_tried {
             let blocks = n_stay.div_ceil(bk);
             let columns = if a_stays { s.qt } else { bk };
             if !in_flight_ok(columns) {
                 continue;
             }
+            let exposed = if single {
+                (blocks as u64 - 1) * load(bk * s.groups, stay_beats)
+            } else {
+                0
+            };
             let mut flows: Vec<usize> = fits(n_flow, flow_room).collect();
             if blocks == 1 {
                 flows.extend(whole(n_flow, flow_room).filter(|n| !flows.contains(n)));
+            }
+            // No flow panel fits twice: each tile streams its flow panel in reduction chunks.
+            let split = flows.is_empty();
+            let (chunk, chunks) = if split {
+                let most = (flow_room / 2).min(MAX_GEMM_GROUPS);
+                if most == 0 {
+                    continue;
+                }
+                let chunks = s.groups.div_ceil(most);
+                (s.groups.div_ceil(chunks), chunks)
+            } else {
+                (s.groups, 1)
+            };
+            if split {
+                flows.push(1);
             }
             for fb in flows {
                 let batches = n_flow.div_ceil(fb);
@@ -206,7 +244,7 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Resu
                 } else {
                     stores(s.pt, s.qt, bk, run)
                 };
-                let fill = load(bk * s.groups, stay_beats) + load(fb * s.groups, flow_beats);
+                let fill = load(bk * s.groups, stay_beats) + load(fb * chunk, flow_beats);
                 consider(Tiling {
                     order: if a_stays {
                         Order::AStationary
@@ -215,12 +253,13 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Resu
                     },
                     block: bk,
                     flow: fb,
-                    chunk: s.groups,
+                    chunk,
                     store_run: run,
+                    single,
                     operand_beats: stay_total + blocks as u64 * flow_total,
-                    operand_loads: (blocks + blocks * batches) as u64,
+                    operand_loads: (blocks + blocks * batches * chunks) as u64,
                     stores,
-                    fill_cycles: fill,
+                    fill_cycles: fill + exposed,
                 });
             }
         }
@@ -238,6 +277,7 @@ pub fn choose(s: &PassShape, room: Room, limits: Limits, cost: LoadCost) -> Resu
             flow: 1,
             chunk,
             store_run: run,
+            single: false,
             operand_beats: s.qt as u64 * a_total + s.pt as u64 * b_total,
             operand_loads: (2 * s.pt * s.qt * chunks) as u64,
             stores: if rows_outer {
