@@ -2,7 +2,7 @@
 //! CNN (at its shipped batch 8 when every program of the run fits the instruction memory, as
 //! they do, at about 59k instructions, since LOADs bring many panels and STOREs many tiles;
 //! otherwise at batch 2, which the table's title then says, as with
-//! `COFORGE_BENCH_INPUT_GRADIENT=1`), one BDWP training step per N:M pattern runs in Verilator (`coforge_driver::sat::network`,
+//! `COFORGE_BENCH_INPUT_GRADIENT=1`; `COFORGE_BENCH_BATCH=B` sets its batch), one BDWP training step per N:M pattern runs in Verilator (`coforge_driver::sat::network`,
 //! the scheduler's program against the memory model), every tensor of every layer bit-exact
 //! against the reference, and the step's cycles are the top's cycle counter from `start` to
 //! `done`, memory traffic included. "Dense" is the same network trained all dense on the same
@@ -272,7 +272,15 @@ fn main() {
     if wanted("COFORGE_BENCH_NETS", "small-cnn") {
         // The shipped batch when every program fits the instruction memory (16-bit addresses);
         // else batch 2: a quarter of the rows, the same layers.
-        let batch = (!fits_imem("small-cnn.toml", &patterns)).then_some(2);
+        // `COFORGE_BENCH_BATCH=B` runs it at batch B instead (a like-for-like comparison with
+        // the batch-2 figures of older programs).
+        let batch = match std::env::var("COFORGE_BENCH_BATCH")
+            .ok()
+            .and_then(|b| b.parse().ok())
+        {
+            Some(b) => Some(b),
+            None => (!fits_imem("small-cnn.toml", &patterns)).then_some(2),
+        };
         measured_rows("small-cnn.toml", batch, 64, &patterns);
     }
     if wanted("COFORGE_BENCH_NETS", "starved") {
