@@ -1,6 +1,8 @@
 //! The scheduler's DMA traffic: result STOREs that cover several tiles, LOADs that bring many
-//! panels at once, and a bound on the estimated step that the one-tile-per-transfer programs
-//! exceeded. Every schedule here also passes the static dependency check.
+//! panels at once, a stationary panel reused over a reduction too long to double buffer, the
+//! SORE's outputs stored in runs, and a bound on the estimated step that the
+//! one-tile-per-transfer programs exceeded. Every schedule here also passes the static
+//! dependency check.
 
 use std::path::PathBuf;
 
@@ -176,4 +178,28 @@ fn a_reduction_too_long_to_double_buffer_still_reuses_the_stationary_panel() {
         .collect();
     assert_eq!(gemms.iter().filter(|g| g.1).count(), 8 * 4);
     assert!(gemms.len() > 8 * 4);
+}
+
+#[test]
+fn the_sores_outputs_leave_the_wgt_ring_in_runs() {
+    // The head again, with its dX (so PRUNE_B makes W_B for it): 1024 k blocks, each PRUNE_B
+    // writing 2 wgt lines of W_B' (10 output channels over M = 8). They used to leave with one
+    // STORE each; consecutive ones now share a STORE.
+    let hw = bench_hw();
+    let net = inline(
+        "fc-dx",
+        "name = \"fc\"\nbatch = 8\nnm = \"sparse\"\ninput_gradient = true\n\n[[layer]]\nname = \"fc\"\nkind = \"linear\"\nin = 4096\nout = 10\n",
+        &hw,
+    );
+    let s = schedule(&net, &hw, Options::default()).unwrap();
+    validate(&s).unwrap();
+    let prune_b = count(&s, |i| matches!(i, Instr::PruneB { .. }));
+    let w_b_stores = s
+        .instructions
+        .iter()
+        .filter(|e| e.pass == Some(Pass::PruneB))
+        .filter(|e| matches!(e.instr, Instr::Store { buf: Buf::Wgt, .. }))
+        .count();
+    assert_eq!(prune_b, 1024);
+    assert!(16 * w_b_stores <= prune_b, "{w_b_stores} W_B' STOREs");
 }
