@@ -328,6 +328,14 @@ fn signed_shapes_decide_extension_comparison_and_shift() {
                 sa.resize(16).mul_signed(&sb.resize(16)).add(&sa.resize(16)),
                 "{$signed({{8{a[7]}}, a}) * $signed({{8{b[7]}}, b})} + {{8{a[7]}}, a}",
             ),
+            // Sign extension by an arithmetic shift names its operand once; a signed multiply
+            // keeps the shift signed (parentheses, not braces).
+            (a.sext_by_shift(12), "{$signed({a, 4'd0}) >>> 4'h4}"),
+            (a.sext_by_shift(8), "a"),
+            (
+                a.sext_by_shift(16).mul_signed(&b.sext_by_shift(16)),
+                "{($signed({a, 8'd0}) >>> 4'h8) * ($signed({b, 8'd0}) >>> 4'h8)}",
+            ),
             (Expr::signed_lit(-1, 8), "8'hff"),
             (
                 Expr::signed_lit(-128, 8).lt(&sa),

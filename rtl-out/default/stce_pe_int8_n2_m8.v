@@ -45,9 +45,9 @@ module stce_pe_int8_n2_m8 (
     assign act_1 = in_act[{idx_1, 3'd0} +: 8];
     assign wgt_1 = in_wgt[15:8];
     assign sum_base = in_first ? 32'h0 : acc;
-    assign product_0 = {$signed({{24{act_0[7]}}, act_0}) * $signed({{24{wgt_0[7]}}, wgt_0})};
+    assign product_0 = {($signed({act_0, 24'h0}) >>> 5'h18) * ($signed({wgt_0, 24'h0}) >>> 5'h18)};
     assign sum_0 = sum_base + product_0;
-    assign product_1 = {$signed({{24{act_1[7]}}, act_1}) * $signed({{24{wgt_1[7]}}, wgt_1})};
+    assign product_1 = {($signed({act_1, 24'h0}) >>> 5'h18) * ($signed({wgt_1, 24'h0}) >>> 5'h18)};
     assign sum_1 = sum_0 + product_1;
 
     // Control and accumulator: reset, then one group per valid cycle.

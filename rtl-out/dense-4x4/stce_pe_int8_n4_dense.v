@@ -50,13 +50,13 @@ module stce_pe_int8_n4_dense (
     assign act_3 = in_act[31:24];
     assign wgt_3 = in_wgt[31:24];
     assign sum_base = in_first ? 32'h0 : acc;
-    assign product_0 = {$signed({{24{act_0[7]}}, act_0}) * $signed({{24{wgt_0[7]}}, wgt_0})};
+    assign product_0 = {($signed({act_0, 24'h0}) >>> 5'h18) * ($signed({wgt_0, 24'h0}) >>> 5'h18)};
     assign sum_0 = sum_base + product_0;
-    assign product_1 = {$signed({{24{act_1[7]}}, act_1}) * $signed({{24{wgt_1[7]}}, wgt_1})};
+    assign product_1 = {($signed({act_1, 24'h0}) >>> 5'h18) * ($signed({wgt_1, 24'h0}) >>> 5'h18)};
     assign sum_1 = sum_0 + product_1;
-    assign product_2 = {$signed({{24{act_2[7]}}, act_2}) * $signed({{24{wgt_2[7]}}, wgt_2})};
+    assign product_2 = {($signed({act_2, 24'h0}) >>> 5'h18) * ($signed({wgt_2, 24'h0}) >>> 5'h18)};
     assign sum_2 = sum_1 + product_2;
-    assign product_3 = {$signed({{24{act_3[7]}}, act_3}) * $signed({{24{wgt_3[7]}}, wgt_3})};
+    assign product_3 = {($signed({act_3, 24'h0}) >>> 5'h18) * ($signed({wgt_3, 24'h0}) >>> 5'h18)};
     assign sum_3 = sum_2 + product_3;
 
     // Control and accumulator: reset, then one group per valid cycle.

@@ -38,7 +38,7 @@ module stce_pe_int8w4sat_n1_m4 (
     assign act_0 = in_act[{idx_0, 3'd0} +: 8];
     assign wgt_0 = in_wgt;
     assign sum_base = in_first ? 32'h0 : acc;
-    assign product_0 = {$signed({{24{act_0[7]}}, act_0}) * $signed({{28{wgt_0[3]}}, wgt_0})};
+    assign product_0 = {($signed({act_0, 24'h0}) >>> 5'h18) * ($signed({wgt_0, 28'h0}) >>> 5'h1c)};
     assign wide_sum_0 = {sum_base[31], sum_base} + {product_0[31], product_0};
     assign sum_0 = (wide_sum_0[32] ^ wide_sum_0[31]) ? (wide_sum_0[32] ? 32'h80000000 : 32'h7fffffff) : wide_sum_0[31:0];
 

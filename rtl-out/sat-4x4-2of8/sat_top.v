@@ -167,6 +167,10 @@ module sat_top (
     wire         dma_read_ahead;
     wire [15:0]  dma_read_line;
     wire         dma_store_read;
+    wire [31:0]  dma_head_beats;
+    reg  [32:0]  dma_store_lo;
+    reg  [32:0]  dma_store_hi;
+    wire         dma_head_apart;
     reg          dma_next;                               // a LOAD is queued behind the current one (its read request issued early)
     reg  [2:0]   dma_next_buf;
     reg  [15:0]  dma_next_buf_addr;
@@ -657,7 +661,9 @@ module sat_top (
     assign dma_read_ahead = dma_busy && dma_state == 3'd3 && ~dma_last_line || dma_store_next_line && ~(dma_line + 16'h1 == dma_lines - 16'h1);
     assign dma_read_line = (dma_busy && dma_state == 3'd2) ? dma_line : dma_line + ((dma_busy && dma_state == 3'd3) ? 16'h1 : 16'h2);
     assign dma_store_read = dma_busy && dma_state == 3'd2 || dma_read_ahead;
-    assign dma_queue_load = 1'b1 && (dma_busy && dma_state == 3'd1) && ~mem_rd_req_valid && ~dma_next && ~dma_finish && ~dma_head[0];
+    assign dma_head_beats = {16'h0, dma_head[67:52]} * ((dma_head[3:1] == 3'd0) ? 32'h1 : (dma_head[3:1] == 3'd1) ? 32'h1 : (dma_head[3:1] == 3'd2) ? 32'h1 : (dma_head[3:1] == 3'd3) ? 32'h1 : (dma_head[3:1] == 3'h4) ? 32'h1 : (dma_head[3:1] == 3'h5) ? 32'h1 : 32'h0);
+    assign dma_head_apart = ~(dma_store_lo < {1'b0, dma_head[51:20]} + {1'b0, dma_head_beats}) || ~({1'b0, dma_head[51:20]} < dma_store_hi);
+    assign dma_queue_load = 1'b1 && (dma_busy && dma_state == 3'd1 || (dma_busy && dma_state == 3'd3 || dma_busy && dma_state == 3'h4) && dma_head_apart) && ~mem_rd_req_valid && ~dma_next && ~dma_finish && ~dma_head[0];
 
     // DMA engine: LOAD (one read burst, lines assembled from beats) and STORE.
     always @(posedge clk) begin
@@ -668,7 +674,9 @@ module sat_top (
         end else begin
             if (mem_rd_req_valid && mem_rd_req_ready) begin
                 mem_rd_req_valid <= 1'b0;
-                dma_state <= 3'd1;
+                if (~dma_next) begin
+                    dma_state <= 3'd1;
+                end
             end
             if (dma_beat_in) begin
                 if (dma_last_beat) begin
@@ -719,7 +727,7 @@ module sat_top (
                 dma_next_signal <= dma_head[99:84];
                 mem_rd_req_valid <= 1'b1;
                 mem_rd_req_addr <= dma_head[51:20];
-                mem_rd_req_len <= {16'h0, dma_head[67:52]} * ((dma_head[3:1] == 3'd0) ? 32'h1 : (dma_head[3:1] == 3'd1) ? 32'h1 : (dma_head[3:1] == 3'd2) ? 32'h1 : (dma_head[3:1] == 3'd3) ? 32'h1 : (dma_head[3:1] == 3'h4) ? 32'h1 : (dma_head[3:1] == 3'h5) ? 32'h1 : 32'h0);
+                mem_rd_req_len <= dma_head_beats;
             end
             if (dma_start && ~dma_busy) begin
                 dma_busy <= 1'b1;
@@ -733,7 +741,9 @@ module sat_top (
                 dma_state <= dma_head[0] ? 3'd2 : 3'd0;
                 mem_rd_req_valid <= ~dma_head[0];
                 mem_rd_req_addr <= dma_head[51:20];
-                mem_rd_req_len <= {16'h0, dma_head[67:52]} * ((dma_head[3:1] == 3'd0) ? 32'h1 : (dma_head[3:1] == 3'd1) ? 32'h1 : (dma_head[3:1] == 3'd2) ? 32'h1 : (dma_head[3:1] == 3'd3) ? 32'h1 : (dma_head[3:1] == 3'h4) ? 32'h1 : (dma_head[3:1] == 3'h5) ? 32'h1 : 32'h0);
+                mem_rd_req_len <= dma_head_beats;
+                dma_store_lo <= {1'b0, dma_head[51:20]};
+                dma_store_hi <= {1'b0, dma_head[51:20]} + {1'b0, dma_head_beats};
             end
         end
     end

@@ -5,7 +5,8 @@
 //! For each network and pattern N:M, the engine is the same array with that N:M; "dense" is the
 //! same network trained dense on that same hardware (every layer in dense mode), so the speedup
 //! is like for like. Beside it: the ideal `3 / (1 + 2N/M)` (FF and BP shrink by N/M, WU stays
-//! dense) and SAT's published 1.75x at 2:8. A last block repeats the small CNN with a memory
+//! dense), the network's own ideal (`Network::ideal_speedup`, with its dense layers and skipped input
+//! gradient counted) and SAT's published 1.75x at 2:8. A last block repeats the small CNN with a memory
 //! port of 4 bytes per cycle, where memory traffic binds.
 //!
 //! The input gradient (dX of the first layer) is not computed, as the network files say
@@ -58,8 +59,15 @@ fn row(file: &str, rows: usize, bytes_per_cycle: u32) {
         if rows > 4 { 16384 } else { 8192 },
     );
     println!(
-        "  {:<6} {:>14} {:>14} {:>9} {:>7} {:>10} {:>12}",
-        "N:M", "dense cycles", "N:M cycles", "speedup", "ideal", "published", "instructions"
+        "  {:<6} {:>14} {:>14} {:>9} {:>7} {:>13} {:>10} {:>12}",
+        "N:M",
+        "dense cycles",
+        "N:M cycles",
+        "speedup",
+        "ideal",
+        "network ideal",
+        "published",
+        "instructions"
     );
     let default = Options::default();
     for (n, m) in PATTERNS {
@@ -70,12 +78,13 @@ fn row(file: &str, rows: usize, bytes_per_cycle: u32) {
         let ideal = 3.0 / (1.0 + 2.0 * n as f64 / m as f64);
         let published = if (n, m) == (2, 8) { "1.75x" } else { "-" };
         println!(
-            "  {:<6} {:>14} {:>14} {:>8.3}x {:>6.2}x {:>10} {:>12}",
+            "  {:<6} {:>14} {:>14} {:>8.3}x {:>6.2}x {:>12.3}x {:>10} {:>12}",
             format!("{n}:{m}"),
             dense,
             sparse,
             dense as f64 / sparse as f64,
             ideal,
+            net.ideal_speedup(EnginePattern { n, m }),
             published,
             count
         );

@@ -1577,7 +1577,10 @@ fn weight_steps(
     let kblocks = ctx.layer.k.div_ceil(hw.cols);
     let mut prune_b = |instrs: &mut Vec<(Instr, Pass)>, w16_at: usize, stride: usize, kb: usize| {
         let to = (kb * cg) as u64;
-        let wgt_at = sore.put(cg, (lt.w_b_new, to, cg), instrs)?;
+        // PRUNE_B writes the groups of every padded block's lanes (`access`); the first `cg`
+        // of them are W_B' (the rest are padding lanes', never stored).
+        let written = (blocks * hw.cols).div_ceil(hw.m);
+        let wgt_at = sore.put(written, (lt.w_b_new, to, cg), instrs)?;
         instrs.push((
             Instr::PruneB {
                 w16_addr: lines16(w16_at),

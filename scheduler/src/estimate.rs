@@ -14,10 +14,11 @@
 //!   array has written its tile out, while the STCE already feeds the next GEMM).
 //! - Tile spacing: a GEMM with `last` feeds its last group no earlier than `tile_spacing` cycles
 //!   after the previous such GEMM's (`engines::stce::tile_spacing`); the wait is busy time.
-//! - The DMA's queued LOAD: a LOAD right behind a LOAD on the DMA may be dispatched while that
-//!   LOAD receives its data (from the cycle after its read request is accepted, which the
-//!   model takes as its first cycle, until the cycle before it finishes). Its request then
-//!   overlaps the burst, and its own burst follows at the memory's rate: its last beat is
+//! - The DMA's queued LOAD: a LOAD right behind a LOAD, or behind a STORE whose DRAM beats it
+//!   does not read, may be dispatched while that instruction runs (from its second cycle: the
+//!   cycle after a LOAD's read request is accepted, which the model takes as its first cycle,
+//!   until the cycle before it finishes). Its request then overlaps the burst or the STORE's
+//!   beats, and its own burst follows at the memory's rate: its last beat is
 //!   `max(start + mem_latency, previous last beat + beat_cycles) + (beats - 1) * beat_cycles`.
 //! - A token's k-th wait is granted by its k-th signal (one signalling engine per token, which
 //!   is how [`crate::tokens`] assigns them).
@@ -59,6 +60,17 @@ pub fn engine_index(e: Engine) -> usize {
     Engine::ALL.iter().position(|&x| x == e).unwrap_or(0)
 }
 
+/// The DMA's last instruction, which a LOAD may be queued behind.
+#[derive(Clone, Copy)]
+struct DmaRun {
+    start: u64,
+    end: u64,
+    /// The first cycle it is the DMA's current instruction (later than `start` when queued).
+    current: u64,
+    /// The DRAM beats `[lo, hi)` it writes, when it is a STORE.
+    written: Option<(u64, u64)>,
+}
+
 /// Simulates `program` under the controller's rules. Fails when a wait would never be granted
 /// by an earlier instruction (the program would hang or depend on a later one), naming it.
 pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String> {
@@ -70,8 +82,7 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
     let mut signals: Vec<Vec<u64>> = vec![Vec::new(); 16];
     let mut taken = [0usize; 16];
     let mut grants: Vec<Vec<u64>> = vec![Vec::new(); 16];
-    // The last DMA instruction when it was a LOAD: (start, end, first cycle as the current one).
-    let mut last_load: Option<(u64, u64, u64)> = None;
+    let mut last_dma: Option<DmaRun> = None;
     let geometry = hw.geometry();
     let spacing = tile_spacing(&geometry);
     let mut tile_fed: Option<u64> = None;
@@ -120,11 +131,27 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
             taken[t] += 1;
             dispatch = dispatch.max(at);
         }
-        let queued = match (instr, last_load) {
-            (Instr::Load { buf, lines, .. }, Some((p_start, p_end, p_current)))
-                if engine == Engine::Dma
-                    && hw.system.read_requests > 1
-                    && dispatch.max(p_start + 1).max(p_current) + 1 < p_end =>
+        let queued = match (instr, last_dma) {
+            (
+                Instr::Load {
+                    buf,
+                    lines,
+                    dram_addr,
+                    ..
+                },
+                Some(DmaRun {
+                    start: p_start,
+                    end: p_end,
+                    current: p_current,
+                    written,
+                }),
+            ) if engine == Engine::Dma
+                && hw.system.read_requests > 1
+                && dispatch.max(p_start + 1).max(p_current) + 1 < p_end
+                && written.is_none_or(|(lo, hi)| {
+                    let from = u64::from(*dram_addr);
+                    from + u64::from(*lines) * hw.beats_per_line(*buf) <= lo || hi <= from
+                }) =>
             {
                 let at = dispatch.max(p_start + 1).max(p_current);
                 let start = at + DISPATCH_CYCLES;
@@ -138,7 +165,12 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
         let (start, end) = match queued {
             Some((at, start, end, current)) => {
                 dispatch = at;
-                last_load = Some((start, end, current));
+                last_dma = Some(DmaRun {
+                    start,
+                    end,
+                    current,
+                    written: None,
+                });
                 (start, end)
             }
             None => {
@@ -155,7 +187,24 @@ pub fn simulate(program: &[Instr], hw: &Hardware) -> Result<Vec<Timing>, String>
                     _ => start + cost(instr, hw),
                 };
                 if engine == Engine::Dma {
-                    last_load = matches!(instr, Instr::Load { .. }).then_some((start, end, start));
+                    let written = match *instr {
+                        Instr::Store {
+                            buf,
+                            lines,
+                            dram_addr,
+                            ..
+                        } => {
+                            let from = u64::from(dram_addr);
+                            Some((from, from + u64::from(lines) * hw.beats_per_line(buf)))
+                        }
+                        _ => None,
+                    };
+                    last_dma = Some(DmaRun {
+                        start,
+                        end,
+                        current: start,
+                        written,
+                    });
                 }
                 (start, end)
             }
@@ -292,6 +341,53 @@ mod tests {
         // the last one is read out; END waits for the read-out.
         assert!(t[3].end - t[2].end >= 4);
         assert!(t[3].done > t[3].end && t[4].end == t[3].done);
+    }
+
+    #[test]
+    fn a_load_is_queued_behind_a_store_only_when_it_reads_none_of_its_beats() {
+        let hw = Hardware::with_defaults(4, 4, 2, 8, |_| {});
+        let store = Instr::Store {
+            buf: Buf::Out,
+            buf_addr: 0,
+            dram_addr: 100,
+            lines: 8,
+            wait: 0,
+            signal: 0,
+        };
+        let load = |dram_addr| Instr::Load {
+            buf: Buf::Act,
+            buf_addr: 0,
+            dram_addr,
+            lines: 1,
+            wait: 0,
+            signal: 0,
+        };
+        let beats = 8 * hw.beats_per_line(Buf::Out);
+        // Beats 100 .. 100 + beats are written: a LOAD of beat 99 or of the first beat after
+        // them is queued (its request overlaps the STORE: it ends before a LOAD that started
+        // after the STORE could); one of the last written beat waits for the STORE to end.
+        for (at, queued) in [
+            (99, true),
+            (100 + beats as u32, true),
+            (99 + beats as u32, false),
+        ] {
+            let t = simulate(&[store, load(at), Instr::End], &hw).unwrap();
+            let alone = cost(&load(at), &hw);
+            if queued {
+                assert!(t[1].start < t[0].end, "beat {at}: {t:?}");
+                assert!(
+                    t[1].end < t[0].end + DISPATCH_CYCLES + alone,
+                    "beat {at}: {t:?}"
+                );
+            } else {
+                assert_eq!(t[1].start, t[0].end + DISPATCH_CYCLES, "beat {at}: {t:?}");
+                assert_eq!(t[1].end, t[1].start + alone);
+            }
+        }
+        // One read request outstanding: never queued.
+        let one = Hardware::with_defaults(4, 4, 2, 8, |s| s.read_requests = 1);
+        let t = simulate(&[store, load(0), Instr::End], &one).unwrap();
+        assert_eq!(t[1].start, t[0].end + DISPATCH_CYCLES);
     }
 
     #[test]

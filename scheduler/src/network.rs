@@ -280,6 +280,33 @@ impl Network {
     pub fn forward_macs(&self) -> u64 {
         self.layers.iter().map(Layer::macs).sum()
     }
+
+    /// The step's GEMM work in dense-mode MAC slots: FF, BP (where the step runs it) and WU of
+    /// every layer, a sparse layer's FF and BP at `N/M` of their dense MACs (the STCE's sparse
+    /// mode does M reduction elements in the time dense mode does N). WU is always dense.
+    pub fn step_gemm_work(&self, pattern: EnginePattern) -> f64 {
+        let nm = pattern.n as f64 / pattern.m as f64;
+        self.layers
+            .iter()
+            .map(|l| {
+                let macs = l.macs() as f64;
+                let passes = if l.bp { 2.0 } else { 1.0 };
+                let scale = match l.sparsity {
+                    Sparsity::Sparse => nm,
+                    Sparsity::Dense => 1.0,
+                };
+                macs * (passes * scale + 1.0)
+            })
+            .sum()
+    }
+
+    /// This network's ideal N:M speedup over its all-dense baseline on the same array: the
+    /// ratio of [`step_gemm_work`](Self::step_gemm_work), as if every GEMM ran at the array's
+    /// full rate and nothing else took time. It is `3 / (1 + 2N/M)` when every layer is sparse
+    /// and every BP runs; a dense first layer (BDWP) or a skipped input gradient lowers it.
+    pub fn ideal_speedup(&self, pattern: EnginePattern) -> f64 {
+        self.with_sparsity(Sparsity::Dense).step_gemm_work(pattern) / self.step_gemm_work(pattern)
+    }
 }
 
 fn parse_nm(text: &str, engine: EnginePattern) -> Result<Sparsity, String> {
@@ -465,6 +492,36 @@ mod tests {
         let l = &net.layers[0];
         // Ho = (10 - 3) / 3 + 1 = 3, Wo = (7 - 2) / 3 + 1 = 2.
         assert_eq!((l.r, l.k, l.cout, l.sparsity), (6, 24, 8, Sparsity::Sparse));
+    }
+
+    #[test]
+    fn ideal_speedup_counts_dense_layers_and_the_skipped_input_gradient() {
+        // Two linear layers of 8x16x16 and 8x16x4 MACs (batch 8): 2048 and 512.
+        let net = |head: &str, first: &str| {
+            parse(&format!(
+                "name = \"n\"\nbatch = 8\n{head}[[layer]]\nkind = \"linear\"\nin = 16\n\
+                 out = 16\n{first}[[layer]]\nkind = \"linear\"\nin = 16\nout = 4\n"
+            ))
+            .unwrap()
+        };
+        let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-12, "{a} != {b}");
+        // Every layer sparse, every BP run: the textbook 3 / (1 + 2N/M) = 2 at 2:8.
+        close(net("input_gradient = true\n", "").ideal_speedup(E), 2.0);
+        // First layer dense (BDWP): dense 3 * 2560 = 7680 against 3 * 2048 + 1.5 * 512.
+        close(
+            net("input_gradient = true\n", "nm = \"dense\"\n").ideal_speedup(E),
+            7680.0 / 6912.0,
+        );
+        // ... and its dX skipped: 2 * 2048 + 3 * 512 against 2 * 2048 + 1.5 * 512.
+        close(
+            net("", "nm = \"dense\"\n").ideal_speedup(E),
+            5632.0 / 4864.0,
+        );
+        // A sparse first layer without its dX: FF at N/M and WU dense.
+        close(
+            net("", "").ideal_speedup(E),
+            5632.0 / (2048.0 * 1.25 + 512.0 * 1.5),
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! dense and the N:M step alike. `COFORGE_BENCH_INPUT_GRADIENT=1` computes it in both, for a
 //! comparison with the step as it was before the key existed.
 //!
-//! Beside each measured speedup: the ideal `3 / (1 + 2N/M)`, SAT's published 1.75x at 2:8, the
+//! Beside each measured speedup: the ideal `3 / (1 + 2N/M)`, the network's own ideal
+//! (`Network::ideal_speedup`: the same ratio with the network's dense layers, such as BDWP's
+//! dense first layer, and its skipped input gradient counted), SAT's published 1.75x at 2:8, the
 //! scheduler's *estimated* speedup (its cost model) and the estimate's error on the step cycles.
 //! ResNet-18 and ResNet-50 are too large to simulate: their rows are the scheduler's estimate
 //! only. A last block runs the MLP with a 4 B/cycle memory port, where memory binds.
@@ -194,9 +196,9 @@ fn measured_rows(
     );
     println!(
         "| N:M | dense cycles, measured | N:M cycles, measured | speedup, measured | ideal 3/(1+2N/M) \
-         | published (SAT) | speedup, estimated | step estimate error (dense / N:M) | worst pass estimate error | STCE busy of step (N:M) |"
+         | network ideal | published (SAT) | speedup, estimated | step estimate error (dense / N:M) | worst pass estimate error | STCE busy of step (N:M) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &(n, m) in patterns {
         let t0 = Instant::now();
         let cfg = config(4, n, m, bytes_per_cycle);
@@ -210,11 +212,12 @@ fn measured_rows(
         let sparse = measure(&mut system, &sparse_s, timing);
         let err = |x: &Measured| x.estimated as f64 / x.cycles as f64 - 1.0;
         println!(
-            "| {n}:{m} | {} | {} | {:.3}x | {:.2}x | {} | {:.3}x | {:+.1}% / {:+.1}% | {:+.1}% ({}) | {:.1}% |",
+            "| {n}:{m} | {} | {} | {:.3}x | {:.2}x | {:.3}x | {} | {:.3}x | {:+.1}% / {:+.1}% | {:+.1}% ({}) | {:.1}% |",
             dense.cycles,
             sparse.cycles,
             dense.cycles as f64 / sparse.cycles as f64,
             3.0 / (1.0 + 2.0 * n as f64 / m as f64),
+            net.ideal_speedup(EnginePattern { n, m }),
             if (n, m) == (2, 8) { "1.75x" } else { "-" },
             dense.estimated as f64 / sparse.estimated as f64,
             100.0 * err(&dense),
@@ -240,8 +243,8 @@ fn estimated_rows(file: &str) {
             "not computed"
         }
     );
-    println!("| N:M | dense cycles, estimated | N:M cycles, estimated | speedup, estimated | ideal 3/(1+2N/M) | published (SAT) |");
-    println!("|---|---|---|---|---|---|");
+    println!("| N:M | dense cycles, estimated | N:M cycles, estimated | speedup, estimated | ideal 3/(1+2N/M) | network ideal | published (SAT) |");
+    println!("|---|---|---|---|---|---|---|");
     for (n, m) in PATTERNS {
         let cfg = config(32, n, m, 64);
         let hw = Hardware::from_config(&cfg).unwrap();
@@ -249,9 +252,10 @@ fn estimated_rows(file: &str) {
         let sparse = scheduled(&net, &hw).step_cycles_estimated;
         let dense = scheduled(&net.with_sparsity(Sparsity::Dense), &hw).step_cycles_estimated;
         println!(
-            "| {n}:{m} | {dense} | {sparse} | {:.3}x | {:.2}x | {} |",
+            "| {n}:{m} | {dense} | {sparse} | {:.3}x | {:.2}x | {:.3}x | {} |",
             dense as f64 / sparse as f64,
             3.0 / (1.0 + 2.0 * n as f64 / m as f64),
+            net.ideal_speedup(EnginePattern { n, m }),
             if (n, m) == (2, 8) { "1.75x" } else { "-" },
         );
     }

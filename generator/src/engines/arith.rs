@@ -79,12 +79,14 @@ impl PeArith for IntMac {
             // enters the sum without another extension, and as a signed multiply so that
             // synthesis drops the operands' sign bits again. Verilator then compiles each
             // PE's whole sum into one expression, with no 16-bit product kept between
-            // statements, which co-simulates faster (the STCE bench's `--speed`).
+            // statements, which co-simulates faster (the STCE bench's `--speed`). The
+            // operands are widened by a shift (`sext_by_shift`), which names each once: a
+            // sparse PE's selected activation then folds into that expression too, instead
+            // of being kept in a variable of its own (1.12x the 2:8 16 x 16 engine's speed).
             let product = b.name(
                 &format!("{prefix}product_{i}"),
-                a.as_signed()
-                    .resize(ACC_BITS)
-                    .mul_signed(&w.as_signed().resize(ACC_BITS)),
+                a.sext_by_shift(ACC_BITS)
+                    .mul_signed(&w.sext_by_shift(ACC_BITS)),
             );
             sum = self.add(b, prefix, i, sum, &product);
         }

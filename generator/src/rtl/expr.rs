@@ -10,7 +10,8 @@
 //! muxes and shifts ([`Expr::is_signed`]). Mixing a signed and an unsigned operand is refused
 //! (say which you mean with `as_signed` / `as_unsigned`). What depends on signedness is decided
 //! by the type, not written by hand:
-//! - [`Expr::resize`] sign-extends a signed value and zero-extends an unsigned one;
+//! - [`Expr::resize`] sign-extends a signed value and zero-extends an unsigned one
+//!   ([`Expr::sext_by_shift`] sign-extends any value, naming it once);
 //! - [`Expr::lt`] / [`Expr::gt`] compare signed values as signed;
 //! - [`Expr::shr`] of a signed value is arithmetic.
 //!
@@ -323,6 +324,22 @@ impl ExprNode {
         }
         ExprNode::Concat(vec![self.msb().repeat(width - w), self.clone()])
     }
+    /// The same bits as [`ExprNode::sext`], written as `$signed({self, zeros}) >>> shift`: `self`
+    /// appears once, where `sext` repeats its sign bit beside it. Synthesis reads a shift by a
+    /// constant as wiring, so the hardware is the same; Verilator, which keeps a value used twice
+    /// in a variable of its own, folds a value used once into the expression that reads it.
+    /// The result is signed.
+    pub fn sext_by_shift(&self, width: u32) -> ExprNode {
+        let w = self.width();
+        assert!(width >= w, "sign extension narrows {w} to {width} bits");
+        if width == w {
+            return self.as_signed();
+        }
+        let pad = width - w;
+        ExprNode::concat(vec![self.as_unsigned(), ExprNode::zero(pad)])
+            .as_signed()
+            .shr(&ExprNode::lit(pad.into(), index_bits(width)))
+    }
     pub fn zext(&self, width: u32) -> ExprNode {
         let w = self.width();
         assert!(width >= w, "zero extension narrows {w} to {width} bits");
@@ -546,6 +563,31 @@ impl ExprNode {
         }
     }
 
+    /// A signed operand of a signed multiply: `$signed(x)`, or an arithmetic shift as it is,
+    /// in parentheses (`($signed(x) >>> n)` is signed already; braces would make it unsigned).
+    fn fmt_signed_operand(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExprNode::Binary {
+                op: BinaryOp::Shr,
+                a,
+                b,
+            } if a.is_signed() => ExprNode::fmt_arithmetic_shift(f, a, b, ("(", ")")),
+            e => write!(f, "$signed({})", e.as_unsigned()),
+        }
+    }
+
+    /// `$signed(a) >>> b` between the delimiters `open` and `close`.
+    fn fmt_arithmetic_shift(
+        f: &mut fmt::Formatter<'_>,
+        a: &ExprNode,
+        b: &ExprNode,
+        (open, close): (&str, &str),
+    ) -> fmt::Result {
+        write!(f, "{open}$signed({}) >>> ", a.as_unsigned())?;
+        b.fmt_operand(f, 10)?;
+        write!(f, "{close}")
+    }
+
     /// Part-selects and bit-selects apply only to names in Verilog-2005, so a slice of
     /// anything else must be given a name first (see `ModuleBuilder::name`).
     fn selectable(e: &ExprNode, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -614,21 +656,18 @@ impl fmt::Display for ExprNode {
                 op: BinaryOp::Shr,
                 a,
                 b,
-            } if a.is_signed() => {
-                write!(f, "{{$signed({}) >>> ", a.as_unsigned())?;
-                b.fmt_operand(f, 10)?;
-                write!(f, "}}")
-            }
+            } if a.is_signed() => ExprNode::fmt_arithmetic_shift(f, a, b, ("{", "}")),
             ExprNode::Binary {
                 op: BinaryOp::MulSigned,
                 a,
                 b,
-            } => write!(
-                f,
-                "{{$signed({}) * $signed({})}}",
-                a.as_unsigned(),
-                b.as_unsigned()
-            ),
+            } => {
+                write!(f, "{{")?;
+                a.fmt_signed_operand(f)?;
+                write!(f, " * ")?;
+                b.fmt_signed_operand(f)?;
+                write!(f, "}}")
+            }
             ExprNode::Binary {
                 op: BinaryOp::Lt,
                 a,
@@ -749,6 +788,10 @@ impl<'id> Expr<'id> {
     /// Two's-complement sign extension to `width` bits.
     pub fn sext(&self, width: u32) -> Expr<'id> {
         Expr::wrap(self.node.sext(width))
+    }
+    /// See [`ExprNode::sext_by_shift`].
+    pub fn sext_by_shift(&self, width: u32) -> Expr<'id> {
+        Expr::wrap(self.node.sext_by_shift(width))
     }
     pub fn zext(&self, width: u32) -> Expr<'id> {
         Expr::wrap(self.node.zext(width))

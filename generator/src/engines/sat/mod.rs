@@ -85,23 +85,26 @@
 //! - **DMA** (`Dma`: LOAD, STORE; one engine, so stores are serialized with everything on the
 //!   port, and loads with stores).
 //!   - Queued LOAD (outstanding reads, `[system] read_requests = 2`, the default; 1 runs one
-//!     LOAD at a time): while a LOAD receives its data (its read request has
-//!     been accepted), the next instruction of the DMA, if it is a LOAD whose tokens are
-//!     available, is dispatched and issues its read request at once (not in the cycle the
-//!     current LOAD finishes; one LOAD queued at a time). The memory serves requests in order,
-//!     so its burst follows the current one without paying the latency again; it becomes the
-//!     current LOAD when that one finishes. The memory port's signals are unchanged, but the
-//!     port has up to two read requests outstanding (the AXI wrapper `sat_top_axi` takes the
-//!     second when its burst splitter is free and issues its bursts behind the first's, one
-//!     ID, answered in order). The two LOADs' busy spans overlap: `started_dma` and
-//!     `ended_dma` bound each. `estimated_cycles` below is a LOAD on its own; the scheduler's
-//!     controller model (`coforge_scheduler::estimate`) has the overlap.
-//!   - A STORE waits until the DMA is idle, and a LOAD behind a STORE until the STORE ends.
-//!     Overlapping them would gain little and cost exactness: reads and writes share the
-//!     memory's bytes per cycle, so a burst beside a STORE's beats only slows both, and what
-//!     it could hide (the latency of a LOAD after a STORE) would need the memory to order a
-//!     read after earlier writes to the same beats (a LOAD may read what the STORE wrote), which
-//!     the AXI wrapper does by holding reads while a write is pending.
+//!     LOAD at a time): while a LOAD receives its data (its read request has been accepted),
+//!     or while a STORE runs (from its second cycle) whose DRAM beats the LOAD does not read,
+//!     the next instruction of the DMA, if it is a LOAD whose tokens are available, is
+//!     dispatched and issues its read request at once (not in the cycle the current
+//!     instruction finishes; one LOAD queued at a time). The memory serves requests in order,
+//!     so its burst follows the current one (or the STORE's last beat) without paying the
+//!     latency again; it becomes the current instruction when that one finishes, and only then
+//!     takes its data (so its lines are written after everything the instruction before it
+//!     did, as in program order). The memory port's signals are unchanged, but the port has up
+//!     to two read requests outstanding, and a read request may be accepted while write beats
+//!     of other addresses are still coming (the AXI wrapper `sat_top_axi` takes the second
+//!     request when its burst splitter is free, issues its bursts behind the first's, one ID,
+//!     answered in order, and holds them while a write waits for its response). The two
+//!     instructions' busy spans overlap: `started_dma` and `ended_dma` bound each.
+//!     `estimated_cycles` below is a LOAD on its own; the scheduler's controller model
+//!     (`coforge_scheduler::estimate`) has the overlap.
+//!   - A LOAD that reads beats the STORE before it writes waits until the STORE ends (the
+//!     memory sees the read after the writes), and a STORE waits until the DMA is idle: its
+//!     beats would share the memory's bytes per cycle with the burst before it, so overlapping
+//!     them would save at most the STORE's first two cycles.
 //!   - LOAD of L lines of buffer b (B = beats per line): one read request of `L*B` beats
 //!     (`mem_rd_req_*`, `len` in beats); the beats are collected into lines and each line is
 //!     written when its last beat arrives. The request is valid from the first busy cycle, the

@@ -773,8 +773,30 @@ fn system_top_body<'id>(
     let head_buf = head_field(1, 3);
     let head_lines = head_field(4 + 16 * 3, 16);
     let head_dram = head_field(4 + 16, 32);
-    // One queued LOAD: dispatched while the current LOAD receives its data, once that LOAD's
-    // request has been accepted, and not in the cycle the current LOAD finishes.
+    let head_beats = b.name(
+        "dma_head_beats",
+        head_lines
+            .zext(LEN_BITS)
+            .mul(&beats_of(&head_buf, LEN_BITS)),
+    );
+    // The DRAM beats of the running STORE, `[lo, hi)`: a LOAD is queued behind it only when it
+    // reads none of them.
+    let store_lo = b.reg("dma_store_lo", 33);
+    let store_hi = b.reg("dma_store_hi", 33);
+    let head_lo = head_dram.zext(33);
+    let head_hi = head_lo.add(&head_beats.zext(33));
+    let apart = b.name(
+        "dma_head_apart",
+        store_lo
+            .lt(&head_hi)
+            .not()
+            .lor(&head_lo.lt(&store_hi).not()),
+    );
+    let storing = in_state(STORE_LATCH).lor(&in_state(STORE_SEND));
+    // One queued LOAD: dispatched while the current LOAD receives its data (once that LOAD's
+    // request has been accepted) or while a STORE of other beats runs (from its second cycle),
+    // and not in the cycle the current instruction finishes. Its data is taken once it is the
+    // current instruction.
     let dma_next = b.reg("dma_next", 1);
     b.describe("a LOAD is queued behind the current one (its read request issued early)");
     let next_buf = b.reg("dma_next_buf", 3);
@@ -785,7 +807,7 @@ fn system_top_body<'id>(
         &dma_queue_load,
         all(&[
             Expr::bit(sys.read_requests > 1),
-            in_state(LOAD_DATA),
+            in_state(LOAD_DATA).lor(&storing.land(&apart)),
             rd_req_valid.not(),
             dma_next.not(),
             dma_finish.not(),
@@ -804,7 +826,8 @@ fn system_top_body<'id>(
             rd_req_valid.land(&rd_req_ready),
             vec![
                 set(&rd_req_valid, Expr::bit(false)),
-                set(&dma_state, lit(LOAD_DATA, 3)),
+                // A queued LOAD's request leaves the current instruction's state alone.
+                when(dma_next.not(), vec![set(&dma_state, lit(LOAD_DATA, 3))]),
             ],
         ),
         when(
@@ -886,12 +909,7 @@ fn system_top_body<'id>(
                 set(&next_sig, dma_signal.clone()),
                 set(&rd_req_valid, Expr::bit(true)),
                 set(&rd_req_addr, head_dram.clone()),
-                set(
-                    &rd_req_len,
-                    head_lines
-                        .zext(LEN_BITS)
-                        .mul(&beats_of(&head_buf, LEN_BITS)),
-                ),
+                set(&rd_req_len, head_beats.clone()),
             ],
         ),
         when(
@@ -911,12 +929,9 @@ fn system_top_body<'id>(
                 ),
                 set(&rd_req_valid, head_is_store.not()),
                 set(&rd_req_addr, head_dram),
-                set(
-                    &rd_req_len,
-                    head_lines
-                        .zext(LEN_BITS)
-                        .mul(&beats_of(&head_buf, LEN_BITS)),
-                ),
+                set(&rd_req_len, head_beats),
+                set(&store_lo, head_lo),
+                set(&store_hi, head_hi),
             ],
         ),
     ];
