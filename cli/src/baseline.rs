@@ -658,20 +658,20 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
         moved.extend(compare(name, old, &new, &args.tolerance));
     }
     for t in &tool_changes {
-        println!("tool version differs: {t}");
+        say!("tool version differs: {t}");
     }
     for n in &notes {
-        println!("note: {n}");
+        say!("note: {n}");
     }
     let count = |v| moved.iter().filter(|m| m.verdict == v).count();
     let (regressions, improvements) = (count(Verdict::Regression), count(Verdict::Improvement));
     if moved.is_empty() {
-        println!(
+        say!(
             "baseline check: {} config(s), every figure equal to the baseline",
             baselines.len()
         );
     } else {
-        print!("{}", table(&moved));
+        say_raw!("{}", table(&moved));
     }
     let rerecord = format!(
         "coforge baseline record {} --out {}",
@@ -695,7 +695,7 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
         );
     }
     if improvements > 0 {
-        println!("{improvements} figure(s) improved; to keep the gain, re-record: {rerecord}");
+        say!("{improvements} figure(s) improved; to keep the gain, re-record: {rerecord}");
     }
     Ok(())
 }

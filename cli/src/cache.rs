@@ -45,14 +45,19 @@ pub fn run(args: CacheArgs) -> anyhow::Result<()> {
 
 fn list(cache: &BuildCache) -> anyhow::Result<()> {
     let entries = cache.list()?;
-    println!("cache {} (COFORGE_CACHE_DIR)", cache.dir().display());
+    say!("cache {} (COFORGE_CACHE_DIR)", cache.dir().display());
     if entries.is_empty() {
-        println!("empty");
+        say!("empty");
         return Ok(());
     }
-    println!(
+    say!(
         "{:<14} {:<10} {:<16} {:>9} {:>8} {:>9}  verilator",
-        "key", "state", "top", "size", "age", "last use"
+        "key",
+        "state",
+        "top",
+        "size",
+        "age",
+        "last use"
     );
     let total: u64 = entries.iter().map(|e| e.bytes).sum();
     for e in &entries {
@@ -62,7 +67,7 @@ fn list(cache: &BuildCache) -> anyhow::Result<()> {
             EntryState::Failed => "failed",
             EntryState::Temporary => "temporary",
         };
-        println!(
+        say!(
             "{:<14} {:<10} {:<16} {:>9} {:>8} {:>9}  {}",
             &e.name[..e.name.len().min(12)],
             state,
@@ -73,18 +78,18 @@ fn list(cache: &BuildCache) -> anyhow::Result<()> {
             e.verilator.as_deref().unwrap_or("-")
         );
         if let EntryState::Damaged(why) = &e.state {
-            println!("{:<14} ({why}; `coforge cache gc` removes it)", "");
+            say!("{:<14} ({why}; `coforge cache gc` removes it)", "");
         }
     }
-    println!("{} entries, {}", entries.len(), size(total));
+    say!("{} entries, {}", entries.len(), size(total));
     Ok(())
 }
 
 fn report(cache: &BuildCache, verb: &str, removed: Removed) {
     for (name, why) in &removed.entries {
-        println!("removed {name}: {why}");
+        say!("removed {name}: {why}");
     }
-    println!(
+    say!(
         "cache {verb}: removed {} entries, freed {} in {}",
         removed.entries.len(),
         size(removed.bytes),

@@ -242,7 +242,7 @@ pub fn verify(
     out.commit()
         .with_context(|| format!("cannot write results to {}", args.out.display()))?;
     progress.step(&format!("wrote {}", args.out.display()));
-    println!(
+    say!(
         "{}: {}x{}x{} on the {mode} engine, {} cycles (estimated {}, ideal {}), {} of {} elements differ",
         if o.bit_exact() { "BIT-EXACT" } else { "MISMATCH" },
         shape.0,

@@ -136,7 +136,7 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
     out.add("config.json", loaded.config.resolved_json().into_bytes());
     out.commit()?;
     progress.step(&format!("wrote {}", args.out.display()));
-    println!(
+    say!(
         "{} estimates (synth_xilinx -family {} -flatten; not Vivado results):\n{}",
         version,
         args.family.yosys_name(),

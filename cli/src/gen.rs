@@ -26,13 +26,13 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     }
     out.commit()?;
     let lines: usize = r.verilog.iter().map(|(_, t)| t.lines().count()).sum();
-    println!(
+    say!(
         "generated {} module definitions, {lines} lines of Verilog, config hash {}",
         r.verilog.len(),
         &loaded.config.hash()[..16]
     );
     for t in &r.tops {
-        println!(
+        say!(
             "  {:<10} {}: filelist {}",
             t.name,
             t.role,

@@ -180,7 +180,7 @@ pub(crate) fn stage_step(out: &mut OutputDir, s: &bdwp::StepOutputs) {
 
 fn commit(out: OutputDir) -> anyhow::Result<()> {
     for p in out.commit()? {
-        println!("wrote {}", p.display());
+        say!("wrote {}", p.display());
     }
     Ok(())
 }
@@ -364,7 +364,7 @@ fn train_step(a: TrainStepArgs) -> anyhow::Result<()> {
         .filter(|(a, b)| a != b)
         .count();
     let (b, cin) = x.dim();
-    println!(
+    say!(
         "BDWP step {pattern}: B = {b}, Cin = {cin}, Cout = {}; M_F keeps {} of {}, M_B keeps {}; \
          max|Y| = {:.4}, max|dX| = {:.4}, max|dW| = {:.4}, max|W32' - W32| = {:.3e}; \
          {flipped} forward-mask bits change for the next step",
@@ -437,7 +437,7 @@ fn random(a: RandomArgs) -> anyhow::Result<()> {
         },
     };
     let path = out.commit(&tensor.to_npy_bytes())?;
-    println!("wrote {}", path.display());
+    say!("wrote {}", path.display());
     Ok(())
 }
 

@@ -1,6 +1,24 @@
 //! `coforge`: the command line. Each top-level verb lives in its own module and adds one variant to
 //! [`Command`].
 
+/// `println!` to standard output that never panics: a reader that went away (`coforge
+/// schedule ... | head`, a closed pipe) must not turn a finished run into a panic, and what is
+/// printed is a summary of files already written, so a failed write is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` to standard output that never panics (see [`say!`]).
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod baseline;
 mod budget;
 mod cache;

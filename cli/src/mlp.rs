@@ -284,24 +284,30 @@ pub fn run(a: MlpArgs) -> anyhow::Result<()> {
     };
     out.write_json("summary.json", &summary)?;
     for p in out.commit()? {
-        println!("wrote {}", p.display());
+        say!("wrote {}", p.display());
     }
     anyhow::ensure!(
         rtl_exact,
         "the RTL run differs from the reference: see `rtl` in summary.json"
     );
-    println!(
+    say!(
         "{:<8} {:>11} {:>10} {:>10}",
-        "pattern", "final loss", "train acc", "test acc"
+        "pattern",
+        "final loss",
+        "train acc",
+        "test acc"
     );
     for c in &curves {
         let r = c.records.last().expect("non-empty");
-        println!(
+        say!(
             "{:<8} {:>11.4} {:>10.3} {:>10.3}",
-            c.label, r.loss, r.train_acc, r.test_acc
+            c.label,
+            r.loss,
+            r.train_acc,
+            r.test_acc
         );
     }
-    println!(
+    say!(
         "{} pattern(s) x {} steps on {} in {:.1} s (chance accuracy {:.3})",
         curves.len(),
         a.steps,

@@ -73,7 +73,7 @@ pub fn run(args: ScheduleArgs) -> anyhow::Result<()> {
     out.add("layers.csv", report::layers_csv(&s).into_bytes());
     out.add("schedule.svg", report::gantt_svg(&s).into_bytes());
     let files = out.commit()?;
-    println!(
+    say!(
         "{}: {} layers, {} instructions, one training step in {} cycles (estimated by the \
          scheduler's cost model, not measured)",
         s.network,
@@ -83,14 +83,14 @@ pub fn run(args: ScheduleArgs) -> anyhow::Result<()> {
     );
     let imem = s.hardware.system.imem_depth as usize;
     if s.instructions.len() > imem {
-        println!(
+        say!(
             "note: the program has {} instructions and the instruction memory holds {imem}; to \
              run it on the system top, raise system.imem_depth",
             s.instructions.len()
         );
     }
     for f in files {
-        println!("wrote {}", f.display());
+        say!("wrote {}", f.display());
     }
     Ok(())
 }

@@ -434,7 +434,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(first) = &system_mismatch {
         bail!("the system top and the reference differ; {first}");
     }
-    println!(
+    say!(
         "BIT-EXACT: {} step(s), every tensor (y, dx, dw, w32, w16, mask_f, mask_b) equal to the reference",
         args.steps
     );

@@ -516,7 +516,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         .write(path)?;
     }
 
-    println!(
+    say!(
         "{}: {} x {} x {} on {} x {} PEs, {} cycles (estimated {}), utilization {:.1}%, {} of {} elements differ",
         if c.bit_exact() { "BIT-EXACT" } else { "MISMATCH" },
         m,
@@ -531,7 +531,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         c.elements
     );
     if let Some(a) = &report.axi {
-        println!(
+        say!(
             "{}: through {} at stall rate {}: {} cycles (estimated {} without stalls), bare engine {} cycles",
             if a.same_bits_as_bare { "SAME BITS" } else { "DIFFERENT BITS" },
             a.top,
@@ -542,7 +542,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         );
     }
     for a in &report.axi_lanes {
-        println!("{}", a.summary_line());
+        say!("{}", a.summary_line());
     }
     if let Some(first) = &c.first_mismatch {
         bail!("{first}; see mismatch.svg in {}", args.out.display());

@@ -52,7 +52,7 @@ pub fn report(
 /// Prints the wrapper's line of the summary (after the report is written), and fails when its
 /// bits differ from the bare engine's.
 pub fn print_and_check(a: &LaneAxiReport) -> anyhow::Result<()> {
-    println!("{}", a.summary_line());
+    say!("{}", a.summary_line());
     if !a.same_bits_as_bare {
         bail!(
             "the AXI wrapper {} gave different bits from the bare engine ({} elements differ); \

@@ -226,7 +226,7 @@ pub fn run(
     out.commit()
         .with_context(|| format!("cannot write results to {}", args.out.display()))?;
     progress.step(&format!("wrote {}", args.out.display()));
-    println!(
+    say!(
         "{}: DCNv2 {} x {} x {} x {} ({}), {} cycles (estimated {}){}, {} of {} elements differ",
         if c.bit_exact() {
             "BIT-EXACT"

@@ -155,7 +155,7 @@ pub fn run(args: VivadoArgs) -> anyhow::Result<()> {
     out.add("package_ip.tcl", flow.package_tcl().into_bytes());
     out.add("README.md", flow.readme().into_bytes());
     out.commit()?;
-    println!(
+    say!(
         "wrote Vivado scripts for {} on {} at {} MHz (period {} ns) into {}",
         r.tops
             .iter()
@@ -167,7 +167,7 @@ pub fn run(args: VivadoArgs) -> anyhow::Result<()> {
         period_ns(args.clock_mhz),
         args.out.display()
     );
-    println!(
+    say!(
         "run there: vivado -mode batch -source build.tcl (coforge did not run Vivado; \
          `coforge estimate` gives Yosys estimates)"
     );

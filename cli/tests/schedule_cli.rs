@@ -116,3 +116,32 @@ fn bad_inputs_are_refused_and_nothing_is_written() {
         assert!(!out.exists(), "{name}: {} was written", out.display());
     }
 }
+
+/// A reader that goes away (`coforge schedule ... | head -0`) does not make the finished run
+/// panic: the summary lines are dropped, the files are written and the run succeeds.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "sat.toml", SYSTEM);
+    let net = repo().join("networks/small-cnn-ci.toml");
+    let out = dir.path().join("s");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coforge"))
+        .args(["schedule", "--net", net.to_str().unwrap()])
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the only reader before the command prints anything.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(o.status.success(), "{stderr}");
+    assert!(out.join("schedule.json").is_file());
+}

@@ -837,14 +837,19 @@ pub fn run(args: CampaignArgs) -> anyhow::Result<()> {
         .write(path)?;
     }
     for v in &summary.variants {
-        println!(
+        say!(
             "{engine} {:<22} {:>6} cases {:>4} mismatches",
-            v.variant, v.cases, v.mismatches
+            v.variant,
+            v.cases,
+            v.mismatches
         );
     }
-    println!(
+    say!(
         "{engine}: {} cases, {} mismatches, {} elements compared bit for bit, {:.1} s",
-        summary.cases, summary.mismatches, summary.elements_compared, summary.seconds
+        summary.cases,
+        summary.mismatches,
+        summary.elements_compared,
+        summary.seconds
     );
     if summary.mismatches > 0 {
         bail!(

@@ -147,7 +147,7 @@ fn sweep(args: SweepArgs) -> anyhow::Result<()> {
     };
     write(&mut out, &file)?;
     out.commit()?;
-    println!(
+    say!(
         "sweep: {} points evaluated (shard {} of a {}-point space) into {}",
         file.records.len(),
         args.shard,
@@ -155,7 +155,7 @@ fn sweep(args: SweepArgs) -> anyhow::Result<()> {
         out_path.display()
     );
     if !args.no_yosys {
-        println!(
+        say!(
             "yosys estimates: {} from the cache, {} synthesized (cache {})",
             stats.hits,
             stats.misses,
@@ -341,7 +341,7 @@ fn merge(dirs: &[PathBuf], out_path: &std::path::Path) -> anyhow::Result<()> {
     };
     write(&mut out, &merged)?;
     out.commit()?;
-    println!(
+    say!(
         "sweep merge: {} points from {} folders into {}",
         merged.records.len(),
         files.len(),

@@ -333,9 +333,10 @@ pub(super) fn run(args: &TrainArgs, net: &Path) -> anyhow::Result<()> {
             args.out.display()
         );
     }
-    println!(
+    say!(
         "BIT-EXACT: {} step(s) of `{}`, every tensor of every layer equal to the reference",
-        args.steps, schedule.network
+        args.steps,
+        schedule.network
     );
     Ok(())
 }
