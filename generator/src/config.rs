@@ -415,7 +415,9 @@ impl SystemConfig {
                 "stce.sparse",
                 "false".into(),
                 format!(
-                    "a dense-mode act line of the system top carries M/N = {}/{} groups and the                      PE's M:1 select takes one out, which a dense engine lacks; remove                      sparse = false, or set n = m for a dense engine",
+                    "a dense-mode act line of the system top carries M/N = {}/{} groups and the \
+                     PE's M:1 select takes one out, which a dense engine lacks; remove \
+                     sparse = false, or set n = m for a dense engine",
                     stce.m, stce.n
                 ),
             );

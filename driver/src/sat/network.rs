@@ -164,7 +164,8 @@ impl Runs {
             let running = u64::from(!self.open[e].is_empty());
             if counted != running && self.error.is_none() {
                 self.error = Some(format!(
-                    "cycle {t}: the {} busy counter counted {counted} but {} of its                      instructions were running (start and end strobes)",
+                    "cycle {t}: the {} busy counter counted {counted} but {} of its instructions \
+                     were running (start and end strobes)",
                     Engine::ALL[e].name(),
                     self.open[e].len()
                 ));
